@@ -1,0 +1,35 @@
+# The two commands a new machine needs (see README.md):
+#   make run   - build pgvalve and run it in front of a throwaway local PostgreSQL
+#   make test  - install what the tests need, then vet and run every test with -race
+GO      ?= go
+BIN     ?= bin/pgvalve
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: all build run test deps vet fuzz clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/pgvalve
+
+deps:
+	./scripts/ensure-deps.sh
+
+run: deps build
+	./$(BIN) demo
+
+vet:
+	$(GO) vet ./...
+
+test: deps vet
+	$(GO) test -race -count=1 ./...
+
+# A short fuzzing pass over every protocol reader; FUZZTIME=5m for longer.
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME) ./internal/wire
+	$(GO) test -run '^$$' -fuzz FuzzParseStartup -fuzztime $(FUZZTIME) ./internal/wire
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/config
+
+clean:
+	rm -rf bin

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+
+	"github.com/pgvalve/pgvalve/internal/pgcluster"
+)
+
+// cmdDemo runs pgvalve in front of a throwaway PostgreSQL (or the given
+// --upstream), prints how to connect, and cleans up on Ctrl-C or SIGTERM.
+func cmdDemo(args []string, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig("demo", args, stderr)
+	if err != nil && !errors.Is(err, errNoUpstream) {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "pgvalve demo: %v\n", err)
+		return 2
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	user, db := "app", "app"
+	if cfg.Upstream == "" && len(cfg.Databases) == 0 {
+		fmt.Fprintln(stderr, "pgvalve demo: starting a throwaway PostgreSQL (initdb in a temp dir)...")
+		cluster, err := pgcluster.Start(pgcluster.Options{User: user, Database: db})
+		if err != nil {
+			fmt.Fprintf(stderr, "pgvalve demo: %v\n(`make run` installs PostgreSQL with apt-get when initdb is missing)\n", err)
+			return 1
+		}
+		defer func() {
+			if err := cluster.Stop(); err != nil {
+				fmt.Fprintf(stderr, "pgvalve demo: stopping PostgreSQL: %v\n", err)
+			}
+		}()
+		cfg.Upstream = cluster.UserURL()
+		fmt.Fprintf(stderr, "pgvalve demo: PostgreSQL %s is on 127.0.0.1:%d (data in %s)\n", cluster.Database, cluster.Port, cluster.DataDir)
+	} else if u, err := url.Parse(cfg.Upstream); err == nil {
+		if u.User != nil && u.User.Username() != "" {
+			user = u.User.Username()
+		}
+		if p := u.Path; len(p) > 1 {
+			db = p[1:]
+		}
+	}
+	ready := func() {
+		fmt.Fprintf(stdout, "pgvalve is up. Connect with:\n\n  psql \"host=127.0.0.1 port=%s user=%s dbname=%s\"\n\nCtrl-C stops pgvalve and removes the throwaway PostgreSQL.\n",
+			portOf(cfg.Listen), user, db)
+	}
+	if err := serve(cfg, log, ready); err != nil {
+		log.Error("pgvalve stopped", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/pgvalve/pgvalve/internal/config"
+)
+
+// loadConfig reads --config (if given) and applies every flag the user set
+// on top of it, so flags override the file.
+func loadConfig(name string, args []string, stderr io.Writer) (config.Config, error) {
+	def := config.Default()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (TOML); flags override it")
+	listen := fs.String("listen", def.Listen, "address to accept clients on")
+	upstream := fs.String("upstream", def.Upstream, "PostgreSQL server for every database name: postgres://USER:PASS@HOST:PORT/DB")
+	mode := fs.String("pool-mode", string(def.PoolMode), "session, transaction or statement")
+	size := fs.Int("pool-size", def.PoolSize, "server connections per database and user")
+	wait := fs.Duration("query-wait-timeout", def.QueryWaitTimeout, "how long a client waits for a server before 53300 (0: forever)")
+	maxClients := fs.Int("max-client-conn", def.MaxClientConn, "most clients connected at once")
+	authMode := fs.String("auth", string(def.Auth), "client authentication: trust or passthrough")
+	logLevel := fs.String("log-level", def.LogLevel, "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return config.Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config.Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	cfg := def
+	if *path != "" {
+		var err error
+		if cfg, err = config.Load(*path); err != nil {
+			return config.Config{}, err
+		}
+	}
+	set := map[string]func(){
+		"listen":             func() { cfg.Listen = *listen },
+		"upstream":           func() { cfg.Upstream = *upstream },
+		"pool-mode":          func() { cfg.PoolMode = config.PoolMode(*mode) },
+		"pool-size":          func() { cfg.PoolSize = *size },
+		"query-wait-timeout": func() { cfg.QueryWaitTimeout = *wait },
+		"max-client-conn":    func() { cfg.MaxClientConn = *maxClients },
+		"auth":               func() { cfg.Auth = config.AuthMode(*authMode) },
+		"log-level":          func() { cfg.LogLevel = *logLevel },
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if apply, ok := set[f.Name]; ok {
+			apply()
+		}
+	})
+	if err := cfg.Validate(); err != nil {
+		return config.Config{}, err
+	}
+	if cfg.Upstream == "" && len(cfg.Databases) == 0 {
+		return cfg, errNoUpstream
+	}
+	return cfg, nil
+}
+
+// errNoUpstream means neither --upstream nor a route was given; demo then
+// starts its own PostgreSQL.
+var errNoUpstream = errors.New("no upstream: give --upstream or [databases.NAME] routes in --config")
+
+// portOf returns the port of a host:port address.
+func portOf(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return port
+}

@@ -1,0 +1,115 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
+)
+
+var pgbenchInit sync.Once
+
+// initPgbench creates pgbench's tables once, directly on PostgreSQL.
+func initPgbench(t *testing.T) {
+	t.Helper()
+	var err error
+	var out []byte
+	pgbenchInit.Do(func() {
+		cmd := exec.Command(cluster.PgBench(), "-i", "-s", "1", "-q", "-h", cluster.Host, "-p", strconv.Itoa(cluster.Port),
+			"-U", cluster.User, pgtest.TestDatabase)
+		cmd.Env = []string{"PGPASSWORD=" + cluster.Password}
+		out, err = cmd.CombinedOutput()
+	})
+	if err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+}
+
+// runPgbench runs pgbench through pgvalve and returns transactions processed
+// and failed, failing the test if pgbench itself fails.
+func runPgbench(t *testing.T, port int, args ...string) (processed, failed int) {
+	t.Helper()
+	base := []string{"-n", "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", cluster.User}
+	cmd := exec.Command(cluster.PgBench(), append(append(base, args...), pgtest.TestDatabase)...)
+	cmd.Env = []string{"PGPASSWORD=" + cluster.Password}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("pgbench %v: %v\n%s", args, err, out)
+	}
+	processed = atoiMatch(t, out, `number of transactions actually processed: (\d+)`)
+	failed = atoiMatch(t, out, `number of failed transactions: (\d+)`)
+	t.Logf("pgbench %v: %d processed, %d failed", args, processed, failed)
+	return processed, failed
+}
+
+func atoiMatch(t *testing.T, out []byte, pattern string) int {
+	t.Helper()
+	m := regexp.MustCompile(pattern).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("pgbench output lacks %q:\n%s", pattern, out)
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// watchBackends samples pg_stat_activity until stop is closed and returns
+// the most server backends the test user had at once.
+func watchBackends(t *testing.T, stop <-chan struct{}) func() int {
+	t.Helper()
+	admin := direct(t)
+	var peak atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			n, err := backendsOf(context.Background(), admin, cluster.User)
+			if err == nil && int64(n) > peak.Load() {
+				peak.Store(int64(n))
+			}
+		}
+	}()
+	return func() int { <-done; return int(peak.Load()) }
+}
+
+func TestPgbenchWithANewConnectionPerTransactionNeverExceedsThePool(t *testing.T) {
+	initPgbench(t)
+	const poolSize = 5
+	for _, protocol := range []string{"simple", "extended"} {
+		t.Run(protocol, func(t *testing.T) {
+			ctx := testContext(t)
+			admin := direct(t)
+			waitFor(t, 10*time.Second, "earlier tests' servers to go", func() bool {
+				n, err := backendsOf(ctx, admin, cluster.User)
+				return err == nil && n == 0
+			})
+			s, _ := startValve(t, sessionConfig(poolSize))
+			stop := make(chan struct{})
+			peak := watchBackends(t, stop)
+			processed, failed := runPgbench(t, s.Port(), "-C", "-c", "20", "-j", "2", "-T", "5", "-M", protocol)
+			close(stop)
+			if failed != 0 || processed == 0 {
+				t.Fatalf("pgbench: %d processed, %d failed; want some and none failed", processed, failed)
+			}
+			if p := peak(); p > poolSize || p == 0 {
+				t.Fatalf("pg_stat_activity showed up to %d backends for the pool of %d", p, poolSize)
+			}
+			s.WaitIdle(t, 10*time.Second)
+			st, _ := s.PoolStats(fmt.Sprintf("%s/%s", pgtest.TestDatabase, cluster.User))
+			if st.Total() > poolSize || st.Acquires < int64(processed) {
+				t.Fatalf("stats %+v after %d transactions", st, processed)
+			}
+		})
+	}
+}

@@ -1,0 +1,117 @@
+package app
+
+import (
+	"context"
+	"errors"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgvalve/pgvalve/internal/backend"
+	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/pool"
+	"github.com/pgvalve/pgvalve/internal/session"
+	"github.com/pgvalve/pgvalve/internal/wire"
+)
+
+// lookup finds or creates the pool for a client's database and user.
+func (a *App) lookup(db, user string) (session.Route, bool) {
+	e, ok := a.entry(db, user)
+	if !ok {
+		return session.Route{}, false
+	}
+	return e.route, true
+}
+
+func (a *App) entry(db, user string) (*entry, bool) {
+	route, ok := a.cfg.PoolFor(db)
+	if !ok {
+		return nil, false
+	}
+	dial, err := a.dialConfig(route, db, user)
+	if err != nil {
+		// Validate already parsed every upstream; this cannot happen.
+		a.log.Error("bad upstream", "db", db, "err", err)
+		return nil, false
+	}
+	key := poolKey{db: db, user: user}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e, ok := a.mu.pools[key]; ok {
+		return e, true
+	}
+	if a.mu.closed {
+		return nil, false
+	}
+	e := &entry{dial: dial, params: &backend.ParamCache{}}
+	e.pool = pool.New(pool.Config[*backend.Conn]{
+		Name:        key.String(),
+		Size:        route.PoolSize,
+		WaitTimeout: a.cfg.QueryWaitTimeout,
+		Dial: func(ctx context.Context) (*backend.Conn, error) {
+			cfg := e.dial
+			if a.cfg.Auth == config.AuthPassthrough {
+				cfg.Password, _ = a.passwords.Get(key.String())
+			}
+			c, err := backend.Dial(ctx, cfg)
+			if err == nil {
+				e.params.Store(c.Params())
+			}
+			return c, err
+		},
+	})
+	e.route = session.Route{Pool: e.pool, Mode: route.PoolMode, Params: e.params}
+	a.mu.pools[key] = e
+	return e, true
+}
+
+// dialConfig says how to log in to the server for a client of route. A
+// named route's URL may fix the server database and user; the global
+// upstream passes the client's own database and user name through.
+func (a *App) dialConfig(route config.Database, db, user string) (backend.Config, error) {
+	up, err := config.ParseUpstream(route.Upstream)
+	if err != nil {
+		return backend.Config{}, err
+	}
+	cfg := backend.Config{
+		Host: up.Host, Port: up.Port, Database: db, User: user,
+		Params: up.Params, MaxMessageSize: wire.MaxServerMessage,
+	}
+	if _, named := a.cfg.Databases[db]; named {
+		if up.Database != "" {
+			cfg.Database = up.Database
+		}
+		if up.User != "" {
+			cfg.User = up.User
+		}
+	}
+	if up.User == "" || up.User == cfg.User {
+		cfg.Password = up.Password
+	}
+	return cfg, nil
+}
+
+// verify proves a passthrough client's password: one the upstream already
+// accepted for this pool passes; any other costs one server login.
+func (a *App) verify(ctx context.Context, db, user, password string) error {
+	e, ok := a.entry(db, user)
+	if !ok {
+		return errors.New("no such database")
+	}
+	key := poolKey{db: db, user: user}.String()
+	if a.passwords.Matches(key, password) {
+		return nil
+	}
+	cfg := e.dial
+	cfg.Password = password
+	conn, err := backend.Dial(ctx, cfg)
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == wire.CodeInvalidPassword {
+			a.passwords.Forget(key, password)
+		}
+		return err
+	}
+	_ = conn.Close()
+	a.passwords.Accept(key, password)
+	return nil
+}

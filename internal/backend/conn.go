@@ -1,0 +1,230 @@
+// Package backend owns one server connection: it dials and authenticates
+// with pgconn, then takes the raw socket over so the relay can frame bytes
+// itself. It tracks what the server reports (ParameterStatus, transaction
+// status, cancel key) and knows how to reset, cancel and close the
+// connection. It never sees a pool or a client.
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgvalve/pgvalve/internal/wire"
+)
+
+// Config says where and as whom to log in.
+type Config struct {
+	Host     string
+	Port     int
+	User     string
+	Password string
+	Database string
+	// Params are extra libpq keywords (sslmode, connect_timeout, ...) or
+	// runtime parameters (application_name, options, ...) from the upstream URL.
+	Params map[string]string
+	// ConnectTimeout bounds dial plus login when the context has no earlier deadline.
+	ConnectTimeout time.Duration
+	// MaxMessageSize bounds server messages; 0 means 1 GiB.
+	MaxMessageSize int
+}
+
+// Conn is one authenticated server connection. Its owner (whoever holds the
+// lease) is the only goroutine that reads, writes or inspects state; Cancel
+// and Close may be called from anywhere.
+type Conn struct {
+	netConn net.Conn
+	rd      *wire.Reader
+	cancel  cancelTarget
+	created time.Time
+
+	params   map[string]string
+	txStatus byte
+	broken   string // non-empty: state unknown, never reuse
+
+	closed atomic.Bool
+}
+
+type cancelTarget struct {
+	network, address string
+	pid              uint32
+	secret           []byte
+}
+
+// Dial opens and authenticates a server connection. Errors from the server
+// (wrong password, missing database) come back as *pgconn.PgError inside the
+// chain, so callers can forward the server's own SQLSTATE.
+func Dial(ctx context.Context, cfg Config) (*Conn, error) {
+	pcfg, err := pgconn.ParseConfig(connString(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("backend: config: %w", err)
+	}
+	// Only runtime parameters named in the upstream URL travel: PG* variables
+	// in pgvalve's own environment must not change every server's session.
+	for k := range pcfg.RuntimeParams {
+		if _, ok := cfg.Params[k]; !ok {
+			delete(pcfg.RuntimeParams, k)
+		}
+	}
+	if cfg.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.ConnectTimeout)
+		defer cancel()
+	}
+	pg, err := pgconn.ConnectConfig(ctx, pcfg)
+	if err != nil {
+		return nil, err
+	}
+	hc, err := pg.Hijack()
+	if err != nil {
+		pg.Close(context.Background())
+		return nil, fmt.Errorf("backend: hijack: %w", err)
+	}
+	maxLen := cfg.MaxMessageSize
+	if maxLen <= 0 {
+		maxLen = 1 << 30
+	}
+	c := &Conn{
+		netConn:  hc.Conn,
+		rd:       wire.NewReader(hc.Conn, wire.DefaultBufferSize, maxLen),
+		created:  time.Now(),
+		params:   hc.ParameterStatuses,
+		txStatus: hc.TxStatus,
+		cancel:   cancelTarget{pid: hc.PID, secret: hc.SecretKey},
+	}
+	c.cancel.network, c.cancel.address = cancelAddr(hc.Conn, cfg)
+	return c, nil
+}
+
+// cancelAddr picks where a CancelRequest goes: the peer actually reached
+// (a host list or DNS may have chosen it), except for unix sockets, whose
+// peer name is relative.
+func cancelAddr(c net.Conn, cfg Config) (network, address string) {
+	ra := c.RemoteAddr()
+	if ra.Network() != "unix" {
+		return ra.Network(), ra.String()
+	}
+	return pgconn.NetworkAddress(cfg.Host, uint16(cfg.Port))
+}
+
+func connString(cfg Config) string {
+	kv := map[string]string{
+		"host":     cfg.Host,
+		"port":     fmt.Sprint(cfg.Port),
+		"user":     cfg.User,
+		"password": cfg.Password,
+		"dbname":   cfg.Database,
+	}
+	for k, v := range cfg.Params {
+		kv[k] = v
+	}
+	var b strings.Builder
+	for k, v := range kv {
+		if v == "" && k != "password" {
+			continue
+		}
+		b.WriteString(k)
+		b.WriteString("='")
+		b.WriteString(strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v))
+		b.WriteString("' ")
+	}
+	return b.String()
+}
+
+// NetConn is the raw socket, for the relay's writes and deadlines.
+func (c *Conn) NetConn() net.Conn { return c.netConn }
+
+// Reader frames what the server sends. Bytes left in it belong to this
+// connection, so one reader lives as long as the connection.
+func (c *Conn) Reader() *wire.Reader { return c.rd }
+
+// PID is the server process id, as PostgreSQL's pg_stat_activity shows it.
+func (c *Conn) PID() uint32 { return c.cancel.pid }
+
+// Created is when the connection was opened.
+func (c *Conn) Created() time.Time { return c.created }
+
+// TxStatus is the status byte of the last ReadyForQuery seen.
+func (c *Conn) TxStatus() byte { return c.txStatus }
+
+// Params returns a copy of the server's reported parameters.
+func (c *Conn) Params() map[string]string {
+	return maps.Clone(c.params)
+}
+
+// Param returns one reported parameter.
+func (c *Conn) Param(name string) string { return c.params[name] }
+
+// Observe updates tracked state from a server message the relay forwarded.
+// Only ReadyForQuery and ParameterStatus matter; others are ignored.
+func (c *Conn) Observe(f wire.Frame) {
+	if f.Body != nil {
+		c.observe(f.Type, f.Body)
+	}
+}
+
+// MarkBroken records that the connection's protocol state is unknown (a
+// client left mid-query, an I/O error): it will be closed, never reused.
+func (c *Conn) MarkBroken(reason string) {
+	if c.broken == "" {
+		c.broken = reason
+	}
+}
+
+// Broken returns why the connection may not be reused, or "".
+func (c *Conn) Broken() string { return c.broken }
+
+// Reusable reports whether another client may use the connection: open,
+// not broken, idle outside a transaction, nothing half-read.
+func (c *Conn) Reusable() bool {
+	return !c.closed.Load() && c.broken == "" && c.txStatus == 'I' && !c.rd.InMessage()
+}
+
+// ErrClosed is returned by operations on a closed connection.
+var ErrClosed = errors.New("backend: connection closed")
+
+// Close sends Terminate and closes the socket. Safe to call more than once
+// and from any goroutine.
+func (c *Conn) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	_ = c.netConn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = c.netConn.Write([]byte{'X', 0, 0, 0, 4})
+	return c.netConn.Close()
+}
+
+// Cancel asks the server to cancel whatever this connection runs now, the
+// way libpq does: a CancelRequest on a new connection to the same server.
+func (c *Conn) Cancel(ctx context.Context) error {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, c.cancel.network, c.cancel.address)
+	if err != nil {
+		return fmt.Errorf("backend: cancel: %w", err)
+	}
+	defer nc.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = nc.SetDeadline(dl)
+	}
+	req := pgproto3.CancelRequest{ProcessID: c.cancel.pid, SecretKey: c.cancel.secret}
+	buf, err := req.Encode(nil)
+	if err != nil {
+		return err
+	}
+	if _, err := nc.Write(buf); err != nil {
+		return fmt.Errorf("backend: cancel: %w", err)
+	}
+	// The server closes the socket when it has handled the request; waiting
+	// for that makes the cancel delivered before we return.
+	var one [1]byte
+	_, _ = nc.Read(one[:])
+	return nil
+}

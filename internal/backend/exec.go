@@ -1,0 +1,93 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// defaultExecTimeout bounds pgvalve's own queries (reset, parameter sync)
+// when the caller's context sets no deadline.
+const defaultExecTimeout = 30 * time.Second
+
+// Exec runs one simple query of pgvalve's own (a reset, parameter changes)
+// and reads up to its ReadyForQuery. Notices are dropped; ParameterStatus
+// and the transaction status are tracked. A server error comes back as
+// *pgconn.PgError and leaves the connection usable; an I/O error or a
+// timeout marks it broken.
+func (c *Conn) Exec(ctx context.Context, sql string) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if c.broken != "" {
+		return fmt.Errorf("backend: connection broken: %s", c.broken)
+	}
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(defaultExecTimeout)
+	}
+	_ = c.netConn.SetDeadline(dl)
+	defer c.netConn.SetDeadline(time.Time{})
+	stop := context.AfterFunc(ctx, func() { _ = c.netConn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	q := pgproto3.Query{String: sql}
+	buf, err := q.Encode(nil)
+	if err != nil {
+		return err
+	}
+	if _, err := c.netConn.Write(buf); err != nil {
+		c.MarkBroken("write failed: " + err.Error())
+		return fmt.Errorf("backend: exec: %w", err)
+	}
+	var firstErr error
+	for {
+		typ, body, err := c.rd.ReadMessage()
+		if err != nil {
+			c.MarkBroken("read failed: " + err.Error())
+			return fmt.Errorf("backend: exec: %w", err)
+		}
+		switch typ {
+		case 'E':
+			if firstErr == nil {
+				firstErr = decodeError(body)
+			}
+		case 'S', 'Z':
+			c.observe(typ, body)
+			if typ == 'Z' {
+				return firstErr
+			}
+		case 'G', 'H', 'W':
+			// COPY has no place in pgvalve's own queries.
+			c.MarkBroken("unexpected COPY from own query")
+			return errors.New("backend: exec: unexpected COPY response")
+		}
+	}
+}
+
+func (c *Conn) observe(typ byte, body []byte) {
+	switch typ {
+	case 'Z':
+		if len(body) == 1 {
+			c.txStatus = body[0]
+		}
+	case 'S':
+		var ps pgproto3.ParameterStatus
+		if ps.Decode(body) == nil {
+			c.params[ps.Name] = ps.Value
+		}
+	}
+}
+
+// decodeError turns an ErrorResponse body into a *pgconn.PgError.
+func decodeError(body []byte) error {
+	var er pgproto3.ErrorResponse
+	if err := er.Decode(body); err != nil {
+		return fmt.Errorf("backend: malformed error response: %w", err)
+	}
+	return pgconn.ErrorResponseToPgError(&er)
+}

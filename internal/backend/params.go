@@ -1,0 +1,141 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strings"
+	"sync/atomic"
+
+	"github.com/pgvalve/pgvalve/internal/wire"
+)
+
+// SyncParams makes the server session's settings match a client's startup
+// parameters. It uses set_config rather than SET so values are parsed the
+// way PostgreSQL parses startup parameters (a search_path list stays a
+// list), and sends one query for all of them. Reported parameters that
+// already match are skipped. A bad name or value comes back as the server's
+// error, which the client would have seen connecting directly.
+func (c *Conn) SyncParams(ctx context.Context, want []wire.Param) error {
+	var sets []string
+	for _, p := range want {
+		if v, reported := c.params[p.Name]; reported && v == p.Value {
+			continue
+		}
+		sets = append(sets, fmt.Sprintf("pg_catalog.set_config(%s, %s, false)", literal(p.Name), literal(p.Value)))
+	}
+	if len(sets) == 0 {
+		return nil
+	}
+	return c.Exec(ctx, "SELECT "+strings.Join(sets, ", "))
+}
+
+// literal quotes s as an escape-string constant, which means the same
+// whatever standard_conforming_strings is set to.
+func literal(s string) string {
+	return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+// StartupParams turns a client's startup parameters into the settings to
+// apply on a server: it drops the ones that pick the connection (user,
+// database) and expands the options parameter's -c settings, as the
+// postmaster does.
+func StartupParams(params []wire.Param) ([]wire.Param, error) {
+	var out []wire.Param
+	for _, p := range params {
+		switch p.Name {
+		case "user", "database", "replication":
+			continue
+		case "options":
+			opts, err := ParseOptions(p.Value)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, opts...)
+		default:
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// ParseOptions reads the options startup parameter: whitespace-separated
+// switches where a backslash keeps the next character (so "\ " is a space
+// inside a value). Only -c name=value and --name=value set parameters;
+// other postmaster switches are refused, as PgBouncer does.
+func ParseOptions(s string) ([]wire.Param, error) {
+	words := splitOptions(s)
+	var out []wire.Param
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		var setting string
+		switch {
+		case w == "-c":
+			if i+1 >= len(words) {
+				return nil, fmt.Errorf("options: -c needs name=value")
+			}
+			i++
+			setting = words[i]
+		case strings.HasPrefix(w, "-c"):
+			setting = w[2:]
+		case strings.HasPrefix(w, "--"):
+			setting = w[2:]
+		default:
+			return nil, fmt.Errorf("options: unsupported switch %q (only -c name=value)", w)
+		}
+		name, value, ok := strings.Cut(setting, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("options: %q is not name=value", setting)
+		}
+		// PostgreSQL treats - and _ alike in option names given this way.
+		out = append(out, wire.Param{Name: strings.ReplaceAll(name, "-", "_"), Value: value})
+	}
+	return out, nil
+}
+
+func splitOptions(s string) []string {
+	var words []string
+	var cur strings.Builder
+	inWord, escaped := false, false
+	for _, r := range s {
+		switch {
+		case escaped:
+			cur.WriteRune(r)
+			escaped = false
+		case r == '\\':
+			escaped, inWord = true, true
+		case r == ' ' || r == '\t' || r == '\n' || r == '\r':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words
+}
+
+// ParamCache remembers the parameters a freshly opened server reports, so
+// a client can be greeted without waiting for a server of its own (as
+// PgBouncer does): the server is leased only when the client sends work.
+type ParamCache struct {
+	p atomic.Pointer[map[string]string]
+}
+
+// Store records a fresh server's parameters.
+func (c *ParamCache) Store(params map[string]string) { c.p.Store(&params) }
+
+// Load returns a copy of the recorded parameters, or nil if none yet.
+func (c *ParamCache) Load() map[string]string {
+	p := c.p.Load()
+	if p == nil {
+		return nil
+	}
+	return maps.Clone(*p)
+}

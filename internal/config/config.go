@@ -1,0 +1,158 @@
+// Package config holds pgvalve's configuration: its defaults, its TOML file
+// format (PgBouncer-style key names) and its validation. A Config is a plain
+// value; build it with Default, Parse or Load and treat it as immutable.
+package config
+
+import (
+	"os"
+	"time"
+)
+
+// PoolMode says when a server connection goes back to the pool.
+type PoolMode string
+
+// Pool modes, as in PgBouncer.
+const (
+	PoolSession     PoolMode = "session"
+	PoolTransaction PoolMode = "transaction"
+	PoolStatement   PoolMode = "statement"
+)
+
+// Valid reports whether m is one of the known pool modes.
+func (m PoolMode) Valid() bool {
+	switch m {
+	case PoolSession, PoolTransaction, PoolStatement:
+		return true
+	}
+	return false
+}
+
+// AuthMode says how clients are authenticated.
+type AuthMode string
+
+// Auth modes: trust lets every client in; passthrough relays the client's
+// authentication exchange to the upstream server.
+const (
+	AuthTrust       AuthMode = "trust"
+	AuthPassthrough AuthMode = "passthrough"
+)
+
+// Valid reports whether a is one of the known auth modes.
+func (a AuthMode) Valid() bool {
+	return a == AuthTrust || a == AuthPassthrough
+}
+
+// MaxMessageSizeLimit is the largest allowed MaxMessageSize: PostgreSQL's own
+// MaxAllocSize ceiling (1 GiB - 1).
+const MaxMessageSizeLimit = 1<<30 - 1
+
+// MinMessageSize is the smallest allowed MaxMessageSize; anything smaller
+// would reject ordinary startup packets.
+const MinMessageSize = 1024
+
+// Config is the whole configuration. Treat it as immutable once built.
+type Config struct {
+	Listen             string              // default "127.0.0.1:6432"
+	Upstream           string              // default route: postgres URL for any database without its own route; "" = none
+	PoolMode           PoolMode            // default session
+	PoolSize           int                 // default 20, must be >= 1
+	QueryWaitTimeout   time.Duration       // default 20s; 0 means wait forever (as in PgBouncer)
+	MaxClientConn      int                 // default 1000, >= 1
+	Auth               AuthMode            // default trust
+	ServerResetQuery   string              // default "DISCARD ALL"; "" disables
+	MaxMessageSize     int                 // largest client protocol message accepted, bytes; default and maximum MaxMessageSizeLimit
+	ClientLoginTimeout time.Duration       // default 60s (PgBouncer's client_login_timeout); 0 = none
+	ShutdownTimeout    time.Duration       // default 30s
+	LogLevel           string              // "debug"|"info"|"warn"|"error", default "info"
+	Databases          map[string]Database // routes keyed by the database name clients use
+
+	// src remembers where Parse found each value so that Validate can
+	// point at file lines; nil for configs not built by Parse.
+	src *source
+}
+
+// Database is one [databases.NAME] route.
+type Database struct {
+	Name     string   // the key
+	Upstream string   // postgres URL, required
+	PoolMode PoolMode // "" = inherit Config.PoolMode
+	PoolSize int      // 0 = inherit Config.PoolSize
+	Line     int      // line of the [databases.NAME] header, for messages; 0 if unknown
+}
+
+// source is what Parse knew about the file a Config came from.
+type source struct {
+	name  string
+	lines map[string]int // key path (toml.Key.String()) -> line
+	// poolSizeKey is the spelling used in the file: pool_size or its
+	// alias default_pool_size, so messages name what the user wrote.
+	poolSizeKey string
+	// file holds the values exactly as parsed (databases deep-copied), so
+	// Validate can tell them from values overridden later, which must not
+	// be blamed on a file line.
+	file Config
+}
+
+// Default returns the built-in configuration.
+func Default() Config {
+	return Config{
+		Listen:             "127.0.0.1:6432",
+		PoolMode:           PoolSession,
+		PoolSize:           20,
+		QueryWaitTimeout:   20 * time.Second,
+		MaxClientConn:      1000,
+		Auth:               AuthTrust,
+		ServerResetQuery:   "DISCARD ALL",
+		MaxMessageSize:     MaxMessageSizeLimit,
+		ClientLoginTimeout: 60 * time.Second,
+		ShutdownTimeout:    30 * time.Second,
+		LogLevel:           "info",
+		Databases:          map[string]Database{},
+	}
+}
+
+// Load reads the TOML file at path and parses it with Parse.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, err
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes TOML data on top of Default and validates the result. name
+// (usually the file path) prefixes every message, as in "name:7: ...". All
+// problems found are returned together, ordered by line.
+func Parse(name string, data []byte) (Config, error) {
+	cfg, probs, ok := decode(name, data)
+	if !ok {
+		return Config{}, join(name, probs)
+	}
+	probs = append(probs, cfg.problems()...)
+	if err := join(name, probs); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// PoolFor returns the route for a client's database name: its own
+// [databases.NAME] route if there is one, else a route to the global Upstream
+// named db, else ok=false. PoolMode and PoolSize of the returned route are
+// resolved against the global settings, never empty or 0.
+func (c Config) PoolFor(db string) (route Database, ok bool) {
+	route, ok = c.Databases[db]
+	if !ok {
+		if c.Upstream == "" {
+			return Database{}, false
+		}
+		route = Database{Upstream: c.Upstream}
+	}
+	route.Name = db
+	if route.PoolMode == "" {
+		route.PoolMode = c.PoolMode
+	}
+	if route.PoolSize == 0 {
+		route.PoolSize = c.PoolSize
+	}
+	return route, true
+}

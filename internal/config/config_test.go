@@ -1,0 +1,183 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestDefaultHasDocumentedValues(t *testing.T) {
+	want := Config{
+		Listen:             "127.0.0.1:6432",
+		PoolMode:           PoolSession,
+		PoolSize:           20,
+		QueryWaitTimeout:   20 * time.Second,
+		MaxClientConn:      1000,
+		Auth:               AuthTrust,
+		ServerResetQuery:   "DISCARD ALL",
+		MaxMessageSize:     1<<30 - 1,
+		ClientLoginTimeout: 60 * time.Second,
+		ShutdownTimeout:    30 * time.Second,
+		LogLevel:           "info",
+		Databases:          map[string]Database{},
+	}
+	if got := Default(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("Default() = %+v\nwant %+v", got, want)
+	}
+	if err := Default().Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v", err)
+	}
+}
+
+func TestDefaultReturnsIndependentMaps(t *testing.T) {
+	a := Default()
+	a.Databases["x"] = Database{Name: "x"}
+	if len(Default().Databases) != 0 {
+		t.Fatal("mutating one Default() leaked into the next")
+	}
+}
+
+func TestParseOfEmptyFileGivesDefaults(t *testing.T) {
+	cfg, err := Parse("empty.toml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.src = nil
+	if !reflect.DeepEqual(cfg, Default()) {
+		t.Fatalf("got %+v, want defaults", cfg)
+	}
+}
+
+func TestParseReadsEveryKey(t *testing.T) {
+	const doc = `
+listen = "0.0.0.0:7432"
+upstream = "postgres://app@db.internal/app"
+pool_mode = "transaction"
+pool_size = 5
+query_wait_timeout = "1m"
+max_client_conn = 50
+auth = "passthrough"
+server_reset_query = ""
+max_message_size = 65536
+client_login_timeout = 0
+shutdown_timeout = 2.5
+log_level = "debug"
+
+[databases.reports]
+upstream = "postgresql://ro@replica:5433/reports"
+pool_mode = "statement"
+pool_size = 2
+
+[databases.main]
+upstream = "postgres://main/main"
+`
+	cfg, err := Parse("pgvalve.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.src = nil
+	want := Config{
+		Listen:             "0.0.0.0:7432",
+		Upstream:           "postgres://app@db.internal/app",
+		PoolMode:           PoolTransaction,
+		PoolSize:           5,
+		QueryWaitTimeout:   time.Minute,
+		MaxClientConn:      50,
+		Auth:               AuthPassthrough,
+		ServerResetQuery:   "",
+		MaxMessageSize:     65536,
+		ClientLoginTimeout: 0,
+		ShutdownTimeout:    2500 * time.Millisecond,
+		LogLevel:           "debug",
+		Databases: map[string]Database{
+			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 15},
+			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 20},
+		},
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("got  %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestPoolForResolvesRoutes(t *testing.T) {
+	withGlobal := Default()
+	withGlobal.Upstream = "postgres://global/x"
+	withGlobal.PoolMode = PoolTransaction
+	withGlobal.PoolSize = 7
+	withGlobal.Databases = map[string]Database{
+		"own":      {Name: "own", Upstream: "postgres://own/own", PoolMode: PoolStatement, PoolSize: 3, Line: 4},
+		"inherits": {Name: "inherits", Upstream: "postgres://inh/inh", Line: 9},
+	}
+	noGlobal := withGlobal
+	noGlobal.Upstream = ""
+
+	tests := []struct {
+		name   string
+		cfg    Config
+		db     string
+		want   Database
+		wantOK bool
+	}{
+		{"route overrides mode and size", withGlobal, "own",
+			Database{Name: "own", Upstream: "postgres://own/own", PoolMode: PoolStatement, PoolSize: 3, Line: 4}, true},
+		{"route inherits mode and size", withGlobal, "inherits",
+			Database{Name: "inherits", Upstream: "postgres://inh/inh", PoolMode: PoolTransaction, PoolSize: 7, Line: 9}, true},
+		{"unrouted name uses global upstream", withGlobal, "other",
+			Database{Name: "other", Upstream: "postgres://global/x", PoolMode: PoolTransaction, PoolSize: 7}, true},
+		{"route still wins without global", noGlobal, "own",
+			Database{Name: "own", Upstream: "postgres://own/own", PoolMode: PoolStatement, PoolSize: 3, Line: 4}, true},
+		{"unrouted name without global has no route", noGlobal, "other", Database{}, false},
+		{"names are case-sensitive", noGlobal, "OWN", Database{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := tt.cfg.PoolFor(tt.db)
+			if ok != tt.wantOK || got != tt.want {
+				t.Fatalf("PoolFor(%q) = %+v, %v; want %+v, %v", tt.db, got, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+}
+
+func TestPoolModeValidAcceptsOnlyKnownModes(t *testing.T) {
+	for _, m := range []PoolMode{PoolSession, PoolTransaction, PoolStatement} {
+		if !m.Valid() {
+			t.Errorf("%q.Valid() = false", m)
+		}
+	}
+	for _, m := range []PoolMode{"", "Session", "sesion"} {
+		if m.Valid() {
+			t.Errorf("%q.Valid() = true", m)
+		}
+	}
+}
+
+func TestLoadReadsFileAndNamesItInErrors(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.toml")
+	bad := filepath.Join(dir, "bad.toml")
+	if err := os.WriteFile(good, []byte("pool_size = 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("\npool_size = 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(good)
+	if err != nil || cfg.PoolSize != 3 {
+		t.Fatalf("Load(good) = %d, %v", cfg.PoolSize, err)
+	}
+	_, err = Load(bad)
+	if want := bad + ":2: pool_size: must be at least 1"; err == nil || err.Error() != want {
+		t.Fatalf("Load(bad) error = %v, want %q", err, want)
+	}
+	if _, err := Load(filepath.Join(dir, "missing.toml")); err == nil || !strings.Contains(err.Error(), "missing.toml") {
+		t.Fatalf("Load(missing) error = %v", err)
+	}
+}

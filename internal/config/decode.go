@@ -1,0 +1,234 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// problem is one configuration error, kept structured until join formats it
+// so that all of them can be sorted by line.
+type problem struct {
+	fromFile bool   // the value came from the file named in join
+	line     int    // 1-based file line; 0 = unknown
+	key      string // key path the problem is about; "" for syntax errors
+	msg      string
+}
+
+// join sorts problems by line (unlocated first, otherwise in the order they
+// were found) and joins them into one error; nil if there are none.
+func join(name string, probs []problem) error {
+	sort.SliceStable(probs, func(i, j int) bool { return probs[i].line < probs[j].line })
+	errs := make([]error, 0, len(probs))
+	for _, p := range probs {
+		var b strings.Builder
+		switch {
+		case p.fromFile && p.line > 0:
+			fmt.Fprintf(&b, "%s:%d: ", name, p.line)
+		case p.fromFile:
+			fmt.Fprintf(&b, "%s: ", name)
+		}
+		if p.key != "" {
+			b.WriteString(p.key)
+			b.WriteString(": ")
+		}
+		b.WriteString(p.msg)
+		errs = append(errs, errors.New(b.String()))
+	}
+	return errors.Join(errs...)
+}
+
+// decoder turns the generic TOML tree into a Config. It checks key names and
+// value types itself instead of using toml's struct decoding, which matches
+// field names case-insensitively and stops at the first type error; walking
+// the tree lets every problem be reported, each with its line.
+type decoder struct {
+	lines map[string]int
+	probs []problem
+}
+
+func (d *decoder) fail(path toml.Key, format string, args ...any) {
+	k := path.String()
+	d.probs = append(d.probs, problem{fromFile: true, line: d.lines[k], key: k, msg: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoder) unknown(path toml.Key) {
+	k := path.String()
+	d.probs = append(d.probs, problem{fromFile: true, line: d.lines[k], msg: fmt.Sprintf("unknown key %q", k)})
+}
+
+// decode parses data on top of Default. ok is false when the TOML itself
+// does not parse; then only the syntax error is returned.
+func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
+	var tree map[string]any
+	if _, err := toml.Decode(string(data), &tree); err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return Config{}, []problem{{fromFile: true, line: pe.Position.Line, msg: pe.Message}}, false
+		}
+		return Config{}, []problem{{fromFile: true, msg: err.Error()}}, false
+	}
+
+	d := &decoder{lines: keyLines(string(data))}
+	cfg = Default()
+	poolSizeKey := ""
+	for _, key := range slices.Sorted(maps.Keys(tree)) {
+		val, path := tree[key], toml.Key{key}
+		switch key {
+		case "listen":
+			d.str(path, val, &cfg.Listen)
+		case "upstream":
+			d.str(path, val, &cfg.Upstream)
+		case "pool_mode":
+			d.str(path, val, (*string)(&cfg.PoolMode))
+		case "pool_size", "default_pool_size":
+			if poolSizeKey != "" {
+				// Both spellings; sorted iteration makes this pool_size.
+				d.fail(path, "conflicts with its alias %s; set only one", poolSizeKey)
+				continue
+			}
+			poolSizeKey = key
+			d.int(path, val, &cfg.PoolSize)
+		case "query_wait_timeout":
+			d.duration(path, val, &cfg.QueryWaitTimeout)
+		case "max_client_conn":
+			d.int(path, val, &cfg.MaxClientConn)
+		case "auth":
+			d.str(path, val, (*string)(&cfg.Auth))
+		case "server_reset_query":
+			d.str(path, val, &cfg.ServerResetQuery)
+		case "max_message_size":
+			d.int(path, val, &cfg.MaxMessageSize)
+		case "client_login_timeout":
+			d.duration(path, val, &cfg.ClientLoginTimeout)
+		case "shutdown_timeout":
+			d.duration(path, val, &cfg.ShutdownTimeout)
+		case "log_level":
+			d.str(path, val, &cfg.LogLevel)
+		case "databases":
+			d.databases(path, val, cfg.Databases)
+		default:
+			d.unknown(path)
+		}
+	}
+	if poolSizeKey == "" {
+		poolSizeKey = "pool_size"
+	}
+
+	file := cfg
+	file.Databases = maps.Clone(cfg.Databases)
+	cfg.src = &source{name: name, lines: d.lines, poolSizeKey: poolSizeKey, file: file}
+	return cfg, d.probs, true
+}
+
+func (d *decoder) databases(path toml.Key, val any, into map[string]Database) {
+	tables, ok := val.(map[string]any)
+	if !ok {
+		d.fail(path, "expected a table of [databases.NAME] routes, got %s", typeName(val))
+		return
+	}
+	for _, name := range slices.Sorted(maps.Keys(tables)) {
+		dbPath := append(slices.Clone(path), name)
+		fields, ok := tables[name].(map[string]any)
+		if !ok {
+			d.fail(dbPath, "expected a table, got %s", typeName(tables[name]))
+			continue
+		}
+		db := Database{Name: name, Line: d.lines[dbPath.String()]}
+		for _, key := range slices.Sorted(maps.Keys(fields)) {
+			val, kp := fields[key], append(slices.Clone(dbPath), key)
+			switch key {
+			case "upstream":
+				d.str(kp, val, &db.Upstream)
+			case "pool_mode":
+				d.str(kp, val, (*string)(&db.PoolMode))
+			case "pool_size":
+				d.int(kp, val, &db.PoolSize)
+			default:
+				d.unknown(kp)
+			}
+		}
+		into[name] = db
+	}
+}
+
+func (d *decoder) str(path toml.Key, val any, dst *string) {
+	s, ok := val.(string)
+	if !ok {
+		d.fail(path, "expected string, got %s", typeName(val))
+		return
+	}
+	*dst = s
+}
+
+func (d *decoder) int(path toml.Key, val any, dst *int) {
+	n, ok := val.(int64)
+	if !ok {
+		d.fail(path, "expected integer, got %s", typeName(val))
+		return
+	}
+	if n < math.MinInt || n > math.MaxInt {
+		d.fail(path, "%d is out of range", n)
+		return
+	}
+	*dst = int(n)
+}
+
+// duration accepts a Go duration string ("20s", "500ms") or, as PgBouncer
+// does, a plain number of seconds (integer or float).
+func (d *decoder) duration(path toml.Key, val any, dst *time.Duration) {
+	const maxSeconds = math.MaxInt64 / int64(time.Second)
+	switch v := val.(type) {
+	case string:
+		dur, err := time.ParseDuration(v)
+		if err != nil {
+			d.fail(path, "invalid duration %q (want e.g. \"20s\", \"500ms\" or a number of seconds)", v)
+			return
+		}
+		*dst = dur
+	case int64:
+		if v > maxSeconds || v < -maxSeconds {
+			d.fail(path, "%d seconds is out of range", v)
+			return
+		}
+		*dst = time.Duration(v) * time.Second
+	case float64:
+		if math.IsNaN(v) || math.Abs(v) > float64(maxSeconds) {
+			d.fail(path, "%v seconds is out of range", v)
+			return
+		}
+		*dst = time.Duration(math.Round(v * float64(time.Second)))
+	default:
+		d.fail(path, "expected duration string or number of seconds, got %s", typeName(val))
+	}
+}
+
+// typeName names a decoded TOML value's type in TOML's own terms.
+func typeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "string"
+	case int64:
+		return "integer"
+	case float64:
+		return "float"
+	case bool:
+		return "boolean"
+	case time.Time:
+		return "datetime"
+	case []map[string]any:
+		return "array of tables"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "table"
+	}
+	return fmt.Sprintf("%T", v)
+}

@@ -1,0 +1,55 @@
+package config
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/BurntSushi/toml"
+)
+
+func FuzzParse(f *testing.F) {
+	for _, seed := range []string{
+		"",
+		"pool_size = 3\n",
+		"listen = \"[::1]:6432\"\nupstream = \"postgres://u:p@h:5433/db?sslmode=disable\"\n",
+		"query_wait_timeout = 1.5\nshutdown_timeout = \"2s\"\n",
+		"[databases.app]\nupstream = \"postgresql://h/app\"\npool_mode = \"transaction\"\npool_size = 2\n",
+		"databases = { a = { upstream = \"postgres://a\" } }\n",
+		"a = \"\"\"\n[b]\n\"\"\"\n[[c]]\nd = [1,\n2]\n",
+		"pool_szie = 5\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse("fuzz.toml", data)
+		if err != nil {
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("Parse succeeded but Validate failed: %v", err)
+		}
+		if _, ok := cfg.PoolFor("x"); ok && cfg.Upstream == "" && len(cfg.Databases) == 0 {
+			t.Fatal("PoolFor found a route in a config without any")
+		}
+	})
+}
+
+// FuzzKeyLines checks the statement splitter against the parser: every key
+// of a document that parses must get a line within the document.
+func FuzzKeyLines(f *testing.F) {
+	f.Add("a = 1\n[t]\nb = \"\"\"\nx\n\"\"\"\n[[u]]\nc = [1,\n2]\n")
+	f.Add("[\"q k\".'l']\nd.e = { f = 1 }\r\n")
+	f.Fuzz(func(t *testing.T, doc string) {
+		md, err := toml.Decode(doc, new(map[string]any))
+		if err != nil {
+			return
+		}
+		lines := keyLines(doc)
+		n := strings.Count(doc, "\n") + 1
+		for _, k := range md.Keys() {
+			if l := lines[k.String()]; l < 1 || l > n {
+				t.Fatalf("key %s got line %d of %d in %q", k, l, n, doc)
+			}
+		}
+	})
+}

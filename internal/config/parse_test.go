@@ -1,0 +1,199 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// errLines splits a joined error into its messages.
+func errLines(err error) []string {
+	if err == nil {
+		return nil
+	}
+	return strings.Split(err.Error(), "\n")
+}
+
+func TestParseRejectsBadFilesWithLineNumberedMessages(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  string
+		want []string
+	}{
+		{"unknown key", "listen = \":6432\"\n\n\n\n\n\npool_szie = 5\n",
+			[]string{`pgvalve.toml:7: unknown key "pool_szie"`}},
+		{"bad pool mode", "# comment\n\npool_mode = \"sesion\"\n",
+			[]string{`pgvalve.toml:3: pool_mode: "sesion" is not one of session, transaction, statement`}},
+		{"syntax error keeps parser line", "pool_size = 1\nlisten = \n",
+			[]string{`pgvalve.toml:2: expected value but found '\n' instead`}},
+		{"wrong type", "\npool_size = \"20\"\n",
+			[]string{`pgvalve.toml:2: pool_size: expected integer, got string`}},
+		{"float where integer wanted", "max_client_conn = 1.5\n",
+			[]string{`pgvalve.toml:1: max_client_conn: expected integer, got float`}},
+		{"unknown table", "[pool]\nsize = 1\n",
+			[]string{`pgvalve.toml:1: unknown key "pool"`}},
+		{"unknown database key", "[databases.app]\nupstream = \"postgres://h/app\"\npoolsize = 2\n",
+			[]string{`pgvalve.toml:3: unknown key "databases.app.poolsize"`}},
+		{"all problems sorted by line", "log_level = \"loud\"\npool_size = 0\nbogus = 1\nauth = \"md5\"\nshutdown_timeout = \"-1s\"\n",
+			[]string{
+				`pgvalve.toml:1: log_level: "loud" is not one of debug, info, warn, error`,
+				`pgvalve.toml:2: pool_size: must be at least 1`,
+				`pgvalve.toml:3: unknown key "bogus"`,
+				`pgvalve.toml:4: auth: "md5" is not one of trust, passthrough`,
+				`pgvalve.toml:5: shutdown_timeout: must not be negative`,
+			}},
+		{"alias named as written", "default_pool_size = -1\n",
+			[]string{`pgvalve.toml:1: default_pool_size: must be at least 1`}},
+		{"alias and name together", "pool_size = 2\ndefault_pool_size = 3\n",
+			[]string{`pgvalve.toml:1: pool_size: conflicts with its alias default_pool_size; set only one`}},
+		{"bad duration string", "\nquery_wait_timeout = \"20 seconds\"\n",
+			[]string{`pgvalve.toml:2: query_wait_timeout: invalid duration "20 seconds" (want e.g. "20s", "500ms" or a number of seconds)`}},
+		{"duration of wrong type", "client_login_timeout = true\n",
+			[]string{`pgvalve.toml:1: client_login_timeout: expected duration string or number of seconds, got boolean`}},
+		{"duration out of range", "shutdown_timeout = 1e300\n",
+			[]string{`pgvalve.toml:1: shutdown_timeout: 1e+300 seconds is out of range`}},
+		{"negative number of seconds", "query_wait_timeout = -3\n",
+			[]string{`pgvalve.toml:1: query_wait_timeout: must not be negative`}},
+		{"message size too small", "max_message_size = 100\n",
+			[]string{`pgvalve.toml:1: max_message_size: must be between 1024 and 1073741823`}},
+		{"message size too large", "max_message_size = 1073741824\n",
+			[]string{`pgvalve.toml:1: max_message_size: must be between 1024 and 1073741823`}},
+		{"listen without port", "listen = \"localhost\"\n",
+			[]string{`pgvalve.toml:1: listen: "localhost" is not host:port: missing port in address`}},
+		{"listen with bad port", "listen = \"localhost:http\"\n",
+			[]string{`pgvalve.toml:1: listen: invalid port "http"`}},
+		{"global upstream without host", "upstream = \"postgres:///app\"\n",
+			[]string{`pgvalve.toml:1: upstream: missing host`}},
+		{"route without upstream points at its header", "\n[databases.app]\npool_size = 2\n",
+			[]string{`pgvalve.toml:2: databases.app: upstream is required`}},
+		{"route with bad values", "[databases.app]\nupstream = \"postgres://h:0/app\"\npool_mode = \"tx\"\npool_size = -2\n",
+			[]string{
+				`pgvalve.toml:2: databases.app.upstream: invalid port "0"`,
+				`pgvalve.toml:3: databases.app.pool_mode: "tx" is not one of session, transaction, statement`,
+				`pgvalve.toml:4: databases.app.pool_size: must be at least 1 (or 0 to inherit pool_size)`,
+			}},
+		{"route of wrong type", "databases = { app = \"postgres://h/app\" }\n",
+			[]string{`pgvalve.toml:1: databases.app: expected a table, got string`}},
+		{"databases of wrong type", "\ndatabases = [1]\n",
+			[]string{`pgvalve.toml:2: databases: expected a table of [databases.NAME] routes, got array`}},
+		{"empty database name", "[databases.\"\"]\nupstream = \"postgres://h/\"\n",
+			[]string{`pgvalve.toml:1: databases."": database name must not be empty`}},
+		{"quoted database name", "[databases.\"my app\"]\nupstream = \"mysql://h/\"\n",
+			[]string{`pgvalve.toml:2: databases."my app".upstream: unsupported scheme "mysql" (want postgres or postgresql)`}},
+		{"key after multi-line string", "server_reset_query = \"\"\"\nDISCARD ALL;\n[not a table]\n\"\"\"\nextra = 1\n",
+			[]string{`pgvalve.toml:5: unknown key "extra"`}},
+		{"keys are case-sensitive", "Pool_Size = 3\n",
+			[]string{`pgvalve.toml:1: unknown key "Pool_Size"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse("pgvalve.toml", []byte(tt.doc))
+			got := errLines(err)
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Fatalf("errors:\n got  %q\n want %q", got, tt.want)
+			}
+			if cfg.Listen != "" || cfg.Databases != nil {
+				t.Fatalf("failed Parse returned a non-zero Config: %+v", cfg)
+			}
+		})
+	}
+}
+
+func TestParseAcceptsDurationsAsStringsOrSeconds(t *testing.T) {
+	tests := []struct {
+		value string
+		want  time.Duration
+	}{
+		{`"20s"`, 20 * time.Second},
+		{`"500ms"`, 500 * time.Millisecond},
+		{`"1h30m"`, 90 * time.Minute},
+		{`"0"`, 0},
+		{`45`, 45 * time.Second},
+		{`0`, 0},
+		{`0.25`, 250 * time.Millisecond},
+		{`1.1`, 1100 * time.Millisecond},
+		{`1_000`, 1000 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			doc := "query_wait_timeout = " + tt.value + "\nclient_login_timeout = " + tt.value +
+				"\nshutdown_timeout = " + tt.value + "\n"
+			cfg, err := Parse("d.toml", []byte(doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, got := range map[string]time.Duration{
+				"query_wait_timeout":   cfg.QueryWaitTimeout,
+				"client_login_timeout": cfg.ClientLoginTimeout,
+				"shutdown_timeout":     cfg.ShutdownTimeout,
+			} {
+				if got != tt.want {
+					t.Errorf("%s = %v, want %v", name, got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestParseAcceptsDefaultPoolSizeAlias(t *testing.T) {
+	cfg, err := Parse("a.toml", []byte("default_pool_size = 9\n"))
+	if err != nil || cfg.PoolSize != 9 {
+		t.Fatalf("PoolSize = %d, err = %v; want 9, nil", cfg.PoolSize, err)
+	}
+}
+
+func TestParseAcceptsRoutesWrittenInlineOrDotted(t *testing.T) {
+	const doc = `databases.a.upstream = "postgres://a/a"
+databases.b = { upstream = "postgres://b/b", pool_size = 4 }
+`
+	cfg, err := Parse("r.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := cfg.Databases["a"], cfg.Databases["b"]
+	if a != (Database{Name: "a", Upstream: "postgres://a/a", Line: 1}) ||
+		b != (Database{Name: "b", Upstream: "postgres://b/b", PoolSize: 4, Line: 2}) {
+		t.Fatalf("got a=%+v b=%+v", a, b)
+	}
+}
+
+func TestValidateDoesNotBlameFileForOverriddenValues(t *testing.T) {
+	cfg, err := Parse("pgvalve.toml", []byte("\npool_size = 4\n[databases.app]\nupstream = \"postgres://h/app\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.PoolSize = 0       // as a -pool-size flag would
+	cfg.LogLevel = "trace" // a default overridden, never in the file
+	want := []string{
+		`pool_size: must be at least 1`,
+		`log_level: "trace" is not one of debug, info, warn, error`,
+	}
+	if got := errLines(cfg.Validate()); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got  %q\nwant %q", got, want)
+	}
+}
+
+func TestValidateDoesNotBlameFileForOverriddenRouteValues(t *testing.T) {
+	cfg, err := Parse("pgvalve.toml", []byte("[databases.app]\nupstream = \"postgres://h/app\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Databases = map[string]Database{"app": {Name: "app", Upstream: "postgres://h/app", PoolSize: -1}}
+	want := `databases.app.pool_size: must be at least 1 (or 0 to inherit pool_size)`
+	if err := cfg.Validate(); err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+}
+
+func TestValidateWorksWithoutAFile(t *testing.T) {
+	cfg := Default()
+	cfg.Listen = "nowhere"
+	cfg.Databases = map[string]Database{"x": {Name: "x"}}
+	want := []string{
+		`listen: "nowhere" is not host:port: missing port in address`,
+		`databases.x: upstream is required`,
+	}
+	if got := errLines(cfg.Validate()); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got  %q\nwant %q", got, want)
+	}
+}

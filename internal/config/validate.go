@@ -1,0 +1,137 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Validate reports every problem with c, joined with errors.Join. A problem
+// with a value that still is what the file set is prefixed with the file
+// name and line; values set otherwise (defaults, flag overrides applied to
+// a copy) are reported by key alone, e.g. "pool_size: must be at least 1".
+func (c Config) Validate() error {
+	name := ""
+	if c.src != nil {
+		name = c.src.name
+	}
+	return join(name, c.problems())
+}
+
+// checker collects validation problems, locating each through src.
+type checker struct {
+	src   *source
+	probs []problem
+}
+
+// add records a problem about path. fileValue says the value checked is
+// still the one parsed from the file, so the file line applies; when the
+// key itself has no line (it was omitted), fallback's line is used.
+func (k *checker) add(path toml.Key, fileValue bool, fallback toml.Key, format string, args ...any) {
+	p := problem{key: path.String(), msg: fmt.Sprintf(format, args...)}
+	if k.src != nil && fileValue {
+		p.line = k.src.lines[p.key]
+		if p.line == 0 && fallback != nil {
+			p.line = k.src.lines[fallback.String()]
+		}
+		p.fromFile = p.line > 0
+	}
+	k.probs = append(k.probs, p)
+}
+
+func (c Config) problems() []problem {
+	k := &checker{src: c.src}
+	var f Config // the file's values; zero (never matching) without a file
+	poolSizeKey := "pool_size"
+	if c.src != nil {
+		f = c.src.file
+		if c.PoolSize == f.PoolSize {
+			poolSizeKey = c.src.poolSizeKey
+		}
+	}
+	top := func(key string) toml.Key { return toml.Key{key} }
+
+	if err := checkListen(c.Listen); err != nil {
+		k.add(top("listen"), c.Listen == f.Listen, nil, "%v", err)
+	}
+	if c.Upstream != "" {
+		if _, err := parseUpstream(c.Upstream); err != nil {
+			k.add(top("upstream"), c.Upstream == f.Upstream, nil, "%v", err)
+		}
+	}
+	if !c.PoolMode.Valid() {
+		k.add(top("pool_mode"), c.PoolMode == f.PoolMode, nil, "%q is not one of session, transaction, statement", c.PoolMode)
+	}
+	if c.PoolSize < 1 {
+		k.add(top(poolSizeKey), c.PoolSize == f.PoolSize, nil, "must be at least 1")
+	}
+	if c.QueryWaitTimeout < 0 {
+		k.add(top("query_wait_timeout"), c.QueryWaitTimeout == f.QueryWaitTimeout, nil, "must not be negative")
+	}
+	if c.MaxClientConn < 1 {
+		k.add(top("max_client_conn"), c.MaxClientConn == f.MaxClientConn, nil, "must be at least 1")
+	}
+	if !c.Auth.Valid() {
+		k.add(top("auth"), c.Auth == f.Auth, nil, "%q is not one of trust, passthrough", c.Auth)
+	}
+	if c.MaxMessageSize < MinMessageSize || c.MaxMessageSize > MaxMessageSizeLimit {
+		k.add(top("max_message_size"), c.MaxMessageSize == f.MaxMessageSize, nil,
+			"must be between %d and %d", MinMessageSize, MaxMessageSizeLimit)
+	}
+	if c.ClientLoginTimeout < 0 {
+		k.add(top("client_login_timeout"), c.ClientLoginTimeout == f.ClientLoginTimeout, nil, "must not be negative")
+	}
+	if c.ShutdownTimeout < 0 {
+		k.add(top("shutdown_timeout"), c.ShutdownTimeout == f.ShutdownTimeout, nil, "must not be negative")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		k.add(top("log_level"), c.LogLevel == f.LogLevel, nil, "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+
+	for _, name := range slices.Sorted(maps.Keys(c.Databases)) {
+		d := c.Databases[name]
+		fd, inFile := f.Databases[name]
+		at := toml.Key{"databases", name}
+		field := func(key string) toml.Key { return toml.Key{"databases", name, key} }
+		if name == "" {
+			k.add(at, inFile, nil, "database name must not be empty")
+		}
+		if d.Upstream == "" {
+			k.add(at, inFile && fd.Upstream == "", nil, "upstream is required")
+		} else if _, err := parseUpstream(d.Upstream); err != nil {
+			k.add(field("upstream"), inFile && d.Upstream == fd.Upstream, at, "%v", err)
+		}
+		if d.PoolMode != "" && !d.PoolMode.Valid() {
+			k.add(field("pool_mode"), inFile && d.PoolMode == fd.PoolMode, at,
+				"%q is not one of session, transaction, statement", d.PoolMode)
+		}
+		if d.PoolSize < 0 {
+			k.add(field("pool_size"), inFile && d.PoolSize == fd.PoolSize, at, "must be at least 1 (or 0 to inherit pool_size)")
+		}
+	}
+	return k.probs
+}
+
+// checkListen accepts host:port with a numeric port; port 0 picks a free
+// port, which tests rely on.
+func checkListen(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			return fmt.Errorf("%q is not host:port: %s", s, ae.Err)
+		}
+		return fmt.Errorf("%q is not host:port", s)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("invalid port %q", port)
+	}
+	return nil
+}

@@ -1,0 +1,287 @@
+// Package pool shares a bounded set of server connections among clients.
+// A client gets a server as a Lease; Lease.Release is the only place the
+// pool's counters change after a grant, and it is idempotent, so deferring
+// it on every path keeps the accounting exact. The pool never sees a client.
+package pool
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Server is what the pool needs from a server connection.
+type Server interface {
+	// Reusable reports whether another client may use the server now.
+	Reusable() bool
+	// Close closes the server; safe to call twice.
+	Close() error
+}
+
+// Config configures a pool. Dial is called on a context owned by the pool,
+// never a waiter's, so an impatient client cannot cancel a dial that other
+// clients will use.
+type Config[S Server] struct {
+	Name        string
+	Size        int
+	WaitTimeout time.Duration // 0: wait until the caller's context ends
+	DialTimeout time.Duration // 0: 15s, PgBouncer's server_connect_timeout
+	Dial        func(ctx context.Context) (S, error)
+}
+
+// ErrClosed is returned by Acquire on a closed pool.
+var ErrClosed = errors.New("pool: closed")
+
+// WaitTimeoutError says a client waited query_wait_timeout without a server.
+type WaitTimeoutError struct {
+	Pool    string
+	Timeout time.Duration
+}
+
+func (e *WaitTimeoutError) Error() string {
+	return fmt.Sprintf("query_wait_timeout: no server connection in pool %q became free within %s", e.Pool, e.Timeout)
+}
+
+// Pool is a bounded set of server connections for one database and user.
+type Pool[S Server] struct {
+	cfg    Config[S]
+	ctx    context.Context // cancelled by Close; parent of every dial
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // dial goroutines
+
+	// mu guards the pool state; it is never held across I/O.
+	mu struct {
+		sync.Mutex
+		idle       []S
+		active     int
+		connecting int
+		closing    int
+		waiters    list.List // of *waiter[S], oldest first
+		closed     bool
+		st         counters
+	}
+}
+
+type counters struct {
+	acquires, waits, timeouts, dialErrors int64
+	waitTotal, waitMax                    time.Duration
+	lastDialErr                           error
+}
+
+type waiter[S Server] struct {
+	ch   chan grant[S] // buffered: a grant never blocks the granter
+	elem *list.Element // nil once granted or removed
+}
+
+type grant[S Server] struct {
+	srv S
+	err error
+}
+
+// New returns an empty pool; servers are dialled on demand.
+func New[S Server](cfg Config[S]) *Pool[S] {
+	if cfg.Size < 1 {
+		cfg.Size = 1
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 15 * time.Second
+	}
+	p := &Pool[S]{cfg: cfg}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	return p
+}
+
+// Name is the pool's name, as used in errors and stats.
+func (p *Pool[S]) Name() string { return p.cfg.Name }
+
+// Acquire leases a server, waiting in FIFO order up to the pool's wait
+// timeout or until ctx ends. The caller must Release the lease.
+func (p *Pool[S]) Acquire(ctx context.Context) (*Lease[S], error) {
+	start := time.Now()
+	p.mu.Lock()
+	if p.mu.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if n := len(p.mu.idle); n > 0 && p.mu.waiters.Len() == 0 {
+		s := p.mu.idle[n-1]
+		var zero S
+		p.mu.idle[n-1] = zero
+		p.mu.idle = p.mu.idle[:n-1]
+		p.mu.active++
+		p.mu.st.acquires++
+		p.mu.Unlock()
+		return p.newLease(s), nil
+	}
+	w := &waiter[S]{ch: make(chan grant[S], 1)}
+	w.elem = p.mu.waiters.PushBack(w)
+	p.dialLocked()
+	p.mu.Unlock()
+
+	var timeout <-chan time.Time
+	if p.cfg.WaitTimeout > 0 {
+		t := time.NewTimer(p.cfg.WaitTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case g := <-w.ch:
+		return p.granted(g, start)
+	case <-ctx.Done():
+		return p.abandon(w, start, context.Cause(ctx))
+	case <-timeout:
+		return p.abandon(w, start, &WaitTimeoutError{Pool: p.cfg.Name, Timeout: p.cfg.WaitTimeout})
+	}
+}
+
+func (p *Pool[S]) granted(g grant[S], start time.Time) (*Lease[S], error) {
+	waited := time.Since(start)
+	p.mu.Lock()
+	p.mu.st.waits++
+	p.mu.st.waitTotal += waited
+	p.mu.st.waitMax = max(p.mu.st.waitMax, waited)
+	if g.err == nil {
+		p.mu.st.acquires++
+	}
+	p.mu.Unlock()
+	if g.err != nil {
+		return nil, g.err
+	}
+	return p.newLease(g.srv), nil
+}
+
+// abandon leaves the queue. If a grant raced with the timeout, the server
+// was already counted as active for us, so it goes back through release.
+func (p *Pool[S]) abandon(w *waiter[S], start time.Time, cause error) (*Lease[S], error) {
+	p.mu.Lock()
+	if w.elem != nil {
+		p.mu.waiters.Remove(w.elem)
+		w.elem = nil
+		p.mu.st.timeouts++
+		p.mu.Unlock()
+		return nil, cause
+	}
+	p.mu.st.timeouts++
+	p.mu.Unlock()
+	g := <-w.ch
+	if g.err == nil {
+		p.release(g.srv)
+	}
+	return nil, cause
+}
+
+// dialLocked starts dials for waiters that no idle server or pending dial
+// will serve, within the pool size.
+func (p *Pool[S]) dialLocked() {
+	total := p.mu.active + len(p.mu.idle) + p.mu.connecting + p.mu.closing
+	need := p.mu.waiters.Len() - p.mu.connecting
+	for ; need > 0 && total < p.cfg.Size; need-- {
+		total++
+		p.mu.connecting++
+		p.wg.Add(1)
+		go p.dial()
+	}
+}
+
+func (p *Pool[S]) dial() {
+	defer p.wg.Done()
+	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.DialTimeout)
+	s, err := p.cfg.Dial(ctx)
+	cancel()
+	p.mu.Lock()
+	p.mu.connecting--
+	if err != nil {
+		p.mu.st.dialErrors++
+		p.mu.st.lastDialErr = err
+		// The oldest waiter learns why; the others keep waiting for dials of
+		// their own.
+		if w := p.popWaiterLocked(); w != nil {
+			w.ch <- grant[S]{err: err}
+		}
+		if !p.mu.closed {
+			p.dialLocked()
+		}
+		p.mu.Unlock()
+		return
+	}
+	if p.mu.closed {
+		p.mu.Unlock()
+		_ = s.Close()
+		return
+	}
+	p.putLocked(s)
+	p.mu.Unlock()
+}
+
+func (p *Pool[S]) popWaiterLocked() *waiter[S] {
+	e := p.mu.waiters.Front()
+	if e == nil {
+		return nil
+	}
+	w := p.mu.waiters.Remove(e).(*waiter[S])
+	w.elem = nil
+	return w
+}
+
+// putLocked hands a usable server to the oldest waiter, or parks it idle.
+func (p *Pool[S]) putLocked(s S) {
+	if w := p.popWaiterLocked(); w != nil {
+		p.mu.active++
+		w.ch <- grant[S]{srv: s}
+		return
+	}
+	p.mu.idle = append(p.mu.idle, s)
+}
+
+// release takes a server back from a client: reuse it if it says it is
+// clean, otherwise close it and make room for a fresh one.
+func (p *Pool[S]) release(s S) {
+	p.mu.Lock()
+	p.mu.active--
+	if !p.mu.closed && s.Reusable() {
+		p.putLocked(s)
+		p.mu.Unlock()
+		return
+	}
+	// Count the server as closing until its socket is gone, so a
+	// replacement never overlaps it at the server.
+	p.mu.closing++
+	p.mu.Unlock()
+	_ = s.Close()
+	p.mu.Lock()
+	p.mu.closing--
+	if !p.mu.closed {
+		p.dialLocked()
+	}
+	p.mu.Unlock()
+}
+
+// Close fails every waiter, closes idle servers and waits for dials to end.
+// Leased servers are closed when their leases are released.
+func (p *Pool[S]) Close() {
+	p.mu.Lock()
+	if p.mu.closed {
+		p.mu.Unlock()
+		p.wg.Wait()
+		return
+	}
+	p.mu.closed = true
+	for w := p.popWaiterLocked(); w != nil; w = p.popWaiterLocked() {
+		w.ch <- grant[S]{err: ErrClosed}
+	}
+	idle := p.mu.idle
+	p.mu.idle = nil
+	p.mu.closing += len(idle)
+	p.mu.Unlock()
+	p.cancel()
+	for _, s := range idle {
+		_ = s.Close()
+	}
+	p.mu.Lock()
+	p.mu.closing -= len(idle)
+	p.mu.Unlock()
+	p.wg.Wait()
+}

@@ -1,0 +1,49 @@
+package pool
+
+import "time"
+
+// Stats is a snapshot of one pool. At rest (no clients) ServersActive,
+// ClientsWaiting, ServersConnecting and ServersClosing are zero.
+type Stats struct {
+	Name              string
+	Size              int
+	ClientsWaiting    int
+	ServersActive     int // leased to clients
+	ServersIdle       int
+	ServersConnecting int
+	ServersClosing    int
+	Acquires          int64 // leases granted
+	Waits             int64 // acquires that had to queue
+	Timeouts          int64 // waits that gave up (timeout or cancel)
+	DialErrors        int64
+	WaitTotal         time.Duration
+	WaitMax           time.Duration
+	LastDialError     error
+}
+
+// Stats returns a snapshot of the pool's counters.
+func (p *Pool[S]) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Stats{
+		Name:              p.cfg.Name,
+		Size:              p.cfg.Size,
+		ClientsWaiting:    p.mu.waiters.Len(),
+		ServersActive:     p.mu.active,
+		ServersIdle:       len(p.mu.idle),
+		ServersConnecting: p.mu.connecting,
+		ServersClosing:    p.mu.closing,
+		Acquires:          p.mu.st.acquires,
+		Waits:             p.mu.st.waits,
+		Timeouts:          p.mu.st.timeouts,
+		DialErrors:        p.mu.st.dialErrors,
+		WaitTotal:         p.mu.st.waitTotal,
+		WaitMax:           p.mu.st.waitMax,
+		LastDialError:     p.mu.st.lastDialErr,
+	}
+}
+
+// Total is every server the pool holds or is opening or closing.
+func (s Stats) Total() int {
+	return s.ServersActive + s.ServersIdle + s.ServersConnecting + s.ServersClosing
+}

@@ -1,0 +1,252 @@
+// Package session runs one client connection: startup, authentication,
+// the pool-mode policy and the relay. It is the only place that holds both
+// a client socket and a lease on a server.
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgvalve/pgvalve/internal/auth"
+	"github.com/pgvalve/pgvalve/internal/backend"
+	"github.com/pgvalve/pgvalve/internal/cancel"
+	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/pool"
+	"github.com/pgvalve/pgvalve/internal/wire"
+)
+
+// ServerPool is the pool type sessions lease from.
+type ServerPool = pool.Pool[*backend.Conn]
+
+// Route is where a client's database and user lead.
+type Route struct {
+	Pool *ServerPool
+	Mode config.PoolMode
+	// Params holds what a fresh server of the pool reports, to greet
+	// clients before they hold a server.
+	Params *backend.ParamCache
+}
+
+// Env is what every session shares. It is built once by the app.
+type Env struct {
+	Log            *slog.Logger
+	Cancels        *cancel.Registry
+	Auth           config.AuthMode
+	MaxMessageSize int
+	LoginTimeout   time.Duration // 0: none
+	ResetQuery     string        // run before a server goes back to the pool; "" skips it
+	// Lookup finds the route for a client; ok=false means no such database.
+	Lookup func(db, user string) (Route, bool)
+	// Verify proves a passthrough client's password against the upstream.
+	Verify func(ctx context.Context, db, user, password string) error
+}
+
+// Session is one client connection.
+type Session struct {
+	env  *Env
+	conn net.Conn
+	rd   *wire.Reader
+	log  *slog.Logger
+	user string
+	db   string
+	// reported is what the client has been told each parameter is.
+	reported map[string]string
+
+	// link is the server this client holds now. Cancel requests hold the
+	// read lock while they are delivered, and unlinking takes the write
+	// lock, so a cancel can never land on a server already given to another
+	// client.
+	link struct {
+		sync.RWMutex
+		srv *backend.Conn
+	}
+}
+
+// Serve runs a client connection to its end and closes it. A panic inside
+// is recovered and ends only this session.
+func Serve(ctx context.Context, env *Env, conn net.Conn) {
+	s := &Session{env: env, conn: conn, log: env.Log.With("client", conn.RemoteAddr().String())}
+	defer conn.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("session panic", "panic", r, "stack", string(debug.Stack()))
+			s.fatal(wire.CodeInternalError, "internal error in pgvalve")
+		}
+	}()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := s.run(ctx); err != nil {
+		s.log.Debug("session ended", "err", err)
+	}
+}
+
+// Refuse answers a client that is over max_client_conn: it reads the
+// startup packet (declining SSL) and sends a FATAL 53300.
+func Refuse(env *Env, conn net.Conn) {
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	s := &Session{env: env, conn: conn, log: env.Log}
+	if st, err := s.readStartup(); err == nil && st.Kind == wire.KindStartup {
+		s.fatal(wire.CodeTooManyConnections, "no more connections allowed (max_client_conn)")
+	}
+}
+
+func (s *Session) fatal(code, msg string) {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = s.conn.Write(wire.AppendError(nil, wire.SeverityFatal, code, msg))
+}
+
+// readStartup reads packets until a StartupMessage or CancelRequest,
+// declining SSL and GSS encryption.
+func (s *Session) readStartup() (*wire.Startup, error) {
+	for {
+		st, err := wire.ReadStartup(s.conn)
+		if err != nil {
+			if errors.Is(err, wire.ErrBadStartup) {
+				s.fatal(wire.CodeProtocolViolation, "invalid startup packet layout")
+			}
+			return nil, err
+		}
+		switch st.Kind {
+		case wire.KindSSLRequest, wire.KindGSSENCRequest:
+			if _, err := s.conn.Write([]byte{'N'}); err != nil {
+				return nil, err
+			}
+		default:
+			return st, nil
+		}
+	}
+}
+
+func (s *Session) run(ctx context.Context) error {
+	if s.env.LoginTimeout > 0 {
+		_ = s.conn.SetDeadline(time.Now().Add(s.env.LoginTimeout))
+	}
+	st, err := s.readStartup()
+	if err != nil {
+		return err
+	}
+	if st.Kind == wire.KindCancel {
+		return s.forwardCancel(ctx, st.Cancel)
+	}
+	params, err := s.checkStartup(st)
+	if err != nil {
+		return err
+	}
+	s.rd = wire.NewReader(s.conn, wire.DefaultBufferSize, s.env.MaxMessageSize)
+	route, ok := s.env.Lookup(s.db, s.user)
+	if !ok {
+		s.fatal(wire.CodeInvalidCatalogName, fmt.Sprintf("no such database: %s", s.db))
+		return fmt.Errorf("no route for database %q", s.db)
+	}
+	if err := s.authenticate(ctx); err != nil {
+		return err
+	}
+	_ = s.conn.SetDeadline(time.Time{})
+	key, unregister := s.env.Cancels.Register(s)
+	defer unregister()
+	return s.serveSession(ctx, route, params, key)
+}
+
+// checkStartup validates a StartupMessage and returns the settings to apply
+// on servers.
+func (s *Session) checkStartup(st *wire.Startup) ([]wire.Param, error) {
+	if st.Major != 3 {
+		s.fatal(wire.CodeFeatureNotSupported, fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0", st.Major, st.Minor))
+		return nil, errors.New("unsupported protocol")
+	}
+	var unknown []string
+	var kept []wire.Param
+	for _, p := range st.Params {
+		if strings.HasPrefix(p.Name, "_pq_.") {
+			unknown = append(unknown, p.Name)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	if st.Minor > 0 || len(unknown) > 0 {
+		// pgvalve speaks 3.0; say so the way PostgreSQL does, and go on.
+		msg := &pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unknown}
+		if _, err := s.conn.Write(wire.Append(nil, msg)); err != nil {
+			return nil, err
+		}
+	}
+	st.Params = kept
+	s.user, _ = st.Get("user")
+	if s.user == "" {
+		s.fatal(wire.CodeInvalidAuthSpec, "no PostgreSQL user name specified in startup packet")
+		return nil, errors.New("no user name")
+	}
+	s.db, _ = st.Get("database")
+	if s.db == "" {
+		s.db = s.user
+	}
+	if v, ok := st.Get("replication"); ok && v != "false" && v != "off" && v != "0" && v != "no" {
+		s.fatal(wire.CodeFeatureNotSupported, "replication connections are not supported by pgvalve")
+		return nil, errors.New("replication connection")
+	}
+	s.log = s.log.With("db", s.db, "user", s.user)
+	params, err := backend.StartupParams(kept)
+	if err != nil {
+		s.fatal(wire.CodeProtocolViolation, err.Error())
+		return nil, err
+	}
+	return params, nil
+}
+
+func (s *Session) authenticate(ctx context.Context) error {
+	if s.env.Auth != config.AuthPassthrough {
+		return nil
+	}
+	pw, err := auth.RequestPassword(s.conn, s.rd)
+	if err != nil {
+		if errors.Is(err, auth.ErrNoPassword) {
+			s.fatal(wire.CodeInvalidPassword, fmt.Sprintf("password authentication failed for user %q", s.user))
+		}
+		return err
+	}
+	if err := s.env.Verify(ctx, s.db, s.user, pw); err != nil {
+		s.sendError(wire.SeverityFatal, err)
+		return err
+	}
+	return nil
+}
+
+// forwardCancel handles a CancelRequest connection. PostgreSQL answers
+// nothing, whether or not the key was known, and so do we.
+func (s *Session) forwardCancel(ctx context.Context, req pgproto3.CancelRequest) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	known, err := s.env.Cancels.Cancel(ctx, req.ProcessID, req.SecretKey)
+	if err != nil {
+		s.log.Warn("cancel request not delivered", "err", err)
+	}
+	s.log.Debug("cancel request", "known", known)
+	return err
+}
+
+// CancelCurrent cancels what this client runs on its server now, if it
+// holds one (cancel.Target).
+func (s *Session) CancelCurrent(ctx context.Context) error {
+	s.link.RLock()
+	defer s.link.RUnlock()
+	if s.link.srv == nil {
+		return nil
+	}
+	return s.link.srv.Cancel(ctx)
+}
+
+func (s *Session) setLink(srv *backend.Conn) {
+	s.link.Lock()
+	s.link.srv = srv
+	s.link.Unlock()
+}

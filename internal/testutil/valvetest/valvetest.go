@@ -1,0 +1,114 @@
+// Package valvetest starts pgvalve in-process on a free loopback port for
+// integration tests, and stops it when the test ends.
+package valvetest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/pgvalve/pgvalve/internal/app"
+	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/pool"
+)
+
+// Server is a running in-process pgvalve.
+type Server struct {
+	App  *app.App
+	Addr *net.TCPAddr
+	stop func()
+}
+
+// Start runs pgvalve with cfg (its Listen is replaced by a free loopback
+// port) until the test ends. Logs go to the test log when -v is given.
+func Start(t testing.TB, cfg config.Config) *Server {
+	t.Helper()
+	cfg.Listen = "127.0.0.1:0"
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("valvetest: config: %v", err)
+	}
+	var w io.Writer = io.Discard
+	if testing.Verbose() || os.Getenv("PGVALVE_TEST_LOG") != "" {
+		w = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a := app.New(cfg, log)
+	ln, err := a.Listen()
+	if err != nil {
+		t.Fatalf("valvetest: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx, ln) }()
+	s := &Server{App: a, Addr: ln.Addr().(*net.TCPAddr)}
+	s.stop = func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("valvetest: serve: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("valvetest: pgvalve did not stop within 30s")
+		}
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Stop shuts pgvalve down and waits for it; safe to call twice.
+func (s *Server) Stop() {
+	if s.stop != nil {
+		s.stop()
+		s.stop = nil
+	}
+}
+
+// URL is a connection URL for user/password/database through pgvalve.
+func (s *Server) URL(user, password, database string) string {
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(user, password), Host: s.Addr.String(),
+		Path: "/" + database, RawQuery: "sslmode=disable"}
+	return u.String()
+}
+
+// Port is the listening port.
+func (s *Server) Port() int { return s.Addr.Port }
+
+// PoolStats returns the named pool's stats ("db/user").
+func (s *Server) PoolStats(name string) (pool.Stats, bool) {
+	for _, st := range s.App.Stats() {
+		if st.Name == name {
+			return st, true
+		}
+	}
+	return pool.Stats{}, false
+}
+
+// WaitIdle waits until every pool is at rest: no leased, waiting,
+// connecting or closing servers. It fails the test with the last stats
+// after timeout.
+func (s *Server) WaitIdle(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		busy := false
+		stats := s.App.Stats()
+		for _, st := range stats {
+			if st.ServersActive != 0 || st.ClientsWaiting != 0 || st.ServersConnecting != 0 || st.ServersClosing != 0 {
+				busy = true
+			}
+		}
+		if !busy {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pools not idle after %s: %+v", timeout, stats)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,197 @@
+// Package wire frames PostgreSQL protocol messages on the hot path without
+// decoding them, checks their sizes, and builds the few messages pgvalve
+// writes itself (errors, notices, startup replies).
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// DefaultBufferSize matches PostgreSQL's own socket buffer (PQ_RECV_BUFFER_SIZE
+// in pqcomm.c is 8 KiB); twice that lets a typical batch of small messages
+// travel in one read and one write.
+const DefaultBufferSize = 16 << 10
+
+// headerLen is the type byte plus the int32 length of a regular message.
+const headerLen = 5
+
+// Frame is one message header seen by Reader.Next.
+type Frame struct {
+	Type byte
+	// Len is the body length (the wire length field minus its own 4 bytes).
+	Len int
+	// Body is the message body when the whole message is buffered; nil when
+	// the message is larger than the buffer and is being streamed through.
+	// It is valid only until the next call to Fill.
+	Body []byte
+}
+
+// Total is the message's size on the wire, header included.
+func (f Frame) Total() int { return headerLen + f.Len }
+
+// ErrTooLarge is returned for a message whose declared length exceeds the
+// reader's limit.
+type ErrTooLarge struct {
+	Type  byte
+	Len   int
+	Limit int
+}
+
+func (e *ErrTooLarge) Error() string {
+	return fmt.Sprintf("message %q of %d bytes exceeds the limit of %d bytes", e.Type, e.Len, e.Limit)
+}
+
+// ErrMalformed is returned for a length field smaller than itself.
+var ErrMalformed = errors.New("malformed message length")
+
+// Reader frames messages from a stream into a fixed buffer, so memory per
+// connection is bounded whatever the peer declares. Messages that fit are
+// exposed whole; larger ones are streamed through in pieces.
+//
+// The buffer holds three regions: buf[r:scan] has been scanned by Next and
+// is ready for Take; buf[scan:w] is read but not scanned.
+type Reader struct {
+	src     io.Reader
+	buf     []byte
+	r, scan int
+	w       int
+	stream  int // bytes of a large message still to pass through unframed
+	maxLen  int // largest accepted message, header included
+}
+
+// NewReader returns a Reader with a buffer of size bytes that refuses
+// messages larger than maxLen bytes (header included).
+func NewReader(src io.Reader, size, maxLen int) *Reader {
+	if size < 64 {
+		size = 64
+	}
+	return &Reader{src: src, buf: make([]byte, size), maxLen: maxLen}
+}
+
+// Reset points the reader at a new source and drops anything buffered.
+func (r *Reader) Reset(src io.Reader) {
+	r.src = src
+	r.r, r.scan, r.w, r.stream = 0, 0, 0, 0
+}
+
+// Buffered reports how many read bytes are not yet taken.
+func (r *Reader) Buffered() int { return r.w - r.r }
+
+// InMessage reports whether the reader stopped inside a message: bytes read
+// but not scanned, or a large message not yet fully streamed.
+func (r *Reader) InMessage() bool { return r.stream > 0 || r.w > r.scan }
+
+// Next scans the next message in the buffer. ok is false when more input is
+// needed: Take what was scanned, then Fill. For a message too big for the
+// buffer, Next returns its frame with a nil Body as soon as the header is
+// seen, and later calls pass the rest of its bytes through before framing
+// resumes.
+func (r *Reader) Next() (f Frame, ok bool, err error) {
+	if r.stream > 0 {
+		n := min(r.stream, r.w-r.scan)
+		r.scan += n
+		r.stream -= n
+		if r.stream > 0 {
+			return Frame{}, false, nil
+		}
+	}
+	if r.w-r.scan < headerLen {
+		return Frame{}, false, nil
+	}
+	typ := r.buf[r.scan]
+	l := int(binary.BigEndian.Uint32(r.buf[r.scan+1:]))
+	if l < 4 {
+		return Frame{}, false, ErrMalformed
+	}
+	total := 1 + l
+	if total > r.maxLen {
+		return Frame{}, false, &ErrTooLarge{Type: typ, Len: total, Limit: r.maxLen}
+	}
+	if r.scan+total <= r.w {
+		f = Frame{Type: typ, Len: l - 4, Body: r.buf[r.scan+headerLen : r.scan+total]}
+		r.scan += total
+		return f, true, nil
+	}
+	if total > len(r.buf) {
+		r.stream = total - (r.w - r.scan)
+		r.scan = r.w
+		return Frame{Type: typ, Len: l - 4}, true, nil
+	}
+	return Frame{}, false, nil
+}
+
+// PeekType waits until the next message's first byte is buffered and
+// returns it without scanning the message. Everything scanned must have
+// been taken.
+func (r *Reader) PeekType() (byte, error) {
+	for r.stream == 0 && r.w == r.scan {
+		if err := r.Fill(); err != nil {
+			return 0, err
+		}
+	}
+	if r.stream > 0 {
+		panic("wire: PeekType inside a streamed message")
+	}
+	return r.buf[r.scan], nil
+}
+
+// Take returns the scanned bytes and consumes them. The slice is valid only
+// until the next call to Fill.
+func (r *Reader) Take() []byte {
+	s := r.buf[r.r:r.scan]
+	r.r = r.scan
+	return s
+}
+
+// Fill reads more input. It compacts the buffer first, so it must only be
+// called once everything scanned has been taken.
+func (r *Reader) Fill() error {
+	if r.r != r.scan {
+		panic("wire: Fill called with scanned bytes not taken")
+	}
+	if r.r > 0 {
+		n := copy(r.buf, r.buf[r.r:r.w])
+		r.w = n
+		r.r, r.scan = 0, 0
+	}
+	if r.w == len(r.buf) {
+		// Unreachable: a partial message that fits is never larger than the
+		// buffer, and a larger one is streamed.
+		panic("wire: buffer full")
+	}
+	n, err := r.src.Read(r.buf[r.w:])
+	r.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// ReadMessage reads one whole message, filling as needed, and consumes it.
+// It is for the startup and auth phases, where messages are small: a message
+// larger than the buffer is refused with ErrTooLarge. The body is valid only
+// until the next call on the reader.
+func (r *Reader) ReadMessage() (typ byte, body []byte, err error) {
+	for {
+		f, ok, err := r.Next()
+		if err != nil {
+			return 0, nil, err
+		}
+		if ok {
+			if f.Body == nil {
+				return 0, nil, &ErrTooLarge{Type: f.Type, Len: f.Total(), Limit: len(r.buf)}
+			}
+			r.Take()
+			return f.Type, f.Body, nil
+		}
+		if err := r.Fill(); err != nil {
+			return 0, nil, err
+		}
+	}
+}
