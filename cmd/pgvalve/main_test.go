@@ -1,0 +1,86 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/pgvalve/pgvalve/internal/config"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func run(args ...string) (code int, stdout, stderr string) {
+	var out, errOut strings.Builder
+	code = realMain(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func writeFile(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "pgvalve.toml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCheckConfigAcceptsAGoodFileAndNamesTheLineOfABadOne(t *testing.T) {
+	good := writeFile(t, "upstream = \"postgres://u@127.0.0.1:5432/db\"\npool_size = 5\n")
+	if code, out, errOut := run("check-config", "--config", good); code != 0 || !strings.Contains(out, "ok") {
+		t.Fatalf("good file: code %d, %q %q", code, out, errOut)
+	}
+	bad := writeFile(t, "upstream = \"postgres://u@127.0.0.1:5432/db\"\n\npool_szie = 5\n")
+	code, _, errOut := run("check-config", "--config", bad)
+	if code != 1 || !strings.Contains(errOut, "pgvalve.toml:3:") || !strings.Contains(errOut, "pool_szie") {
+		t.Fatalf("bad file: code %d, stderr %q; want exit 1 naming line 3 and the key", code, errOut)
+	}
+	if code, _, _ := run("check-config"); code != 2 {
+		t.Fatalf("missing --config: code %d, want 2", code)
+	}
+}
+
+func TestFlagsOverrideTheConfigFile(t *testing.T) {
+	file := writeFile(t, "upstream = \"postgres://u@127.0.0.1:5432/db\"\npool_size = 5\npool_mode = \"session\"\nquery_wait_timeout = 3\n")
+	var errOut strings.Builder
+	cfg, err := loadConfig("run", []string{"--config", file, "--pool-size", "7", "--listen", "127.0.0.1:7000"}, &errOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PoolSize != 7 || cfg.Listen != "127.0.0.1:7000" {
+		t.Fatalf("flags did not override: %+v", cfg)
+	}
+	if cfg.QueryWaitTimeout != 3*time.Second || cfg.PoolMode != config.PoolSession {
+		t.Fatalf("file values lost: %+v", cfg)
+	}
+}
+
+func TestRunRefusesBadFlagValuesWithAMessage(t *testing.T) {
+	cases := map[string][]string{
+		"bad pool mode": {"run", "--upstream", "postgres://u@h/db", "--pool-mode", "sesion"},
+		"no upstream":   {"run"},
+		"bad auth":      {"run", "--upstream", "postgres://u@h/db", "--auth", "md5"},
+		"stray arg":     {"run", "--upstream", "postgres://u@h/db", "extra"},
+	}
+	for name, args := range cases {
+		t.Run(name, func(t *testing.T) {
+			code, _, errOut := run(args...)
+			if code != 2 || errOut == "" {
+				t.Fatalf("code %d, stderr %q; want 2 and a message", code, errOut)
+			}
+		})
+	}
+}
+
+func TestVersionAndUnknownCommands(t *testing.T) {
+	if code, out, _ := run("version"); code != 0 || !strings.HasPrefix(out, "pgvalve ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	if code, _, errOut := run("frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
+		t.Fatalf("unknown: %d %q", code, errOut)
+	}
+}
