@@ -83,6 +83,12 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// pgconn's background reader may still hold the socket after login;
+	// SyncConn stops it and leaves nothing buffered, as Hijack requires.
+	if err := pg.SyncConn(ctx); err != nil {
+		pg.Close(context.Background())
+		return nil, fmt.Errorf("backend: sync before hijack: %w", err)
+	}
 	hc, err := pg.Hijack()
 	if err != nil {
 		pg.Close(context.Background())

@@ -95,7 +95,13 @@ func Refuse(env *Env, conn net.Conn) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	s := &Session{env: env, conn: conn, log: env.Log}
-	if st, err := s.readStartup(); err == nil && st.Kind == wire.KindStartup {
+	st, err := s.readStartup()
+	switch {
+	case err != nil:
+	case st.Kind == wire.KindCancel:
+		// A full house is when a runaway query most needs cancelling.
+		_ = s.forwardCancel(context.Background(), st.Cancel)
+	default:
 		s.fatal(wire.CodeTooManyConnections, "no more connections allowed (max_client_conn)")
 	}
 }
