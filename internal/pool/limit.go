@@ -101,6 +101,18 @@ func (l *Limit) reclaim(m member) {
 	}
 }
 
+// wanted reports whether a pool other than m waits for a slot.
+func (l *Limit) wanted(m member) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for w := range l.mu.waiting {
+		if w != m {
+			return true
+		}
+	}
+	return false
+}
+
 // untake returns a slot without waking anyone: it is called under a pool's
 // lock, where waking pools could deadlock. (A pool refused in that short
 // window retries at the next give or its next Acquire.)

@@ -285,8 +285,11 @@ func (p *Pool[S]) dial() {
 		p.closeServer(s)
 		return
 	}
-	p.putLocked(s)
+	parked := p.putLocked(s)
 	p.mu.Unlock()
+	if parked {
+		p.yieldIdle()
+	}
 }
 
 func (p *Pool[S]) popWaiterLocked() *waiter[S] {
@@ -299,14 +302,27 @@ func (p *Pool[S]) popWaiterLocked() *waiter[S] {
 	return w
 }
 
-// putLocked hands a usable server to the oldest waiter, or parks it idle.
-func (p *Pool[S]) putLocked(s S) {
+// putLocked hands a usable server to the oldest waiter, or parks it idle
+// and reports so.
+func (p *Pool[S]) putLocked(s S) (parked bool) {
 	if w := p.popWaiterLocked(); w != nil {
 		p.mu.active++
 		w.ch <- grant[S]{srv: s}
-		return
+		return false
 	}
 	p.mu.idle = append(p.mu.idle, s)
+	return true
+}
+
+// yieldIdle gives up an idle server when another pool under a shared limit
+// waits for a slot: an idle server must not hold the cap hostage.
+func (p *Pool[S]) yieldIdle() {
+	for _, l := range p.cfg.Limits {
+		if l.wanted(p) {
+			p.evictIdle()
+			return
+		}
+	}
 }
 
 // release takes a server back from a client: reuse it if it says it is
@@ -315,8 +331,11 @@ func (p *Pool[S]) release(s S) {
 	p.mu.Lock()
 	p.mu.active--
 	if !p.mu.closed && s.Reusable() {
-		p.putLocked(s)
+		parked := p.putLocked(s)
 		p.mu.Unlock()
+		if parked {
+			p.yieldIdle()
+		}
 		return
 	}
 	// Count the server as closing until its socket is gone, so a
