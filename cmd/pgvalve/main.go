@@ -73,17 +73,44 @@ func cmdRun(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// serve runs pgvalve until SIGINT or SIGTERM; ready runs once it listens.
+// serve runs pgvalve until a signal: SIGTERM drains (running transactions
+// finish, up to shutdown_timeout), SIGINT closes every client at once.
+// ready runs once pgvalve listens.
 func serve(cfg config.Config, log *slog.Logger, ready func()) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	a := app.New(cfg, log)
 	ln, err := a.Listen()
 	if err != nil {
 		return err
 	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ln) }()
 	ready()
-	return a.Serve(ctx, ln)
+	select {
+	case err := <-served:
+		return err
+	case sig := <-sigs:
+		if sig == syscall.SIGTERM {
+			log.Info("SIGTERM: draining", "shutdown_timeout", cfg.ShutdownTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer cancel()
+			go func() {
+				// A second signal stops waiting.
+				select {
+				case <-sigs:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			a.Shutdown(ctx)
+		} else {
+			log.Info("SIGINT: closing every client")
+			a.Close()
+		}
+	}
+	return <-served
 }
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {

@@ -47,6 +47,7 @@ func (a *App) entry(db, user string) (*entry, bool) {
 		Name:        key.String(),
 		Size:        route.PoolSize,
 		WaitTimeout: a.cfg.QueryWaitTimeout,
+		Limits:      a.limitsLocked(db, dial.User),
 		Dial: func(ctx context.Context) (*backend.Conn, error) {
 			cfg := e.dial
 			if a.cfg.Auth == config.AuthPassthrough {
@@ -59,7 +60,7 @@ func (a *App) entry(db, user string) (*entry, bool) {
 			return c, err
 		},
 	})
-	e.route = session.Route{Pool: e.pool, Mode: route.PoolMode, Params: e.params}
+	e.route = session.Route{Pool: e.pool, Mode: route.PoolMode, Params: e.params, Clients: &e.clients}
 	a.mu.pools[key] = e
 	return e, true
 }
@@ -114,4 +115,20 @@ func (a *App) verify(ctx context.Context, db, user, password string) error {
 	_ = conn.Close()
 	a.passwords.Accept(key, password)
 	return nil
+}
+
+// limitsLocked returns the shared caps for a pool of database db logging in
+// as user: max_db_connections and max_user_connections.
+func (a *App) limitsLocked(db, user string) []*pool.Limit {
+	byDB, ok := a.mu.dbLimits[db]
+	if !ok {
+		byDB = pool.NewLimit("max_db_connections "+db, a.cfg.MaxDBConnections)
+		a.mu.dbLimits[db] = byDB
+	}
+	byUser, ok := a.mu.userLimits[user]
+	if !ok {
+		byUser = pool.NewLimit("max_user_connections "+user, a.cfg.MaxUserConnections)
+		a.mu.userLimits[user] = byUser
+	}
+	return []*pool.Limit{byDB, byUser}
 }

@@ -189,9 +189,9 @@ func (c *Conn) MarkBroken(reason string) {
 func (c *Conn) Broken() string { return c.broken }
 
 // Reusable reports whether another client may use the connection: open,
-// not broken, idle outside a transaction, nothing half-read.
+// not broken, idle outside a transaction, nothing unread or half-read.
 func (c *Conn) Reusable() bool {
-	return !c.closed.Load() && c.broken == "" && c.txStatus == 'I' && !c.rd.InMessage()
+	return !c.closed.Load() && c.broken == "" && c.txStatus == 'I' && c.rd.Buffered() == 0 && !c.rd.InMessage()
 }
 
 // ErrClosed is returned by operations on a closed connection.

@@ -57,6 +57,9 @@ type Config struct {
 	PoolMode           PoolMode            // default session
 	PoolSize           int                 // default 20, must be >= 1
 	QueryWaitTimeout   time.Duration       // default 20s; 0 means wait forever (as in PgBouncer)
+	QueryWaitNotify    time.Duration       // default 5s: NOTICE a client that has waited this long; 0 = never
+	MaxDBConnections   int                 // servers per database across its pools; 0 = unlimited
+	MaxUserConnections int                 // servers per user across its pools; 0 = unlimited
 	MaxClientConn      int                 // default 1000, >= 1
 	Auth               AuthMode            // default trust
 	ServerResetQuery   string              // default "DISCARD ALL"; "" disables
@@ -100,6 +103,7 @@ func Default() Config {
 		PoolMode:           PoolSession,
 		PoolSize:           20,
 		QueryWaitTimeout:   20 * time.Second,
+		QueryWaitNotify:    5 * time.Second,
 		MaxClientConn:      1000,
 		Auth:               AuthTrust,
 		ServerResetQuery:   "DISCARD ALL",

@@ -19,6 +19,7 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 		PoolMode:           PoolSession,
 		PoolSize:           20,
 		QueryWaitTimeout:   20 * time.Second,
+		QueryWaitNotify:    5 * time.Second,
 		MaxClientConn:      1000,
 		Auth:               AuthTrust,
 		ServerResetQuery:   "DISCARD ALL",
@@ -62,6 +63,9 @@ upstream = "postgres://app@db.internal/app"
 pool_mode = "transaction"
 pool_size = 5
 query_wait_timeout = "1m"
+query_wait_notify = "2s"
+max_db_connections = 30
+max_user_connections = 40
 max_client_conn = 50
 auth = "passthrough"
 server_reset_query = ""
@@ -89,6 +93,9 @@ upstream = "postgres://main/main"
 		PoolMode:           PoolTransaction,
 		PoolSize:           5,
 		QueryWaitTimeout:   time.Minute,
+		QueryWaitNotify:    2 * time.Second,
+		MaxDBConnections:   30,
+		MaxUserConnections: 40,
 		MaxClientConn:      50,
 		Auth:               AuthPassthrough,
 		ServerResetQuery:   "",
@@ -97,8 +104,8 @@ upstream = "postgres://main/main"
 		ShutdownTimeout:    2500 * time.Millisecond,
 		LogLevel:           "debug",
 		Databases: map[string]Database{
-			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 15},
-			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 20},
+			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 18},
+			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 23},
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {

@@ -98,8 +98,14 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 			d.int(path, val, &cfg.PoolSize)
 		case "query_wait_timeout":
 			d.duration(path, val, &cfg.QueryWaitTimeout)
+		case "query_wait_notify":
+			d.duration(path, val, &cfg.QueryWaitNotify)
 		case "max_client_conn":
 			d.int(path, val, &cfg.MaxClientConn)
+		case "max_db_connections":
+			d.int(path, val, &cfg.MaxDBConnections)
+		case "max_user_connections":
+			d.int(path, val, &cfg.MaxUserConnections)
 		case "auth":
 			d.str(path, val, (*string)(&cfg.Auth))
 		case "server_reset_query":

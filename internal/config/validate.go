@@ -73,6 +73,15 @@ func (c Config) problems() []problem {
 	if c.QueryWaitTimeout < 0 {
 		k.add(top("query_wait_timeout"), c.QueryWaitTimeout == f.QueryWaitTimeout, nil, "must not be negative")
 	}
+	if c.QueryWaitNotify < 0 {
+		k.add(top("query_wait_notify"), c.QueryWaitNotify == f.QueryWaitNotify, nil, "must not be negative")
+	}
+	if c.MaxDBConnections < 0 {
+		k.add(top("max_db_connections"), c.MaxDBConnections == f.MaxDBConnections, nil, "must not be negative (0 means unlimited)")
+	}
+	if c.MaxUserConnections < 0 {
+		k.add(top("max_user_connections"), c.MaxUserConnections == f.MaxUserConnections, nil, "must not be negative (0 means unlimited)")
+	}
 	if c.MaxClientConn < 1 {
 		k.add(top("max_client_conn"), c.MaxClientConn == f.MaxClientConn, nil, "must be at least 1")
 	}

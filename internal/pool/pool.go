@@ -30,6 +30,9 @@ type Config[S Server] struct {
 	WaitTimeout time.Duration // 0: wait until the caller's context ends
 	DialTimeout time.Duration // 0: 15s, PgBouncer's server_connect_timeout
 	Dial        func(ctx context.Context) (S, error)
+	// Limits are caps shared with other pools (max_db_connections,
+	// max_user_connections); nil entries are ignored.
+	Limits []*Limit
 }
 
 // ErrClosed is returned by Acquire on a closed pool.
@@ -89,8 +92,18 @@ func New[S Server](cfg Config[S]) *Pool[S] {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 15 * time.Second
 	}
+	var limits []*Limit
+	for _, l := range cfg.Limits {
+		if l != nil {
+			limits = append(limits, l)
+		}
+	}
+	cfg.Limits = limits
 	p := &Pool[S]{cfg: cfg}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	for _, l := range limits {
+		l.join(p)
+	}
 	return p
 }
 
@@ -118,8 +131,9 @@ func (p *Pool[S]) Acquire(ctx context.Context) (*Lease[S], error) {
 	}
 	w := &waiter[S]{ch: make(chan grant[S], 1)}
 	w.elem = p.mu.waiters.PushBack(w)
-	p.dialLocked()
+	blocked := p.dialLocked()
 	p.mu.Unlock()
+	p.reclaim(blocked)
 
 	var timeout <-chan time.Time
 	if p.cfg.WaitTimeout > 0 {
@@ -174,16 +188,71 @@ func (p *Pool[S]) abandon(w *waiter[S], start time.Time, cause error) (*Lease[S]
 }
 
 // dialLocked starts dials for waiters that no idle server or pending dial
-// will serve, within the pool size.
-func (p *Pool[S]) dialLocked() {
+// will serve, within the pool size and the shared limits. It returns the
+// limit that refused a slot, if any; the caller passes it to reclaim after
+// unlocking.
+func (p *Pool[S]) dialLocked() (blocked *Limit) {
 	total := p.mu.active + len(p.mu.idle) + p.mu.connecting + p.mu.closing
 	need := p.mu.waiters.Len() - p.mu.connecting
 	for ; need > 0 && total < p.cfg.Size; need-- {
+		if blocked = takeAll(p.cfg.Limits, p); blocked != nil {
+			return blocked
+		}
 		total++
 		p.mu.connecting++
 		p.wg.Add(1)
 		go p.dial()
 	}
+	return nil
+}
+
+// reclaim asks the other pools under a limit that refused us to close an
+// idle server, so our waiting clients get the slot.
+func (p *Pool[S]) reclaim(blocked *Limit) {
+	if blocked != nil {
+		blocked.reclaim(p)
+	}
+}
+
+// retry is called by a Limit when a slot frees.
+func (p *Pool[S]) retry() {
+	p.mu.Lock()
+	var blocked *Limit
+	if !p.mu.closed {
+		blocked = p.dialLocked()
+	}
+	p.mu.Unlock()
+	p.reclaim(blocked)
+}
+
+// evictIdle closes one idle server for another pool under a shared limit.
+func (p *Pool[S]) evictIdle() bool {
+	p.mu.Lock()
+	n := len(p.mu.idle)
+	if n == 0 || p.mu.closed {
+		p.mu.Unlock()
+		return false
+	}
+	s := p.mu.idle[0] // the oldest: the one least recently useful
+	p.mu.idle = append(p.mu.idle[:0], p.mu.idle[1:]...)
+	p.mu.closing++
+	p.mu.Unlock()
+	p.closeServer(s)
+	return true
+}
+
+// closeServer closes a server counted as closing, then frees its slot.
+func (p *Pool[S]) closeServer(s S) {
+	_ = s.Close()
+	p.mu.Lock()
+	p.mu.closing--
+	var blocked *Limit
+	if !p.mu.closed {
+		blocked = p.dialLocked()
+	}
+	p.mu.Unlock()
+	giveAll(p.cfg.Limits)
+	p.reclaim(blocked)
 }
 
 func (p *Pool[S]) dial() {
@@ -201,19 +270,26 @@ func (p *Pool[S]) dial() {
 		if w := p.popWaiterLocked(); w != nil {
 			w.ch <- grant[S]{err: err}
 		}
+		var blocked *Limit
 		if !p.mu.closed {
-			p.dialLocked()
+			blocked = p.dialLocked()
 		}
 		p.mu.Unlock()
+		giveAll(p.cfg.Limits)
+		p.reclaim(blocked)
 		return
 	}
 	if p.mu.closed {
+		p.mu.closing++
 		p.mu.Unlock()
-		_ = s.Close()
+		p.closeServer(s)
 		return
 	}
-	p.putLocked(s)
+	parked := p.putLocked(s)
 	p.mu.Unlock()
+	if parked {
+		p.yieldIdle()
+	}
 }
 
 func (p *Pool[S]) popWaiterLocked() *waiter[S] {
@@ -226,14 +302,27 @@ func (p *Pool[S]) popWaiterLocked() *waiter[S] {
 	return w
 }
 
-// putLocked hands a usable server to the oldest waiter, or parks it idle.
-func (p *Pool[S]) putLocked(s S) {
+// putLocked hands a usable server to the oldest waiter, or parks it idle
+// and reports so.
+func (p *Pool[S]) putLocked(s S) (parked bool) {
 	if w := p.popWaiterLocked(); w != nil {
 		p.mu.active++
 		w.ch <- grant[S]{srv: s}
-		return
+		return false
 	}
 	p.mu.idle = append(p.mu.idle, s)
+	return true
+}
+
+// yieldIdle gives up an idle server when another pool under a shared limit
+// waits for a slot: an idle server must not hold the cap hostage.
+func (p *Pool[S]) yieldIdle() {
+	for _, l := range p.cfg.Limits {
+		if l.wanted(p) {
+			p.evictIdle()
+			return
+		}
+	}
 }
 
 // release takes a server back from a client: reuse it if it says it is
@@ -242,21 +331,18 @@ func (p *Pool[S]) release(s S) {
 	p.mu.Lock()
 	p.mu.active--
 	if !p.mu.closed && s.Reusable() {
-		p.putLocked(s)
+		parked := p.putLocked(s)
 		p.mu.Unlock()
+		if parked {
+			p.yieldIdle()
+		}
 		return
 	}
 	// Count the server as closing until its socket is gone, so a
 	// replacement never overlaps it at the server.
 	p.mu.closing++
 	p.mu.Unlock()
-	_ = s.Close()
-	p.mu.Lock()
-	p.mu.closing--
-	if !p.mu.closed {
-		p.dialLocked()
-	}
-	p.mu.Unlock()
+	p.closeServer(s)
 }
 
 // Close fails every waiter, closes idle servers and waits for dials to end.
@@ -278,10 +364,10 @@ func (p *Pool[S]) Close() {
 	p.mu.Unlock()
 	p.cancel()
 	for _, s := range idle {
-		_ = s.Close()
+		p.closeServer(s)
 	}
-	p.mu.Lock()
-	p.mu.closing -= len(idle)
-	p.mu.Unlock()
 	p.wg.Wait()
+	for _, l := range p.cfg.Limits {
+		l.leave(p)
+	}
 }

@@ -4,28 +4,32 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/cancel"
+	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
-// resetTimeout bounds the reset query run when a client leaves.
-const resetTimeout = 10 * time.Second
+// errClientTerminated ends a session whose client sent Terminate.
+var errClientTerminated = errors.New("client sent Terminate")
 
-// serveSession is session pooling: the client is greeted at once, takes a
-// server with its first request and keeps it until it disconnects.
-func (s *Session) serveSession(ctx context.Context, route Route, params []wire.Param, key cancel.Key) error {
-	greeting, err := s.greetingParams(ctx, route)
+// errTxInStatementMode ends a statement-mode client that opened a
+// transaction.
+var errTxInStatementMode = errors.New("transaction blocks are not allowed in statement pooling mode")
+
+// serve greets the client and relays its requests. A client holds a server
+// only while it has work in flight (transaction and statement pooling) or
+// from its first request to disconnect (session pooling).
+func (s *Session) serve(ctx context.Context, key cancel.Key) error {
+	greeting, err := s.greetingParams(ctx)
 	if err != nil {
 		s.sendError(wire.SeverityFatal, err)
 		return err
 	}
-	for _, p := range params {
+	for _, p := range s.params {
 		if _, reported := greeting[p.Name]; reported {
 			greeting[p.Name] = p.Value
 		}
@@ -34,202 +38,205 @@ func (s *Session) serveSession(ctx context.Context, route Route, params []wire.P
 	if _, err := s.conn.Write(loginReply(greeting, key)); err != nil {
 		return err
 	}
-	// Wait for work before taking a server, so a client that only connects
-	// holds nothing and a blocking connect never waits on the pool.
-	typ, err := s.rd.PeekType()
-	if err != nil {
-		return err
-	}
-	if typ == 'X' {
-		return errClientTerminated
-	}
-	lease, err := route.Pool.Acquire(ctx)
-	if err != nil {
-		s.sendError(wire.SeverityFatal, err)
-		return err
-	}
-	defer lease.Release()
-	srv := lease.Server()
-	if err := s.attach(ctx, srv, params); err != nil {
-		s.sendError(wire.SeverityFatal, err)
-		return err
-	}
-	r := s.relay(srv)
-	s.finish(ctx, srv, r)
-	return r.err
-}
-
-// greetingParams are the parameters a new client is told about: those of a
-// fresh server of its pool. Only the very first client of a pool waits for
-// a server to learn them.
-func (s *Session) greetingParams(ctx context.Context, route Route) (map[string]string, error) {
-	if p := route.Params.Load(); p != nil {
-		return p, nil
-	}
-	lease, err := route.Pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer lease.Release()
-	return lease.Server().Params(), nil
-}
-
-// attach prepares a leased server for this client: it applies the client's
-// settings and tells the client about every reported parameter whose value
-// differs from what it was last told. Only then can cancels reach it.
-func (s *Session) attach(ctx context.Context, srv *backend.Conn, params []wire.Param) error {
-	if err := srv.SyncParams(ctx, params); err != nil {
-		return err
-	}
-	var buf []byte
-	for k, v := range srv.Params() {
-		if old, ok := s.reported[k]; !ok || old != v {
-			buf = wire.Append(buf, &pgproto3.ParameterStatus{Name: k, Value: v})
-			s.reported[k] = v
+	err = s.clientSide(ctx)
+	if l := s.current(); l != nil {
+		s.endLink(ctx, l)
+		if l.err != nil {
+			err = l.err
 		}
+	} else if s.last != nil {
+		<-s.last.done
 	}
-	if len(buf) > 0 {
-		if _, err := s.conn.Write(buf); err != nil {
+	s.reportEnd(err)
+	return err
+}
+
+// reportEnd tells the client why its session ends, when it did not choose to.
+func (s *Session) reportEnd(err error) {
+	var pv *protocolViolation
+	switch {
+	case err == nil, errors.Is(err, errClientTerminated):
+	case errors.As(err, &pv):
+		s.log.Info("protocol violation", "err", pv.err)
+		s.fatal(wire.CodeProtocolViolation, pv.Error())
+	case errors.Is(err, errTxInStatementMode):
+		s.fatal(wire.CodeFeatureNotSupported, err.Error())
+	case errors.Is(err, errServerLost):
+		s.sendError(wire.SeverityFatal, err)
+	case errors.Is(err, errShuttingDown):
+		s.fatal(wire.CodeAdminShutdown, "terminating connection: pgvalve is shutting down")
+	}
+}
+
+// errServerLost wraps a server-side failure the client must hear about.
+var errServerLost = errors.New("server connection lost")
+
+// clientSide reads the client, leases a server when a batch needs one, and
+// forwards batches whole. It returns when the client leaves or fails, or
+// the server side fails.
+func (s *Session) clientSide(ctx context.Context) error {
+	for {
+		requests, last, terminated, err := s.scanClient()
+		if err != nil {
+			return err
+		}
+		span := s.rd.Take()
+		if terminated {
+			span = span[:len(span)-5] // Terminate is pgvalve's to handle
+		}
+		if len(span) > 0 {
+			if err := s.forward(ctx, span, requests, last); err != nil {
+				return err
+			}
+		}
+		if terminated {
+			return errClientTerminated
+		}
+		if err := s.rd.Fill(); err != nil {
+			if isDeadline(err) && s.isDraining() {
+				return errShuttingDown
+			}
 			return err
 		}
 	}
-	s.setLink(srv)
+}
+
+func (s *Session) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.draining && s.mu.cur == nil
+}
+
+// scanClient scans the complete client messages buffered, checking each
+// type, and counts what the safe point needs. It stops at Terminate.
+func (s *Session) scanClient() (requests int, last byte, terminated bool, err error) {
+	for {
+		f, ok, err := s.rd.Next()
+		if err != nil {
+			return 0, 0, false, &protocolViolation{err}
+		}
+		if !ok {
+			return requests, last, false, nil
+		}
+		if !wire.IsFrontendType(f.Type) {
+			return 0, 0, false, &protocolViolation{fmt.Errorf("invalid frontend message type %d", f.Type)}
+		}
+		if f.Type == 'X' {
+			return requests, last, true, nil
+		}
+		if _, wants := requestEnds(f.Type); wants {
+			requests++
+		}
+		last = f.Type
+	}
+}
+
+// forward sends a batch of client messages to the linked server. The batch
+// is counted before it is written, so the server side can never see its
+// ReadyForQuery first.
+func (s *Session) forward(ctx context.Context, span []byte, requests int, last byte) error {
+	l, err := s.linkFor(ctx)
+	if errors.Is(err, errShuttingDown) {
+		return err
+	}
+	if err != nil {
+		s.sendError(wire.SeverityFatal, err)
+		return fmt.Errorf("no server: %w", err)
+	}
+	s.mu.Lock()
+	s.mu.st.forwarded(requests, last)
+	nudge := requests == 0 && s.route.Mode != config.PoolSession && s.mu.st.safe()
+	s.mu.Unlock()
+	if _, err := l.srv.NetConn().Write(span); err != nil {
+		return fmt.Errorf("%w: write: %v", errServerLost, err)
+	}
+	if nudge {
+		// A CopyDone or CopyFail after the server already failed the COPY
+		// gets no answer: wake the server side to detach now.
+		l.nudge.Store(true)
+		_ = l.srv.NetConn().SetReadDeadline(time.Unix(1, 0))
+	}
 	return nil
 }
 
-// loginReply is what PostgreSQL sends after authentication: AuthenticationOk,
-// the reported parameters, the client's cancel key (pgvalve's own, never a
-// server's) and ReadyForQuery.
-func loginReply(params map[string]string, key cancel.Key) []byte {
-	buf := wire.Append(nil, &pgproto3.AuthenticationOk{})
-	for k, v := range params {
-		buf = wire.Append(buf, &pgproto3.ParameterStatus{Name: k, Value: v})
-	}
-	buf = wire.Append(buf, &pgproto3.BackendKeyData{ProcessID: key.PID, SecretKey: key.Secret})
-	return wire.Append(buf, &pgproto3.ReadyForQuery{TxStatus: 'I'})
-}
-
-// relayResult says how a relay ended.
-type relayResult struct {
-	err       error
-	serverErr error // the server connection failed
-	// pending counts Query, Sync and FunctionCall messages sent without
-	// their ReadyForQuery yet; lastSafe says the last client message ended
-	// a request. Both zero/true means the server is between requests.
-	pending  int64
-	lastSafe bool
-}
-
-// relay copies messages both ways until the client leaves or either side
-// fails. The client side runs here; the server side in one goroutine that
-// relay always waits for.
-func (s *Session) relay(srv *backend.Conn) relayResult {
-	var pending atomic.Int64
-	var stopping atomic.Bool
-	serverDone := make(chan error, 1)
-	go func() {
-		err := s.serverToClient(srv, &pending)
-		if !stopping.Load() {
-			// Wake the client side so the session can end.
+// serverSide relays what l's server sends until a safe point (then it
+// releases the server) or a failure or stop.
+func (s *Session) serverSide(l *link) {
+	defer close(l.done)
+	rd := l.srv.Reader()
+	for {
+		detach, err := s.scanServer(l)
+		if err == nil {
+			if span := rd.Take(); len(span) > 0 {
+				if _, werr := s.conn.Write(span); werr != nil {
+					err = fmt.Errorf("write to client: %w", werr)
+				}
+			}
+		}
+		if err == nil && detach {
+			l.detached = true
+			s.release(l)
+			return
+		}
+		if err == nil {
+			err = rd.Fill()
+		}
+		if err == nil {
+			continue
+		}
+		if isDeadline(err) && l.nudge.Swap(false) && !l.stop.Load() {
+			_ = l.srv.NetConn().SetReadDeadline(time.Time{})
+			s.mu.Lock()
+			detach := s.detachLocked(l)
+			s.mu.Unlock()
+			if detach {
+				l.detached = true
+				s.release(l)
+				return
+			}
+			continue
+		}
+		if !l.stop.Load() {
+			l.err = err
+			if !errors.Is(err, errTxInStatementMode) {
+				l.err = fmt.Errorf("%w: %v", errServerLost, err)
+			}
+			// Wake the client side so the session ends.
 			_ = s.conn.SetReadDeadline(time.Unix(1, 0))
 		}
-		serverDone <- err
-	}()
-	res := relayResult{lastSafe: true}
-	res.err = s.clientToServer(srv, &pending, &res.lastSafe)
-	// The client has left or failed: stop the server side wherever it
-	// blocks, reading the server or writing to a client that stopped reading.
-	stopping.Store(true)
-	_ = srv.NetConn().SetReadDeadline(time.Unix(1, 0))
-	_ = s.conn.SetWriteDeadline(time.Unix(1, 0))
-	serverErr := <-serverDone
-	_ = srv.NetConn().SetDeadline(time.Time{})
-	_ = s.conn.SetDeadline(time.Time{})
-	if serverErr != nil && !isDeadline(serverErr) {
-		res.serverErr = serverErr
+		return
 	}
-	res.pending = pending.Load()
-	return res
 }
 
-// errClientTerminated ends a session whose client sent Terminate.
-var errClientTerminated = errors.New("client sent Terminate")
-
-func (s *Session) clientToServer(srv *backend.Conn, pending *atomic.Int64, lastSafe *bool) error {
-	out := srv.NetConn()
+// scanServer scans the complete server messages buffered, tracking
+// ReadyForQuery and ParameterStatus, and reports whether a safe point was
+// reached.
+func (s *Session) scanServer(l *link) (detach bool, err error) {
+	rd := l.srv.Reader()
 	for {
-		var requests int64
-		for {
-			f, ok, err := s.rd.Next()
-			if err != nil {
-				return &protocolViolation{err}
-			}
-			if !ok {
-				break
-			}
-			if !wire.IsFrontendType(f.Type) {
-				return &protocolViolation{fmt.Errorf("invalid frontend message type %d", f.Type)}
-			}
-			switch f.Type {
-			case 'X':
-				span := s.rd.Take()
-				return s.forward(out, span[:len(span)-f.Total()], pending, requests, errClientTerminated)
-			case 'Q', 'S', 'F':
-				requests++
-				*lastSafe = true
-			case 'c', 'f':
-				*lastSafe = true
-			default:
-				*lastSafe = false
-			}
+		f, ok, err := rd.Next()
+		if err != nil || !ok {
+			return detach, err
 		}
-		if err := s.forward(out, s.rd.Take(), pending, requests, nil); err != nil {
-			return err
-		}
-		if err := s.rd.Fill(); err != nil {
-			return err
-		}
-	}
-}
-
-// forward counts the requests in span as pending before writing it, so the
-// server side can never see their ReadyForQuery first.
-func (s *Session) forward(out interface{ Write([]byte) (int, error) }, span []byte, pending *atomic.Int64, requests int64, then error) error {
-	if len(span) > 0 {
-		pending.Add(requests)
-		if _, err := out.Write(span); err != nil {
-			return fmt.Errorf("write to server: %w", err)
-		}
-	}
-	return then
-}
-
-func (s *Session) serverToClient(srv *backend.Conn, pending *atomic.Int64) error {
-	rd := srv.Reader()
-	for {
-		for {
-			f, ok, err := rd.Next()
-			if err != nil {
-				return err
+		switch f.Type {
+		case 'Z':
+			l.srv.Observe(f)
+			status := l.srv.TxStatus()
+			s.mu.Lock()
+			s.mu.st.ready(status)
+			idle := s.mu.st.idle()
+			detach = detach || s.detachLocked(l)
+			s.mu.Unlock()
+			if s.route.Mode == config.PoolStatement && idle && status != 'I' {
+				rd.Take() // the client will not see this ReadyForQuery
+				return false, errTxInStatementMode
 			}
-			if !ok {
-				break
+		case 'S':
+			l.srv.Observe(f)
+			var ps pgproto3.ParameterStatus
+			if ps.Decode(f.Body) == nil {
+				s.reported[ps.Name] = ps.Value
 			}
-			switch f.Type {
-			case 'Z':
-				pending.Add(-1)
-				srv.Observe(f)
-			case 'S':
-				srv.Observe(f)
-			}
-		}
-		if span := rd.Take(); len(span) > 0 {
-			if _, err := s.conn.Write(span); err != nil {
-				return fmt.Errorf("write to client: %w", err)
-			}
-		}
-		if err := rd.Fill(); err != nil {
-			return err
 		}
 	}
 }
@@ -242,40 +249,29 @@ type protocolViolation struct{ err error }
 func (e *protocolViolation) Error() string { return "protocol violation: " + e.err.Error() }
 func (e *protocolViolation) Unwrap() error { return e.err }
 
-// finish decides, once the relay is over, whether the server can serve
-// another client: only if the client left between requests outside a
-// transaction and the reset query succeeds. Otherwise the server is marked
-// broken so Release closes it; a server still running the client's query
-// is cancelled first so it does not run on unobserved.
-func (s *Session) finish(ctx context.Context, srv *backend.Conn, r relayResult) {
-	s.setLink(nil)
-	var pv *protocolViolation
-	if errors.As(r.err, &pv) {
-		s.log.Info("protocol violation", "err", pv.err)
-		s.fatal(wire.CodeProtocolViolation, pv.Error())
+// greetingParams are the parameters a new client is told about: those of a
+// fresh server of its pool. Only the very first client of a pool waits for
+// a server to learn them.
+func (s *Session) greetingParams(ctx context.Context) (map[string]string, error) {
+	if p := s.route.Params.Load(); p != nil {
+		return p, nil
 	}
-	switch {
-	case r.serverErr != nil:
-		srv.MarkBroken("server connection failed: " + r.serverErr.Error())
-		s.sendError(wire.SeverityFatal, fmt.Errorf("server connection lost: %w", r.serverErr))
-		return
-	case r.pending != 0 || !r.lastSafe:
-		// Not the session's context: on shutdown it is already done, and
-		// the query must still be stopped.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_ = srv.Cancel(cctx)
-		cancel()
-		srv.MarkBroken("client left during a request")
-		return
-	case srv.TxStatus() != 'I':
-		srv.MarkBroken("client left inside a transaction")
-		return
+	lease, err := s.route.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
 	}
-	if s.env.ResetQuery != "" {
-		rctx, cancel := context.WithTimeout(ctx, resetTimeout)
-		defer cancel()
-		if err := srv.Exec(rctx, s.env.ResetQuery); err != nil {
-			srv.MarkBroken("reset query failed: " + err.Error())
-		}
+	defer s.releaseLease(lease)
+	return lease.Server().Params(), nil
+}
+
+// loginReply is what PostgreSQL sends after authentication: AuthenticationOk,
+// the reported parameters, the client's cancel key (pgvalve's own, never a
+// server's) and ReadyForQuery.
+func loginReply(params map[string]string, key cancel.Key) []byte {
+	buf := wire.Append(nil, &pgproto3.AuthenticationOk{})
+	for k, v := range params {
+		buf = wire.Append(buf, &pgproto3.ParameterStatus{Name: k, Value: v})
 	}
+	buf = wire.Append(buf, &pgproto3.BackendKeyData{ProcessID: key.PID, SecretKey: key.Secret})
+	return wire.Append(buf, &pgproto3.ReadyForQuery{TxStatus: 'I'})
 }

@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -34,6 +35,8 @@ type Route struct {
 	// Params holds what a fresh server of the pool reports, to greet
 	// clients before they hold a server.
 	Params *backend.ParamCache
+	// Clients counts the clients connected to the pool.
+	Clients *atomic.Int64
 }
 
 // Env is what every session shares. It is built once by the app.
@@ -43,29 +46,60 @@ type Env struct {
 	Auth           config.AuthMode
 	MaxMessageSize int
 	LoginTimeout   time.Duration // 0: none
-	ResetQuery     string        // run before a server goes back to the pool; "" skips it
+	ResetQuery     string        // run when a session-mode client leaves; "" skips it
+	WaitTimeout    time.Duration // query_wait_timeout, for messages
+	WaitNotify     time.Duration // NOTICE a waiting client after this long; 0: never
+	// Drain, when done, asks sessions to end at their next safe point
+	// (graceful shutdown); the context passed to Serve ends them at once.
+	Drain context.Context
 	// Lookup finds the route for a client; ok=false means no such database.
 	Lookup func(db, user string) (Route, bool)
 	// Verify proves a passthrough client's password against the upstream.
 	Verify func(ctx context.Context, db, user, password string) error
+	// Knobs are test seams; nil in production.
+	Knobs *Knobs
+}
+
+// Knobs let tests break invariants on purpose, to prove the checks that
+// guard them can fail.
+type Knobs struct {
+	// SkipRelease, when it returns true, makes the session drop a lease
+	// without releasing it.
+	SkipRelease func() bool
 }
 
 // Session is one client connection.
 type Session struct {
-	env  *Env
-	conn net.Conn
-	rd   *wire.Reader
-	log  *slog.Logger
-	user string
-	db   string
-	// reported is what the client has been told each parameter is.
+	env    *Env
+	conn   net.Conn
+	rd     *wire.Reader
+	log    *slog.Logger
+	user   string
+	db     string
+	route  Route
+	params []wire.Param // settings to apply on every server this client uses
+	// reported is what the client has been told each parameter is. The
+	// session goroutine and the server side take turns with it: a server
+	// side runs only while linked, and a new one starts after the old ends.
 	reported map[string]string
+	// last is the most recent link, whose server side may still be
+	// exiting; only the session goroutine touches it.
+	last *link
+
+	// mu guards the link and its protocol state. Lock order: mu before
+	// link; never held across I/O.
+	mu struct {
+		sync.Mutex
+		cur      *link
+		st       txState
+		draining bool
+	}
 
 	// link is the server this client holds now. Cancel requests hold the
 	// read lock while they are delivered, and unlinking takes the write
 	// lock, so a cancel can never land on a server already given to another
 	// client.
-	link struct {
+	cancelTo struct {
 		sync.RWMutex
 		srv *backend.Conn
 	}
@@ -84,6 +118,10 @@ func Serve(ctx context.Context, env *Env, conn net.Conn) {
 	}()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
+	if env.Drain != nil {
+		stopDrain := context.AfterFunc(env.Drain, s.drain)
+		defer stopDrain()
+	}
 	if err := s.run(ctx); err != nil {
 		s.log.Debug("session ended", "err", err)
 	}
@@ -160,7 +198,12 @@ func (s *Session) run(ctx context.Context) error {
 	_ = s.conn.SetDeadline(time.Time{})
 	key, unregister := s.env.Cancels.Register(s)
 	defer unregister()
-	return s.serveSession(ctx, route, params, key)
+	s.route, s.params = route, params
+	if route.Clients != nil {
+		route.Clients.Add(1)
+		defer route.Clients.Add(-1)
+	}
+	return s.serve(ctx, key)
 }
 
 // checkStartup validates a StartupMessage and returns the settings to apply
@@ -243,16 +286,16 @@ func (s *Session) forwardCancel(ctx context.Context, req pgproto3.CancelRequest)
 // CancelCurrent cancels what this client runs on its server now, if it
 // holds one (cancel.Target).
 func (s *Session) CancelCurrent(ctx context.Context) error {
-	s.link.RLock()
-	defer s.link.RUnlock()
-	if s.link.srv == nil {
+	s.cancelTo.RLock()
+	defer s.cancelTo.RUnlock()
+	if s.cancelTo.srv == nil {
 		return nil
 	}
-	return s.link.srv.Cancel(ctx)
+	return s.cancelTo.srv.Cancel(ctx)
 }
 
 func (s *Session) setLink(srv *backend.Conn) {
-	s.link.Lock()
-	s.link.srv = srv
-	s.link.Unlock()
+	s.cancelTo.Lock()
+	s.cancelTo.srv = srv
+	s.cancelTo.Unlock()
 }

@@ -3,7 +3,6 @@
 package valvetest
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -14,7 +13,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/app"
 	"github.com/pgvalve/pgvalve/internal/config"
-	"github.com/pgvalve/pgvalve/internal/pool"
+	"github.com/pgvalve/pgvalve/internal/session"
 )
 
 // Server is a running in-process pgvalve.
@@ -28,6 +27,12 @@ type Server struct {
 // port) until the test ends. Logs go to the test log when -v is given.
 func Start(t testing.TB, cfg config.Config) *Server {
 	t.Helper()
+	return StartWithKnobs(t, cfg, nil)
+}
+
+// StartWithKnobs is Start with test seams that break invariants on purpose.
+func StartWithKnobs(t testing.TB, cfg config.Config, knobs *session.Knobs) *Server {
+	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("valvetest: config: %v", err)
@@ -38,19 +43,20 @@ func Start(t testing.TB, cfg config.Config) *Server {
 	}
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a := app.New(cfg, log)
+	a.SetKnobs(knobs)
 	ln, err := a.Listen()
 	if err != nil {
 		t.Fatalf("valvetest: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, ln) }()
+	go func() { done <- a.Serve(ln) }()
 	s := &Server{App: a, Addr: ln.Addr().(*net.TCPAddr)}
 	s.stop = func() {
-		cancel()
+		closed := make(chan struct{})
+		go func() { a.Close(); close(closed) }()
 		select {
-		case err := <-done:
-			if err != nil {
+		case <-closed:
+			if err := <-done; err != nil {
 				t.Errorf("valvetest: serve: %v", err)
 			}
 		case <-time.After(30 * time.Second):
@@ -80,13 +86,13 @@ func (s *Server) URL(user, password, database string) string {
 func (s *Server) Port() int { return s.Addr.Port }
 
 // PoolStats returns the named pool's stats ("db/user").
-func (s *Server) PoolStats(name string) (pool.Stats, bool) {
+func (s *Server) PoolStats(name string) (app.PoolStats, bool) {
 	for _, st := range s.App.Stats() {
 		if st.Name == name {
 			return st, true
 		}
 	}
-	return pool.Stats{}, false
+	return app.PoolStats{}, false
 }
 
 // WaitIdle waits until every pool is at rest: no leased, waiting,

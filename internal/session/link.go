@@ -1,0 +1,249 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgvalve/pgvalve/internal/backend"
+	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/pool"
+	"github.com/pgvalve/pgvalve/internal/wire"
+)
+
+// resetTimeout bounds pgvalve's own queries when a client leaves.
+const resetTimeout = 10 * time.Second
+
+// link is one lease on one server, with the goroutine that relays what the
+// server sends. Fields below done are written by that goroutine before it
+// closes done, and read by the session only after.
+type link struct {
+	lease *pool.Lease[*backend.Conn]
+	srv   *backend.Conn
+	done  chan struct{}
+
+	stop  atomic.Bool // the session asked the server side to stop
+	nudge atomic.Bool // the session asks the server side to re-check the safe point
+
+	// detached: released at a safe point; the lease is already back.
+	detached bool
+	// err: the server side failed (server gone, client gone, statement-mode
+	// transaction); the session ends with it.
+	err error
+}
+
+// current returns the linked server, or nil.
+func (s *Session) current() *link {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.cur
+}
+
+// linkFor returns the linked server, leasing and preparing one when the
+// client holds none. Only the session goroutine calls it.
+func (s *Session) linkFor(ctx context.Context) (*link, error) {
+	if l := s.current(); l != nil {
+		return l, nil
+	}
+	if s.last != nil {
+		// The previous server side is finishing its exit; never run two.
+		<-s.last.done
+		s.last = nil
+	}
+	s.mu.Lock()
+	draining := s.mu.draining
+	s.mu.Unlock()
+	if draining {
+		return nil, errShuttingDown
+	}
+	lease, err := s.acquireAlive(ctx)
+	if err != nil {
+		return nil, err
+	}
+	srv := lease.Server()
+	_ = srv.NetConn().SetDeadline(time.Time{})
+	if err := s.attach(ctx, srv); err != nil {
+		s.releaseLease(lease)
+		return nil, err
+	}
+	l := &link{lease: lease, srv: srv, done: make(chan struct{})}
+	s.mu.Lock()
+	s.mu.cur = l
+	s.mu.st = freshState()
+	s.mu.Unlock()
+	s.last = l
+	go s.serverSide(l)
+	return l, nil
+}
+
+// maxDeadServers bounds how many dead idle servers one request skips
+// before it takes whatever comes.
+const maxDeadServers = 8
+
+// acquireAlive leases a server, skipping idle ones that died while parked
+// (closed by Release). Nothing was sent to them, so skipping replays nothing.
+func (s *Session) acquireAlive(ctx context.Context) (*pool.Lease[*backend.Conn], error) {
+	for i := 0; ; i++ {
+		lease, err := s.acquire(ctx)
+		if err != nil || i == maxDeadServers || lease.Server().Alive() {
+			return lease, err
+		}
+		s.log.Debug("skipping dead idle server", "pid", lease.Server().PID(), "reason", lease.Server().Broken())
+		s.releaseLease(lease)
+	}
+}
+
+// acquire waits for a server, telling the client with a NOTICE once it has
+// waited query_wait_notify, so queuing shows before it fails.
+func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], error) {
+	if s.env.WaitNotify <= 0 {
+		return s.route.Pool.Acquire(ctx)
+	}
+	notified := make(chan struct{})
+	t := time.AfterFunc(s.env.WaitNotify, func() {
+		defer close(notified)
+		msg := fmt.Sprintf("no server connection free in pool %q; waiting in line (query_wait_timeout %s)",
+			s.route.Pool.Name(), s.env.WaitTimeout)
+		_, _ = s.conn.Write(wire.AppendNotice(nil, "00000", msg))
+	})
+	lease, err := s.route.Pool.Acquire(ctx)
+	if !t.Stop() {
+		<-notified // never write to the client concurrently with the notice
+	}
+	return lease, err
+}
+
+// attach prepares a leased server for this client: it applies the client's
+// settings and tells the client about every reported parameter whose value
+// differs from what it was last told. Only then can cancels reach it.
+func (s *Session) attach(ctx context.Context, srv *backend.Conn) error {
+	if err := srv.SyncParams(ctx, s.params); err != nil {
+		return err
+	}
+	var buf []byte
+	for k, v := range srv.Params() {
+		if old, ok := s.reported[k]; !ok || old != v {
+			buf = wire.Append(buf, &pgproto3.ParameterStatus{Name: k, Value: v})
+			s.reported[k] = v
+		}
+	}
+	if len(buf) > 0 {
+		if _, err := s.conn.Write(buf); err != nil {
+			return err
+		}
+	}
+	s.setLink(srv)
+	return nil
+}
+
+// errShuttingDown ends a client when pgvalve shuts down.
+var errShuttingDown = errors.New("pgvalve is shutting down")
+
+// drain asks the session to end at its next safe point: at once if it holds
+// no server, else when its server goes back. Session-mode clients hold
+// theirs until they leave.
+func (s *Session) drain() {
+	s.mu.Lock()
+	s.mu.draining = true
+	idle := s.mu.cur == nil
+	s.mu.Unlock()
+	if idle {
+		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// detachLocked unlinks l at a safe point; the caller then releases it
+// outside the lock. Session pooling never detaches.
+func (s *Session) detachLocked(l *link) bool {
+	if s.route.Mode == config.PoolSession || s.mu.cur != l || !s.mu.st.safe() {
+		return false
+	}
+	s.mu.cur = nil
+	return true
+}
+
+// release hands l's server back after a detach. setLink(nil) waits for any
+// cancel in flight, so a cancel can never reach the next client. A
+// draining session is woken to end.
+func (s *Session) release(l *link) {
+	s.setLink(nil)
+	s.releaseLease(l.lease)
+	s.mu.Lock()
+	draining := s.mu.draining
+	s.mu.Unlock()
+	if draining {
+		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// endLink runs when the client leaves or fails while holding l: it stops
+// the server side, decides whether the server can be reused, and releases.
+func (s *Session) endLink(ctx context.Context, l *link) {
+	s.mu.Lock()
+	if s.mu.cur != l {
+		// Detached at a safe point meanwhile: the server already belongs to
+		// the pool, maybe to another client. Touch nothing.
+		s.mu.Unlock()
+		<-l.done
+		return
+	}
+	// Claiming the link stops the server side from detaching it.
+	s.mu.cur = nil
+	st := s.mu.st
+	s.mu.Unlock()
+	l.stop.Store(true)
+	_ = l.srv.NetConn().SetReadDeadline(time.Unix(1, 0))
+	// The server side may be blocked writing to a client that stopped reading.
+	_ = s.conn.SetWriteDeadline(time.Unix(1, 0))
+	<-l.done
+	_ = l.srv.NetConn().SetDeadline(time.Time{})
+	_ = s.conn.SetDeadline(time.Time{})
+	s.setLink(nil)
+	defer s.releaseLease(l.lease)
+	s.finish(ctx, l, st)
+	if why := l.srv.Broken(); why != "" {
+		s.log.Debug("closing server", "pid", l.srv.PID(), "reason", why)
+	}
+}
+
+// finish decides whether a server a client left can serve another: only if
+// the client left between requests, and after a rollback and (in session
+// mode) the reset query. Otherwise it is marked broken so Release closes
+// it; a server still running the client's query is cancelled first so it
+// does not run on unobserved.
+func (s *Session) finish(ctx context.Context, l *link, st txState) {
+	srv := l.srv
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), resetTimeout)
+	defer cancel()
+	switch {
+	case l.err != nil && !errors.Is(l.err, errTxInStatementMode):
+		srv.MarkBroken("relay failed: " + l.err.Error())
+		return
+	case !st.idle():
+		_ = srv.Cancel(bg)
+		srv.MarkBroken("client left during a request")
+		return
+	case srv.TxStatus() != 'I':
+		if err := srv.Exec(bg, "ROLLBACK"); err != nil {
+			srv.MarkBroken("rollback failed: " + err.Error())
+			return
+		}
+	}
+	if s.route.Mode == config.PoolSession && s.env.ResetQuery != "" {
+		if err := srv.Exec(bg, s.env.ResetQuery); err != nil {
+			srv.MarkBroken("reset query failed: " + err.Error())
+		}
+	}
+}
+
+// releaseLease gives a server back to its pool; every path goes through it.
+func (s *Session) releaseLease(lease *pool.Lease[*backend.Conn]) {
+	if k := s.env.Knobs; k != nil && k.SkipRelease != nil && k.SkipRelease() {
+		return
+	}
+	lease.Release()
+}
