@@ -12,6 +12,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pgvalve/pgvalve/internal/auth"
 	"github.com/pgvalve/pgvalve/internal/backend"
@@ -58,9 +59,14 @@ type entry struct {
 	clients atomic.Int64
 }
 
+// passwordFresh is how long a passthrough password the server accepted is
+// trusted without a new server login: long enough to absorb a reconnect
+// storm, short enough that a revoked password stops working within seconds.
+const passwordFresh = 2 * time.Second
+
 // New builds an App from a validated configuration.
 func New(cfg config.Config, log *slog.Logger) *App {
-	a := &App{cfg: cfg, log: log, passwords: auth.NewPasswords(), served: make(chan struct{})}
+	a := &App{cfg: cfg, log: log, passwords: auth.NewPasswords(passwordFresh), served: make(chan struct{})}
 	a.mu.pools = make(map[poolKey]*entry)
 	a.mu.dbLimits = make(map[string]*pool.Limit)
 	a.mu.userLimits = make(map[string]*pool.Limit)

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -91,15 +92,16 @@ func (a *App) dialConfig(route config.Database, db, user string) (backend.Config
 	return cfg, nil
 }
 
-// verify proves a passthrough client's password: one the upstream already
-// accepted for this pool passes; any other costs one server login.
+// verify proves a passthrough client's password: one the upstream accepted
+// for this pool within the last few seconds passes; any other costs one
+// server login.
 func (a *App) verify(ctx context.Context, db, user, password string) error {
 	e, ok := a.entry(db, user)
 	if !ok {
 		return errors.New("no such database")
 	}
 	key := poolKey{db: db, user: user}.String()
-	if a.passwords.Matches(key, password) {
+	if a.passwords.Matches(key, password, time.Now()) {
 		return nil
 	}
 	cfg := e.dial
@@ -113,7 +115,7 @@ func (a *App) verify(ctx context.Context, db, user, password string) error {
 		return err
 	}
 	_ = conn.Close()
-	a.passwords.Accept(key, password)
+	a.passwords.Accept(key, password, time.Now())
 	return nil
 }
 

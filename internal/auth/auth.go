@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -50,52 +51,65 @@ func RequestPassword(w io.Writer, rd *wire.Reader) (string, error) {
 	return pw, nil
 }
 
-// Passwords remembers, per pool, the password the upstream last accepted:
-// passthrough clients presenting the same one need no server login of their
-// own, and the pool dials with it. Only digests are compared.
+// Passwords remembers, per pool, the password the upstream last accepted
+// and when: the pool dials with it, and a passthrough client presenting the
+// same one within Fresh of that check needs no server login of its own.
+// Past Fresh the server is asked again, so a changed or revoked password
+// stops working within that time.
 type Passwords struct {
-	mu struct {
+	// Fresh is how long an accepted password is trusted without asking
+	// the server again.
+	Fresh time.Duration
+	mu    struct {
 		sync.Mutex
-		m map[string]string
+		m map[string]accepted
 	}
 }
 
-// NewPasswords returns an empty store.
-func NewPasswords() *Passwords {
-	p := &Passwords{}
-	p.mu.m = make(map[string]string)
+type accepted struct {
+	pw string
+	at time.Time
+}
+
+// NewPasswords returns an empty store trusting checks for fresh.
+func NewPasswords(fresh time.Duration) *Passwords {
+	p := &Passwords{Fresh: fresh}
+	p.mu.m = make(map[string]accepted)
 	return p
 }
 
-// Get returns the accepted password for key.
+// Get returns the accepted password for key, for dialling.
 func (p *Passwords) Get(key string) (string, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	pw, ok := p.mu.m[key]
-	return pw, ok
+	a, ok := p.mu.m[key]
+	return a.pw, ok
 }
 
-// Matches reports, in constant time, whether pw is the accepted password.
-func (p *Passwords) Matches(key, pw string) bool {
-	known, ok := p.Get(key)
-	if !ok {
+// Matches reports, in constant time, whether pw is the accepted password
+// and was checked with the server less than Fresh ago.
+func (p *Passwords) Matches(key, pw string, now time.Time) bool {
+	p.mu.Lock()
+	a, ok := p.mu.m[key]
+	p.mu.Unlock()
+	if !ok || now.Sub(a.at) >= p.Fresh {
 		return false
 	}
-	a, b := sha256.Sum256([]byte(known)), sha256.Sum256([]byte(pw))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+	x, y := sha256.Sum256([]byte(a.pw)), sha256.Sum256([]byte(pw))
+	return subtle.ConstantTimeCompare(x[:], y[:]) == 1
 }
 
-// Accept records pw as the password the upstream accepted for key.
-func (p *Passwords) Accept(key, pw string) {
+// Accept records pw as the password the upstream accepted for key at now.
+func (p *Passwords) Accept(key, pw string, now time.Time) {
 	p.mu.Lock()
-	p.mu.m[key] = pw
+	p.mu.m[key] = accepted{pw: pw, at: now}
 	p.mu.Unlock()
 }
 
 // Forget drops key's password if it is still pw (the upstream refused it).
 func (p *Passwords) Forget(key, pw string) {
 	p.mu.Lock()
-	if p.mu.m[key] == pw {
+	if p.mu.m[key].pw == pw {
 		delete(p.mu.m, key)
 	}
 	p.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -59,6 +60,7 @@ func (s *Session) reportEnd(err error) {
 	case errors.As(err, &pv):
 		s.log.Info("protocol violation", "err", pv.err)
 		s.fatal(wire.CodeProtocolViolation, pv.Error())
+		s.lingerClose()
 	case errors.Is(err, errTxInStatementMode):
 		s.fatal(wire.CodeFeatureNotSupported, err.Error())
 	case errors.Is(err, errServerLost):
@@ -274,4 +276,22 @@ func loginReply(params map[string]string, key cancel.Key) []byte {
 	}
 	buf = wire.Append(buf, &pgproto3.BackendKeyData{ProcessID: key.PID, SecretKey: key.Secret})
 	return wire.Append(buf, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+}
+
+// Bounds on reading what a client sent after pgvalve gave up on it.
+const (
+	lingerTime  = 2 * time.Second
+	lingerBytes = 64 << 20
+)
+
+// lingerClose reads and drops what the client still sends, for a bounded
+// time and size, after half-closing our side: closing a socket with unread
+// input makes the kernel reset the connection, and the client would never
+// read the error just sent.
+func (s *Session) lingerClose() {
+	if tc, ok := s.conn.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	}
+	_ = s.conn.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.CopyN(io.Discard, s.conn, lingerBytes)
 }
