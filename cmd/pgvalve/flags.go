@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
+	"time"
 
 	"github.com/pgvalve/pgvalve/internal/config"
 )
@@ -21,7 +23,8 @@ func loadConfig(name string, args []string, stderr io.Writer) (config.Config, er
 	upstream := fs.String("upstream", def.Upstream, "PostgreSQL server for every database name: postgres://USER:PASS@HOST:PORT/DB")
 	mode := fs.String("pool-mode", string(def.PoolMode), "session, transaction or statement")
 	size := fs.Int("pool-size", def.PoolSize, "server connections per database and user")
-	wait := fs.Duration("query-wait-timeout", def.QueryWaitTimeout, "how long a client waits for a server before 53300 (0: forever)")
+	wait := seconds(def.QueryWaitTimeout)
+	fs.Var(&wait, "query-wait-timeout", "how long a client waits for a server before 53300: a duration (20s) or seconds (0: forever)")
 	maxClients := fs.Int("max-client-conn", def.MaxClientConn, "most clients connected at once")
 	authMode := fs.String("auth", string(def.Auth), "client authentication: trust or passthrough")
 	logLevel := fs.String("log-level", def.LogLevel, "debug, info, warn or error")
@@ -43,7 +46,7 @@ func loadConfig(name string, args []string, stderr io.Writer) (config.Config, er
 		"upstream":           func() { cfg.Upstream = *upstream },
 		"pool-mode":          func() { cfg.PoolMode = config.PoolMode(*mode) },
 		"pool-size":          func() { cfg.PoolSize = *size },
-		"query-wait-timeout": func() { cfg.QueryWaitTimeout = *wait },
+		"query-wait-timeout": func() { cfg.QueryWaitTimeout = time.Duration(wait) },
 		"max-client-conn":    func() { cfg.MaxClientConn = *maxClients },
 		"auth":               func() { cfg.Auth = config.AuthMode(*authMode) },
 		"log-level":          func() { cfg.LogLevel = *logLevel },
@@ -73,4 +76,23 @@ func portOf(addr string) string {
 		return addr
 	}
 	return port
+}
+
+// seconds is a duration flag that also takes a plain number of seconds, as
+// PgBouncer's settings do.
+type seconds time.Duration
+
+func (s *seconds) String() string { return time.Duration(*s).String() }
+
+func (s *seconds) Set(v string) error {
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		*s = seconds(f * float64(time.Second))
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%q is neither a duration (20s) nor a number of seconds", v)
+	}
+	*s = seconds(d)
+	return nil
 }

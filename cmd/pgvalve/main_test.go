@@ -84,3 +84,18 @@ func TestVersionAndUnknownCommands(t *testing.T) {
 		t.Fatalf("unknown: %d %q", code, errOut)
 	}
 }
+
+func TestQueryWaitTimeoutTakesADurationOrPlainSeconds(t *testing.T) {
+	cases := map[string]time.Duration{"20s": 20 * time.Second, "120": 120 * time.Second, "0.5": 500 * time.Millisecond, "0": 0}
+	for in, want := range cases {
+		var errOut strings.Builder
+		cfg, err := loadConfig("run", []string{"--upstream", "postgres://u@h/db", "--query-wait-timeout", in}, &errOut)
+		if err != nil || cfg.QueryWaitTimeout != want {
+			t.Fatalf("%q: got %v, %v; want %v", in, cfg.QueryWaitTimeout, err, want)
+		}
+	}
+	var errOut strings.Builder
+	if _, err := loadConfig("run", []string{"--upstream", "postgres://u@h/db", "--query-wait-timeout", "soon"}, &errOut); err == nil {
+		t.Fatal("a value that is neither must be refused")
+	}
+}

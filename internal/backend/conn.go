@@ -134,7 +134,9 @@ func connString(cfg Config) string {
 	}
 	var b strings.Builder
 	for k, v := range kv {
-		if v == "" && k != "password" {
+		// An empty value the URL names explicitly is kept, so pgconn does
+		// not fill it from the environment.
+		if _, named := cfg.Params[k]; v == "" && !named && k != "password" {
 			continue
 		}
 		b.WriteString(k)

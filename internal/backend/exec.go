@@ -44,25 +44,47 @@ func (c *Conn) Exec(ctx context.Context, sql string) error {
 		c.MarkBroken("write failed: " + err.Error())
 		return fmt.Errorf("backend: exec: %w", err)
 	}
+	return c.readUntilReady()
+}
+
+// readUntilReady reads the answer to pgvalve's own query up to its
+// ReadyForQuery, returning the first error. Rows and notices are skipped
+// whatever their size.
+func (c *Conn) readUntilReady() error {
 	var firstErr error
 	for {
-		typ, body, err := c.rd.ReadMessage()
+		f, ok, err := c.rd.Next()
 		if err != nil {
 			c.MarkBroken("read failed: " + err.Error())
 			return fmt.Errorf("backend: exec: %w", err)
 		}
-		switch typ {
+		if !ok {
+			c.rd.Take()
+			if err := c.rd.Fill(); err != nil {
+				c.MarkBroken("read failed: " + err.Error())
+				return fmt.Errorf("backend: exec: %w", err)
+			}
+			continue
+		}
+		switch f.Type {
 		case 'E':
 			if firstErr == nil {
-				firstErr = decodeError(body)
+				firstErr = errors.New("backend: exec: server error too large to read")
+				if f.Body != nil {
+					firstErr = decodeError(f.Body)
+				}
 			}
 		case 'S', 'Z':
-			c.observe(typ, body)
-			if typ == 'Z' {
+			if f.Body != nil {
+				c.observe(f.Type, f.Body)
+			}
+			if f.Type == 'Z' {
+				c.rd.Take()
 				return firstErr
 			}
 		case 'G', 'H', 'W':
 			// COPY has no place in pgvalve's own queries.
+			c.rd.Take()
 			c.MarkBroken("unexpected COPY from own query")
 			return errors.New("backend: exec: unexpected COPY response")
 		}

@@ -18,7 +18,7 @@ import (
 // error, which the client would have seen connecting directly.
 func (c *Conn) SyncParams(ctx context.Context, want []wire.Param) error {
 	var sets []string
-	for _, p := range want {
+	for _, p := range lastOfEach(want) {
 		if v, reported := c.params[p.Name]; reported && v == p.Value {
 			continue
 		}
@@ -30,6 +30,22 @@ func (c *Conn) SyncParams(ctx context.Context, want []wire.Param) error {
 	return c.Exec(ctx, "SELECT "+strings.Join(sets, ", "))
 }
 
+// lastOfEach keeps only the last setting of each name, where it stood: a
+// later setting of a name overrides an earlier one, as at startup.
+func lastOfEach(params []wire.Param) []wire.Param {
+	last := make(map[string]int, len(params))
+	for i, p := range params {
+		last[p.Name] = i
+	}
+	out := make([]wire.Param, 0, len(last))
+	for i, p := range params {
+		if last[p.Name] == i {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // literal quotes s as an escape-string constant, which means the same
 // whatever standard_conforming_strings is set to.
 func literal(s string) string {
@@ -37,26 +53,27 @@ func literal(s string) string {
 }
 
 // StartupParams turns a client's startup parameters into the settings to
-// apply on a server: it drops the ones that pick the connection (user,
-// database) and expands the options parameter's -c settings, as the
-// postmaster does.
+// apply on a server, in the order that gives PostgreSQL's precedence: the
+// options parameter's -c settings first, then the explicit parameters, which
+// override them wherever they stood in the packet. The parameters that pick
+// the connection (user, database, replication) are dropped.
 func StartupParams(params []wire.Param) ([]wire.Param, error) {
-	var out []wire.Param
+	var opts, explicit []wire.Param
 	for _, p := range params {
 		switch p.Name {
 		case "user", "database", "replication":
 			continue
 		case "options":
-			opts, err := ParseOptions(p.Value)
+			o, err := ParseOptions(p.Value)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, opts...)
+			opts = append(opts, o...)
 		default:
-			out = append(out, p)
+			explicit = append(explicit, p)
 		}
 	}
-	return out, nil
+	return lastOfEach(append(opts, explicit...)), nil
 }
 
 // ParseOptions reads the options startup parameter: whitespace-separated
@@ -104,7 +121,7 @@ func splitOptions(s string) []string {
 			escaped = false
 		case r == '\\':
 			escaped, inWord = true, true
-		case r == ' ' || r == '\t' || r == '\n' || r == '\r':
+		case r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '\v' || r == '\f':
 			if inWord {
 				words = append(words, cur.String())
 				cur.Reset()
@@ -128,8 +145,11 @@ type ParamCache struct {
 	p atomic.Pointer[map[string]string]
 }
 
-// Store records a fresh server's parameters.
-func (c *ParamCache) Store(params map[string]string) { c.p.Store(&params) }
+// Store records a copy of a fresh server's parameters.
+func (c *ParamCache) Store(params map[string]string) {
+	cp := maps.Clone(params)
+	c.p.Store(&cp)
+}
 
 // Load returns a copy of the recorded parameters, or nil if none yet.
 func (c *ParamCache) Load() map[string]string {
