@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -110,6 +111,44 @@ func TestPgbenchWithANewConnectionPerTransactionNeverExceedsThePool(t *testing.T
 			if st.Total() > poolSize || st.Acquires < int64(processed) {
 				t.Fatalf("stats %+v after %d transactions", st, processed)
 			}
+		})
+	}
+}
+
+// pgbenchSeconds is how long the big pgbench runs last: 5 s in the suite,
+// PGVALVE_PGBENCH_T=20 for the acceptance run.
+func pgbenchSeconds() string {
+	if v := os.Getenv("PGVALVE_PGBENCH_T"); v != "" {
+		return v
+	}
+	return "5"
+}
+
+func TestPgbenchWithAThousandClientsInTransactionModeNeverExceedsThePool(t *testing.T) {
+	initPgbench(t)
+	const poolSize = 20
+	for _, protocol := range []string{"simple", "extended"} {
+		t.Run(protocol, func(t *testing.T) {
+			ctx := testContext(t)
+			admin := direct(t)
+			waitFor(t, 10*time.Second, "earlier tests' servers to go", func() bool {
+				n, err := backendsOf(ctx, admin, cluster.User)
+				return err == nil && n == 0
+			})
+			cfg := txnConfig(poolSize)
+			cfg.MaxClientConn = 1100
+			s, _ := startValve(t, cfg)
+			stop := make(chan struct{})
+			peak := watchBackends(t, stop)
+			processed, failed := runPgbench(t, s.Port(), "-c", "1000", "-j", "2", "-T", pgbenchSeconds(), "-M", protocol)
+			close(stop)
+			if failed != 0 || processed == 0 {
+				t.Fatalf("pgbench: %d processed, %d failed; want some and none failed", processed, failed)
+			}
+			if p := peak(); p > poolSize || p == 0 {
+				t.Fatalf("pg_stat_activity showed up to %d backends for the pool of %d", p, poolSize)
+			}
+			s.WaitIdle(t, 10*time.Second)
 		})
 	}
 }
