@@ -12,9 +12,19 @@ import (
 	"github.com/pgvalve/pgvalve/internal/config"
 )
 
+// runOpts are run-time choices that are not configuration.
+type runOpts struct {
+	cpuProfile string // write a CPU profile here until pgvalve stops
+}
+
 // loadConfig reads --config (if given) and applies every flag the user set
 // on top of it, so flags override the file.
 func loadConfig(name string, args []string, stderr io.Writer) (config.Config, error) {
+	cfg, _, err := loadConfigOpts(name, args, stderr)
+	return cfg, err
+}
+
+func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config, runOpts, error) {
 	def := config.Default()
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -28,17 +38,19 @@ func loadConfig(name string, args []string, stderr io.Writer) (config.Config, er
 	maxClients := fs.Int("max-client-conn", def.MaxClientConn, "most clients connected at once")
 	authMode := fs.String("auth", string(def.Auth), "client authentication: trust or passthrough")
 	logLevel := fs.String("log-level", def.LogLevel, "debug, info, warn or error")
+	var opts runOpts
+	fs.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) to this file until pgvalve stops")
 	if err := fs.Parse(args); err != nil {
-		return config.Config{}, err
+		return config.Config{}, opts, err
 	}
 	if fs.NArg() > 0 {
-		return config.Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return config.Config{}, opts, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	cfg := def
 	if *path != "" {
 		var err error
 		if cfg, err = config.Load(*path); err != nil {
-			return config.Config{}, err
+			return config.Config{}, opts, err
 		}
 	}
 	set := map[string]func(){
@@ -57,12 +69,12 @@ func loadConfig(name string, args []string, stderr io.Writer) (config.Config, er
 		}
 	})
 	if err := cfg.Validate(); err != nil {
-		return config.Config{}, err
+		return config.Config{}, opts, err
 	}
 	if cfg.Upstream == "" && len(cfg.Databases) == 0 {
-		return cfg, errNoUpstream
+		return cfg, opts, errNoUpstream
 	}
-	return cfg, nil
+	return cfg, opts, nil
 }
 
 // errNoUpstream means neither --upstream nor a route was given; demo then

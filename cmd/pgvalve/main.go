@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/pgvalve/pgvalve/internal/app"
@@ -57,7 +58,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
-	cfg, err := loadConfig("run", args, stderr)
+	cfg, opts, err := loadConfigOpts("run", args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -66,11 +67,32 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(stderr, cfg.LogLevel)
+	if opts.cpuProfile != "" {
+		stop, err := startCPUProfile(opts.cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "pgvalve: %v\n", err)
+			return 2
+		}
+		defer stop()
+	}
 	if err := serve(cfg, log, func() {}); err != nil {
 		log.Error("pgvalve stopped", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// startCPUProfile profiles until the returned func runs.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // serve runs pgvalve until a signal: SIGTERM drains (running transactions

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"net"
 	"strings"
@@ -46,9 +47,10 @@ type Conn struct {
 	cancel  cancelTarget
 	created time.Time
 
-	params   map[string]string
-	txStatus byte
-	broken   string // non-empty: state unknown, never reuse
+	params    map[string]string
+	txStatus  byte
+	broken    string    // non-empty: state unknown, never reuse
+	idleSince time.Time // when the connection last went back to its pool
 
 	closed atomic.Bool
 }
@@ -99,12 +101,13 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		maxLen = 1 << 30
 	}
 	c := &Conn{
-		netConn:  hc.Conn,
-		rd:       wire.NewReader(hc.Conn, wire.DefaultBufferSize, maxLen),
-		created:  time.Now(),
-		params:   hc.ParameterStatuses,
-		txStatus: hc.TxStatus,
-		cancel:   cancelTarget{pid: hc.PID, secret: hc.SecretKey},
+		netConn:   hc.Conn,
+		rd:        wire.NewReader(hc.Conn, wire.DefaultBufferSize, maxLen),
+		created:   time.Now(),
+		idleSince: time.Now(),
+		params:    hc.ParameterStatuses,
+		txStatus:  hc.TxStatus,
+		cancel:    cancelTarget{pid: hc.PID, secret: hc.SecretKey},
 	}
 	c.cancel.network, c.cancel.address = cancelAddr(hc.Conn, cfg)
 	return c, nil
@@ -160,6 +163,12 @@ func (c *Conn) PID() uint32 { return c.cancel.pid }
 // Created is when the connection was opened.
 func (c *Conn) Created() time.Time { return c.created }
 
+// SetIdle records that the connection goes back to its pool now.
+func (c *Conn) SetIdle(now time.Time) { c.idleSince = now }
+
+// IdleFor is how long the connection has been parked, as of now.
+func (c *Conn) IdleFor(now time.Time) time.Duration { return now.Sub(c.idleSince) }
+
 // TxStatus is the status byte of the last ReadyForQuery seen.
 func (c *Conn) TxStatus() byte { return c.txStatus }
 
@@ -167,6 +176,10 @@ func (c *Conn) TxStatus() byte { return c.txStatus }
 func (c *Conn) Params() map[string]string {
 	return maps.Clone(c.params)
 }
+
+// ReportedParams iterates over the server's reported parameters without
+// copying them; only the connection's owner may call it.
+func (c *Conn) ReportedParams() iter.Seq2[string, string] { return maps.All(c.params) }
 
 // Param returns one reported parameter.
 func (c *Conn) Param(name string) string { return c.params[name] }

@@ -110,6 +110,34 @@ func New[S Server](cfg Config[S]) *Pool[S] {
 // Name is the pool's name, as used in errors and stats.
 func (p *Pool[S]) Name() string { return p.cfg.Name }
 
+// TryAcquire leases an idle server if one is free and nobody waits for
+// it, without blocking; otherwise it returns nil.
+func (p *Pool[S]) TryAcquire() *Lease[S] {
+	p.mu.Lock()
+	s, ok := p.takeIdleLocked()
+	p.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	return p.newLease(s)
+}
+
+// takeIdleLocked grants the most recently parked server, if there is one
+// and no client waits ahead.
+func (p *Pool[S]) takeIdleLocked() (S, bool) {
+	var zero S
+	n := len(p.mu.idle)
+	if p.mu.closed || n == 0 || p.mu.waiters.Len() > 0 {
+		return zero, false
+	}
+	s := p.mu.idle[n-1]
+	p.mu.idle[n-1] = zero
+	p.mu.idle = p.mu.idle[:n-1]
+	p.mu.active++
+	p.mu.st.acquires++
+	return s, true
+}
+
 // Acquire leases a server, waiting in FIFO order up to the pool's wait
 // timeout or until ctx ends. The caller must Release the lease.
 func (p *Pool[S]) Acquire(ctx context.Context) (*Lease[S], error) {
@@ -119,13 +147,7 @@ func (p *Pool[S]) Acquire(ctx context.Context) (*Lease[S], error) {
 		p.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if n := len(p.mu.idle); n > 0 && p.mu.waiters.Len() == 0 {
-		s := p.mu.idle[n-1]
-		var zero S
-		p.mu.idle[n-1] = zero
-		p.mu.idle = p.mu.idle[:n-1]
-		p.mu.active++
-		p.mu.st.acquires++
+	if s, ok := p.takeIdleLocked(); ok {
 		p.mu.Unlock()
 		return p.newLease(s), nil
 	}

@@ -89,8 +89,13 @@ const maxDeadServers = 8
 func (s *Session) acquireAlive(ctx context.Context) (*pool.Lease[*backend.Conn], error) {
 	for i := 0; ; i++ {
 		lease, err := s.acquire(ctx)
-		if err != nil || i == maxDeadServers || lease.Server().Alive() {
+		if err != nil || i == maxDeadServers {
 			return lease, err
+		}
+		// The check is one non-blocking syscall; Env.AliveCheckAfter lets
+		// servers in steady use skip it.
+		if srv := lease.Server(); srv.IdleFor(time.Now()) < s.env.AliveCheckAfter || srv.Alive() {
+			return lease, nil
 		}
 		s.log.Debug("skipping dead idle server", "pid", lease.Server().PID(), "reason", lease.Server().Broken())
 		s.releaseLease(lease)
@@ -100,6 +105,9 @@ func (s *Session) acquireAlive(ctx context.Context) (*pool.Lease[*backend.Conn],
 // acquire waits for a server, telling the client with a NOTICE once it has
 // waited query_wait_notify, so queuing shows before it fails.
 func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], error) {
+	if lease := s.route.Pool.TryAcquire(); lease != nil {
+		return lease, nil // the common case: no wait, no timer
+	}
 	if s.env.WaitNotify <= 0 {
 		return s.route.Pool.Acquire(ctx)
 	}
@@ -125,7 +133,7 @@ func (s *Session) attach(ctx context.Context, srv *backend.Conn) error {
 		return err
 	}
 	var buf []byte
-	for k, v := range srv.Params() {
+	for k, v := range srv.ReportedParams() {
 		if old, ok := s.reported[k]; !ok || old != v {
 			buf = wire.Append(buf, &pgproto3.ParameterStatus{Name: k, Value: v})
 			s.reported[k] = v
@@ -171,6 +179,7 @@ func (s *Session) detachLocked(l *link) bool {
 // draining session is woken to end.
 func (s *Session) release(l *link) {
 	s.setLink(nil)
+	l.srv.SetIdle(time.Now())
 	s.releaseLease(l.lease)
 	s.mu.Lock()
 	draining := s.mu.draining
@@ -204,6 +213,7 @@ func (s *Session) endLink(ctx context.Context, l *link) {
 	_ = s.conn.SetDeadline(time.Time{})
 	s.setLink(nil)
 	defer s.releaseLease(l.lease)
+	defer l.srv.SetIdle(time.Now())
 	s.finish(ctx, l, st)
 	if why := l.srv.Broken(); why != "" {
 		s.log.Debug("closing server", "pid", l.srv.PID(), "reason", why)

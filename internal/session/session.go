@@ -49,6 +49,9 @@ type Env struct {
 	ResetQuery     string        // run when a session-mode client leaves; "" skips it
 	WaitTimeout    time.Duration // query_wait_timeout, for messages
 	WaitNotify     time.Duration // NOTICE a waiting client after this long; 0: never
+	// AliveCheckAfter: a server parked at least this long is checked for
+	// life before reuse; 0 checks every time.
+	AliveCheckAfter time.Duration
 	// Drain, when done, asks sessions to end at their next safe point
 	// (graceful shutdown); the context passed to Serve ends them at once.
 	Drain context.Context
