@@ -1,0 +1,144 @@
+package stmt
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// ErrDesync means the server answered something the tracker did not
+// expect: the connection's state is unknown and it must be closed.
+var ErrDesync = errors.New("server answer does not match the messages sent")
+
+// BeginAnswers starts rewriting a batch of server messages.
+func (t *Tracker) BeginAnswers() { t.outEdits.reset() }
+
+// ApplyAnswers returns the batch to send to the client.
+func (t *Tracker) ApplyAnswers(span []byte) []byte {
+	t.outBuf = t.outEdits.apply(span, t.outBuf)
+	if len(t.outEdits.list) == 0 {
+		return span
+	}
+	return t.outBuf
+}
+
+// Server matches one server message (type typ, whole body or nil when
+// streamed, at offset off in the batch) to the oldest expected answer.
+func (t *Tracker) Server(typ byte, body []byte, off int) error {
+	switch typ {
+	case 'N', 'A', 'S':
+		return nil // asynchronous: notices, notifications, parameters
+	}
+	if len(t.q) == 0 {
+		return fmt.Errorf("%w: %q with nothing pending", ErrDesync, typ)
+	}
+	h := &t.q[0]
+	if typ == 'E' {
+		return t.failed(h, body, off)
+	}
+	done, ok := answers(h, typ)
+	if !ok {
+		return fmt.Errorf("%w: %q answering %q", ErrDesync, typ, h.typ)
+	}
+	if typ == 'C' && h.typ == 'Q' {
+		t.sessionReset(body, h.again)
+	}
+	if !done {
+		return nil
+	}
+	switch {
+	case h.hide:
+		t.outEdits.replace(off, 5+len(body), len(t.outEdits.buf))
+	case h.as != 0:
+		from := len(t.outEdits.buf)
+		t.outEdits.buf = append(t.outEdits.buf, h.as, 0, 0, 0, 4)
+		t.outEdits.replace(off, 5+len(body), from)
+	}
+	t.pop()
+	return nil
+}
+
+func (t *Tracker) pop() {
+	copy(t.q, t.q[1:])
+	t.q = t.q[:len(t.q)-1]
+}
+
+// answers reports whether a server message of type typ belongs to the
+// expected answer h, and whether it completes it.
+func answers(h *entry, typ byte) (done, ok bool) {
+	switch h.typ {
+	case 'P':
+		return true, typ == '1'
+	case 'B':
+		return true, typ == '2'
+	case 'C':
+		return true, typ == '3'
+	case 'D':
+		if typ == 't' && h.descS {
+			return false, true
+		}
+		return true, typ == 'T' || typ == 'n'
+	case 'E':
+		switch typ {
+		case 'C', 'I', 's':
+			return true, true
+		case 'D', 'H', 'G', 'W', 'd', 'c':
+			return false, true
+		}
+	case 'S':
+		return true, typ == 'Z'
+	case 'Q', 'F':
+		if typ == 'Z' {
+			return true, true
+		}
+		return false, true // rows, COPY, FunctionCallResponse, ...
+	}
+	return false, false
+}
+
+// failed handles an ErrorResponse. In a simple query the ReadyForQuery
+// still follows; in the extended protocol the server skips every message
+// up to Sync, so their answers are no longer expected.
+func (t *Tracker) failed(h *entry, body []byte, off int) error {
+	if h.typ == 'Q' || h.typ == 'F' || h.typ == 'S' {
+		return nil
+	}
+	var er pgproto3.ErrorResponse
+	decoded := body != nil && er.Decode(body) == nil
+	if h.dup != "" && decoded && er.Code == "26000" {
+		msg := &pgproto3.ErrorResponse{Severity: er.Severity, SeverityUnlocalized: er.SeverityUnlocalized,
+			Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", h.dup)}
+		from := len(t.outEdits.buf)
+		t.outEdits.buf, _ = msg.Encode(t.outEdits.buf)
+		t.outEdits.replace(off, 5+len(body), from)
+	}
+	if decoded && er.Code == "0A000" && bytes.Contains([]byte(er.Message), []byte("cached plan must not change result type")) && h.stmt != "" {
+		t.srv.MarkStale(h.stmt)
+	}
+	for len(t.q) > 0 && t.q[0].typ != 'S' {
+		e := t.q[0]
+		if e.typ == 'P' && e.added {
+			t.srv.Remove(e.stmt) // not prepared after all
+		}
+		if e.typ == 'P' && e.client != "" {
+			t.reg.Remove(e.client)
+		}
+		t.pop()
+	}
+	return nil
+}
+
+// sessionReset notices a DEALLOCATE ALL or DISCARD ALL the client ran: the
+// server's statements are gone, and so are the client's.
+func (t *Tracker) sessionReset(body []byte, rewritten bool) {
+	tag := bytes.TrimSuffix(body, []byte{0})
+	all, discard := bytes.Equal(tag, []byte("DEALLOCATE ALL")), bytes.Equal(tag, []byte("DISCARD ALL"))
+	if all || discard {
+		t.srv.Clear()
+	}
+	if discard || all && !rewritten {
+		t.reg.Clear()
+	}
+}

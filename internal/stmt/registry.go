@@ -1,0 +1,123 @@
+package stmt
+
+import "container/list"
+
+// Statement is one prepared statement's content and its server-side name.
+type Statement struct {
+	Query      string
+	ParamTypes []byte
+	Server     string
+}
+
+// Registry is one client's named statements, under the client's names. It
+// is what the client would see on a server of its own.
+type Registry struct {
+	m map[string]*Statement
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{m: make(map[string]*Statement)} }
+
+// Get returns the client's statement called name.
+func (r *Registry) Get(name string) (*Statement, bool) {
+	s, ok := r.m[name]
+	return s, ok
+}
+
+// Add records a statement the client prepared.
+func (r *Registry) Add(name string, s *Statement) { r.m[name] = s }
+
+// Remove forgets a statement (Close, DEALLOCATE, a failed Parse).
+func (r *Registry) Remove(name string) { delete(r.m, name) }
+
+// Clear forgets every statement (DEALLOCATE ALL, DISCARD ALL).
+func (r *Registry) Clear() { clear(r.m) }
+
+// Len is the number of statements.
+func (r *Registry) Len() int { return len(r.m) }
+
+// ServerSet is the statements prepared on one server connection, least
+// recently used first, bounded by max_prepared_statements.
+type ServerSet struct {
+	max int
+	ll  list.List // of *serverStmt, most recently used at the front
+	m   map[string]*list.Element
+}
+
+type serverStmt struct {
+	name  string
+	stale bool // its cached plan went stale: re-prepare before use
+}
+
+// NewServerSet returns an empty set holding at most max statements.
+func NewServerSet(max int) *ServerSet {
+	return &ServerSet{max: max, m: make(map[string]*list.Element)}
+}
+
+// Ready reports whether name is prepared and usable, and marks it used.
+func (s *ServerSet) Ready(name string) bool {
+	e, ok := s.m[name]
+	if !ok || e.Value.(*serverStmt).stale {
+		return false
+	}
+	s.ll.MoveToFront(e)
+	return true
+}
+
+// Stale reports whether name is held but must be prepared afresh.
+func (s *ServerSet) Stale(name string) bool {
+	e, ok := s.m[name]
+	return ok && e.Value.(*serverStmt).stale
+}
+
+// Has reports whether the server holds name at all, stale or not.
+func (s *ServerSet) Has(name string) bool {
+	_, ok := s.m[name]
+	return ok
+}
+
+// Add records name as prepared. When the set is full it returns the least
+// recently used statement not in keep, which the caller must close on the
+// server.
+func (s *ServerSet) Add(name string, keep map[string]bool) (evict string) {
+	if e, ok := s.m[name]; ok {
+		e.Value.(*serverStmt).stale = false
+		s.ll.MoveToFront(e)
+		return ""
+	}
+	if s.ll.Len() >= s.max {
+		for e := s.ll.Back(); e != nil; e = e.Prev() {
+			if v := e.Value.(*serverStmt); !keep[v.name] {
+				evict = v.name
+				s.Remove(v.name)
+				break
+			}
+		}
+	}
+	s.m[name] = s.ll.PushFront(&serverStmt{name: name})
+	return evict
+}
+
+// Remove forgets name (closed, or its Parse failed).
+func (s *ServerSet) Remove(name string) {
+	if e, ok := s.m[name]; ok {
+		s.ll.Remove(e)
+		delete(s.m, name)
+	}
+}
+
+// MarkStale records that name's plan went stale after DDL.
+func (s *ServerSet) MarkStale(name string) {
+	if e, ok := s.m[name]; ok {
+		e.Value.(*serverStmt).stale = true
+	}
+}
+
+// Clear forgets everything (the server ran DEALLOCATE ALL or DISCARD ALL).
+func (s *ServerSet) Clear() {
+	s.ll.Init()
+	clear(s.m)
+}
+
+// Len is the number of statements held.
+func (s *ServerSet) Len() int { return s.ll.Len() }
