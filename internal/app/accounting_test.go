@@ -139,7 +139,9 @@ var faults = []fault{
 // runFaults runs n random faults from workers goroutines against s.
 func runFaults(t *testing.T, s *valvetest.Server, n, workers int) map[string]int {
 	t.Helper()
-	ctx := testContext(t)
+	// Generous: on a loaded 2-core machine 1,000 faults can take minutes.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
 	h := &harness{url: s.URL(cluster.User, cluster.Password, poolDB()), admin: direct(t)}
 	var next atomic.Int64
 	var mu sync.Mutex
@@ -229,6 +231,8 @@ func TestAccountingReturnsToIdleAfterRandomFaults(t *testing.T) {
 	s := valvetest.Start(t, cfg)
 	ran := runFaults(t, s, faultCount(), 16)
 	t.Logf("faults run: %v", ran)
+	st0, _ := s.PoolStats(poolName())
+	t.Logf("stats after faults: %+v", st0.Stats)
 	if err := checkIdle(ctx, s, admin, 15*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -75,17 +75,18 @@ func New(cfg config.Config, log *slog.Logger) *App {
 	var drainCtx context.Context
 	drainCtx, a.drain = context.WithCancel(context.Background())
 	a.env = &session.Env{
-		Log:            log,
-		Cancels:        cancel.NewRegistry(),
-		Auth:           cfg.Auth,
-		MaxMessageSize: cfg.MaxMessageSize,
-		LoginTimeout:   cfg.ClientLoginTimeout,
-		ResetQuery:     cfg.ServerResetQuery,
-		WaitTimeout:    cfg.QueryWaitTimeout,
-		WaitNotify:     cfg.QueryWaitNotify,
-		Drain:          drainCtx,
-		Lookup:         a.lookup,
-		Verify:         a.verify,
+		Log:                   log,
+		Cancels:               cancel.NewRegistry(),
+		Auth:                  cfg.Auth,
+		MaxMessageSize:        cfg.MaxMessageSize,
+		LoginTimeout:          cfg.ClientLoginTimeout,
+		ResetQuery:            cfg.ServerResetQuery,
+		WaitTimeout:           cfg.QueryWaitTimeout,
+		WaitNotify:            cfg.QueryWaitNotify,
+		MaxPreparedStatements: cfg.MaxPreparedStatements,
+		Drain:                 drainCtx,
+		Lookup:                a.lookup,
+		Verify:                a.verify,
 	}
 	return a
 }

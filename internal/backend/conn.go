@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgvalve/pgvalve/internal/stmt"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
@@ -51,6 +52,7 @@ type Conn struct {
 	txStatus  byte
 	broken    string    // non-empty: state unknown, never reuse
 	idleSince time.Time // when the connection last went back to its pool
+	stmts     *stmt.ServerSet
 
 	closed atomic.Bool
 }
@@ -162,6 +164,15 @@ func (c *Conn) PID() uint32 { return c.cancel.pid }
 
 // Created is when the connection was opened.
 func (c *Conn) Created() time.Time { return c.created }
+
+// Statements is the set of statements pgvalve prepared on this server,
+// created on first use with room for max.
+func (c *Conn) Statements(max int) *stmt.ServerSet {
+	if c.stmts == nil {
+		c.stmts = stmt.NewServerSet(max)
+	}
+	return c.stmts
+}
 
 // SetIdle records that the connection goes back to its pool now.
 func (c *Conn) SetIdle(now time.Time) { c.idleSince = now }

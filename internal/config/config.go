@@ -52,22 +52,23 @@ const MinMessageSize = 1024
 
 // Config is the whole configuration. Treat it as immutable once built.
 type Config struct {
-	Listen             string              // default "127.0.0.1:6432"
-	Upstream           string              // default route: postgres URL for any database without its own route; "" = none
-	PoolMode           PoolMode            // default session
-	PoolSize           int                 // default 20, must be >= 1
-	QueryWaitTimeout   time.Duration       // default 20s; 0 means wait forever (as in PgBouncer)
-	QueryWaitNotify    time.Duration       // default 5s: NOTICE a client that has waited this long; 0 = never
-	MaxDBConnections   int                 // servers per database across its pools; 0 = unlimited
-	MaxUserConnections int                 // servers per user across its pools; 0 = unlimited
-	MaxClientConn      int                 // default 1000, >= 1
-	Auth               AuthMode            // default trust
-	ServerResetQuery   string              // default "DISCARD ALL"; "" disables
-	MaxMessageSize     int                 // largest client protocol message accepted, bytes; default and maximum MaxMessageSizeLimit
-	ClientLoginTimeout time.Duration       // default 60s (PgBouncer's client_login_timeout); 0 = none
-	ShutdownTimeout    time.Duration       // default 30s
-	LogLevel           string              // "debug"|"info"|"warn"|"error", default "info"
-	Databases          map[string]Database // routes keyed by the database name clients use
+	Listen                string              // default "127.0.0.1:6432"
+	Upstream              string              // default route: postgres URL for any database without its own route; "" = none
+	PoolMode              PoolMode            // default session
+	PoolSize              int                 // default 20, must be >= 1
+	QueryWaitTimeout      time.Duration       // default 20s; 0 means wait forever (as in PgBouncer)
+	QueryWaitNotify       time.Duration       // default 5s: NOTICE a client that has waited this long; 0 = never
+	MaxDBConnections      int                 // servers per database across its pools; 0 = unlimited
+	MaxUserConnections    int                 // servers per user across its pools; 0 = unlimited
+	MaxPreparedStatements int                 // default 200: statements kept prepared per server in transaction pooling; 0 = tracking off
+	MaxClientConn         int                 // default 1000, >= 1
+	Auth                  AuthMode            // default trust
+	ServerResetQuery      string              // default "DISCARD ALL"; "" disables
+	MaxMessageSize        int                 // largest client protocol message accepted, bytes; default and maximum MaxMessageSizeLimit
+	ClientLoginTimeout    time.Duration       // default 60s (PgBouncer's client_login_timeout); 0 = none
+	ShutdownTimeout       time.Duration       // default 30s
+	LogLevel              string              // "debug"|"info"|"warn"|"error", default "info"
+	Databases             map[string]Database // routes keyed by the database name clients use
 
 	// src remembers where Parse found each value so that Validate can
 	// point at file lines; nil for configs not built by Parse.
@@ -99,19 +100,20 @@ type source struct {
 // Default returns the built-in configuration.
 func Default() Config {
 	return Config{
-		Listen:             "127.0.0.1:6432",
-		PoolMode:           PoolSession,
-		PoolSize:           20,
-		QueryWaitTimeout:   20 * time.Second,
-		QueryWaitNotify:    5 * time.Second,
-		MaxClientConn:      1000,
-		Auth:               AuthTrust,
-		ServerResetQuery:   "DISCARD ALL",
-		MaxMessageSize:     MaxMessageSizeLimit,
-		ClientLoginTimeout: 60 * time.Second,
-		ShutdownTimeout:    30 * time.Second,
-		LogLevel:           "info",
-		Databases:          map[string]Database{},
+		Listen:                "127.0.0.1:6432",
+		PoolMode:              PoolSession,
+		PoolSize:              20,
+		QueryWaitTimeout:      20 * time.Second,
+		QueryWaitNotify:       5 * time.Second,
+		MaxPreparedStatements: 200,
+		MaxClientConn:         1000,
+		Auth:                  AuthTrust,
+		ServerResetQuery:      "DISCARD ALL",
+		MaxMessageSize:        MaxMessageSizeLimit,
+		ClientLoginTimeout:    60 * time.Second,
+		ShutdownTimeout:       30 * time.Second,
+		LogLevel:              "info",
+		Databases:             map[string]Database{},
 	}
 }
 

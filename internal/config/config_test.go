@@ -15,19 +15,20 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestDefaultHasDocumentedValues(t *testing.T) {
 	want := Config{
-		Listen:             "127.0.0.1:6432",
-		PoolMode:           PoolSession,
-		PoolSize:           20,
-		QueryWaitTimeout:   20 * time.Second,
-		QueryWaitNotify:    5 * time.Second,
-		MaxClientConn:      1000,
-		Auth:               AuthTrust,
-		ServerResetQuery:   "DISCARD ALL",
-		MaxMessageSize:     1<<30 - 1,
-		ClientLoginTimeout: 60 * time.Second,
-		ShutdownTimeout:    30 * time.Second,
-		LogLevel:           "info",
-		Databases:          map[string]Database{},
+		Listen:                "127.0.0.1:6432",
+		PoolMode:              PoolSession,
+		PoolSize:              20,
+		QueryWaitTimeout:      20 * time.Second,
+		QueryWaitNotify:       5 * time.Second,
+		MaxPreparedStatements: 200,
+		MaxClientConn:         1000,
+		Auth:                  AuthTrust,
+		ServerResetQuery:      "DISCARD ALL",
+		MaxMessageSize:        1<<30 - 1,
+		ClientLoginTimeout:    60 * time.Second,
+		ShutdownTimeout:       30 * time.Second,
+		LogLevel:              "info",
+		Databases:             map[string]Database{},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Default() = %+v\nwant %+v", got, want)
@@ -66,6 +67,7 @@ query_wait_timeout = "1m"
 query_wait_notify = "2s"
 max_db_connections = 30
 max_user_connections = 40
+max_prepared_statements = 0
 max_client_conn = 50
 auth = "passthrough"
 server_reset_query = ""
@@ -104,8 +106,8 @@ upstream = "postgres://main/main"
 		ShutdownTimeout:    2500 * time.Millisecond,
 		LogLevel:           "debug",
 		Databases: map[string]Database{
-			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 18},
-			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 23},
+			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 19},
+			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 24},
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {

@@ -106,6 +106,8 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 			d.int(path, val, &cfg.MaxDBConnections)
 		case "max_user_connections":
 			d.int(path, val, &cfg.MaxUserConnections)
+		case "max_prepared_statements":
+			d.int(path, val, &cfg.MaxPreparedStatements)
 		case "auth":
 			d.str(path, val, (*string)(&cfg.Auth))
 		case "server_reset_query":

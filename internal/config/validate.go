@@ -82,6 +82,9 @@ func (c Config) problems() []problem {
 	if c.MaxUserConnections < 0 {
 		k.add(top("max_user_connections"), c.MaxUserConnections == f.MaxUserConnections, nil, "must not be negative (0 means unlimited)")
 	}
+	if c.MaxPreparedStatements < 0 {
+		k.add(top("max_prepared_statements"), c.MaxPreparedStatements == f.MaxPreparedStatements, nil, "must not be negative (0 turns tracking off)")
+	}
 	if c.MaxClientConn < 1 {
 		k.add(top("max_client_conn"), c.MaxClientConn == f.MaxClientConn, nil, "must be at least 1")
 	}

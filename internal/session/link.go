@@ -74,6 +74,9 @@ func (s *Session) linkFor(ctx context.Context) (*link, error) {
 	s.mu.Lock()
 	s.mu.cur = l
 	s.mu.st = freshState()
+	if s.tr != nil {
+		s.tr.Attach(srv.Statements(s.env.MaxPreparedStatements))
+	}
 	s.mu.Unlock()
 	s.last = l
 	go s.serverSide(l)

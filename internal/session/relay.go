@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/cancel"
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/stmt"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
@@ -91,6 +92,7 @@ func (s *Session) clientSide(ctx context.Context) error {
 				return err
 			}
 		}
+		s.frames = s.frames[:0]
 		if terminated {
 			return errClientTerminated
 		}
@@ -130,6 +132,9 @@ func (s *Session) scanClient() (requests int, last byte, terminated bool, err er
 			requests++
 		}
 		last = f.Type
+		if s.tr != nil {
+			s.frames = append(s.frames, f)
+		}
 	}
 }
 
@@ -137,6 +142,11 @@ func (s *Session) scanClient() (requests int, last byte, terminated bool, err er
 // is counted before it is written, so the server side can never see its
 // ReadyForQuery first.
 func (s *Session) forward(ctx context.Context, span []byte, requests int, last byte) error {
+	if s.tr != nil && s.current() == nil {
+		if done, err := s.answerDeferred(); done || err != nil {
+			return err
+		}
+	}
 	l, err := s.linkFor(ctx)
 	if errors.Is(err, errShuttingDown) {
 		return err
@@ -146,9 +156,18 @@ func (s *Session) forward(ctx context.Context, span []byte, requests int, last b
 		return fmt.Errorf("no server: %w", err)
 	}
 	s.mu.Lock()
+	if s.tr != nil {
+		if err := s.rewrite(); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+	}
 	s.mu.st.forwarded(requests, last)
 	nudge := requests == 0 && s.route.Mode != config.PoolSession && s.mu.st.safe()
 	s.mu.Unlock()
+	if s.tr != nil {
+		span = s.tr.ApplyBatch(span)
+	}
 	if _, err := l.srv.NetConn().Write(span); err != nil {
 		return fmt.Errorf("%w: write: %v", errServerLost, err)
 	}
@@ -161,6 +180,49 @@ func (s *Session) forward(ctx context.Context, span []byte, requests int, last b
 	return nil
 }
 
+// answerDeferred answers a batch that only prepares statements, for a
+// client that holds no server (see stmt.Deferrable).
+func (s *Session) answerDeferred() (done bool, err error) {
+	s.batch = s.batch[:0]
+	for _, f := range s.frames {
+		s.batch = append(s.batch, stmt.Message{Type: f.Type, Body: f.Body})
+	}
+	if !stmt.Deferrable(s.batch) {
+		return false, nil
+	}
+	if s.last != nil {
+		<-s.last.done // its last answers reach the client first
+		s.last = nil
+	}
+	s.mu.Lock()
+	out, err := s.tr.Defer(s.batch, s.deferBuf[:0])
+	s.mu.Unlock()
+	if err != nil {
+		return true, &protocolViolation{err}
+	}
+	s.deferBuf = out
+	if _, err := s.conn.Write(out); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
+// rewrite turns the batch's statement names into the linked server's,
+// preparing there what it lacks. The caller holds s.mu.
+func (s *Session) rewrite() error {
+	s.tr.BeginBatch()
+	aborted := s.mu.st.status == 'E'
+	for _, f := range s.frames {
+		if f.Body == nil {
+			continue // streamed: never a statement message
+		}
+		if err := s.tr.Client(f.Type, f.Body, f.Off, aborted); err != nil {
+			return &protocolViolation{err}
+		}
+	}
+	return nil
+}
+
 // serverSide relays what l's server sends until a safe point (then it
 // releases the server) or a failure or stop.
 func (s *Session) serverSide(l *link) {
@@ -169,13 +231,24 @@ func (s *Session) serverSide(l *link) {
 	for {
 		detach, err := s.scanServer(l)
 		if err == nil {
-			if span := rd.Take(); len(span) > 0 {
-				if _, werr := s.conn.Write(span); werr != nil {
+			span := rd.Take()
+			if s.tr != nil {
+				span = s.tr.ApplyAnswers(span)
+			}
+			if len(span) > 0 {
+				if _, werr := s.conn.Write(span); werr != nil && !detach {
 					err = fmt.Errorf("write to client: %w", werr)
 				}
+				// At a safe point the server goes back whatever became of
+				// the client; the client side notices a lost client itself.
 			}
 		}
-		if err == nil && detach {
+		if detach {
+			// Detached under the lock: the session no longer owns the
+			// link, so this side must hand the server back on every path.
+			if err != nil {
+				l.srv.MarkBroken("failed at a safe point: " + err.Error())
+			}
 			l.detached = true
 			s.release(l)
 			return
@@ -212,13 +285,27 @@ func (s *Session) serverSide(l *link) {
 
 // scanServer scans the complete server messages buffered, tracking
 // ReadyForQuery and ParameterStatus, and reports whether a safe point was
-// reached.
+// reached. detach is reported even with an error: once detached, the link
+// is the server side's to release.
 func (s *Session) scanServer(l *link) (detach bool, err error) {
 	rd := l.srv.Reader()
+	if s.tr != nil {
+		s.mu.Lock()
+		s.tr.BeginAnswers()
+		s.mu.Unlock()
+	}
 	for {
 		f, ok, err := rd.Next()
 		if err != nil || !ok {
 			return detach, err
+		}
+		if s.tr != nil {
+			s.mu.Lock()
+			err := s.tr.Server(f.Type, f.Body, f.Off)
+			s.mu.Unlock()
+			if err != nil {
+				return detach, err
+			}
 		}
 		switch f.Type {
 		case 'Z':

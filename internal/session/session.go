@@ -22,6 +22,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/cancel"
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/pool"
+	"github.com/pgvalve/pgvalve/internal/stmt"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
@@ -49,6 +50,10 @@ type Env struct {
 	ResetQuery     string        // run when a session-mode client leaves; "" skips it
 	WaitTimeout    time.Duration // query_wait_timeout, for messages
 	WaitNotify     time.Duration // NOTICE a waiting client after this long; 0: never
+	// MaxPreparedStatements bounds the statements pgvalve keeps prepared
+	// per server in transaction and statement pooling; 0 turns tracking
+	// off.
+	MaxPreparedStatements int
 	// AliveCheckAfter: a server parked at least this long is checked for
 	// life before reuse; 0 checks every time.
 	AliveCheckAfter time.Duration
@@ -88,6 +93,13 @@ type Session struct {
 	// last is the most recent link, whose server side may still be
 	// exiting; only the session goroutine touches it.
 	last *link
+	// tr tracks named prepared statements in transaction and statement
+	// pooling (nil otherwise); calls hold mu. frames is the client batch
+	// being forwarded, for it.
+	tr       *stmt.Tracker
+	frames   []wire.Frame
+	batch    []stmt.Message
+	deferBuf []byte
 
 	// mu guards the link and its protocol state. Lock order: mu before
 	// link; never held across I/O.
@@ -202,6 +214,10 @@ func (s *Session) run(ctx context.Context) error {
 	key, unregister := s.env.Cancels.Register(s)
 	defer unregister()
 	s.route, s.params = route, params
+	if route.Mode != config.PoolSession && s.env.MaxPreparedStatements > 0 {
+		s.tr = stmt.NewTracker(stmt.NewRegistry())
+		s.rd.SetWhole(stmt.Decoded)
+	}
 	if route.Clients != nil {
 		route.Clients.Add(1)
 		defer route.Clients.Add(-1)

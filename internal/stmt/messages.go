@@ -20,6 +20,16 @@ import (
 // decode; the client is ended with 08P01.
 var ErrMalformed = errors.New("malformed extended-protocol message")
 
+// Decoded reports whether messages of type typ are decoded by the Tracker
+// and so must be read whole.
+func Decoded(typ byte) bool {
+	switch typ {
+	case 'P', 'B', 'D', 'C':
+		return true
+	}
+	return false
+}
+
 // serverPrefix starts every server-side name pgvalve makes.
 const serverPrefix = "pgv_"
 

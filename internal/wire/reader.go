@@ -27,6 +27,8 @@ type Frame struct {
 	// the message is larger than the buffer and is being streamed through.
 	// It is valid only until the next call to Fill.
 	Body []byte
+	// Off is where the message starts in the bytes the next Take returns.
+	Off int
 }
 
 // Total is the message's size on the wire, header included.
@@ -60,6 +62,10 @@ type Reader struct {
 	w       int
 	stream  int // bytes of a large message still to pass through unframed
 	maxLen  int // largest accepted message, header included
+	size    int // the buffer's usual size; it grows only for whole messages
+	// whole says which message types must be seen whole even when larger
+	// than the buffer (they are decoded); others are streamed.
+	whole func(typ byte) bool
 }
 
 // NewReader returns a Reader with a buffer of size bytes that refuses
@@ -68,8 +74,13 @@ func NewReader(src io.Reader, size, maxLen int) *Reader {
 	if size < 64 {
 		size = 64
 	}
-	return &Reader{src: src, buf: make([]byte, size), maxLen: maxLen}
+	return &Reader{src: src, buf: make([]byte, size), maxLen: maxLen, size: size}
 }
+
+// SetWhole makes messages of the types whole reports arrive whole: the
+// buffer grows for them, up to the reader's message limit, and shrinks back
+// once they are taken.
+func (r *Reader) SetWhole(whole func(typ byte) bool) { r.whole = whole }
 
 // Reset points the reader at a new source and drops anything buffered.
 func (r *Reader) Reset(src io.Reader) {
@@ -111,16 +122,31 @@ func (r *Reader) Next() (f Frame, ok bool, err error) {
 		return Frame{}, false, &ErrTooLarge{Type: typ, Len: total, Limit: r.maxLen}
 	}
 	if r.scan+total <= r.w {
-		f = Frame{Type: typ, Len: l - 4, Body: r.buf[r.scan+headerLen : r.scan+total]}
+		f = Frame{Type: typ, Len: l - 4, Body: r.buf[r.scan+headerLen : r.scan+total], Off: r.scan - r.r}
 		r.scan += total
 		return f, true, nil
 	}
 	if total > len(r.buf) {
+		if r.whole != nil && r.whole(typ) {
+			r.grow(total)
+			return Frame{}, false, nil
+		}
+		f = Frame{Type: typ, Len: l - 4, Off: r.scan - r.r}
 		r.stream = total - (r.w - r.scan)
 		r.scan = r.w
-		return Frame{Type: typ, Len: l - 4}, true, nil
+		return f, true, nil
 	}
 	return Frame{}, false, nil
+}
+
+// grow makes room for a whole message of n bytes at the scan position.
+func (r *Reader) grow(n int) {
+	buf := make([]byte, (r.scan-r.r)+n)
+	copy(buf, r.buf[r.r:r.w])
+	r.w -= r.r
+	r.scan -= r.r
+	r.r = 0
+	r.buf = buf
 }
 
 // PeekType waits until the next message's first byte is buffered and
@@ -152,7 +178,12 @@ func (r *Reader) Fill() error {
 	if r.r != r.scan {
 		panic("wire: Fill called with scanned bytes not taken")
 	}
-	if r.r > 0 {
+	if len(r.buf) > r.size && r.w == r.r {
+		// A whole large message has gone and nothing is pending: return to
+		// the usual size.
+		r.buf = make([]byte, r.size)
+		r.r, r.scan, r.w = 0, 0, 0
+	} else if r.r > 0 {
 		n := copy(r.buf, r.buf[r.r:r.w])
 		r.w = n
 		r.r, r.scan = 0, 0

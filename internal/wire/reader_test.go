@@ -145,8 +145,12 @@ func FuzzReader(f *testing.F) {
 	f.Add([]byte{'d', 0, 0, 1, 0, 1, 2, 3}, 16)
 	f.Add([]byte{'X', 0, 0, 0, 1}, 100)
 	f.Fuzz(func(t *testing.T, data []byte, size int) {
+		whole := size%2 == 0
 		size = 16 + (size&0xffff)%4096
 		r := NewReader(iotest.HalfReader(bytes.NewReader(data)), size, 1<<16)
+		if whole {
+			r.SetWhole(func(typ byte) bool { return typ == 'P' || typ == 'B' })
+		}
 		frames, out, err := relay(t, r)
 		if !bytes.Equal(out, data[:len(out)]) {
 			t.Fatal("forwarded bytes differ from the input")
@@ -156,6 +160,9 @@ func FuzzReader(f *testing.F) {
 			total += fr.Total()
 			if fr.Body != nil && len(fr.Body) != fr.Len {
 				t.Fatalf("body of %d bytes for Len %d", len(fr.Body), fr.Len)
+			}
+			if whole && (fr.Type == 'P' || fr.Type == 'B') && fr.Body == nil {
+				t.Fatalf("a whole-typed %q message was streamed", fr.Type)
 			}
 		}
 		// Every forwarded byte belongs to a seen frame; the last frame may
@@ -178,5 +185,48 @@ func TestPeekTypeWaitsForTheNextMessageWithoutConsumingIt(t *testing.T) {
 	typ, body, err := r.ReadMessage()
 	if err != nil || typ != 'Q' || string(body) != "select 1\x00" {
 		t.Fatalf("the peeked message must still be readable whole: %q %q %v", typ, body, err)
+	}
+}
+
+func TestWholeMessagesGrowTheBufferAndItShrinksBack(t *testing.T) {
+	big := string(bytes.Repeat([]byte("q"), 500))
+	huge := string(bytes.Repeat([]byte("d"), 2000))
+	stream := bytes.Join([][]byte{msg('S', ""), msg('P', big), msg('d', huge), msg('S', "")}, nil)
+	r := NewReader(iotest.HalfReader(bytes.NewReader(stream)), 64, 1<<20)
+	r.SetWhole(func(typ byte) bool { return typ == 'P' })
+	frames, out, err := relay(t, r)
+	if !errors.Is(err, io.EOF) || !bytes.Equal(out, stream) {
+		t.Fatalf("err %v; forwarded %d of %d bytes", err, len(out), len(stream))
+	}
+	if len(frames) != 4 || string(frames[1].Body) != big {
+		t.Fatalf("the Parse must arrive whole: %d frames, body %d bytes", len(frames), len(frames[1].Body))
+	}
+	if frames[2].Body != nil {
+		t.Fatal("CopyData is not whole-typed: it must still be streamed")
+	}
+	if len(r.buf) != 64 {
+		t.Fatalf("buffer is %d bytes after the big message; want it back at 64", len(r.buf))
+	}
+}
+
+func TestFrameOffsetsPointIntoTheTakenSpan(t *testing.T) {
+	stream := bytes.Join([][]byte{msg('P', "a\x00b\x00\x00\x00"), msg('B', "xyz"), msg('S', "")}, nil)
+	r := NewReader(bytes.NewReader(stream), 4096, 1<<20)
+	if err := r.Fill(); err != nil {
+		t.Fatal(err)
+	}
+	var frames []Frame
+	for {
+		f, ok, _ := r.Next()
+		if !ok {
+			break
+		}
+		frames = append(frames, f)
+	}
+	span := r.Take()
+	for _, f := range frames {
+		if span[f.Off] != f.Type || !bytes.Equal(span[f.Off+5:f.Off+f.Total()], f.Body) {
+			t.Fatalf("frame %q at %d does not match the span", f.Type, f.Off)
+		}
 	}
 }
