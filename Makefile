@@ -21,7 +21,9 @@ run: deps build
 vet:
 	$(GO) vet ./...
 
+# ensure-node.sh installs test/node's npm packages for internal/app/node_test.go.
 test: deps vet
+	./scripts/ensure-node.sh
 	$(GO) test -race -count=1 ./...
 
 # A short fuzzing pass over every protocol reader; FUZZTIME=5m for longer.

@@ -17,10 +17,10 @@ func (t *Tracker) BeginAnswers() { t.outEdits.reset() }
 
 // ApplyAnswers returns the batch to send to the client.
 func (t *Tracker) ApplyAnswers(span []byte) []byte {
-	t.outBuf = t.outEdits.apply(span, t.outBuf)
 	if len(t.outEdits.list) == 0 {
 		return span
 	}
+	t.outBuf = t.outEdits.apply(span, t.outBuf)
 	return t.outBuf
 }
 
@@ -124,6 +124,13 @@ func (t *Tracker) failed(h *entry, body []byte, off int) error {
 		}
 		if e.typ == 'P' && e.client != "" {
 			t.reg.Remove(e.client)
+		}
+		if e.typ == 'P' && e.unnamed {
+			// A failed Parse leaves no unnamed statement behind.
+			t.srv.unnamed = ""
+			if !e.hide {
+				t.reg.unnamed = nil
+			}
 		}
 		t.pop()
 	}

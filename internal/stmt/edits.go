@@ -24,11 +24,9 @@ func (e *edits) replace(off, n, from int) {
 	e.list = append(e.list, edit{off: off, n: n, from: from, to: len(e.buf)})
 }
 
-// apply returns span with the edits made, in out (reused) or span itself.
+// apply returns span with the edits made, built in out (reused). There
+// must be edits: out must never alias span.
 func (e *edits) apply(span, out []byte) []byte {
-	if len(e.list) == 0 {
-		return span
-	}
 	out = out[:0]
 	at := 0
 	for _, ed := range e.list {

@@ -13,6 +13,10 @@ type Statement struct {
 // is what the client would see on a server of its own.
 type Registry struct {
 	m map[string]*Statement
+	// unnamed is the client's unnamed statement: drivers prepare it in one
+	// round trip and bind it in the next (pgx's describe-exec mode), which
+	// in transaction pooling may land on another server.
+	unnamed *Statement
 }
 
 // NewRegistry returns an empty registry.
@@ -39,9 +43,12 @@ func (r *Registry) Len() int { return len(r.m) }
 // ServerSet is the statements prepared on one server connection, least
 // recently used first, bounded by max_prepared_statements.
 type ServerSet struct {
-	max int
-	ll  list.List // of *serverStmt, most recently used at the front
-	m   map[string]*list.Element
+	// unnamed names the content of the server's unnamed statement ("" for
+	// none or unknown).
+	unnamed string
+	max     int
+	ll      list.List // of *serverStmt, most recently used at the front
+	m       map[string]*list.Element
 }
 
 type serverStmt struct {
@@ -117,6 +124,7 @@ func (s *ServerSet) MarkStale(name string) {
 func (s *ServerSet) Clear() {
 	s.ll.Init()
 	clear(s.m)
+	s.unnamed = ""
 }
 
 // Len is the number of statements held.

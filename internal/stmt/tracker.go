@@ -28,15 +28,16 @@ type Tracker struct {
 
 // entry is the answer expected to one message sent to the server.
 type entry struct {
-	typ    byte   // message answered: P B D E C S Q F
-	descS  bool   // a Describe of a statement: 't' comes before 'T'/'n'
-	hide   bool   // pgvalve's own message: its answer is dropped
-	as     byte   // answer the client with this type instead (ParseComplete for a skipped Parse)
-	dup    string // client name of a duplicate Parse: the server's error becomes 42P05
-	stmt   string // server statement this message prepares (P) or uses (B, D, E)
-	added  bool   // this Parse added stmt to the server's set: undo if it fails
-	client string // client name a forwarded Parse registers
-	again  bool   // a Query pgvalve rewrote: its DEALLOCATE ALL is not the client's
+	typ     byte   // message answered: P B D E C S Q F
+	descS   bool   // a Describe of a statement: 't' comes before 'T'/'n'
+	hide    bool   // pgvalve's own message: its answer is dropped
+	as      byte   // answer the client with this type instead (ParseComplete for a skipped Parse)
+	dup     string // client name of a duplicate Parse: the server's error becomes 42P05
+	stmt    string // server statement this message prepares (P) or uses (B, D, E)
+	added   bool   // this Parse added stmt to the server's set: undo if it fails
+	client  string // client name a forwarded Parse registers
+	again   bool   // a Query pgvalve rewrote: its DEALLOCATE ALL is not the client's
+	unnamed bool   // a Parse of the unnamed statement
 }
 
 // NewTracker returns a tracker over a client's registry.
@@ -62,10 +63,10 @@ func (t *Tracker) BeginBatch() {
 
 // ApplyBatch returns the batch to send: span with the rewrites made.
 func (t *Tracker) ApplyBatch(span []byte) []byte {
-	t.inBuf = t.in.apply(span, t.inBuf)
 	if len(t.in.list) == 0 {
 		return span
 	}
+	t.inBuf = t.in.apply(span, t.inBuf)
 	return t.inBuf
 }
 
@@ -86,6 +87,8 @@ func (t *Tracker) Client(typ byte, body []byte, off int, aborted bool) error {
 	case 'E':
 		t.push(entry{typ: 'E', stmt: t.lastStmt})
 	case 'Q':
+		// A simple query drops the unnamed statement, for the client too.
+		t.reg.unnamed, t.srv.unnamed = nil, ""
 		t.push(entry{typ: 'Q', again: t.deallocate(body, off, n)})
 	case 'S', 'F':
 		t.push(entry{typ: typ})
@@ -101,7 +104,10 @@ func (t *Tracker) parse(body []byte, off, n int, aborted bool) error {
 		return err
 	}
 	if p.Name == "" {
-		t.push(entry{typ: 'P'})
+		st := &Statement{Query: p.Query, ParamTypes: p.ParamTypes, Server: ServerName(p.Query, p.ParamTypes)}
+		t.reg.unnamed = st
+		t.srv.unnamed = st.Server
+		t.push(entry{typ: 'P', unnamed: true})
 		return nil
 	}
 	from := len(t.in.buf)
@@ -145,6 +151,20 @@ func (t *Tracker) ensure(st *Statement) {
 	t.push(entry{typ: 'P', hide: true, stmt: st.Server, added: added})
 }
 
+// ensureUnnamed prepares the client's unnamed statement on the server when
+// the server's unnamed statement is another (the client prepared it on an
+// earlier server). It reports whether it injected a Parse.
+func (t *Tracker) ensureUnnamed() bool {
+	st := t.reg.unnamed
+	if st == nil || t.srv.unnamed == st.Server {
+		return false
+	}
+	t.in.buf = AppendParse(t.in.buf, "", st.Query, st.ParamTypes)
+	t.srv.unnamed = st.Server
+	t.push(entry{typ: 'P', hide: true, unnamed: true})
+	return true
+}
+
 // closeStale closes a statement whose plan went stale, so it can be
 // prepared afresh.
 func (t *Tracker) closeStale(server string) {
@@ -172,9 +192,19 @@ func (t *Tracker) bind(body []byte, off, n int) error {
 	if err != nil {
 		return err
 	}
+	if name == "" {
+		from := len(t.in.buf)
+		if t.ensureUnnamed() {
+			t.in.buf = AppendRenamed(t.in.buf, 'B', body, start, end, "")
+			t.in.replace(off, n, from)
+		}
+		t.lastStmt = ""
+		t.push(entry{typ: 'B'})
+		return nil
+	}
 	st, ok := t.reg.Get(name)
-	if name == "" || !ok {
-		// Unnamed, or unknown: the server answers, with the client's name.
+	if !ok {
+		// Unknown: the server answers, with the client's name.
 		t.lastStmt = ""
 		t.push(entry{typ: 'B'})
 		return nil
@@ -193,8 +223,17 @@ func (t *Tracker) describe(body []byte, off, n int) error {
 	if err != nil {
 		return err
 	}
+	if kind == 'S' && name == "" {
+		from := len(t.in.buf)
+		if t.ensureUnnamed() {
+			t.in.buf = AppendTarget(t.in.buf, 'D', 'S', "")
+			t.in.replace(off, n, from)
+		}
+		t.push(entry{typ: 'D', descS: true})
+		return nil
+	}
 	st, ok := t.reg.Get(name)
-	if kind != 'S' || name == "" || !ok {
+	if kind != 'S' || !ok {
 		t.push(entry{typ: 'D', descS: kind == 'S'})
 		return nil
 	}
