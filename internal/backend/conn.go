@@ -53,6 +53,11 @@ type Conn struct {
 	broken    string    // non-empty: state unknown, never reuse
 	idleSince time.Time // when the connection last went back to its pool
 	stmts     *stmt.ServerSet
+	// applied holds the non-reported parameters pgvalve set for the
+	// current settings; dirty names the client that ran SET or RESET
+	// itself since (0: none).
+	applied map[string]string
+	dirty   uint64
 
 	closed atomic.Bool
 }

@@ -10,24 +10,91 @@ import (
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
-// SyncParams makes the server session's settings match a client's startup
-// parameters. It uses set_config rather than SET so values are parsed the
-// way PostgreSQL parses startup parameters (a search_path list stays a
-// list), and sends one query for all of them. Reported parameters that
-// already match are skipped. A bad name or value comes back as the server's
-// error, which the client would have seen connecting directly.
+// SyncParams is SyncFor with no owner: any SET a client ran on the
+// server is reset first.
 func (c *Conn) SyncParams(ctx context.Context, want []wire.Param) error {
-	var sets []string
-	for _, p := range lastOfEach(want) {
+	return c.SyncFor(ctx, 0, want)
+}
+
+// SyncFor makes the server session's settings what client owner wants
+// (its startup parameters and the reported parameters as it knows them),
+// in one round trip, and only where they differ:
+//
+//   - a reported parameter is compared with the server's report;
+//   - any other parameter with what pgvalve set on this server before;
+//   - a parameter pgvalve set for an earlier client that this one does not
+//     want is RESET;
+//   - after another client ran SET, RESET or DISCARD here (MarkDirty),
+//     RESET ALL comes first, since pgvalve cannot know what it changed.
+//
+// It uses set_config rather than SET so values are parsed the way
+// PostgreSQL parses startup parameters (a search_path list stays a list).
+// A bad name or value comes back as the server's error, which the client
+// would have seen connecting directly.
+func (c *Conn) SyncFor(ctx context.Context, owner uint64, want []wire.Param) error {
+	want = lastOfEach(want)
+	var stmts, sets []string
+	applied := c.applied
+	if c.dirty != 0 && c.dirty != owner {
+		stmts = append(stmts, "RESET ALL")
+		applied = nil
+	}
+	wanted := make(map[string]bool, len(want))
+	for _, p := range want {
+		wanted[p.Name] = true
 		if v, reported := c.params[p.Name]; reported && v == p.Value {
+			continue
+		}
+		if v, ok := applied[p.Name]; ok && v == p.Value {
 			continue
 		}
 		sets = append(sets, fmt.Sprintf("pg_catalog.set_config(%s, %s, false)", literal(p.Name), literal(p.Value)))
 	}
-	if len(sets) == 0 {
+	if len(sets) > 0 {
+		stmts = append(stmts, "SELECT "+strings.Join(sets, ", "))
+	}
+	for name := range applied {
+		if !wanted[name] {
+			stmts = append(stmts, "RESET "+ident(name))
+		}
+	}
+	if len(stmts) == 0 {
 		return nil
 	}
-	return c.Exec(ctx, "SELECT "+strings.Join(sets, ", "))
+	if err := c.Exec(ctx, strings.Join(stmts, "; ")); err != nil {
+		return err
+	}
+	if c.dirty != owner {
+		c.dirty = 0
+	}
+	c.applied = make(map[string]string, len(want))
+	for _, p := range want {
+		if _, reported := c.params[p.Name]; !reported {
+			c.applied[p.Name] = p.Value
+		}
+	}
+	return nil
+}
+
+// MarkDirty records that client owner changed the session's settings
+// itself (SET, RESET, DISCARD): the next other client gets RESET ALL.
+func (c *Conn) MarkDirty(owner uint64) {
+	c.dirty = owner
+	if owner == 0 {
+		c.dirty = ^uint64(0) // an owner nobody has
+	}
+}
+
+// ForgetApplied records that the server's settings went back to their
+// defaults (a reset query ran).
+func (c *Conn) ForgetApplied() {
+	c.applied = nil
+	c.dirty = 0
+}
+
+// ident quotes a parameter name as an SQL identifier.
+func ident(name string) string {
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 }
 
 // lastOfEach keeps only the last setting of each name, where it stood: a

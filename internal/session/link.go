@@ -132,7 +132,7 @@ func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], erro
 // settings and tells the client about every reported parameter whose value
 // differs from what it was last told. Only then can cancels reach it.
 func (s *Session) attach(ctx context.Context, srv *backend.Conn) error {
-	if err := srv.SyncParams(ctx, s.params); err != nil {
+	if err := srv.SyncFor(ctx, s.id, s.wantedParams()); err != nil {
 		return err
 	}
 	var buf []byte
@@ -149,6 +149,42 @@ func (s *Session) attach(ctx context.Context, srv *backend.Conn) error {
 	}
 	s.setLink(srv)
 	return nil
+}
+
+// followed are the reported parameters a client can set (SET, startup)
+// whose values follow the client from server to server. The rest (server
+// version, encoding, superuser) are the server's own.
+var followed = [...]string{"application_name", "client_encoding", "DateStyle", "IntervalStyle",
+	"TimeZone", "standard_conforming_strings", "search_path", "default_transaction_read_only"}
+
+func isFollowed(name string) bool {
+	for _, f := range followed {
+		if f == name {
+			return true
+		}
+	}
+	return false
+}
+
+// wantedParams are the settings this client's servers must have: the
+// followed reported parameters as the client last saw them (its startup
+// values, then whatever it SET since), and its other startup parameters.
+func (s *Session) wantedParams() []wire.Param {
+	out := s.want[:0]
+	for _, name := range followed {
+		if v, ok := s.reported[name]; ok {
+			out = append(out, wire.Param{Name: name, Value: v})
+		}
+	}
+	for _, p := range s.params {
+		// Followed names the server does not report (search_path before
+		// PostgreSQL 18) come from the startup parameters.
+		if _, known := s.reported[p.Name]; !known || !isFollowed(p.Name) {
+			out = append(out, p)
+		}
+	}
+	s.want = out
+	return out
 }
 
 // errShuttingDown ends a client when pgvalve shuts down.
@@ -249,6 +285,8 @@ func (s *Session) finish(ctx context.Context, l *link, st txState) {
 	if s.route.Mode == config.PoolSession && s.env.ResetQuery != "" {
 		if err := srv.Exec(bg, s.env.ResetQuery); err != nil {
 			srv.MarkBroken("reset query failed: " + err.Error())
+		} else {
+			srv.ForgetApplied()
 		}
 	}
 }

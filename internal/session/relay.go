@@ -320,6 +320,10 @@ func (s *Session) scanServer(l *link) (detach bool, err error) {
 				rd.Take() // the client will not see this ReadyForQuery
 				return false, errTxInStatementMode
 			}
+		case 'C':
+			if changesSettings(f.Body) {
+				l.srv.MarkDirty(s.id)
+			}
 		case 'S':
 			l.srv.Observe(f)
 			var ps pgproto3.ParameterStatus
@@ -381,4 +385,14 @@ func (s *Session) lingerClose() {
 	}
 	_ = s.conn.SetReadDeadline(time.Now().Add(lingerTime))
 	_, _ = io.CopyN(io.Discard, s.conn, lingerBytes)
+}
+
+// changesSettings reports whether a CommandComplete tag says the client
+// changed session settings itself.
+func changesSettings(tag []byte) bool {
+	switch string(tag) {
+	case "SET\x00", "RESET\x00", "DISCARD ALL\x00":
+		return true
+	}
+	return false
 }

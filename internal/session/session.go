@@ -5,6 +5,7 @@ package session
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -86,6 +87,8 @@ type Session struct {
 	db     string
 	route  Route
 	params []wire.Param // settings to apply on every server this client uses
+	id     uint64       // tells this client's server changes from others' (backend.MarkDirty)
+	want   []wire.Param // reused by wantedParams
 	// reported is what the client has been told each parameter is. The
 	// session goroutine and the server side take turns with it: a server
 	// side runs only while linked, and a new one starts after the old ends.
@@ -214,6 +217,7 @@ func (s *Session) run(ctx context.Context) error {
 	key, unregister := s.env.Cancels.Register(s)
 	defer unregister()
 	s.route, s.params = route, params
+	s.id = uint64(key.PID)<<32 | uint64(binary.BigEndian.Uint32(key.Secret))
 	if route.Mode != config.PoolSession && s.env.MaxPreparedStatements > 0 {
 		s.tr = stmt.NewTracker(stmt.NewRegistry())
 		s.rd.SetWhole(stmt.Decoded)
