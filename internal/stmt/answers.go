@@ -2,8 +2,10 @@ package stmt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -43,7 +45,14 @@ func (t *Tracker) Server(typ byte, body []byte, off int) error {
 		return fmt.Errorf("%w: %q answering %q", ErrDesync, typ, h.typ)
 	}
 	if typ == 'C' && h.typ == 'Q' {
-		t.sessionReset(body, h.again)
+		if h.tag != "" {
+			from := len(t.outEdits.buf)
+			t.outEdits.buf = appendTag(t.outEdits.buf, h.tag)
+			t.outEdits.replace(off, 5+len(body), from)
+		}
+		if !h.reset {
+			t.sessionReset(body)
+		}
 	}
 	if !done {
 		return nil
@@ -100,52 +109,63 @@ func answers(h *entry, typ byte) (done, ok bool) {
 
 // failed handles an ErrorResponse. In a simple query the ReadyForQuery
 // still follows; in the extended protocol the server skips every message
-// up to Sync, so their answers are no longer expected.
+// up to Sync, so their answers are no longer expected and their effects
+// are undone.
 func (t *Tracker) failed(h *entry, body []byte, off int) error {
-	if h.typ == 'Q' || h.typ == 'F' || h.typ == 'S' {
+	switch h.typ {
+	case 'Q':
+		undo(h.undoFail)
+		h.undoFail, h.undo = nil, nil
+		return nil
+	case 'F', 'S':
 		return nil
 	}
 	var er pgproto3.ErrorResponse
 	decoded := body != nil && er.Decode(body) == nil
 	if h.dup != "" && decoded && er.Code == "26000" {
 		msg := &pgproto3.ErrorResponse{Severity: er.Severity, SeverityUnlocalized: er.SeverityUnlocalized,
-			Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", h.dup)}
+			Code: "42P05", Message: `prepared statement "` + h.dup + `" already exists`}
 		from := len(t.outEdits.buf)
 		t.outEdits.buf, _ = msg.Encode(t.outEdits.buf)
 		t.outEdits.replace(off, 5+len(body), from)
 	}
-	if decoded && er.Code == "0A000" && bytes.Contains([]byte(er.Message), []byte("cached plan must not change result type")) && h.stmt != "" {
+	if decoded && er.Code == "0A000" && strings.Contains(er.Message, "cached plan must not change result type") && h.stmt != "" {
 		t.srv.MarkStale(h.stmt)
 	}
-	for len(t.q) > 0 && t.q[0].typ != 'S' {
-		e := t.q[0]
-		if e.typ == 'P' && e.added {
-			t.srv.Remove(e.stmt) // not prepared after all
-		}
-		if e.typ == 'P' && e.client != "" {
-			t.reg.Remove(e.client)
-		}
-		if e.typ == 'P' && e.unnamed {
-			// A failed Parse leaves no unnamed statement behind.
-			t.srv.unnamed = ""
-			if !e.hide {
-				t.reg.unnamed = nil
-			}
-		}
-		t.pop()
+	end := 0
+	for end < len(t.q) && t.q[end].typ != 'S' {
+		end++
 	}
+	for i := end - 1; i >= 0; i-- {
+		undo(t.q[i].undo)
+	}
+	t.q = t.q[:copy(t.q, t.q[end:])]
+	// Without a Sync sent yet, the server skips what the client sends
+	// until one comes.
+	t.skipping = len(t.q) == 0
 	return nil
 }
 
-// sessionReset notices a DEALLOCATE ALL or DISCARD ALL the client ran: the
-// server's statements are gone, and so are the client's.
-func (t *Tracker) sessionReset(body []byte, rewritten bool) {
+func undo(fs []func()) {
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
+}
+
+func appendTag(dst []byte, tag string) []byte {
+	dst = append(dst, 'C')
+	dst = binary.BigEndian.AppendUint32(dst, uint32(4+len(tag)+1))
+	dst = append(dst, tag...)
+	return append(dst, 0)
+}
+
+// sessionReset notices a DEALLOCATE ALL or DISCARD ALL inside a longer
+// simple query: the server's statements are gone, and so are the client's.
+func (t *Tracker) sessionReset(body []byte) {
 	tag := bytes.TrimSuffix(body, []byte{0})
 	all, discard := bytes.Equal(tag, []byte("DEALLOCATE ALL")), bytes.Equal(tag, []byte("DISCARD ALL"))
 	if all || discard {
 		t.srv.Clear()
-	}
-	if discard || all && !rewritten {
 		t.reg.Clear()
 	}
 }

@@ -35,7 +35,10 @@ func (r *Registry) Add(name string, s *Statement) { r.m[name] = s }
 func (r *Registry) Remove(name string) { delete(r.m, name) }
 
 // Clear forgets every statement (DEALLOCATE ALL, DISCARD ALL).
-func (r *Registry) Clear() { clear(r.m) }
+func (r *Registry) Clear() {
+	clear(r.m)
+	r.unnamed = nil
+}
 
 // Len is the number of statements.
 func (r *Registry) Len() int { return len(r.m) }
@@ -83,26 +86,52 @@ func (s *ServerSet) Has(name string) bool {
 	return ok
 }
 
-// Add records name as prepared. When the set is full it returns the least
-// recently used statement not in keep, which the caller must close on the
-// server.
-func (s *ServerSet) Add(name string, keep map[string]bool) (evict string) {
+// Add records name as prepared. While the set is full it returns least
+// recently used statements not in keep, which the caller must close on the
+// server; a batch needing more than max statements at once is allowed to
+// overflow, and later Adds bring the set back down.
+func (s *ServerSet) Add(name string, keep map[string]bool) (evict []string) {
 	if e, ok := s.m[name]; ok {
 		e.Value.(*serverStmt).stale = false
 		s.ll.MoveToFront(e)
-		return ""
+		return nil
 	}
-	if s.ll.Len() >= s.max {
-		for e := s.ll.Back(); e != nil; e = e.Prev() {
-			if v := e.Value.(*serverStmt); !keep[v.name] {
-				evict = v.name
-				s.Remove(v.name)
-				break
-			}
+	for e := s.ll.Back(); e != nil && s.ll.Len() >= s.max; {
+		prev := e.Prev()
+		if v := e.Value.(*serverStmt); !keep[v.name] {
+			evict = append(evict, v.name)
+			s.Remove(v.name)
 		}
+		e = prev
 	}
 	s.m[name] = s.ll.PushFront(&serverStmt{name: name})
 	return evict
+}
+
+// restore puts back a statement whose Close the server skipped, as least
+// recently used.
+func (s *ServerSet) restore(name string, stale bool) {
+	if _, ok := s.m[name]; !ok {
+		s.m[name] = s.ll.PushBack(&serverStmt{name: name, stale: stale})
+	}
+}
+
+// snapshot copies the set, most recently used first.
+func (s *ServerSet) snapshot() []serverStmt {
+	out := make([]serverStmt, 0, s.ll.Len())
+	for e := s.ll.Front(); e != nil; e = e.Next() {
+		out = append(out, *e.Value.(*serverStmt))
+	}
+	return out
+}
+
+// restoreAll replaces the set with a snapshot.
+func (s *ServerSet) restoreAll(saved []serverStmt) {
+	s.ll.Init()
+	clear(s.m)
+	for _, v := range saved {
+		s.m[v.name] = s.ll.PushBack(&serverStmt{name: v.name, stale: v.stale})
+	}
 }
 
 // Remove forgets name (closed, or its Parse failed).
