@@ -20,22 +20,6 @@ if have_server; then
   exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "ensure-deps: PostgreSQL server binaries are missing and apt-get is not available; install PostgreSQL (initdb, pg_ctl, psql, pgbench) and retry" >&2
-  exit 1
-fi
-
-sudo=""
-if [ "$(id -u)" != "0" ]; then
-  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
-    echo "ensure-deps: need root (or sudo) to apt-get install postgresql" >&2
-    exit 1
-  fi
-fi
-
-echo "ensure-deps: installing Debian's postgresql package (initdb, pg_ctl, psql, pgbench)" >&2
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends postgresql postgresql-contrib >/dev/null
+"$(dirname "$0")/apt-install.sh" ensure-deps postgresql postgresql-contrib
 # The package starts a system cluster on 5432; the tests never use it.
 have_server || { echo "ensure-deps: postgresql installed but initdb/pgbench still not found" >&2; exit 1; }

@@ -7,28 +7,15 @@
 # says so and exits 0, and the Go test skips loudly.
 set -euo pipefail
 
-cd "$(dirname "$0")/../test/node"
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/../test/node"
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   if [ "${CI:-}" != "true" ]; then
     echo "ensure-node: node/npm not found; the Node client tests will be skipped (install Node.js >= 20.19 and npm, or run with CI=true)" >&2
     exit 0
   fi
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "ensure-node: node/npm are missing and apt-get is not available; install Node.js >= 20.19 and npm" >&2
-    exit 1
-  fi
-  sudo=""
-  if [ "$(id -u)" != "0" ]; then
-    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
-      echo "ensure-node: need root (or sudo) to apt-get install nodejs npm" >&2
-      exit 1
-    fi
-  fi
-  echo "ensure-node: installing Debian's nodejs and npm" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  "$here/apt-install.sh" ensure-node nodejs npm
 fi
 
 # Prisma 7 needs Node ^20.19, ^22.12 or >= 24 (Debian 12's nodejs is 18).
