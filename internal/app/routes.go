@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -48,6 +49,9 @@ func (a *App) entry(db, user string) (*entry, bool) {
 		Name:        key.String(),
 		Size:        route.PoolSize,
 		WaitTimeout: a.cfg.QueryWaitTimeout,
+		DialTimeout: a.cfg.ServerConnectTimeout,
+		RetryMax:    a.cfg.ServerLoginRetry,
+		Refused:     refusedLogin,
 		Limits:      a.limitsLocked(db, dial.User),
 		Dial: func(ctx context.Context) (*backend.Conn, error) {
 			cfg := e.dial
@@ -133,4 +137,23 @@ func (a *App) limitsLocked(db, user string) []*pool.Limit {
 		a.mu.userLimits[user] = byUser
 	}
 	return []*pool.Limit{byDB, byUser}
+}
+
+// refusedLogin tells a server's refusal of the login (wrong password, no
+// such database, no permission), which every waiting client gets at once,
+// from a server that cannot take connections right now (unreachable,
+// starting up, out of connection slots), which is retried while they wait.
+func refusedLogin(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch {
+	case strings.HasPrefix(pgErr.Code, "08"), // connection exceptions
+		pgErr.Code == wire.CodeCannotConnectNow, // starting up or shutting down
+		pgErr.Code == wire.CodeTooManyConnections,
+		pgErr.Code == "53000", pgErr.Code == "53100", pgErr.Code == "53200": // out of resources
+		return false
+	}
+	return true
 }

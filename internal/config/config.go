@@ -60,6 +60,8 @@ type Config struct {
 	QueryWaitNotify       time.Duration       // default 5s: NOTICE a client that has waited this long; 0 = never
 	MaxDBConnections      int                 // servers per database across its pools; 0 = unlimited
 	MaxUserConnections    int                 // servers per user across its pools; 0 = unlimited
+	ServerConnectTimeout  time.Duration       // default 15s: a dial plus login
+	ServerLoginRetry      time.Duration       // default 500ms: the longest backoff between failed dials while clients wait
 	MaxPreparedStatements int                 // default 200: statements kept prepared per server in transaction pooling; 0 = tracking off
 	MaxClientConn         int                 // default 1000, >= 1
 	Auth                  AuthMode            // default trust
@@ -106,6 +108,8 @@ func Default() Config {
 		QueryWaitTimeout:      20 * time.Second,
 		QueryWaitNotify:       5 * time.Second,
 		MaxPreparedStatements: 200,
+		ServerConnectTimeout:  15 * time.Second,
+		ServerLoginRetry:      500 * time.Millisecond,
 		MaxClientConn:         1000,
 		Auth:                  AuthTrust,
 		ServerResetQuery:      "DISCARD ALL",

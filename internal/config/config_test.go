@@ -21,6 +21,8 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 		QueryWaitTimeout:      20 * time.Second,
 		QueryWaitNotify:       5 * time.Second,
 		MaxPreparedStatements: 200,
+		ServerConnectTimeout:  15 * time.Second,
+		ServerLoginRetry:      500 * time.Millisecond,
 		MaxClientConn:         1000,
 		Auth:                  AuthTrust,
 		ServerResetQuery:      "DISCARD ALL",
@@ -68,6 +70,8 @@ query_wait_notify = "2s"
 max_db_connections = 30
 max_user_connections = 40
 max_prepared_statements = 0
+server_connect_timeout = 3
+server_login_retry = "250ms"
 max_client_conn = 50
 auth = "passthrough"
 server_reset_query = ""
@@ -90,24 +94,26 @@ upstream = "postgres://main/main"
 	}
 	cfg.src = nil
 	want := Config{
-		Listen:             "0.0.0.0:7432",
-		Upstream:           "postgres://app@db.internal/app",
-		PoolMode:           PoolTransaction,
-		PoolSize:           5,
-		QueryWaitTimeout:   time.Minute,
-		QueryWaitNotify:    2 * time.Second,
-		MaxDBConnections:   30,
-		MaxUserConnections: 40,
-		MaxClientConn:      50,
-		Auth:               AuthPassthrough,
-		ServerResetQuery:   "",
-		MaxMessageSize:     65536,
-		ClientLoginTimeout: 0,
-		ShutdownTimeout:    2500 * time.Millisecond,
-		LogLevel:           "debug",
+		Listen:               "0.0.0.0:7432",
+		Upstream:             "postgres://app@db.internal/app",
+		PoolMode:             PoolTransaction,
+		PoolSize:             5,
+		QueryWaitTimeout:     time.Minute,
+		QueryWaitNotify:      2 * time.Second,
+		MaxDBConnections:     30,
+		MaxUserConnections:   40,
+		ServerConnectTimeout: 3 * time.Second,
+		ServerLoginRetry:     250 * time.Millisecond,
+		MaxClientConn:        50,
+		Auth:                 AuthPassthrough,
+		ServerResetQuery:     "",
+		MaxMessageSize:       65536,
+		ClientLoginTimeout:   0,
+		ShutdownTimeout:      2500 * time.Millisecond,
+		LogLevel:             "debug",
 		Databases: map[string]Database{
-			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 19},
-			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 24},
+			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 21},
+			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 26},
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {

@@ -106,6 +106,10 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 			d.int(path, val, &cfg.MaxDBConnections)
 		case "max_user_connections":
 			d.int(path, val, &cfg.MaxUserConnections)
+		case "server_connect_timeout":
+			d.duration(path, val, &cfg.ServerConnectTimeout)
+		case "server_login_retry":
+			d.duration(path, val, &cfg.ServerLoginRetry)
 		case "max_prepared_statements":
 			d.int(path, val, &cfg.MaxPreparedStatements)
 		case "auth":

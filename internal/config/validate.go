@@ -82,6 +82,12 @@ func (c Config) problems() []problem {
 	if c.MaxUserConnections < 0 {
 		k.add(top("max_user_connections"), c.MaxUserConnections == f.MaxUserConnections, nil, "must not be negative (0 means unlimited)")
 	}
+	if c.ServerConnectTimeout <= 0 {
+		k.add(top("server_connect_timeout"), c.ServerConnectTimeout == f.ServerConnectTimeout, nil, "must be positive")
+	}
+	if c.ServerLoginRetry <= 0 {
+		k.add(top("server_login_retry"), c.ServerLoginRetry == f.ServerLoginRetry, nil, "must be positive")
+	}
 	if c.MaxPreparedStatements < 0 {
 		k.add(top("max_prepared_statements"), c.MaxPreparedStatements == f.MaxPreparedStatements, nil, "must not be negative (0 turns tracking off)")
 	}

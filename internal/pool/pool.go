@@ -33,6 +33,15 @@ type Config[S Server] struct {
 	// Limits are caps shared with other pools (max_db_connections,
 	// max_user_connections); nil entries are ignored.
 	Limits []*Limit
+	// Refused reports whether a dial error is the server refusing the
+	// login (wrong password, no such database): every waiting client gets
+	// it at once. Any other error (unreachable, starting up) is retried
+	// with backoff while clients keep waiting, each up to its own timeout.
+	Refused func(error) bool
+	// RetryMin and RetryMax bound the backoff between failed dials: it
+	// starts at RetryMin, doubles, stops growing at RetryMax, with ±25%
+	// jitter. 0: 50ms and 500ms.
+	RetryMin, RetryMax time.Duration
 }
 
 // ErrClosed is returned by Acquire on a closed pool.
@@ -65,6 +74,7 @@ type Pool[S Server] struct {
 		waiters    list.List // of *waiter[S], oldest first
 		closed     bool
 		st         counters
+		out        outage
 	}
 }
 
@@ -91,6 +101,12 @@ func New[S Server](cfg Config[S]) *Pool[S] {
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 15 * time.Second
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 50 * time.Millisecond
+	}
+	if cfg.RetryMax < cfg.RetryMin {
+		cfg.RetryMax = max(500*time.Millisecond, cfg.RetryMin)
 	}
 	var limits []*Limit
 	for _, l := range cfg.Limits {
@@ -197,6 +213,10 @@ func (p *Pool[S]) abandon(w *waiter[S], start time.Time, cause error) (*Lease[S]
 		p.mu.waiters.Remove(w.elem)
 		w.elem = nil
 		p.mu.st.timeouts++
+		var wte *WaitTimeoutError
+		if p.mu.out.down && errors.As(cause, &wte) {
+			cause = &UnreachableError{Pool: p.cfg.Name, Waited: wte.Timeout, Err: p.mu.st.lastDialErr}
+		}
 		p.mu.Unlock()
 		return nil, cause
 	}
@@ -214,8 +234,15 @@ func (p *Pool[S]) abandon(w *waiter[S], start time.Time, cause error) (*Lease[S]
 // limit that refused a slot, if any; the caller passes it to reclaim after
 // unlocking.
 func (p *Pool[S]) dialLocked() (blocked *Limit) {
+	if p.mu.out.retrying {
+		return nil // backing off after a failed dial; the timer dials
+	}
 	total := p.mu.active + len(p.mu.idle) + p.mu.connecting + p.mu.closing
 	need := p.mu.waiters.Len() - p.mu.connecting
+	if p.mu.out.down {
+		// While the server is unreachable one dial probes at a time.
+		need = min(need, 1-p.mu.connecting)
+	}
 	for ; need > 0 && total < p.cfg.Size; need-- {
 		if blocked = takeAll(p.cfg.Limits, p); blocked != nil {
 			return blocked
@@ -285,13 +312,7 @@ func (p *Pool[S]) dial() {
 	p.mu.Lock()
 	p.mu.connecting--
 	if err != nil {
-		p.mu.st.dialErrors++
-		p.mu.st.lastDialErr = err
-		// The oldest waiter learns why; the others keep waiting for dials of
-		// their own.
-		if w := p.popWaiterLocked(); w != nil {
-			w.ch <- grant[S]{err: err}
-		}
+		p.dialFailedLocked(err)
 		var blocked *Limit
 		if !p.mu.closed {
 			blocked = p.dialLocked()
@@ -301,6 +322,7 @@ func (p *Pool[S]) dial() {
 		p.reclaim(blocked)
 		return
 	}
+	p.mu.out.recovered()
 	if p.mu.closed {
 		p.mu.closing++
 		p.mu.Unlock()
@@ -380,6 +402,7 @@ func (p *Pool[S]) Close() {
 	for w := p.popWaiterLocked(); w != nil; w = p.popWaiterLocked() {
 		w.ch <- grant[S]{err: ErrClosed}
 	}
+	p.stopRetryLocked()
 	idle := p.mu.idle
 	p.mu.idle = nil
 	p.mu.closing += len(idle)

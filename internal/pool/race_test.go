@@ -23,7 +23,9 @@ func TestPoolNeverHoldsMoreThanSizeServersUnderConcurrentChurn(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p, d := newTestPool(t, Config[*fakeServer]{Size: tc.size}, func(d *fakeDialer) {
+			// Failed dials put the pool into backoff; keep it short here.
+			cfg := Config[*fakeServer]{Size: tc.size, RetryMin: time.Microsecond, RetryMax: 100 * time.Microsecond}
+			p, d := newTestPool(t, cfg, func(d *fakeDialer) {
 				d.hook = func(ctx context.Context, n int64) error {
 					switch rand.IntN(20) {
 					case 0:

@@ -26,8 +26,13 @@ func (s *Session) sendError(severity string, err error) {
 func classify(err error) (code, msg string) {
 	var pgErr *pgconn.PgError
 	var waitErr *pool.WaitTimeoutError
+	var downErr *pool.UnreachableError
 	var netErr net.Error
 	switch {
+	case errors.As(err, &downErr):
+		// Before the server's own errors: a server still starting up
+		// (57P03) that never came back within the wait is unreachable.
+		return wire.CodeConnectionFailure, fmt.Sprintf("could not connect to the server within %s: %v", downErr.Waited, downErr.Err)
 	case errors.As(err, &pgErr):
 		return pgErr.Code, pgErr.Message
 	case errors.As(err, &waitErr):
