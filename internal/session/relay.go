@@ -40,17 +40,27 @@ func (s *Session) serve(ctx context.Context, key cancel.Key) error {
 	if _, err := s.conn.Write(loginReply(greeting, key)); err != nil {
 		return err
 	}
+	defer s.unlink(ctx) // also when clientSide panics: the server goes back
 	err = s.clientSide(ctx)
-	if l := s.current(); l != nil {
-		s.endLink(ctx, l)
-		if l.err != nil {
-			err = l.err
-		}
-	} else if s.last != nil {
-		<-s.last.done
+	if l := s.unlink(ctx); l != nil && l.err != nil {
+		err = l.err
 	}
 	s.reportEnd(err)
 	return err
+}
+
+// unlink ends the session's hold on a server, if any, and waits for the
+// last server side to exit; it returns the link it ended. Safe to call
+// twice.
+func (s *Session) unlink(ctx context.Context) *link {
+	if l := s.current(); l != nil {
+		s.endLink(ctx, l)
+		return l
+	}
+	if s.last != nil {
+		<-s.last.done
+	}
+	return nil
 }
 
 // reportEnd tells the client why its session ends, when it did not choose to.
@@ -148,6 +158,9 @@ func (s *Session) forward(ctx context.Context, span []byte, requests int, last b
 		}
 	}
 	l, err := s.linkFor(ctx)
+	if k := s.env.Knobs; k != nil && k.BeforeForward != nil && err == nil {
+		k.BeforeForward(span)
+	}
 	if errors.Is(err, errShuttingDown) {
 		return err
 	}

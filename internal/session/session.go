@@ -75,6 +75,10 @@ type Knobs struct {
 	// SkipRelease, when it returns true, makes the session drop a lease
 	// without releasing it.
 	SkipRelease func() bool
+	// BeforeForward runs before each client batch is sent to a server,
+	// with the batch; a test may panic in it to check that one session's
+	// panic ends only that session and returns its server.
+	BeforeForward func(span []byte)
 }
 
 // Session is one client connection.
