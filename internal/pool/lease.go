@@ -9,17 +9,17 @@ import (
 // to call more than once and must be deferred on every path.
 type Lease[S Server] struct {
 	pool     *Pool[S]
-	srv      S
+	srv      held[S]
 	acquired time.Time
 	done     atomic.Bool
 }
 
-func (p *Pool[S]) newLease(s S) *Lease[S] {
-	return &Lease[S]{pool: p, srv: s, acquired: time.Now()}
+func (p *Pool[S]) newLease(h held[S]) *Lease[S] {
+	return &Lease[S]{pool: p, srv: h, acquired: time.Now()}
 }
 
 // Server is the leased server connection. It must not be used after Release.
-func (l *Lease[S]) Server() S { return l.srv }
+func (l *Lease[S]) Server() S { return l.srv.s }
 
 // Acquired is when the lease was granted.
 func (l *Lease[S]) Acquired() time.Time { return l.acquired }

@@ -38,6 +38,19 @@ type Config[S Server] struct {
 	// it at once. Any other error (unreachable, starting up) is retried
 	// with backoff while clients keep waiting, each up to its own timeout.
 	Refused func(error) bool
+	// IdleTimeout closes servers idle longer (server_idle_timeout); 0: never.
+	IdleTimeout time.Duration
+	// Lifetime closes a server once a lease on it ends after it has lived
+	// this long (server_lifetime), with up to 20% taken off at random so a
+	// pool's servers do not all reconnect at once; 0: never.
+	Lifetime time.Duration
+	// MinSize servers are kept open even with no client (min_pool_size),
+	// and opened again after an outage.
+	MinSize int
+	// ReserveSize more servers may be opened for clients that have waited
+	// ReserveTimeout (reserve_pool_size, reserve_pool_timeout).
+	ReserveSize    int
+	ReserveTimeout time.Duration
 	// RetryMin and RetryMax bound the backoff between failed dials: it
 	// starts at RetryMin, doubles, stops growing at RetryMax, with ±25%
 	// jitter. 0: 50ms and 500ms.
@@ -67,7 +80,7 @@ type Pool[S Server] struct {
 	// mu guards the pool state; it is never held across I/O.
 	mu struct {
 		sync.Mutex
-		idle       []S
+		idle       []held[S] // most recently parked last
 		active     int
 		connecting int
 		closing    int
@@ -85,13 +98,21 @@ type counters struct {
 }
 
 type waiter[S Server] struct {
-	ch   chan grant[S] // buffered: a grant never blocks the granter
-	elem *list.Element // nil once granted or removed
+	ch    chan grant[S] // buffered: a grant never blocks the granter
+	elem  *list.Element // nil once granted or removed
+	since time.Time     // queued at
 }
 
 type grant[S Server] struct {
-	srv S
+	srv held[S]
 	err error
+}
+
+// held is a server with what the pool knows of its life.
+type held[S Server] struct {
+	s       S
+	expires time.Time // server_lifetime, with jitter; zero: never
+	since   time.Time // parked idle since
 }
 
 // New returns an empty pool; servers are dialled on demand.
@@ -120,6 +141,7 @@ func New[S Server](cfg Config[S]) *Pool[S] {
 	for _, l := range limits {
 		l.join(p)
 	}
+	p.startJanitor()
 	return p
 }
 
@@ -130,28 +152,27 @@ func (p *Pool[S]) Name() string { return p.cfg.Name }
 // it, without blocking; otherwise it returns nil.
 func (p *Pool[S]) TryAcquire() *Lease[S] {
 	p.mu.Lock()
-	s, ok := p.takeIdleLocked()
+	h, ok := p.takeIdleLocked()
 	p.mu.Unlock()
 	if !ok {
 		return nil
 	}
-	return p.newLease(s)
+	return p.newLease(h)
 }
 
 // takeIdleLocked grants the most recently parked server, if there is one
 // and no client waits ahead.
-func (p *Pool[S]) takeIdleLocked() (S, bool) {
-	var zero S
+func (p *Pool[S]) takeIdleLocked() (held[S], bool) {
 	n := len(p.mu.idle)
 	if p.mu.closed || n == 0 || p.mu.waiters.Len() > 0 {
-		return zero, false
+		return held[S]{}, false
 	}
-	s := p.mu.idle[n-1]
-	p.mu.idle[n-1] = zero
+	h := p.mu.idle[n-1]
+	p.mu.idle[n-1] = held[S]{}
 	p.mu.idle = p.mu.idle[:n-1]
 	p.mu.active++
 	p.mu.st.acquires++
-	return s, true
+	return h, true
 }
 
 // Acquire leases a server, waiting in FIFO order up to the pool's wait
@@ -163,11 +184,11 @@ func (p *Pool[S]) Acquire(ctx context.Context) (*Lease[S], error) {
 		p.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if s, ok := p.takeIdleLocked(); ok {
+	if h, ok := p.takeIdleLocked(); ok {
 		p.mu.Unlock()
-		return p.newLease(s), nil
+		return p.newLease(h), nil
 	}
-	w := &waiter[S]{ch: make(chan grant[S], 1)}
+	w := &waiter[S]{ch: make(chan grant[S], 1), since: start}
 	w.elem = p.mu.waiters.PushBack(w)
 	blocked := p.dialLocked()
 	p.mu.Unlock()
@@ -238,12 +259,13 @@ func (p *Pool[S]) dialLocked() (blocked *Limit) {
 		return nil // backing off after a failed dial; the timer dials
 	}
 	total := p.mu.active + len(p.mu.idle) + p.mu.connecting + p.mu.closing
+	size := p.sizeLocked(time.Now())
 	need := p.mu.waiters.Len() - p.mu.connecting
 	if p.mu.out.down {
 		// While the server is unreachable one dial probes at a time.
 		need = min(need, 1-p.mu.connecting)
 	}
-	for ; need > 0 && total < p.cfg.Size; need-- {
+	for ; need > 0 && total < size; need-- {
 		if blocked = takeAll(p.cfg.Limits, p); blocked != nil {
 			return blocked
 		}
@@ -282,11 +304,11 @@ func (p *Pool[S]) evictIdle() bool {
 		p.mu.Unlock()
 		return false
 	}
-	s := p.mu.idle[0] // the oldest: the one least recently useful
+	h := p.mu.idle[0] // the oldest: the one least recently useful
 	p.mu.idle = append(p.mu.idle[:0], p.mu.idle[1:]...)
 	p.mu.closing++
 	p.mu.Unlock()
-	p.closeServer(s)
+	p.closeServer(h.s)
 	return true
 }
 
@@ -329,7 +351,7 @@ func (p *Pool[S]) dial() {
 		p.closeServer(s)
 		return
 	}
-	parked := p.putLocked(s)
+	parked := p.putLocked(held[S]{s: s, expires: p.expiry(time.Now())})
 	p.mu.Unlock()
 	if parked {
 		p.yieldIdle()
@@ -348,13 +370,14 @@ func (p *Pool[S]) popWaiterLocked() *waiter[S] {
 
 // putLocked hands a usable server to the oldest waiter, or parks it idle
 // and reports so.
-func (p *Pool[S]) putLocked(s S) (parked bool) {
+func (p *Pool[S]) putLocked(h held[S]) (parked bool) {
 	if w := p.popWaiterLocked(); w != nil {
 		p.mu.active++
-		w.ch <- grant[S]{srv: s}
+		w.ch <- grant[S]{srv: h}
 		return false
 	}
-	p.mu.idle = append(p.mu.idle, s)
+	h.since = time.Now()
+	p.mu.idle = append(p.mu.idle, h)
 	return true
 }
 
@@ -371,11 +394,12 @@ func (p *Pool[S]) yieldIdle() {
 
 // release takes a server back from a client: reuse it if it says it is
 // clean, otherwise close it and make room for a fresh one.
-func (p *Pool[S]) release(s S) {
+func (p *Pool[S]) release(h held[S]) {
+	s := h.s
 	p.mu.Lock()
 	p.mu.active--
-	if !p.mu.closed && s.Reusable() {
-		parked := p.putLocked(s)
+	if !p.mu.closed && s.Reusable() && !h.expired(time.Now()) {
+		parked := p.putLocked(h)
 		p.mu.Unlock()
 		if parked {
 			p.yieldIdle()
@@ -408,8 +432,8 @@ func (p *Pool[S]) Close() {
 	p.mu.closing += len(idle)
 	p.mu.Unlock()
 	p.cancel()
-	for _, s := range idle {
-		p.closeServer(s)
+	for _, h := range idle {
+		p.closeServer(h.s)
 	}
 	p.wg.Wait()
 	for _, l := range p.cfg.Limits {
