@@ -1,42 +1,21 @@
 package backend
 
-import (
-	"errors"
-	"syscall"
-)
+import "github.com/pgvalve/pgvalve/internal/wire"
 
 // Alive reports whether an idle server connection is still usable, with one
 // non-blocking peek at its socket: a server that ended (pg_terminate_backend,
 // a restart) has sent its FATAL and closed, which shows up here without a
-// round trip. A connection found dead is marked broken. Only plain TCP and
-// unix sockets can be peeked; others are assumed alive.
+// round trip. A connection found dead is marked broken.
 func (c *Conn) Alive() bool {
 	if c.closed.Load() || c.broken != "" {
 		return false
 	}
-	sc, ok := c.netConn.(syscall.Conn)
-	if !ok {
+	switch st, err := wire.Peek(c.netConn); st {
+	case wire.PeekQuiet:
 		return true
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return true
-	}
-	var n int
-	var perr error
-	var buf [1]byte
-	err = raw.Read(func(fd uintptr) bool {
-		n, _, perr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return true // one attempt; never wait
-	})
-	switch {
-	case err != nil:
+	case wire.PeekFailed:
 		c.MarkBroken("peek failed: " + err.Error())
-	case errors.Is(perr, syscall.EAGAIN) || errors.Is(perr, syscall.EWOULDBLOCK):
-		return true
-	case perr != nil:
-		c.MarkBroken("peek failed: " + perr.Error())
-	case n == 0:
+	case wire.PeekClosed:
 		c.MarkBroken("server closed the connection")
 	default:
 		// An idle server has nothing to say; whatever it sent (most

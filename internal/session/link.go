@@ -18,6 +18,10 @@ import (
 // resetTimeout bounds pgvalve's own queries when a client leaves.
 const resetTimeout = 10 * time.Second
 
+// checkTimeout bounds server_check_delay's empty query: a healthy server
+// answers in well under a millisecond, and a client is waiting.
+const checkTimeout = 2 * time.Second
+
 // link is one lease on one server, with the goroutine that relays what the
 // server sends. Fields below done are written by that goroutine before it
 // closes done, and read by the session only after.
@@ -26,8 +30,9 @@ type link struct {
 	srv   *backend.Conn
 	done  chan struct{}
 
-	stop  atomic.Bool // the session asked the server side to stop
-	nudge atomic.Bool // the session asks the server side to re-check the safe point
+	stop     atomic.Bool // the session asked the server side to stop
+	timedOut atomic.Bool // query_timeout gave up on the server
+	nudge    atomic.Bool // the session asks the server side to re-check the safe point
 
 	// detached: released at a safe point; the lease is already back.
 	detached bool
@@ -70,10 +75,19 @@ func (s *Session) linkFor(ctx context.Context) (*link, error) {
 		s.releaseLease(lease)
 		return nil, err
 	}
+	st := freshState()
+	if s.txLost {
+		if err := s.enterLostTx(ctx, srv); err != nil {
+			s.releaseLease(lease)
+			return nil, err
+		}
+		s.txLost = false
+		st.status = 'E'
+	}
 	l := &link{lease: lease, srv: srv, done: make(chan struct{})}
 	s.mu.Lock()
 	s.mu.cur = l
-	s.mu.st = freshState()
+	s.mu.st = st
 	if s.tr != nil {
 		s.tr.Attach(srv.Statements(s.env.MaxPreparedStatements))
 	}
@@ -95,14 +109,33 @@ func (s *Session) acquireAlive(ctx context.Context) (*pool.Lease[*backend.Conn],
 		if err != nil || i == maxDeadServers {
 			return lease, err
 		}
-		// The check is one non-blocking syscall; Env.AliveCheckAfter lets
-		// servers in steady use skip it.
-		if srv := lease.Server(); srv.IdleFor(time.Now()) < s.env.AliveCheckAfter || srv.Alive() {
+		if s.checked(ctx, lease.Server()) {
 			return lease, nil
 		}
 		s.log.Debug("skipping dead idle server", "pid", lease.Server().PID(), "reason", lease.Server().Broken())
 		s.releaseLease(lease)
 	}
+}
+
+// checked reports whether an idle server is fit for reuse. The peek is
+// one non-blocking syscall (Env.AliveCheckAfter lets servers in steady use
+// skip it); one parked longer than server_check_delay also answers an
+// empty query, which finds what a peek cannot (a cut network).
+func (s *Session) checked(ctx context.Context, srv *backend.Conn) bool {
+	idle := srv.IdleFor(time.Now())
+	if idle >= s.env.AliveCheckAfter && !srv.Alive() {
+		return false
+	}
+	if idle < s.env.CheckDelay {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	if err := srv.Exec(ctx, ""); err != nil {
+		srv.MarkBroken("server_check_delay check failed: " + err.Error())
+		return false
+	}
+	return true
 }
 
 // acquire waits for a server, telling the client with a NOTICE once it has
@@ -111,6 +144,8 @@ func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], erro
 	if lease := s.route.Pool.TryAcquire(); lease != nil {
 		return lease, nil // the common case: no wait, no timer
 	}
+	ctx, stop := s.watchClient(ctx)
+	defer stop()
 	if s.env.WaitNotify <= 0 {
 		return s.route.Pool.Acquire(ctx)
 	}
@@ -269,6 +304,8 @@ func (s *Session) finish(ctx context.Context, l *link, st txState) {
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), resetTimeout)
 	defer cancel()
 	switch {
+	case srv.Broken() != "":
+		return
 	case l.err != nil && !errors.Is(l.err, errTxInStatementMode):
 		srv.MarkBroken("relay failed: " + l.err.Error())
 		return

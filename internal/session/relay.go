@@ -41,6 +41,8 @@ func (s *Session) serve(ctx context.Context, key cancel.Key) error {
 		return err
 	}
 	defer s.unlink(ctx) // also when clientSide panics: the server goes back
+	defer s.stopQueryTimer()
+	s.lastRead = time.Now() // idle from the greeting on
 	err = s.clientSide(ctx)
 	if l := s.unlink(ctx); l != nil && l.err != nil {
 		err = l.err
@@ -66,6 +68,7 @@ func (s *Session) unlink(ctx context.Context) *link {
 // reportEnd tells the client why its session ends, when it did not choose to.
 func (s *Session) reportEnd(err error) {
 	var pv *protocolViolation
+	var idle *idleTimeout
 	switch {
 	case err == nil, errors.Is(err, errClientTerminated):
 	case errors.As(err, &pv):
@@ -76,6 +79,9 @@ func (s *Session) reportEnd(err error) {
 		s.fatal(wire.CodeFeatureNotSupported, err.Error())
 	case errors.Is(err, errServerLost):
 		s.sendError(wire.SeverityFatal, err)
+	case errors.As(err, &idle):
+		s.log.Info("client idle timeout", "err", err)
+		s.fatal(idle.code, idle.msg)
 	case errors.Is(err, errShuttingDown):
 		s.fatal(wire.CodeAdminShutdown, "terminating connection: pgvalve is shutting down")
 	}
@@ -86,7 +92,7 @@ var errServerLost = errors.New("server connection lost")
 
 // clientSide reads the client, leases a server when a batch needs one, and
 // forwards batches whole. It returns when the client leaves or fails, or
-// the server side fails.
+// the server side fails in a way the client cannot survive.
 func (s *Session) clientSide(ctx context.Context) error {
 	for {
 		requests, last, terminated, err := s.scanClient()
@@ -97,8 +103,19 @@ func (s *Session) clientSide(ctx context.Context) error {
 		if terminated {
 			span = span[:len(span)-5] // Terminate is pgvalve's to handle
 		}
+		if l := s.endedLink(); l != nil && errors.Is(l.err, errServerLost) {
+			// The server died while this batch was on its way: answer for
+			// what it owed first, then send the batch elsewhere.
+			if err := s.recoverLost(ctx, l, nil); err != nil {
+				return err
+			}
+		}
 		if len(span) > 0 {
-			if err := s.forward(ctx, span, requests, last); err != nil {
+			err := s.forward(ctx, span, requests, last)
+			if l := s.current(); l != nil && errors.Is(err, errServerLost) {
+				err = s.recoverLost(ctx, l, err)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -106,10 +123,7 @@ func (s *Session) clientSide(ctx context.Context) error {
 		if terminated {
 			return errClientTerminated
 		}
-		if err := s.rd.Fill(); err != nil {
-			if isDeadline(err) && s.isDraining() {
-				return errShuttingDown
-			}
+		if err := s.readClient(ctx); err != nil {
 			return err
 		}
 	}
@@ -152,7 +166,7 @@ func (s *Session) scanClient() (requests int, last byte, terminated bool, err er
 // is counted before it is written, so the server side can never see its
 // ReadyForQuery first.
 func (s *Session) forward(ctx context.Context, span []byte, requests int, last byte) error {
-	if s.tr != nil && s.current() == nil {
+	if s.tr != nil && s.current() == nil && !s.txLost {
 		if done, err := s.answerDeferred(); done || err != nil {
 			return err
 		}
@@ -175,7 +189,11 @@ func (s *Session) forward(ctx context.Context, span []byte, requests int, last b
 			return err
 		}
 	}
+	wasIdle := s.mu.st.pending == 0
 	s.mu.st.forwarded(requests, last)
+	if s.env.QueryTimeout > 0 && wasIdle && requests > 0 {
+		s.armQueryLocked()
+	}
 	nudge := requests == 0 && s.route.Mode != config.PoolSession && s.mu.st.safe()
 	s.mu.Unlock()
 	if s.tr != nil {
@@ -239,12 +257,22 @@ func (s *Session) rewrite() error {
 // serverSide relays what l's server sends until a safe point (then it
 // releases the server) or a failure or stop.
 func (s *Session) serverSide(l *link) {
+	// A failure wakes the client side, after done is closed so that it
+	// finds the failure when it looks.
+	defer func() {
+		if l.err != nil {
+			_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+		}
+	}()
 	defer close(l.done)
 	rd := l.srv.Reader()
 	for {
-		detach, err := s.scanServer(l)
-		if err == nil {
+		detach, keep, err := s.scanServer(l)
+		if err == nil || keep >= 0 {
 			span := rd.Take()
+			if keep >= 0 {
+				span = span[:keep] // up to a server's FATAL, which the client side answers for
+			}
 			if s.tr != nil {
 				span = s.tr.ApplyAnswers(span)
 			}
@@ -285,12 +313,13 @@ func (s *Session) serverSide(l *link) {
 			continue
 		}
 		if !l.stop.Load() {
+			if l.timedOut.Load() {
+				err = errQueryTimeout{s.env.QueryTimeout + s.queryGrace()}
+			}
 			l.err = err
 			if !errors.Is(err, errTxInStatementMode) {
-				l.err = fmt.Errorf("%w: %v", errServerLost, err)
+				l.err = fmt.Errorf("%w: %w", errServerLost, err)
 			}
-			// Wake the client side so the session ends.
-			_ = s.conn.SetReadDeadline(time.Unix(1, 0))
 		}
 		return
 	}
@@ -299,8 +328,11 @@ func (s *Session) serverSide(l *link) {
 // scanServer scans the complete server messages buffered, tracking
 // ReadyForQuery and ParameterStatus, and reports whether a safe point was
 // reached. detach is reported even with an error: once detached, the link
-// is the server side's to release.
-func (s *Session) scanServer(l *link) (detach bool, err error) {
+// is the server side's to release. keep >= 0 says a pooled client's
+// server sent a FATAL at that offset: the bytes before it go to the
+// client, the FATAL itself does not (the client side answers for the lost
+// server, and a client told FATAL would hang up).
+func (s *Session) scanServer(l *link) (detach bool, keep int, err error) {
 	rd := l.srv.Reader()
 	if s.tr != nil {
 		s.mu.Lock()
@@ -310,14 +342,22 @@ func (s *Session) scanServer(l *link) (detach bool, err error) {
 	for {
 		f, ok, err := rd.Next()
 		if err != nil || !ok {
-			return detach, err
+			return detach, -1, err
+		}
+		if f.Type == 'E' && f.Body != nil && s.route.Mode != config.PoolSession {
+			if pgErr, fatal := serverFatal(f.Body); fatal {
+				return detach, f.Off, pgErr
+			}
+			s.mu.Lock()
+			s.mu.st.errored = true
+			s.mu.Unlock()
 		}
 		if s.tr != nil {
 			s.mu.Lock()
 			err := s.tr.Server(f.Type, f.Body, f.Off)
 			s.mu.Unlock()
 			if err != nil {
-				return detach, err
+				return detach, -1, err
 			}
 		}
 		switch f.Type {
@@ -328,10 +368,11 @@ func (s *Session) scanServer(l *link) (detach bool, err error) {
 			s.mu.st.ready(status)
 			idle := s.mu.st.idle()
 			detach = detach || s.detachLocked(l)
+			s.readyLocked(idle)
 			s.mu.Unlock()
 			if s.route.Mode == config.PoolStatement && idle && status != 'I' {
 				rd.Take() // the client will not see this ReadyForQuery
-				return false, errTxInStatementMode
+				return false, -1, errTxInStatementMode
 			}
 		case 'C':
 			if changesSettings(f.Body) {

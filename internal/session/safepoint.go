@@ -14,6 +14,9 @@ type txState struct {
 	lastSafe bool
 	// status is the transaction status of the last ReadyForQuery.
 	status byte
+	// errored: the server sent an ErrorResponse since its last
+	// ReadyForQuery, so the oldest request has its error already.
+	errored bool
 }
 
 // freshState is a server just leased: idle, outside a transaction.
@@ -42,6 +45,7 @@ func (t *txState) forwarded(requests int, last byte) {
 func (t *txState) ready(status byte) {
 	t.pending--
 	t.status = status
+	t.errored = false
 }
 
 // idle reports whether the server is waiting for the client: every request

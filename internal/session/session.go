@@ -55,9 +55,17 @@ type Env struct {
 	// per server in transaction and statement pooling; 0 turns tracking
 	// off.
 	MaxPreparedStatements int
-	// AliveCheckAfter: a server parked at least this long is checked for
-	// life before reuse; 0 checks every time.
+	// AliveCheckAfter: a server parked at least this long is peeked at for
+	// life before reuse; 0 peeks every time.
 	AliveCheckAfter time.Duration
+	// CheckDelay (server_check_delay): a server parked at least this long
+	// runs an empty query before reuse; 0 checks every time.
+	CheckDelay time.Duration
+	// IdleTxTimeout (idle_transaction_timeout) ends a client idle inside a
+	// transaction; ClientIdleTimeout (client_idle_timeout) one idle outside
+	// of one; QueryTimeout (query_timeout) cancels a request the server has
+	// not answered, then gives up on the server. 0: off.
+	IdleTxTimeout, ClientIdleTimeout, QueryTimeout time.Duration
 	// Drain, when done, asks sessions to end at their next safe point
 	// (graceful shutdown); the context passed to Serve ends them at once.
 	Drain context.Context
@@ -100,6 +108,12 @@ type Session struct {
 	// last is the most recent link, whose server side may still be
 	// exiting; only the session goroutine touches it.
 	last *link
+	// txLost: the client's transaction went with a lost server; its next
+	// server starts in a failed transaction block (enterLostTx).
+	txLost bool
+	// lastRead is when the client last sent something, for the idle
+	// timeouts (set only when one is on).
+	lastRead time.Time
 	// tr tracks named prepared statements in transaction and statement
 	// pooling (nil otherwise); calls hold mu. frames is the client batch
 	// being forwarded, for it.
@@ -115,6 +129,11 @@ type Session struct {
 		cur      *link
 		st       txState
 		draining bool
+
+		idleSince  time.Time   // the last answer that left the client waited on
+		qTimer     *time.Timer // query_timeout; runs queryTimedOut
+		qArmed     time.Time   // when the oldest running request started
+		qCancelled bool        // it was cancelled already
 	}
 
 	// link is the server this client holds now. Cancel requests hold the

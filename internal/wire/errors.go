@@ -20,6 +20,7 @@ const (
 	CodeConfigFileError      = "F0000"
 	CodeCannotConnectNow     = "57P03"
 	CodeIdleSessionTimeout   = "57P05"
+	CodeIdleInTxTimeout      = "25P03"
 	CodeInvalidParameterName = "42704"
 )
 

@@ -1,0 +1,114 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
+)
+
+// terminate ends a backend from the admin connection.
+func terminate(t *testing.T, admin *pgx.Conn, pid int) {
+	t.Helper()
+	var ok bool
+	if err := admin.QueryRow(testContext(t), "select pg_terminate_backend($1)", pid).Scan(&ok); err != nil || !ok {
+		t.Fatalf("pg_terminate_backend(%d): %v %v", pid, ok, err)
+	}
+}
+
+// wantError asserts err is an ERROR (not FATAL) with the SQLSTATE: the
+// client may go on.
+func wantError(t *testing.T, err error, code string) {
+	t.Helper()
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != code || pgErr.Severity != "ERROR" {
+		t.Fatalf("got %v, want ERROR with SQLSTATE %s", err, code)
+	}
+}
+
+// In transaction pooling a lost server costs the client its request or
+// transaction, never its connection: it gets 08006 (or, inside a
+// transaction, 25P02 until it ends it), and goes on on another server;
+// the dead server is closed, and nothing is sent twice.
+func TestALostServerGivesItsClientAnErrorAndTheClientGoesOn(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		inTx       bool // the client opened a transaction first
+		midRequest bool // the server dies while a request runs
+	}{
+		{"autocommit request running", false, true},
+		{"transaction with a request running", true, true},
+		{"transaction idle", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, url := startValve(t, txnConfig(2))
+			ctx := testContext(t)
+			admin := direct(t)
+			mustExec(t, admin, "create table if not exists lost_rows (tag text)")
+			mustExec(t, admin, fmt.Sprintf("grant all on lost_rows to %q", cluster.User))
+			c := connectTx(t, url)
+			tag := fmt.Sprintf("%s-%d", tc.name, time.Now().UnixNano())
+			var pid int
+			if tc.inTx {
+				mustExec(t, c, "begin")
+				if _, err := c.Exec(ctx, "insert into lost_rows values ($1)", tag); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := c.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			if tc.midRequest {
+				running := backgroundQuery(ctx, c, "select pg_sleep(30)")
+				waitFor(t, 10*time.Second, "the query to run", func() bool {
+					return activeQueries(ctx, admin, "select pg_sleep(30)") == 1
+				})
+				terminate(t, admin, pid)
+				err = (<-running).err
+				wantError(t, err, "08006")
+			} else {
+				terminate(t, admin, pid)
+				waitFor(t, 10*time.Second, "pgvalve to notice and close the server", func() bool {
+					st, _ := s.PoolStats(pgtest.TestDatabase + "/" + cluster.User)
+					return st.ServersActive == 0
+				})
+			}
+			if tc.inTx {
+				// The transaction is gone: like any aborted one, it refuses
+				// statements until the client ends it.
+				_, err = c.Exec(ctx, "insert into lost_rows values ($1)", tag+"-after")
+				wantError(t, err, "25P02")
+				if tag, err := c.Exec(ctx, "commit"); err != nil || tag.String() != "ROLLBACK" {
+					t.Fatalf("commit of the lost transaction: %q %v; want ROLLBACK", tag, err)
+				}
+			}
+			var newPID int
+			if err := c.QueryRow(ctx, "select pg_backend_pid()").Scan(&newPID); err != nil || newPID == pid {
+				t.Fatalf("after the loss: pid %d (was %d), %v", newPID, pid, err)
+			}
+			var rows int
+			if err := admin.QueryRow(ctx, "select count(*) from lost_rows where tag like $1", tag+"%").Scan(&rows); err != nil || rows != 0 {
+				t.Fatalf("%d rows of the lost transaction committed (%v); want 0", rows, err)
+			}
+			c.Close(ctx)
+			s.WaitIdle(t, 10*time.Second)
+			if st, _ := s.PoolStats(pgtest.TestDatabase + "/" + cluster.User); st.ServersActive != 0 {
+				t.Fatalf("pool after the loss: %+v", st)
+			}
+		})
+	}
+}
+
+func mustExec(t *testing.T, c *pgx.Conn, sql string) {
+	t.Helper()
+	if _, err := c.Exec(context.Background(), sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}

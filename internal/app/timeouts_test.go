@@ -1,0 +1,163 @@
+package app_test
+
+import (
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
+)
+
+// stopBackend freezes a server backend (SIGSTOP) until the test ends: a
+// server that neither answers nor closes, like one behind a cut network.
+func stopBackend(t *testing.T, pid int) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("SIGSTOP %d: %v", pid, err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+}
+
+// rawQuery sends a simple query and reads to its ReadyForQuery.
+func (c *rawConn) rawQuery(sql string) {
+	c.t.Helper()
+	c.send(&pgproto3.Query{String: sql})
+	for {
+		if _, ok := c.receive().(*pgproto3.ReadyForQuery); ok {
+			return
+		}
+	}
+}
+
+// idle_transaction_timeout ends a client idle inside a transaction with
+// 25P03; its transaction is rolled back and its server serves the next
+// client at once.
+func TestIdleTransactionTimeoutFreesTheServer(t *testing.T) {
+	cfg := txnConfig(1)
+	cfg.IdleTransactionTimeout = 300 * time.Millisecond
+	s, url := startValve(t, cfg)
+	ctx := testContext(t)
+	admin := direct(t)
+	mustExec(t, admin, "create table if not exists idle_tx_rows (tag text)")
+	mustExec(t, admin, fmt.Sprintf("grant all on idle_tx_rows to %q", cluster.User))
+	tag := fmt.Sprint(time.Now().UnixNano())
+
+	c := dialRaw(t, s)
+	c.login()
+	c.rawQuery("begin")
+	c.rawQuery("insert into idle_tx_rows values ('" + tag + "')")
+	c.expectFatalThenEOF("25P03")
+
+	next := connectTx(t, url)
+	var n int
+	if err := next.QueryRow(ctx, "select count(*) from idle_tx_rows where tag = $1", tag).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the timed-out transaction's row: count %d, %v; want rolled back", n, err)
+	}
+	// A client idle outside a transaction is left alone.
+	time.Sleep(500 * time.Millisecond)
+	mustExec(t, next, "select 1")
+	next.Close(ctx)
+	s.WaitIdle(t, 10*time.Second)
+}
+
+// client_idle_timeout ends a client idle outside a transaction with 57P05.
+func TestClientIdleTimeoutEndsAnIdleClient(t *testing.T) {
+	cfg := txnConfig(1)
+	cfg.ClientIdleTimeout = 300 * time.Millisecond
+	s, _ := startValve(t, cfg)
+	c := dialRaw(t, s)
+	c.login()
+	c.rawQuery("select 1")
+	c.expectFatalThenEOF("57P05")
+	s.WaitIdle(t, 10*time.Second)
+}
+
+// query_timeout cancels a request that runs too long (57014, the client
+// goes on); a server that ignores the cancel is given up on (08006, the
+// client goes on with another server).
+func TestQueryTimeoutCancelsThenGivesUpOnTheServer(t *testing.T) {
+	cfg := txnConfig(2)
+	cfg.QueryTimeout = 300 * time.Millisecond
+	s, url := startValve(t, cfg)
+	ctx := testContext(t)
+	c := connectTx(t, url)
+	_, err := c.Exec(ctx, "select pg_sleep(20)")
+	wantError(t, err, "57014")
+	var pid int
+	if err := c.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	stopBackend(t, pid)
+	_, err = c.Exec(ctx, "select 1")
+	wantError(t, err, "08006")
+	var again int
+	if err := c.QueryRow(ctx, "select pg_backend_pid()").Scan(&again); err != nil || again == pid {
+		t.Fatalf("after giving up on pid %d: pid %d, %v", pid, again, err)
+	}
+	c.Close(ctx)
+	s.WaitIdle(t, 10*time.Second)
+}
+
+// A client that hangs up while queued for a server leaves the queue: its
+// query never runs.
+func TestAClientThatLeavesTheQueueNeverRunsItsQuery(t *testing.T) {
+	s, url := startValve(t, txnConfig(1))
+	ctx := testContext(t)
+	admin := direct(t)
+	mustExec(t, admin, "create table if not exists gone_rows (tag text)")
+	mustExec(t, admin, fmt.Sprintf("grant all on gone_rows to %q", cluster.User))
+	tag := fmt.Sprint(time.Now().UnixNano())
+
+	holder := connectTx(t, url)
+	tx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, holder, "select 1")
+	c := dialRaw(t, s)
+	c.login()
+	c.send(&pgproto3.Query{String: "insert into gone_rows values ('" + tag + "')"})
+	name := pgtest.TestDatabase + "/" + cluster.User
+	waitFor(t, 10*time.Second, "the client to queue", func() bool {
+		st, _ := s.PoolStats(name)
+		return st.ClientsWaiting == 1
+	})
+	_ = c.nc.Close()
+	waitFor(t, 10*time.Second, "the client to leave the queue", func() bool {
+		st, _ := s.PoolStats(name)
+		return st.ClientsWaiting == 0
+	})
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, holder, "select 1") // the server went back and came to us
+	var n int
+	if err := admin.QueryRow(ctx, "select count(*) from gone_rows where tag = $1", tag).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the query of a client that left ran: %d rows, %v", n, err)
+	}
+}
+
+// With server_check_delay 0 every reused server must answer an empty
+// query first; a frozen one (which a peek cannot tell from a healthy one)
+// is dropped and the client is served by another.
+func TestServerCheckDropsAServerThatDoesNotAnswer(t *testing.T) {
+	cfg := txnConfig(2)
+	cfg.ServerCheckDelay = 0
+	s, url := startValve(t, cfg)
+	ctx := testContext(t)
+	c := connectTx(t, url)
+	var pid int
+	if err := c.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	stopBackend(t, pid)
+	var again int
+	if err := c.QueryRow(ctx, "select pg_backend_pid()").Scan(&again); err != nil || again == pid {
+		t.Fatalf("after freezing pid %d: pid %d, %v", pid, again, err)
+	}
+	c.Close(ctx)
+	s.WaitIdle(t, 10*time.Second)
+}

@@ -1,0 +1,241 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/pgvalve/pgvalve/internal/wire"
+)
+
+// idleTimeout ends a client that stayed idle too long.
+type idleTimeout struct {
+	code, msg string
+}
+
+func (e *idleTimeout) Error() string { return e.msg }
+
+// readClient reads more client input. Whatever woke it instead (a server
+// side that failed, a drain, a deadline) is handled between reads: a lost
+// server is answered for and the client goes on; an idle timeout ends it.
+func (s *Session) readClient(ctx context.Context) error {
+	timed := s.env.IdleTxTimeout > 0 || s.env.ClientIdleTimeout > 0
+	woke := false
+	for {
+		if woke || timed {
+			// Reset before looking, so a wake-up after the look is not lost.
+			deadline, expired := s.idleDeadline(time.Now())
+			_ = s.conn.SetReadDeadline(deadline)
+			if woke {
+				if ctx.Err() != nil {
+					return ctx.Err() // pgvalve closes at once
+				}
+				if s.isDraining() {
+					return errShuttingDown
+				}
+				if l := s.endedLink(); l != nil {
+					if !errors.Is(l.err, errServerLost) {
+						return l.err
+					}
+					if err := s.recoverLost(ctx, l, nil); err != nil {
+						return err
+					}
+					continue
+				}
+			}
+			if expired != nil {
+				return expired
+			}
+		}
+		err := s.rd.Fill()
+		if err == nil {
+			if timed {
+				s.lastRead = time.Now()
+			}
+			return nil
+		}
+		if !isDeadline(err) {
+			return err
+		}
+		woke = true
+	}
+}
+
+// endedLink returns the client's current link if its server side has
+// ended on its own (a failure); nil otherwise.
+func (s *Session) endedLink() *link {
+	l := s.current()
+	if l == nil {
+		return nil
+	}
+	select {
+	case <-l.done:
+		if l.err != nil {
+			return l
+		}
+	default:
+	}
+	return nil
+}
+
+// idleDeadline is when the client, waited on since it last sent something
+// or got its last answer, has been idle too long; expired is non-nil once
+// that time has come. While requests are running nothing expires, but the
+// deadline still wakes the client side to look again.
+func (s *Session) idleDeadline(now time.Time) (deadline time.Time, expired error) {
+	s.mu.Lock()
+	linked, st, since := s.mu.cur != nil, s.mu.st, s.mu.idleSince
+	s.mu.Unlock()
+	if s.lastRead.After(since) {
+		since = s.lastRead
+	}
+	limit, inTx := s.env.ClientIdleTimeout, linked && st.status != 'I'
+	if inTx {
+		limit = s.env.IdleTxTimeout
+	}
+	switch {
+	case linked && !st.idle():
+		if recheck := min(nonZero(s.env.IdleTxTimeout), nonZero(s.env.ClientIdleTimeout)); recheck > 0 {
+			return now.Add(recheck), nil
+		}
+		return time.Time{}, nil
+	case limit <= 0:
+		return time.Time{}, nil
+	}
+	deadline = since.Add(limit)
+	if now.Before(deadline) {
+		return deadline, nil
+	}
+	if inTx {
+		return deadline, &idleTimeout{wire.CodeIdleInTxTimeout,
+			fmt.Sprintf("terminating connection due to idle-in-transaction timeout (idle_transaction_timeout %s)", limit)}
+	}
+	return deadline, &idleTimeout{wire.CodeIdleSessionTimeout,
+		fmt.Sprintf("terminating connection due to idle-session timeout (client_idle_timeout %s)", limit)}
+}
+
+// nonZero maps 0 (off) to the largest duration, for min.
+func nonZero(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 1<<63 - 1
+	}
+	return d
+}
+
+// readyLocked notes a ReadyForQuery for the timeouts. The caller holds s.mu.
+func (s *Session) readyLocked(idle bool) {
+	if idle && (s.env.IdleTxTimeout > 0 || s.env.ClientIdleTimeout > 0) {
+		s.mu.idleSince = time.Now()
+	}
+	if s.env.QueryTimeout > 0 && s.mu.st.pending > 0 {
+		s.armQueryLocked() // the next request's turn
+	}
+}
+
+// errQueryTimeout is why a server that ignored its cancel was given up on.
+type errQueryTimeout struct{ after time.Duration }
+
+func (e errQueryTimeout) Error() string {
+	return fmt.Sprintf("query_timeout: no answer from the server within %s, even after a cancel", e.after)
+}
+
+// queryGrace is how long a cancelled request may take to end before its
+// server is given up on: an unreachable server never answers a cancel.
+func (s *Session) queryGrace() time.Duration { return min(s.env.QueryTimeout, 5*time.Second) }
+
+// armQueryLocked starts query_timeout for the oldest request. The caller
+// holds s.mu.
+func (s *Session) armQueryLocked() {
+	s.mu.qArmed = time.Now()
+	s.mu.qCancelled = false
+	if s.mu.qTimer == nil {
+		s.mu.qTimer = time.AfterFunc(s.env.QueryTimeout, s.queryTimedOut)
+	} else {
+		s.mu.qTimer.Reset(s.env.QueryTimeout)
+	}
+}
+
+// queryTimedOut runs when query_timeout may have passed: the first time it
+// cancels the request, the second it gives up on the server, so the client
+// gets 08006 and goes on (recoverLost).
+func (s *Session) queryTimedOut() {
+	s.mu.Lock()
+	l := s.mu.cur
+	if l == nil || s.mu.st.pending == 0 {
+		s.mu.Unlock()
+		return
+	}
+	due := s.mu.qArmed.Add(s.env.QueryTimeout)
+	if s.mu.qCancelled {
+		due = due.Add(s.queryGrace())
+	}
+	if wait := time.Until(due); wait > 0 { // armed again since
+		s.mu.qTimer.Reset(wait)
+		s.mu.Unlock()
+		return
+	}
+	if s.mu.qCancelled {
+		// Still ours under the lock: cut it, the server side reports.
+		l.timedOut.Store(true)
+		l.srv.MarkBroken("query_timeout")
+		_ = l.srv.NetConn().SetDeadline(time.Unix(1, 0))
+		s.mu.Unlock()
+		return
+	}
+	s.mu.qCancelled = true
+	s.mu.qTimer.Reset(s.queryGrace())
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), s.queryGrace())
+	defer cancel()
+	s.log.Info("query_timeout: cancelling the running request", "after", s.env.QueryTimeout)
+	_ = s.CancelCurrent(ctx)
+}
+
+// stopQueryTimer ends query_timeout's timer with the session.
+func (s *Session) stopQueryTimer() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.qTimer != nil {
+		s.mu.qTimer.Stop()
+	}
+}
+
+// watchClient ends ctx when the client hangs up while it waits for a
+// server, so a client that left does not take one. Short waits, the
+// common case, cost only a timer.
+func (s *Session) watchClient(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	check := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		if st, _ := wire.Peek(s.conn); st == wire.PeekClosed || st == wire.PeekFailed {
+			cancel(errClientGone)
+			return
+		}
+		t.Reset(clientWatchPeriod)
+	}
+	mu.Lock()
+	t = time.AfterFunc(clientWatchPeriod, check)
+	mu.Unlock()
+	return ctx, func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+		cancel(nil)
+	}
+}
+
+// clientWatchPeriod is how often a waiting client's socket is looked at.
+const clientWatchPeriod = 200 * time.Millisecond
+
+// errClientGone: the client hung up while waiting for a server.
+var errClientGone = errors.New("client disconnected while waiting for a server")
