@@ -113,3 +113,31 @@ func TestServerLifetimeReplacesServersBetweenTransactions(t *testing.T) {
 		t.Fatalf("the server outlived server_lifetime: still pid %d", p)
 	}
 }
+
+// A client that waited reserve_pool_timeout gets one of reserve_pool_size
+// extra servers; without waiting that long nobody does.
+func TestReservePoolServesAClientThatWaitedTheReserveTimeout(t *testing.T) {
+	cfg := txnConfig(1)
+	cfg.ReservePoolSize = 1
+	cfg.ReservePoolTimeout = 300 * time.Millisecond
+	_, url := startValve(t, cfg)
+	ctx := testContext(t)
+	admin := direct(t)
+	holder := connectTx(t, url)
+	tx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	mustExec(t, holder, "select 1")
+	waiter := connectTx(t, url)
+	start := time.Now()
+	mustExec(t, waiter, "select 1") // served while the only pool server is held
+	waited := time.Since(start)
+	if waited < cfg.ReservePoolTimeout {
+		t.Fatalf("served after %s, before reserve_pool_timeout %s", waited, cfg.ReservePoolTimeout)
+	}
+	if n, err := backendsOf(ctx, admin, cluster.User); err != nil || n != 2 {
+		t.Fatalf("%d servers (%v); want the pool's 1 plus 1 reserve", n, err)
+	}
+}
