@@ -11,98 +11,23 @@ import (
 // text surfaces when the statement is first used, not at Parse.
 const designDeferred = "design: a deferred Parse reports errors in its query at first use"
 
-// Known bugs, each reproduced by a skipped test in bugs_test.go. Outside
+// Known limitations, each shown by a test in bugs_test.go. Outside
 // strict mode a difference that one of them explains is counted and the
 // books are repaired, so the fuzzer goes on looking for others.
 const (
-	bugPipelined       = "BUG pipelined-undo: a message's effects are applied when it is sent; when it fails or is skipped, messages of later Sync groups already rewritten assumed it took effect, and its undo restores values captured before them, clobbering what they did"
-	bugParseInFailedTx = "BUG parse-in-failed-transaction: a Parse of a statement the server holds is answered ParseComplete in a failed transaction, where PostgreSQL refuses it with 25P02"
-	bugExtendedDealloc = "BUG extended-deallocate: DEALLOCATE or DISCARD ALL run with Parse/Bind/Execute is not tracked"
-	bugFailedUnnamed   = "BUG failed-unnamed: a Parse of the unnamed statement that fails restores the previous unnamed statement in the Registry and ServerSet, but PostgreSQL dropped it before parsing"
-	bugHiddenAborted   = "BUG hidden-aborted: in a failed transaction the hidden Parse fails with 25P02, where PostgreSQL reports the Bind's own error first or answers a Describe of a statement returning no rows"
+	limitExtendedDealloc = "accepted: DEALLOCATE or DISCARD ALL run with Parse/Bind/Execute is not tracked"
+	limitHiddenAborted   = "limitation: in a failed transaction a statement the server lacks cannot be prepared; the hidden Parse fails with 25P02 first"
+	bugPipelinedName     = "BUG pipelined-name: the client's statements are rewritten as they are when a message is sent; a Parse, Close or DEALLOCATE of that name (or the unnamed statement) in an earlier, still unanswered Sync group may yet fail or be skipped"
 )
 
-// touches lists what a message reads or changes: "n:name" for a named
-// statement, "t:text" for a statement's content, "u" for the unnamed
-// statement, "all" for every statement.
-func touches(ev modelEvent) []string {
-	var keys []string
-	switch {
-	case ev.typ == 'Q':
-		keys = append(keys, "u")
-		if ev.name != "" {
-			keys = append(keys, "n:"+ev.name)
-		}
-		// DEALLOCATE name is rewritten to DEALLOCATE ALL: the whole set.
-		if ev.name != "" || strings.HasSuffix(strings.ToUpper(strings.TrimSuffix(ev.query, ";")), " ALL") {
-			keys = append(keys, "all")
-		}
-		return keys
-	case ev.typ == 'P', ev.typ == 'B', (ev.typ == 'D' || ev.typ == 'C') && ev.kind == 'S':
-		if ev.name == "" {
-			keys = append(keys, "u")
-		} else {
-			keys = append(keys, "n:"+ev.name)
-		}
-		if ev.query != "" {
-			keys = append(keys, "t:"+ev.query)
-		}
-	}
-	return keys
-}
-
-// explain names the known bug behind a difference met in client c's
-// round, from what the backends logged of that round; "" when none
+// explain names the known limitation behind a difference met in client
+// c's round, from what the backends logged of that round; "" when none
 // applies.
 func (s *sim) explain(c *simClient) string {
 	if c.deferredFailed {
 		return designDeferred
 	}
-	for _, ev := range c.ded.log {
-		switch {
-		case ev.round != c.round || ev.skipped:
-		case ev.typ == 'P' && ev.name != "" && ev.aborted && ev.code == "25P02":
-			return bugParseInFailedTx
-		case ev.typ == 'E' && (strings.HasPrefix(ev.query, "DEALLOCATE") || ev.query == "DISCARD ALL"):
-			return bugExtendedDealloc
-		case ev.typ == 'P' && ev.name == "" && ev.code != "":
-			return bugFailedUnnamed
-		}
-	}
-	// On the shared backend: statements (server names, or "" for the
-	// unnamed one) whose Parse or Close failed or was skipped, by Sync group.
-	for _, b := range s.backends {
-		lost, group, afterQuery := map[string]int{}, 0, false
-		for _, ev := range b.m.log {
-			if ev.who != c.id || ev.round != c.round {
-				continue
-			}
-			if ev.typ == 'S' || afterQuery {
-				group++ // a simple query ends its own group too
-			}
-			afterQuery = ev.typ == 'Q' && !ev.skipped
-			_, gone := lost[ev.name]
-			g, unnamedGone := lost[""]
-			if (ev.typ == 'P' || ev.typ == 'B' || ev.kind == 'S') && !ev.skipped && gone ||
-				ev.typ == 'Q' && len(lost) > 0 && strings.HasSuffix(ev.query, " ALL") ||
-				// a query drops the unnamed statement, and its undo restores it
-				ev.typ == 'Q' && unnamedGone && (!ev.skipped || g < group) {
-				return bugPipelined // run, it builds on what did not happen; undone, what it restores is stale
-			}
-			if (ev.typ == 'P' || ev.typ == 'C' && ev.kind == 'S') && ev.name != noopName &&
-				(ev.name == "" || strings.HasPrefix(ev.name, serverPrefix)) && (ev.skipped || ev.code != "") {
-				if g, ok := lost[ev.name]; ok && g < group {
-					return bugPipelined // undone twice: the later undo is stale
-				}
-				lost[ev.name] = group
-				if ev.code == "25P02" {
-					return bugHiddenAborted
-				}
-			}
-		}
-	}
-	undone := map[string]bool{}  // what messages that failed or were skipped touched
-	undoneIn := map[string]int{} // and in which Sync group
+	lost := map[string]int{} // client names (or "all") whose change failed or was skipped, by Sync group
 	group, afterQuery := 0, false
 	for _, ev := range c.ded.log {
 		if ev.round != c.round {
@@ -112,46 +37,52 @@ func (s *sim) explain(c *simClient) string {
 			group++ // a simple query ends its own group too
 		}
 		afterQuery = ev.typ == 'Q' && !ev.skipped
-		keys := touches(ev)
-		if !ev.skipped {
-			for _, k := range keys {
-				if undone[k] || undone["all"] && k != "u" || k == "all" && len(undone) > 0 {
-					return bugPipelined
-				}
+		switch {
+		case ev.skipped:
+		case ev.typ == 'E' && (strings.HasPrefix(ev.query, "DEALLOCATE") || ev.query == "DISCARD ALL"):
+			return limitExtendedDealloc
+		case ev.typ == 'P' || ev.typ == 'Q' && ev.name != "" || ev.typ == 'B' || ev.typ == 'D' && ev.kind == 'S':
+			if g, ok := lost[ev.name]; ok && g < group {
+				return bugPipelinedName
+			}
+			if g, ok := lost["all"]; ok && g < group {
+				return bugPipelinedName
 			}
 		}
-		if (ev.skipped || ev.code != "") && (ev.typ == 'P' || ev.typ == 'C' || ev.typ == 'Q') {
-			for _, k := range keys {
-				// Undone twice, the later undo is stale; an undo of
-				// DEALLOCATE/DISCARD ALL restores a snapshot of everything.
-				if g, ok := undoneIn[k]; ok && g < group {
-					return bugPipelined
-				}
-				if g, ok := undoneIn["all"]; ok && g < group {
-					return bugPipelined
-				}
-				for _, g := range undoneIn {
-					if k == "all" && g < group {
-						return bugPipelined
-					}
-				}
-				// A failed simple query still drops the unnamed statement.
-				if ev.skipped || ev.typ != 'Q' || k != "u" {
-					undone[k] = true
-					undoneIn[k] = group
-				}
+		if !ev.skipped && ev.code == "" {
+			continue
+		}
+		switch {
+		case ev.typ == 'P', ev.typ == 'C' && ev.kind == 'S':
+			lost[ev.name] = group // "" for the unnamed statement
+		case ev.typ == 'Q':
+			if ev.name != "" {
+				lost[ev.name] = group
+			}
+			if ev.skipped {
+				lost[""] = group // a query drops the unnamed statement
+			}
+			if strings.HasSuffix(ev.query, " ALL") {
+				lost["all"] = group
+			}
+		}
+	}
+	for _, b := range s.backends {
+		for _, ev := range b.m.log {
+			if ev.who == c.id && ev.round == c.round && ev.typ == 'P' && ev.code == "25P02" &&
+				(ev.name == "" || strings.HasPrefix(ev.name, serverPrefix)) {
+				return limitHiddenAborted
 			}
 		}
 	}
 	return ""
 }
 
-// Known differences that leave both sides in the same state: the run
+// Accepted differences that leave both sides in the same state: the run
 // passes over them (outside strict mode) and counts them.
 const (
-	diffQuoting       = "BUG deferred-quoting: the 42P05 Defer writes quotes the name with Go's %q, not as PostgreSQL does"
-	diffDupPrecedence = "BUG dup-precedence: a duplicate Parse fails with 42P05 where PostgreSQL reports its syntax error or 25P02 first"
-	diffServerName    = "BUG server-name: an error message names pgvalve's server-side statement instead of the client's"
+	diffDupPrecedence = "accepted: dup-precedence: a duplicate Parse fails with 42P05 where PostgreSQL reports its syntax error or 25P02 first"
+	diffServerName    = "accepted: server-name: an error message names pgvalve's server-side statement instead of the client's"
 )
 
 // unquote drops a message's quoted name: everything from the first to the
@@ -174,8 +105,6 @@ func allowedDifference(want, got backendMessage) string {
 		return ""
 	}
 	switch {
-	case w.Code == "42P05" && g.Code == "42P05" && strings.ReplaceAll(g.Message, `\"`, `"`) == w.Message:
-		return diffQuoting
 	case (w.Code == "42601" || w.Code == "25P02") && g.Code == "42P05":
 		return diffDupPrecedence
 	case w.Code == g.Code && strings.Contains(g.Message, serverPrefix) &&
