@@ -7,7 +7,10 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // Frontend messages, built with pgproto3 as a driver would send them.
 

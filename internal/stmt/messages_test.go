@@ -73,23 +73,35 @@ func TestDecodeParseCopiesTheParameterTypes(t *testing.T) {
 	}
 }
 
-func TestDecodeParseRefusesMalformedBodies(t *testing.T) {
+func TestDecodersRefuseMalformedBodies(t *testing.T) {
+	parse := func(b []byte) error { _, err := DecodeParse(b); return err }
+	bind := func(b []byte) error { _, _, _, err := BindStatement(b); return err }
+	target := func(b []byte) error { _, _, err := Target(b); return err }
 	for _, tc := range []struct {
-		name string
-		body []byte
+		name   string
+		decode func([]byte) error
+		body   []byte
 	}{
-		{"an empty body", nil},
-		{"a name without its NUL", []byte("s1")},
-		{"a query without its NUL", []byte("s1\x00SELECT 1")},
-		{"no parameter count", []byte("s1\x00SELECT 1\x00")},
-		{"half a parameter count", []byte("s1\x00SELECT 1\x00\x00")},
-		{"fewer OIDs than counted", append([]byte("s1\x00q\x00"), 0, 2, 0, 0, 0, 23)},
-		{"more bytes than counted", append([]byte("s1\x00q\x00"), 0, 0, 1)},
-		{"a truncated OID", append([]byte("s1\x00q\x00"), 0, 1, 0, 0, 23)},
+		{"a Parse: an empty body", parse, nil},
+		{"a Parse: a name without its NUL", parse, []byte("s1")},
+		{"a Parse: a query without its NUL", parse, []byte("s1\x00SELECT 1")},
+		{"a Parse: no parameter count", parse, []byte("s1\x00SELECT 1\x00")},
+		{"a Parse: half a parameter count", parse, []byte("s1\x00SELECT 1\x00\x00")},
+		{"a Parse: fewer OIDs than counted", parse, append([]byte("s1\x00q\x00"), 0, 2, 0, 0, 0, 23)},
+		{"a Parse: more bytes than counted", parse, append([]byte("s1\x00q\x00"), 0, 0, 1)},
+		{"a Parse: a truncated OID", parse, append([]byte("s1\x00q\x00"), 0, 1, 0, 0, 23)},
+		{"a Bind: an empty body", bind, nil},
+		{"a Bind: a portal without its NUL", bind, []byte("p1")},
+		{"a Bind: a statement without its NUL", bind, []byte("p1\x00s1")},
+		{"a Describe or Close: an empty body", target, nil},
+		{"a Describe or Close: a kind alone", target, []byte("S")},
+		{"a Describe or Close: an unknown kind", target, []byte("X\x00")},
+		{"a Describe or Close: a name without its NUL", target, []byte("Ss1")},
+		{"a Describe or Close: bytes after the name", target, []byte("Ss1\x00x")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := DecodeParse(tc.body); !errors.Is(err, ErrMalformed) {
-				t.Fatalf("DecodeParse(%q) = %v, want ErrMalformed", tc.body, err)
+			if err := tc.decode(tc.body); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("decoding %q = %v, want ErrMalformed", tc.body, err)
 			}
 		})
 	}
@@ -137,23 +149,6 @@ func TestBindStatementFindsTheNameAndAppendRenamedReplacesIt(t *testing.T) {
 	}
 }
 
-func TestBindStatementRefusesMalformedBodies(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		body []byte
-	}{
-		{"an empty body", nil},
-		{"a portal without its NUL", []byte("p1")},
-		{"a statement without its NUL", []byte("p1\x00s1")},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if _, _, _, err := BindStatement(tc.body); !errors.Is(err, ErrMalformed) {
-				t.Fatalf("BindStatement(%q) = %v, want ErrMalformed", tc.body, err)
-			}
-		})
-	}
-}
-
 func TestTargetAndAppendTargetRoundTrip(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -179,25 +174,6 @@ func TestTargetAndAppendTargetRoundTrip(t *testing.T) {
 			kind, name, err := Target(want[5:])
 			if err != nil || kind != tc.kind || name != tc.obj {
 				t.Fatalf("Target = %q %q %v, want %q %q", kind, name, err, tc.kind, tc.obj)
-			}
-		})
-	}
-}
-
-func TestTargetRefusesMalformedBodies(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		body []byte
-	}{
-		{"an empty body", nil},
-		{"a kind alone", []byte("S")},
-		{"an unknown kind", []byte("X\x00")},
-		{"a name without its NUL", []byte("Ss1")},
-		{"bytes after the name", []byte("Ss1\x00x")},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if _, _, err := Target(tc.body); !errors.Is(err, ErrMalformed) {
-				t.Fatalf("Target(%q) = %v, want ErrMalformed", tc.body, err)
 			}
 		})
 	}
