@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -54,6 +55,12 @@ func (t *Tracker) Server(typ byte, body []byte, off int) error {
 			t.sessionReset(body)
 		}
 	}
+	if typ == 'Z' {
+		t.status = '?'
+		if len(body) == 1 {
+			t.status = body[0]
+		}
+	}
 	if !done {
 		return nil
 	}
@@ -70,8 +77,12 @@ func (t *Tracker) Server(typ byte, body []byte, off int) error {
 }
 
 func (t *Tracker) pop() {
-	copy(t.q, t.q[1:])
-	t.q = t.q[:len(t.q)-1]
+	switch t.q[0].typ {
+	case 'E', 'Q', 'F':
+		t.execs--
+	}
+	t.q = t.q[:copy(t.q, t.q[1:])]
+	t.settle()
 }
 
 // answers reports whether a server message of type typ belongs to the
@@ -110,12 +121,13 @@ func answers(h *entry, typ byte) (done, ok bool) {
 // failed handles an ErrorResponse. In a simple query the ReadyForQuery
 // still follows; in the extended protocol the server skips every message
 // up to Sync, so their answers are no longer expected and their effects
-// are undone.
+// are reverted (see effects.go).
 func (t *Tracker) failed(h *entry, body []byte, off int) error {
 	switch h.typ {
 	case 'Q':
-		undo(h.undoFail)
-		h.undoFail, h.undo = nil, nil
+		t.rewind()
+		h.ok = h.failed
+		t.replay()
 		return nil
 	case 'F', 'S':
 		return nil
@@ -129,27 +141,34 @@ func (t *Tracker) failed(h *entry, body []byte, off int) error {
 		t.outEdits.buf, _ = msg.Encode(t.outEdits.buf)
 		t.outEdits.replace(off, 5+len(body), from)
 	}
-	if decoded && er.Code == "0A000" && strings.Contains(er.Message, "cached plan must not change result type") && h.stmt != "" {
-		t.srv.MarkStale(h.stmt)
+	stale := ""
+	if decoded && er.Code == "0A000" && strings.Contains(er.Message, "cached plan must not change result type") {
+		stale = h.stmt
 	}
 	end := 0
 	for end < len(t.q) && t.q[end].typ != 'S' {
 		end++
 	}
-	for i := end - 1; i >= 0; i-- {
-		undo(t.q[i].undo)
+	t.rewind()
+	for _, f := range h.failed {
+		f() // for good: the message is answered
 	}
 	t.q = t.q[:copy(t.q, t.q[end:])]
+	t.replay()
+	if stale != "" {
+		t.srv.MarkStale(stale)
+	}
+	t.execs = 0
+	for _, e := range t.q {
+		if e.typ == 'E' || e.typ == 'Q' || e.typ == 'F' {
+			t.execs++
+		}
+	}
+	t.settle()
 	// Without a Sync sent yet, the server skips what the client sends
 	// until one comes.
 	t.skipping = len(t.q) == 0
 	return nil
-}
-
-func undo(fs []func()) {
-	for i := len(fs) - 1; i >= 0; i-- {
-		fs[i]()
-	}
 }
 
 func appendTag(dst []byte, tag string) []byte {
@@ -165,7 +184,13 @@ func (t *Tracker) sessionReset(body []byte) {
 	tag := bytes.TrimSuffix(body, []byte{0})
 	all, discard := bytes.Equal(tag, []byte("DEALLOCATE ALL")), bytes.Equal(tag, []byte("DISCARD ALL"))
 	if all || discard {
-		t.srv.Clear()
-		t.reg.Clear()
+		// It ran before the messages sent after the query: redo theirs
+		// on top of it.
+		t.rewind()
+		h := &t.q[0]
+		reset := []effect{t.srvClear(), t.regClear()}
+		h.ok = slices.Concat(h.ok, reset)
+		h.failed = slices.Concat(h.failed, reset) // not undone if a later statement fails
+		t.replay()
 	}
 }

@@ -1,10 +1,6 @@
 package stmt
 
-import (
-	"fmt"
-
-	"github.com/jackc/pgx/v5/pgproto3"
-)
+import "github.com/jackc/pgx/v5/pgproto3"
 
 // Message is one whole client message of a batch.
 type Message struct {
@@ -58,7 +54,7 @@ func (t *Tracker) Defer(batch []Message, dst []byte) ([]byte, error) {
 		}
 		if _, dup := t.reg.Get(p.Name); dup {
 			e := pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "42P05",
-				Message: fmt.Sprintf("prepared statement %q already exists", p.Name)}
+				Message: `prepared statement "` + p.Name + `" already exists`}
 			dst, _ = e.Encode(dst)
 			skipping = true
 			continue

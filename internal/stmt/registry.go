@@ -96,16 +96,30 @@ func (s *ServerSet) Add(name string, keep map[string]bool) (evict []string) {
 		s.ll.MoveToFront(e)
 		return nil
 	}
-	for e := s.ll.Back(); e != nil && s.ll.Len() >= s.max; {
-		prev := e.Prev()
+	evict = s.victims(keep)
+	for _, v := range evict {
+		s.Remove(v)
+	}
+	s.insert(name)
+	return evict
+}
+
+// victims returns the least recently used statements not in keep that must
+// go to make room for one more.
+func (s *ServerSet) victims(keep map[string]bool) (evict []string) {
+	n := s.ll.Len()
+	for e := s.ll.Back(); e != nil && n >= s.max; e = e.Prev() {
 		if v := e.Value.(*serverStmt); !keep[v.name] {
 			evict = append(evict, v.name)
-			s.Remove(v.name)
+			n--
 		}
-		e = prev
 	}
-	s.m[name] = s.ll.PushFront(&serverStmt{name: name})
 	return evict
+}
+
+// insert records name, not held, as prepared and most recently used.
+func (s *ServerSet) insert(name string) {
+	s.m[name] = s.ll.PushFront(&serverStmt{name: name})
 }
 
 // restore puts back a statement whose Close the server skipped, as least

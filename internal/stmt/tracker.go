@@ -2,8 +2,7 @@ package stmt
 
 import (
 	"encoding/binary"
-	"maps"
-	"strings"
+	"slices"
 )
 
 // noopName is never prepared: a Close of it is a no-op the server still
@@ -16,9 +15,9 @@ const noopName = serverPrefix + "noop"
 // Apply* need no lock.
 //
 // A message's effects on the Registry and ServerSet are made when it is
-// sent, so the rest of a pipeline is rewritten as if it succeeded; each
-// entry keeps how to undo them, for when the server fails the message or
-// skips it after an earlier error (until the next Sync).
+// sent, so the rest of a pipeline is rewritten as if it succeeded; they are
+// reverted when the server fails the message or skips it after an earlier
+// error (until the next Sync): see effects.go.
 type Tracker struct {
 	reg *Registry
 	srv *ServerSet
@@ -28,6 +27,14 @@ type Tracker struct {
 	// skipping: the server failed a message and skips everything up to a
 	// Sync the client has not sent yet; nothing it skips gets an answer.
 	skipping bool
+	status   byte // the server's transaction status at its last ReadyForQuery
+	execs    int  // Execute, Query and FunctionCall messages in q
+	// group counts the Sync groups sent (a simple Query ends one too);
+	// touched is the group that last changed each server statement ("" for
+	// the unnamed one), clearedAt the last to drop all: see tentative.
+	group     int
+	touched   map[string]int
+	clearedAt int
 
 	in, outEdits edits
 	inBuf        []byte
@@ -45,14 +52,17 @@ type entry struct {
 	stmt  string // server statement this message uses (B, D, E), for stale plans
 	tag   string // CommandComplete tag the client sees instead (a rewritten DEALLOCATE)
 	reset bool   // a DEALLOCATE ALL or DISCARD ALL already applied when sent
-	// undo reverts the message's effects if the server skips it; undoFail
-	// if it fails (for a simple Query, part of its effects happen anyway).
-	undo, undoFail []func()
+	grp   int    // the Sync group it belongs to
+	// ok are its effects if it succeeds, made when it is sent; failed
+	// replaces them if the server runs it and it fails (a skipped message
+	// has none); undo reverts those made.
+	ok, failed []effect
+	undo       []func()
 }
 
 // NewTracker returns a tracker over a client's registry.
 func NewTracker(reg *Registry) *Tracker {
-	return &Tracker{reg: reg, keep: make(map[string]bool)}
+	return &Tracker{reg: reg, keep: make(map[string]bool), touched: make(map[string]int), status: 'I', clearedAt: -1}
 }
 
 // Attach starts tracking on a newly leased server with its statements.
@@ -60,6 +70,8 @@ func (t *Tracker) Attach(srv *ServerSet) {
 	t.srv = srv
 	t.q = t.q[:0]
 	t.lastStmt = ""
+	t.status, t.execs = 'I', 0
+	t.settle()
 }
 
 // Pending reports answers still expected.
@@ -81,8 +93,7 @@ func (t *Tracker) ApplyBatch(span []byte) []byte {
 }
 
 // Client rewrites one whole client message of type typ at offset off in
-// the batch. aborted is unused: PostgreSQL refuses a Parse in a failed
-// transaction itself, except of COMMIT and ROLLBACK, which must go through.
+// the batch. aborted reports a failed transaction at the batch's start.
 func (t *Tracker) Client(typ byte, body []byte, off int, aborted bool) error {
 	if t.skipping {
 		// The server skips it unanswered; only Sync ends that.
@@ -95,7 +106,7 @@ func (t *Tracker) Client(typ byte, body []byte, off int, aborted bool) error {
 	n := 5 + len(body)
 	switch typ {
 	case 'P':
-		return t.parse(body, off, n)
+		return t.parse(body, off, n, aborted)
 	case 'B':
 		return t.bind(body, off, n)
 	case 'D':
@@ -112,74 +123,59 @@ func (t *Tracker) Client(typ byte, body []byte, off int, aborted bool) error {
 	return nil
 }
 
-func (t *Tracker) push(e entry) { t.q = append(t.q, e) }
-
-// Effects on the client's registry and the server's set, each recording
-// its undo in u.
-
-func (t *Tracker) regAdd(u *[]func(), name string, st *Statement) {
-	prev, had := t.reg.Get(name)
-	t.reg.Add(name, st)
-	*u = append(*u, func() {
-		if had {
-			t.reg.Add(name, prev)
-		} else {
-			t.reg.Remove(name)
-		}
-	})
-}
-
-func (t *Tracker) regRemove(u *[]func(), name string) {
-	prev, had := t.reg.Get(name)
-	if !had {
-		return
+// push makes a message's effects and expects its answer.
+func (t *Tracker) push(e entry) {
+	e.grp = t.group
+	t.apply(&e)
+	t.q = append(t.q, e)
+	switch e.typ {
+	case 'Q':
+		t.execs++
+		t.group++
+	case 'S':
+		t.group++
+	case 'E', 'F':
+		t.execs++
 	}
-	t.reg.Remove(name)
-	*u = append(*u, func() { t.reg.Add(name, prev) })
 }
 
-func (t *Tracker) setUnnamed(u *[]func(), client *Statement, server string) {
-	prevClient, prevServer := t.reg.unnamed, t.srv.unnamed
-	t.reg.unnamed, t.srv.unnamed = client, server
-	*u = append(*u, func() { t.reg.unnamed, t.srv.unnamed = prevClient, prevServer })
+// mayBeAborted reports whether the transaction may have failed by the time
+// the server reads the message being rewritten.
+func (t *Tracker) mayBeAborted(aborted bool) bool {
+	return aborted || t.status != 'I' || t.execs > 0
 }
 
 // prepare sends a Parse of st under its server name, making room on the
 // server first (hidden Closes of the least recently used statements, and
-// of st itself if its plan went stale). The Parse's own entry is e.
+// of st itself if its plan went stale or its presence is tentative). The
+// Parse's own entry is e.
 func (t *Tracker) prepare(st *Statement, e entry) {
-	t.keep[st.Server] = true
-	if t.srv.Stale(st.Server) {
-		t.srv.Remove(st.Server)
-		t.in.buf = AppendTarget(t.in.buf, 'C', 'S', st.Server)
-		name := st.Server
-		t.push(entry{typ: 'C', hide: true, undo: []func(){func() { t.srv.restore(name, true) }}})
+	name := st.Server
+	t.keep[name] = true
+	if t.srv.Stale(name) || t.tentative(name) {
+		t.in.buf = AppendTarget(t.in.buf, 'C', 'S', name)
+		t.push(entry{typ: 'C', hide: true, ok: []effect{t.srvDel(name)}})
 	}
-	added := !t.srv.Has(st.Server)
-	for _, victim := range t.srv.Add(st.Server, t.keep) {
+	for _, victim := range t.srv.victims(t.keep) {
 		t.in.buf = AppendTarget(t.in.buf, 'C', 'S', victim)
-		t.push(entry{typ: 'C', hide: true, undo: []func(){func() { t.srv.restore(victim, false) }}})
-	}
-	if added {
-		name := st.Server
-		e.undo = append(e.undo, func() { t.srv.Remove(name) })
+		t.push(entry{typ: 'C', hide: true, ok: []effect{t.srvDel(victim)}})
 	}
 	e.typ = 'P'
-	t.in.buf = AppendParse(t.in.buf, st.Server, st.Query, st.ParamTypes)
+	e.ok = append(e.ok, t.srvAdd(name))
+	t.in.buf = AppendParse(t.in.buf, name, st.Query, st.ParamTypes)
 	t.push(e)
 }
 
-func (t *Tracker) parse(body []byte, off, n int) error {
+func (t *Tracker) parse(body []byte, off, n int, aborted bool) error {
 	p, err := DecodeParse(body)
 	if err != nil {
 		return err
 	}
 	st := &Statement{Query: p.Query, ParamTypes: p.ParamTypes, Server: ServerName(p.Query, p.ParamTypes)}
 	if p.Name == "" {
-		var e entry
-		t.setUnnamed(&e.undo, st, st.Server)
-		e.typ = 'P'
-		t.push(e)
+		// PostgreSQL drops the unnamed statement before parsing.
+		t.push(entry{typ: 'P', ok: []effect{t.clientUnnamed(st), t.serverUnnamed(st.Server)},
+			failed: []effect{t.clientUnnamed(nil), t.serverUnnamed("")}})
 		return nil
 	}
 	from := len(t.in.buf)
@@ -191,19 +187,28 @@ func (t *Tracker) parse(body []byte, off, n int) error {
 		t.push(entry{typ: 'P', dup: p.Name})
 		return nil
 	}
-	var e entry
-	t.regAdd(&e.undo, p.Name, st)
-	if t.srv.Ready(st.Server) {
+	e := entry{ok: []effect{t.regSet(p.Name, st)}}
+	switch {
+	case !t.srv.Ready(st.Server) || t.tentative(st.Server):
+		t.prepare(st, e)
+	case t.mayBeAborted(aborted):
+		// Already on this server, but a failed transaction refuses a
+		// Parse: parse the text as pgv_noop, closed at once, so the
+		// server answers as it would the client's.
+		t.keep[st.Server] = true
+		t.in.buf = AppendParse(t.in.buf, noopName, st.Query, st.ParamTypes)
+		e.typ = 'P'
+		t.push(e)
+		t.in.buf = AppendTarget(t.in.buf, 'C', 'S', noopName)
+		t.push(entry{typ: 'C', hide: true})
+	default:
 		// Already on this server: answer in the server's order with a
 		// Close of nothing, shown to the client as its ParseComplete.
 		t.keep[st.Server] = true
 		t.in.buf = AppendTarget(t.in.buf, 'C', 'S', noopName)
-		t.in.replace(off, n, from)
 		e.typ, e.as = 'C', '1'
 		t.push(e)
-		return nil
 	}
-	t.prepare(st, e)
 	t.in.replace(off, n, from)
 	return nil
 }
@@ -212,7 +217,7 @@ func (t *Tracker) parse(body []byte, off, n int) error {
 // it is missing or stale there; the answers are hidden.
 func (t *Tracker) ensure(st *Statement) {
 	t.keep[st.Server] = true
-	if !t.srv.Ready(st.Server) {
+	if !t.srv.Ready(st.Server) || t.tentative(st.Server) {
 		t.prepare(st, entry{hide: true})
 	}
 }
@@ -222,25 +227,19 @@ func (t *Tracker) ensure(st *Statement) {
 // earlier server, closed when the client has none, so another client's is
 // never used. It reports whether it injected a message.
 func (t *Tracker) ensureUnnamed() bool {
-	st := t.reg.unnamed
+	st, sure := t.reg.unnamed, !t.tentative("")
 	switch {
-	case st == nil && t.srv.unnamed == "":
+	case st == nil && t.srv.unnamed == "" && sure:
 		return false
 	case st == nil:
-		var e entry
-		t.setUnnamed(&e.undo, nil, "")
 		t.in.buf = AppendTarget(t.in.buf, 'C', 'S', "")
-		e.typ, e.hide = 'C', true
-		t.push(e)
+		t.push(entry{typ: 'C', hide: true, ok: []effect{t.serverUnnamed("")}})
 		return true
-	case t.srv.unnamed == st.Server:
+	case t.srv.unnamed == st.Server && sure:
 		return false
 	}
-	var e entry
-	t.setUnnamed(&e.undo, st, st.Server)
 	t.in.buf = AppendParse(t.in.buf, "", st.Query, st.ParamTypes)
-	e.typ, e.hide = 'P', true
-	t.push(e)
+	t.push(entry{typ: 'P', hide: true, ok: []effect{t.serverUnnamed(st.Server)}, failed: []effect{t.serverUnnamed("")}})
 	return true
 }
 
@@ -306,15 +305,14 @@ func (t *Tracker) close(body []byte, off, n int) error {
 	if err != nil {
 		return err
 	}
-	var e entry
-	e.typ = 'C'
+	e := entry{typ: 'C'}
 	switch {
 	case kind == 'P':
 	case name == "":
-		t.setUnnamed(&e.undo, nil, "")
+		e.ok = []effect{t.clientUnnamed(nil), t.serverUnnamed("")}
 	default:
 		// The client's statement goes; the server's copy stays for others.
-		t.regRemove(&e.undo, name)
+		e.ok = []effect{t.regDel(name)}
 		from := len(t.in.buf)
 		t.in.buf = AppendTarget(t.in.buf, 'C', 'S', noopName)
 		t.in.replace(off, n, from)
@@ -329,77 +327,26 @@ func (t *Tracker) close(body []byte, off, n int) error {
 // (same answer, tag aside; this server's statements are prepared again on
 // demand). DEALLOCATE ALL and DISCARD ALL empty the client's statements.
 func (t *Tracker) query(body []byte, off, n int) {
-	var e entry
-	e.typ = 'Q'
-	t.setUnnamed(&e.undo, nil, "")
+	drop := []effect{t.clientUnnamed(nil), t.serverUnnamed("")}
+	e := entry{typ: 'Q', ok: drop, failed: drop}
 	switch cmd := resetCommand(body); {
 	case cmd != "":
-		t.forgetAll(&e.undoFail)
+		t.clearedAt = t.group
+		e.ok = slices.Concat(drop, []effect{t.srvClear(), t.regClear()})
 		e.reset = true
 	default:
 		name, ok := deallocateName(body)
 		if _, known := t.reg.Get(name); !ok || !known {
 			break // the server reports an unknown name itself
 		}
-		t.regRemove(&e.undoFail, name)
-		t.forgetServer(&e.undoFail)
+		t.clearedAt = t.group
+		e.ok = slices.Concat(drop, []effect{t.regDel(name), t.srvClear()})
 		from := len(t.in.buf)
 		t.in.buf = appendQuery(t.in.buf, "DEALLOCATE ALL")
 		t.in.replace(off, n, from)
 		e.tag, e.reset = "DEALLOCATE", true
 	}
-	e.undo = append(e.undo, e.undoFail...)
 	t.push(e)
-}
-
-// forgetServer empties the server's set, to be restored if undone.
-func (t *Tracker) forgetServer(u *[]func()) {
-	saved := t.srv.snapshot()
-	t.srv.Clear()
-	*u = append(*u, func() { t.srv.restoreAll(saved) })
-}
-
-// forgetAll empties the server's set and the client's statements.
-func (t *Tracker) forgetAll(u *[]func()) {
-	t.forgetServer(u)
-	saved, unnamed := maps.Clone(t.reg.m), t.reg.unnamed
-	t.reg.Clear()
-	*u = append(*u, func() { t.reg.m, t.reg.unnamed = saved, unnamed })
-}
-
-// resetCommand recognises a one-statement DEALLOCATE ALL or DISCARD ALL.
-func resetCommand(body []byte) string {
-	if len(body) > 64 || len(body) == 0 || body[len(body)-1] != 0 {
-		return ""
-	}
-	words := strings.Fields(strings.TrimSuffix(strings.TrimSpace(string(body[:len(body)-1])), ";"))
-	if len(words) == 3 && strings.EqualFold(words[0], "deallocate") && strings.EqualFold(words[1], "prepare") {
-		words = []string{words[0], words[2]}
-	}
-	if len(words) == 2 && strings.EqualFold(words[1], "all") &&
-		(strings.EqualFold(words[0], "deallocate") || strings.EqualFold(words[0], "discard")) {
-		return strings.ToUpper(words[0]) + " ALL"
-	}
-	return ""
-}
-
-// deallocateName recognises a one-statement "DEALLOCATE [PREPARE] name".
-func deallocateName(body []byte) (string, bool) {
-	if len(body) > 256 || len(body) == 0 || body[len(body)-1] != 0 {
-		return "", false
-	}
-	words := strings.Fields(strings.TrimSuffix(strings.TrimSpace(string(body[:len(body)-1])), ";"))
-	if len(words) == 3 && strings.EqualFold(words[1], "prepare") {
-		words = []string{words[0], words[2]}
-	}
-	if len(words) != 2 || !strings.EqualFold(words[0], "deallocate") || strings.EqualFold(words[1], "all") {
-		return "", false
-	}
-	name := words[1]
-	if len(name) >= 2 && name[0] == '"' && name[len(name)-1] == '"' {
-		return strings.ReplaceAll(name[1:len(name)-1], `""`, `"`), true
-	}
-	return strings.ToLower(name), true
 }
 
 func appendQuery(dst []byte, sql string) []byte {
@@ -413,7 +360,7 @@ func appendQuery(dst []byte, sql string) []byte {
 func appendBindNoop(dst []byte) []byte {
 	body := []byte{0}
 	body = append(body, noopName...)
-	body = append(body, 0, 0, 0, 0, 0, 0) // no formats, no params, no result formats
+	body = append(body, 0, 0, 0, 0, 0, 0, 0) // its NUL; no formats, no params, no result formats
 	dst = append(dst, 'B')
 	dst = binary.BigEndian.AppendUint32(dst, uint32(4+len(body)))
 	return append(dst, body...)

@@ -1,0 +1,158 @@
+package stmt
+
+import "maps"
+
+// An effect is one change a message makes to the client's Registry or the
+// server's ServerSet. It is made when the message is sent, so the rest of
+// a pipeline is rewritten as if the message succeeded, and returns how to
+// revert it.
+//
+// When the server fails or skips a message, reverting only that message's
+// effects would restore values captured before later messages of the
+// pipeline changed them. Instead every pending effect is reverted, newest
+// first, back to what the answered messages made (rewind); the failed
+// message's effects on failure are made for good; and the effects of the
+// messages still to be answered are made again (replay).
+type effect func() (undo func())
+
+func nop() {}
+
+// apply makes e's effects, recording how to revert them.
+func (t *Tracker) apply(e *entry) {
+	for _, f := range e.ok {
+		e.undo = append(e.undo, f())
+	}
+}
+
+// rewind reverts every pending effect, newest first.
+func (t *Tracker) rewind() {
+	for i := len(t.q) - 1; i >= 0; i-- {
+		u := t.q[i].undo
+		for j := len(u) - 1; j >= 0; j-- {
+			u[j]()
+		}
+		t.q[i].undo = nil
+	}
+}
+
+// replay makes the effects of every pending message again, oldest first.
+func (t *Tracker) replay() {
+	for i := range t.q {
+		t.apply(&t.q[i])
+	}
+}
+
+// The effects. Each notes, when the message is rewritten, the Sync group
+// that changes the name last (see tentative).
+
+func (t *Tracker) regSet(name string, st *Statement) effect {
+	return func() func() {
+		prev, had := t.reg.Get(name)
+		t.reg.Add(name, st)
+		if had {
+			return func() { t.reg.Add(name, prev) }
+		}
+		return func() { t.reg.Remove(name) }
+	}
+}
+
+func (t *Tracker) regDel(name string) effect {
+	return func() func() {
+		prev, had := t.reg.Get(name)
+		if !had {
+			return nop
+		}
+		t.reg.Remove(name)
+		return func() { t.reg.Add(name, prev) }
+	}
+}
+
+// clientUnnamed sets the client's unnamed statement (nil for none).
+func (t *Tracker) clientUnnamed(st *Statement) effect {
+	return func() func() {
+		prev := t.reg.unnamed
+		t.reg.unnamed = st
+		return func() { t.reg.unnamed = prev }
+	}
+}
+
+// serverUnnamed sets the server name of the server's unnamed statement
+// ("" for none).
+func (t *Tracker) serverUnnamed(name string) effect {
+	t.touch("")
+	return func() func() {
+		prev := t.srv.unnamed
+		t.srv.unnamed = name
+		return func() { t.srv.unnamed = prev }
+	}
+}
+
+// srvAdd records name as prepared on the server; room was made for it.
+func (t *Tracker) srvAdd(name string) effect {
+	t.touch(name)
+	return func() func() {
+		if t.srv.Has(name) {
+			return nop
+		}
+		t.srv.insert(name)
+		return func() { t.srv.Remove(name) }
+	}
+}
+
+// srvDel records that the server closed name.
+func (t *Tracker) srvDel(name string) effect {
+	t.touch(name)
+	return func() func() {
+		if !t.srv.Has(name) {
+			return nop
+		}
+		stale := t.srv.Stale(name)
+		t.srv.Remove(name)
+		return func() { t.srv.restore(name, stale) }
+	}
+}
+
+// srvClear records that the server dropped every named statement.
+func (t *Tracker) srvClear() effect {
+	t.clearedAt = t.group
+	return func() func() {
+		saved, unnamed := t.srv.snapshot(), t.srv.unnamed
+		t.srv.Clear()
+		t.srv.unnamed = unnamed // DEALLOCATE ALL keeps the unnamed statement
+		return func() { t.srv.restoreAll(saved) }
+	}
+}
+
+// regClear forgets every statement of the client.
+func (t *Tracker) regClear() effect {
+	return func() func() {
+		saved, unnamed := maps.Clone(t.reg.m), t.reg.unnamed
+		t.reg.Clear()
+		return func() { t.reg.m, t.reg.unnamed = saved, unnamed }
+	}
+}
+
+func (t *Tracker) touch(name string) { t.touched[name] = t.group }
+
+// tentative reports whether name's presence on the server depends on a
+// message of an earlier Sync group still unanswered: if that group fails,
+// the server has what the books say it has not, or lacks what they say it
+// has, and messages rewritten now must not rely on either.
+func (t *Tracker) tentative(name string) bool {
+	if len(t.q) == 0 {
+		return false
+	}
+	g, ok := t.touched[name]
+	if !ok || g < t.clearedAt {
+		g = t.clearedAt
+	}
+	return g >= t.q[0].grp && g < t.group
+}
+
+// settle forgets what no pending message can revert any more.
+func (t *Tracker) settle() {
+	if len(t.q) == 0 {
+		clear(t.touched)
+		t.clearedAt = -1
+	}
+}

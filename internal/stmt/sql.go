@@ -1,0 +1,140 @@
+package stmt
+
+import "strings"
+
+// sqlWord is one word of a simple query: a keyword or identifier, with
+// whether it was double-quoted (then text is unescaped).
+type sqlWord struct {
+	text   string
+	quoted bool
+}
+
+// is reports whether w is the unquoted keyword kw, in any case.
+func (w sqlWord) is(kw string) bool { return !w.quoted && strings.EqualFold(w.text, kw) }
+
+// name is w as PostgreSQL reads an identifier: quoted as written, else
+// with ASCII letters folded to lower case (only ASCII: UTF-8 letters keep
+// their case).
+func (w sqlWord) name() string {
+	if w.quoted {
+		return w.text
+	}
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, w.text)
+}
+
+// sqlWords splits a simple Query body (NUL-terminated, at most limit
+// bytes) holding one statement into its words, as PostgreSQL's lexer
+// would: white space and comments separate them, trailing semicolons end
+// it. Anything else (literals, operators, a second statement) is refused.
+func sqlWords(body []byte, limit int) ([]sqlWord, bool) {
+	if len(body) == 0 || len(body) > limit || body[len(body)-1] != 0 {
+		return nil, false
+	}
+	s := string(body[:len(body)-1])
+	var words []sqlWord
+	ended := false // a semicolon was seen: only more of them may follow
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
+			i++
+		case strings.HasPrefix(s[i:], "--"):
+			n := strings.IndexByte(s[i:], '\n')
+			if n < 0 {
+				n = len(s) - i
+			}
+			i += n
+		case strings.HasPrefix(s[i:], "/*"):
+			depth := 0
+			for i < len(s) && (depth > 0 || strings.HasPrefix(s[i:], "/*")) {
+				switch {
+				case strings.HasPrefix(s[i:], "/*"):
+					depth, i = depth+1, i+2
+				case strings.HasPrefix(s[i:], "*/"):
+					depth, i = depth-1, i+2
+				default:
+					i++
+				}
+			}
+			if depth > 0 {
+				return nil, false
+			}
+		case c == ';':
+			ended = true
+			i++
+		case ended:
+			return nil, false
+		case c == '"':
+			var b strings.Builder
+			for i++; ; i++ {
+				if i >= len(s) {
+					return nil, false
+				}
+				if s[i] == '"' {
+					if i+1 < len(s) && s[i+1] == '"' {
+						i++
+					} else {
+						break
+					}
+				}
+				b.WriteByte(s[i])
+			}
+			i++
+			if b.Len() == 0 {
+				return nil, false // a zero-length identifier is an error
+			}
+			words = append(words, sqlWord{text: b.String(), quoted: true})
+		case identStart(c):
+			j := i + 1
+			for j < len(s) && (identStart(s[j]) || '0' <= s[j] && s[j] <= '9' || s[j] == '$') {
+				j++
+			}
+			words = append(words, sqlWord{text: s[i:j]})
+			i = j
+		default:
+			return nil, false
+		}
+	}
+	return words, true
+}
+
+func identStart(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_' || c >= 0x80
+}
+
+// dropPrepare removes the optional PREPARE of "DEALLOCATE PREPARE x".
+func dropPrepare(words []sqlWord) []sqlWord {
+	if len(words) == 3 && words[0].is("deallocate") && words[1].is("prepare") {
+		return []sqlWord{words[0], words[2]}
+	}
+	return words
+}
+
+// resetCommand recognises a one-statement DEALLOCATE ALL or DISCARD ALL.
+func resetCommand(body []byte) string {
+	words, ok := sqlWords(body, 64)
+	if words = dropPrepare(words); !ok || len(words) != 2 || !words[1].is("all") {
+		return ""
+	}
+	switch {
+	case words[0].is("deallocate"):
+		return "DEALLOCATE ALL"
+	case words[0].is("discard"):
+		return "DISCARD ALL"
+	}
+	return ""
+}
+
+// deallocateName recognises a one-statement "DEALLOCATE [PREPARE] name".
+func deallocateName(body []byte) (string, bool) {
+	words, ok := sqlWords(body, 256)
+	if words = dropPrepare(words); !ok || len(words) != 2 || !words[0].is("deallocate") || words[1].is("all") {
+		return "", false
+	}
+	return words[1].name(), true
+}

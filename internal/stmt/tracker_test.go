@@ -1,0 +1,226 @@
+package stmt
+
+import (
+	"encoding/binary"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// exchange passes one batch through tr to backend m and m's answers back,
+// returning what the server got and what the client saw.
+func exchange(t *testing.T, tr *Tracker, m *modelBackend, msgs ...pgproto3.FrontendMessage) (sent string, seen []string) {
+	t.Helper()
+	batch := fe(msgs...)
+	tr.BeginBatch()
+	for _, f := range frameBatch(t, batch) {
+		if err := tr.Client(f.Type, f.Body, f.Off, false); err != nil {
+			t.Fatalf("Client(%q): %v", f.Type, err)
+		}
+	}
+	out := tr.ApplyBatch(batch)
+	sent = describeStream(t, out)
+	m.feed(out)
+	ans := m.take()
+	tr.BeginAnswers()
+	off := 0
+	for _, a := range splitMessages(t, ans) {
+		if err := tr.Server(a.typ, a.body, off); err != nil {
+			t.Fatalf("Server(%q): %v", a.typ, err)
+		}
+		off += 5 + len(a.body)
+	}
+	if tr.Pending() != 0 {
+		t.Fatalf("%d answers pending after %s", tr.Pending(), sent)
+	}
+	return sent, messageTypes(t, tr.ApplyAnswers(ans))
+}
+
+var (
+	srvOne = ServerName("SELECT 1", paramTypes())
+	srvTwo = ServerName("SELECT 2", paramTypes())
+)
+
+func TestTrackerRewritesForTheServerItHolds(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		max    int
+		before [][]pgproto3.FrontendMessage // batches run first, through the same tracker
+		batch  []pgproto3.FrontendMessage
+		sent   string
+		seen   []string
+	}{
+		{"a Parse the server lacks goes under the server name", 3, nil,
+			[]pgproto3.FrontendMessage{mParse("s1", "SELECT 1", 0), mSync},
+			`P(` + srvOne + `,"SELECT 1",0) S`, []string{"1", "Z:I"}},
+		{"a Parse of a statement the server holds becomes a Close of pgv_noop shown as ParseComplete", 3,
+			[][]pgproto3.FrontendMessage{{mParse("s1", "SELECT 1", 0), mSync}},
+			[]pgproto3.FrontendMessage{mParse("s2", "SELECT 1", 0), mSync},
+			`CS(pgv_noop) S`, []string{"1", "Z:I"}},
+		{"a duplicate name becomes a Bind of pgv_noop whose error becomes 42P05", 3,
+			[][]pgproto3.FrontendMessage{{mParse("s1", "SELECT 1", 0), mSync}},
+			[]pgproto3.FrontendMessage{mParse("s1", "SELECT 2", 0), mDescribe('S', "s1"), mSync},
+			`B(pgv_noop) DS(` + srvOne + `) S`, []string{"E:42P05", "Z:I"}},
+		{"a Bind and Describe of a client statement are renamed", 3,
+			[][]pgproto3.FrontendMessage{{mParse("s1", "SELECT 1", 0), mSync}},
+			[]pgproto3.FrontendMessage{mDescribe('S', "s1"), mBind("", "s1", 0), mExecute(""), mSync},
+			`DS(` + srvOne + `) B(` + srvOne + `) E S`, []string{"t", "T", "2", "D", "C:SELECT 1", "Z:I"}},
+		{"a Close of a client statement leaves the server's copy", 3,
+			[][]pgproto3.FrontendMessage{{mParse("s1", "SELECT 1", 0), mSync}},
+			[]pgproto3.FrontendMessage{mClose('S', "s1"), mParse("s1", "SELECT 1", 0), mSync},
+			`CS(pgv_noop) CS(pgv_noop) S`, []string{"3", "1", "Z:I"}},
+		{"portals and the unnamed statement pass unchanged", 3, nil,
+			[]pgproto3.FrontendMessage{mParse("", "SELECT 1", 0), mBind("p1", "", 0), mDescribe('P', "p1"), mExecute("p1"), mClose('P', "p1"), mSync},
+			`P(,"SELECT 1",0) B() DP(p1) E CP(p1) S`, []string{"1", "2", "T", "D", "C:SELECT 1", "3", "Z:I"}},
+		{"unknown names reach the server under the client's name", 3, nil,
+			[]pgproto3.FrontendMessage{mBind("", "nope", 0), mSync, mDescribe('S', "nope"), mSync},
+			`B(nope) S DS(nope) S`, []string{"E:26000", "Z:I", "E:26000", "Z:I"}},
+		{"a full set closes the least recently used statement first", 1,
+			[][]pgproto3.FrontendMessage{{mParse("s1", "SELECT 1", 0), mSync}},
+			[]pgproto3.FrontendMessage{mParse("s2", "SELECT 2", 0), mSync},
+			`CS(` + srvOne + `) P(` + srvTwo + `,"SELECT 2",0) S`, []string{"1", "Z:I"}},
+		{"a statement evicted earlier is prepared again, hidden, before its Bind", 1,
+			[][]pgproto3.FrontendMessage{{mParse("s1", "SELECT 1", 0), mSync}, {mParse("s2", "SELECT 2", 0), mSync}},
+			[]pgproto3.FrontendMessage{mBind("", "s1", 0), mExecute(""), mSync},
+			`CS(` + srvTwo + `) P(` + srvOne + `,"SELECT 1",0) B(` + srvOne + `) E S`, []string{"2", "D", "C:SELECT 1", "Z:I"}},
+		{"DEALLOCATE of a client statement becomes DEALLOCATE ALL answered DEALLOCATE", 3,
+			[][]pgproto3.FrontendMessage{{mParse("s1", "SELECT 1", 0), mSync}},
+			[]pgproto3.FrontendMessage{mQuery("DEALLOCATE s1")},
+			`Q("DEALLOCATE ALL")`, []string{"C:DEALLOCATE", "Z:I"}},
+		{"after an error nothing up to Sync is answered", 3, nil,
+			[]pgproto3.FrontendMessage{mParse("s1", "SELECT fail", 0), mBind("", "s1", 0), mExecute(""), mSync, mParse("", "SELECT 2", 0), mSync},
+			`P(` + ServerName("SELECT fail", paramTypes()) + `,"SELECT fail",0) B(` + ServerName("SELECT fail", paramTypes()) + `) E S P(,"SELECT 2",0) S`,
+			[]string{"E:42601", "Z:I", "1", "Z:I"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, m, set := NewTracker(NewRegistry()), newModelBackend(), NewServerSet(tc.max)
+			tr.Attach(set)
+			for _, b := range tc.before {
+				exchange(t, tr, m, b...)
+			}
+			sent, seen := exchange(t, tr, m, tc.batch...)
+			if sent != tc.sent {
+				t.Errorf("server got  %s\n        want %s", sent, tc.sent)
+			}
+			if !reflect.DeepEqual(seen, tc.seen) {
+				t.Errorf("client saw %v, want %v", seen, tc.seen)
+			}
+		})
+	}
+}
+
+func TestTrackerPreparesTheUnnamedStatementAgainOnAnotherServer(t *testing.T) {
+	tr := NewTracker(NewRegistry())
+	one, two := newModelBackend(), newModelBackend()
+	tr.Attach(NewServerSet(3))
+	exchange(t, tr, one, mParse("", "SELECT 1", 0), mDescribe('S', ""), mSync)
+	tr.Attach(NewServerSet(3))
+	sent, seen := exchange(t, tr, two, mBind("", "", 0), mExecute(""), mSync)
+	if want := `P(,"SELECT 1",0) B() E S`; sent != want {
+		t.Errorf("server got %s, want %s", sent, want)
+	}
+	if want := []string{"2", "D", "C:SELECT 1", "Z:I"}; !reflect.DeepEqual(seen, want) {
+		t.Errorf("client saw %v, want %v", seen, want)
+	}
+	if sent, _ := exchange(t, tr, two, mBind("", "", 0), mExecute(""), mSync); sent != "B() E S" {
+		t.Errorf("the server has it now, yet got %s", sent)
+	}
+}
+
+func TestTrackerLeavesUnchangedBatchesAlone(t *testing.T) {
+	tr := NewTracker(NewRegistry())
+	tr.Attach(NewServerSet(3))
+	batch := fe(mParse("", "SELECT 1", 0), mBind("", "", 0), mExecute(""), mSync)
+	tr.BeginBatch()
+	for _, f := range frameBatch(t, batch) {
+		if err := tr.Client(f.Type, f.Body, f.Off, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out := tr.ApplyBatch(batch); &out[0] != &batch[0] || len(out) != len(batch) {
+		t.Fatalf("ApplyBatch copied a batch it did not change")
+	}
+	ans := []byte{'1', 0, 0, 0, 4, '2', 0, 0, 0, 4} // ParseComplete, BindComplete
+	tr.BeginAnswers()
+	for i, typ := range []byte{'1', '2'} {
+		if err := tr.Server(typ, nil, 5*i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out := tr.ApplyAnswers(ans); &out[0] != &ans[0] {
+		t.Fatalf("ApplyAnswers copied answers it did not change")
+	}
+}
+
+func TestTrackerServerRefusesAnswersItDidNotExpect(t *testing.T) {
+	tr := NewTracker(NewRegistry())
+	tr.Attach(NewServerSet(3))
+	tr.BeginAnswers()
+	for _, typ := range []byte{'N', 'A', 'S'} {
+		if err := tr.Server(typ, nil, 0); err != nil {
+			t.Fatalf("asynchronous %q: %v", typ, err)
+		}
+	}
+	if err := tr.Server('Z', []byte{'I'}, 0); !errors.Is(err, ErrDesync) {
+		t.Fatalf("Z with nothing pending: %v", err)
+	}
+	tr.BeginBatch()
+	body := fe(mParse("", "SELECT 1", 0))[5:]
+	if err := tr.Client('P', body, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Server('2', nil, 0); !errors.Is(err, ErrDesync) {
+		t.Fatalf("BindComplete answering a Parse: %v", err)
+	}
+}
+
+func TestTrackerRefusesMalformedMessages(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		typ  byte
+		body string
+	}{
+		{"a Parse without its parameter count", 'P', "s1\x00SELECT 1\x00"},
+		{"a Bind without its statement name", 'B', "\x00s1"},
+		{"a Describe of an unknown kind", 'D', "Xs1\x00"},
+		{"a Close without its NUL", 'C', "Ss1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := NewTracker(NewRegistry())
+			tr.Attach(NewServerSet(3))
+			tr.BeginBatch()
+			if err := tr.Client(tc.typ, []byte(tc.body), 0, false); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("Client = %v, want ErrMalformed", err)
+			}
+		})
+	}
+}
+
+// By design a deferred Parse is not checked: its query's error comes
+// back at each use, not at Parse as on a dedicated server.
+func TestDeferredParseReportsQueryErrorsAtFirstUse(t *testing.T) {
+	tr := NewTracker(NewRegistry())
+	out, err := tr.Defer([]Message{{Type: 'P', Body: fe(mParse("s1", "SELECT fail", 0))[5:]}, {Type: 'S'}}, nil)
+	if err != nil || !reflect.DeepEqual(messageTypes(t, out), []string{"1", "Z:I"}) {
+		t.Fatalf("Defer = %v %v", messageTypes(t, out), err)
+	}
+	tr.Attach(NewServerSet(3))
+	m := newModelBackend()
+	for range 2 {
+		if _, seen := exchange(t, tr, m, mBind("", "s1", 0), mExecute(""), mSync); !reflect.DeepEqual(seen, []string{"E:42601", "Z:I"}) {
+			t.Fatalf("use of the deferred statement: %v", seen)
+		}
+	}
+}
+
+// PostgreSQL looks the statement up before reading the rest of a Bind, so
+// a short one would still fail with 26000; a strict parser must accept it.
+func TestTheBindOfPgvNoopIsAWholeBind(t *testing.T) {
+	var b pgproto3.Bind
+	msg := appendBindNoop(nil)
+	if err := b.Decode(msg[5:]); err != nil || b.PreparedStatement != noopName || int(binary.BigEndian.Uint32(msg[1:])) != len(msg)-1 {
+		t.Fatalf("the Bind of pgv_noop does not decode: %+v %v", b, err)
+	}
+}
