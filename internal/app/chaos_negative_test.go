@@ -63,27 +63,27 @@ func TestChaosRowCheckCatchesForgedTables(t *testing.T) {
 func TestChaosOutageCheckCatchesErrorsOutsideTheOutage(t *testing.T) {
 	t0 := time.Now()
 	stopped, restarted := t0.Add(time.Second), t0.Add(3*time.Second)
-	at := func(d time.Duration) txnError { return txnError{at: t0.Add(d), code: "08006"} }
-	if bad := outageErrors([]txnError{at(time.Second), at(2 * time.Second)}, stopped, restarted, 2, true); len(bad) != 0 {
-		t.Fatalf("in-flight errors flagged: %v", bad)
+	// failed: a transaction started at start failed at at.
+	failed := func(start, at time.Duration) txnError {
+		return txnError{started: t0.Add(start), at: t0.Add(at), code: "08006"}
 	}
+	open := failed(900*time.Millisecond, time.Second) // open at the stop, failed then
+	toldLater := failed(900*time.Millisecond, 4*time.Second)
+	if bad := outageErrors([]txnError{open, toldLater}, stopped, restarted, 2); len(bad) != 0 {
+		t.Fatalf("errors of transactions open at the stop flagged: %v", bad)
+	}
+	hung := txnError{started: t0.Add(time.Second / 2), at: t0.Add(5 * time.Second), code: "timeout", begun: t0.Add(time.Second / 2)}
+	prepared := open
+	prepared.err = errors.New("could not connect to the server: backend: exec: EOF")
 	for name, errs := range map[string][]txnError{
-		"before the stop":          {at(500 * time.Millisecond)},
-		"a queued txn that failed": {at(4 * time.Second)},
-		"more than were in flight": {at(time.Second), at(time.Second), at(2 * time.Second)},
+		"before the stop":                         {failed(0, 500*time.Millisecond)},
+		"a transaction begun after the restart":   {failed(3500*time.Millisecond, 4*time.Second)},
+		"more than were in flight":                {open, open, toldLater},
+		"a client left hanging":                   {hung},
+		"a server that died while being prepared": {prepared},
 	} {
-		if bad := outageErrors(errs, stopped, restarted, 2, false); len(bad) == 0 {
+		if bad := outageErrors(errs, stopped, restarted, 2); len(bad) == 0 {
 			t.Errorf("%s went unnoticed", name)
-		}
-	}
-	hung := txnError{at: t0.Add(5 * time.Second), code: "timeout", begun: t0.Add(time.Second / 2)}
-	prepared := txnError{at: t0.Add(2 * time.Second), code: "08006", err: errors.New("could not connect to the server: backend: exec: EOF")}
-	for _, e := range []txnError{hung, prepared} {
-		if bad := outageErrors([]txnError{e}, stopped, restarted, 2, true); len(bad) == 0 {
-			t.Errorf("strict: %+v went unnoticed", e)
-		}
-		if bad := outageErrors([]txnError{e}, stopped, restarted, 2, false); len(bad) != 0 {
-			t.Errorf("lenient: %+v flagged: %v", e, bad)
 		}
 	}
 }

@@ -71,12 +71,13 @@ type chaosClient struct {
 
 // txnError is one error a client saw.
 type txnError struct {
-	client int
-	phase  string    // connect, begin, insert, select, commit, copy
-	code   string    // SQLSTATE, or a class for errors without one
-	begun  time.Time // when BEGIN was answered; zero if it never was
-	at     time.Time
-	err    error
+	client  int
+	phase   string    // connect, begin, insert, select, commit, copy
+	code    string    // SQLSTATE, or a class for errors without one
+	begun   time.Time // when BEGIN was answered; zero if it never was
+	started time.Time // when the transaction's first statement was sent
+	at      time.Time
+	err     error
 }
 
 // chaosLoad drives the clients of one scenario.
@@ -228,7 +229,7 @@ func (l *chaosLoad) txn(conn *pgx.Conn, c *chaosClient) bool {
 	defer cancel()
 	var begun time.Time
 	fail := func(phase string, err error) bool {
-		l.record(txnError{client: c.id, phase: phase, begun: begun, err: err})
+		l.record(txnError{client: c.id, phase: phase, begun: begun, started: started, err: err})
 		if conn.IsClosed() {
 			return false
 		}

@@ -41,10 +41,12 @@ func TestALostServerGivesItsClientAnErrorAndTheClientGoesOn(t *testing.T) {
 		name       string
 		inTx       bool // the client opened a transaction first
 		midRequest bool // the server dies while a request runs
+		commit     bool // the client's next statement is COMMIT
 	}{
-		{"autocommit request running", false, true},
-		{"transaction with a request running", true, true},
-		{"transaction idle", true, false},
+		{"autocommit request running", false, true, false},
+		{"transaction with a request running", true, true, false},
+		{"transaction idle", true, false, false},
+		{"transaction idle, then COMMIT", true, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, url := startValve(t, txnConfig(2))
@@ -80,9 +82,20 @@ func TestALostServerGivesItsClientAnErrorAndTheClientGoesOn(t *testing.T) {
 					return st.ServersActive == 0
 				})
 			}
-			if tc.inTx {
-				// The transaction is gone: like any aborted one, it refuses
-				// statements until the client ends it.
+			switch {
+			case tc.commit:
+				// A COMMIT cannot commit what was lost: an error, and the
+				// transaction is over.
+				_, err = c.Exec(ctx, "commit")
+				wantError(t, err, "08006")
+			case tc.inTx:
+				// The transaction is gone: the client hears why with its
+				// next statement if it has not yet, then, like any aborted
+				// transaction, it refuses statements until the client ends it.
+				if !tc.midRequest {
+					_, err = c.Exec(ctx, "insert into lost_rows values ($1)", tag+"-first")
+					wantError(t, err, "08006")
+				}
 				_, err = c.Exec(ctx, "insert into lost_rows values ($1)", tag+"-after")
 				wantError(t, err, "25P02")
 				if tag, err := c.Exec(ctx, "commit"); err != nil || tag.String() != "ROLLBACK" {

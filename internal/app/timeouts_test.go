@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
+	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
 
 // stopBackend freezes a server backend (SIGSTOP) until the test ends: a
@@ -101,42 +103,91 @@ func TestQueryTimeoutCancelsThenGivesUpOnTheServer(t *testing.T) {
 	s.WaitIdle(t, 10*time.Second)
 }
 
-// A client that hangs up while queued for a server leaves the queue: its
-// query never runs.
+// A client that leaves while queued for a server leaves the queue: its
+// query never runs. pgx leaves by sending Terminate and waiting for the
+// server to close; others just hang up.
 func TestAClientThatLeavesTheQueueNeverRunsItsQuery(t *testing.T) {
+	for _, leave := range []struct {
+		name string
+		do   func(c *rawConn)
+	}{
+		{"hangs up", func(c *rawConn) { _ = c.nc.Close() }},
+		{"sends Terminate and waits", func(c *rawConn) { c.send(&pgproto3.Terminate{}) }},
+	} {
+		t.Run(leave.name, func(t *testing.T) {
+			s, url := startValve(t, txnConfig(1))
+			tag := fmt.Sprint(time.Now().UnixNano())
+			holder, commit := holdTheOnlyServer(t, url)
+			c := dialRaw(t, s)
+			c.login()
+			c.send(&pgproto3.Query{String: "insert into gone_rows values ('" + tag + "')"})
+			waitQueue(t, s, 1)
+			leave.do(c)
+			waitQueue(t, s, 0)
+			commit()
+			mustExec(t, holder, "select 1") // the server went back and came to us
+			wantNoRow(t, "gone_rows", tag)
+		})
+	}
+}
+
+// A cancel for a request still queued takes it out of the queue: the
+// client gets 57014 at once, the request never runs, the client goes on.
+func TestACancelReachesARequestStillQueued(t *testing.T) {
 	s, url := startValve(t, txnConfig(1))
 	ctx := testContext(t)
+	tag := fmt.Sprint(time.Now().UnixNano())
+	holder, commit := holdTheOnlyServer(t, url)
+	c := connectTx(t, url)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(ctx, "insert into gone_rows values ('"+tag+"')")
+		done <- err
+	}()
+	waitQueue(t, s, 1)
+	if err := c.PgConn().CancelRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, <-done, "57014")
+	waitQueue(t, s, 0)
+	commit()
+	mustExec(t, holder, "select 1")
+	mustExec(t, c, "select 1")
+	wantNoRow(t, "gone_rows", tag)
+}
+
+// holdTheOnlyServer opens a transaction on a pool of one; commit ends it.
+func holdTheOnlyServer(t *testing.T, url string) (holder *pgx.Conn, commit func()) {
+	t.Helper()
 	admin := direct(t)
 	mustExec(t, admin, "create table if not exists gone_rows (tag text)")
 	mustExec(t, admin, fmt.Sprintf("grant all on gone_rows to %q", cluster.User))
-	tag := fmt.Sprint(time.Now().UnixNano())
-
-	holder := connectTx(t, url)
-	tx, err := holder.Begin(ctx)
+	holder = connectTx(t, url)
+	tx, err := holder.Begin(testContext(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustExec(t, holder, "select 1")
-	c := dialRaw(t, s)
-	c.login()
-	c.send(&pgproto3.Query{String: "insert into gone_rows values ('" + tag + "')"})
-	name := pgtest.TestDatabase + "/" + cluster.User
-	waitFor(t, 10*time.Second, "the client to queue", func() bool {
-		st, _ := s.PoolStats(name)
-		return st.ClientsWaiting == 1
-	})
-	_ = c.nc.Close()
-	waitFor(t, 10*time.Second, "the client to leave the queue", func() bool {
-		st, _ := s.PoolStats(name)
-		return st.ClientsWaiting == 0
-	})
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
+	return holder, func() {
+		if err := tx.Commit(testContext(t)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	mustExec(t, holder, "select 1") // the server went back and came to us
+}
+
+func waitQueue(t *testing.T, s *valvetest.Server, n int) {
+	t.Helper()
+	waitFor(t, 10*time.Second, fmt.Sprintf("%d clients queued", n), func() bool {
+		st, _ := s.PoolStats(pgtest.TestDatabase + "/" + cluster.User)
+		return st.ClientsWaiting == n
+	})
+}
+
+func wantNoRow(t *testing.T, table, tag string) {
+	t.Helper()
 	var n int
-	if err := admin.QueryRow(ctx, "select count(*) from gone_rows where tag = $1", tag).Scan(&n); err != nil || n != 0 {
-		t.Fatalf("the query of a client that left ran: %d rows, %v", n, err)
+	if err := direct(t).QueryRow(testContext(t), "select count(*) from "+table+" where tag = $1", tag).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the query of a client that left or cancelled ran: %d rows, %v", n, err)
 	}
 }
 

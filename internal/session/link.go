@@ -65,24 +65,15 @@ func (s *Session) linkFor(ctx context.Context) (*link, error) {
 	if draining {
 		return nil, errShuttingDown
 	}
-	lease, err := s.acquireAlive(ctx)
+	lease, err := s.leaseReady(ctx)
 	if err != nil {
 		return nil, err
 	}
 	srv := lease.Server()
-	_ = srv.NetConn().SetDeadline(time.Time{})
-	if err := s.attach(ctx, srv); err != nil {
-		s.releaseLease(lease)
-		return nil, err
-	}
 	st := freshState()
 	if s.txLost {
-		if err := s.enterLostTx(ctx, srv); err != nil {
-			s.releaseLease(lease)
-			return nil, err
-		}
 		s.txLost = false
-		st.status = 'E'
+		st.status = 'E' // enterLostTx put it there
 	}
 	l := &link{lease: lease, srv: srv, done: make(chan struct{})}
 	s.mu.Lock()
@@ -101,19 +92,35 @@ func (s *Session) linkFor(ctx context.Context) (*link, error) {
 // before it takes whatever comes.
 const maxDeadServers = 8
 
-// acquireAlive leases a server, skipping idle ones that died while parked
-// (closed by Release). Nothing was sent to them, so skipping replays nothing.
-func (s *Session) acquireAlive(ctx context.Context) (*pool.Lease[*backend.Conn], error) {
+// leaseReady leases a server and prepares it for this client. It skips
+// servers found dead before anything of the client's went to them, so
+// skipping replays nothing: idle ones that died while parked (closed by
+// Release), and ones that die while the client's settings are applied.
+func (s *Session) leaseReady(ctx context.Context) (*pool.Lease[*backend.Conn], error) {
 	for i := 0; ; i++ {
 		lease, err := s.acquire(ctx)
-		if err != nil || i == maxDeadServers {
-			return lease, err
+		if err != nil {
+			return nil, err
 		}
-		if s.checked(ctx, lease.Server()) {
+		srv := lease.Server()
+		if i < maxDeadServers && !s.checked(ctx, srv) {
+			s.log.Debug("skipping dead idle server", "pid", srv.PID(), "reason", srv.Broken())
+			s.releaseLease(lease)
+			continue
+		}
+		_ = srv.NetConn().SetDeadline(time.Time{})
+		err = s.attach(ctx, srv)
+		if err == nil && s.txLost {
+			err = s.enterLostTx(ctx, srv)
+		}
+		if err == nil {
 			return lease, nil
 		}
-		s.log.Debug("skipping dead idle server", "pid", lease.Server().PID(), "reason", lease.Server().Broken())
 		s.releaseLease(lease)
+		if srv.Broken() == "" || i >= maxDeadServers {
+			return nil, err // the client's own settings failed, or too many dead servers
+		}
+		s.log.Debug("skipping a server that failed while being prepared", "pid", srv.PID(), "err", err)
 	}
 }
 
@@ -138,14 +145,24 @@ func (s *Session) checked(ctx context.Context, srv *backend.Conn) bool {
 	return true
 }
 
-// acquire waits for a server, telling the client with a NOTICE once it has
-// waited query_wait_notify, so queuing shows before it fails.
+// acquire leases a server, waiting for one if none is free.
 func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], error) {
 	if lease := s.route.Pool.TryAcquire(); lease != nil {
 		return lease, nil // the common case: no wait, no timer
 	}
-	ctx, stop := s.watchClient(ctx)
+	ctx, stop := s.watchClient(ctx, s.queueCancellable)
 	defer stop()
+	lease, err := s.waitForServer(ctx)
+	if cause := context.Cause(ctx); err != nil && (cause == errCanceledInQueue || cause == errClientGone) {
+		err = cause
+	}
+	return lease, err
+}
+
+// waitForServer waits in the pool's queue, telling the client with a
+// NOTICE once it has waited query_wait_notify, so queuing shows before it
+// fails.
+func (s *Session) waitForServer(ctx context.Context) (*pool.Lease[*backend.Conn], error) {
 	if s.env.WaitNotify <= 0 {
 		return s.route.Pool.Acquire(ctx)
 	}
@@ -265,7 +282,8 @@ func (s *Session) release(l *link) {
 
 // endLink runs when the client leaves or fails while holding l: it stops
 // the server side, decides whether the server can be reused, and releases.
-func (s *Session) endLink(ctx context.Context, l *link) {
+// broken, if not empty, says why the server must be closed.
+func (s *Session) endLink(ctx context.Context, l *link, broken string) {
 	s.mu.Lock()
 	if s.mu.cur != l {
 		// Detached at a safe point meanwhile: the server already belongs to
@@ -283,6 +301,9 @@ func (s *Session) endLink(ctx context.Context, l *link) {
 	// The server side may be blocked writing to a client that stopped reading.
 	_ = s.conn.SetWriteDeadline(time.Unix(1, 0))
 	<-l.done
+	if broken != "" {
+		l.srv.MarkBroken(broken) // only now: the server side may mark it too
+	}
 	_ = l.srv.NetConn().SetDeadline(time.Time{})
 	_ = s.conn.SetDeadline(time.Time{})
 	s.setLink(nil)

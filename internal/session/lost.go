@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -12,24 +13,6 @@ import (
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
-
-// lostLink returns the client's current link if its server side ended with
-// the server lost, so the client side must answer for it; nil otherwise.
-func (s *Session) lostLink() *link {
-	l := s.current()
-	if l == nil {
-		return nil
-	}
-	select {
-	case <-l.done:
-	default:
-		return nil
-	}
-	if !errors.Is(l.err, errServerLost) {
-		return nil
-	}
-	return l
-}
 
 // recoverLost answers for a server lost under a pooled client (design
 // invariant 3): the server is closed, nothing is sent again, each request
@@ -44,8 +27,7 @@ func (s *Session) recoverLost(ctx context.Context, l *link, cause error) error {
 	if s.route.Mode == config.PoolSession {
 		return cause
 	}
-	l.srv.MarkBroken(cause.Error())
-	s.endLink(ctx, l)
+	s.endLink(ctx, l, cause.Error())
 	s.mu.Lock()
 	st := s.mu.st // final: the server side has ended
 	s.mu.idleSince = time.Now()
@@ -56,6 +38,9 @@ func (s *Session) recoverLost(ctx context.Context, l *link, cause error) error {
 	if st.status != 'I' {
 		status = 'E'
 		s.txLost = true
+		if st.pending == 0 {
+			s.lostWhy = cause // the client learns with its next request
+		}
 	}
 	var out []byte
 	msg := cause.Error() + "; the request was not sent again"
@@ -92,6 +77,65 @@ func (s *Session) trackAnswers(out []byte) []byte {
 		off += n
 	}
 	return append([]byte(nil), s.tr.ApplyAnswers(out)...)
+}
+
+// answerLostTx answers, without a server, a batch from a client whose
+// transaction was lost, where PostgreSQL's answer is known: ROLLBACK (or
+// COMMIT, which cannot commit) as one simple query ends the transaction,
+// and the first request after a loss the client has not heard of gets
+// 08006. Anything else goes to a server in a failed transaction block
+// (enterLostTx). done says the batch was answered here.
+func (s *Session) answerLostTx(requests int, last byte) (done bool, err error) {
+	if len(s.frames) == 1 && s.frames[0].Type == 'Q' && s.frames[0].Body != nil {
+		if verb, ok := txExit(s.frames[0].Body); ok {
+			var out []byte
+			if verb == "commit" && s.lostWhy != nil {
+				out = wire.AppendError(out, wire.SeverityError, wire.CodeConnectionFailure, s.lostMessage())
+			} else {
+				out = wire.Append(out, &pgproto3.CommandComplete{CommandTag: []byte("ROLLBACK")})
+			}
+			s.txLost, s.lostWhy = false, nil
+			_, err := s.conn.Write(wire.Append(out, &pgproto3.ReadyForQuery{TxStatus: 'I'}))
+			return true, err
+		}
+	}
+	if s.lostWhy == nil || requests == 0 || (last != 'Q' && last != 'S' && last != 'F') {
+		return false, nil
+	}
+	var out []byte
+	for i := range requests {
+		if i == 0 {
+			out = wire.AppendError(out, wire.SeverityError, wire.CodeConnectionFailure, s.lostMessage())
+		} else {
+			out = wire.AppendError(out, wire.SeverityError, wire.CodeInFailedTx,
+				"current transaction is aborted, commands ignored until end of transaction block")
+		}
+		out = wire.Append(out, &pgproto3.ReadyForQuery{TxStatus: 'E'})
+	}
+	s.lostWhy = nil
+	_, err = s.conn.Write(out)
+	return true, err
+}
+
+func (s *Session) lostMessage() string {
+	return s.lostWhy.Error() + "; the transaction is rolled back"
+}
+
+// txExit reports whether a simple query's text (NUL-terminated) is one
+// statement that ends a transaction block, and its verb: commit or
+// rollback (END is COMMIT, ABORT is ROLLBACK).
+func txExit(body []byte) (verb string, ok bool) {
+	words := strings.Fields(strings.ToLower(strings.TrimRight(string(body), "\x00; \t\r\n")))
+	if len(words) == 0 || len(words) > 2 || (len(words) == 2 && words[1] != "work" && words[1] != "transaction") {
+		return "", false
+	}
+	switch words[0] {
+	case "commit", "end":
+		return "commit", true
+	case "rollback", "abort":
+		return "rollback", true
+	}
+	return "", false
 }
 
 // abortQuery leaves a server in a failed transaction block, for a client

@@ -56,7 +56,7 @@ func (s *Session) serve(ctx context.Context, key cancel.Key) error {
 // twice.
 func (s *Session) unlink(ctx context.Context) *link {
 	if l := s.current(); l != nil {
-		s.endLink(ctx, l)
+		s.endLink(ctx, l, "")
 		return l
 	}
 	if s.last != nil {
@@ -156,7 +156,7 @@ func (s *Session) scanClient() (requests int, last byte, terminated bool, err er
 			requests++
 		}
 		last = f.Type
-		if s.tr != nil {
+		if s.tr != nil || s.txLost {
 			s.frames = append(s.frames, f)
 		}
 	}
@@ -166,12 +166,21 @@ func (s *Session) scanClient() (requests int, last byte, terminated bool, err er
 // is counted before it is written, so the server side can never see its
 // ReadyForQuery first.
 func (s *Session) forward(ctx context.Context, span []byte, requests int, last byte) error {
+	if s.txLost && s.current() == nil {
+		if done, err := s.answerLostTx(requests, last); done || err != nil {
+			return err
+		}
+	}
 	if s.tr != nil && s.current() == nil && !s.txLost {
 		if done, err := s.answerDeferred(); done || err != nil {
 			return err
 		}
 	}
+	s.queueCancellable = requests > 0 && (last == 'Q' || last == 'S' || last == 'F')
 	l, err := s.linkFor(ctx)
+	if errors.Is(err, errCanceledInQueue) {
+		return s.answerCanceled(requests)
+	}
 	if k := s.env.Knobs; k != nil && k.BeforeForward != nil && err == nil {
 		k.BeforeForward(span)
 	}

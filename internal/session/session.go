@@ -111,6 +111,12 @@ type Session struct {
 	// txLost: the client's transaction went with a lost server; its next
 	// server starts in a failed transaction block (enterLostTx).
 	txLost bool
+	// lostWhy: the client has not heard of that loss yet (it was idle in
+	// its transaction); its next request is told.
+	lostWhy error
+	// queueCancellable: the batch waiting for a server can be answered
+	// without one if the client cancels it (it ends its requests).
+	queueCancellable bool
 	// lastRead is when the client last sent something, for the idle
 	// timeouts (set only when one is on).
 	lastRead time.Time
@@ -134,6 +140,8 @@ type Session struct {
 		qTimer     *time.Timer // query_timeout; runs queryTimedOut
 		qArmed     time.Time   // when the oldest running request started
 		qCancelled bool        // it was cancelled already
+
+		waitCancel context.CancelCauseFunc // ends a cancellable wait for a server
 	}
 
 	// link is the server this client holds now. Cancel requests hold the
@@ -331,13 +339,20 @@ func (s *Session) forwardCancel(ctx context.Context, req pgproto3.CancelRequest)
 
 // CancelCurrent cancels what this client runs on its server now, if it
 // holds one (cancel.Target).
+// A request still queued for a server is taken out of the queue instead.
 func (s *Session) CancelCurrent(ctx context.Context) error {
 	s.cancelTo.RLock()
-	defer s.cancelTo.RUnlock()
-	if s.cancelTo.srv == nil {
-		return nil
+	if srv := s.cancelTo.srv; srv != nil {
+		defer s.cancelTo.RUnlock()
+		return srv.Cancel(ctx)
 	}
-	return s.cancelTo.srv.Cancel(ctx)
+	s.cancelTo.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.waitCancel != nil {
+		s.mu.waitCancel(errCanceledInQueue)
+	}
+	return nil
 }
 
 func (s *Session) setLink(srv *backend.Conn) {

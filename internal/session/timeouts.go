@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
@@ -202,11 +204,14 @@ func (s *Session) stopQueryTimer() {
 	}
 }
 
-// watchClient ends ctx when the client hangs up while it waits for a
-// server, so a client that left does not take one. Short waits, the
-// common case, cost only a timer.
-func (s *Session) watchClient(ctx context.Context) (context.Context, func()) {
+// watchClient ends ctx while the client waits for a server if the client
+// hangs up or says Terminate (pgx sends Terminate and then waits for the
+// close), so a client that left does not take a server and run its
+// request; and, for a batch that can be answered alone, if the client
+// cancels it (CancelCurrent). Short waits, the common case, cost a timer.
+func (s *Session) watchClient(ctx context.Context, cancellable bool) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
+	atBoundary := s.rd.Buffered() == 0 // the socket's next byte starts a message
 	var mu sync.Mutex
 	stopped := false
 	var t *time.Timer
@@ -216,7 +221,9 @@ func (s *Session) watchClient(ctx context.Context) (context.Context, func()) {
 		if stopped {
 			return
 		}
-		if st, _ := wire.Peek(s.conn); st == wire.PeekClosed || st == wire.PeekFailed {
+		var buf [5]byte
+		st, n, _ := wire.PeekInto(s.conn, buf[:])
+		if st == wire.PeekClosed || st == wire.PeekFailed || (atBoundary && n == 5 && buf == terminate) {
 			cancel(errClientGone)
 			return
 		}
@@ -225,13 +232,47 @@ func (s *Session) watchClient(ctx context.Context) (context.Context, func()) {
 	mu.Lock()
 	t = time.AfterFunc(clientWatchPeriod, check)
 	mu.Unlock()
+	if cancellable {
+		s.mu.Lock()
+		s.mu.waitCancel = cancel
+		s.mu.Unlock()
+	}
 	return ctx, func() {
+		if cancellable {
+			s.mu.Lock()
+			s.mu.waitCancel = nil
+			s.mu.Unlock()
+		}
 		mu.Lock()
 		stopped = true
 		t.Stop()
 		mu.Unlock()
 		cancel(nil)
 	}
+}
+
+// terminate is a whole Terminate message.
+var terminate = [5]byte{'X', 0, 0, 0, 4}
+
+// errCanceledInQueue: the client cancelled a request still waiting for a
+// server; it never ran.
+var errCanceledInQueue = errors.New("canceling statement due to user request")
+
+// answerCanceled answers each request of a batch cancelled while queued,
+// as PostgreSQL answers a cancelled statement.
+func (s *Session) answerCanceled(requests int) error {
+	status := byte('I')
+	if s.txLost {
+		status = 'E'
+	}
+	var out []byte
+	for range requests {
+		out = wire.AppendError(out, wire.SeverityError, wire.CodeQueryCanceled,
+			"canceling statement due to user request (it was still waiting for a server and never ran)")
+		out = wire.Append(out, &pgproto3.ReadyForQuery{TxStatus: status})
+	}
+	_, err := s.conn.Write(out)
+	return err
 }
 
 // clientWatchPeriod is how often a waiting client's socket is looked at.

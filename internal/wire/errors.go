@@ -21,6 +21,7 @@ const (
 	CodeCannotConnectNow     = "57P03"
 	CodeIdleSessionTimeout   = "57P05"
 	CodeIdleInTxTimeout      = "25P03"
+	CodeInFailedTx           = "25P02"
 	CodeInvalidParameterName = "42704"
 )
 

@@ -4,46 +4,77 @@ import (
 	"errors"
 	"net"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
-// PeekState is what one non-blocking peek at a socket found.
+// PeekState is what one non-blocking look at a socket found.
 type PeekState int
 
+// What Peek finds.
 const (
-	PeekQuiet  PeekState = iota // open, nothing to read (or not peekable)
+	PeekQuiet  PeekState = iota // open, nothing to read (or not a socket it can look at)
 	PeekData                    // open, with bytes waiting
-	PeekClosed                  // the peer closed the connection
+	PeekClosed                  // the peer closed the connection (maybe after sending more)
 	PeekFailed                  // the socket reports an error
 )
 
-// Peek looks at c without reading from it or waiting: one recv with
-// MSG_PEEK|MSG_DONTWAIT. Only plain TCP and unix sockets can be peeked;
-// others report PeekQuiet. err says why for PeekFailed.
+// Peek looks at c without reading from it or waiting: one poll(2) for
+// POLLRDHUP, which sees a peer's close even behind unread bytes (a client
+// that sent Terminate and hung up), then one recv with MSG_PEEK. Only
+// plain TCP and unix sockets can be looked at; others report PeekQuiet.
+// err says why for PeekFailed.
 func Peek(c net.Conn) (PeekState, error) {
+	var buf [1]byte
+	st, _, err := PeekInto(c, buf[:])
+	return st, err
+}
+
+// PeekInto is Peek that also copies up to len(buf) waiting bytes into buf
+// (n of them) without consuming them.
+func PeekInto(c net.Conn, buf []byte) (st PeekState, n int, err error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return PeekQuiet, nil
+		return PeekQuiet, 0, nil
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return PeekQuiet, nil
+		return PeekQuiet, 0, nil
 	}
-	var n int
+	var revents int16
 	var perr error
-	var buf [1]byte
 	err = raw.Read(func(fd uintptr) bool {
-		n, _, perr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return true // one attempt; never wait
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
+		for {
+			// Interrupted by a signal (Go's preemption uses them): again.
+			if _, perr = unix.Poll(fds, 0); perr != syscall.EINTR {
+				break
+			}
+		}
+		if perr == nil {
+			revents = fds[0].Revents
+		} // else the recv below still tells a plain close
+		for {
+			n, _, perr = syscall.Recvfrom(int(fd), buf, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if perr != syscall.EINTR {
+				return true // never wait
+			}
+		}
 	})
+	n = max(n, 0)
 	switch {
 	case err != nil:
-		return PeekFailed, err
+		return PeekFailed, 0, err
+	case revents&(unix.POLLERR|unix.POLLNVAL) != 0:
+		return PeekFailed, 0, errors.New("socket error")
+	case revents&(unix.POLLRDHUP|unix.POLLHUP) != 0:
+		return PeekClosed, n, nil
 	case errors.Is(perr, syscall.EAGAIN) || errors.Is(perr, syscall.EWOULDBLOCK):
-		return PeekQuiet, nil
+		return PeekQuiet, 0, nil
 	case perr != nil:
-		return PeekFailed, perr
+		return PeekFailed, 0, perr
 	case n == 0:
-		return PeekClosed, nil
+		return PeekClosed, 0, nil
 	}
-	return PeekData, nil
+	return PeekData, n, nil
 }

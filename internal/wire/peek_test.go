@@ -1,0 +1,67 @@
+package wire
+
+import (
+	"net"
+	"testing"
+	"time"
+)
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// waitPeek polls Peek until it reports want (the kernel delivers a close
+// asynchronously) or a few seconds pass.
+func waitPeek(t *testing.T, c net.Conn, want PeekState) {
+	t.Helper()
+	var got PeekState
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if got, _ = Peek(c); got == want {
+			return
+		}
+	}
+	t.Fatalf("Peek = %d, want %d", got, want)
+}
+
+func TestPeekTellsQuietDataAndCloseApart(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		do   func(peer net.Conn)
+		want PeekState
+	}{
+		{"quiet", func(net.Conn) {}, PeekQuiet},
+		{"data waiting", func(p net.Conn) { _, _ = p.Write([]byte("X")) }, PeekData},
+		{"closed", func(p net.Conn) { _ = p.Close() }, PeekClosed},
+		// A client that sends Terminate and hangs up: the close is behind
+		// unread bytes, which a recv peek alone would report as data.
+		{"closed behind unread bytes", func(p net.Conn) { _, _ = p.Write([]byte("X\x00\x00\x00\x04")); _ = p.Close() }, PeekClosed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, s := tcpPair(t)
+			tc.do(c)
+			waitPeek(t, s, tc.want)
+			if tc.want == PeekData {
+				buf := make([]byte, 1)
+				if n, err := s.Read(buf); n != 1 || err != nil || buf[0] != 'X' {
+					t.Fatalf("Peek consumed the byte: read %d %q %v", n, buf[:n], err)
+				}
+			}
+		})
+	}
+}
