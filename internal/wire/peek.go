@@ -19,20 +19,26 @@ const (
 	PeekFailed                  // the socket reports an error
 )
 
-// Peek looks at c without reading from it or waiting: one poll(2) for
-// POLLRDHUP, which sees a peer's close even behind unread bytes (a client
-// that sent Terminate and hung up), then one recv with MSG_PEEK. Only
-// plain TCP and unix sockets can be looked at; others report PeekQuiet.
-// err says why for PeekFailed.
+// Peek looks at c without reading from it or waiting: one recv with
+// MSG_PEEK. It sees a close only when nothing is left unread before it,
+// which is enough for an idle server (anything it sends while idle means
+// it is going away). Only plain TCP and unix sockets can be looked at;
+// others report PeekQuiet. err says why for PeekFailed.
 func Peek(c net.Conn) (PeekState, error) {
 	var buf [1]byte
-	st, _, err := PeekInto(c, buf[:])
+	st, _, err := peek(c, buf[:], false)
 	return st, err
 }
 
-// PeekInto is Peek that also copies up to len(buf) waiting bytes into buf
-// (n of them) without consuming them.
+// PeekInto is Peek that first polls for POLLRDHUP, which sees a peer's
+// close even behind unread bytes (a client that sent Terminate and hung
+// up), and copies up to len(buf) waiting bytes into buf (n of them),
+// without consuming them. It costs two syscalls.
 func PeekInto(c net.Conn, buf []byte) (st PeekState, n int, err error) {
+	return peek(c, buf, true)
+}
+
+func peek(c net.Conn, buf []byte, hangup bool) (st PeekState, n int, err error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return PeekQuiet, 0, nil
@@ -45,13 +51,13 @@ func PeekInto(c net.Conn, buf []byte) (st PeekState, n int, err error) {
 	var perr error
 	err = raw.Read(func(fd uintptr) bool {
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
-		for {
+		for hangup {
 			// Interrupted by a signal (Go's preemption uses them): again.
 			if _, perr = unix.Poll(fds, 0); perr != syscall.EINTR {
 				break
 			}
 		}
-		if perr == nil {
+		if hangup && perr == nil {
 			revents = fds[0].Revents
 		} // else the recv below still tells a plain close
 		for {

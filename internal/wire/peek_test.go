@@ -32,14 +32,14 @@ func waitPeek(t *testing.T, c net.Conn, want PeekState) {
 	t.Helper()
 	var got PeekState
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if got, _ = Peek(c); got == want {
+		if got, _, _ = PeekInto(c, make([]byte, 5)); got == want {
 			return
 		}
 	}
 	t.Fatalf("Peek = %d, want %d", got, want)
 }
 
-func TestPeekTellsQuietDataAndCloseApart(t *testing.T) {
+func TestPeekIntoTellsQuietDataAndCloseApart(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		do   func(peer net.Conn)
@@ -63,5 +63,22 @@ func TestPeekTellsQuietDataAndCloseApart(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Peek alone (one recv) tells an idle peer that closed from one that did
+// not, and never consumes.
+func TestPeekSeesAPlainClose(t *testing.T) {
+	c, s := tcpPair(t)
+	if st, err := Peek(s); st != PeekQuiet || err != nil {
+		t.Fatalf("open and quiet: Peek = %d, %v", st, err)
+	}
+	_ = c.Close()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if st, _ := Peek(s); st == PeekClosed {
+			return
+		} else if time.Now().After(deadline) {
+			t.Fatalf("closed: Peek = %d", st)
+		}
 	}
 }
