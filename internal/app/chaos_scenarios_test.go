@@ -3,6 +3,7 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -212,9 +213,15 @@ func chaosTerminate(t *testing.T) {
 	}
 	e.progress("load after the kills", pick[int64](200, 2000))
 	e.load.stop()
-	// A client whose server was killed gets an answer at once: the
-	// COMMIT's own, or an error.
+	// A client whose server was killed gets an answer at once (the
+	// COMMIT's own, or an error).
 	for _, x := range e.load.errors() {
+		// In transaction pooling a killed server costs its client the
+		// transaction, never the connection.
+		var pgErr *pgconn.PgError
+		if errors.As(x.err, &pgErr) && pgErr.Severity != "ERROR" {
+			t.Errorf("client %d: %s in %s; want an ERROR the client can go on from", x.client, pgErr.Severity, x.phase)
+		}
 		if x.code == "timeout" && !x.begun.IsZero() {
 			t.Errorf("client %d: hung in %s until its deadline", x.client, x.phase)
 		}

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -145,21 +144,22 @@ func (a *App) limitsLocked(db, user string) []*pool.Limit {
 	return []*pool.Limit{byDB, byUser}
 }
 
-// refusedLogin tells a server's refusal of the login (wrong password, no
-// such database, no permission), which every waiting client gets at once,
-// from a server that cannot take connections right now (unreachable,
-// starting up, out of connection slots), which is retried while they wait.
+// refusedLogin tells a server's refusal of the login, which every waiting
+// client gets at once, from a server that cannot take this connection
+// right now, which is retried while they wait. Only errors about the login
+// itself are refusals: a wrong password or method (class 28), a database
+// that does not exist (3D000), no permission to connect (class 42), a bad
+// startup setting (class 22) or an unsupported request (0A000). The rest
+// (unreachable, starting up or shutting down, too many connections, out of
+// resources, the backend terminated during login) pass.
 func refusedLogin(err error) bool {
 	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
+	if !errors.As(err, &pgErr) || len(pgErr.Code) != 5 {
 		return false
 	}
-	switch {
-	case strings.HasPrefix(pgErr.Code, "08"), // connection exceptions
-		pgErr.Code == wire.CodeCannotConnectNow, // starting up or shutting down
-		pgErr.Code == wire.CodeTooManyConnections,
-		pgErr.Code == "53000", pgErr.Code == "53100", pgErr.Code == "53200": // out of resources
-		return false
+	switch pgErr.Code[:2] {
+	case "28", "42", "22":
+		return true
 	}
-	return true
+	return pgErr.Code == wire.CodeInvalidCatalogName || pgErr.Code == wire.CodeFeatureNotSupported
 }

@@ -61,7 +61,7 @@ type Config struct {
 	MaxDBConnections       int                 // servers per database across its pools; 0 = unlimited
 	MaxUserConnections     int                 // servers per user across its pools; 0 = unlimited
 	ServerConnectTimeout   time.Duration       // default 15s: a dial plus login
-	ServerLoginRetry       time.Duration       // default 500ms: the longest backoff between failed dials while clients wait
+	ServerLoginRetry       time.Duration       // default 250ms: the longest backoff between failed dials while clients wait
 	MaxPreparedStatements  int                 // default 200: statements kept prepared per server in transaction pooling; 0 = tracking off
 	ServerIdleTimeout      time.Duration       // default 600s: close servers idle longer (down to MinPoolSize); 0 = never
 	ServerLifetime         time.Duration       // default 3600s: close a server once its lease ends past this age (less up to 20% jitter); 0 = never
@@ -118,7 +118,7 @@ func Default() Config {
 		QueryWaitNotify:       5 * time.Second,
 		MaxPreparedStatements: 200,
 		ServerConnectTimeout:  15 * time.Second,
-		ServerLoginRetry:      500 * time.Millisecond,
+		ServerLoginRetry:      250 * time.Millisecond,
 		ServerIdleTimeout:     600 * time.Second,
 		ServerLifetime:        3600 * time.Second,
 		ServerCheckDelay:      30 * time.Second,

@@ -22,7 +22,7 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 		QueryWaitNotify:       5 * time.Second,
 		MaxPreparedStatements: 200,
 		ServerConnectTimeout:  15 * time.Second,
-		ServerLoginRetry:      500 * time.Millisecond,
+		ServerLoginRetry:      250 * time.Millisecond,
 		ServerIdleTimeout:     600 * time.Second, // PgBouncer's defaults
 		ServerLifetime:        3600 * time.Second,
 		ServerCheckDelay:      30 * time.Second,
