@@ -2,11 +2,13 @@ package app_test
 
 import (
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
@@ -211,4 +213,45 @@ func TestServerCheckDropsAServerThatDoesNotAnswer(t *testing.T) {
 	}
 	c.Close(ctx)
 	s.WaitIdle(t, 10*time.Second)
+}
+
+// A client queued longer than query_wait_notify is told so with a NOTICE,
+// and its query still runs once a server is free.
+func TestAQueuedClientIsToldItIsWaiting(t *testing.T) {
+	cfg := txnConfig(1)
+	cfg.QueryWaitNotify = 300 * time.Millisecond
+	s, url := startValve(t, cfg)
+	ctx := testContext(t)
+	_, commit := holdTheOnlyServer(t, url)
+	pc, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notices := make(chan *pgconn.Notice, 4)
+	pc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices <- n }
+	c, err := pgx.ConnectConfig(ctx, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	done := make(chan error, 1)
+	go func() { _, err := c.Exec(ctx, "select 1"); done <- err }()
+	waitQueue(t, s, 1)
+	select {
+	case n := <-notices:
+		if !strings.Contains(n.Message, "waiting in line") || !strings.Contains(n.Message, cluster.User) {
+			t.Fatalf("notice %q does not say the client is queued in its pool", n.Message)
+		}
+	case err := <-done:
+		t.Fatalf("the query finished while the only server was held: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no NOTICE while queued")
+	}
+	commit()
+	if err := <-done; err != nil {
+		t.Fatalf("the queued query failed: %v", err)
+	}
+	if len(notices) != 0 {
+		t.Fatalf("%d more notices; one per wait", len(notices))
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -32,6 +33,9 @@ func (c *Conn) SyncParams(ctx context.Context, want []wire.Param) error {
 // A bad name or value comes back as the server's error, which the client
 // would have seen connecting directly.
 func (c *Conn) SyncFor(ctx context.Context, owner uint64, want []wire.Param) error {
+	if c.inSync(owner, want) {
+		return nil // the common case, checked without allocating
+	}
 	want = lastOfEach(want)
 	var stmts, sets []string
 	applied := c.applied
@@ -74,6 +78,31 @@ func (c *Conn) SyncFor(ctx context.Context, owner uint64, want []wire.Param) err
 		}
 	}
 	return nil
+}
+
+// inSync reports whether the server already has exactly want for owner:
+// no other client changed its settings, every wanted value is what the
+// server reports or what pgvalve applied, and nothing applied is unwanted.
+// A name wanted twice with different values fails it, leaving the full
+// path to sort out which one wins.
+func (c *Conn) inSync(owner uint64, want []wire.Param) bool {
+	if c.dirty != 0 && c.dirty != owner {
+		return false
+	}
+	for _, p := range want {
+		if v, reported := c.params[p.Name]; reported && v == p.Value {
+			continue
+		}
+		if v, ok := c.applied[p.Name]; !ok || v != p.Value {
+			return false
+		}
+	}
+	for name := range c.applied {
+		if !slices.ContainsFunc(want, func(p wire.Param) bool { return p.Name == name }) {
+			return false
+		}
+	}
+	return true
 }
 
 // MarkDirty records that client owner changed the session's settings

@@ -150,34 +150,23 @@ func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], erro
 	if lease := s.route.Pool.TryAcquire(); lease != nil {
 		return lease, nil // the common case: no wait, no timer
 	}
-	ctx, stop := s.watchClient(ctx, s.queueCancellable)
-	defer stop()
-	lease, err := s.waitForServer(ctx)
+	ctx = s.watch.begin(ctx, s.conn, s.rd.Buffered() == 0, s.queueCancellable)
+	defer s.watch.end()
+	lease, err := s.route.Pool.Acquire(ctx)
 	if cause := context.Cause(ctx); err != nil && (cause == errCanceledInQueue || cause == errClientGone) {
 		err = cause
 	}
 	return lease, err
 }
 
-// waitForServer waits in the pool's queue, telling the client with a
-// NOTICE once it has waited query_wait_notify, so queuing shows before it
-// fails.
-func (s *Session) waitForServer(ctx context.Context) (*pool.Lease[*backend.Conn], error) {
-	if s.env.WaitNotify <= 0 {
-		return s.route.Pool.Acquire(ctx)
-	}
-	notified := make(chan struct{})
-	t := time.AfterFunc(s.env.WaitNotify, func() {
-		defer close(notified)
-		msg := fmt.Sprintf("no server connection free in pool %q; waiting in line (query_wait_timeout %s)",
-			s.route.Pool.Name(), s.env.WaitTimeout)
-		_, _ = s.conn.Write(wire.AppendNotice(nil, "00000", msg))
-	})
-	lease, err := s.route.Pool.Acquire(ctx)
-	if !t.Stop() {
-		<-notified // never write to the client concurrently with the notice
-	}
-	return lease, err
+// queuedNotice tells a client it is waiting for a server (query_wait_notify),
+// so queuing shows before it fails.
+func (s *Session) queuedNotice() {
+	msg := fmt.Sprintf("no server connection free in pool %q; waiting in line (query_wait_timeout %s)",
+		s.route.Pool.Name(), s.env.WaitTimeout)
+	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = s.conn.Write(wire.AppendNotice(nil, "00000", msg))
+	_ = s.conn.SetWriteDeadline(time.Time{})
 }
 
 // attach prepares a leased server for this client: it applies the client's

@@ -42,6 +42,8 @@ func (s *Session) serve(ctx context.Context, key cancel.Key) error {
 	}
 	defer s.unlink(ctx) // also when clientSide panics: the server goes back
 	defer s.stopQueryTimer()
+	s.watch.notifyAfter, s.watch.notify = s.env.WaitNotify, s.queuedNotice
+	defer s.watch.close()
 	s.lastRead = time.Now() // idle from the greeting on
 	err = s.clientSide(ctx)
 	if l := s.unlink(ctx); l != nil && l.err != nil {

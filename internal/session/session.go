@@ -117,6 +117,8 @@ type Session struct {
 	// queueCancellable: the batch waiting for a server can be answered
 	// without one if the client cancels it (it ends its requests).
 	queueCancellable bool
+	// watch watches the client while it waits for a server.
+	watch waitWatch
 	// lastRead is when the client last sent something, for the idle
 	// timeouts (set only when one is on).
 	lastRead time.Time
@@ -140,8 +142,6 @@ type Session struct {
 		qTimer     *time.Timer // query_timeout; runs queryTimedOut
 		qArmed     time.Time   // when the oldest running request started
 		qCancelled bool        // it was cancelled already
-
-		waitCancel context.CancelCauseFunc // ends a cancellable wait for a server
 	}
 
 	// link is the server this client holds now. Cancel requests hold the
@@ -347,11 +347,7 @@ func (s *Session) CancelCurrent(ctx context.Context) error {
 		return srv.Cancel(ctx)
 	}
 	s.cancelTo.RUnlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.mu.waitCancel != nil {
-		s.mu.waitCancel(errCanceledInQueue)
-	}
+	s.watch.cancelQueued()
 	return nil
 }
 

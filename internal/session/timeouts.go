@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -204,50 +205,107 @@ func (s *Session) stopQueryTimer() {
 	}
 }
 
-// watchClient ends ctx while the client waits for a server if the client
-// hangs up or says Terminate (pgx sends Terminate and then waits for the
-// close), so a client that left does not take a server and run its
-// request; and, for a batch that can be answered alone, if the client
-// cancels it (CancelCurrent). Short waits, the common case, cost a timer.
-func (s *Session) watchClient(ctx context.Context, cancellable bool) (context.Context, func()) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	atBoundary := s.rd.Buffered() == 0 // the socket's next byte starts a message
-	var mu sync.Mutex
-	stopped := false
-	var t *time.Timer
-	check := func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
-		}
-		var buf [5]byte
-		st, n, _ := wire.PeekInto(s.conn, buf[:])
-		if st == wire.PeekClosed || st == wire.PeekFailed || (atBoundary && n == 5 && buf == terminate) {
-			cancel(errClientGone)
-			return
-		}
-		t.Reset(clientWatchPeriod)
+// waitWatch watches a client while it waits for a server: it ends the
+// wait if the client hangs up or says Terminate (pgx sends Terminate and
+// then waits for the close), so a client that left does not take a server
+// and run its request; and, for a batch that can be answered alone
+// (cancellable), if the client cancels it (CancelCurrent). One lives as
+// long as its session and serves every wait, so a wait costs a timer
+// reset, not a new timer and context.
+type waitWatch struct {
+	mu          sync.Mutex
+	t           *time.Timer
+	ctx         context.Context // ended with the cause; made again after
+	cancel      context.CancelCauseFunc
+	conn        net.Conn
+	since       time.Time     // the wait began
+	notifyAfter time.Duration // query_wait_notify; 0: never
+	notify      func()        // tells the client it is queued; called under mu, once per wait
+	notified    bool
+	waiting     bool
+	atBoundary  bool // the socket's next byte starts a message
+	cancellable bool
+	closed      bool
+}
+
+// begin starts watching a wait; the wait must use the returned context.
+func (w *waitWatch) begin(parent context.Context, conn net.Conn, atBoundary, cancellable bool) context.Context {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ctx == nil || w.ctx.Err() != nil {
+		w.ctx, w.cancel = context.WithCancelCause(parent)
 	}
-	mu.Lock()
-	t = time.AfterFunc(clientWatchPeriod, check)
-	mu.Unlock()
-	if cancellable {
-		s.mu.Lock()
-		s.mu.waitCancel = cancel
-		s.mu.Unlock()
+	w.conn, w.waiting, w.atBoundary, w.cancellable = conn, true, atBoundary, cancellable
+	w.since, w.notified = time.Now(), false
+	if w.t == nil {
+		w.t = time.AfterFunc(w.nextLocked(w.since), w.check)
+	} else {
+		w.t.Reset(w.nextLocked(w.since))
 	}
-	return ctx, func() {
-		if cancellable {
-			s.mu.Lock()
-			s.mu.waitCancel = nil
-			s.mu.Unlock()
-		}
-		mu.Lock()
-		stopped = true
-		t.Stop()
-		mu.Unlock()
-		cancel(nil)
+	return w.ctx
+}
+
+// nextLocked is how long until the next look: the watch period, or less
+// when the queued NOTICE is due sooner.
+func (w *waitWatch) nextLocked(now time.Time) time.Duration {
+	next := clientWatchPeriod
+	if w.notifyAfter > 0 && !w.notified {
+		next = min(next, max(w.since.Add(w.notifyAfter).Sub(now), time.Millisecond))
+	}
+	return next
+}
+
+// end stops watching the wait.
+func (w *waitWatch) end() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.waiting = false
+	w.t.Stop()
+}
+
+// check looks at the waiting client's socket without reading it.
+func (w *waitWatch) check() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.waiting || w.closed {
+		return
+	}
+	var buf [5]byte
+	st, n, _ := wire.PeekInto(w.conn, buf[:])
+	if st == wire.PeekClosed || st == wire.PeekFailed || (w.atBoundary && n == 5 && buf == terminate) {
+		w.cancel(errClientGone)
+		return
+	}
+	now := time.Now()
+	if w.notifyAfter > 0 && !w.notified && now.Sub(w.since) >= w.notifyAfter {
+		w.notified = true
+		w.notify() // under mu: end waits for it, so it never races the relay's writes
+	}
+	w.t.Reset(w.nextLocked(now))
+}
+
+// cancelQueued ends a cancellable wait in progress; it reports whether
+// there was one.
+func (w *waitWatch) cancelQueued() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.waiting || !w.cancellable {
+		return false
+	}
+	w.cancel(errCanceledInQueue)
+	return true
+}
+
+// close ends the watch with its session.
+func (w *waitWatch) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	if w.t != nil {
+		w.t.Stop()
+	}
+	if w.cancel != nil {
+		w.cancel(nil)
 	}
 }
 

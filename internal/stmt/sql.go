@@ -117,6 +117,9 @@ func dropPrepare(words []sqlWord) []sqlWord {
 
 // resetCommand recognises a one-statement DEALLOCATE ALL or DISCARD ALL.
 func resetCommand(body []byte) string {
+	if !namesDeallocateOrDiscard(body) {
+		return ""
+	}
 	words, ok := sqlWords(body, 64)
 	if words = dropPrepare(words); !ok || len(words) != 2 || !words[1].is("all") {
 		return ""
@@ -132,9 +135,44 @@ func resetCommand(body []byte) string {
 
 // deallocateName recognises a one-statement "DEALLOCATE [PREPARE] name".
 func deallocateName(body []byte) (string, bool) {
+	if !namesDeallocateOrDiscard(body) {
+		return "", false
+	}
 	words, ok := sqlWords(body, 256)
 	if words = dropPrepare(words); !ok || len(words) != 2 || !words[0].is("deallocate") || words[1].is("all") {
 		return "", false
 	}
 	return words[1].name(), true
+}
+
+// namesDeallocateOrDiscard is a cheap first look for resetCommand and
+// deallocateName: both need the word DEALLOCATE or DISCARD, which nearly
+// no query contains, and only short texts are parsed at all.
+func namesDeallocateOrDiscard(body []byte) bool {
+	if len(body) > 256 {
+		return false
+	}
+	for i, c := range body {
+		if c|0x20 != 'd' {
+			continue
+		}
+		if hasFoldPrefix(body[i+1:], "eallocate") || hasFoldPrefix(body[i+1:], "iscard") {
+			return true
+		}
+	}
+	return false
+}
+
+// hasFoldPrefix reports whether b starts with the lower-case ASCII word w,
+// ignoring ASCII case.
+func hasFoldPrefix(b []byte, w string) bool {
+	if len(b) < len(w) {
+		return false
+	}
+	for i := range len(w) {
+		if b[i]|0x20 != w[i] {
+			return false
+		}
+	}
+	return true
 }
