@@ -21,8 +21,8 @@ func txnConfig(poolSize int) config.Config {
 	return cfg
 }
 
-// connectTx connects for transaction pooling, without named prepared
-// statements (they need statement tracking, which comes later).
+// connectTx connects for transaction pooling with pgx's exec mode, which
+// prepares nothing by name (prepared_test.go covers every other mode).
 func connectTx(t *testing.T, url string) *pgx.Conn {
 	t.Helper()
 	cfg, err := pgx.ParseConfig(url)
