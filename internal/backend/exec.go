@@ -71,7 +71,7 @@ func (c *Conn) readUntilReady() error {
 			if firstErr == nil {
 				firstErr = errors.New("backend: exec: server error too large to read")
 				if f.Body != nil {
-					firstErr = decodeError(f.Body)
+					firstErr = DecodeError(f.Body)
 				}
 			}
 		case 'S', 'Z':
@@ -105,8 +105,8 @@ func (c *Conn) observe(typ byte, body []byte) {
 	}
 }
 
-// decodeError turns an ErrorResponse body into a *pgconn.PgError.
-func decodeError(body []byte) error {
+// DecodeError turns an ErrorResponse body into a *pgconn.PgError.
+func DecodeError(body []byte) error {
 	var er pgproto3.ErrorResponse
 	if err := er.Decode(body); err != nil {
 		return fmt.Errorf("backend: malformed error response: %w", err)

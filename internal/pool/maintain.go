@@ -88,9 +88,9 @@ func (p *Pool[S]) maintain(now time.Time) {
 	p.mu.idle = keep
 	p.mu.closing += len(doomed)
 	blocked := p.dialLocked() // reserve servers, once clients waited long enough
-	for n := p.cfg.MinSize - (total - len(doomed)); n > 0 && !p.mu.out.retrying && (!p.mu.out.down || p.mu.connecting == 0); n-- {
+	for n := p.cfg.MinSize - (total - len(doomed)); blocked == nil && n > 0 && !p.mu.out.retrying && (!p.mu.out.down || p.mu.connecting == 0); n-- {
 		if blocked = takeAll(p.cfg.Limits, p); blocked != nil {
-			break
+			break // a shared cap is full: reclaim below
 		}
 		p.mu.connecting++
 		p.wg.Add(1)

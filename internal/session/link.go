@@ -124,16 +124,15 @@ func (s *Session) leaseReady(ctx context.Context) (*pool.Lease[*backend.Conn], e
 	}
 }
 
-// checked reports whether an idle server is fit for reuse. The peek is
-// one non-blocking syscall (Env.AliveCheckAfter lets servers in steady use
-// skip it); one parked longer than server_check_delay also answers an
-// empty query, which finds what a peek cannot (a cut network).
+// checked reports whether an idle server is fit for reuse: a peek, one
+// non-blocking syscall, finds one that closed while parked; one parked
+// longer than server_check_delay also answers an empty query, which finds
+// what a peek cannot (a cut network).
 func (s *Session) checked(ctx context.Context, srv *backend.Conn) bool {
-	idle := srv.IdleFor(time.Now())
-	if idle >= s.env.AliveCheckAfter && !srv.Alive() {
+	if !srv.Alive() {
 		return false
 	}
-	if idle < s.env.CheckDelay {
+	if srv.IdleFor(time.Now()) < s.env.CheckDelay {
 		return true
 	}
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)

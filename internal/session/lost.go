@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -45,10 +46,11 @@ func (s *Session) recoverLost(ctx context.Context, l *link, cause error) error {
 	var out []byte
 	msg := cause.Error() + "; the request was not sent again"
 	for i := range st.pending {
-		if i > 0 || !st.errored {
-			out = wire.AppendError(out, wire.SeverityError, wire.CodeConnectionFailure, msg)
+		if i == 0 && st.errored {
+			out = appendReady(out, status) // its error came from the server
+		} else {
+			out = appendFailed(out, wire.CodeConnectionFailure, msg, status)
 		}
-		out = wire.Append(out, &pgproto3.ReadyForQuery{TxStatus: status})
 	}
 	if len(out) == 0 {
 		return nil // nothing was asked; the next request finds out
@@ -68,15 +70,37 @@ func (s *Session) trackAnswers(out []byte) []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.tr.BeginAnswers()
-	for off := 0; off+5 <= len(out); {
-		n := 1 + int(uint32(out[off+1])<<24|uint32(out[off+2])<<16|uint32(out[off+3])<<8|uint32(out[off+4]))
-		if err := s.tr.Server(out[off], out[off+5:off+n], off); err != nil {
+	rd := wire.NewReader(bytes.NewReader(out), len(out), len(out))
+	_ = rd.Fill()
+	for {
+		f, ok, err := rd.Next()
+		if err != nil || !ok {
+			break
+		}
+		if err := s.tr.Server(f.Type, f.Body, f.Off); err != nil {
 			s.log.Debug("statement tracker on made-up answers", "err", err)
 			break
 		}
-		off += n
 	}
 	return append([]byte(nil), s.tr.ApplyAnswers(out)...)
+}
+
+// appendFailed appends PostgreSQL's answer to a request that failed: an
+// ERROR with code and msg, then ReadyForQuery with status.
+func appendFailed(dst []byte, code, msg string, status byte) []byte {
+	return appendReady(wire.AppendError(dst, wire.SeverityError, code, msg), status)
+}
+
+func appendReady(dst []byte, status byte) []byte {
+	return wire.Append(dst, &pgproto3.ReadyForQuery{TxStatus: status})
+}
+
+// endsWithRequests reports whether a batch of client messages ends with
+// whole requests that each want a ReadyForQuery, so pgvalve can answer it
+// alone.
+func endsWithRequests(requests int, last byte) bool {
+	_, wantsReady := requestEnds(last)
+	return requests > 0 && wantsReady
 }
 
 // answerLostTx answers, without a server, a batch from a client whose
@@ -90,27 +114,22 @@ func (s *Session) answerLostTx(requests int, last byte) (done bool, err error) {
 		if verb, ok := txExit(s.frames[0].Body); ok {
 			var out []byte
 			if verb == "commit" && s.lostWhy != nil {
-				out = wire.AppendError(out, wire.SeverityError, wire.CodeConnectionFailure, s.lostMessage())
+				out = appendFailed(out, wire.CodeConnectionFailure, s.lostMessage(), 'I')
 			} else {
-				out = wire.Append(out, &pgproto3.CommandComplete{CommandTag: []byte("ROLLBACK")})
+				out = appendReady(wire.Append(out, &pgproto3.CommandComplete{CommandTag: []byte("ROLLBACK")}), 'I')
 			}
 			s.txLost, s.lostWhy = false, nil
-			_, err := s.conn.Write(wire.Append(out, &pgproto3.ReadyForQuery{TxStatus: 'I'}))
+			_, err := s.conn.Write(out)
 			return true, err
 		}
 	}
-	if s.lostWhy == nil || requests == 0 || (last != 'Q' && last != 'S' && last != 'F') {
+	if s.lostWhy == nil || !endsWithRequests(requests, last) {
 		return false, nil
 	}
-	var out []byte
-	for i := range requests {
-		if i == 0 {
-			out = wire.AppendError(out, wire.SeverityError, wire.CodeConnectionFailure, s.lostMessage())
-		} else {
-			out = wire.AppendError(out, wire.SeverityError, wire.CodeInFailedTx,
-				"current transaction is aborted, commands ignored until end of transaction block")
-		}
-		out = wire.Append(out, &pgproto3.ReadyForQuery{TxStatus: 'E'})
+	out := appendFailed(nil, wire.CodeConnectionFailure, s.lostMessage(), 'E')
+	for range requests - 1 {
+		out = appendFailed(out, wire.CodeInFailedTx,
+			"current transaction is aborted, commands ignored until end of transaction block", 'E')
 	}
 	s.lostWhy = nil
 	_, err = s.conn.Write(out)
@@ -161,16 +180,13 @@ func (s *Session) enterLostTx(ctx context.Context, srv *backend.Conn) error {
 // serverFatal reports whether a server ErrorResponse body is a FATAL (the
 // server is about to close), returning it decoded.
 func serverFatal(body []byte) (*pgconn.PgError, bool) {
-	var msg pgproto3.ErrorResponse
-	if msg.Decode(body) != nil {
+	var pgErr *pgconn.PgError
+	if !errors.As(backend.DecodeError(body), &pgErr) {
 		return nil, false
 	}
-	sev := msg.SeverityUnlocalized
+	sev := pgErr.SeverityUnlocalized
 	if sev == "" {
-		sev = msg.Severity
+		sev = pgErr.Severity
 	}
-	if sev != "FATAL" && sev != "PANIC" {
-		return nil, false
-	}
-	return pgconn.ErrorResponseToPgError(&msg), true
+	return pgErr, sev == "FATAL" || sev == "PANIC"
 }

@@ -178,7 +178,7 @@ func (s *Session) forward(ctx context.Context, span []byte, requests int, last b
 			return err
 		}
 	}
-	s.queueCancellable = requests > 0 && (last == 'Q' || last == 'S' || last == 'F')
+	s.queueCancellable = endsWithRequests(requests, last)
 	l, err := s.linkFor(ctx)
 	if errors.Is(err, errCanceledInQueue) {
 		return s.answerCanceled(requests)

@@ -55,9 +55,6 @@ type Env struct {
 	// per server in transaction and statement pooling; 0 turns tracking
 	// off.
 	MaxPreparedStatements int
-	// AliveCheckAfter: a server parked at least this long is peeked at for
-	// life before reuse; 0 peeks every time.
-	AliveCheckAfter time.Duration
 	// CheckDelay (server_check_delay): a server parked at least this long
 	// runs an empty query before reuse; 0 checks every time.
 	CheckDelay time.Duration

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgproto3"
-
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
@@ -325,9 +323,8 @@ func (s *Session) answerCanceled(requests int) error {
 	}
 	var out []byte
 	for range requests {
-		out = wire.AppendError(out, wire.SeverityError, wire.CodeQueryCanceled,
-			"canceling statement due to user request (it was still waiting for a server and never ran)")
-		out = wire.Append(out, &pgproto3.ReadyForQuery{TxStatus: status})
+		out = appendFailed(out, wire.CodeQueryCanceled,
+			"canceling statement due to user request (it was still waiting for a server and never ran)", status)
 	}
 	_, err := s.conn.Write(out)
 	return err
