@@ -2,15 +2,11 @@ package app_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
 // terminate ends a backend from the admin connection.
@@ -26,10 +22,21 @@ func terminate(t *testing.T, admin *pgx.Conn, pid int) {
 // client may go on.
 func wantError(t *testing.T, err error, code string) {
 	t.Helper()
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != code || pgErr.Severity != "ERROR" {
+	if pgErr := wantCode(t, err, code); pgErr.Severity != "ERROR" {
 		t.Fatalf("got %v, want ERROR with SQLSTATE %s", err, code)
 	}
+}
+
+// backendPID is the PostgreSQL backend serving q's next statement.
+func backendPID(t *testing.T, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) int {
+	t.Helper()
+	var pid int
+	if err := q.QueryRow(testContext(t), "select pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	return pid
 }
 
 // In transaction pooling a lost server costs the client its request or
@@ -56,16 +63,13 @@ func TestALostServerGivesItsClientAnErrorAndTheClientGoesOn(t *testing.T) {
 			mustExec(t, admin, fmt.Sprintf("grant all on lost_rows to %q", cluster.User))
 			c := connectTx(t, url)
 			tag := fmt.Sprintf("%s-%d", tc.name, time.Now().UnixNano())
-			var pid int
 			if tc.inTx {
 				mustExec(t, c, "begin")
 				if _, err := c.Exec(ctx, "insert into lost_rows values ($1)", tag); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if err := c.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid); err != nil {
-				t.Fatal(err)
-			}
+			pid := backendPID(t, c)
 			var err error
 			if tc.midRequest {
 				running := backgroundQuery(ctx, c, "select pg_sleep(30)")
@@ -78,7 +82,7 @@ func TestALostServerGivesItsClientAnErrorAndTheClientGoesOn(t *testing.T) {
 			} else {
 				terminate(t, admin, pid)
 				waitFor(t, 10*time.Second, "pgvalve to notice and close the server", func() bool {
-					st, _ := s.PoolStats(pgtest.TestDatabase + "/" + cluster.User)
+					st, _ := s.PoolStats(poolName())
 					return st.ServersActive == 0
 				})
 			}
@@ -102,9 +106,8 @@ func TestALostServerGivesItsClientAnErrorAndTheClientGoesOn(t *testing.T) {
 					t.Fatalf("commit of the lost transaction: %q %v; want ROLLBACK", tag, err)
 				}
 			}
-			var newPID int
-			if err := c.QueryRow(ctx, "select pg_backend_pid()").Scan(&newPID); err != nil || newPID == pid {
-				t.Fatalf("after the loss: pid %d (was %d), %v", newPID, pid, err)
+			if newPID := backendPID(t, c); newPID == pid {
+				t.Fatalf("after the loss the client is still on pid %d", pid)
 			}
 			var rows int
 			if err := admin.QueryRow(ctx, "select count(*) from lost_rows where tag like $1", tag+"%").Scan(&rows); err != nil || rows != 0 {
@@ -112,7 +115,7 @@ func TestALostServerGivesItsClientAnErrorAndTheClientGoesOn(t *testing.T) {
 			}
 			c.Close(ctx)
 			s.WaitIdle(t, 10*time.Second)
-			if st, _ := s.PoolStats(pgtest.TestDatabase + "/" + cluster.User); st.ServersActive != 0 {
+			if st, _ := s.PoolStats(poolName()); st.ServersActive != 0 {
 				t.Fatalf("pool after the loss: %+v", st)
 			}
 		})

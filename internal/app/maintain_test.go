@@ -88,28 +88,19 @@ func TestServerLifetimeReplacesServersBetweenTransactions(t *testing.T) {
 	_, url := startValve(t, cfg)
 	ctx := testContext(t)
 	c := connectTx(t, url)
-	pid := func(q interface {
-		QueryRow(context.Context, string, ...any) pgx.Row
-	}) int {
-		var p int
-		if err := q.QueryRow(ctx, "select pg_backend_pid()").Scan(&p); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
 	tx, err := c.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := pid(tx)
+	before := backendPID(t, tx)
 	time.Sleep(300 * time.Millisecond) // past the lifetime, inside the transaction
-	if p := pid(tx); p != before {
+	if p := backendPID(t, tx); p != before {
 		t.Fatalf("the server changed inside a transaction: pid %d then %d", before, p)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if p := pid(c); p == before {
+	if p := backendPID(t, c); p == before {
 		t.Fatalf("the server outlived server_lifetime: still pid %d", p)
 	}
 }

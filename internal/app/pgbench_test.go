@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
@@ -107,7 +106,7 @@ func TestPgbenchWithANewConnectionPerTransactionNeverExceedsThePool(t *testing.T
 				t.Fatalf("pg_stat_activity showed up to %d backends for the pool of %d", p, poolSize)
 			}
 			s.WaitIdle(t, 10*time.Second)
-			st, _ := s.PoolStats(fmt.Sprintf("%s/%s", pgtest.TestDatabase, cluster.User))
+			st, _ := s.PoolStats(poolName())
 			if st.Total() > poolSize || st.Acquires < int64(processed) {
 				t.Fatalf("stats %+v after %d transactions", st, processed)
 			}

@@ -262,7 +262,7 @@ func TestAProtocolViolationDuringAQueryCancelsItAndClosesTheServer(t *testing.T)
 	waitFor(t, 10*time.Second, "the abandoned query to stop", func() bool { return activeQueries(ctx, admin, sleepy) == 0 })
 	s.WaitIdle(t, 10*time.Second)
 	// The server's state was unknown, so it was closed rather than pooled.
-	if st, _ := s.PoolStats(pgtest.TestDatabase + "/" + cluster.User); st.Total() != 0 {
+	if st, _ := s.PoolStats(poolName()); st.Total() != 0 {
 		t.Fatalf("pool still holds servers: %+v", st)
 	}
 }

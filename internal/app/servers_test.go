@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
 func TestATerminatedServerFailsItsClientAndIsNotReused(t *testing.T) {
@@ -68,7 +66,7 @@ func TestATerminatedServerFailsItsClientAndIsNotReused(t *testing.T) {
 			}
 			bystander.Close(ctx)
 			s.WaitIdle(t, 10*time.Second)
-			name := fmt.Sprintf("%s/%s", pgtest.TestDatabase, cluster.User)
+			name := poolName()
 			if st, _ := s.PoolStats(name); st.ServersIdle != 1 || st.Total() != 1 {
 				t.Fatalf("pool holds %+v; want just the bystander's server, idle", st)
 			}
@@ -134,7 +132,7 @@ func TestFiftyClientsShareAPoolOfFiveWithoutMixingResults(t *testing.T) {
 		t.Fatalf("pg_stat_activity showed up to %d backends for a pool of %d", p, poolSize)
 	}
 	s.WaitIdle(t, 10*time.Second)
-	st, _ := s.PoolStats(fmt.Sprintf("%s/%s", pgtest.TestDatabase, cluster.User))
+	st, _ := s.PoolStats(poolName())
 	if st.Total() > poolSize || st.Acquires < clients || st.Timeouts != 0 {
 		t.Fatalf("stats after %d clients: %+v", clients, st)
 	}

@@ -138,7 +138,7 @@ func TestWaitingClientsGiveUpWith53300AfterTheWaitTimeout(t *testing.T) {
 	if !errors.As(err, &pgErr) || pgErr.Code != "53300" {
 		t.Fatalf("want SQLSTATE 53300, got %v", err)
 	}
-	name := fmt.Sprintf("%s/%s", pgtest.TestDatabase, cluster.User)
+	name := poolName()
 	if !strings.Contains(pgErr.Message, name) || !strings.Contains(pgErr.Message, "500ms") {
 		t.Fatalf("message %q must name the pool %q and the timeout", pgErr.Message, name)
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
 
@@ -23,17 +22,6 @@ func stopBackend(t *testing.T, pid int) {
 		t.Fatalf("SIGSTOP %d: %v", pid, err)
 	}
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
-}
-
-// rawQuery sends a simple query and reads to its ReadyForQuery.
-func (c *rawConn) rawQuery(sql string) {
-	c.t.Helper()
-	c.send(&pgproto3.Query{String: sql})
-	for {
-		if _, ok := c.receive().(*pgproto3.ReadyForQuery); ok {
-			return
-		}
-	}
 }
 
 // idle_transaction_timeout ends a client idle inside a transaction with
@@ -51,8 +39,8 @@ func TestIdleTransactionTimeoutFreesTheServer(t *testing.T) {
 
 	c := dialRaw(t, s)
 	c.login()
-	c.rawQuery("begin")
-	c.rawQuery("insert into idle_tx_rows values ('" + tag + "')")
+	c.simpleQuery("begin")
+	c.simpleQuery("insert into idle_tx_rows values ('" + tag + "')")
 	c.expectFatalThenEOF("25P03")
 
 	next := connectTx(t, url)
@@ -74,7 +62,7 @@ func TestClientIdleTimeoutEndsAnIdleClient(t *testing.T) {
 	s, _ := startValve(t, cfg)
 	c := dialRaw(t, s)
 	c.login()
-	c.rawQuery("select 1")
+	c.simpleQuery("select 1")
 	c.expectFatalThenEOF("57P05")
 	s.WaitIdle(t, 10*time.Second)
 }
@@ -90,16 +78,12 @@ func TestQueryTimeoutCancelsThenGivesUpOnTheServer(t *testing.T) {
 	c := connectTx(t, url)
 	_, err := c.Exec(ctx, "select pg_sleep(20)")
 	wantError(t, err, "57014")
-	var pid int
-	if err := c.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid); err != nil {
-		t.Fatal(err)
-	}
+	pid := backendPID(t, c)
 	stopBackend(t, pid)
 	_, err = c.Exec(ctx, "select 1")
 	wantError(t, err, "08006")
-	var again int
-	if err := c.QueryRow(ctx, "select pg_backend_pid()").Scan(&again); err != nil || again == pid {
-		t.Fatalf("after giving up on pid %d: pid %d, %v", pid, again, err)
+	if again := backendPID(t, c); again == pid {
+		t.Fatalf("still on pid %d after giving up on it", pid)
 	}
 	c.Close(ctx)
 	s.WaitIdle(t, 10*time.Second)
@@ -180,7 +164,7 @@ func holdTheOnlyServer(t *testing.T, url string) (holder *pgx.Conn, commit func(
 func waitQueue(t *testing.T, s *valvetest.Server, n int) {
 	t.Helper()
 	waitFor(t, 10*time.Second, fmt.Sprintf("%d clients queued", n), func() bool {
-		st, _ := s.PoolStats(pgtest.TestDatabase + "/" + cluster.User)
+		st, _ := s.PoolStats(poolName())
 		return st.ClientsWaiting == n
 	})
 }
@@ -202,14 +186,10 @@ func TestServerCheckDropsAServerThatDoesNotAnswer(t *testing.T) {
 	s, url := startValve(t, cfg)
 	ctx := testContext(t)
 	c := connectTx(t, url)
-	var pid int
-	if err := c.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid); err != nil {
-		t.Fatal(err)
-	}
+	pid := backendPID(t, c)
 	stopBackend(t, pid)
-	var again int
-	if err := c.QueryRow(ctx, "select pg_backend_pid()").Scan(&again); err != nil || again == pid {
-		t.Fatalf("after freezing pid %d: pid %d, %v", pid, again, err)
+	if again := backendPID(t, c); again == pid {
+		t.Fatalf("still on pid %d after freezing it", pid)
 	}
 	c.Close(ctx)
 	s.WaitIdle(t, 10*time.Second)

@@ -83,17 +83,15 @@ func oParseU(c int, q string, np int) op {
 func oBind(c int, portal, stmt string, np int) op {
 	return op{c, opBind, index(simTargets, stmt) | index(simPortals, portal)<<3 | byte(np)<<4}
 }
-func oDescS(c int, stmt string) op    { return op{c, opDescribeS, index(simTargets, stmt)} }
-func oDescP(c int, portal string) op  { return op{c, opDescribeP, index(simPortals, portal)} }
-func oExec(c int, portal string) op   { return op{c, opExecute, index(simPortals, portal)} }
-func oCloseS(c int, stmt string) op   { return op{c, opCloseS, index(simTargets, stmt)} }
-func oCloseP(c int, portal string) op { return op{c, opCloseP, index(simPortals, portal)} }
-func oSync(c int) op                  { return op{c, opSync, 0} }
-func oFlush(c int) op                 { return op{c, opFlush, 0} }
-func oQuery(c int, q string) op       { return op{c, opQuery, index(simSimple, q)} }
-func oSend(c, backend int) op         { return op{c, opSend, byte(backend << 2)} }
-func oSendSync(c, backend int) op     { return op{c, opSend, byte(backend<<2 | 1)} }
-func oRecv(c, chunk int) op           { return op{c, opReceive, byte(chunk - 1)} }
+func oDescS(c int, stmt string) op   { return op{c, opDescribeS, index(simTargets, stmt)} }
+func oDescP(c int, portal string) op { return op{c, opDescribeP, index(simPortals, portal)} }
+func oExec(c int, portal string) op  { return op{c, opExecute, index(simPortals, portal)} }
+func oCloseS(c int, stmt string) op  { return op{c, opCloseS, index(simTargets, stmt)} }
+func oSync(c int) op                 { return op{c, opSync, 0} }
+func oFlush(c int) op                { return op{c, opFlush, 0} }
+func oQuery(c int, q string) op      { return op{c, opQuery, index(simSimple, q)} }
+func oSend(c, backend int) op        { return op{c, opSend, byte(backend << 2)} }
+func oRecv(c, chunk int) op          { return op{c, opReceive, byte(chunk - 1)} }
 func oBindExec(c int, stmt string, np int) op {
 	return op{c, opBindExec, index(simTargets, stmt) | byte(np)<<3}
 }
