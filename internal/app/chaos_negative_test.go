@@ -162,6 +162,10 @@ func TestChaosIdleCheckCatchesALeaseNotReleased(t *testing.T) {
 	} else {
 		t.Logf("detected as intended: %v", err)
 	}
+	// The dropped lease's server must not outlive pgvalve: later tests
+	// count backends.
+	s.Stop()
+	waitNoBackends(t, admin)
 }
 
 // A panic in the wrong session reaches one of the load's clients: the

@@ -78,7 +78,7 @@ type Env struct {
 // guard them can fail.
 type Knobs struct {
 	// SkipRelease, when it returns true, makes the session drop a lease
-	// without releasing it.
+	// without releasing it (its server is closed, its counters are not).
 	SkipRelease func() bool
 	// BeforeForward runs before each client batch is sent to a server,
 	// with the batch; a test may panic in it to check that one session's
