@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"maps"
 	"net"
@@ -44,6 +45,7 @@ type Config struct {
 // and Close may be called from anywhere.
 type Conn struct {
 	netConn net.Conn
+	sock    io.ReadWriter // netConn's hot path: see wire.Socket
 	rd      *wire.Reader
 	cancel  cancelTarget
 	created time.Time
@@ -109,13 +111,14 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	}
 	c := &Conn{
 		netConn:   hc.Conn,
-		rd:        wire.NewReader(hc.Conn, wire.DefaultBufferSize, maxLen),
+		sock:      wire.NewSocket(hc.Conn),
 		created:   time.Now(),
 		idleSince: time.Now(),
 		params:    hc.ParameterStatuses,
 		txStatus:  hc.TxStatus,
 		cancel:    cancelTarget{pid: hc.PID, secret: hc.SecretKey},
 	}
+	c.rd = wire.NewReader(c.sock, wire.DefaultBufferSize, maxLen)
 	c.cancel.network, c.cancel.address = cancelAddr(hc.Conn, cfg)
 	return c, nil
 }
@@ -159,6 +162,9 @@ func connString(cfg Config) string {
 
 // NetConn is the raw socket, for the relay's writes and deadlines.
 func (c *Conn) NetConn() net.Conn { return c.netConn }
+
+// Write sends p to the server on the relay's hot path (wire.Socket).
+func (c *Conn) Write(p []byte) (int, error) { return c.sock.Write(p) }
 
 // Reader frames what the server sends. Bytes left in it belong to this
 // connection, so one reader lives as long as the connection.

@@ -210,7 +210,7 @@ func (s *Session) forward(ctx context.Context, span []byte, requests int, last b
 	if s.tr != nil {
 		span = s.tr.ApplyBatch(span)
 	}
-	if _, err := l.srv.NetConn().Write(span); err != nil {
+	if _, err := l.srv.Write(span); err != nil {
 		return fmt.Errorf("%w: write: %v", errServerLost, err)
 	}
 	if nudge {
@@ -243,7 +243,7 @@ func (s *Session) answerDeferred() (done bool, err error) {
 		return true, &protocolViolation{err}
 	}
 	s.deferBuf = out
-	if _, err := s.conn.Write(out); err != nil {
+	if _, err := s.sock.Write(out); err != nil {
 		return true, err
 	}
 	return true, nil
@@ -288,7 +288,7 @@ func (s *Session) serverSide(l *link) {
 				span = s.tr.ApplyAnswers(span)
 			}
 			if len(span) > 0 {
-				if _, werr := s.conn.Write(span); werr != nil && !detach {
+				if _, werr := s.sock.Write(span); werr != nil && !detach {
 					err = fmt.Errorf("write to client: %w", werr)
 				}
 				// At a safe point the server goes back whatever became of

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -91,6 +92,7 @@ type Session struct {
 	env    *Env
 	conn   net.Conn
 	rd     *wire.Reader
+	sock   io.ReadWriter // conn's hot path: see wire.Socket
 	log    *slog.Logger
 	user   string
 	db     string
@@ -232,7 +234,8 @@ func (s *Session) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.rd = wire.NewReader(s.conn, wire.DefaultBufferSize, s.env.MaxMessageSize)
+	s.sock = wire.NewSocket(s.conn)
+	s.rd = wire.NewReader(s.sock, wire.DefaultBufferSize, s.env.MaxMessageSize)
 	route, ok := s.env.Lookup(s.db, s.user)
 	if !ok {
 		s.fatal(wire.CodeInvalidCatalogName, fmt.Sprintf("no such database: %s", s.db))

@@ -1,0 +1,6 @@
+//go:build !race
+
+package wire
+
+func raceRead([]byte)  {}
+func raceWrite([]byte) {}
