@@ -13,6 +13,7 @@ import (
 	"iter"
 	"maps"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -60,6 +61,12 @@ type Conn struct {
 	// itself since (0: none).
 	applied map[string]string
 	dirty   uint64
+	// synced is the key of the want list the settings last matched
+	// (SyncKeyed); "" after anything that may have changed them.
+	synced string
+	// reportedKey identifies params by content (ReportedKey); "" when
+	// not computed since they changed.
+	reportedKey string
 
 	closed atomic.Bool
 }
@@ -202,6 +209,19 @@ func (c *Conn) Params() map[string]string {
 // ReportedParams iterates over the server's reported parameters without
 // copying them; only the connection's owner may call it.
 func (c *Conn) ReportedParams() iter.Seq2[string, string] { return maps.All(c.params) }
+
+// ReportedKey identifies the reported parameters by content: two servers
+// (or one, at two times) with the same key report the same values.
+func (c *Conn) ReportedKey() string {
+	if c.reportedKey == "" {
+		ps := make([]wire.Param, 0, len(c.params))
+		for _, name := range slices.Sorted(maps.Keys(c.params)) {
+			ps = append(ps, wire.Param{Name: name, Value: c.params[name]})
+		}
+		c.reportedKey = "reported\x00" + ParamsKey(ps) // never "", even with no params
+	}
+	return c.reportedKey
+}
 
 // Param returns one reported parameter.
 func (c *Conn) Param(name string) string { return c.params[name] }

@@ -101,6 +101,7 @@ func (c *Conn) observe(typ byte, body []byte) {
 		var ps pgproto3.ParameterStatus
 		if ps.Decode(body) == nil {
 			c.params[ps.Name] = ps.Value
+			c.synced, c.reportedKey = "", ""
 		}
 	}
 }

@@ -33,9 +33,24 @@ func (c *Conn) SyncParams(ctx context.Context, want []wire.Param) error {
 // A bad name or value comes back as the server's error, which the client
 // would have seen connecting directly.
 func (c *Conn) SyncFor(ctx context.Context, owner uint64, want []wire.Param) error {
-	if c.inSync(owner, want) {
-		return nil // the common case, checked without allocating
+	return c.SyncKeyed(ctx, owner, "", want)
+}
+
+// SyncKeyed is SyncFor for a want list identified by key (ParamsKey of
+// it): a server last brought in line with the same key, with no server
+// report or reset since, is known to match without looking at want. That
+// is every transaction of a pool whose clients connect alike, as
+// application pools do. An empty key never matches.
+func (c *Conn) SyncKeyed(ctx context.Context, owner uint64, key string, want []wire.Param) error {
+	clean := c.dirty == 0 || c.dirty == owner
+	if key != "" && key == c.synced && clean {
+		return nil
 	}
+	if c.inSync(owner, want) {
+		c.synced = key
+		return nil // the common case before keys, checked without allocating
+	}
+	c.synced = ""
 	want = lastOfEach(want)
 	var stmts, sets []string
 	applied := c.applied
@@ -77,7 +92,20 @@ func (c *Conn) SyncFor(ctx context.Context, owner uint64, want []wire.Param) err
 			c.applied[p.Name] = p.Value
 		}
 	}
+	c.synced = key
 	return nil
+}
+
+// ParamsKey identifies a list of parameters by content, for SyncKeyed.
+func ParamsKey(ps []wire.Param) string {
+	var b strings.Builder
+	for _, p := range ps {
+		b.WriteString(p.Name)
+		b.WriteByte(0)
+		b.WriteString(p.Value)
+		b.WriteByte(0)
+	}
+	return b.String()
 }
 
 // inSync reports whether the server already has exactly want for owner:
@@ -119,6 +147,7 @@ func (c *Conn) MarkDirty(owner uint64) {
 func (c *Conn) ForgetApplied() {
 	c.applied = nil
 	c.dirty = 0
+	c.synced = ""
 }
 
 // ident quotes a parameter name as an SQL identifier.

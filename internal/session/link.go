@@ -172,20 +172,27 @@ func (s *Session) queuedNotice() {
 // settings and tells the client about every reported parameter whose value
 // differs from what it was last told. Only then can cancels reach it.
 func (s *Session) attach(ctx context.Context, srv *backend.Conn) error {
-	if err := srv.SyncFor(ctx, s.id, s.wantedParams()); err != nil {
+	if s.wantKey == "" {
+		s.wantKey = backend.ParamsKey(s.wantedParams())
+	}
+	if err := srv.SyncKeyed(ctx, s.id, s.wantKey, s.want); err != nil {
 		return err
 	}
-	var buf []byte
-	for k, v := range srv.ReportedParams() {
-		if old, ok := s.reported[k]; !ok || old != v {
-			buf = wire.Append(buf, &pgproto3.ParameterStatus{Name: k, Value: v})
-			s.reported[k] = v
+	if told := srv.ReportedKey(); told != s.toldKey {
+		var buf []byte
+		for k, v := range srv.ReportedParams() {
+			if old, ok := s.reported[k]; !ok || old != v {
+				buf = wire.Append(buf, &pgproto3.ParameterStatus{Name: k, Value: v})
+				s.reported[k] = v
+			}
 		}
-	}
-	if len(buf) > 0 {
-		if _, err := s.conn.Write(buf); err != nil {
-			return err
+		if len(buf) > 0 {
+			s.wantKey = "" // followed values are wanted as the client was told them
+			if _, err := s.conn.Write(buf); err != nil {
+				return err
+			}
 		}
+		s.toldKey = told
 	}
 	s.setLink(srv)
 	return nil

@@ -394,6 +394,7 @@ func (s *Session) scanServer(l *link) (detach bool, keep int, err error) {
 			var ps pgproto3.ParameterStatus
 			if ps.Decode(f.Body) == nil {
 				s.reported[ps.Name] = ps.Value
+				s.wantKey, s.toldKey = "", ""
 			}
 		}
 	}

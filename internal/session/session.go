@@ -100,6 +100,10 @@ type Session struct {
 	params []wire.Param // settings to apply on every server this client uses
 	id     uint64       // tells this client's server changes from others' (backend.MarkDirty)
 	want   []wire.Param // reused by wantedParams
+	// wantKey is backend.ParamsKey(want), toldKey the ReportedKey of the
+	// server whose reports the client was last brought up to date with;
+	// both "" when reported changes. They let attach skip its checks.
+	wantKey, toldKey string
 	// reported is what the client has been told each parameter is. The
 	// session goroutine and the server side take turns with it: a server
 	// side runs only while linked, and a new one starts after the old ends.
