@@ -62,7 +62,7 @@ type Conn struct {
 	applied map[string]string
 	dirty   uint64
 	// synced is the key of the want list the settings last matched
-	// (SyncKeyed); "" after anything that may have changed them.
+	// (SyncFor); "" after anything that may have changed them.
 	synced string
 	// reportedKey identifies params by content (ReportedKey); "" when
 	// not computed since they changed.

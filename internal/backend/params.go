@@ -11,10 +11,10 @@ import (
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
-// SyncParams is SyncFor with no owner: any SET a client ran on the
-// server is reset first.
+// SyncParams is SyncFor with no owner and no key: any SET a client ran
+// on the server is reset first.
 func (c *Conn) SyncParams(ctx context.Context, want []wire.Param) error {
-	return c.SyncFor(ctx, 0, want)
+	return c.SyncFor(ctx, 0, "", want)
 }
 
 // SyncFor makes the server session's settings what client owner wants
@@ -32,16 +32,12 @@ func (c *Conn) SyncParams(ctx context.Context, want []wire.Param) error {
 // PostgreSQL parses startup parameters (a search_path list stays a list).
 // A bad name or value comes back as the server's error, which the client
 // would have seen connecting directly.
-func (c *Conn) SyncFor(ctx context.Context, owner uint64, want []wire.Param) error {
-	return c.SyncKeyed(ctx, owner, "", want)
-}
-
-// SyncKeyed is SyncFor for a want list identified by key (ParamsKey of
-// it): a server last brought in line with the same key, with no server
-// report or reset since, is known to match without looking at want. That
-// is every transaction of a pool whose clients connect alike, as
-// application pools do. An empty key never matches.
-func (c *Conn) SyncKeyed(ctx context.Context, owner uint64, key string, want []wire.Param) error {
+//
+// key, when not empty, is ParamsKey(want): a server last brought in line
+// with the same key, with no server report or reset since, is known to
+// match without looking at want. That is every transaction of a pool
+// whose clients connect alike, as application pools do.
+func (c *Conn) SyncFor(ctx context.Context, owner uint64, key string, want []wire.Param) error {
 	clean := c.dirty == 0 || c.dirty == owner
 	if key != "" && key == c.synced && clean {
 		return nil
@@ -54,7 +50,7 @@ func (c *Conn) SyncKeyed(ctx context.Context, owner uint64, key string, want []w
 	want = lastOfEach(want)
 	var stmts, sets []string
 	applied := c.applied
-	if c.dirty != 0 && c.dirty != owner {
+	if !clean {
 		stmts = append(stmts, "RESET ALL")
 		applied = nil
 	}
@@ -96,7 +92,7 @@ func (c *Conn) SyncKeyed(ctx context.Context, owner uint64, key string, want []w
 	return nil
 }
 
-// ParamsKey identifies a list of parameters by content, for SyncKeyed.
+// ParamsKey identifies a list of parameters by content, for SyncFor.
 func ParamsKey(ps []wire.Param) string {
 	var b strings.Builder
 	for _, p := range ps {

@@ -195,33 +195,33 @@ func TestStartupParamsLetExplicitParametersOverrideOptionsAsThePostmasterDoes(t 
 	}
 }
 
-// SyncKeyed trusts a matching key and sends nothing; a server report
+// SyncFor trusts a matching key and sends nothing; a server report
 // (here another client's SET application_name) voids the key, and the next
-// SyncKeyed brings the server back.
-func TestSyncKeyedTrustsItsKeyUntilTheServerReportsAChange(t *testing.T) {
+// SyncFor brings the server back.
+func TestSyncForTrustsItsKeyUntilTheServerReportsAChange(t *testing.T) {
 	c := dial(t)
 	ctx := testContext(t)
 	want := []wire.Param{{Name: "application_name", Value: "keyed"}, {Name: "work_mem", Value: "3MB"}}
 	key := backend.ParamsKey(want)
-	if err := c.SyncKeyed(ctx, 1, key, want); err != nil {
+	if err := c.SyncFor(ctx, 1, key, want); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Exec(ctx, "SET application_name = 'changed behind the key'"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SyncKeyed(ctx, 1, key, want); err != nil {
+	if err := c.SyncFor(ctx, 1, key, want); err != nil {
 		t.Fatal(err)
 	}
 	assertSetting(t, c, "application_name", "keyed")
 	assertSetting(t, c, "work_mem", "3MB")
 	// A broken connection refuses every query, so nil means none was sent.
 	c.MarkBroken("test: no query may be sent")
-	if err := c.SyncKeyed(ctx, 1, key, want); err != nil {
-		t.Errorf("SyncKeyed with the key the server matches sent a query: %v", err)
+	if err := c.SyncFor(ctx, 1, key, want); err != nil {
+		t.Errorf("SyncFor with the key the server matches sent a query: %v", err)
 	}
 	other := []wire.Param{{Name: "application_name", Value: "keyed"}, {Name: "work_mem", Value: "5MB"}}
-	if err := c.SyncKeyed(ctx, 1, backend.ParamsKey(other), other); err == nil {
-		t.Error("SyncKeyed with another key on a broken connection succeeded")
+	if err := c.SyncFor(ctx, 1, backend.ParamsKey(other), other); err == nil {
+		t.Error("SyncFor with another key on a broken connection succeeded")
 	}
 }
 

@@ -175,7 +175,7 @@ func (s *Session) attach(ctx context.Context, srv *backend.Conn) error {
 	if s.wantKey == "" {
 		s.wantKey = backend.ParamsKey(s.wantedParams())
 	}
-	if err := srv.SyncKeyed(ctx, s.id, s.wantKey, s.want); err != nil {
+	if err := srv.SyncFor(ctx, s.id, s.wantKey, s.want); err != nil {
 		return err
 	}
 	if told := srv.ReportedKey(); told != s.toldKey {

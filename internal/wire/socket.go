@@ -81,20 +81,16 @@ func (s *Socket) Read(p []byte) (int, error) {
 
 // read is the RawConn callback: false means "wait until readable".
 func (s *Socket) read(fd uintptr) bool {
-	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&s.rbuf[0])), uintptr(len(s.rbuf)))
-		switch e {
-		case 0:
-			s.rn = int(n)
-			return true
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false
-		default:
-			s.rerr = e
-			return true
-		}
+	n, e := rawIO(syscall.SYS_READ, fd, s.rbuf)
+	switch e {
+	case 0:
+		s.rn = n
+	case syscall.EAGAIN:
+		return false
+	default:
+		s.rerr = e
 	}
+	return true
 }
 
 // Write writes all of p, waiting while the socket's buffer is full.
@@ -122,12 +118,10 @@ func (s *Socket) Write(p []byte) (int, error) {
 // write is the RawConn callback: false means "wait until writable".
 func (s *Socket) write(fd uintptr) bool {
 	for s.wn < len(s.wbuf) {
-		rest := s.wbuf[s.wn:]
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
+		n, e := rawIO(syscall.SYS_WRITE, fd, s.wbuf[s.wn:])
 		switch e {
 		case 0:
-			s.wn += int(n)
-		case syscall.EINTR:
+			s.wn += n
 		case syscall.EAGAIN:
 			return false
 		default:
@@ -136,4 +130,15 @@ func (s *Socket) write(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// rawIO is one read or write of p (not empty) on fd, retried when a signal
+// interrupts it (Go's preemption sends them).
+func rawIO(trap, fd uintptr, p []byte) (int, syscall.Errno) {
+	for {
+		n, _, e := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		if e != syscall.EINTR {
+			return int(n), e
+		}
+	}
 }
