@@ -126,9 +126,17 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		cancel:    cancelTarget{pid: hc.PID, secret: hc.SecretKey},
 	}
 	c.rd = wire.NewReader(c.sock, wire.DefaultBufferSize, maxLen)
+	c.rd.SetWhole(decoded)
 	c.cancel.network, c.cancel.address = cancelAddr(hc.Conn, cfg)
 	return c, nil
 }
+
+// decoded reports whether server messages of type typ are decoded on the
+// relay's path, so they are read whole even when bigger than the buffer:
+// an ErrorResponse (a FATAL, a statement error the tracker reads) and a
+// ParameterStatus (settings that follow the client). A long error is
+// common: PostgreSQL quotes the input it could not parse.
+func decoded(typ byte) bool { return typ == 'E' || typ == 'S' }
 
 // cancelAddr picks where a CancelRequest goes: the peer actually reached
 // (a host list or DNS may have chosen it), except for unix sockets, whose

@@ -69,15 +69,10 @@ func (c *Conn) readUntilReady() error {
 		switch f.Type {
 		case 'E':
 			if firstErr == nil {
-				firstErr = errors.New("backend: exec: server error too large to read")
-				if f.Body != nil {
-					firstErr = DecodeError(f.Body)
-				}
+				firstErr = DecodeError(f.Body) // read whole: see decoded
 			}
 		case 'S', 'Z':
-			if f.Body != nil {
-				c.observe(f.Type, f.Body)
-			}
+			c.observe(f.Type, f.Body)
 			if f.Type == 'Z' {
 				c.rd.Take()
 				return firstErr

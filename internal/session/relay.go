@@ -137,9 +137,13 @@ func (s *Session) isDraining() bool {
 	return s.mu.draining && s.mu.cur == nil
 }
 
-// scanClient scans the complete client messages buffered, checking each
-// type, and counts what the safe point needs. It stops at Terminate.
+// scanClient scans the client messages buffered, checking each type, and
+// counts what the safe point needs. A message bigger than the buffer is
+// scanned from its header and its bytes stream through in later batches:
+// last is then its type until its final byte has passed. It stops at
+// Terminate.
 func (s *Session) scanClient() (requests int, last byte, terminated bool, err error) {
+	last = s.rd.Streaming() // a batch that only carries on a message ends with it
 	for {
 		f, ok, err := s.rd.Next()
 		if err != nil {
@@ -201,7 +205,7 @@ func (s *Session) forward(ctx context.Context, span []byte, requests int, last b
 		}
 	}
 	wasIdle := s.mu.st.pending == 0
-	s.mu.st.forwarded(requests, last)
+	s.mu.st.forwarded(requests, last, s.rd.Streaming() != 0)
 	if s.env.QueryTimeout > 0 && wasIdle && requests > 0 {
 		s.armQueryLocked()
 	}
@@ -254,11 +258,12 @@ func (s *Session) answerDeferred() (done bool, err error) {
 func (s *Session) rewrite() error {
 	s.tr.BeginBatch()
 	aborted := s.mu.st.status == 'E'
+	skip := s.env.Knobs != nil && s.env.Knobs.SkipStreamedBookkeeping
 	for _, f := range s.frames {
-		if f.Body == nil {
-			continue // streamed: never a statement message
+		if skip && f.Body == nil {
+			continue // the defect the knob brings back
 		}
-		if err := s.tr.Client(f.Type, f.Body, f.Off, aborted); err != nil {
+		if err := s.tr.Client(f.Type, f.Body, f.Off, f.Total(), aborted); err != nil {
 			return &protocolViolation{err}
 		}
 	}
@@ -355,7 +360,7 @@ func (s *Session) scanServer(l *link) (detach bool, keep int, err error) {
 		if err != nil || !ok {
 			return detach, -1, err
 		}
-		if f.Type == 'E' && f.Body != nil && s.route.Mode != config.PoolSession {
+		if f.Type == 'E' && s.route.Mode != config.PoolSession {
 			if pgErr, fatal := serverFatal(f.Body); fatal {
 				return detach, f.Off, pgErr
 			}

@@ -35,10 +35,13 @@ func requestEnds(typ byte) (ends, wantsReady bool) {
 }
 
 // forwarded records a batch of client messages sent to the server:
-// requests is how many want a ReadyForQuery, last is the type of the last.
-func (t *txState) forwarded(requests int, last byte) {
+// requests is how many want a ReadyForQuery, last is the type of the last,
+// and partial says the batch ends inside that message (the rest of a
+// message bigger than the buffer follows in later batches).
+func (t *txState) forwarded(requests int, last byte, partial bool) {
 	t.pending += requests
 	t.lastSafe, _ = requestEnds(last)
+	t.lastSafe = t.lastSafe && !partial
 }
 
 // ready records a ReadyForQuery from the server.

@@ -19,7 +19,7 @@ func run(steps []step) txState {
 					requests++
 				}
 			}
-			t.forwarded(requests, s.client[len(s.client)-1])
+			t.forwarded(requests, s.client[len(s.client)-1], false)
 		} else {
 			t.ready(s.ready)
 		}

@@ -167,7 +167,7 @@ func (s *sim) send(ci, pref int) {
 	c.tr.BeginBatch()
 	aborted := c.status == 'E'
 	for _, f := range frames {
-		if err := c.tr.Client(f.Type, f.Body, f.Off, aborted); err != nil {
+		if err := c.tr.Client(f.Type, f.Body, f.Off, f.Total(), aborted); err != nil {
 			s.t.Fatalf("Client(%q): %v", f.Type, err)
 		}
 	}

@@ -92,9 +92,13 @@ func (t *Tracker) ApplyBatch(span []byte) []byte {
 	return t.inBuf
 }
 
-// Client rewrites one whole client message of type typ at offset off in
-// the batch. aborted reports a failed transaction at the batch's start.
-func (t *Tracker) Client(typ byte, body []byte, off int, aborted bool) error {
+// Client rewrites one client message of type typ, n bytes long with its
+// header, at offset off in the batch. body is nil for a message bigger
+// than the read buffer, which streams through: only types whose
+// bookkeeping needs no body stream (see Decoded), and a Query that long is
+// never a DEALLOCATE or DISCARD. aborted reports a failed transaction at
+// the batch's start.
+func (t *Tracker) Client(typ byte, body []byte, off, n int, aborted bool) error {
 	if t.skipping {
 		// The server skips it unanswered; only Sync ends that.
 		if typ == 'S' {
@@ -103,7 +107,6 @@ func (t *Tracker) Client(typ byte, body []byte, off int, aborted bool) error {
 		}
 		return nil
 	}
-	n := 5 + len(body)
 	switch typ {
 	case 'P':
 		return t.parse(body, off, n, aborted)

@@ -16,7 +16,7 @@ func exchange(t *testing.T, tr *Tracker, m *modelBackend, msgs ...pgproto3.Front
 	batch := fe(msgs...)
 	tr.BeginBatch()
 	for _, f := range frameBatch(t, batch) {
-		if err := tr.Client(f.Type, f.Body, f.Off, false); err != nil {
+		if err := tr.Client(f.Type, f.Body, f.Off, f.Total(), false); err != nil {
 			t.Fatalf("Client(%q): %v", f.Type, err)
 		}
 	}
@@ -135,7 +135,7 @@ func TestTrackerLeavesUnchangedBatchesAlone(t *testing.T) {
 	batch := fe(mParse("", "SELECT 1", 0), mBind("", "", 0), mExecute(""), mSync)
 	tr.BeginBatch()
 	for _, f := range frameBatch(t, batch) {
-		if err := tr.Client(f.Type, f.Body, f.Off, false); err != nil {
+		if err := tr.Client(f.Type, f.Body, f.Off, f.Total(), false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -168,7 +168,7 @@ func TestTrackerServerRefusesAnswersItDidNotExpect(t *testing.T) {
 	}
 	tr.BeginBatch()
 	body := fe(mParse("", "SELECT 1", 0))[5:]
-	if err := tr.Client('P', body, 0, false); err != nil {
+	if err := tr.Client('P', body, 0, 5+len(body), false); err != nil {
 		t.Fatal(err)
 	}
 	if err := tr.Server('2', nil, 0); !errors.Is(err, ErrDesync) {
@@ -191,7 +191,7 @@ func TestTrackerRefusesMalformedMessages(t *testing.T) {
 			tr := NewTracker(NewRegistry())
 			tr.Attach(NewServerSet(3))
 			tr.BeginBatch()
-			if err := tr.Client(tc.typ, []byte(tc.body), 0, false); !errors.Is(err, ErrMalformed) {
+			if err := tr.Client(tc.typ, []byte(tc.body), 0, 5+len(tc.body), false); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("Client = %v, want ErrMalformed", err)
 			}
 		})

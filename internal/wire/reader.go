@@ -60,9 +60,10 @@ type Reader struct {
 	buf     []byte
 	r, scan int
 	w       int
-	stream  int // bytes of a large message still to pass through unframed
-	maxLen  int // largest accepted message, header included
-	size    int // the buffer's usual size; it grows only for whole messages
+	stream  int  // bytes of a large message still to pass through unframed
+	streamT byte // that message's type
+	maxLen  int  // largest accepted message, header included
+	size    int  // the buffer's usual size; it grows only for whole messages
 	// whole says which message types must be seen whole even when larger
 	// than the buffer (they are decoded); others are streamed.
 	whole func(typ byte) bool
@@ -90,6 +91,16 @@ func (r *Reader) Reset(src io.Reader) {
 
 // Buffered reports how many read bytes are not yet taken.
 func (r *Reader) Buffered() int { return r.w - r.r }
+
+// Streaming returns the type of the message being streamed through, whose
+// header Next has returned but whose last bytes it has not passed yet; 0
+// when none. What was scanned then ends inside that message.
+func (r *Reader) Streaming() byte {
+	if r.stream > 0 {
+		return r.streamT
+	}
+	return 0
+}
 
 // InMessage reports whether the reader stopped inside a message: bytes read
 // but not scanned, or a large message not yet fully streamed.
@@ -132,7 +143,7 @@ func (r *Reader) Next() (f Frame, ok bool, err error) {
 			return Frame{}, false, nil
 		}
 		f = Frame{Type: typ, Len: l - 4, Off: r.scan - r.r}
-		r.stream = total - (r.w - r.scan)
+		r.stream, r.streamT = total-(r.w-r.scan), typ
 		r.scan = r.w
 		return f, true, nil
 	}

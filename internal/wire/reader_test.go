@@ -20,9 +20,11 @@ func msg(typ byte, body string) []byte {
 }
 
 // relay drains r the way the session relay does and returns the frames seen
-// and the bytes forwarded.
+// and the bytes forwarded. After every batch it checks that Streaming names
+// the message the batch ends inside, if any.
 func relay(t *testing.T, r *Reader) (frames []Frame, out []byte, err error) {
 	t.Helper()
+	covered := 0 // bytes of the frames seen
 	for {
 		for {
 			f, ok, err := r.Next()
@@ -34,8 +36,16 @@ func relay(t *testing.T, r *Reader) (frames []Frame, out []byte, err error) {
 			}
 			f.Body = bytes.Clone(f.Body)
 			frames = append(frames, f)
+			covered += f.Total()
 		}
 		out = append(out, r.Take()...)
+		var inside byte
+		if covered > len(out) {
+			inside = frames[len(frames)-1].Type
+		}
+		if got := r.Streaming(); got != inside {
+			t.Fatalf("after %d bytes Streaming() = %q, want %q", len(out), got, inside)
+		}
 		if err := r.Fill(); err != nil {
 			return frames, out, err
 		}
