@@ -121,7 +121,7 @@ func (s *Session) clientSide(ctx context.Context) error {
 				return err
 			}
 		}
-		s.frames = s.frames[:0]
+		s.frames, s.types = s.frames[:0], s.types[:0]
 		if terminated {
 			return errClientTerminated
 		}
@@ -160,6 +160,9 @@ func (s *Session) scanClient() (requests int, last byte, terminated bool, err er
 		}
 		if _, wants := requestEnds(f.Type); wants {
 			requests++
+		}
+		if counted(f.Type) {
+			s.types = append(s.types, f.Type)
 		}
 		last = f.Type
 		if s.tr != nil || s.txLost {
@@ -205,7 +208,7 @@ func (s *Session) forward(ctx context.Context, span []byte, requests int, last b
 		}
 	}
 	wasIdle := s.mu.st.pending == 0
-	s.mu.st.forwarded(requests, last, s.rd.Streaming() != 0)
+	s.mu.st.forwarded(s.types, last, s.rd.Streaming() != 0)
 	if s.env.QueryTimeout > 0 && wasIdle && requests > 0 {
 		s.armQueryLocked()
 	}
@@ -377,6 +380,10 @@ func (s *Session) scanServer(l *link) (detach bool, keep int, err error) {
 			}
 		}
 		switch f.Type {
+		case 'G':
+			s.mu.Lock()
+			s.mu.st.copyStarted()
+			s.mu.Unlock()
 		case 'Z':
 			l.srv.Observe(f)
 			status := l.srv.TxStatus()

@@ -6,11 +6,22 @@ package session
 // unit-tested on their own; callers hold the session's lock.
 type txState struct {
 	// pending counts requests forwarded (Query, Sync, FunctionCall) whose
-	// ReadyForQuery has not come back. Each yields exactly one.
+	// ReadyForQuery has not come back. Each yields exactly one, except a
+	// Sync the server reads during COPY FROM STDIN, which it ignores.
 	pending int
+	// awaiting lists, oldest first, what pending counts: 'S' for a Sync,
+	// 'R' for a Query or FunctionCall, with 'c' where the client ended a
+	// COPY (CopyDone or CopyFail) in between, which tells the Syncs sent
+	// during a COPY from those sent after it. head is its first live item.
+	awaiting []byte
+	head     int
+	// copyIn: the server said it is in COPY FROM STDIN, and the client has
+	// not ended the COPY since; a Sync sent now is ignored by the server.
+	copyIn bool
 	// lastSafe says the last client message forwarded ends a request:
-	// Sync, Query, FunctionCall, CopyDone or CopyFail. Anything else (Parse,
-	// Bind, Execute without Sync, CopyData) leaves the server mid-request.
+	// Sync, Query, FunctionCall, CopyDone or CopyFail, and was forwarded
+	// whole. Anything else (Parse, Bind, Execute without Sync, CopyData)
+	// leaves the server mid-request.
 	lastSafe bool
 	// status is the transaction status of the last ReadyForQuery.
 	status byte
@@ -34,19 +45,75 @@ func requestEnds(typ byte) (ends, wantsReady bool) {
 	return false, false
 }
 
-// forwarded records a batch of client messages sent to the server:
-// requests is how many want a ReadyForQuery, last is the type of the last,
-// and partial says the batch ends inside that message (the rest of a
-// message bigger than the buffer follows in later batches).
-func (t *txState) forwarded(requests int, last byte, partial bool) {
-	t.pending += requests
+// counted reports whether the relay must show txState a client message of
+// type typ: requests and the ends of a COPY.
+func counted(typ byte) bool {
+	switch typ {
+	case 'Q', 'S', 'F', 'c', 'f':
+		return true
+	}
+	return false
+}
+
+// forwarded records a batch of client messages sent to the server: types
+// are those of its messages that counted reports, in order; last is the
+// type of its last message, and partial says the batch ends inside that
+// message (the rest of a message bigger than the buffer follows later).
+func (t *txState) forwarded(types []byte, last byte, partial bool) {
+	for _, typ := range types {
+		switch typ {
+		case 'S':
+			if !t.copyIn {
+				t.await('S')
+			}
+		case 'Q', 'F':
+			t.await('R')
+		case 'c', 'f':
+			t.copyIn = false
+			if n := len(t.awaiting); n > t.head && t.awaiting[n-1] != 'c' {
+				t.awaiting = append(t.awaiting, 'c')
+			}
+		}
+	}
 	t.lastSafe, _ = requestEnds(last)
 	t.lastSafe = t.lastSafe && !partial
 }
 
+func (t *txState) await(item byte) {
+	if t.head > 0 && t.head == len(t.awaiting) {
+		t.awaiting, t.head = t.awaiting[:0], 0
+	}
+	t.awaiting = append(t.awaiting, item)
+	t.pending++
+}
+
+// copyStarted records a CopyInResponse. Every request before the COPY's
+// own is answered by now, so the Syncs awaited up to the client's end of
+// the COPY were sent during it: the server ignores them.
+func (t *txState) copyStarted() {
+	kept := t.awaiting[:t.head]
+	ended := false
+	for _, item := range t.awaiting[t.head:] {
+		if item == 'S' && !ended {
+			t.pending--
+			continue
+		}
+		ended = ended || item == 'c'
+		kept = append(kept, item)
+	}
+	t.awaiting = kept
+	t.copyIn = !ended
+}
+
 // ready records a ReadyForQuery from the server.
 func (t *txState) ready(status byte) {
-	t.pending--
+	for t.head < len(t.awaiting) && t.awaiting[t.head] == 'c' {
+		t.head++
+	}
+	if t.head < len(t.awaiting) {
+		t.head++
+		t.pending--
+	}
 	t.status = status
 	t.errored = false
 }

@@ -3,24 +3,32 @@ package session
 import "testing"
 
 // step is one event the relay sees: client messages forwarded in one batch
-// (client != "") or a ReadyForQuery from the server (ready != 0).
+// (client != ""), a ReadyForQuery from the server (ready != 0), or a
+// CopyInResponse (copyIn).
 type step struct {
 	client string
 	ready  byte
+	copyIn bool
 }
+
+// copyIn is the server's CopyInResponse.
+var copyIn = step{copyIn: true}
 
 func run(steps []step) txState {
 	t := freshState()
 	for _, s := range steps {
-		if s.client != "" {
-			requests := 0
+		switch {
+		case s.client != "":
+			var types []byte
 			for i := 0; i < len(s.client); i++ {
-				if _, wants := requestEnds(s.client[i]); wants {
-					requests++
+				if counted(s.client[i]) {
+					types = append(types, s.client[i])
 				}
 			}
-			t.forwarded(requests, s.client[len(s.client)-1], false)
-		} else {
+			t.forwarded(types, s.client[len(s.client)-1], false)
+		case s.copyIn:
+			t.copyStarted()
+		default:
 			t.ready(s.ready)
 		}
 	}
@@ -58,6 +66,21 @@ func TestSafePointDecisions(t *testing.T) {
 		{"COPY failed by the server, client still sending data", []step{{client: "Q"}, {client: "d"}, {ready: 'I'}, {client: "d"}}, false, false},
 		{"COPY failed by the server, client's trailing CopyDone needs no answer", []step{{client: "Q"}, {client: "d"}, {ready: 'I'}, {client: "dc"}}, true, true},
 		{"function call answered", []step{{client: "F"}, {ready: 'I'}}, true, true},
+		// libpq's PQexecParams of a COPY sends Sync right after Execute and
+		// another after CopyDone; PostgreSQL ignores the first.
+		{"a Sync sent before COPY FROM STDIN began is ignored by the server",
+			[]step{{client: "PBDES"}, copyIn, {client: "ddc"}, {client: "S"}, {ready: 'I'}}, true, true},
+		{"Syncs and Flushes sent during COPY FROM STDIN get no answer",
+			[]step{{client: "PBE"}, copyIn, {client: "dSdHS"}, {client: "cS"}, {ready: 'I'}}, true, true},
+		{"COPY data, CopyDone and Sync all sent before the COPY began",
+			[]step{{client: "PBESddcS"}, copyIn, {ready: 'I'}}, true, true},
+		{"a Sync after CopyDone is still awaited", []step{{client: "PBESddcS"}, copyIn}, false, false},
+		{"a pipelined request after the COPY is still awaited",
+			[]step{{client: "PBESddcSQ"}, copyIn, {ready: 'I'}}, false, false},
+		{"a simple-query COPY ignores Syncs up to its CopyDone",
+			[]step{{client: "Q"}, copyIn, {client: "dSdc"}, {ready: 'I'}}, true, true},
+		{"a Sync before the COPY began is answered when the COPY never begins",
+			[]step{{client: "PBDES"}, {ready: 'I'}}, true, true},
 		{"Close and Sync answered", []step{{client: "CS"}, {ready: 'I'}}, true, true},
 	}
 	for _, tc := range cases {

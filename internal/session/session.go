@@ -132,8 +132,10 @@ type Session struct {
 	// tr tracks named prepared statements in transaction and statement
 	// pooling (nil otherwise); calls hold mu. frames is the client batch
 	// being forwarded, for it.
-	tr       *stmt.Tracker
-	frames   []wire.Frame
+	tr     *stmt.Tracker
+	frames []wire.Frame
+	types  []byte // the batch's message types that txState counts
+
 	batch    []stmt.Message
 	deferBuf []byte
 

@@ -34,6 +34,9 @@ func (t *Tracker) Server(typ byte, body []byte, off int) error {
 	case 'N', 'A', 'S':
 		return nil // asynchronous: notices, notifications, parameters
 	}
+	for len(t.q) > 0 && t.q[0].typ == copyEnd {
+		t.pop()
+	}
 	if len(t.q) == 0 {
 		return fmt.Errorf("%w: %q with nothing pending", ErrDesync, typ)
 	}
@@ -44,6 +47,10 @@ func (t *Tracker) Server(typ byte, body []byte, off int) error {
 	done, ok := answers(h, typ)
 	if !ok {
 		return fmt.Errorf("%w: %q answering %q", ErrDesync, typ, h.typ)
+	}
+	if typ == 'G' {
+		t.copyStarted()
+		h = &t.q[0]
 	}
 	if typ == 'C' && h.typ == 'Q' {
 		if h.tag != "" {
@@ -149,6 +156,7 @@ func (t *Tracker) failed(h *entry, body []byte, off int) error {
 	for end < len(t.q) && t.q[end].typ != 'S' {
 		end++
 	}
+	t.copyIn = false // a COPY that fails is over
 	t.rewind()
 	for _, f := range h.failed {
 		f() // for good: the message is answered

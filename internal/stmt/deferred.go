@@ -25,6 +25,9 @@ func Deferrable(batch []Message) bool {
 			if len(m.Body) == 0 || m.Body[0] == 0 {
 				return false // unnamed: it lives on one server only
 			}
+			if _, err := DecodeParse(m.Body); err != nil {
+				return false // PostgreSQL's own error is the answer
+			}
 		default:
 			return false
 		}

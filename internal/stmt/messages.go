@@ -71,7 +71,9 @@ func DecodeParse(body []byte) (Parse, error) {
 	if !ok || len(rest) < 2 {
 		return Parse{}, ErrMalformed
 	}
-	n := int(binary.BigEndian.Uint16(rest))
+	// PostgreSQL reads the count as a signed int16 and no types for a
+	// negative one.
+	n := max(int(int16(binary.BigEndian.Uint16(rest))), 0)
 	if len(rest) != 2+4*n {
 		return Parse{}, ErrMalformed
 	}

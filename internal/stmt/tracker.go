@@ -2,6 +2,7 @@ package stmt
 
 import (
 	"encoding/binary"
+	"errors"
 	"slices"
 )
 
@@ -28,6 +29,9 @@ type Tracker struct {
 	// Sync the client has not sent yet; nothing it skips gets an answer.
 	skipping bool
 	status   byte // the server's transaction status at its last ReadyForQuery
+	// copyIn: the server is in COPY FROM STDIN and the client has not
+	// ended it; the server ignores a Sync sent now.
+	copyIn bool
 	execs    int  // Execute, Query and FunctionCall messages in q
 	// group counts the Sync groups sent (a simple Query ends one too);
 	// touched is the group that last changed each server statement ("" for
@@ -70,7 +74,7 @@ func (t *Tracker) Attach(srv *ServerSet) {
 	t.srv = srv
 	t.q = t.q[:0]
 	t.lastStmt = ""
-	t.status, t.execs = 'I', 0
+	t.status, t.execs, t.copyIn = 'I', 0, false
 	t.settle()
 }
 
@@ -107,23 +111,65 @@ func (t *Tracker) Client(typ byte, body []byte, off, n int, aborted bool) error 
 		}
 		return nil
 	}
+	var err error
 	switch typ {
 	case 'P':
-		return t.parse(body, off, n, aborted)
+		err = t.parse(body, off, n, aborted)
 	case 'B':
-		return t.bind(body, off, n)
+		err = t.bind(body, off, n)
 	case 'D':
-		return t.describe(body, off, n)
+		err = t.describe(body, off, n)
 	case 'C':
-		return t.close(body, off, n)
+		err = t.close(body, off, n)
 	case 'E':
 		t.push(entry{typ: 'E', stmt: t.lastStmt})
 	case 'Q':
 		t.query(body, off, n)
-	case 'S', 'F':
-		t.push(entry{typ: typ})
+	case 'S':
+		if !t.copyIn {
+			t.push(entry{typ: 'S'})
+		}
+	case 'F':
+		t.push(entry{typ: 'F'})
+	case 'c', 'f':
+		t.endCopy()
 	}
-	return nil
+	if errors.Is(err, ErrMalformed) {
+		// PostgreSQL reads it, answers a recoverable 08P01 ERROR and skips
+		// to Sync: it goes as sent, with nothing booked.
+		t.push(entry{typ: typ})
+		err = nil
+	}
+	return err
+}
+
+// copyEnd marks in q where the client ended a COPY (CopyDone or CopyFail):
+// Syncs sent before it during a COPY get no answer, those after it do.
+// It expects no answer and is dropped when it reaches the head.
+const copyEnd = 'c'
+
+func (t *Tracker) endCopy() {
+	t.copyIn = false
+	if n := len(t.q); n > 0 && t.q[n-1].typ != copyEnd {
+		t.q = append(t.q, entry{typ: copyEnd, grp: t.group})
+	}
+}
+
+// copyStarted handles a CopyInResponse to the Execute or Query at the
+// head: every message sent before it is answered, so the Syncs queued up
+// to the client's end of the COPY were sent during it and are ignored.
+func (t *Tracker) copyStarted() {
+	kept := t.q[:1]
+	ended := false
+	for _, e := range t.q[1:] {
+		if e.typ == 'S' && !ended {
+			continue
+		}
+		ended = ended || e.typ == copyEnd
+		kept = append(kept, e)
+	}
+	t.q = kept
+	t.copyIn = !ended
 }
 
 // push makes a message's effects and expects its answer.

@@ -1,6 +1,7 @@
 package stmt
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"reflect"
@@ -176,7 +177,10 @@ func TestTrackerServerRefusesAnswersItDidNotExpect(t *testing.T) {
 	}
 }
 
-func TestTrackerRefusesMalformedMessages(t *testing.T) {
+// PostgreSQL answers a Parse, Bind, Describe or Close it cannot read with a
+// recoverable ERROR and skips to Sync: the tracker sends such a message as
+// it came, books nothing, and expects that answer.
+func TestTrackerPassesMalformedMessagesToTheServerUnbooked(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		typ  byte
@@ -188,11 +192,24 @@ func TestTrackerRefusesMalformedMessages(t *testing.T) {
 		{"a Close without its NUL", 'C', "Ss1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tr := NewTracker(NewRegistry())
-			tr.Attach(NewServerSet(3))
+			reg, set := NewRegistry(), NewServerSet(3)
+			tr := NewTracker(reg)
+			tr.Attach(set)
 			tr.BeginBatch()
-			if err := tr.Client(tc.typ, []byte(tc.body), 0, 5+len(tc.body), false); !errors.Is(err, ErrMalformed) {
-				t.Fatalf("Client = %v, want ErrMalformed", err)
+			if err := tr.Client(tc.typ, []byte(tc.body), 0, 5+len(tc.body), false); err != nil {
+				t.Fatalf("Client = %v, want the message passed on", err)
+			}
+			span := append([]byte{tc.typ, 0, 0, 0, byte(4 + len(tc.body))}, tc.body...)
+			if got := tr.ApplyBatch(span); !bytes.Equal(got, span) {
+				t.Fatalf("sent %q, want it unchanged", got)
+			}
+			if reg.Len() != 0 || set.Len() != 0 || tr.Pending() != 1 {
+				t.Fatalf("booked %d statements, %d on the server, %d answers awaited; want 0, 0, 1", reg.Len(), set.Len(), tr.Pending())
+			}
+			tr.BeginAnswers()
+			answer, _ := (&pgproto3.ErrorResponse{Severity: "ERROR", Code: "08P01", Message: "bad"}).Encode(nil)
+			if err := tr.Server('E', answer[5:], 0); err != nil || tr.Pending() != 0 {
+				t.Fatalf("the server's error: %v, %d answers still awaited", err, tr.Pending())
 			}
 		})
 	}
