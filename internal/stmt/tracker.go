@@ -32,7 +32,7 @@ type Tracker struct {
 	// copyIn: the server is in COPY FROM STDIN and the client has not
 	// ended it; the server ignores a Sync sent now.
 	copyIn bool
-	execs    int  // Execute, Query and FunctionCall messages in q
+	execs  int // Execute, Query and FunctionCall messages in q
 	// group counts the Sync groups sent (a simple Query ends one too);
 	// touched is the group that last changed each server statement ("" for
 	// the unnamed one), clearedAt the last to drop all: see tentative.
