@@ -70,3 +70,35 @@ func TestABadCloseOrDescribeIsARecoverableErrorAsInPostgres(t *testing.T) {
 		})
 	}
 }
+
+// A pipeline whose later Sync groups name a statement an earlier group
+// prepared or closed: pgvalve must not decide what those names mean until
+// PostgreSQL has said whether the earlier group failed.
+func TestPipelinedStatementsFollowTheEarlierGroupsFate(t *testing.T) {
+	parse := func(name, sql string) *pgproto3.Parse { return &pgproto3.Parse{Name: name, Query: sql} }
+	bind := func(name string) *pgproto3.Bind { return &pgproto3.Bind{PreparedStatement: name} }
+	sync, exec := &pgproto3.Sync{}, &pgproto3.Execute{}
+	for _, tc := range []struct {
+		name string
+		msgs []pgproto3.FrontendMessage
+	}{
+		{"a Parse that failed leaves its name free for the next group",
+			[]pgproto3.FrontendMessage{parse("s1", "select nope"), sync, parse("s1", "select 1"), bind("s1"), exec, sync}},
+		{"a Parse skipped after an error does not make the name",
+			[]pgproto3.FrontendMessage{bind("missing"), parse("s1", "select 1"), sync, bind("s1"), exec, sync}},
+		{"a Close in an earlier group removes the name for the next",
+			[]pgproto3.FrontendMessage{parse("s1", "select 1"), sync, &pgproto3.Close{ObjectType: 'S', Name: "s1"}, sync, bind("s1"), exec, sync}},
+		{"a duplicate name's syntax error comes first",
+			[]pgproto3.FrontendMessage{parse("s1", "select 1"), sync, parse("s1", "selec 2"), sync, parse("s1", "select 2"), sync}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ready := 0
+			for _, m := range tc.msgs {
+				if _, ok := m.(*pgproto3.Sync); ok {
+					ready++
+				}
+			}
+			sameAsPostgres(t, "", []exchange{{send: tc.msgs, ready: ready}})
+		})
+	}
+}

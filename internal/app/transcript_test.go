@@ -58,8 +58,8 @@ func (c *wireConn) send(msgs ...pgproto3.FrontendMessage) {
 
 // until reads messages up to and including the n-th ReadyForQuery, or up
 // to a CopyInResponse when stopAtCopy, and returns them as a transcript:
-// one word per message, with the SQLSTATE of errors and the tag of
-// commands, which is what a client branches on.
+// one word per message, with the SQLSTATE and message of errors and the
+// tag of commands, which is what a client branches on.
 func (c *wireConn) until(n int, stopAtCopy bool) string {
 	c.t.Helper()
 	var words []string
@@ -84,7 +84,7 @@ func (c *wireConn) until(n int, stopAtCopy bool) string {
 func word(m pgproto3.BackendMessage) string {
 	switch m := m.(type) {
 	case *pgproto3.ErrorResponse:
-		return "E" + m.Code
+		return "E" + m.Code + "(" + m.Message + ")"
 	case *pgproto3.CommandComplete:
 		return "C(" + string(m.CommandTag) + ")"
 	case *pgproto3.ReadyForQuery:

@@ -200,23 +200,25 @@ func (s *Session) forward(ctx context.Context, span []byte, requests int, last b
 		s.sendError(wire.SeverityFatal, err)
 		return fmt.Errorf("no server: %w", err)
 	}
-	s.mu.Lock()
 	if s.tr != nil {
-		if err := s.rewrite(); err != nil {
-			s.mu.Unlock()
-			return err
-		}
+		return s.forwardTracked(ctx, l, span, last)
 	}
+	return s.send(l, span, s.types, requests, last, s.rd.Streaming() != 0)
+}
+
+// send books one span of client messages in the protocol state and writes
+// it to the server. The span is counted before it is written, so the
+// server side can never see its ReadyForQuery first. partial says the
+// client's message goes on past the span, so it is no safe point.
+func (s *Session) send(l *link, span, types []byte, requests int, last byte, partial bool) error {
+	s.mu.Lock()
 	wasIdle := s.mu.st.pending == 0
-	s.mu.st.forwarded(s.types, last, s.rd.Streaming() != 0)
+	s.mu.st.forwarded(types, last, partial)
 	if s.env.QueryTimeout > 0 && wasIdle && requests > 0 {
 		s.armQueryLocked()
 	}
 	nudge := requests == 0 && s.route.Mode != config.PoolSession && s.mu.st.safe()
 	s.mu.Unlock()
-	if s.tr != nil {
-		span = s.tr.ApplyBatch(span)
-	}
 	if _, err := l.srv.Write(span); err != nil {
 		return fmt.Errorf("%w: write: %v", errServerLost, err)
 	}
@@ -230,13 +232,13 @@ func (s *Session) forward(ctx context.Context, span []byte, requests int, last b
 }
 
 // answerDeferred answers a batch that only prepares statements, for a
-// client that holds no server (see stmt.Deferrable).
+// client that holds no server (see stmt.Tracker.Deferrable).
 func (s *Session) answerDeferred() (done bool, err error) {
 	s.batch = s.batch[:0]
 	for _, f := range s.frames {
 		s.batch = append(s.batch, stmt.Message{Type: f.Type, Body: f.Body})
 	}
-	if !stmt.Deferrable(s.batch) {
+	if !s.tr.Deferrable(s.batch) {
 		return false, nil
 	}
 	if s.last != nil {
@@ -254,23 +256,6 @@ func (s *Session) answerDeferred() (done bool, err error) {
 		return true, err
 	}
 	return true, nil
-}
-
-// rewrite turns the batch's statement names into the linked server's,
-// preparing there what it lacks. The caller holds s.mu.
-func (s *Session) rewrite() error {
-	s.tr.BeginBatch()
-	aborted := s.mu.st.status == 'E'
-	skip := s.env.Knobs != nil && s.env.Knobs.SkipStreamedBookkeeping
-	for _, f := range s.frames {
-		if skip && f.Body == nil {
-			continue // the defect the knob brings back
-		}
-		if err := s.tr.Client(f.Type, f.Body, f.Off, f.Total(), aborted); err != nil {
-			return &protocolViolation{err}
-		}
-	}
-	return nil
 }
 
 // serverSide relays what l's server sends until a safe point (then it
@@ -374,6 +359,7 @@ func (s *Session) scanServer(l *link) (detach bool, keep int, err error) {
 		if s.tr != nil {
 			s.mu.Lock()
 			err := s.tr.Server(f.Type, f.Body, f.Off)
+			s.answeredLocked()
 			s.mu.Unlock()
 			if err != nil {
 				return detach, -1, err

@@ -135,6 +135,9 @@ type Session struct {
 	tr     *stmt.Tracker
 	frames []wire.Frame
 	types  []byte // the batch's message types that txState counts
+	// segTypes is types for a part of a batch, waitBuf a part of a batch
+	// and a Flush (forwardTracked).
+	segTypes, waitBuf []byte
 
 	batch    []stmt.Message
 	deferBuf []byte
@@ -146,6 +149,9 @@ type Session struct {
 		cur      *link
 		st       txState
 		draining bool
+		// answered, when set, is closed once the tracker awaits no more
+		// answers (awaitAnswers).
+		answered chan struct{}
 
 		idleSince  time.Time   // the last answer that left the client waited on
 		qTimer     *time.Timer // query_timeout; runs queryTimedOut

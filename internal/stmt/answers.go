@@ -48,46 +48,86 @@ func (t *Tracker) Server(typ byte, body []byte, off int) error {
 	if !ok {
 		return fmt.Errorf("%w: %q answering %q", ErrDesync, typ, h.typ)
 	}
-	if typ == 'G' {
+	n := 5 + len(body)
+	switch typ {
+	case 'G':
 		t.copyStarted()
 		h = &t.q[0]
-	}
-	if typ == 'C' && h.typ == 'Q' {
-		if h.tag != "" {
-			from := len(t.outEdits.buf)
-			t.outEdits.buf = appendTag(t.outEdits.buf, h.tag)
-			t.outEdits.replace(off, 5+len(body), from)
-		}
-		if !h.reset {
-			t.sessionReset(body)
-		}
-	}
-	if typ == 'Z' {
+	case 'C':
+		t.completed(h, body, off, n)
+	case 'Z':
 		t.status = '?'
 		if len(body) == 1 {
 			t.status = body[0]
 		}
-	}
-	if !done {
-		return nil
+		if t.status == 'I' {
+			// Every portal bound up to this Sync ended with its transaction.
+			for name, p := range t.portals {
+				if p.grp <= h.grp {
+					delete(t.portals, name)
+				}
+			}
+		}
+	case 't', 'T', 'n':
+		if h.describes != "" {
+			h.shape = foldShape(max(h.shape, fnvOffset), typ, body)
+			switch typ {
+			case 't':
+				h.desc = bytes.Clone(body)
+			case 'T':
+				h.rows = true
+			}
+		}
 	}
 	switch {
 	case h.hide:
-		t.outEdits.replace(off, 5+len(body), len(t.outEdits.buf))
-	case h.as != 0:
+		t.outEdits.replace(off, n, len(t.outEdits.buf))
+	case done && h.answer != nil:
 		from := len(t.outEdits.buf)
-		t.outEdits.buf = append(t.outEdits.buf, h.as, 0, 0, 0, 4)
-		t.outEdits.replace(off, 5+len(body), from)
+		t.outEdits.buf = append(t.outEdits.buf, h.answer...)
+		t.outEdits.replace(off, n, from)
 	}
-	t.pop()
+	if done {
+		switch {
+		case h.describes != "":
+			t.described(h)
+		case h.closes != "":
+			t.srv.closed(h.closes)
+		}
+		t.pop()
+	}
 	return nil
 }
 
-func (t *Tracker) pop() {
-	switch t.q[0].typ {
-	case 'E', 'Q', 'F':
-		t.execs--
+// described records the shape a hidden Describe learned.
+func (t *Tracker) described(h *entry) {
+	shape := shapeDone(h.shape)
+	t.srv.setShape(h.describes, shape)
+	if st := h.shapeOf; st != nil && st.shape == 0 {
+		st.shape, st.desc, st.rows = shape, h.desc, h.rows
 	}
+}
+
+// completed handles a CommandComplete: the tag the client sees, and what
+// the command did to prepared statements.
+func (t *Tracker) completed(h *entry, body []byte, off, n int) {
+	if h.tag != "" {
+		from := len(t.outEdits.buf)
+		t.outEdits.buf = appendTag(t.outEdits.buf, h.tag)
+		t.outEdits.replace(off, n, from)
+	}
+	if h.typ == 'Q' && !h.reset {
+		t.sessionReset(body)
+	}
+	switch string(body) {
+	case "DO\x00", "CALL\x00":
+		// Code pgvalve cannot see into may have run DEALLOCATE or
+		// DISCARD ALL.
+		t.srv.Forget()
+	}
+}
+
+func (t *Tracker) pop() {
 	t.q = t.q[:copy(t.q, t.q[1:])]
 	t.settle()
 }
@@ -130,6 +170,12 @@ func answers(h *entry, typ byte) (done, ok bool) {
 // up to Sync, so their answers are no longer expected and their effects
 // are reverted (see effects.go).
 func (t *Tracker) failed(h *entry, body []byte, off int) error {
+	var er pgproto3.ErrorResponse
+	decoded := body != nil && er.Decode(body) == nil
+	lost := decoded && t.lostStatement(h, &er)
+	if decoded {
+		t.rewriteError(h, &er, off, 5+len(body))
+	}
 	switch h.typ {
 	case 'Q':
 		t.rewind()
@@ -139,18 +185,13 @@ func (t *Tracker) failed(h *entry, body []byte, off int) error {
 	case 'F', 'S':
 		return nil
 	}
-	var er pgproto3.ErrorResponse
-	decoded := body != nil && er.Decode(body) == nil
-	if h.dup != "" && decoded && er.Code == "26000" {
-		msg := &pgproto3.ErrorResponse{Severity: er.Severity, SeverityUnlocalized: er.SeverityUnlocalized,
-			Code: "42P05", Message: `prepared statement "` + h.dup + `" already exists`}
-		from := len(t.outEdits.buf)
-		t.outEdits.buf, _ = msg.Encode(t.outEdits.buf)
-		t.outEdits.replace(off, 5+len(body), from)
-	}
 	stale := ""
-	if decoded && er.Code == "0A000" && strings.Contains(er.Message, "cached plan must not change result type") {
+	if decoded && er.Code == "0A000" && er.Message == staleMessage {
 		stale = h.stmt
+	}
+	if lost {
+		// As if the client had deallocated it, which its error says.
+		h.failed = append(h.failed, t.regDel(h.name))
 	}
 	end := 0
 	for end < len(t.q) && t.q[end].typ != 'S' {
@@ -166,17 +207,43 @@ func (t *Tracker) failed(h *entry, body []byte, off int) error {
 	if stale != "" {
 		t.srv.MarkStale(stale)
 	}
-	t.execs = 0
-	for _, e := range t.q {
-		if e.typ == 'E' || e.typ == 'Q' || e.typ == 'F' {
-			t.execs++
-		}
+	if lost {
+		t.srv.Forget()
 	}
 	t.settle()
 	// Without a Sync sent yet, the server skips what the client sends
 	// until one comes.
 	t.skipping = len(t.q) == 0
 	return nil
+}
+
+// lostStatement reports whether the server says a statement pgvalve had
+// prepared there is gone: something pgvalve could not see (DEALLOCATE in
+// a function) dropped it. The books were wrong; they are forgotten, so
+// every statement is prepared afresh on its next use.
+func (t *Tracker) lostStatement(h *entry, er *pgproto3.ErrorResponse) bool {
+	return (h.typ == 'B' || h.typ == 'D') && h.stmt != "" && er.Code == "26000" &&
+		strings.Contains(er.Message, `"`+h.stmt+`"`)
+}
+
+// rewriteError shows the client the error PostgreSQL would have sent it:
+// the one pgvalve arranged (errAs), or the server's under the client's
+// name for the statement.
+func (t *Tracker) rewriteError(h *entry, er *pgproto3.ErrorResponse, off, n int) {
+	code, msg := "", ""
+	switch {
+	case h.errAs != nil && er.Code == h.errAs.when:
+		code, msg = h.errAs.code, h.errAs.msg
+	case h.stmt != "" && strings.Contains(er.Message, `"`+h.stmt+`"`):
+		// The server named the statement as it knows it.
+		code, msg = er.Code, strings.ReplaceAll(er.Message, `"`+h.stmt+`"`, `"`+h.name+`"`)
+	default:
+		return
+	}
+	out := &pgproto3.ErrorResponse{Severity: er.Severity, SeverityUnlocalized: er.SeverityUnlocalized, Code: code, Message: msg}
+	from := len(t.outEdits.buf)
+	t.outEdits.buf, _ = out.Encode(t.outEdits.buf)
+	t.outEdits.replace(off, n, from)
 }
 
 func appendTag(dst []byte, tag string) []byte {

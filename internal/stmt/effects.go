@@ -46,6 +46,7 @@ func (t *Tracker) replay() {
 // that changes the name last (see tentative).
 
 func (t *Tracker) regSet(name string, st *Statement) effect {
+	t.regTouch(name)
 	return func() func() {
 		prev, had := t.reg.Get(name)
 		t.reg.Add(name, st)
@@ -57,6 +58,7 @@ func (t *Tracker) regSet(name string, st *Statement) effect {
 }
 
 func (t *Tracker) regDel(name string) effect {
+	t.regTouch(name)
 	return func() func() {
 		prev, had := t.reg.Get(name)
 		if !had {
@@ -69,6 +71,7 @@ func (t *Tracker) regDel(name string) effect {
 
 // clientUnnamed sets the client's unnamed statement (nil for none).
 func (t *Tracker) clientUnnamed(st *Statement) effect {
+	t.regTouch("")
 	return func() func() {
 		prev := t.reg.unnamed
 		t.reg.unnamed = st
@@ -103,12 +106,12 @@ func (t *Tracker) srvAdd(name string) effect {
 func (t *Tracker) srvDel(name string) effect {
 	t.touch(name)
 	return func() func() {
-		if !t.srv.Has(name) {
+		v, ok := t.srv.get(name)
+		if !ok {
 			return nop
 		}
-		stale := t.srv.Stale(name)
 		t.srv.Remove(name)
-		return func() { t.srv.restore(name, stale) }
+		return func() { t.srv.restore(v) }
 	}
 }
 
@@ -123,8 +126,10 @@ func (t *Tracker) srvClear() effect {
 	}
 }
 
-// regClear forgets every statement of the client.
+// regClear forgets every statement of the client, the unnamed one too (a
+// simple query drops it anyway).
 func (t *Tracker) regClear() effect {
+	t.regClearedAt = t.group
 	return func() func() {
 		saved, unnamed := maps.Clone(t.reg.m), t.reg.unnamed
 		t.reg.Clear()
@@ -132,27 +137,80 @@ func (t *Tracker) regClear() effect {
 	}
 }
 
-func (t *Tracker) touch(name string) { t.touched[name] = t.group }
+// regClearNamed forgets the client's named statements: DEALLOCATE ALL
+// and DISCARD ALL run by Execute leave the unnamed one.
+func (t *Tracker) regClearNamed() effect {
+	t.regClearedAt = t.group
+	return func() func() {
+		saved := maps.Clone(t.reg.m)
+		clear(t.reg.m)
+		return func() { t.reg.m = saved }
+	}
+}
+
+// portalSet records what running the portal does to prepared statements
+// (nothing: forgotten).
+func (t *Tracker) portalSet(portal string, act action) effect {
+	grp := t.group
+	return func() func() {
+		prev, had := t.portals[portal]
+		switch {
+		case act != (action{}):
+			t.portals[portal] = portalAction{act, grp}
+		case !had:
+			return nop
+		default:
+			delete(t.portals, portal)
+		}
+		if had {
+			return func() { t.portals[portal] = prev }
+		}
+		return func() { delete(t.portals, portal) }
+	}
+}
+
+func (t *Tracker) touch(name string)    { t.touched[name] = t.group }
+func (t *Tracker) regTouch(name string) { t.regTouched[name] = t.group }
 
 // tentative reports whether name's presence on the server depends on a
 // message of an earlier Sync group still unanswered: if that group fails,
 // the server has what the books say it has not, or lacks what they say it
 // has, and messages rewritten now must not rely on either.
 func (t *Tracker) tentative(name string) bool {
-	if len(t.q) == 0 {
-		return false
+	return t.unsettled(t.touched, t.clearedAt, name)
+}
+
+// regTentative is tentative for the client's own name: whether the client
+// has it depends on an earlier Sync group still unanswered, so a message
+// naming it must wait (ErrWait). The current group needs no wait: after a
+// failure in it the server skips the rest.
+func (t *Tracker) regTentative(name string) bool {
+	return t.unsettled(t.regTouched, t.regClearedAt, name)
+}
+
+func (t *Tracker) unsettled(touched map[string]int, clearedAt int, name string) bool {
+	oldest := -1
+	for _, e := range t.q {
+		if e.typ != copyEnd {
+			oldest = e.grp
+			break
+		}
 	}
-	g, ok := t.touched[name]
-	if !ok || g < t.clearedAt {
-		g = t.clearedAt
+	if oldest < 0 {
+		return false // nothing awaited
 	}
-	return g >= t.q[0].grp && g < t.group
+	g, ok := touched[name]
+	if !ok || g < clearedAt {
+		g = clearedAt
+	}
+	return g >= oldest && g < t.group
 }
 
 // settle forgets what no pending message can revert any more.
 func (t *Tracker) settle() {
 	if len(t.q) == 0 {
 		clear(t.touched)
-		t.clearedAt = -1
+		clear(t.regTouched)
+		t.clearedAt, t.regClearedAt = -1, -1
 	}
 }

@@ -358,9 +358,9 @@ func (m *modelBackend) exec(q string, simple bool) *pgError {
 		if m.inBlock {
 			return errf("25001", "DISCARD ALL cannot run inside a transaction block")
 		}
+		// The unnamed statement stays (a simple query drops it anyway).
 		clear(m.stmts)
 		clear(m.portals)
-		m.unnamed = nil
 	default:
 		name, all, ok := modelDeallocate(q)
 		if !ok {

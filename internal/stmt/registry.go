@@ -7,6 +7,39 @@ type Statement struct {
 	Query      string
 	ParamTypes []byte
 	Server     string
+	// shape is what PostgreSQL fixed for the statement when the client
+	// parsed it: its parameter and result types (see shape.go); 0 until a
+	// server has described it. parsed says a Parse of it was sent for the
+	// client; a deferred one gets its first at first use.
+	shape  uint64
+	parsed bool
+	// desc is the ParameterDescription body the shape came from, and rows
+	// whether the statement returns rows: what PostgreSQL still answers
+	// about it inside a failed transaction.
+	desc []byte
+	rows bool
+	// act is what executing it does to prepared statements, when it is a
+	// DEALLOCATE or DISCARD ALL.
+	act action
+}
+
+// NewStatement makes a client's statement from its Parse. Its server name
+// comes from the text the server gets (see sent).
+func NewStatement(p Parse) *Statement {
+	st := &Statement{Query: p.Query, ParamTypes: p.ParamTypes, act: actionOf(p.Query)}
+	st.Server = ServerName(st.sent(), p.ParamTypes)
+	return st
+}
+
+// sent is the text PostgreSQL gets for the statement: a DEALLOCATE of one
+// of the client's names means nothing to the server, which holds it under
+// another, so every server statement is dropped instead (and prepared
+// again on demand); whether the name exists is decided by pgvalve.
+func (s *Statement) sent() string {
+	if s.act.dealloc != "" {
+		return "DEALLOCATE ALL"
+	}
+	return s.Query
 }
 
 // Registry is one client's named statements, under the client's names. It
@@ -49,9 +82,17 @@ type ServerSet struct {
 	// unnamed names the content of the server's unnamed statement ("" for
 	// none or unknown).
 	unnamed string
-	max     int
-	ll      list.List // of *serverStmt, most recently used at the front
-	m       map[string]*list.Element
+	// unsure: the server may hold statements the set does not list (one of
+	// its statements vanished, or a DO block ran): each is closed before
+	// it is prepared.
+	unsure bool
+	// shapes are the shapes the server described for its statements. They
+	// are facts from answers, so reverting a message's effects never
+	// touches them; a statement closed on the server loses its own.
+	shapes map[string]uint64
+	max    int
+	ll     list.List // of *serverStmt, most recently used at the front
+	m      map[string]*list.Element
 }
 
 type serverStmt struct {
@@ -124,10 +165,18 @@ func (s *ServerSet) insert(name string) {
 
 // restore puts back a statement whose Close the server skipped, as least
 // recently used.
-func (s *ServerSet) restore(name string, stale bool) {
-	if _, ok := s.m[name]; !ok {
-		s.m[name] = s.ll.PushBack(&serverStmt{name: name, stale: stale})
+func (s *ServerSet) restore(v serverStmt) {
+	if _, ok := s.m[v.name]; !ok {
+		s.m[v.name] = s.ll.PushBack(&v)
 	}
+}
+
+// get returns a copy of name's record.
+func (s *ServerSet) get(name string) (serverStmt, bool) {
+	if e, ok := s.m[name]; ok {
+		return *e.Value.(*serverStmt), true
+	}
+	return serverStmt{}, false
 }
 
 // snapshot copies the set, most recently used first.
@@ -169,6 +218,29 @@ func (s *ServerSet) Clear() {
 	clear(s.m)
 	s.unnamed = ""
 }
+
+// Forget records that the server's statements are unknown: something
+// pgvalve cannot see into (a DO block, a function) may have dropped them.
+// Each is prepared afresh, after a Close, when next used.
+func (s *ServerSet) Forget() {
+	s.Clear()
+	clear(s.shapes)
+	s.unsure = true
+}
+
+// shape returns the shape the server last described for name, 0 if none.
+func (s *ServerSet) shape(name string) uint64 { return s.shapes[name] }
+
+// setShape records the shape PostgreSQL described for name.
+func (s *ServerSet) setShape(name string, shape uint64) {
+	if s.shapes == nil {
+		s.shapes = make(map[string]uint64)
+	}
+	s.shapes[name] = shape
+}
+
+// closed records that the server closed name.
+func (s *ServerSet) closed(name string) { delete(s.shapes, name) }
 
 // Len is the number of statements held.
 func (s *ServerSet) Len() int { return s.ll.Len() }

@@ -1,6 +1,9 @@
 package stmt
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // sqlWord is one word of a simple query: a keyword or identifier, with
 // whether it was double-quoted (then text is unescaped).
@@ -175,4 +178,139 @@ func hasFoldPrefix(b []byte, w string) bool {
 		}
 	}
 	return true
+}
+
+// action is what executing a statement does to prepared statements.
+type action struct {
+	reset   bool   // DEALLOCATE ALL or DISCARD ALL: every one goes
+	dealloc string // DEALLOCATE name: that one goes
+}
+
+// actionOf reads a statement's text for a DEALLOCATE or DISCARD ALL.
+func actionOf(query string) action {
+	if len(query) >= 256 || !namesDeallocateOrDiscard([]byte(query)) {
+		return action{}
+	}
+	body := []byte(query + "\x00")
+	if resetCommand(body) != "" {
+		return action{reset: true}
+	}
+	if name, ok := deallocateName(body); ok {
+		return action{dealloc: name}
+	}
+	return action{}
+}
+
+// endsTransaction reports whether a statement may end a transaction block
+// (COMMIT, END, ROLLBACK, ABORT, PREPARE TRANSACTION): PostgreSQL parses
+// and runs those in a failed transaction. It looks at the first word only,
+// so pgvalve errs towards asking the server.
+func endsTransaction(query string) bool {
+	i := 0
+	for i < len(query) {
+		switch {
+		case strings.HasPrefix(query[i:], "--"):
+			n := strings.IndexByte(query[i:], '\n')
+			if n < 0 {
+				return false
+			}
+			i += n
+		case strings.HasPrefix(query[i:], "/*"):
+			n := strings.Index(query[i:], "*/")
+			if n < 0 {
+				return false
+			}
+			i += n + 2
+		case strings.IndexByte(" \t\n\r\f\v", query[i]) >= 0:
+			i++
+		default:
+			j := i
+			for j < len(query) && identStart(query[j]) {
+				j++
+			}
+			switch strings.ToLower(query[i:j]) {
+			case "commit", "end", "rollback", "abort", "prepare":
+				return true
+			}
+			return false
+		}
+	}
+	return false
+}
+
+// highestParam returns the highest parameter ($n) a query refers to, read
+// as PostgreSQL's lexer would: not inside quotes, dollar quotes or
+// comments.
+func highestParam(q string) int {
+	highest := 0
+	for i := 0; i < len(q); i++ {
+		switch c := q[i]; {
+		case c == '\'' || c == '"':
+			i = skipQuoted(q, i, c)
+		case strings.HasPrefix(q[i:], "--"):
+			if n := strings.IndexByte(q[i:], '\n'); n >= 0 {
+				i += n
+			} else {
+				i = len(q)
+			}
+		case strings.HasPrefix(q[i:], "/*"):
+			if n := strings.Index(q[i:], "*/"); n >= 0 {
+				i += n + 1
+			} else {
+				i = len(q)
+			}
+		case c == '$':
+			j := i + 1
+			for j < len(q) && '0' <= q[j] && q[j] <= '9' {
+				j++
+			}
+			if j > i+1 {
+				n, err := strconv.Atoi(q[i+1 : j])
+				if err == nil && (i == 0 || !identStart(q[i-1]) && !isDigit(q[i-1])) {
+					highest = max(highest, n)
+				}
+				i = j - 1
+				continue
+			}
+			i = skipDollarQuoted(q, i)
+		}
+	}
+	return highest
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// skipQuoted returns the index of the quote that closes the one at i
+// (doubled quotes stay inside).
+func skipQuoted(q string, i int, quote byte) int {
+	for j := i + 1; j < len(q); j++ {
+		if q[j] == quote {
+			if j+1 < len(q) && q[j+1] == quote {
+				j++
+				continue
+			}
+			return j
+		}
+	}
+	return len(q)
+}
+
+// skipDollarQuoted returns the index of the last byte of a dollar-quoted
+// string opening at i ($tag$...$tag$), or i when none opens there.
+func skipDollarQuoted(q string, i int) int {
+	if i > 0 && (identStart(q[i-1]) || isDigit(q[i-1])) {
+		return i // part of an identifier
+	}
+	j := i + 1
+	for j < len(q) && (identStart(q[j]) || isDigit(q[j])) {
+		j++
+	}
+	if j >= len(q) || q[j] != '$' {
+		return i
+	}
+	tag := q[i : j+1]
+	if n := strings.Index(q[j+1:], tag); n >= 0 {
+		return j + 1 + n + len(tag) - 1
+	}
+	return len(q)
 }

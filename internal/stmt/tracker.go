@@ -1,14 +1,22 @@
 package stmt
 
 import (
-	"encoding/binary"
 	"errors"
-	"slices"
 )
 
 // noopName is never prepared: a Close of it is a no-op the server still
-// answers, which pgvalve uses to keep its own answers in the server's order.
+// answers, which pgvalve uses to keep its own answers in the server's order,
+// and a Bind of it fails, which pgvalve uses to make the server fail and
+// skip to Sync where PostgreSQL would have (the error is rewritten).
 const noopName = serverPrefix + "noop"
+
+// ErrWait says a client message cannot be rewritten before the server has
+// answered everything sent so far: what it means depends on whether an
+// earlier message of a pipeline fails, or on how the server describes a
+// statement just prepared. The caller sends the batch up to the message
+// (with what the tracker added before it), then a Flush, waits until
+// Pending is 0, and offers the same message again in a new batch.
+var ErrWait = errors.New("stmt: the server's answers are needed first")
 
 // Tracker follows one client's conversation with the server it holds now.
 // It rewrites client messages (Client) and the server's answers (Server).
@@ -18,27 +26,40 @@ const noopName = serverPrefix + "noop"
 // A message's effects on the Registry and ServerSet are made when it is
 // sent, so the rest of a pipeline is rewritten as if it succeeded; they are
 // reverted when the server fails the message or skips it after an earlier
-// error (until the next Sync): see effects.go.
+// error (until the next Sync): see effects.go. A message whose meaning
+// depends on whether an earlier Sync group failed waits for it (ErrWait).
 type Tracker struct {
 	reg *Registry
 	srv *ServerSet
 
-	q        []entry // answers expected, oldest first
-	lastStmt string  // server statement of the latest Bind, for Execute
+	q []entry // answers expected, oldest first
+	// lastStmt is the server statement of the latest Bind, for Execute.
+	lastStmt string
+	// portals are the client's portals whose Execute drops prepared
+	// statements (bound to a DEALLOCATE or DISCARD ALL).
+	portals map[string]portalAction
 	// skipping: the server failed a message and skips everything up to a
 	// Sync the client has not sent yet; nothing it skips gets an answer.
 	skipping bool
 	status   byte // the server's transaction status at its last ReadyForQuery
+	// ran: the current Sync group has run something (Execute, Query,
+	// FunctionCall), which may have changed the status since.
+	ran bool
 	// copyIn: the server is in COPY FROM STDIN and the client has not
 	// ended it; the server ignores a Sync sent now.
 	copyIn bool
-	execs  int // Execute, Query and FunctionCall messages in q
 	// group counts the Sync groups sent (a simple Query ends one too);
 	// touched is the group that last changed each server statement ("" for
-	// the unnamed one), clearedAt the last to drop all: see tentative.
-	group     int
-	touched   map[string]int
-	clearedAt int
+	// the unnamed one), clearedAt the last to drop all; regTouched and
+	// regClearedAt are the same for the client's names: see tentative.
+	group        int
+	touched      map[string]int
+	clearedAt    int
+	regTouched   map[string]int
+	regClearedAt int
+	// waitedFor is the server statement prepared afresh before the last
+	// ErrWait, so the message offered again uses it as described.
+	waitedFor string
 
 	in, outEdits edits
 	inBuf        []byte
@@ -48,15 +69,29 @@ type Tracker struct {
 
 // entry is the answer expected to one message sent to the server.
 type entry struct {
-	typ   byte   // message answered: P B D E C S Q F
-	descS bool   // a Describe of a statement: 't' comes before 'T'/'n'
-	hide  bool   // pgvalve's own message: its answer is dropped
-	as    byte   // answer the client with this type instead (ParseComplete for a skipped Parse)
-	dup   string // client name of a duplicate Parse: the server's error becomes 42P05
+	typ   byte // message answered: P B D E C S Q F, or copyEnd
+	descS bool // a Describe of a statement: 't' comes before 'T'/'n'
+	hide  bool // pgvalve's own message: its answer is dropped
+	// answer replaces the message that completes the answer (pgvalve
+	// answered for the server).
+	answer []byte
+	// errAs replaces the server's error when it has the expected code:
+	// pgvalve made the message fail on purpose, as PostgreSQL would have.
+	errAs *errRewrite
 	stmt  string // server statement this message uses (B, D, E), for stale plans
+	name  string // the client's name of that statement (B, D)
 	tag   string // CommandComplete tag the client sees instead (a rewritten DEALLOCATE)
 	reset bool   // a DEALLOCATE ALL or DISCARD ALL already applied when sent
 	grp   int    // the Sync group it belongs to
+	// prepares and closes name the server statement pgvalve's own Parse
+	// or Close is for. describes is the one this hidden Describe learns
+	// the shape of, for shapeOf too when it has none yet; shape
+	// accumulates.
+	prepares, closes, describes string
+	shapeOf                     *Statement
+	shape                       uint64
+	desc                        []byte
+	rows                        bool
 	// ok are its effects if it succeeds, made when it is sent; failed
 	// replaces them if the server runs it and it fails (a skipped message
 	// has none); undo reverts those made.
@@ -64,22 +99,36 @@ type entry struct {
 	undo       []func()
 }
 
+// errRewrite is the error a client sees instead of the server's error
+// with code when: the answer PostgreSQL would have given it.
+type errRewrite struct{ when, code, msg string }
+
 // NewTracker returns a tracker over a client's registry.
 func NewTracker(reg *Registry) *Tracker {
-	return &Tracker{reg: reg, keep: make(map[string]bool), touched: make(map[string]int), status: 'I', clearedAt: -1}
+	return &Tracker{reg: reg, keep: make(map[string]bool), touched: make(map[string]int),
+		regTouched: make(map[string]int), portals: make(map[string]portalAction), status: 'I', clearedAt: -1, regClearedAt: -1}
 }
 
 // Attach starts tracking on a newly leased server with its statements.
 func (t *Tracker) Attach(srv *ServerSet) {
 	t.srv = srv
 	t.q = t.q[:0]
-	t.lastStmt = ""
-	t.status, t.execs, t.copyIn = 'I', 0, false
+	t.lastStmt, t.waitedFor = "", ""
+	clear(t.portals)
+	t.status, t.copyIn, t.skipping = 'I', false, false
 	t.settle()
 }
 
 // Pending reports answers still expected.
-func (t *Tracker) Pending() int { return len(t.q) }
+func (t *Tracker) Pending() int {
+	n := len(t.q)
+	for _, e := range t.q {
+		if e.typ == copyEnd {
+			n--
+		}
+	}
+	return n
+}
 
 // BeginBatch starts rewriting a batch of client messages.
 func (t *Tracker) BeginBatch() {
@@ -100,9 +149,9 @@ func (t *Tracker) ApplyBatch(span []byte) []byte {
 // header, at offset off in the batch. body is nil for a message bigger
 // than the read buffer, which streams through: only types whose
 // bookkeeping needs no body stream (see Decoded), and a Query that long is
-// never a DEALLOCATE or DISCARD. aborted reports a failed transaction at
-// the batch's start.
-func (t *Tracker) Client(typ byte, body []byte, off, n int, aborted bool) error {
+// never a DEALLOCATE or DISCARD. It returns ErrWait when the message must
+// wait for the server's answers; nothing of it is booked then.
+func (t *Tracker) Client(typ byte, body []byte, off, n int) error {
 	if t.skipping {
 		// The server skips it unanswered; only Sync ends that.
 		if typ == 'S' {
@@ -114,7 +163,7 @@ func (t *Tracker) Client(typ byte, body []byte, off, n int, aborted bool) error 
 	var err error
 	switch typ {
 	case 'P':
-		err = t.parse(body, off, n, aborted)
+		err = t.parse(body, off, n)
 	case 'B':
 		err = t.bind(body, off, n)
 	case 'D':
@@ -122,9 +171,9 @@ func (t *Tracker) Client(typ byte, body []byte, off, n int, aborted bool) error 
 	case 'C':
 		err = t.close(body, off, n)
 	case 'E':
-		t.push(entry{typ: 'E', stmt: t.lastStmt})
+		err = t.execute(body, off, n)
 	case 'Q':
-		t.query(body, off, n)
+		err = t.query(body, off, n)
 	case 'S':
 		if !t.copyIn {
 			t.push(entry{typ: 'S'})
@@ -141,6 +190,20 @@ func (t *Tracker) Client(typ byte, body []byte, off, n int, aborted bool) error 
 		err = nil
 	}
 	return err
+}
+
+// push makes a message's effects and expects its answer.
+func (t *Tracker) push(e entry) {
+	e.grp = t.group
+	t.apply(&e)
+	t.q = append(t.q, e)
+	switch e.typ {
+	case 'Q', 'S':
+		t.group++
+		t.ran = false
+	case 'E', 'F':
+		t.ran = true
+	}
 }
 
 // copyEnd marks in q where the client ended a COPY (CopyDone or CopyFail):
@@ -170,247 +233,4 @@ func (t *Tracker) copyStarted() {
 	}
 	t.q = kept
 	t.copyIn = !ended
-}
-
-// push makes a message's effects and expects its answer.
-func (t *Tracker) push(e entry) {
-	e.grp = t.group
-	t.apply(&e)
-	t.q = append(t.q, e)
-	switch e.typ {
-	case 'Q':
-		t.execs++
-		t.group++
-	case 'S':
-		t.group++
-	case 'E', 'F':
-		t.execs++
-	}
-}
-
-// mayBeAborted reports whether the transaction may have failed by the time
-// the server reads the message being rewritten.
-func (t *Tracker) mayBeAborted(aborted bool) bool {
-	return aborted || t.status != 'I' || t.execs > 0
-}
-
-// prepare sends a Parse of st under its server name, making room on the
-// server first (hidden Closes of the least recently used statements, and
-// of st itself if its plan went stale or its presence is tentative). The
-// Parse's own entry is e.
-func (t *Tracker) prepare(st *Statement, e entry) {
-	name := st.Server
-	t.keep[name] = true
-	if t.srv.Stale(name) || t.tentative(name) {
-		t.in.buf = AppendTarget(t.in.buf, 'C', 'S', name)
-		t.push(entry{typ: 'C', hide: true, ok: []effect{t.srvDel(name)}})
-	}
-	for _, victim := range t.srv.victims(t.keep) {
-		t.in.buf = AppendTarget(t.in.buf, 'C', 'S', victim)
-		t.push(entry{typ: 'C', hide: true, ok: []effect{t.srvDel(victim)}})
-	}
-	e.typ = 'P'
-	e.ok = append(e.ok, t.srvAdd(name))
-	t.in.buf = AppendParse(t.in.buf, name, st.Query, st.ParamTypes)
-	t.push(e)
-}
-
-func (t *Tracker) parse(body []byte, off, n int, aborted bool) error {
-	p, err := DecodeParse(body)
-	if err != nil {
-		return err
-	}
-	st := &Statement{Query: p.Query, ParamTypes: p.ParamTypes, Server: ServerName(p.Query, p.ParamTypes)}
-	if p.Name == "" {
-		// PostgreSQL drops the unnamed statement before parsing.
-		t.push(entry{typ: 'P', ok: []effect{t.clientUnnamed(st), t.serverUnnamed(st.Server)},
-			failed: []effect{t.clientUnnamed(nil), t.serverUnnamed("")}})
-		return nil
-	}
-	from := len(t.in.buf)
-	if _, dup := t.reg.Get(p.Name); dup {
-		// Bind to a statement that never exists makes the server fail and
-		// skip to Sync, as a duplicate Parse would; its error is rewritten.
-		t.in.buf = appendBindNoop(t.in.buf)
-		t.in.replace(off, n, from)
-		t.push(entry{typ: 'P', dup: p.Name})
-		return nil
-	}
-	e := entry{ok: []effect{t.regSet(p.Name, st)}}
-	switch {
-	case !t.srv.Ready(st.Server) || t.tentative(st.Server):
-		t.prepare(st, e)
-	case t.mayBeAborted(aborted):
-		// Already on this server, but a failed transaction refuses a
-		// Parse: parse the text as pgv_noop, closed at once, so the
-		// server answers as it would the client's.
-		t.keep[st.Server] = true
-		t.in.buf = AppendParse(t.in.buf, noopName, st.Query, st.ParamTypes)
-		e.typ = 'P'
-		t.push(e)
-		t.in.buf = AppendTarget(t.in.buf, 'C', 'S', noopName)
-		t.push(entry{typ: 'C', hide: true})
-	default:
-		// Already on this server: answer in the server's order with a
-		// Close of nothing, shown to the client as its ParseComplete.
-		t.keep[st.Server] = true
-		t.in.buf = AppendTarget(t.in.buf, 'C', 'S', noopName)
-		e.typ, e.as = 'C', '1'
-		t.push(e)
-	}
-	t.in.replace(off, n, from)
-	return nil
-}
-
-// ensure prepares st on the server before the message being rewritten, if
-// it is missing or stale there; the answers are hidden.
-func (t *Tracker) ensure(st *Statement) {
-	t.keep[st.Server] = true
-	if !t.srv.Ready(st.Server) || t.tentative(st.Server) {
-		t.prepare(st, entry{hide: true})
-	}
-}
-
-// ensureUnnamed makes the server's unnamed statement the client's before
-// a Bind or Describe of it: prepared again when the client made it on an
-// earlier server, closed when the client has none, so another client's is
-// never used. It reports whether it injected a message.
-func (t *Tracker) ensureUnnamed() bool {
-	st, sure := t.reg.unnamed, !t.tentative("")
-	switch {
-	case st == nil && t.srv.unnamed == "" && sure:
-		return false
-	case st == nil:
-		t.in.buf = AppendTarget(t.in.buf, 'C', 'S', "")
-		t.push(entry{typ: 'C', hide: true, ok: []effect{t.serverUnnamed("")}})
-		return true
-	case t.srv.unnamed == st.Server && sure:
-		return false
-	}
-	t.in.buf = AppendParse(t.in.buf, "", st.Query, st.ParamTypes)
-	t.push(entry{typ: 'P', hide: true, ok: []effect{t.serverUnnamed(st.Server)}, failed: []effect{t.serverUnnamed("")}})
-	return true
-}
-
-func (t *Tracker) bind(body []byte, off, n int) error {
-	name, start, end, err := BindStatement(body)
-	if err != nil {
-		return err
-	}
-	t.lastStmt = ""
-	if name == "" {
-		from := len(t.in.buf)
-		if t.ensureUnnamed() {
-			t.in.buf = AppendRenamed(t.in.buf, 'B', body, start, end, "")
-			t.in.replace(off, n, from)
-		}
-		t.push(entry{typ: 'B'})
-		return nil
-	}
-	st, ok := t.reg.Get(name)
-	if !ok {
-		// Unknown: the server answers, with the client's name.
-		t.push(entry{typ: 'B'})
-		return nil
-	}
-	from := len(t.in.buf)
-	t.ensure(st)
-	t.in.buf = AppendRenamed(t.in.buf, 'B', body, start, end, st.Server)
-	t.in.replace(off, n, from)
-	t.lastStmt = st.Server
-	t.push(entry{typ: 'B', stmt: st.Server})
-	return nil
-}
-
-func (t *Tracker) describe(body []byte, off, n int) error {
-	kind, name, err := Target(body)
-	if err != nil {
-		return err
-	}
-	if kind == 'S' && name == "" {
-		from := len(t.in.buf)
-		if t.ensureUnnamed() {
-			t.in.buf = AppendTarget(t.in.buf, 'D', 'S', "")
-			t.in.replace(off, n, from)
-		}
-		t.push(entry{typ: 'D', descS: true})
-		return nil
-	}
-	st, ok := t.reg.Get(name)
-	if kind != 'S' || !ok {
-		t.push(entry{typ: 'D', descS: kind == 'S'})
-		return nil
-	}
-	from := len(t.in.buf)
-	t.ensure(st)
-	t.in.buf = AppendTarget(t.in.buf, 'D', 'S', st.Server)
-	t.in.replace(off, n, from)
-	t.push(entry{typ: 'D', descS: true, stmt: st.Server})
-	return nil
-}
-
-func (t *Tracker) close(body []byte, off, n int) error {
-	kind, name, err := Target(body)
-	if err != nil {
-		return err
-	}
-	e := entry{typ: 'C'}
-	switch {
-	case kind == 'P':
-	case name == "":
-		e.ok = []effect{t.clientUnnamed(nil), t.serverUnnamed("")}
-	default:
-		// The client's statement goes; the server's copy stays for others.
-		e.ok = []effect{t.regDel(name)}
-		from := len(t.in.buf)
-		t.in.buf = AppendTarget(t.in.buf, 'C', 'S', noopName)
-		t.in.replace(off, n, from)
-	}
-	t.push(e)
-	return nil
-}
-
-// query handles a simple Query. PostgreSQL drops the unnamed statement when
-// it runs one, even if it fails. A "DEALLOCATE name" of a client statement
-// means nothing to the server under that name: it becomes DEALLOCATE ALL
-// (same answer, tag aside; this server's statements are prepared again on
-// demand). DEALLOCATE ALL and DISCARD ALL empty the client's statements.
-func (t *Tracker) query(body []byte, off, n int) {
-	drop := []effect{t.clientUnnamed(nil), t.serverUnnamed("")}
-	e := entry{typ: 'Q', ok: drop, failed: drop}
-	switch cmd := resetCommand(body); {
-	case cmd != "":
-		t.clearedAt = t.group
-		e.ok = slices.Concat(drop, []effect{t.srvClear(), t.regClear()})
-		e.reset = true
-	default:
-		name, ok := deallocateName(body)
-		if _, known := t.reg.Get(name); !ok || !known {
-			break // the server reports an unknown name itself
-		}
-		t.clearedAt = t.group
-		e.ok = slices.Concat(drop, []effect{t.regDel(name), t.srvClear()})
-		from := len(t.in.buf)
-		t.in.buf = appendQuery(t.in.buf, "DEALLOCATE ALL")
-		t.in.replace(off, n, from)
-		e.tag, e.reset = "DEALLOCATE", true
-	}
-	t.push(e)
-}
-
-func appendQuery(dst []byte, sql string) []byte {
-	dst = append(dst, 'Q')
-	dst = binary.BigEndian.AppendUint32(dst, uint32(4+len(sql)+1))
-	dst = append(dst, sql...)
-	return append(dst, 0)
-}
-
-// appendBindNoop appends a Bind of the never-prepared statement.
-func appendBindNoop(dst []byte) []byte {
-	body := []byte{0}
-	body = append(body, noopName...)
-	body = append(body, 0, 0, 0, 0, 0, 0, 0) // its NUL; no formats, no params, no result formats
-	dst = append(dst, 'B')
-	dst = binary.BigEndian.AppendUint32(dst, uint32(4+len(body)))
-	return append(dst, body...)
 }

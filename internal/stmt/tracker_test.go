@@ -5,25 +5,56 @@ import (
 	"encoding/binary"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // exchange passes one batch through tr to backend m and m's answers back,
-// returning what the server got and what the client saw.
+// returning what the server got (parts split by a wait for answers joined
+// with " | ") and what the client saw.
 func exchange(t *testing.T, tr *Tracker, m *modelBackend, msgs ...pgproto3.FrontendMessage) (sent string, seen []string) {
 	t.Helper()
 	batch := fe(msgs...)
-	tr.BeginBatch()
-	for _, f := range frameBatch(t, batch) {
-		if err := tr.Client(f.Type, f.Body, f.Off, f.Total(), false); err != nil {
-			t.Fatalf("Client(%q): %v", f.Type, err)
+	frames := frameBatch(t, batch)
+	var parts []string
+	base := 0
+	for len(frames) > 0 {
+		tr.BeginBatch()
+		cut := len(frames)
+		for i, f := range frames {
+			err := tr.Client(f.Type, f.Body, f.Off-base, f.Total())
+			if errors.Is(err, ErrWait) {
+				cut = i
+				break
+			}
+			if err != nil {
+				t.Fatalf("Client(%q): %v", f.Type, err)
+			}
 		}
+		end := len(batch)
+		if cut < len(frames) {
+			end = frames[cut].Off
+		}
+		out := bytes.Clone(tr.ApplyBatch(batch[base:end]))
+		if cut < len(frames) {
+			out = append(out, flush...)
+		}
+		parts = append(parts, describeStream(t, out))
+		m.feed(out)
+		seen = append(seen, answer(t, tr, m)...)
+		frames, base = frames[cut:], end
 	}
-	out := tr.ApplyBatch(batch)
-	sent = describeStream(t, out)
-	m.feed(out)
+	if tr.Pending() != 0 {
+		t.Fatalf("%d answers pending after %v", tr.Pending(), parts)
+	}
+	return strings.Join(parts, " | "), seen
+}
+
+// answer passes m's answers through tr and returns what the client saw.
+func answer(t *testing.T, tr *Tracker, m *modelBackend) []string {
+	t.Helper()
 	ans := m.take()
 	tr.BeginAnswers()
 	off := 0
@@ -33,10 +64,7 @@ func exchange(t *testing.T, tr *Tracker, m *modelBackend, msgs ...pgproto3.Front
 		}
 		off += 5 + len(a.body)
 	}
-	if tr.Pending() != 0 {
-		t.Fatalf("%d answers pending after %s", tr.Pending(), sent)
-	}
-	return sent, messageTypes(t, tr.ApplyAnswers(ans))
+	return messageTypes(t, tr.ApplyAnswers(ans))
 }
 
 var (
@@ -53,47 +81,58 @@ func TestTrackerRewritesForTheServerItHolds(t *testing.T) {
 		sent   string
 		seen   []string
 	}{
-		{"a Parse the server lacks goes under the server name", 3, nil,
+		{"a Parse the server lacks goes under the server name, described for its shape", 3, nil,
 			[]pgproto3.FrontendMessage{mParse("s1", "SELECT 1", 0), mSync},
-			`P(` + srvOne + `,"SELECT 1",0) S`, []string{"1", "Z:I"}},
-		{"a Parse of a statement the server holds becomes a Close of pgv_noop shown as ParseComplete", 3,
+			`P(` + srvOne + `,"SELECT 1",0) DS(` + srvOne + `) S`, []string{"1", "Z:I"}},
+		{"a Parse of a statement the server holds parses it afresh", 3,
 			[][]pgproto3.FrontendMessage{{mParse("s1", "SELECT 1", 0), mSync}},
 			[]pgproto3.FrontendMessage{mParse("s2", "SELECT 1", 0), mSync},
-			`CS(pgv_noop) S`, []string{"1", "Z:I"}},
-		{"a duplicate name becomes a Bind of pgv_noop whose error becomes 42P05", 3,
+			`CS(` + srvOne + `) P(` + srvOne + `,"SELECT 1",0) DS(` + srvOne + `) S`, []string{"1", "Z:I"}},
+		{"a duplicate name is parsed as pgv_noop, then a Bind of pgv_noop fails with 42P05", 3,
 			[][]pgproto3.FrontendMessage{{mParse("s1", "SELECT 1", 0), mSync}},
 			[]pgproto3.FrontendMessage{mParse("s1", "SELECT 2", 0), mDescribe('S', "s1"), mSync},
-			`B(pgv_noop) DS(` + srvOne + `) S`, []string{"E:42P05", "Z:I"}},
+			`P(pgv_noop,"SELECT 2",0) CS(pgv_noop) B(pgv_noop) DS(` + srvOne + `) S`, []string{"E:42P05", "Z:I"}},
+		{"a duplicate name with a syntax error reports the syntax error, as PostgreSQL does", 3,
+			[][]pgproto3.FrontendMessage{{mParse("s1", "SELECT 1", 0), mSync}},
+			[]pgproto3.FrontendMessage{mParse("s1", "SELECT fail", 0), mSync},
+			`P(pgv_noop,"SELECT fail",0) CS(pgv_noop) B(pgv_noop) S`, []string{"E:42601", "Z:I"}},
 		{"a Bind and Describe of a client statement are renamed", 3,
 			[][]pgproto3.FrontendMessage{{mParse("s1", "SELECT 1", 0), mSync}},
 			[]pgproto3.FrontendMessage{mDescribe('S', "s1"), mBind("", "s1", 0), mExecute(""), mSync},
 			`DS(` + srvOne + `) B(` + srvOne + `) E S`, []string{"t", "T", "2", "D", "C:SELECT 1", "Z:I"}},
 		{"a Close of a client statement leaves the server's copy", 3,
 			[][]pgproto3.FrontendMessage{{mParse("s1", "SELECT 1", 0), mSync}},
-			[]pgproto3.FrontendMessage{mClose('S', "s1"), mParse("s1", "SELECT 1", 0), mSync},
-			`CS(pgv_noop) CS(pgv_noop) S`, []string{"3", "1", "Z:I"}},
+			[]pgproto3.FrontendMessage{mClose('S', "s1"), mBind("", "s1", 0), mSync},
+			`CS(pgv_noop) B(pgv_noop) S`, []string{"3", "E:26000", "Z:I"}},
 		{"portals and the unnamed statement pass unchanged", 3, nil,
 			[]pgproto3.FrontendMessage{mParse("", "SELECT 1", 0), mBind("p1", "", 0), mDescribe('P', "p1"), mExecute("p1"), mClose('P', "p1"), mSync},
 			`P(,"SELECT 1",0) B() DP(p1) E CP(p1) S`, []string{"1", "2", "T", "D", "C:SELECT 1", "3", "Z:I"}},
-		{"unknown names reach the server under the client's name", 3, nil,
+		{"unknown names fail as PostgreSQL would, without reaching the server", 3, nil,
 			[]pgproto3.FrontendMessage{mBind("", "nope", 0), mSync, mDescribe('S', "nope"), mSync},
-			`B(nope) S DS(nope) S`, []string{"E:26000", "Z:I", "E:26000", "Z:I"}},
+			`B(pgv_noop) S B(pgv_noop) S`, []string{"E:26000", "Z:I", "E:26000", "Z:I"}},
 		{"a full set closes the least recently used statement first", 1,
 			[][]pgproto3.FrontendMessage{{mParse("s1", "SELECT 1", 0), mSync}},
 			[]pgproto3.FrontendMessage{mParse("s2", "SELECT 2", 0), mSync},
-			`CS(` + srvOne + `) P(` + srvTwo + `,"SELECT 2",0) S`, []string{"1", "Z:I"}},
-		{"a statement evicted earlier is prepared again, hidden, before its Bind", 1,
+			`CS(` + srvOne + `) P(` + srvTwo + `,"SELECT 2",0) DS(` + srvTwo + `) S`, []string{"1", "Z:I"}},
+		{"a statement evicted earlier is prepared again, hidden, and its shape checked before its Bind", 1,
 			[][]pgproto3.FrontendMessage{{mParse("s1", "SELECT 1", 0), mSync}, {mParse("s2", "SELECT 2", 0), mSync}},
 			[]pgproto3.FrontendMessage{mBind("", "s1", 0), mExecute(""), mSync},
-			`CS(` + srvTwo + `) P(` + srvOne + `,"SELECT 1",0) B(` + srvOne + `) E S`, []string{"2", "D", "C:SELECT 1", "Z:I"}},
+			`CS(` + srvTwo + `) P(` + srvOne + `,"SELECT 1",0) DS(` + srvOne + `) H | B(` + srvOne + `) E S`, []string{"2", "D", "C:SELECT 1", "Z:I"}},
 		{"DEALLOCATE of a client statement becomes DEALLOCATE ALL answered DEALLOCATE", 3,
 			[][]pgproto3.FrontendMessage{{mParse("s1", "SELECT 1", 0), mSync}},
 			[]pgproto3.FrontendMessage{mQuery("DEALLOCATE s1")},
 			`Q("DEALLOCATE ALL")`, []string{"C:DEALLOCATE", "Z:I"}},
+		{"DEALLOCATE of a name the client lacks fails without touching the server's statements", 3, nil,
+			[]pgproto3.FrontendMessage{mQuery("DEALLOCATE " + srvOne)},
+			`Q("DEALLOCATE pgv_noop")`, []string{"E:26000", "Z:I"}},
 		{"after an error nothing up to Sync is answered", 3, nil,
 			[]pgproto3.FrontendMessage{mParse("s1", "SELECT fail", 0), mBind("", "s1", 0), mExecute(""), mSync, mParse("", "SELECT 2", 0), mSync},
-			`P(` + ServerName("SELECT fail", paramTypes()) + `,"SELECT fail",0) B(` + ServerName("SELECT fail", paramTypes()) + `) E S P(,"SELECT 2",0) S`,
+			`P(` + ServerName("SELECT fail", paramTypes()) + `,"SELECT fail",0) DS(` + ServerName("SELECT fail", paramTypes()) + `) B(` + ServerName("SELECT fail", paramTypes()) + `) E S P(,"SELECT 2",0) S`,
 			[]string{"E:42601", "Z:I", "1", "Z:I"}},
+		{"a Bind in the Sync group after a failed Parse of its name waits for that answer", 3, nil,
+			[]pgproto3.FrontendMessage{mParse("s1", "SELECT fail", 0), mSync, mBind("", "s1", 0), mSync},
+			`P(` + ServerName("SELECT fail", paramTypes()) + `,"SELECT fail",0) DS(` + ServerName("SELECT fail", paramTypes()) + `) S H | B(pgv_noop) S`,
+			[]string{"E:42601", "Z:I", "E:26000", "Z:I"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr, m, set := NewTracker(NewRegistry()), newModelBackend(), NewServerSet(tc.max)
@@ -136,7 +175,7 @@ func TestTrackerLeavesUnchangedBatchesAlone(t *testing.T) {
 	batch := fe(mParse("", "SELECT 1", 0), mBind("", "", 0), mExecute(""), mSync)
 	tr.BeginBatch()
 	for _, f := range frameBatch(t, batch) {
-		if err := tr.Client(f.Type, f.Body, f.Off, f.Total(), false); err != nil {
+		if err := tr.Client(f.Type, f.Body, f.Off, f.Total()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -169,7 +208,7 @@ func TestTrackerServerRefusesAnswersItDidNotExpect(t *testing.T) {
 	}
 	tr.BeginBatch()
 	body := fe(mParse("", "SELECT 1", 0))[5:]
-	if err := tr.Client('P', body, 0, 5+len(body), false); err != nil {
+	if err := tr.Client('P', body, 0, 5+len(body)); err != nil {
 		t.Fatal(err)
 	}
 	if err := tr.Server('2', nil, 0); !errors.Is(err, ErrDesync) {
@@ -196,7 +235,7 @@ func TestTrackerPassesMalformedMessagesToTheServerUnbooked(t *testing.T) {
 			tr := NewTracker(reg)
 			tr.Attach(set)
 			tr.BeginBatch()
-			if err := tr.Client(tc.typ, []byte(tc.body), 0, 5+len(tc.body), false); err != nil {
+			if err := tr.Client(tc.typ, []byte(tc.body), 0, 5+len(tc.body)); err != nil {
 				t.Fatalf("Client = %v, want the message passed on", err)
 			}
 			span := append([]byte{tc.typ, 0, 0, 0, byte(4 + len(tc.body))}, tc.body...)

@@ -1,0 +1,131 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/pgvalve/pgvalve/internal/stmt"
+	"github.com/pgvalve/pgvalve/internal/wire"
+)
+
+// flush is a Flush message: it makes the server send what it has
+// answered so far, for a batch that waits for those answers.
+var flush = []byte{'H', 0, 0, 0, 4}
+
+// forwardTracked sends a batch through the statement tracker, which turns
+// the client's statement names into the linked server's and prepares there
+// what it lacks. A message whose rewrite needs the server's answers first
+// (stmt.ErrWait) splits the batch: what comes before it goes with a Flush,
+// and the rest waits until everything sent is answered.
+func (s *Session) forwardTracked(ctx context.Context, l *link, span []byte, last byte) error {
+	frames, base, idle := s.frames, 0, false
+	for {
+		s.mu.Lock()
+		cut, err := s.rewrite(frames, base)
+		waiting := errors.Is(err, stmt.ErrWait)
+		if err != nil && !waiting {
+			s.mu.Unlock()
+			return &protocolViolation{err}
+		}
+		s.mu.Unlock()
+		end, segLast, partial := len(span), last, s.rd.Streaming() != 0
+		if waiting {
+			end, segLast, partial = frames[cut].Off, 0, true
+		}
+		out := s.tr.ApplyBatch(span[base:end])
+		if waiting && len(out) == 0 {
+			if idle {
+				// It waited, got every answer, and waits again with
+				// nothing new sent: it would wait forever.
+				return &protocolViolation{errNothingAwaited}
+			}
+			idle = true
+		} else {
+			idle = false
+		}
+		if waiting {
+			s.waitBuf = append(append(s.waitBuf[:0], out...), flush...)
+			out = s.waitBuf
+		}
+		types, requests := s.counts(frames[:cut])
+		if err := s.send(l, out, types, requests, segLast, partial); err != nil {
+			return err
+		}
+		if !waiting {
+			return nil
+		}
+		if err := s.awaitAnswers(ctx, l); err != nil {
+			return err
+		}
+		frames, base = frames[cut:], end
+	}
+}
+
+// rewrite offers frames, whose span starts at base in the batch, to the
+// tracker until one must wait (its index and stmt.ErrWait) or all are
+// rewritten. The caller holds s.mu.
+func (s *Session) rewrite(frames []wire.Frame, base int) (int, error) {
+	s.tr.BeginBatch()
+	skip := s.env.Knobs != nil && s.env.Knobs.SkipStreamedBookkeeping
+	for i, f := range frames {
+		if skip && f.Body == nil {
+			continue // the defect the knob brings back
+		}
+		if err := s.tr.Client(f.Type, f.Body, f.Off-base, f.Total()); err != nil {
+			return i, err
+		}
+	}
+	return len(frames), nil
+}
+
+// counts are the message types txState counts among frames, and the
+// requests that want a ReadyForQuery.
+func (s *Session) counts(frames []wire.Frame) (types []byte, requests int) {
+	s.segTypes = s.segTypes[:0]
+	for _, f := range frames {
+		if counted(f.Type) {
+			s.segTypes = append(s.segTypes, f.Type)
+		}
+		if _, wants := requestEnds(f.Type); wants {
+			requests++
+		}
+	}
+	return s.segTypes, requests
+}
+
+// errNothingAwaited means the tracker asked to wait again with nothing
+// new sent to wait for: a defect, or waiting would never end.
+var errNothingAwaited = errors.New("statement tracker waits for no answer")
+
+// awaitAnswers waits until the server has answered everything sent on l.
+func (s *Session) awaitAnswers(ctx context.Context, l *link) error {
+	s.mu.Lock()
+	if s.tr.Pending() == 0 {
+		s.mu.Unlock()
+		return nil // all in already
+	}
+	answered := make(chan struct{})
+	s.mu.answered = answered
+	s.mu.Unlock()
+	select {
+	case <-answered:
+		return nil
+	case <-l.done:
+		if l.err != nil {
+			return l.err
+		}
+		return fmt.Errorf("%w: the server side stopped", errServerLost)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// answeredLocked wakes a client side waiting for every answer, once they
+// are in. The caller holds s.mu.
+func (s *Session) answeredLocked() {
+	if s.mu.answered != nil && s.tr.Pending() == 0 {
+		close(s.mu.answered)
+		s.mu.answered = nil
+	}
+}
