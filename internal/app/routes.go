@@ -45,19 +45,21 @@ func (a *App) entry(db, user string) (*entry, bool) {
 	}
 	e := &entry{dial: dial, params: &backend.ParamCache{}}
 	e.pool = pool.New(pool.Config[*backend.Conn]{
-		Name:        key.String(),
-		Size:        route.PoolSize,
-		WaitTimeout: a.cfg.QueryWaitTimeout,
-		DialTimeout: a.cfg.ServerConnectTimeout,
-		RetryMax:    a.cfg.ServerLoginRetry,
-		IdleTimeout: a.cfg.ServerIdleTimeout,
-		Lifetime:    a.cfg.ServerLifetime,
-		// A route's own smaller pool_size caps the global min_pool_size.
-		MinSize:        min(a.cfg.MinPoolSize, route.PoolSize),
-		ReserveSize:    a.cfg.ReservePoolSize,
-		ReserveTimeout: a.cfg.ReservePoolTimeout,
-		Refused:        refusedLogin,
-		Limits:         a.limitsLocked(db, dial.User),
+		Name: key.String(),
+		Settings: pool.Settings{
+			Size:        route.PoolSize,
+			WaitTimeout: a.cfg.QueryWaitTimeout,
+			DialTimeout: a.cfg.ServerConnectTimeout,
+			RetryMax:    a.cfg.ServerLoginRetry,
+			IdleTimeout: a.cfg.ServerIdleTimeout,
+			Lifetime:    a.cfg.ServerLifetime,
+			// A route's own smaller pool_size caps the global min_pool_size.
+			MinSize:        min(a.cfg.MinPoolSize, route.PoolSize),
+			ReserveSize:    a.cfg.ReservePoolSize,
+			ReserveTimeout: a.cfg.ReservePoolTimeout,
+		},
+		Refused: refusedLogin,
+		Limits:  a.limitsLocked(db, dial.User),
 		Dial: func(ctx context.Context) (*backend.Conn, error) {
 			cfg := e.dial
 			if a.cfg.Auth == config.AuthPassthrough {

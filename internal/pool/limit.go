@@ -11,9 +11,9 @@ import "sync"
 // way round); Limit never calls into a pool while holding its own lock.
 type Limit struct {
 	name string
-	max  int
 	mu   struct {
 		sync.Mutex
+		max     int // <= 0: no cap
 		used    int
 		members []member
 		waiting map[member]struct{}
@@ -28,14 +28,49 @@ type member interface {
 	evictIdle() bool
 }
 
-// NewLimit returns a cap of max servers, or nil (no cap) when max <= 0.
+// NewLimit returns a cap of max servers; max <= 0 means no cap, which
+// SetMax may change later.
 func NewLimit(name string, max int) *Limit {
-	if max <= 0 {
-		return nil
-	}
-	l := &Limit{name: name, max: max}
+	l := &Limit{name: name}
+	l.mu.max = max
 	l.mu.waiting = make(map[member]struct{})
 	return l
+}
+
+// SetMax changes the cap (a reload). A higher cap lets waiting pools dial
+// at once. Under a lower one, idle servers of member pools close now, and
+// leased ones as they come back, until the servers fit.
+func (l *Limit) SetMax(max int) {
+	l.mu.Lock()
+	l.mu.max = max
+	waiting := l.mu.waiting
+	l.mu.waiting = make(map[member]struct{})
+	members := append([]member(nil), l.mu.members...)
+	l.mu.Unlock()
+	for m := range waiting {
+		m.retry()
+	}
+	for _, m := range members {
+		for l.over() && m.evictIdle() {
+		}
+	}
+}
+
+// over reports whether more slots are taken than the cap allows.
+func (l *Limit) over() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mu.max > 0 && l.mu.used > l.mu.max
+}
+
+// overAny reports whether any of limits is over its cap.
+func overAny(limits []*Limit) bool {
+	for _, l := range limits {
+		if l.over() {
+			return true
+		}
+	}
+	return false
 }
 
 // Used reports the slots taken.
@@ -67,7 +102,7 @@ func (l *Limit) leave(m member) {
 func (l *Limit) take(m member) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.mu.used < l.max {
+	if l.mu.max <= 0 || l.mu.used < l.mu.max {
 		l.mu.used++
 		return true
 	}
