@@ -175,11 +175,7 @@ func (a *App) startDrain() {
 }
 
 func (a *App) closePools() {
-	a.mu.Lock()
-	a.mu.closed = true
-	entries := a.entriesLocked()
-	a.mu.Unlock()
-	for _, e := range entries {
+	for _, e := range a.entries(func() { a.mu.closed = true }) {
 		e.pool.Close()
 	}
 }
@@ -191,8 +187,12 @@ func (a *App) config() config.Config {
 	return a.mu.cfg
 }
 
-// entriesLocked lists every pool, retired ones included.
-func (a *App) entriesLocked() []*entry {
+// entries lists every pool, retired ones included, after running update
+// under the lock: pools created later see what it set.
+func (a *App) entries(update func()) []*entry {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	update()
 	out := make([]*entry, 0, len(a.mu.pools)+len(a.mu.retired))
 	for _, e := range a.mu.pools {
 		out = append(out, e)
@@ -216,9 +216,7 @@ type PoolStats struct {
 // Stats returns a snapshot of every pool, sorted by name; a retired pool
 // (Draining) comes after the pool that replaced it.
 func (a *App) Stats() []PoolStats {
-	a.mu.Lock()
-	entries := a.entriesLocked()
-	a.mu.Unlock()
+	entries := a.entries(func() {})
 	out := make([]PoolStats, 0, len(entries))
 	for _, e := range entries {
 		out = append(out, PoolStats{Stats: e.pool.Stats(), Database: e.key.db, User: e.key.user,

@@ -128,10 +128,7 @@ func (a *App) closeRetired(e *entry) {
 // clients give them back (at the end of a transaction, or at disconnect in
 // session pooling). Pools created while paused start paused.
 func (a *App) Pause() {
-	a.mu.Lock()
-	a.mu.paused = true
-	entries := a.entriesLocked()
-	a.mu.Unlock()
+	entries := a.entries(func() { a.mu.paused = true })
 	a.log.Info("PAUSE: no server is given to clients until RESUME; servers close as they are given back", "pools", len(entries))
 	for _, e := range entries {
 		e.pool.Pause()
@@ -142,10 +139,7 @@ func (a *App) Pause() {
 
 // Resume ends a Pause (SIGUSR2): waiting clients get servers.
 func (a *App) Resume() {
-	a.mu.Lock()
-	a.mu.paused = false
-	entries := a.entriesLocked()
-	a.mu.Unlock()
+	entries := a.entries(func() { a.mu.paused = false })
 	for _, e := range entries {
 		e.pool.Resume()
 	}

@@ -33,19 +33,7 @@ func (p *Pool[S]) Reconfigure(s Settings) {
 // a transaction in transaction pooling, at disconnect in session pooling),
 // and nothing is dialled. Clients that need a server wait in the queue,
 // each up to its wait timeout, until Resume.
-func (p *Pool[S]) Pause() {
-	p.mu.Lock()
-	if p.mu.closed || p.mu.paused {
-		p.mu.Unlock()
-		return
-	}
-	p.mu.paused = true
-	idle := p.evictAllIdleLocked()
-	p.mu.Unlock()
-	for _, s := range idle {
-		p.closeServer(s)
-	}
-}
+func (p *Pool[S]) Pause() { p.enter(&p.mu.paused) }
 
 // Resume ends a Pause: waiting clients get servers dialled for them.
 func (p *Pool[S]) Resume() {
@@ -64,13 +52,17 @@ func (p *Pool[S]) Resume() {
 // serving the clients it has, but closes its idle servers now and each
 // server given back that no client waits for, and keeps no minimum. The
 // owner closes it once its last client has left.
-func (p *Pool[S]) Drain() {
+func (p *Pool[S]) Drain() { p.enter(&p.mu.draining) }
+
+// enter turns on state (p.mu.paused or p.mu.draining), under which the
+// pool parks no server (keepLocked), and closes the idle ones it has.
+func (p *Pool[S]) enter(state *bool) {
 	p.mu.Lock()
-	if p.mu.closed || p.mu.draining {
+	if p.mu.closed || *state {
 		p.mu.Unlock()
 		return
 	}
-	p.mu.draining = true
+	*state = true
 	idle := p.evictAllIdleLocked()
 	p.mu.Unlock()
 	for _, s := range idle {
