@@ -1,6 +1,9 @@
 package pool
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Limit caps the servers of several pools together: max_db_connections
 // counts every pool of a database, max_user_connections every pool of a
@@ -11,9 +14,12 @@ import "sync"
 // way round); Limit never calls into a pool while holding its own lock.
 type Limit struct {
 	name string
-	mu   struct {
+	// max is the cap; <= 0: none. It is written under mu, and read without
+	// it where no cap means nothing to do, so that pools without caps
+	// (the default) share no lock when servers come back.
+	max atomic.Int64
+	mu  struct {
 		sync.Mutex
-		max     int // <= 0: no cap
 		used    int
 		members []member
 		waiting map[member]struct{}
@@ -32,7 +38,7 @@ type member interface {
 // SetMax may change later.
 func NewLimit(name string, max int) *Limit {
 	l := &Limit{name: name}
-	l.mu.max = max
+	l.max.Store(int64(max))
 	l.mu.waiting = make(map[member]struct{})
 	return l
 }
@@ -42,7 +48,7 @@ func NewLimit(name string, max int) *Limit {
 // leased ones as they come back, until the servers fit.
 func (l *Limit) SetMax(max int) {
 	l.mu.Lock()
-	l.mu.max = max
+	l.max.Store(int64(max))
 	waiting := l.mu.waiting
 	l.mu.waiting = make(map[member]struct{})
 	members := append([]member(nil), l.mu.members...)
@@ -58,9 +64,13 @@ func (l *Limit) SetMax(max int) {
 
 // over reports whether more slots are taken than the cap allows.
 func (l *Limit) over() bool {
+	max := l.max.Load()
+	if max <= 0 {
+		return false
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.mu.max > 0 && l.mu.used > l.mu.max
+	return int64(l.mu.used) > max
 }
 
 // overAny reports whether any of limits is over its cap.
@@ -102,7 +112,7 @@ func (l *Limit) leave(m member) {
 func (l *Limit) take(m member) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.mu.max <= 0 || l.mu.used < l.mu.max {
+	if max := l.max.Load(); max <= 0 || int64(l.mu.used) < max {
 		l.mu.used++
 		return true
 	}
@@ -138,6 +148,9 @@ func (l *Limit) reclaim(m member) {
 
 // wanted reports whether a pool other than m waits for a slot.
 func (l *Limit) wanted(m member) bool {
+	if l.max.Load() <= 0 {
+		return false // nobody waits for a slot without a cap
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for w := range l.mu.waiting {
