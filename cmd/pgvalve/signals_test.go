@@ -244,7 +244,7 @@ func wait(t *testing.T, done <-chan error, what string) {
 	}
 }
 
-func TestSIGHUPGrowsThePoolWithoutDroppingAConnectedClient(t *testing.T) {
+func TestSIGHUPGrowsThePoolAndSetsTheLogLevelWithoutDroppingAConnectedClient(t *testing.T) {
 	path := writeFile(t, configText(1))
 	c := startChild(t, "--config", path)
 	before := connect(t, c.url(pgtest.TestDatabase), nil)
@@ -253,15 +253,21 @@ func TestSIGHUPGrowsThePoolWithoutDroppingAConnectedClient(t *testing.T) {
 	waiting := connect(t, c.url(pgtest.TestDatabase), queued)
 	done := queuedQuery(t, waiting, queued)
 
-	rewrite(t, path, configText(2))
+	if strings.Contains(c.log.String(), "level=DEBUG") {
+		t.Fatal("debug lines logged at log_level info")
+	}
+	rewrite(t, path, configText(2, `log_level = "debug"`))
 	mark := c.signal(t, syscall.SIGHUP)
 	c.waitLog(t, mark, "pool_size: 1 → 2")
+	c.waitLog(t, mark, "log_level: info → debug")
 	wait(t, done, "the queued client's query once the pool grew")
 	if n := backends(t); n != 2 {
 		t.Fatalf("%d server connections, want 2 after the reload", n)
 	}
 	exec1(t, before, "the client connected before the reload")
 	c.alive(t)
+	before.Close(testCtx(t))
+	c.waitLog(t, mark, "level=DEBUG msg=\"session ended\"")
 }
 
 func TestSIGHUPWithABrokenFileChangesNothingAndNamesTheLine(t *testing.T) {
