@@ -21,7 +21,8 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pgvalve demo: %v\n", err)
 		return 2
 	}
-	log := newLogger(stderr, cfg.LogLevel)
+	level := levelVar(cfg.LogLevel)
+	log := newLogger(stderr, level)
 	user, db := "app", "app"
 	if cfg.Upstream == "" && len(cfg.Databases) == 0 {
 		fmt.Fprintln(stderr, "pgvalve demo: starting a throwaway PostgreSQL (initdb in a temp dir)...")
@@ -49,7 +50,10 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "pgvalve is up. Connect with:\n\n  psql \"host=127.0.0.1 port=%s user=%s dbname=%s\"\n\nCtrl-C stops pgvalve and removes the throwaway PostgreSQL.\n",
 			portOf(cfg.Listen), user, db)
 	}
-	if err := serve(cfg, log, ready); err != nil {
+	// The demo's upstream may be a cluster it started, which a file read
+	// again would not name: it does not reload.
+	srv := &server{cfg: cfg, log: log, level: level, ready: ready}
+	if err := srv.serve(); err != nil {
 		log.Error("pgvalve stopped", "err", err)
 		return 1
 	}

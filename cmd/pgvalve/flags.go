@@ -15,6 +15,7 @@ import (
 // runOpts are run-time choices that are not configuration.
 type runOpts struct {
 	cpuProfile string // write a CPU profile here until pgvalve stops
+	configPath string // --config, which SIGHUP reads again; "" if none
 }
 
 // loadConfig reads --config (if given) and applies every flag the user set
@@ -47,6 +48,7 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 		return config.Config{}, opts, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	cfg := def
+	opts.configPath = *path
 	if *path != "" {
 		var err error
 		if cfg, err = config.Load(*path); err != nil {

@@ -3,18 +3,14 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"runtime/pprof"
-	"syscall"
 
-	"github.com/pgvalve/pgvalve/internal/app"
 	"github.com/pgvalve/pgvalve/internal/config"
 )
 
@@ -66,7 +62,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pgvalve: %v\n", err)
 		return 2
 	}
-	log := newLogger(stderr, cfg.LogLevel)
+	level := levelVar(cfg.LogLevel)
+	log := newLogger(stderr, level)
 	if opts.cpuProfile != "" {
 		stop, err := startCPUProfile(opts.cpuProfile)
 		if err != nil {
@@ -75,7 +72,16 @@ func cmdRun(args []string, stderr io.Writer) int {
 		}
 		defer stop()
 	}
-	if err := serve(cfg, log, func() {}); err != nil {
+	srv := &server{cfg: cfg, log: log, level: level, ready: func() {}}
+	if opts.configPath != "" {
+		// A reload reads the file again and applies the same flags on top,
+		// as at start.
+		srv.reload = func() (config.Config, error) {
+			cfg, _, err := loadConfigOpts("run", args, io.Discard)
+			return cfg, err
+		}
+	}
+	if err := srv.serve(); err != nil {
 		log.Error("pgvalve stopped", "err", err)
 		return 1
 	}
@@ -93,46 +99,6 @@ func startCPUProfile(path string) (func(), error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
-}
-
-// serve runs pgvalve until a signal: SIGTERM drains (running transactions
-// finish, up to shutdown_timeout), SIGINT closes every client at once.
-// ready runs once pgvalve listens.
-func serve(cfg config.Config, log *slog.Logger, ready func()) error {
-	a := app.New(cfg, log)
-	ln, err := a.Listen()
-	if err != nil {
-		return err
-	}
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	served := make(chan error, 1)
-	go func() { served <- a.Serve(ln) }()
-	ready()
-	select {
-	case err := <-served:
-		return err
-	case sig := <-sigs:
-		if sig == syscall.SIGTERM {
-			log.Info("SIGTERM: draining", "shutdown_timeout", cfg.ShutdownTimeout)
-			ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-			defer cancel()
-			go func() {
-				// A second signal stops waiting.
-				select {
-				case <-sigs:
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
-			a.Shutdown(ctx)
-		} else {
-			log.Info("SIGINT: closing every client")
-			a.Close()
-		}
-	}
-	return <-served
 }
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
@@ -154,10 +120,22 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+// newLogger logs text lines to w at level, which a reload may change.
+func newLogger(w io.Writer, level *slog.LevelVar) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// levelVar holds a validated log_level.
+func levelVar(level string) *slog.LevelVar {
+	v := new(slog.LevelVar)
+	setLevel(v, level)
+	return v
+}
+
+func setLevel(v *slog.LevelVar, level string) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+	v.Set(l)
 }

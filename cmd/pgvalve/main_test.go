@@ -7,12 +7,24 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// cluster is the real PostgreSQL the signal tests run pgvalve in front of.
+var cluster *pgtest.Cluster
+
+// childEnv makes the test binary run pgvalve's main instead of the tests:
+// the signal tests start it as a child process, so that it gets real
+// signals by its PID and the test process none.
+const childEnv = "PGVALVE_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(pgtest.Run(m, &cluster, pgtest.Options{}))
+}
 
 func run(args ...string) (code int, stdout, stderr string) {
 	var out, errOut strings.Builder

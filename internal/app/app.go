@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"sort"
 	"sync"
@@ -25,10 +24,13 @@ import (
 
 // App is one running pgvalve.
 type App struct {
-	cfg       config.Config
 	log       *slog.Logger
+	listen    string          // bound once: a reload cannot change it
+	auth      config.AuthMode // clients were admitted under it: a reload cannot change it
 	env       *session.Env
 	passwords *auth.Passwords
+	// maxClients is max_client_conn, read at every accept.
+	maxClients atomic.Int64
 
 	// Lifecycle: accepting ends when shutdown starts; drain asks sessions
 	// to end at a safe point; sessions ends them at once; served closes
@@ -38,11 +40,17 @@ type App struct {
 	drain                       context.CancelFunc
 	served                      chan struct{}
 
+	// Lock order: mu before any pool's or limit's lock.
 	mu struct {
 		sync.Mutex
-		pools      map[poolKey]*entry
-		dbLimits   map[string]*pool.Limit // nil values: no cap
+		cfg   config.Config // in force; Reload replaces it
+		pools map[poolKey]*entry
+		// retired are pools of routes a reload changed or removed: they
+		// serve the clients they have until the last one leaves.
+		retired    map[*entry]struct{}
+		dbLimits   map[string]*pool.Limit
 		userLimits map[string]*pool.Limit
+		paused     bool
 		closed     bool
 	}
 }
@@ -52,11 +60,15 @@ type poolKey struct{ db, user string }
 func (k poolKey) String() string { return k.db + "/" + k.user }
 
 type entry struct {
-	pool    *session.ServerPool
-	route   session.Route
-	dial    backend.Config
-	params  *backend.ParamCache
+	key    poolKey
+	pool   *session.ServerPool
+	route  session.Route
+	dial   backend.Config
+	params *backend.ParamCache
+	// clients counts sessions from Lookup until they end; a retired entry
+	// is closed when it reaches 0.
 	clients atomic.Int64
+	retired atomic.Bool
 }
 
 // passwordFresh is how long a passthrough password the server accepted is
@@ -66,8 +78,11 @@ const passwordFresh = 2 * time.Second
 
 // New builds an App from a validated configuration.
 func New(cfg config.Config, log *slog.Logger) *App {
-	a := &App{cfg: cfg, log: log, passwords: auth.NewPasswords(passwordFresh), served: make(chan struct{})}
+	a := &App{log: log, listen: cfg.Listen, auth: cfg.Auth, passwords: auth.NewPasswords(passwordFresh), served: make(chan struct{})}
+	a.maxClients.Store(int64(cfg.MaxClientConn))
+	a.mu.cfg = cfg
 	a.mu.pools = make(map[poolKey]*entry)
+	a.mu.retired = make(map[*entry]struct{})
 	a.mu.dbLimits = make(map[string]*pool.Limit)
 	a.mu.userLimits = make(map[string]*pool.Limit)
 	a.accepting, a.stopAccepting = context.WithCancel(context.Background())
@@ -75,9 +90,20 @@ func New(cfg config.Config, log *slog.Logger) *App {
 	var drainCtx context.Context
 	drainCtx, a.drain = context.WithCancel(context.Background())
 	a.env = &session.Env{
-		Log:                   log,
-		Cancels:               cancel.NewRegistry(),
-		Auth:                  cfg.Auth,
+		Log:     log,
+		Cancels: cancel.NewRegistry(),
+		Auth:    cfg.Auth,
+		Drain:   drainCtx,
+		Lookup:  a.lookup,
+		Verify:  a.verify,
+	}
+	a.env.SetLive(liveSettings(cfg))
+	return a
+}
+
+// liveSettings are the session settings of cfg.
+func liveSettings(cfg config.Config) session.Live {
+	return session.Live{
 		MaxMessageSize:        cfg.MaxMessageSize,
 		LoginTimeout:          cfg.ClientLoginTimeout,
 		ResetQuery:            cfg.ServerResetQuery,
@@ -88,11 +114,7 @@ func New(cfg config.Config, log *slog.Logger) *App {
 		IdleTxTimeout:         cfg.IdleTransactionTimeout,
 		ClientIdleTimeout:     cfg.ClientIdleTimeout,
 		QueryTimeout:          cfg.QueryTimeout,
-		Drain:                 drainCtx,
-		Lookup:                a.lookup,
-		Verify:                a.verify,
 	}
-	return a
 }
 
 // SetKnobs installs test seams; call it before Serve.
@@ -100,9 +122,9 @@ func (a *App) SetKnobs(k *session.Knobs) { a.env.Knobs = k }
 
 // Listen binds the configured address.
 func (a *App) Listen() (net.Listener, error) {
-	ln, err := net.Listen("tcp", a.cfg.Listen)
+	ln, err := net.Listen("tcp", a.listen)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
+		return nil, fmt.Errorf("listen on %s: %w", a.listen, err)
 	}
 	return ln, nil
 }
@@ -110,10 +132,11 @@ func (a *App) Listen() (net.Listener, error) {
 // Serve serves clients from ln until Shutdown or Close; it returns once
 // every session has ended and every pool is closed.
 func (a *App) Serve(ln net.Listener) error {
-	a.log.Info("pgvalve listening", "addr", ln.Addr().String(), "pool_mode", a.cfg.PoolMode, "pool_size", a.cfg.PoolSize)
+	cfg := a.config()
+	a.log.Info("pgvalve listening", "addr", ln.Addr().String(), "pool_mode", cfg.PoolMode, "pool_size", cfg.PoolSize)
 	defer close(a.served)
 	err := listener.Serve(a.accepting, ln, listener.Config{
-		MaxConns: a.cfg.MaxClientConn,
+		MaxConns: func() int { return int(a.maxClients.Load()) },
 		Log:      a.log,
 		Handle: func(_ context.Context, conn net.Conn) {
 			session.Serve(a.sessions, a.env, conn)
@@ -152,13 +175,32 @@ func (a *App) startDrain() {
 }
 
 func (a *App) closePools() {
-	a.mu.Lock()
-	a.mu.closed = true
-	pools := a.mu.pools
-	a.mu.Unlock()
-	for _, e := range pools {
+	for _, e := range a.entries(func() { a.mu.closed = true }) {
 		e.pool.Close()
 	}
+}
+
+// config is the configuration in force.
+func (a *App) config() config.Config {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.mu.cfg
+}
+
+// entries lists every pool, retired ones included, after running update
+// under the lock: pools created later see what it set.
+func (a *App) entries(update func()) []*entry {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	update()
+	out := make([]*entry, 0, len(a.mu.pools)+len(a.mu.retired))
+	for _, e := range a.mu.pools {
+		out = append(out, e)
+	}
+	for e := range a.mu.retired {
+		out = append(out, e)
+	}
+	return out
 }
 
 // PoolStats is one pool's snapshot with what only the app knows.
@@ -167,21 +209,24 @@ type PoolStats struct {
 	Database, User string
 	Mode           config.PoolMode
 	// Clients is how many connected clients use the pool, with or
-	// without a server at the moment.
+	// without a server at the moment (logging in included).
 	Clients int64
 }
 
-// Stats returns a snapshot of every pool, sorted by name.
+// Stats returns a snapshot of every pool, sorted by name; a retired pool
+// (Draining) comes after the pool that replaced it.
 func (a *App) Stats() []PoolStats {
-	a.mu.Lock()
-	out := make([]PoolStats, 0, len(a.mu.pools))
-	entries := make(map[poolKey]*entry, len(a.mu.pools))
-	maps.Copy(entries, a.mu.pools)
-	a.mu.Unlock()
-	for k, e := range entries {
-		out = append(out, PoolStats{Stats: e.pool.Stats(), Database: k.db, User: k.user,
+	entries := a.entries(func() {})
+	out := make([]PoolStats, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, PoolStats{Stats: e.pool.Stats(), Database: e.key.db, User: e.key.user,
 			Mode: e.route.Mode, Clients: e.clients.Load()})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return !out[i].Draining && out[j].Draining
+	})
 	return out
 }

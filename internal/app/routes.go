@@ -14,53 +14,46 @@ import (
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
-// lookup finds or creates the pool for a client's database and user.
+// lookup finds or creates the pool for a client's database and user, and
+// counts the client in until the route's Leave.
 func (a *App) lookup(db, user string) (session.Route, bool) {
-	e, ok := a.entry(db, user)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := a.entryLocked(db, user)
 	if !ok {
 		return session.Route{}, false
 	}
+	e.clients.Add(1)
 	return e.route, true
 }
 
-func (a *App) entry(db, user string) (*entry, bool) {
-	route, ok := a.cfg.PoolFor(db)
-	if !ok {
+// entryLocked returns the pool of db and user, creating it from the
+// configuration in force.
+func (a *App) entryLocked(db, user string) (*entry, bool) {
+	key := poolKey{db: db, user: user}
+	if e, ok := a.mu.pools[key]; ok {
+		return e, true
+	}
+	cfg := a.mu.cfg
+	route, ok := cfg.PoolFor(db)
+	if !ok || a.mu.closed {
 		return nil, false
 	}
-	dial, err := a.dialConfig(route, db, user)
+	dial, err := dialConfig(cfg, route, db, user)
 	if err != nil {
 		// Validate already parsed every upstream; this cannot happen.
 		a.log.Error("bad upstream", "db", db, "err", err)
 		return nil, false
 	}
-	key := poolKey{db: db, user: user}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if e, ok := a.mu.pools[key]; ok {
-		return e, true
-	}
-	if a.mu.closed {
-		return nil, false
-	}
-	e := &entry{dial: dial, params: &backend.ParamCache{}}
+	e := &entry{key: key, dial: dial, params: &backend.ParamCache{}}
 	e.pool = pool.New(pool.Config[*backend.Conn]{
-		Name:        key.String(),
-		Size:        route.PoolSize,
-		WaitTimeout: a.cfg.QueryWaitTimeout,
-		DialTimeout: a.cfg.ServerConnectTimeout,
-		RetryMax:    a.cfg.ServerLoginRetry,
-		IdleTimeout: a.cfg.ServerIdleTimeout,
-		Lifetime:    a.cfg.ServerLifetime,
-		// A route's own smaller pool_size caps the global min_pool_size.
-		MinSize:        min(a.cfg.MinPoolSize, route.PoolSize),
-		ReserveSize:    a.cfg.ReservePoolSize,
-		ReserveTimeout: a.cfg.ReservePoolTimeout,
-		Refused:        refusedLogin,
-		Limits:         a.limitsLocked(db, dial.User),
+		Name:     key.String(),
+		Settings: poolSettings(cfg, route),
+		Refused:  refusedLogin,
+		Limits:   a.limitsLocked(db, dial.User),
 		Dial: func(ctx context.Context) (*backend.Conn, error) {
 			cfg := e.dial
-			if a.cfg.Auth == config.AuthPassthrough {
+			if a.auth == config.AuthPassthrough {
 				cfg.Password, _ = a.passwords.Get(key.String())
 			}
 			c, err := backend.Dial(ctx, cfg)
@@ -70,15 +63,34 @@ func (a *App) entry(db, user string) (*entry, bool) {
 			return c, err
 		},
 	})
-	e.route = session.Route{Pool: e.pool, Mode: route.PoolMode, Params: e.params, Clients: &e.clients}
+	if a.mu.paused {
+		e.pool.Pause() // a new pool has no server: nothing to close
+	}
+	e.route = session.Route{Pool: e.pool, Mode: route.PoolMode, Params: e.params, Leave: func() { a.leave(e) }}
 	a.mu.pools[key] = e
 	return e, true
+}
+
+// poolSettings are the pool settings of route under cfg.
+func poolSettings(cfg config.Config, route config.Database) pool.Settings {
+	return pool.Settings{
+		Size:        route.PoolSize,
+		WaitTimeout: cfg.QueryWaitTimeout,
+		DialTimeout: cfg.ServerConnectTimeout,
+		RetryMax:    cfg.ServerLoginRetry,
+		IdleTimeout: cfg.ServerIdleTimeout,
+		Lifetime:    cfg.ServerLifetime,
+		// A route's own smaller pool_size caps the global min_pool_size.
+		MinSize:        min(cfg.MinPoolSize, route.PoolSize),
+		ReserveSize:    cfg.ReservePoolSize,
+		ReserveTimeout: cfg.ReservePoolTimeout,
+	}
 }
 
 // dialConfig says how to log in to the server for a client of route. A
 // named route's URL may fix the server database and user; the global
 // upstream passes the client's own database and user name through.
-func (a *App) dialConfig(route config.Database, db, user string) (backend.Config, error) {
+func dialConfig(c config.Config, route config.Database, db, user string) (backend.Config, error) {
 	up, err := config.ParseUpstream(route.Upstream)
 	if err != nil {
 		return backend.Config{}, err
@@ -87,7 +99,7 @@ func (a *App) dialConfig(route config.Database, db, user string) (backend.Config
 		Host: up.Host, Port: up.Port, Database: db, User: user,
 		Params: up.Params, MaxMessageSize: wire.MaxServerMessage,
 	}
-	if _, named := a.cfg.Databases[db]; named {
+	if _, named := c.Databases[db]; named {
 		if up.Database != "" {
 			cfg.Database = up.Database
 		}
@@ -105,7 +117,9 @@ func (a *App) dialConfig(route config.Database, db, user string) (backend.Config
 // for this pool within the last few seconds passes; any other costs one
 // server login.
 func (a *App) verify(ctx context.Context, db, user, password string) error {
-	e, ok := a.entry(db, user)
+	a.mu.Lock()
+	e, ok := a.entryLocked(db, user)
+	a.mu.Unlock()
 	if !ok {
 		return errors.New("no such database")
 	}
@@ -133,12 +147,12 @@ func (a *App) verify(ctx context.Context, db, user, password string) error {
 func (a *App) limitsLocked(db, user string) []*pool.Limit {
 	byDB, ok := a.mu.dbLimits[db]
 	if !ok {
-		byDB = pool.NewLimit("max_db_connections "+db, a.cfg.MaxDBConnections)
+		byDB = pool.NewLimit("max_db_connections "+db, a.mu.cfg.MaxDBConnections)
 		a.mu.dbLimits[db] = byDB
 	}
 	byUser, ok := a.mu.userLimits[user]
 	if !ok {
-		byUser = pool.NewLimit("max_user_connections "+user, a.cfg.MaxUserConnections)
+		byUser = pool.NewLimit("max_user_connections "+user, a.mu.cfg.MaxUserConnections)
 		a.mu.userLimits[user] = byUser
 	}
 	return []*pool.Limit{byDB, byUser}

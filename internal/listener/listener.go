@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,9 +18,10 @@ type Handler func(ctx context.Context, conn net.Conn)
 
 // Config configures Serve.
 type Config struct {
-	// MaxConns is how many connections may be served at once; over it,
-	// Refuse gets the connection instead of Handle.
-	MaxConns int
+	// MaxConns says how many connections may be served at once; over it,
+	// Refuse gets the connection instead of Handle. It is asked at every
+	// accept, so a reload can change it; lowering it ends no connection.
+	MaxConns func() int
 	Handle   Handler
 	Refuse   func(conn net.Conn)
 	Log      *slog.Logger
@@ -33,7 +35,7 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config) error {
 	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
 	defer stop()
-	slots := make(chan struct{}, max(cfg.MaxConns, 1))
+	var served atomic.Int64 // connections being handled
 	var delay time.Duration
 	for {
 		conn, err := ln.Accept()
@@ -57,18 +59,18 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config) error {
 			_ = tc.SetNoDelay(true)
 		}
 		wg.Add(1)
-		select {
-		case slots <- struct{}{}:
+		if served.Add(1) <= int64(max(cfg.MaxConns(), 1)) {
 			go func() {
 				defer wg.Done()
-				defer func() { <-slots }()
+				defer served.Add(-1)
 				cfg.Handle(ctx, conn)
 			}()
-		default:
-			go func() {
-				defer wg.Done()
-				cfg.Refuse(conn)
-			}()
+			continue
 		}
+		served.Add(-1)
+		go func() {
+			defer wg.Done()
+			cfg.Refuse(conn)
+		}()
 	}
 }

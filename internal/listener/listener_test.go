@@ -25,7 +25,7 @@ func TestServeAdmitsUpToMaxConnsRefusesTheRestAndWaitsForHandlers(t *testing.T) 
 	done := make(chan error, 1)
 	go func() {
 		done <- Serve(ctx, ln, Config{
-			MaxConns: 2,
+			MaxConns: func() int { return 2 },
 			Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Handle: func(ctx context.Context, c net.Conn) {
 				defer c.Close()

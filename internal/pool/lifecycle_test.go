@@ -22,7 +22,7 @@ func TestUnreusableServerIsClosedOnReleaseAndAWaiterGetsAFreshOne(t *testing.T) 
 			closing := newGate(t)
 			defer closing.open()
 			var closeStarted = make(chan *fakeServer, tc.size)
-			p, d := newTestPool(t, Config[*fakeServer]{Size: tc.size}, func(d *fakeDialer) {
+			p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: tc.size}}, func(d *fakeDialer) {
 				d.onClose = func(s *fakeServer) {
 					if s.id == 1 { // hold the first server's close open
 						closeStarted <- s
@@ -99,7 +99,7 @@ func TestDialOutlivesTheWaiterThatStartedItAndParksTheServerIdle(t *testing.T) {
 			const dialTimeout = time.Minute
 			g := newGate(t)
 			dialCtx := make(chan context.Context, 1)
-			p, d := newTestPool(t, Config[*fakeServer]{Size: 1, WaitTimeout: tc.waitTimeout, DialTimeout: dialTimeout}, func(d *fakeDialer) {
+			p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 1, WaitTimeout: tc.waitTimeout, DialTimeout: dialTimeout}}, func(d *fakeDialer) {
 				d.hook = func(ctx context.Context, n int64) error {
 					dialCtx <- ctx
 					select {
@@ -154,7 +154,7 @@ func TestDialOutlivesTheWaiterThatStartedItAndParksTheServerIdle(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	t.Run("fails every waiter with ErrClosed and later acquires too", func(t *testing.T) {
-		p, d := newTestPool(t, Config[*fakeServer]{Size: 1}, nil)
+		p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 1}}, nil)
 		held := mustAcquire(t, p)
 		const waiters = 4
 		results := make(chan result, waiters)
@@ -180,7 +180,7 @@ func TestClose(t *testing.T) {
 	})
 
 	t.Run("closes idle servers", func(t *testing.T) {
-		p, d := newTestPool(t, Config[*fakeServer]{Size: 3}, nil)
+		p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 3}}, nil)
 		ls := []*testLease{mustAcquire(t, p), mustAcquire(t, p), mustAcquire(t, p)}
 		for _, l := range ls {
 			l.Release()
@@ -205,7 +205,7 @@ func TestClose(t *testing.T) {
 		defer finish.open() // the hook ignores cancellation until this opens
 		var dialReturned sync.WaitGroup
 		dialReturned.Add(1)
-		p, d := newTestPool(t, Config[*fakeServer]{Size: 1}, func(d *fakeDialer) {
+		p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 1}}, func(d *fakeDialer) {
 			d.hook = func(ctx context.Context, n int64) error {
 				defer dialReturned.Done()
 				<-ctx.Done()
@@ -238,7 +238,7 @@ func TestClose(t *testing.T) {
 	t.Run("closes a server whose dial succeeds after Close", func(t *testing.T) {
 		g := newGate(t)
 		defer g.open() // the hook ignores cancellation until this opens
-		p, d := newTestPool(t, Config[*fakeServer]{Size: 1}, func(d *fakeDialer) {
+		p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 1}}, func(d *fakeDialer) {
 			d.hook = func(ctx context.Context, n int64) error {
 				<-g.ch // ignores cancellation, then succeeds anyway
 				return nil
@@ -260,7 +260,7 @@ func TestClose(t *testing.T) {
 	})
 
 	t.Run("a lease released after Close closes its server even if reusable", func(t *testing.T) {
-		p, d := newTestPool(t, Config[*fakeServer]{Size: 2}, nil)
+		p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 2}}, nil)
 		a, b := mustAcquire(t, p), mustAcquire(t, p)
 		b.Server().reusable.Store(false)
 		p.Close()
@@ -280,7 +280,7 @@ func TestClose(t *testing.T) {
 	})
 
 	t.Run("is safe to call twice", func(t *testing.T) {
-		p, d := newTestPool(t, Config[*fakeServer]{Size: 1}, nil)
+		p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 1}}, nil)
 		mustAcquire(t, p).Release()
 		p.Close()
 		p.Close()
@@ -292,7 +292,7 @@ func TestClose(t *testing.T) {
 }
 
 func TestSkippingReleaseLeavesTheServerCountedActiveForever(t *testing.T) {
-	p, d := newTestPool(t, Config[*fakeServer]{Size: 1}, nil)
+	p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 1}}, nil)
 	leaked := mustAcquire(t, p) // the lease is the only way back; "forget" it
 
 	st := p.Stats()

@@ -1,6 +1,9 @@
 package pool
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Limit caps the servers of several pools together: max_db_connections
 // counts every pool of a database, max_user_connections every pool of a
@@ -11,8 +14,11 @@ import "sync"
 // way round); Limit never calls into a pool while holding its own lock.
 type Limit struct {
 	name string
-	max  int
-	mu   struct {
+	// max is the cap; <= 0: none. It is written under mu, and read without
+	// it where no cap means nothing to do, so that pools without caps
+	// (the default) share no lock when servers come back.
+	max atomic.Int64
+	mu  struct {
 		sync.Mutex
 		used    int
 		members []member
@@ -28,14 +34,53 @@ type member interface {
 	evictIdle() bool
 }
 
-// NewLimit returns a cap of max servers, or nil (no cap) when max <= 0.
+// NewLimit returns a cap of max servers; max <= 0 means no cap, which
+// SetMax may change later.
 func NewLimit(name string, max int) *Limit {
-	if max <= 0 {
-		return nil
-	}
-	l := &Limit{name: name, max: max}
+	l := &Limit{name: name}
+	l.max.Store(int64(max))
 	l.mu.waiting = make(map[member]struct{})
 	return l
+}
+
+// SetMax changes the cap (a reload). A higher cap lets waiting pools dial
+// at once. Under a lower one, idle servers of member pools close now, and
+// leased ones as they come back, until the servers fit.
+func (l *Limit) SetMax(max int) {
+	l.mu.Lock()
+	l.max.Store(int64(max))
+	waiting := l.mu.waiting
+	l.mu.waiting = make(map[member]struct{})
+	members := append([]member(nil), l.mu.members...)
+	l.mu.Unlock()
+	for m := range waiting {
+		m.retry()
+	}
+	for _, m := range members {
+		for l.over() && m.evictIdle() {
+		}
+	}
+}
+
+// over reports whether more slots are taken than the cap allows.
+func (l *Limit) over() bool {
+	max := l.max.Load()
+	if max <= 0 {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return int64(l.mu.used) > max
+}
+
+// overAny reports whether any of limits is over its cap.
+func overAny(limits []*Limit) bool {
+	for _, l := range limits {
+		if l.over() {
+			return true
+		}
+	}
+	return false
 }
 
 // Used reports the slots taken.
@@ -67,7 +112,7 @@ func (l *Limit) leave(m member) {
 func (l *Limit) take(m member) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.mu.used < l.max {
+	if max := l.max.Load(); max <= 0 || int64(l.mu.used) < max {
 		l.mu.used++
 		return true
 	}
@@ -103,6 +148,9 @@ func (l *Limit) reclaim(m member) {
 
 // wanted reports whether a pool other than m waits for a slot.
 func (l *Limit) wanted(m member) bool {
+	if l.max.Load() <= 0 {
+		return false // nobody waits for a slot without a cap
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for w := range l.mu.waiting {

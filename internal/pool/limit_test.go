@@ -10,8 +10,8 @@ import (
 
 func TestASharedLimitCapsServersAcrossPools(t *testing.T) {
 	lim := NewLimit("max_db_connections app", 3)
-	a, da := newTestPool(t, Config[*fakeServer]{Name: "app/alice", Size: 3, Limits: []*Limit{lim}}, nil)
-	b, db := newTestPool(t, Config[*fakeServer]{Name: "app/bob", Size: 3, Limits: []*Limit{lim}}, nil)
+	a, da := newTestPool(t, Config[*fakeServer]{Name: "app/alice", Limits: []*Limit{lim}, Settings: Settings{Size: 3}}, nil)
+	b, db := newTestPool(t, Config[*fakeServer]{Name: "app/bob", Limits: []*Limit{lim}, Settings: Settings{Size: 3}}, nil)
 	la1, la2 := mustAcquire(t, a), mustAcquire(t, a)
 	lb1 := mustAcquire(t, b)
 	if lim.Used() != 3 {
@@ -48,8 +48,8 @@ func TestASharedLimitCapsServersAcrossPools(t *testing.T) {
 
 func TestALimitSlotFreedByAClosedServerWakesAWaitingPool(t *testing.T) {
 	lim := NewLimit("max_user_connections alice", 1)
-	a, _ := newTestPool(t, Config[*fakeServer]{Name: "one/alice", Size: 1, Limits: []*Limit{lim}}, nil)
-	b, _ := newTestPool(t, Config[*fakeServer]{Name: "two/alice", Size: 1, Limits: []*Limit{lim}}, nil)
+	a, _ := newTestPool(t, Config[*fakeServer]{Name: "one/alice", Limits: []*Limit{lim}, Settings: Settings{Size: 1}}, nil)
+	b, _ := newTestPool(t, Config[*fakeServer]{Name: "two/alice", Limits: []*Limit{lim}, Settings: Settings{Size: 1}}, nil)
 	la := mustAcquire(t, a)
 	ch := make(chan result, 1)
 	acquireAsync(context.Background(), b, 0, ch)
@@ -68,7 +68,7 @@ func TestSharedLimitsHoldUnderConcurrentLoad(t *testing.T) {
 	var pools []*testPool
 	var dialers []*fakeDialer
 	for _, name := range []string{"app/a", "app/b", "app/c"} {
-		p, d := newTestPool(t, Config[*fakeServer]{Name: name, Size: 3, Limits: []*Limit{lim}}, nil)
+		p, d := newTestPool(t, Config[*fakeServer]{Name: name, Limits: []*Limit{lim}, Settings: Settings{Size: 3}}, nil)
 		pools, dialers = append(pools, p), append(dialers, d)
 	}
 	live := func() int64 {

@@ -5,36 +5,40 @@ import (
 	"time"
 )
 
-// expiry is when a server dialled now reaches its lifetime: Lifetime less
-// up to 20%, so servers born together do not all go at once.
-func (p *Pool[S]) expiry(now time.Time) time.Time {
-	if p.cfg.Lifetime <= 0 {
-		return time.Time{}
-	}
-	jitter := time.Duration(rand.Int64N(int64(p.cfg.Lifetime)/5 + 1))
-	return now.Add(p.cfg.Lifetime - jitter)
+// newHeld is a server dialled at now, with its share of lifetime jitter.
+func newHeld[S Server](s S, now time.Time) held[S] {
+	return held[S]{s: s, born: now, jitter: rand.Float64() / 5}
 }
 
-func (h held[S]) expired(now time.Time) bool {
-	return !h.expires.IsZero() && !now.Before(h.expires)
+// lifetime is how long this server may live under the pool's lifetime:
+// less up to 20%, so servers born together do not all go at once. It is
+// computed from the current setting, so a reload applies to servers
+// already open.
+func (h held[S]) lifetime(limit time.Duration) time.Duration {
+	return limit - time.Duration(h.jitter*float64(limit))
+}
+
+func (h held[S]) expired(now time.Time, limit time.Duration) bool {
+	return limit > 0 && now.Sub(h.born) >= h.lifetime(limit)
 }
 
 // sizeLocked is how many servers the pool may hold now: its size, plus the
 // reserve once the oldest waiting client has waited ReserveTimeout.
 func (p *Pool[S]) sizeLocked(now time.Time) int {
-	if p.cfg.ReserveSize > 0 {
-		if e := p.mu.waiters.Front(); e != nil && now.Sub(e.Value.(*waiter[S]).since) >= p.cfg.ReserveTimeout {
-			return p.cfg.Size + p.cfg.ReserveSize
+	set := &p.mu.set
+	if set.ReserveSize > 0 {
+		if e := p.mu.waiters.Front(); e != nil && now.Sub(e.Value.(*waiter[S]).since) >= set.ReserveTimeout {
+			return set.Size + set.ReserveSize
 		}
 	}
-	return p.cfg.Size
+	return set.Size
 }
 
 // janitorPeriod is how often maintain runs: often enough for the shortest
 // timeout it enforces, at most once a second.
-func (p *Pool[S]) janitorPeriod() time.Duration {
+func (s Settings) janitorPeriod() time.Duration {
 	period := time.Second
-	for _, d := range []time.Duration{p.cfg.IdleTimeout, p.cfg.Lifetime, p.cfg.ReserveTimeout} {
+	for _, d := range []time.Duration{s.IdleTimeout, s.Lifetime, s.ReserveTimeout} {
 		if d > 0 {
 			period = min(period, d/4)
 		}
@@ -42,43 +46,58 @@ func (p *Pool[S]) janitorPeriod() time.Duration {
 	return max(period, 5*time.Millisecond)
 }
 
-// startJanitor runs maintain periodically when the pool has timeouts or a
-// minimum size to keep; Close stops it.
-func (p *Pool[S]) startJanitor() {
-	if p.cfg.IdleTimeout <= 0 && p.cfg.Lifetime <= 0 && p.cfg.MinSize <= 0 && p.cfg.ReserveSize <= 0 {
+// startJanitorLocked runs maintain periodically once the pool has timeouts
+// or a minimum size to keep; Close stops it. It is called again after a
+// reload, which may give the pool its first such setting.
+func (p *Pool[S]) startJanitorLocked() {
+	set := p.mu.set
+	if p.mu.janitor || p.mu.closed || (set.IdleTimeout <= 0 && set.Lifetime <= 0 && set.MinSize <= 0 && set.ReserveSize <= 0) {
 		return
 	}
-	t := time.NewTicker(p.janitorPeriod())
+	p.mu.janitor = true
 	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		defer t.Stop()
-		for {
-			select {
-			case <-p.ctx.Done():
-				return
-			case now := <-t.C:
-				p.maintain(now)
-			}
+	go p.janitor(set.janitorPeriod())
+}
+
+func (p *Pool[S]) janitor(period time.Duration) {
+	defer p.wg.Done()
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-p.retuned:
+			p.mu.Lock()
+			period = p.mu.set.janitorPeriod()
+			p.mu.Unlock()
+			t.Reset(period)
+		case now := <-t.C:
+			p.maintain(now)
 		}
-	}()
+	}
 }
 
 // maintain closes idle servers past server_idle_timeout (down to
 // min_pool_size) or past their lifetime, opens servers up to
-// min_pool_size, and dials reserve servers for clients waiting long.
+// min_pool_size, and dials reserve servers for clients waiting long. A
+// paused or draining pool keeps no minimum.
 func (p *Pool[S]) maintain(now time.Time) {
 	p.mu.Lock()
 	if p.mu.closed {
 		p.mu.Unlock()
 		return
 	}
+	set := p.mu.set
+	if p.mu.paused || p.mu.draining {
+		set.MinSize = 0
+	}
 	var doomed []S
 	keep := p.mu.idle[:0]
 	total := p.mu.active + len(p.mu.idle) + p.mu.connecting + p.mu.closing
 	for _, h := range p.mu.idle {
-		idleTooLong := p.cfg.IdleTimeout > 0 && now.Sub(h.since) >= p.cfg.IdleTimeout && total-len(doomed) > p.cfg.MinSize
-		if h.expired(now) || idleTooLong {
+		idleTooLong := set.IdleTimeout > 0 && now.Sub(h.since) >= set.IdleTimeout && total-len(doomed) > set.MinSize
+		if h.expired(now, set.Lifetime) || idleTooLong {
 			doomed = append(doomed, h.s)
 			continue
 		}
@@ -88,13 +107,11 @@ func (p *Pool[S]) maintain(now time.Time) {
 	p.mu.idle = keep
 	p.mu.closing += len(doomed)
 	blocked := p.dialLocked() // reserve servers, once clients waited long enough
-	for n := p.cfg.MinSize - (total - len(doomed)); blocked == nil && n > 0 && !p.mu.out.retrying && (!p.mu.out.down || p.mu.connecting == 0); n-- {
+	for n := set.MinSize - (total - len(doomed)); blocked == nil && n > 0 && !p.mu.out.retrying && (!p.mu.out.down || p.mu.connecting == 0); n-- {
 		if blocked = takeAll(p.cfg.Limits, p); blocked != nil {
 			break // a shared cap is full: reclaim below
 		}
-		p.mu.connecting++
-		p.wg.Add(1)
-		go p.dial()
+		p.startDialLocked()
 		if p.mu.out.down {
 			break // one probe at a time while the server is unreachable
 		}

@@ -8,7 +8,7 @@ import (
 )
 
 func TestIdleServersAreClosedAfterTheIdleTimeoutDownToTheMinimum(t *testing.T) {
-	p, d := newTestPool(t, Config[*fakeServer]{Size: 4, MinSize: 1, IdleTimeout: 30 * time.Millisecond}, nil)
+	p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 4, MinSize: 1, IdleTimeout: 30 * time.Millisecond}}, nil)
 	var leases []*testLease
 	for range 3 {
 		leases = append(leases, mustAcquire(t, p))
@@ -25,7 +25,7 @@ func TestIdleServersAreClosedAfterTheIdleTimeoutDownToTheMinimum(t *testing.T) {
 }
 
 func TestAServerPastItsLifetimeIsClosedWhenItsLeaseEndsNeverBefore(t *testing.T) {
-	p, d := newTestPool(t, Config[*fakeServer]{Size: 1, Lifetime: 40 * time.Millisecond}, nil)
+	p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 1, Lifetime: 40 * time.Millisecond}}, nil)
 	l := mustAcquire(t, p)
 	first := l.Server()
 	time.Sleep(80 * time.Millisecond) // past its lifetime while leased
@@ -45,24 +45,23 @@ func TestAServerPastItsLifetimeIsClosedWhenItsLeaseEndsNeverBefore(t *testing.T)
 }
 
 func TestLifetimesAreJitteredSoServersDoNotAllExpireTogether(t *testing.T) {
-	p, _ := newTestPool(t, Config[*fakeServer]{Size: 1, Lifetime: time.Hour}, nil)
 	now := time.Now()
-	seen := map[time.Time]bool{}
+	seen := map[time.Duration]bool{}
 	for range 20 {
-		e := p.expiry(now)
-		if e.Before(now.Add(48*time.Minute)) || e.After(now.Add(time.Hour)) {
-			t.Fatalf("expiry %s outside [lifetime-20%%, lifetime]", e.Sub(now))
+		life := newHeld(&fakeServer{}, now).lifetime(time.Hour)
+		if life < 48*time.Minute || life > time.Hour {
+			t.Fatalf("lifetime %s outside [lifetime-20%%, lifetime]", life)
 		}
-		seen[e] = true
+		seen[life] = true
 	}
 	if len(seen) < 10 {
-		t.Fatalf("only %d distinct expiries in 20 draws", len(seen))
+		t.Fatalf("only %d distinct lifetimes in 20 draws", len(seen))
 	}
 }
 
 func TestMinPoolSizeIsKeptWarmAndRefilledAfterAnOutage(t *testing.T) {
 	var down atomic.Bool
-	p, d := newTestPool(t, Config[*fakeServer]{Size: 5, MinSize: 3, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond},
+	p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 5, MinSize: 3, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond}},
 		func(d *fakeDialer) {
 			d.hook = func(ctx context.Context, n int64) error {
 				if down.Load() {
@@ -89,7 +88,7 @@ func TestMinPoolSizeIsKeptWarmAndRefilledAfterAnOutage(t *testing.T) {
 }
 
 func TestAReservePoolOpensOnlyForClientsThatWaitedTheReserveTimeout(t *testing.T) {
-	p, d := newTestPool(t, Config[*fakeServer]{Size: 1, ReserveSize: 1, ReserveTimeout: 50 * time.Millisecond}, nil)
+	p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 1, ReserveSize: 1, ReserveTimeout: 50 * time.Millisecond}}, nil)
 	held := mustAcquire(t, p)
 	results := make(chan result, 1)
 	start := time.Now()

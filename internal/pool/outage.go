@@ -52,7 +52,7 @@ func (p *Pool[S]) dialFailedLocked(err error) {
 		return
 	}
 	o := &p.mu.out
-	o.backoff = min(max(2*o.backoff, p.cfg.RetryMin), p.cfg.RetryMax)
+	o.backoff = min(max(2*o.backoff, p.mu.set.RetryMin), p.mu.set.RetryMax)
 	delay := o.backoff*3/4 + rand.N(o.backoff/2+1)
 	o.retrying = true
 	p.wg.Add(1)

@@ -14,7 +14,7 @@ func refused(err error) bool { return errors.Is(err, errRefused) }
 
 func TestARefusedLoginReachesEveryWaiterAtOnce(t *testing.T) {
 	release := newGate(t)
-	p, _ := newTestPool(t, Config[*fakeServer]{Size: 2, Refused: refused}, func(d *fakeDialer) {
+	p, _ := newTestPool(t, Config[*fakeServer]{Refused: refused, Settings: Settings{Size: 2}}, func(d *fakeDialer) {
 		d.hook = func(ctx context.Context, n int64) error {
 			select {
 			case <-release.ch:
@@ -39,7 +39,7 @@ func TestARefusedLoginReachesEveryWaiterAtOnce(t *testing.T) {
 func TestAnUnreachableServerKeepsClientsWaitingAndServesThemInOrderWhenItReturns(t *testing.T) {
 	var inFlight, maxInFlight atomic.Int32
 	var up atomic.Bool
-	p, d := newTestPool(t, Config[*fakeServer]{Size: 1, Refused: refused, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond},
+	p, d := newTestPool(t, Config[*fakeServer]{Refused: refused, Settings: Settings{Size: 1, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond}},
 		func(d *fakeDialer) {
 			d.hook = func(ctx context.Context, n int64) error {
 				n32 := inFlight.Add(1)
@@ -74,7 +74,7 @@ func TestAnUnreachableServerKeepsClientsWaitingAndServesThemInOrderWhenItReturns
 }
 
 func TestAWaitThatExpiresWhileTheServerIsDownSaysUnreachable(t *testing.T) {
-	p, d := newTestPool(t, Config[*fakeServer]{Size: 2, WaitTimeout: 200 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond},
+	p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 2, WaitTimeout: 200 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond}},
 		func(d *fakeDialer) {
 			d.hook = func(ctx context.Context, n int64) error { return errDial }
 		})
@@ -97,7 +97,7 @@ func TestAWaitThatExpiresWhileTheServerIsDownSaysUnreachable(t *testing.T) {
 }
 
 func TestADialTimeoutCountsAsUnreachable(t *testing.T) {
-	p, _ := newTestPool(t, Config[*fakeServer]{Size: 1, DialTimeout: 10 * time.Millisecond, WaitTimeout: 150 * time.Millisecond},
+	p, _ := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 1, DialTimeout: 10 * time.Millisecond, WaitTimeout: 150 * time.Millisecond}},
 		func(d *fakeDialer) {
 			d.hook = func(ctx context.Context, n int64) error {
 				<-ctx.Done() // a server that never answers
@@ -112,7 +112,7 @@ func TestADialTimeoutCountsAsUnreachable(t *testing.T) {
 }
 
 func TestClosingAPoolThatIsBackingOffStopsItsRetries(t *testing.T) {
-	p, d := newTestPool(t, Config[*fakeServer]{Size: 1, RetryMin: time.Hour, RetryMax: time.Hour}, func(d *fakeDialer) {
+	p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 1, RetryMin: time.Hour, RetryMax: time.Hour}}, func(d *fakeDialer) {
 		d.hook = func(ctx context.Context, n int64) error { return errDial }
 	})
 	results := make(chan result, 1)

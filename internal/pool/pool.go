@@ -23,13 +23,11 @@ type Server interface {
 
 // Config configures a pool. Dial is called on a context owned by the pool,
 // never a waiter's, so an impatient client cannot cancel a dial that other
-// clients will use.
+// clients will use. Name, Dial, Limits and Refused are fixed; the Settings
+// may change later (Reconfigure).
 type Config[S Server] struct {
-	Name        string
-	Size        int
-	WaitTimeout time.Duration // 0: wait until the caller's context ends
-	DialTimeout time.Duration // 0: 15s, PgBouncer's server_connect_timeout
-	Dial        func(ctx context.Context) (S, error)
+	Name string
+	Dial func(ctx context.Context) (S, error)
 	// Limits are caps shared with other pools (max_db_connections,
 	// max_user_connections); nil entries are ignored.
 	Limits []*Limit
@@ -38,6 +36,14 @@ type Config[S Server] struct {
 	// it at once. Any other error (unreachable, starting up) is retried
 	// with backoff while clients keep waiting, each up to its own timeout.
 	Refused func(error) bool
+	Settings
+}
+
+// Settings are what a reload may change in a running pool.
+type Settings struct {
+	Size        int
+	WaitTimeout time.Duration // 0: wait until the caller's context ends
+	DialTimeout time.Duration // 0: 15s, PgBouncer's server_connect_timeout
 	// IdleTimeout closes servers idle longer (server_idle_timeout); 0: never.
 	IdleTimeout time.Duration
 	// Lifetime closes a server once a lease on it ends after it has lived
@@ -57,6 +63,21 @@ type Config[S Server] struct {
 	RetryMin, RetryMax time.Duration
 }
 
+// normalized fills in the defaults.
+func (s Settings) normalized() Settings {
+	s.Size = max(s.Size, 1)
+	if s.DialTimeout <= 0 {
+		s.DialTimeout = 15 * time.Second
+	}
+	if s.RetryMin <= 0 {
+		s.RetryMin = 50 * time.Millisecond
+	}
+	if s.RetryMax < s.RetryMin {
+		s.RetryMax = max(500*time.Millisecond, s.RetryMin)
+	}
+	return s
+}
+
 // ErrClosed is returned by Acquire on a closed pool.
 var ErrClosed = errors.New("pool: closed")
 
@@ -72,20 +93,25 @@ func (e *WaitTimeoutError) Error() string {
 
 // Pool is a bounded set of server connections for one database and user.
 type Pool[S Server] struct {
-	cfg    Config[S]
-	ctx    context.Context // cancelled by Close; parent of every dial
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // dial goroutines
+	cfg     Config[S]       // its Settings are zeroed: mu.set is the current copy
+	ctx     context.Context // cancelled by Close; parent of every dial
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // dial, retry and janitor goroutines
+	retuned chan struct{}  // tells the janitor the settings changed
 
 	// mu guards the pool state; it is never held across I/O.
 	mu struct {
 		sync.Mutex
+		set        Settings
 		idle       []held[S] // most recently parked last
 		active     int
 		connecting int
 		closing    int
 		waiters    list.List // of *waiter[S], oldest first
 		closed     bool
+		paused     bool // Pause: no server is handed out or kept
+		draining   bool // Drain: servers nobody waits for are closed
+		janitor    bool // the janitor runs
 		st         counters
 		out        outage
 	}
@@ -110,25 +136,14 @@ type grant[S Server] struct {
 
 // held is a server with what the pool knows of its life.
 type held[S Server] struct {
-	s       S
-	expires time.Time // server_lifetime, with jitter; zero: never
-	since   time.Time // parked idle since
+	s      S
+	born   time.Time
+	jitter float64   // share of the lifetime taken off this server, in [0, 0.2)
+	since  time.Time // parked idle since
 }
 
 // New returns an empty pool; servers are dialled on demand.
 func New[S Server](cfg Config[S]) *Pool[S] {
-	if cfg.Size < 1 {
-		cfg.Size = 1
-	}
-	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = 15 * time.Second
-	}
-	if cfg.RetryMin <= 0 {
-		cfg.RetryMin = 50 * time.Millisecond
-	}
-	if cfg.RetryMax < cfg.RetryMin {
-		cfg.RetryMax = max(500*time.Millisecond, cfg.RetryMin)
-	}
 	var limits []*Limit
 	for _, l := range cfg.Limits {
 		if l != nil {
@@ -136,12 +151,16 @@ func New[S Server](cfg Config[S]) *Pool[S] {
 		}
 	}
 	cfg.Limits = limits
-	p := &Pool[S]{cfg: cfg}
+	p := &Pool[S]{cfg: cfg, retuned: make(chan struct{}, 1)}
+	p.mu.set = cfg.Settings.normalized()
+	p.cfg.Settings = Settings{}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	for _, l := range limits {
 		l.join(p)
 	}
-	p.startJanitor()
+	p.mu.Lock()
+	p.startJanitorLocked()
+	p.mu.Unlock()
 	return p
 }
 
@@ -164,7 +183,7 @@ func (p *Pool[S]) TryAcquire() *Lease[S] {
 // and no client waits ahead.
 func (p *Pool[S]) takeIdleLocked() (held[S], bool) {
 	n := len(p.mu.idle)
-	if p.mu.closed || n == 0 || p.mu.waiters.Len() > 0 {
+	if p.mu.closed || p.mu.paused || n == 0 || p.mu.waiters.Len() > 0 {
 		return held[S]{}, false
 	}
 	h := p.mu.idle[n-1]
@@ -191,12 +210,13 @@ func (p *Pool[S]) Acquire(ctx context.Context) (*Lease[S], error) {
 	w := &waiter[S]{ch: make(chan grant[S], 1), since: start}
 	w.elem = p.mu.waiters.PushBack(w)
 	blocked := p.dialLocked()
+	wait := p.mu.set.WaitTimeout // a reload changes it for later waits only
 	p.mu.Unlock()
 	p.reclaim(blocked)
 
 	var timeout <-chan time.Time
-	if p.cfg.WaitTimeout > 0 {
-		t := time.NewTimer(p.cfg.WaitTimeout)
+	if wait > 0 {
+		t := time.NewTimer(wait)
 		defer t.Stop()
 		timeout = t.C
 	}
@@ -206,7 +226,7 @@ func (p *Pool[S]) Acquire(ctx context.Context) (*Lease[S], error) {
 	case <-ctx.Done():
 		return p.abandon(w, start, context.Cause(ctx))
 	case <-timeout:
-		return p.abandon(w, start, &WaitTimeoutError{Pool: p.cfg.Name, Timeout: p.cfg.WaitTimeout})
+		return p.abandon(w, start, &WaitTimeoutError{Pool: p.cfg.Name, Timeout: wait})
 	}
 }
 
@@ -255,8 +275,8 @@ func (p *Pool[S]) abandon(w *waiter[S], start time.Time, cause error) (*Lease[S]
 // limit that refused a slot, if any; the caller passes it to reclaim after
 // unlocking.
 func (p *Pool[S]) dialLocked() (blocked *Limit) {
-	if p.mu.out.retrying {
-		return nil // backing off after a failed dial; the timer dials
+	if p.mu.out.retrying || p.mu.paused {
+		return nil // backing off after a failed dial (the timer dials), or paused
 	}
 	total := p.mu.active + len(p.mu.idle) + p.mu.connecting + p.mu.closing
 	size := p.sizeLocked(time.Now())
@@ -270,9 +290,7 @@ func (p *Pool[S]) dialLocked() (blocked *Limit) {
 			return blocked
 		}
 		total++
-		p.mu.connecting++
-		p.wg.Add(1)
-		go p.dial()
+		p.startDialLocked()
 	}
 	return nil
 }
@@ -299,16 +317,13 @@ func (p *Pool[S]) retry() {
 // evictIdle closes one idle server for another pool under a shared limit.
 func (p *Pool[S]) evictIdle() bool {
 	p.mu.Lock()
-	n := len(p.mu.idle)
-	if n == 0 || p.mu.closed {
+	if len(p.mu.idle) == 0 || p.mu.closed {
 		p.mu.Unlock()
 		return false
 	}
-	h := p.mu.idle[0] // the oldest: the one least recently useful
-	p.mu.idle = append(p.mu.idle[:0], p.mu.idle[1:]...)
-	p.mu.closing++
+	s := p.popOldestIdleLocked() // the one least recently useful
 	p.mu.Unlock()
-	p.closeServer(h.s)
+	p.closeServer(s)
 	return true
 }
 
@@ -326,9 +341,16 @@ func (p *Pool[S]) closeServer(s S) {
 	p.reclaim(blocked)
 }
 
-func (p *Pool[S]) dial() {
+// startDialLocked dials one server; the caller took its limit slots.
+func (p *Pool[S]) startDialLocked() {
+	p.mu.connecting++
+	p.wg.Add(1)
+	go p.dial(p.mu.set.DialTimeout)
+}
+
+func (p *Pool[S]) dial(timeout time.Duration) {
 	defer p.wg.Done()
-	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.DialTimeout)
+	ctx, cancel := context.WithTimeout(p.ctx, timeout)
 	s, err := p.cfg.Dial(ctx)
 	cancel()
 	p.mu.Lock()
@@ -345,13 +367,14 @@ func (p *Pool[S]) dial() {
 		return
 	}
 	p.mu.out.recovered()
-	if p.mu.closed {
+	h := newHeld(s, time.Now())
+	if !p.keepLocked(h, h.born) {
 		p.mu.closing++
 		p.mu.Unlock()
 		p.closeServer(s)
 		return
 	}
-	parked := p.putLocked(held[S]{s: s, expires: p.expiry(time.Now())})
+	parked := p.putLocked(h)
 	p.mu.Unlock()
 	if parked {
 		p.yieldIdle()
@@ -392,13 +415,32 @@ func (p *Pool[S]) yieldIdle() {
 	}
 }
 
+// keepLocked reports whether a server coming back from a lease or a dial
+// may serve again, counted out of the pool's servers: not once the pool is
+// closed or paused, nor past the server's lifetime, nor while the pool
+// drains and no client waits, nor when the pool holds its whole size
+// (reserve included) without it, as after a shrink or under a lowered
+// shared cap.
+func (p *Pool[S]) keepLocked(h held[S], now time.Time) bool {
+	switch {
+	case p.mu.closed, p.mu.paused, h.expired(now, p.mu.set.Lifetime):
+		return false
+	case p.mu.draining && p.mu.waiters.Len() == 0:
+		return false
+	case overAny(p.cfg.Limits):
+		return false
+	}
+	return p.mu.active+len(p.mu.idle)+p.mu.connecting < p.mu.set.Size+p.mu.set.ReserveSize
+}
+
 // release takes a server back from a client: reuse it if it says it is
-// clean, otherwise close it and make room for a fresh one.
+// clean and the pool keeps it, otherwise close it and make room for a
+// fresh one.
 func (p *Pool[S]) release(h held[S]) {
 	s := h.s
 	p.mu.Lock()
 	p.mu.active--
-	if !p.mu.closed && s.Reusable() && !h.expired(time.Now()) {
+	if s.Reusable() && p.keepLocked(h, time.Now()) {
 		parked := p.putLocked(h)
 		p.mu.Unlock()
 		if parked {
@@ -427,13 +469,11 @@ func (p *Pool[S]) Close() {
 		w.ch <- grant[S]{err: ErrClosed}
 	}
 	p.stopRetryLocked()
-	idle := p.mu.idle
-	p.mu.idle = nil
-	p.mu.closing += len(idle)
+	idle := p.evictAllIdleLocked()
 	p.mu.Unlock()
 	p.cancel()
-	for _, h := range idle {
-		p.closeServer(h.s)
+	for _, s := range idle {
+		p.closeServer(s)
 	}
 	p.wg.Wait()
 	for _, l := range p.cfg.Limits {

@@ -22,7 +22,7 @@ func TestNewClampsSizeToAtLeastOneAndKeepsTheName(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p, d := newTestPool(t, Config[*fakeServer]{Name: "app/" + tc.name, Size: tc.size}, nil)
+			p, d := newTestPool(t, Config[*fakeServer]{Name: "app/" + tc.name, Settings: Settings{Size: tc.size}}, nil)
 			st := p.Stats()
 			if st.Size != tc.wantSize {
 				t.Fatalf("Size = %d, want %d", st.Size, tc.wantSize)
@@ -50,7 +50,7 @@ func TestAcquireReusesAnIdleServerInsteadOfDialling(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p, d := newTestPool(t, Config[*fakeServer]{Size: tc.size}, nil)
+			p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: tc.size}}, nil)
 			seen := map[*fakeServer]bool{}
 			for range tc.rounds {
 				leases := make([]*testLease, tc.parallel)
@@ -100,7 +100,7 @@ func TestWaitersAreServedInFIFOOrder(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p, d := newTestPool(t, Config[*fakeServer]{Size: tc.size}, nil)
+			p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: tc.size}}, nil)
 			var toRelease []*testLease
 			for range tc.size {
 				toRelease = append(toRelease, mustAcquire(t, p))
@@ -147,7 +147,7 @@ func TestWaitersAreServedInFIFOOrder(t *testing.T) {
 }
 
 func TestAServerReleasedToAQueueGoesToTheWaiterNotToANewcomer(t *testing.T) {
-	p, d := newTestPool(t, Config[*fakeServer]{Size: 1}, nil)
+	p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 1}}, nil)
 	held := mustAcquire(t, p)
 	results := make(chan result, 1)
 	enqueue(t, context.Background(), p, 1, results)
@@ -182,7 +182,7 @@ func TestWaitTimeoutReturnsAnErrorNamingThePoolAndTimeout(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p, d := newTestPool(t, Config[*fakeServer]{Name: tc.pool, Size: 1, WaitTimeout: tc.timeout}, nil)
+			p, d := newTestPool(t, Config[*fakeServer]{Name: tc.pool, Settings: Settings{Size: 1, WaitTimeout: tc.timeout}}, nil)
 			held := mustAcquirePatiently(t, p)
 			base := p.Stats().Timeouts
 			for attempt := 1; attempt <= 3; attempt++ {
@@ -222,7 +222,7 @@ func TestWaitTimeoutReturnsAnErrorNamingThePoolAndTimeout(t *testing.T) {
 }
 
 func TestWaitTimeoutDoesNotApplyWhenAServerIsIdle(t *testing.T) {
-	p, d := newTestPool(t, Config[*fakeServer]{Size: 1, WaitTimeout: time.Nanosecond}, nil)
+	p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 1, WaitTimeout: time.Nanosecond}}, nil)
 	// The first client must wait for a dial and will most likely time out,
 	// but the dial completes and parks the server for its retry.
 	mustAcquirePatiently(t, p).Release()
@@ -274,7 +274,7 @@ func TestCancelledContextWhileWaitingReturnsItsErrorAndLeavesNoWaiter(t *testing
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p, d := newTestPool(t, Config[*fakeServer]{Size: 1}, nil)
+			p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 1}}, nil)
 			held := mustAcquire(t, p) // the pool is full: the waiter can only queue
 			ctx, end := tc.start(t)
 			results := make(chan result, 1)
@@ -309,7 +309,7 @@ func TestCancelledContextWhileWaitingReturnsItsErrorAndLeavesNoWaiter(t *testing
 
 func TestReleaseIsIdempotent(t *testing.T) {
 	t.Run("a second release of a reusable lease changes no counter", func(t *testing.T) {
-		p, d := newTestPool(t, Config[*fakeServer]{Size: 2}, nil)
+		p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 2}}, nil)
 		a, b := mustAcquire(t, p), mustAcquire(t, p)
 		for i := range 3 {
 			a.Release()
@@ -326,7 +326,7 @@ func TestReleaseIsIdempotent(t *testing.T) {
 	})
 
 	t.Run("a second release of an unreusable lease closes the server once", func(t *testing.T) {
-		p, d := newTestPool(t, Config[*fakeServer]{Size: 1}, nil)
+		p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 1}}, nil)
 		l := mustAcquire(t, p)
 		l.Server().reusable.Store(false)
 		l.Release()
@@ -341,7 +341,7 @@ func TestReleaseIsIdempotent(t *testing.T) {
 	})
 
 	t.Run("a second release does not hand the server to a second waiter", func(t *testing.T) {
-		p, d := newTestPool(t, Config[*fakeServer]{Size: 1}, nil)
+		p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 1}}, nil)
 		l := mustAcquire(t, p)
 		results := make(chan result, 2)
 		enqueue(t, context.Background(), p, 2, results)
@@ -370,7 +370,7 @@ func TestReleaseIsIdempotent(t *testing.T) {
 	})
 
 	t.Run("concurrent releases of one lease count once", func(t *testing.T) {
-		p, d := newTestPool(t, Config[*fakeServer]{Size: 2}, nil)
+		p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 2}}, nil)
 		keep := mustAcquire(t, p)
 		l := mustAcquire(t, p)
 		var wg sync.WaitGroup

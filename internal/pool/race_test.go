@@ -24,7 +24,7 @@ func TestPoolNeverHoldsMoreThanSizeServersUnderConcurrentChurn(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			// Failed dials put the pool into backoff; keep it short here.
-			cfg := Config[*fakeServer]{Size: tc.size, RetryMin: time.Microsecond, RetryMax: 100 * time.Microsecond}
+			cfg := Config[*fakeServer]{Settings: Settings{Size: tc.size, RetryMin: time.Microsecond, RetryMax: 100 * time.Microsecond}}
 			p, d := newTestPool(t, cfg, func(d *fakeDialer) {
 				d.hook = func(ctx context.Context, n int64) error {
 					switch rand.IntN(20) {
@@ -144,7 +144,7 @@ func TestPoolNeverHoldsMoreThanSizeServersUnderConcurrentChurn(t *testing.T) {
 
 func TestAGrantRacingTheWaitTimeoutNeverLosesAServer(t *testing.T) {
 	const size, clients, iterations = 2, 8, 300
-	p, d := newTestPool(t, Config[*fakeServer]{Size: size, WaitTimeout: time.Millisecond}, nil)
+	p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: size, WaitTimeout: time.Millisecond}}, nil)
 	var granted, timedOut atomic.Int64
 	var wg sync.WaitGroup
 	for range clients {
@@ -222,7 +222,7 @@ func TestAGrantArrivingAsTheWaiterGivesUpGoesBackToThePool(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p, d := newTestPool(t, Config[*fakeServer]{Size: 1}, nil)
+			p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 1}}, nil)
 			held := mustAcquire(t, p)
 			held.Server().reusable.Store(tc.reusable)
 			var during Stats
@@ -264,7 +264,7 @@ func TestAGrantArrivingAsTheWaiterGivesUpGoesBackToThePool(t *testing.T) {
 }
 
 func TestAWaiterThatGivesUpAsAGrantArrivesIsCountedAsATimeout(t *testing.T) {
-	p, _ := newTestPool(t, Config[*fakeServer]{Size: 1}, nil)
+	p, _ := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 1}}, nil)
 	held := mustAcquire(t, p)
 	before := p.Stats()
 	_, err := p.Acquire(newRaceCtx(held.Release))

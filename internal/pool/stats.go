@@ -7,6 +7,8 @@ import "time"
 type Stats struct {
 	Name              string
 	Size              int
+	Paused            bool // Pause: servers close as they come back, clients wait
+	Draining          bool // Drain: the pool is retired and closes servers nobody waits for
 	ClientsWaiting    int
 	ServersActive     int // leased to clients
 	ServersIdle       int
@@ -27,7 +29,9 @@ func (p *Pool[S]) Stats() Stats {
 	defer p.mu.Unlock()
 	return Stats{
 		Name:              p.cfg.Name,
-		Size:              p.cfg.Size,
+		Size:              p.mu.set.Size,
+		Paused:            p.mu.paused,
+		Draining:          p.mu.draining,
 		ClientsWaiting:    p.mu.waiters.Len(),
 		ServersActive:     p.mu.active,
 		ServersIdle:       len(p.mu.idle),

@@ -80,7 +80,7 @@ func (s *Session) linkFor(ctx context.Context) (*link, error) {
 	s.mu.cur = l
 	s.mu.st = st
 	if s.tr != nil {
-		s.tr.Attach(srv.Statements(s.env.MaxPreparedStatements))
+		s.tr.Attach(srv.Statements(s.maxStmts))
 	}
 	s.mu.Unlock()
 	s.last = l
@@ -132,7 +132,7 @@ func (s *Session) checked(ctx context.Context, srv *backend.Conn) bool {
 	if !srv.Alive() {
 		return false
 	}
-	if srv.IdleFor(time.Now()) < s.env.CheckDelay {
+	if srv.IdleFor(time.Now()) < s.env.Live().CheckDelay {
 		return true
 	}
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
@@ -149,7 +149,7 @@ func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], erro
 	if lease := s.route.Pool.TryAcquire(); lease != nil {
 		return lease, nil // the common case: no wait, no timer
 	}
-	ctx = s.watch.begin(ctx, s.conn, s.rd.Buffered() == 0, s.queueCancellable)
+	ctx = s.watch.begin(ctx, s.conn, s.rd.Buffered() == 0, s.queueCancellable, s.env.Live().WaitNotify)
 	defer s.watch.end()
 	lease, err := s.route.Pool.Acquire(ctx)
 	if cause := context.Cause(ctx); err != nil && (cause == errCanceledInQueue || cause == errClientGone) {
@@ -162,7 +162,7 @@ func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], erro
 // so queuing shows before it fails.
 func (s *Session) queuedNotice() {
 	msg := fmt.Sprintf("no server connection free in pool %q; waiting in line (query_wait_timeout %s)",
-		s.route.Pool.Name(), s.env.WaitTimeout)
+		s.route.Pool.Name(), s.env.Live().WaitTimeout)
 	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = s.conn.Write(wire.AppendNotice(nil, "00000", msg))
 	_ = s.conn.SetWriteDeadline(time.Time{})
@@ -335,8 +335,8 @@ func (s *Session) finish(ctx context.Context, l *link, st txState) {
 			return
 		}
 	}
-	if s.route.Mode == config.PoolSession && s.env.ResetQuery != "" {
-		if err := srv.Exec(bg, s.env.ResetQuery); err != nil {
+	if reset := s.env.Live().ResetQuery; s.route.Mode == config.PoolSession && reset != "" {
+		if err := srv.Exec(bg, reset); err != nil {
 			srv.MarkBroken("reset query failed: " + err.Error())
 		} else {
 			srv.ForgetApplied()

@@ -42,7 +42,7 @@ func (s *Session) serve(ctx context.Context, key cancel.Key) error {
 	}
 	defer s.unlink(ctx) // also when clientSide panics: the server goes back
 	defer s.stopQueryTimer()
-	s.watch.notifyAfter, s.watch.notify = s.env.WaitNotify, s.queuedNotice
+	s.watch.notify = s.queuedNotice
 	defer s.watch.close()
 	s.lastRead = time.Now() // idle from the greeting on
 	err = s.clientSide(ctx)
@@ -214,8 +214,8 @@ func (s *Session) send(l *link, span, types []byte, requests int, last byte, par
 	s.mu.Lock()
 	wasIdle := s.mu.st.pending == 0
 	s.mu.st.forwarded(types, last, partial)
-	if s.env.QueryTimeout > 0 && wasIdle && requests > 0 {
-		s.armQueryLocked()
+	if limit := s.env.Live().QueryTimeout; limit > 0 && wasIdle && requests > 0 {
+		s.armQueryLocked(limit)
 	}
 	nudge := requests == 0 && s.route.Mode != config.PoolSession && s.mu.st.safe()
 	s.mu.Unlock()
@@ -318,7 +318,7 @@ func (s *Session) serverSide(l *link) {
 		}
 		if !l.stop.Load() {
 			if l.timedOut.Load() {
-				err = errQueryTimeout{s.env.QueryTimeout + s.queryGrace()}
+				err = errQueryTimeout{s.queryGaveUpAfter()}
 			}
 			l.err = err
 			if !errors.Is(err, errTxInStatementMode) {

@@ -38,32 +38,50 @@ type Route struct {
 	// Params holds what a fresh server of the pool reports, to greet
 	// clients before they hold a server.
 	Params *backend.ParamCache
-	// Clients counts the clients connected to the pool.
-	Clients *atomic.Int64
+	// Leave, if set, is called once when a client that Lookup let in
+	// ends, whether or not it logged in: the route's owner counts its
+	// clients from Lookup on, to know when a retired route is unused.
+	Leave func()
 }
 
-// Env is what every session shares. It is built once by the app.
-type Env struct {
-	Log            *slog.Logger
-	Cancels        *cancel.Registry
-	Auth           config.AuthMode
+// Live are the settings a reload may change while sessions run. Each is
+// read where it is used, so a change reaches connected clients too, except
+// where a field says otherwise.
+type Live struct {
+	// MaxMessageSize and LoginTimeout (0: none) apply to clients that
+	// connect after a change.
 	MaxMessageSize int
-	LoginTimeout   time.Duration // 0: none
+	LoginTimeout   time.Duration
 	ResetQuery     string        // run when a session-mode client leaves; "" skips it
 	WaitTimeout    time.Duration // query_wait_timeout, for messages
 	WaitNotify     time.Duration // NOTICE a waiting client after this long; 0: never
 	// MaxPreparedStatements bounds the statements pgvalve keeps prepared
 	// per server in transaction and statement pooling; 0 turns tracking
-	// off.
+	// off. A client keeps the value it connected with.
 	MaxPreparedStatements int
 	// CheckDelay (server_check_delay): a server parked at least this long
 	// runs an empty query before reuse; 0 checks every time.
 	CheckDelay time.Duration
 	// IdleTxTimeout (idle_transaction_timeout) ends a client idle inside a
 	// transaction; ClientIdleTimeout (client_idle_timeout) one idle outside
-	// of one; QueryTimeout (query_timeout) cancels a request the server has
-	// not answered, then gives up on the server. 0: off.
-	IdleTxTimeout, ClientIdleTimeout, QueryTimeout time.Duration
+	// of one. A client waited on is not woken by a change: a shorter or
+	// removed timeout applies when the old one would have fired, one turned
+	// on from the client's next message.
+	IdleTxTimeout, ClientIdleTimeout time.Duration
+	// QueryTimeout (query_timeout) cancels a request the server has not
+	// answered, then gives up on the server; a request runs under the value
+	// in force when it started. 0: off.
+	QueryTimeout time.Duration
+}
+
+// Env is what every session shares. It is built once by the app.
+type Env struct {
+	Log     *slog.Logger
+	Cancels *cancel.Registry
+	Auth    config.AuthMode
+	// live is read with one atomic load where a setting is used, so a
+	// reload costs the relay no lock.
+	live atomic.Pointer[Live]
 	// Drain, when done, asks sessions to end at their next safe point
 	// (graceful shutdown); the context passed to Serve ends them at once.
 	Drain context.Context
@@ -74,6 +92,12 @@ type Env struct {
 	// Knobs are test seams; nil in production.
 	Knobs *Knobs
 }
+
+// Live returns the settings in force now; the caller must not change them.
+func (e *Env) Live() *Live { return e.live.Load() }
+
+// SetLive puts new settings in force (a reload).
+func (e *Env) SetLive(l Live) { e.live.Store(&l) }
 
 // Knobs let tests break invariants on purpose, to prove the checks that
 // guard them can fail.
@@ -104,6 +128,11 @@ type Session struct {
 	params []wire.Param // settings to apply on every server this client uses
 	id     uint64       // tells this client's server changes from others' (backend.MarkDirty)
 	want   []wire.Param // reused by wantedParams
+	// maxStmts is max_prepared_statements as the client connected.
+	maxStmts int
+	// timed: the idle timeouts were on at the last read; lastRead is kept
+	// only while they are.
+	timed bool
 	// wantKey is backend.ParamsKey(want), toldKey the ReportedKey of the
 	// server whose reports the client was last brought up to date with;
 	// both "" when reported changes. They let attach skip its checks.
@@ -153,10 +182,11 @@ type Session struct {
 		// answers (awaitAnswers).
 		answered chan struct{}
 
-		idleSince  time.Time   // the last answer that left the client waited on
-		qTimer     *time.Timer // query_timeout; runs queryTimedOut
-		qArmed     time.Time   // when the oldest running request started
-		qCancelled bool        // it was cancelled already
+		idleSince  time.Time     // the last answer that left the client waited on
+		qTimer     *time.Timer   // query_timeout; runs queryTimedOut
+		qLimit     time.Duration // the query_timeout it was armed with
+		qArmed     time.Time     // when the oldest running request started
+		qCancelled bool          // it was cancelled already
 	}
 
 	// link is the server this client holds now. Cancel requests hold the
@@ -236,8 +266,9 @@ func (s *Session) readStartup() (*wire.Startup, error) {
 }
 
 func (s *Session) run(ctx context.Context) error {
-	if s.env.LoginTimeout > 0 {
-		_ = s.conn.SetDeadline(time.Now().Add(s.env.LoginTimeout))
+	live := s.env.Live()
+	if live.LoginTimeout > 0 {
+		_ = s.conn.SetDeadline(time.Now().Add(live.LoginTimeout))
 	}
 	st, err := s.readStartup()
 	if err != nil {
@@ -251,11 +282,14 @@ func (s *Session) run(ctx context.Context) error {
 		return err
 	}
 	s.sock = wire.NewSocket(s.conn)
-	s.rd = wire.NewReader(s.sock, wire.DefaultBufferSize, s.env.MaxMessageSize)
+	s.rd = wire.NewReader(s.sock, wire.DefaultBufferSize, live.MaxMessageSize)
 	route, ok := s.env.Lookup(s.db, s.user)
 	if !ok {
 		s.fatal(wire.CodeInvalidCatalogName, fmt.Sprintf("no such database: %s", s.db))
 		return fmt.Errorf("no route for database %q", s.db)
+	}
+	if route.Leave != nil {
+		defer route.Leave()
 	}
 	if err := s.authenticate(ctx); err != nil {
 		return err
@@ -265,13 +299,10 @@ func (s *Session) run(ctx context.Context) error {
 	defer unregister()
 	s.route, s.params = route, params
 	s.id = uint64(key.PID)<<32 | uint64(binary.BigEndian.Uint32(key.Secret))
-	if route.Mode != config.PoolSession && s.env.MaxPreparedStatements > 0 {
+	s.maxStmts = live.MaxPreparedStatements
+	if route.Mode != config.PoolSession && s.maxStmts > 0 {
 		s.tr = stmt.NewTracker(stmt.NewRegistry())
 		s.rd.SetWhole(stmt.Decoded)
-	}
-	if route.Clients != nil {
-		route.Clients.Add(1)
-		defer route.Clients.Add(-1)
 	}
 	return s.serve(ctx, key)
 }

@@ -22,12 +22,15 @@ func (e *idleTimeout) Error() string { return e.msg }
 // side that failed, a drain, a deadline) is handled between reads: a lost
 // server is answered for and the client goes on; an idle timeout ends it.
 func (s *Session) readClient(ctx context.Context) error {
-	timed := s.env.IdleTxTimeout > 0 || s.env.ClientIdleTimeout > 0
+	live := s.liveTimeouts()
 	woke := false
 	for {
-		if woke || timed {
+		if woke || s.timed {
+			if woke {
+				live = s.liveTimeouts() // a reload may have changed them
+			}
 			// Reset before looking, so a wake-up after the look is not lost.
-			deadline, expired := s.idleDeadline(time.Now())
+			deadline, expired := s.idleDeadline(time.Now(), live)
 			_ = s.conn.SetReadDeadline(deadline)
 			if woke {
 				if ctx.Err() != nil {
@@ -52,7 +55,7 @@ func (s *Session) readClient(ctx context.Context) error {
 		}
 		err := s.rd.Fill()
 		if err == nil {
-			if timed {
+			if s.timed {
 				s.lastRead = time.Now()
 			}
 			return nil
@@ -62,6 +65,19 @@ func (s *Session) readClient(ctx context.Context) error {
 		}
 		woke = true
 	}
+}
+
+// liveTimeouts returns the settings in force and notes whether the idle
+// timeouts are on. lastRead is kept only while they are, so when a reload
+// turns them on the client counts as idle from now, never from before.
+func (s *Session) liveTimeouts() *Live {
+	live := s.env.Live()
+	timed := live.IdleTxTimeout > 0 || live.ClientIdleTimeout > 0
+	if timed && !s.timed {
+		s.lastRead = time.Now()
+	}
+	s.timed = timed
+	return live
 }
 
 // endedLink returns the client's current link if its server side has
@@ -85,20 +101,20 @@ func (s *Session) endedLink() *link {
 // or got its last answer, has been idle too long; expired is non-nil once
 // that time has come. While requests are running nothing expires, but the
 // deadline still wakes the client side to look again.
-func (s *Session) idleDeadline(now time.Time) (deadline time.Time, expired error) {
+func (s *Session) idleDeadline(now time.Time, live *Live) (deadline time.Time, expired error) {
 	s.mu.Lock()
 	linked, st, since := s.mu.cur != nil, s.mu.st, s.mu.idleSince
 	s.mu.Unlock()
 	if s.lastRead.After(since) {
 		since = s.lastRead
 	}
-	limit, inTx := s.env.ClientIdleTimeout, linked && st.status != 'I'
+	limit, inTx := live.ClientIdleTimeout, linked && st.status != 'I'
 	if inTx {
-		limit = s.env.IdleTxTimeout
+		limit = live.IdleTxTimeout
 	}
 	switch {
 	case linked && !st.idle():
-		if recheck := min(nonZero(s.env.IdleTxTimeout), nonZero(s.env.ClientIdleTimeout)); recheck > 0 {
+		if recheck := min(nonZero(live.IdleTxTimeout), nonZero(live.ClientIdleTimeout)); recheck > 0 {
 			return now.Add(recheck), nil
 		}
 		return time.Time{}, nil
@@ -127,11 +143,16 @@ func nonZero(d time.Duration) time.Duration {
 
 // readyLocked notes a ReadyForQuery for the timeouts. The caller holds s.mu.
 func (s *Session) readyLocked(idle bool) {
-	if idle && (s.env.IdleTxTimeout > 0 || s.env.ClientIdleTimeout > 0) {
+	live := s.env.Live()
+	if idle && (live.IdleTxTimeout > 0 || live.ClientIdleTimeout > 0) {
 		s.mu.idleSince = time.Now()
 	}
-	if s.env.QueryTimeout > 0 && s.mu.st.pending > 0 {
-		s.armQueryLocked() // the next request's turn
+	switch {
+	case s.mu.st.pending == 0:
+	case live.QueryTimeout > 0:
+		s.armQueryLocked(live.QueryTimeout) // the next request's turn
+	case s.mu.qTimer != nil:
+		s.mu.qTimer.Stop() // turned off by a reload
 	}
 }
 
@@ -144,17 +165,26 @@ func (e errQueryTimeout) Error() string {
 
 // queryGrace is how long a cancelled request may take to end before its
 // server is given up on: an unreachable server never answers a cancel.
-func (s *Session) queryGrace() time.Duration { return min(s.env.QueryTimeout, 5*time.Second) }
+func queryGrace(limit time.Duration) time.Duration { return min(limit, 5*time.Second) }
 
-// armQueryLocked starts query_timeout for the oldest request. The caller
-// holds s.mu.
-func (s *Session) armQueryLocked() {
+// queryGaveUpAfter is how long a request ran before query_timeout gave up
+// on its server.
+func (s *Session) queryGaveUpAfter() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.qLimit + queryGrace(s.mu.qLimit)
+}
+
+// armQueryLocked starts query_timeout (limit) for the oldest request. The
+// caller holds s.mu.
+func (s *Session) armQueryLocked(limit time.Duration) {
 	s.mu.qArmed = time.Now()
+	s.mu.qLimit = limit
 	s.mu.qCancelled = false
 	if s.mu.qTimer == nil {
-		s.mu.qTimer = time.AfterFunc(s.env.QueryTimeout, s.queryTimedOut)
+		s.mu.qTimer = time.AfterFunc(limit, s.queryTimedOut)
 	} else {
-		s.mu.qTimer.Reset(s.env.QueryTimeout)
+		s.mu.qTimer.Reset(limit)
 	}
 }
 
@@ -168,9 +198,10 @@ func (s *Session) queryTimedOut() {
 		s.mu.Unlock()
 		return
 	}
-	due := s.mu.qArmed.Add(s.env.QueryTimeout)
+	limit := s.mu.qLimit
+	due := s.mu.qArmed.Add(limit)
 	if s.mu.qCancelled {
-		due = due.Add(s.queryGrace())
+		due = due.Add(queryGrace(limit))
 	}
 	if wait := time.Until(due); wait > 0 { // armed again since
 		s.mu.qTimer.Reset(wait)
@@ -186,11 +217,11 @@ func (s *Session) queryTimedOut() {
 		return
 	}
 	s.mu.qCancelled = true
-	s.mu.qTimer.Reset(s.queryGrace())
+	s.mu.qTimer.Reset(queryGrace(limit))
 	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), s.queryGrace())
+	ctx, cancel := context.WithTimeout(context.Background(), queryGrace(limit))
 	defer cancel()
-	s.log.Info("query_timeout: cancelling the running request", "after", s.env.QueryTimeout)
+	s.log.Info("query_timeout: cancelling the running request", "after", limit)
 	_ = s.CancelCurrent(ctx)
 }
 
@@ -227,9 +258,10 @@ type waitWatch struct {
 }
 
 // begin starts watching a wait; the wait must use the returned context.
-func (w *waitWatch) begin(parent context.Context, conn net.Conn, atBoundary, cancellable bool) context.Context {
+func (w *waitWatch) begin(parent context.Context, conn net.Conn, atBoundary, cancellable bool, notifyAfter time.Duration) context.Context {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.notifyAfter = notifyAfter
 	if w.ctx == nil || w.ctx.Err() != nil {
 		w.ctx, w.cancel = context.WithCancelCause(parent)
 	}

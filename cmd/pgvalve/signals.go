@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/pgvalve/pgvalve/internal/app"
+	"github.com/pgvalve/pgvalve/internal/config"
+)
+
+// server runs one pgvalve and answers its signals (README, "Signals").
+type server struct {
+	cfg   config.Config // in force: a reload replaces it
+	log   *slog.Logger
+	level *slog.LevelVar // the logger's; a reload sets it
+	ready func()         // runs once pgvalve listens
+	// reload reads the configuration again; nil when there is no file.
+	reload func() (config.Config, error)
+}
+
+// serve runs pgvalve until SIGTERM (drain: running transactions finish, up
+// to shutdown_timeout) or SIGINT (close every client at once). SIGHUP
+// reloads the configuration, SIGUSR1 pauses (PgBouncer's PAUSE), SIGUSR2
+// resumes; none of these three ever ends pgvalve.
+func (s *server) serve() error {
+	a := app.New(s.cfg, s.log)
+	ln, err := a.Listen()
+	if err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ln) }()
+	s.ready()
+	for {
+		select {
+		case err := <-served:
+			return err
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				s.reloadConfig(a)
+			case syscall.SIGUSR1:
+				a.Pause()
+			case syscall.SIGUSR2:
+				a.Resume()
+			default:
+				s.stop(a, sig, sigs)
+				return <-served
+			}
+		}
+	}
+}
+
+// stop ends pgvalve for SIGTERM or SIGINT. While SIGTERM drains, a second
+// SIGTERM or SIGINT stops waiting; other signals are ignored then.
+func (s *server) stop(a *app.App, sig os.Signal, sigs <-chan os.Signal) {
+	if sig != syscall.SIGTERM {
+		s.log.Info("SIGINT: closing every client")
+		a.Close()
+		return
+	}
+	s.log.Info("SIGTERM: draining", "shutdown_timeout", s.cfg.ShutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	go func() {
+		for {
+			select {
+			case sig := <-sigs:
+				if sig == syscall.SIGTERM || sig == syscall.SIGINT {
+					cancel()
+					return
+				}
+				s.log.Info("shutting down: signal ignored", "signal", sig.String())
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	a.Shutdown(ctx)
+}
+
+// reloadConfig answers SIGHUP. A file with any error changes nothing; each
+// error is logged on its own line, with the file line it is about.
+func (s *server) reloadConfig(a *app.App) {
+	if s.reload == nil {
+		s.log.Info("SIGHUP: pgvalve was started without --config; nothing to reload")
+		return
+	}
+	s.log.Info("SIGHUP: reloading the configuration")
+	cfg, err := s.reload()
+	if err != nil {
+		for _, e := range each(err) {
+			s.log.Error("config not reloaded, nothing changed", "err", e)
+		}
+		return
+	}
+	setLevel(s.level, cfg.LogLevel) // first, so the reload's own lines obey it
+	a.Reload(cfg)
+	s.cfg = cfg
+}
+
+// each splits an errors.Join into its errors.
+func each(err error) []error {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		return joined.Unwrap()
+	}
+	return []error{err}
+}

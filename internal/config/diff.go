@@ -1,0 +1,153 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+)
+
+// Change is one setting that differs between a running configuration and
+// a reloaded one.
+type Change struct {
+	Key      string // as in the file: "pool_size", "databases.reports.upstream"
+	Old, New string // as a log shows them: URLs without their password; "" for a route that did not exist
+	// Restart: a running pgvalve cannot apply it; the old value stays in
+	// force until pgvalve is restarted.
+	Restart bool
+}
+
+func (c Change) String() string {
+	s := fmt.Sprintf("%s: %s → %s", c.Key, orNone(c.Old), orNone(c.New))
+	if c.Restart {
+		s += " (needs a restart)"
+	}
+	return s
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// setting is one top-level key and whether only a restart can change it:
+// the listening address is bound once, and clients already connected were
+// admitted under the auth mode they met.
+type setting struct {
+	key     string
+	get     func(Config) any
+	restart bool
+}
+
+var settings = []setting{
+	{"listen", func(c Config) any { return c.Listen }, true},
+	{"auth", func(c Config) any { return c.Auth }, true},
+	{"upstream", func(c Config) any { return c.Upstream }, false},
+	{"pool_mode", func(c Config) any { return c.PoolMode }, false},
+	{"pool_size", func(c Config) any { return c.PoolSize }, false},
+	{"min_pool_size", func(c Config) any { return c.MinPoolSize }, false},
+	{"reserve_pool_size", func(c Config) any { return c.ReservePoolSize }, false},
+	{"reserve_pool_timeout", func(c Config) any { return c.ReservePoolTimeout }, false},
+	{"max_client_conn", func(c Config) any { return c.MaxClientConn }, false},
+	{"max_db_connections", func(c Config) any { return c.MaxDBConnections }, false},
+	{"max_user_connections", func(c Config) any { return c.MaxUserConnections }, false},
+	{"max_message_size", func(c Config) any { return c.MaxMessageSize }, false},
+	{"max_prepared_statements", func(c Config) any { return c.MaxPreparedStatements }, false},
+	{"query_wait_timeout", func(c Config) any { return c.QueryWaitTimeout }, false},
+	{"query_wait_notify", func(c Config) any { return c.QueryWaitNotify }, false},
+	{"query_timeout", func(c Config) any { return c.QueryTimeout }, false},
+	{"idle_transaction_timeout", func(c Config) any { return c.IdleTransactionTimeout }, false},
+	{"client_idle_timeout", func(c Config) any { return c.ClientIdleTimeout }, false},
+	{"client_login_timeout", func(c Config) any { return c.ClientLoginTimeout }, false},
+	{"server_connect_timeout", func(c Config) any { return c.ServerConnectTimeout }, false},
+	{"server_login_retry", func(c Config) any { return c.ServerLoginRetry }, false},
+	{"server_idle_timeout", func(c Config) any { return c.ServerIdleTimeout }, false},
+	{"server_lifetime", func(c Config) any { return c.ServerLifetime }, false},
+	{"server_check_delay", func(c Config) any { return c.ServerCheckDelay }, false},
+	{"server_reset_query", func(c Config) any { return fmt.Sprintf("%q", c.ServerResetQuery) }, false},
+	{"shutdown_timeout", func(c Config) any { return c.ShutdownTimeout }, false},
+	{"log_level", func(c Config) any { return c.LogLevel }, false},
+}
+
+// Diff lists every setting and route that differs from old to new, in a
+// fixed order: top-level settings, then routes by name.
+func Diff(old, new Config) []Change {
+	var out []Change
+	for _, s := range settings {
+		if o, n := fmt.Sprint(s.get(old)), fmt.Sprint(s.get(new)); o != n {
+			if s.key == "upstream" {
+				o, n = redactPair(o, n)
+			}
+			out = append(out, Change{Key: s.key, Old: o, New: n, Restart: s.restart})
+		}
+	}
+	names := slices.Sorted(maps.Keys(maps.Collect(func(yield func(string, bool) bool) {
+		for n := range old.Databases {
+			yield(n, true)
+		}
+		for n := range new.Databases {
+			yield(n, true)
+		}
+	})))
+	for _, name := range names {
+		out = append(out, diffRoute(name, old.Databases, new.Databases)...)
+	}
+	return out
+}
+
+func diffRoute(name string, old, new map[string]Database) []Change {
+	key := "databases." + name
+	o, hadOld := old[name]
+	n, hasNew := new[name]
+	switch {
+	case !hasNew:
+		return []Change{{Key: key, Old: redact(o.Upstream)}}
+	case !hadOld:
+		return []Change{{Key: key, New: redact(n.Upstream)}}
+	}
+	var out []Change
+	if o.Upstream != n.Upstream {
+		old, new := redactPair(o.Upstream, n.Upstream)
+		out = append(out, Change{Key: key + ".upstream", Old: old, New: new})
+	}
+	if o.PoolMode != n.PoolMode {
+		out = append(out, Change{Key: key + ".pool_mode", Old: string(o.PoolMode), New: string(n.PoolMode)})
+	}
+	if o.PoolSize != n.PoolSize {
+		out = append(out, Change{Key: key + ".pool_size", Old: fmt.Sprint(o.PoolSize), New: fmt.Sprint(n.PoolSize)})
+	}
+	return out
+}
+
+// Reloaded is what a running pgvalve applies when asked to load next: next,
+// with every restart-only setting kept as running has it, and the changes.
+func Reloaded(running, next Config) (Config, []Change) {
+	changes := Diff(running, next)
+	next.Listen = running.Listen
+	next.Auth = running.Auth
+	return next, changes
+}
+
+// redactPair shows two different upstream URLs without their passwords,
+// saying so when only the password differs.
+func redactPair(old, new string) (string, string) {
+	o, n := redact(old), redact(new)
+	if o == n && o != "" {
+		n += " (new password)"
+	}
+	return o, n
+}
+
+// redact shows an upstream URL without its password.
+func redact(s string) string {
+	if s == "" {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)" // never echo what may hold a password
+	}
+	return u.Redacted()
+}

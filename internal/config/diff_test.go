@@ -1,0 +1,122 @@
+package config
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDiffOfIdenticalConfigsIsEmpty(t *testing.T) {
+	c := Default()
+	c.Databases = map[string]Database{"app": {Name: "app", Upstream: "postgres://u@h/app"}}
+	d := Default()
+	d.Databases = map[string]Database{"app": {Name: "app", Upstream: "postgres://u@h/app"}}
+	if got := Diff(c, d); len(got) != 0 {
+		t.Fatalf("Diff = %v, want none", got)
+	}
+}
+
+func TestDiffShowsEachChangedSettingOldToNew(t *testing.T) {
+	old, new := Default(), Default()
+	new.PoolSize = 40
+	new.QueryWaitTimeout = 5 * time.Second
+	new.ServerResetQuery = ""
+	got := Diff(old, new)
+	want := []Change{
+		{Key: "pool_size", Old: "20", New: "40"},
+		{Key: "query_wait_timeout", Old: "20s", New: "5s"},
+		{Key: "server_reset_query", Old: `"DISCARD ALL"`, New: `""`},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Diff = %v, want %v", got, want)
+	}
+	if s := got[0].String(); s != "pool_size: 20 → 40" {
+		t.Fatalf("String = %q", s)
+	}
+}
+
+func TestEverySettingIsCompared(t *testing.T) {
+	// A key added to Config but forgotten in the settings table would be
+	// silently ignored by a reload.
+	typ := reflect.TypeFor[Config]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if !f.IsExported() || f.Name == "Databases" {
+			continue
+		}
+		c := Default()
+		v := reflect.ValueOf(&c).Elem().Field(i)
+		switch v.Kind() {
+		case reflect.String:
+			v.SetString(v.String() + "x")
+		case reflect.Int, reflect.Int64:
+			v.SetInt(v.Int() + 1)
+		default:
+			t.Fatalf("field %s: unexpected kind %s", f.Name, v.Kind())
+		}
+		if len(Diff(Default(), c)) != 1 {
+			t.Errorf("changing %s is not one Change: %v", f.Name, Diff(Default(), c))
+		}
+	}
+}
+
+func TestReloadedKeepsRestartOnlySettingsAndSaysARestartIsNeeded(t *testing.T) {
+	running, next := Default(), Default()
+	next.Listen = "127.0.0.1:7000"
+	next.Auth = AuthPassthrough
+	next.PoolSize = 3
+	applied, changes := Reloaded(running, next)
+	if applied.Listen != running.Listen || applied.Auth != running.Auth || applied.PoolSize != 3 {
+		t.Fatalf("applied listen %q auth %q pool_size %d; want the running listen and auth, the new pool_size",
+			applied.Listen, applied.Auth, applied.PoolSize)
+	}
+	restart := map[string]bool{}
+	for _, c := range changes {
+		restart[c.Key] = c.Restart
+	}
+	want := map[string]bool{"listen": true, "auth": true, "pool_size": false}
+	if !reflect.DeepEqual(restart, want) {
+		t.Fatalf("changes %v; want restart flags %v", changes, want)
+	}
+	for _, c := range changes {
+		if c.Restart && !strings.Contains(c.String(), "needs a restart") {
+			t.Fatalf("%q does not say a restart is needed", c)
+		}
+	}
+}
+
+func TestDiffListsAddedRemovedAndChangedRoutesWithoutPasswords(t *testing.T) {
+	old, new := Default(), Default()
+	old.Upstream = "postgres://app:oldsecret@db1/app"
+	new.Upstream = "postgres://app:newsecret@db1/app"
+	old.Databases = map[string]Database{
+		"gone":    {Upstream: "postgres://u:gonesecret@h/gone"},
+		"changed": {Upstream: "postgres://u@h1/c", PoolMode: PoolSession, PoolSize: 2},
+		"same":    {Upstream: "postgres://u@h/s"},
+	}
+	new.Databases = map[string]Database{
+		"added":   {Upstream: "postgres://u:addedsecret@h/added"},
+		"changed": {Upstream: "postgres://u@h2/c", PoolMode: PoolTransaction, PoolSize: 5},
+		"same":    {Upstream: "postgres://u@h/s"},
+	}
+	got := Diff(old, new)
+	var keys []string
+	for _, c := range got {
+		keys = append(keys, c.Key)
+		if s := c.String(); strings.Contains(s, "secret") {
+			t.Errorf("%q shows a password", s)
+		}
+	}
+	want := []string{"upstream", "databases.added", "databases.changed.upstream", "databases.changed.pool_mode",
+		"databases.changed.pool_size", "databases.gone"}
+	if !reflect.DeepEqual(keys, want) {
+		t.Fatalf("changed keys %v, want %v", keys, want)
+	}
+	if !strings.Contains(got[0].New, "new password") {
+		t.Errorf("a password-only change must say so: %v", got[0])
+	}
+	if got[1].Old != "" || got[5].New != "" {
+		t.Errorf("an added route has no old value, a removed one no new: %v, %v", got[1], got[5])
+	}
+}
