@@ -156,28 +156,33 @@ func TestTheLargeMessageCheckFailsWhenTheTrackerSkipsStreamedMessages(t *testing
 }
 
 // The 20,000-character INSERT from the bug report, run as psql -f runs a
-// migration script, in transaction pooling.
-func TestPsqlFileWithA20000CharacterInsertSaysInsert01(t *testing.T) {
+// migration script, in transaction pooling; and the same at 1 MB and
+// 64 MB.
+func TestPsqlFileWithALongInsertSaysInsert01(t *testing.T) {
 	cfg := txnConfig(2)
 	s, _ := startValve(t, cfg)
 	admin := connect(t, cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase))
 	mustExec(t, admin, "drop table if exists psql_large")
 	mustExec(t, admin, "create table psql_large (v text)")
-	file := filepath.Join(t.TempDir(), "migration.sql")
-	sql := "insert into psql_large (v) values ('" + strings.Repeat("y", 20000) + "');\n"
-	if err := os.WriteFile(file, []byte(sql), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	conninfo := fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s", s.Port(), cluster.User, pgtest.TestDatabase)
-	cmd := exec.Command(cluster.Psql(), "-X", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-f", file)
-	cmd.Env = []string{"PGPASSWORD=" + cluster.Password, "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=20"}
-	out, err := cmd.CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "INSERT 0 1" {
-		t.Fatalf("psql -f: %v\n%s", err, out)
-	}
-	var n int
-	if err := admin.QueryRow(testContext(t), "select count(*) from psql_large").Scan(&n); err != nil || n != 1 {
-		t.Fatalf("rows = %d, %v; want 1", n, err)
+	for i, size := range []int{20000, 1 << 20, 64 << 20} {
+		t.Run(fmt.Sprintf("%d characters", size), func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "migration.sql")
+			sql := "insert into psql_large (v) values ('" + strings.Repeat("y", size) + "');\n"
+			if err := os.WriteFile(file, []byte(sql), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			conninfo := fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s", s.Port(), cluster.User, pgtest.TestDatabase)
+			cmd := exec.Command(cluster.Psql(), "-X", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-f", file)
+			cmd.Env = []string{"PGPASSWORD=" + cluster.Password, "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=20"}
+			out, err := cmd.CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != "INSERT 0 1" {
+				t.Fatalf("psql -f: %v\n%.300s", err, out)
+			}
+			var n int
+			if err := admin.QueryRow(testContext(t), "select count(*) from psql_large").Scan(&n); err != nil || n != i+1 {
+				t.Fatalf("rows = %d, %v; want %d", n, err, i+1)
+			}
+		})
 	}
 }
 

@@ -44,7 +44,9 @@ func (s *Session) recoverLost(ctx context.Context, l *link, cause error) error {
 		}
 	}
 	var out []byte
-	msg := cause.Error() + "; the request was not sent again"
+	// The server may have run it before it went: say so, since a client
+	// that retries could run it twice.
+	msg := cause.Error() + "; the statement may have run; it was not sent again"
 	for i := range st.pending {
 		if i == 0 && st.errored {
 			out = appendReady(out, status) // its error came from the server
