@@ -69,30 +69,30 @@ func (t *Tracker) Server(typ byte, body []byte, off int) error {
 			}
 		}
 	case 't', 'T', 'n':
-		if h.describes != "" {
-			h.shape = foldShape(max(h.shape, fnvOffset), typ, body)
+		if x := h.x; x != nil && x.describes != "" {
+			x.shape = foldShape(max(x.shape, fnvOffset), typ, body)
 			switch typ {
 			case 't':
-				h.desc = bytes.Clone(body)
+				x.desc = bytes.Clone(body)
 			case 'T':
-				h.rows = true
+				x.rows = true
 			}
 		}
 	}
 	switch {
 	case h.hide:
 		t.outEdits.replace(off, n, len(t.outEdits.buf))
-	case done && h.answer != nil:
+	case done && h.get().answer != nil:
 		from := len(t.outEdits.buf)
-		t.outEdits.buf = append(t.outEdits.buf, h.answer...)
+		t.outEdits.buf = append(t.outEdits.buf, h.x.answer...)
 		t.outEdits.replace(off, n, from)
 	}
 	if done {
-		switch {
-		case h.describes != "":
-			t.described(h)
-		case h.closes != "":
-			t.srv.closed(h.closes)
+		switch x := h.get(); {
+		case x.describes != "":
+			t.described(x)
+		case x.closes != "":
+			t.srv.closed(x.closes)
 		}
 		t.pop()
 	}
@@ -100,23 +100,24 @@ func (t *Tracker) Server(typ byte, body []byte, off int) error {
 }
 
 // described records the shape a hidden Describe learned.
-func (t *Tracker) described(h *entry) {
-	shape := shapeDone(h.shape)
-	t.srv.setShape(h.describes, shape)
-	if st := h.shapeOf; st != nil && st.shape == 0 {
-		st.shape, st.desc, st.rows = shape, h.desc, h.rows
+func (t *Tracker) described(x *extra) {
+	shape := shapeDone(x.shape)
+	t.srv.setShape(x.describes, shape)
+	if st := x.shapeOf; st != nil && st.shape == 0 {
+		st.shape, st.desc, st.rows = shape, x.desc, x.rows
 	}
 }
 
 // completed handles a CommandComplete: the tag the client sees, and what
 // the command did to prepared statements.
 func (t *Tracker) completed(h *entry, body []byte, off, n int) {
-	if h.tag != "" {
+	x := h.get()
+	if x.tag != "" {
 		from := len(t.outEdits.buf)
-		t.outEdits.buf = appendTag(t.outEdits.buf, h.tag)
+		t.outEdits.buf = appendTag(t.outEdits.buf, x.tag)
 		t.outEdits.replace(off, n, from)
 	}
-	if h.typ == 'Q' && !h.reset {
+	if h.typ == 'Q' && !x.reset {
 		t.sessionReset(body)
 	}
 	switch string(body) {
@@ -127,8 +128,14 @@ func (t *Tracker) completed(h *entry, body []byte, off, n int) {
 	}
 }
 
+// pop drops the answered head. The queue slides along its array, back to
+// the start once empty, so popping copies nothing.
 func (t *Tracker) pop() {
-	t.q = t.q[:copy(t.q, t.q[1:])]
+	t.q[0] = entry{} // no references kept from the array
+	t.q = t.q[1:]
+	if len(t.q) == 0 {
+		t.q = t.qbase[:0]
+	}
 	t.settle()
 }
 
@@ -232,8 +239,8 @@ func (t *Tracker) lostStatement(h *entry, er *pgproto3.ErrorResponse) bool {
 func (t *Tracker) rewriteError(h *entry, er *pgproto3.ErrorResponse, off, n int) {
 	code, msg := "", ""
 	switch {
-	case h.errAs != nil && er.Code == h.errAs.when:
-		code, msg = h.errAs.code, h.errAs.msg
+	case h.get().errAs != nil && er.Code == h.x.errAs.when:
+		code, msg = h.x.errAs.code, h.x.errAs.msg
 	case h.stmt != "" && strings.Contains(er.Message, `"`+h.stmt+`"`):
 		// The server named the statement as it knows it.
 		code, msg = er.Code, strings.ReplaceAll(er.Message, `"`+h.stmt+`"`, `"`+h.name+`"`)

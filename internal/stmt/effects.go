@@ -209,8 +209,12 @@ func (t *Tracker) unsettled(touched map[string]int, clearedAt int, name string) 
 // settle forgets what no pending message can revert any more.
 func (t *Tracker) settle() {
 	if len(t.q) == 0 {
-		clear(t.touched)
-		clear(t.regTouched)
+		if len(t.touched) > 0 {
+			clear(t.touched)
+		}
+		if len(t.regTouched) > 0 {
+			clear(t.regTouched)
+		}
 		t.clearedAt, t.regClearedAt = -1, -1
 	}
 }

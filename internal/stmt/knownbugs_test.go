@@ -38,11 +38,11 @@ func (s *sim) repair(c *simClient) {
 	reg := c.tr.reg
 	clear(reg.m)
 	for name, st := range c.ded.stmts {
-		reg.m[name] = &Statement{Query: st.query, ParamTypes: paramTypes(st.params...), Server: modelServerName(st)}
+		reg.m[name] = NewStatement(Parse{Name: name, Query: st.query, ParamTypes: paramTypes(st.params...)})
 	}
 	reg.unnamed = nil
 	if st := c.ded.unnamed; st != nil {
-		reg.unnamed = &Statement{Query: st.query, ParamTypes: paramTypes(st.params...), Server: modelServerName(st)}
+		reg.unnamed = NewStatement(Parse{Query: st.query, ParamTypes: paramTypes(st.params...)})
 	}
 	if c.held < 0 {
 		return

@@ -19,18 +19,19 @@ func (t *Tracker) prepare(st *Statement, e entry) {
 	for _, victim := range t.srv.victims(t.keep) {
 		t.closeHidden(victim)
 	}
-	e.typ, e.prepares = 'P', name
+	e.typ = 'P'
+	e.more().prepares = name
 	e.ok = append(e.ok, t.srvAdd(name))
 	t.in.buf = AppendParse(t.in.buf, name, st.sent(), st.ParamTypes)
 	t.push(e)
 	t.in.buf = AppendTarget(t.in.buf, 'D', 'S', name)
-	t.push(entry{typ: 'D', descS: true, hide: true, describes: name, shapeOf: st})
+	t.push(entry{typ: 'D', descS: true, hide: true, x: &extra{describes: name, shapeOf: st}})
 	st.parsed = true
 }
 
 func (t *Tracker) closeHidden(name string) {
 	t.in.buf = AppendTarget(t.in.buf, 'C', 'S', name)
-	t.push(entry{typ: 'C', hide: true, closes: name, ok: []effect{t.srvDel(name)}})
+	t.push(entry{typ: 'C', hide: true, x: &extra{closes: name}, ok: []effect{t.srvDel(name)}})
 }
 
 // preparing reports whether a Parse pgvalve sent of name awaits its
@@ -38,7 +39,7 @@ func (t *Tracker) closeHidden(name string) {
 // known shape.
 func (t *Tracker) preparing(name string) bool {
 	for i := range t.q {
-		if t.q[i].prepares == name {
+		if x := t.q[i].x; x != nil && x.prepares == name {
 			return true
 		}
 	}
@@ -88,7 +89,7 @@ func (t *Tracker) parseDuplicate(st *Statement, name string) {
 	t.in.buf = AppendTarget(t.in.buf, 'C', 'S', noopName)
 	t.push(entry{typ: 'C', hide: true})
 	t.in.buf = appendBindNoop(t.in.buf)
-	t.push(entry{typ: 'B', errAs: &errRewrite{"26000", "42P05", `prepared statement "` + name + `" already exists`}})
+	t.push(entry{typ: 'B', x: &extra{errAs: &errRewrite{"26000", "42P05", `prepared statement "` + name + `" already exists`}}})
 }
 
 // failAs makes the message at off fail on the server as PostgreSQL would
@@ -97,7 +98,7 @@ func (t *Tracker) failAs(off, n int, typ byte, code, msg string) {
 	from := len(t.in.buf)
 	t.in.buf = appendBindNoop(t.in.buf)
 	t.in.replace(off, n, from)
-	t.push(entry{typ: typ, errAs: &errRewrite{"26000", code, msg}})
+	t.push(entry{typ: typ, x: &extra{errAs: &errRewrite{"26000", code, msg}}})
 }
 
 // usable is what use found of a statement on the server.
@@ -122,15 +123,13 @@ const (
 func (t *Tracker) use(st *Statement) (usable, error) {
 	name := st.Server
 	t.keep[name] = true
-	v, held := t.srv.get(name)
-	ready := held && !v.stale && !t.tentative(name)
+	ready := t.srv.Ready(name) && !t.tentative(name) // Ready marks it used
 	waited := t.waitedFor == name
 	t.waitedFor = ""
 	switch {
-	case st.parsed && ready && st.shape != 0 && t.preparing(name):
+	case st.parsed && ready && st.shape != 0 && len(t.q) > 0 && t.preparing(name):
 		return useReady, ErrWait // its description is on its way
 	case st.parsed && ready && (st.shape == 0 || t.srv.shape(name) == st.shape):
-		t.srv.Ready(name) // most recently used
 		return useReady, nil
 	case waited && ready:
 		return useStale, nil // described afresh just now, and it differs
@@ -192,7 +191,6 @@ func (t *Tracker) bind(body []byte, off, n int) error {
 	if t.regTentative(name) {
 		return ErrWait
 	}
-	portal, _, _ := cstr(body)
 	t.lastStmt = ""
 	if name == "" {
 		from := len(t.in.buf)
@@ -200,7 +198,7 @@ func (t *Tracker) bind(body []byte, off, n int) error {
 			t.in.buf = AppendRenamed(t.in.buf, 'B', body, start, end, "")
 			t.in.replace(off, n, from)
 		}
-		t.push(entry{typ: 'B', ok: []effect{t.bindPortal(string(portal), t.reg.unnamed)}})
+		t.push(entry{typ: 'B', ok: t.bindPortal(body, t.reg.unnamed)})
 		return nil
 	}
 	st, ok := t.reg.Get(name)
@@ -228,18 +226,23 @@ func (t *Tracker) bind(body []byte, off, n int) error {
 	t.in.buf = AppendRenamed(t.in.buf, 'B', body, start, end, st.Server)
 	t.in.replace(off, n, from)
 	t.lastStmt = st.Server
-	t.push(entry{typ: 'B', stmt: st.Server, name: name, ok: []effect{t.bindPortal(string(portal), st)}})
+	t.push(entry{typ: 'B', stmt: st.Server, name: name, ok: t.bindPortal(body, st)})
 	return nil
 }
 
-// bindPortal is the effect of a Bind on what its portal does when run: a
-// DEALLOCATE or DISCARD ALL, or nothing pgvalve needs to know.
-func (t *Tracker) bindPortal(portal string, st *Statement) effect {
+// bindPortal returns the effects of a Bind on what its portal does when
+// run: a DEALLOCATE or DISCARD ALL, or nothing pgvalve needs to know (none
+// at all for the usual Bind).
+func (t *Tracker) bindPortal(body []byte, st *Statement) []effect {
 	var act action
 	if st != nil {
 		act = st.act
 	}
-	return t.portalSet(portal, act)
+	if act == (action{}) && len(t.portals) == 0 {
+		return nil
+	}
+	portal, _, _ := cstr(body)
+	return []effect{t.portalSet(string(portal), act)}
 }
 
 // portalAction is what executing a portal does to prepared statements,
@@ -293,7 +296,7 @@ func (t *Tracker) describe(body []byte, off, n int) error {
 		// a Close of nothing keeps the answer in the server's order.
 		t.in.buf = AppendTarget(t.in.buf, 'C', 'S', noopName)
 		t.in.replace(off, n, from)
-		t.push(entry{typ: 'C', answer: describedNoRows(st.desc)})
+		t.push(entry{typ: 'C', x: &extra{answer: describedNoRows(st.desc)}})
 		return nil
 	}
 	t.in.buf = AppendTarget(t.in.buf, 'D', 'S', st.Server)
@@ -328,6 +331,10 @@ func (t *Tracker) close(body []byte, off, n int) error {
 // DISCARD ALL changes the client's statements and the server's as it runs.
 func (t *Tracker) execute(body []byte, off, n int) error {
 	e := entry{typ: 'E', stmt: t.lastStmt}
+	if len(t.portals) == 0 {
+		t.push(e) // the usual Execute: no portal runs a DEALLOCATE
+		return nil
+	}
 	portal, _, ok := cstr(body)
 	act, acts := t.portals[string(portal)]
 	switch {
@@ -340,7 +347,8 @@ func (t *Tracker) execute(body []byte, off, n int) error {
 	case t.status == 'E' && !t.ran:
 		// PostgreSQL refuses to run it (25P02), so nothing is dropped.
 	case act.reset:
-		e.ok, e.reset = []effect{t.srvClear(), t.regClearNamed(), t.portalSet(string(portal), action{})}, true
+		e.ok = []effect{t.srvClear(), t.regClearNamed(), t.portalSet(string(portal), action{})}
+		e.more().reset = true
 	default:
 		if t.regTentative(act.dealloc) {
 			return ErrWait
@@ -351,12 +359,13 @@ func (t *Tracker) execute(body []byte, off, n int) error {
 			from := len(t.in.buf)
 			t.in.buf = appendExecuteNoop(t.in.buf)
 			t.in.replace(off, n, from)
-			e.errAs = &errRewrite{"34000", "26000", `prepared statement "` + act.dealloc + `" does not exist`}
+			e.more().errAs = &errRewrite{"34000", "26000", `prepared statement "` + act.dealloc + `" does not exist`}
 			break
 		}
 		// The server runs DEALLOCATE ALL (see Statement.sent); the portal
 		// is spent, so running it again is the server's to refuse.
-		e.ok, e.tag, e.reset = []effect{t.regDel(act.dealloc), t.srvClear(), t.portalSet(string(portal), action{})}, "DEALLOCATE", true
+		e.ok = []effect{t.regDel(act.dealloc), t.srvClear(), t.portalSet(string(portal), action{})}
+		e.x = &extra{tag: "DEALLOCATE", reset: true}
 	}
 	t.push(e)
 	return nil
@@ -374,7 +383,7 @@ func (t *Tracker) query(body []byte, off, n int) error {
 	e := entry{typ: 'Q', ok: drop, failed: drop}
 	if resetCommand(body) != "" {
 		e.ok = slices.Concat(drop, []effect{t.srvClear(), t.regClear()})
-		e.reset = true
+		e.more().reset = true
 		t.push(e)
 		return nil
 	}
@@ -390,10 +399,10 @@ func (t *Tracker) query(body []byte, off, n int) error {
 	if _, known := t.reg.Get(name); known {
 		e.ok = slices.Concat(drop, []effect{t.regDel(name), t.srvClear()})
 		t.in.buf = appendQuery(t.in.buf, "DEALLOCATE ALL")
-		e.tag, e.reset = "DEALLOCATE", true
+		e.x = &extra{tag: "DEALLOCATE", reset: true}
 	} else {
 		t.in.buf = appendQuery(t.in.buf, "DEALLOCATE "+noopName)
-		e.errAs = &errRewrite{"26000", "26000", `prepared statement "` + name + `" does not exist`}
+		e.more().errAs = &errRewrite{"26000", "26000", `prepared statement "` + name + `" does not exist`}
 	}
 	t.in.replace(off, n, from)
 	t.push(e)

@@ -33,6 +33,8 @@ type Tracker struct {
 	srv *ServerSet
 
 	q []entry // answers expected, oldest first
+	// qbase is q's array from its start: q slides along it (see pop).
+	qbase []entry
 	// lastStmt is the server statement of the latest Bind, for Execute.
 	lastStmt string
 	// portals are the client's portals whose Execute drops prepared
@@ -67,36 +69,61 @@ type Tracker struct {
 	keep         map[string]bool // statements the batch being rewritten needs
 }
 
-// entry is the answer expected to one message sent to the server.
+// entry is the answer expected to one message sent to the server. It is
+// copied in and out of the queue, so what few messages need is in x.
 type entry struct {
-	typ   byte // message answered: P B D E C S Q F, or copyEnd
-	descS bool // a Describe of a statement: 't' comes before 'T'/'n'
-	hide  bool // pgvalve's own message: its answer is dropped
+	typ   byte   // message answered: P B D E C S Q F, or copyEnd
+	descS bool   // a Describe of a statement: 't' comes before 'T'/'n'
+	hide  bool   // pgvalve's own message: its answer is dropped
+	grp   int    // the Sync group it belongs to
+	stmt  string // server statement this message uses (B, D, E), for stale plans
+	name  string // the client's name of that statement (B, D)
+	x     *extra
+	// ok are its effects if it succeeds, made when it is sent; failed
+	// replaces them if the server runs it and it fails (a skipped message
+	// has none); undo reverts those made.
+	ok, failed []effect
+	undo       []func()
+}
+
+// extra is what only some entries need.
+type extra struct {
 	// answer replaces the message that completes the answer (pgvalve
 	// answered for the server).
 	answer []byte
 	// errAs replaces the server's error when it has the expected code:
 	// pgvalve made the message fail on purpose, as PostgreSQL would have.
 	errAs *errRewrite
-	stmt  string // server statement this message uses (B, D, E), for stale plans
-	name  string // the client's name of that statement (B, D)
 	tag   string // CommandComplete tag the client sees instead (a rewritten DEALLOCATE)
 	reset bool   // a DEALLOCATE ALL or DISCARD ALL already applied when sent
-	grp   int    // the Sync group it belongs to
 	// prepares and closes name the server statement pgvalve's own Parse
 	// or Close is for. describes is the one this hidden Describe learns
-	// the shape of, for shapeOf too when it has none yet; shape
-	// accumulates.
+	// the shape of, for shapeOf too when it has none yet; shape, desc and
+	// rows accumulate its answer.
 	prepares, closes, describes string
 	shapeOf                     *Statement
 	shape                       uint64
 	desc                        []byte
 	rows                        bool
-	// ok are its effects if it succeeds, made when it is sent; failed
-	// replaces them if the server runs it and it fails (a skipped message
-	// has none); undo reverts those made.
-	ok, failed []effect
-	undo       []func()
+}
+
+// more returns e's extra, made on first use.
+func (e *entry) more() *extra {
+	if e.x == nil {
+		e.x = &extra{}
+	}
+	return e.x
+}
+
+// extra0 is the zero extra, what an entry without one reads.
+var extra0 extra
+
+// get returns e's extra, or the zero one.
+func (e *entry) get() *extra {
+	if e.x == nil {
+		return &extra0
+	}
+	return e.x
 }
 
 // errRewrite is the error a client sees instead of the server's error
@@ -112,7 +139,7 @@ func NewTracker(reg *Registry) *Tracker {
 // Attach starts tracking on a newly leased server with its statements.
 func (t *Tracker) Attach(srv *ServerSet) {
 	t.srv = srv
-	t.q = t.q[:0]
+	t.q = t.qbase[:0]
 	t.lastStmt, t.waitedFor = "", ""
 	clear(t.portals)
 	t.status, t.copyIn, t.skipping = 'I', false, false
@@ -183,7 +210,7 @@ func (t *Tracker) Client(typ byte, body []byte, off, n int) error {
 	case 'c', 'f':
 		t.endCopy()
 	}
-	if errors.Is(err, ErrMalformed) {
+	if err != nil && errors.Is(err, ErrMalformed) {
 		// PostgreSQL reads it, answers a recoverable 08P01 ERROR and skips
 		// to Sync: it goes as sent, with nothing booked.
 		t.push(entry{typ: typ})
@@ -196,13 +223,24 @@ func (t *Tracker) Client(typ byte, body []byte, off, n int) error {
 func (t *Tracker) push(e entry) {
 	e.grp = t.group
 	t.apply(&e)
-	t.q = append(t.q, e)
+	t.enqueue(e)
 	switch e.typ {
 	case 'Q', 'S':
 		t.group++
 		t.ran = false
 	case 'E', 'F':
 		t.ran = true
+	}
+}
+
+// enqueue appends e to q, keeping qbase on q's array when it grows.
+func (t *Tracker) enqueue(e entry) {
+	if len(t.q) == 0 {
+		t.q = t.qbase[:0]
+	}
+	t.q = append(t.q, e)
+	if cap(t.q) > cap(t.qbase) {
+		t.qbase = t.q[:0]
 	}
 }
 
@@ -214,7 +252,7 @@ const copyEnd = 'c'
 func (t *Tracker) endCopy() {
 	t.copyIn = false
 	if n := len(t.q); n > 0 && t.q[n-1].typ != copyEnd {
-		t.q = append(t.q, entry{typ: copyEnd, grp: t.group})
+		t.enqueue(entry{typ: copyEnd, grp: t.group})
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 // exchange passes one batch through tr to backend m and m's answers back,
 // returning what the server got (parts split by a wait for answers joined
 // with " | ") and what the client saw.
-func exchange(t *testing.T, tr *Tracker, m *modelBackend, msgs ...pgproto3.FrontendMessage) (sent string, seen []string) {
+func exchange(t testing.TB, tr *Tracker, m *modelBackend, msgs ...pgproto3.FrontendMessage) (sent string, seen []string) {
 	t.Helper()
 	batch := fe(msgs...)
 	frames := frameBatch(t, batch)
@@ -53,7 +53,7 @@ func exchange(t *testing.T, tr *Tracker, m *modelBackend, msgs ...pgproto3.Front
 }
 
 // answer passes m's answers through tr and returns what the client saw.
-func answer(t *testing.T, tr *Tracker, m *modelBackend) []string {
+func answer(t testing.TB, tr *Tracker, m *modelBackend) []string {
 	t.Helper()
 	ans := m.take()
 	tr.BeginAnswers()

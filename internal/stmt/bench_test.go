@@ -1,0 +1,51 @@
+package stmt
+
+import (
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// BenchmarkTrackerPreparedTransaction is the tracker's share of one
+// pgbench -M prepared transaction on a server that holds the statement:
+// Bind, Execute, Sync rewritten, and BindComplete, DataRow,
+// CommandComplete, ReadyForQuery matched.
+func BenchmarkTrackerPreparedTransaction(b *testing.B) {
+	tr := NewTracker(NewRegistry())
+	tr.Attach(NewServerSet(100))
+	m := newModelBackend()
+	exchange(b, tr, m, mParse("P0_1", "SELECT 1", 1), mDescribe('S', "P0_1"), mSync)
+	batch := fe(mBind("", "P0_1", 1), mExecute(""), mSync)
+	frames := frameBatch(b, batch)
+	answers := fe2(&pgproto3.BindComplete{}, &pgproto3.DataRow{Values: [][]byte{[]byte("1")}},
+		&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+	ans := splitMessages(b, answers)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		tr.BeginBatch()
+		for _, f := range frames {
+			if err := tr.Client(f.Type, f.Body, f.Off, f.Total()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		_ = tr.ApplyBatch(batch)
+		tr.BeginAnswers()
+		off := 0
+		for _, a := range ans {
+			if err := tr.Server(a.typ, a.body, off); err != nil {
+				b.Fatal(err)
+			}
+			off += 5 + len(a.body)
+		}
+		_ = tr.ApplyAnswers(answers)
+	}
+}
+
+func fe2(msgs ...pgproto3.BackendMessage) []byte {
+	var out []byte
+	for _, m := range msgs {
+		out, _ = m.Encode(out)
+	}
+	return out
+}
