@@ -1,9 +1,13 @@
 package app_test
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
 func copyData(s string) *pgproto3.CopyData { return &pgproto3.CopyData{Data: []byte(s)} }
@@ -99,6 +103,44 @@ func TestPipelinedStatementsFollowTheEarlierGroupsFate(t *testing.T) {
 				}
 			}
 			sameAsPostgres(t, "", []exchange{{send: tc.msgs, ready: ready}})
+		})
+	}
+}
+
+// A message over max_message_size ends the client with FATAL 08P01, as
+// PostgreSQL ends one past its own limit, and, as PostgreSQL does, only
+// after answering what came before it in the pipeline: those statements
+// ran, and their answers say so.
+func TestAMessageOverTheLimitEndsTheClientAfterAnsweringWhatCameBefore(t *testing.T) {
+	owner := cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase)
+	runSetup(t, owner, "drop table if exists over_limit; create table over_limit (v int)")
+	for _, m := range pooledModes {
+		t.Run(m.name, func(t *testing.T) {
+			runSetup(t, owner, "truncate over_limit")
+			cfg := txnConfig(2)
+			cfg.PoolMode, cfg.MaxPreparedStatements, cfg.MaxMessageSize = m.mode, m.stmts, 4096
+			s, url := startValve(t, cfg)
+			c := dialWire(t, url)
+			c.send(&pgproto3.Query{String: "insert into over_limit values (1)"},
+				&pgproto3.Parse{Query: "insert into over_limit values (2)"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+				&pgproto3.Query{String: "select '" + strings.Repeat("x", 8192) + "'"})
+			got := c.until(2, false)
+			if want := "C(INSERT 0 1) ZI ParseComplete BindComplete C(INSERT 0 1) ZI"; got != want {
+				t.Fatalf("before the oversized message: %s, want %s", got, want)
+			}
+			msg, err := c.fe.Receive()
+			if e, ok := msg.(*pgproto3.ErrorResponse); err != nil || !ok || e.Code != "08P01" || e.Severity != "FATAL" {
+				t.Fatalf("then: %#v %v, want FATAL 08P01", msg, err)
+			}
+			if _, err := c.fe.Receive(); err == nil {
+				t.Fatal("the connection stays open after the FATAL")
+			}
+			c2 := dialWire(t, owner)
+			c2.send(&pgproto3.Query{String: "select count(*) from over_limit"})
+			if rows := c2.until(1, false); !strings.Contains(rows, "D(2)") {
+				t.Fatalf("rows: %s, want both inserts", rows)
+			}
+			s.WaitIdle(t, 10*time.Second)
 		})
 	}
 }

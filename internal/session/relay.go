@@ -97,13 +97,14 @@ var errServerLost = errors.New("server connection lost")
 // the server side fails in a way the client cannot survive.
 func (s *Session) clientSide(ctx context.Context) error {
 	for {
-		requests, last, terminated, err := s.scanClient()
-		if err != nil {
-			return err
-		}
+		requests, last, terminated, bad := s.scanClient()
 		span := s.rd.Take()
 		if terminated {
 			span = span[:len(span)-5] // Terminate is pgvalve's to handle
+		}
+		if bad != nil {
+			// As PostgreSQL, answer what came before it, then end the client.
+			span = span[:bad.at]
 		}
 		if l := s.endedLink(); l != nil && errors.Is(l.err, errServerLost) {
 			// The server died while this batch was on its way: answer for
@@ -122,6 +123,10 @@ func (s *Session) clientSide(ctx context.Context) error {
 			}
 		}
 		s.frames, s.types = s.frames[:0], s.types[:0]
+		if bad != nil {
+			s.awaitIdle(ctx)
+			return bad
+		}
 		if terminated {
 			return errClientTerminated
 		}
@@ -141,19 +146,21 @@ func (s *Session) isDraining() bool {
 // counts what the safe point needs. A message bigger than the buffer is
 // scanned from its header and its bytes stream through in later batches:
 // last is then its type until its final byte has passed. It stops at
-// Terminate.
-func (s *Session) scanClient() (requests int, last byte, terminated bool, err error) {
+// Terminate, or at a message that breaks the protocol (bad says where it
+// starts in the batch: what comes before it is still forwarded).
+func (s *Session) scanClient() (requests int, last byte, terminated bool, bad *protocolViolation) {
 	last = s.rd.Streaming() // a batch that only carries on a message ends with it
 	for {
+		at := s.rd.Scanned()
 		f, ok, err := s.rd.Next()
 		if err != nil {
-			return 0, 0, false, &protocolViolation{err}
+			return requests, last, false, &protocolViolation{err: err, at: at}
 		}
 		if !ok {
 			return requests, last, false, nil
 		}
 		if !wire.IsFrontendType(f.Type) {
-			return 0, 0, false, &protocolViolation{fmt.Errorf("invalid frontend message type %d", f.Type)}
+			return requests, last, false, &protocolViolation{err: fmt.Errorf("invalid frontend message type %d", f.Type), at: f.Off}
 		}
 		if f.Type == 'X' {
 			return requests, last, true, nil
@@ -249,7 +256,7 @@ func (s *Session) answerDeferred() (done bool, err error) {
 	out, err := s.tr.Defer(s.batch, s.deferBuf[:0])
 	s.mu.Unlock()
 	if err != nil {
-		return true, &protocolViolation{err}
+		return true, &protocolViolation{err: err}
 	}
 	s.deferBuf = out
 	if _, err := s.sock.Write(out); err != nil {
@@ -283,6 +290,11 @@ func (s *Session) serverSide(l *link) {
 			if len(span) > 0 {
 				if _, werr := s.sock.Write(span); werr != nil && !detach {
 					err = fmt.Errorf("write to client: %w", werr)
+				}
+				if s.idleWanted.Load() {
+					s.mu.Lock()
+					s.answeredAllLocked()
+					s.mu.Unlock()
 				}
 				// At a safe point the server goes back whatever became of
 				// the client; the client side notices a lost client itself.
@@ -398,10 +410,14 @@ func (s *Session) scanServer(l *link) (detach bool, keep int, err error) {
 	}
 }
 
-// protocolViolation is a malformed, oversized or unknown client message.
-// The client is ended with 08P01 once the server side has stopped, so the
-// error never interleaves with relayed bytes.
-type protocolViolation struct{ err error }
+// protocolViolation is a malformed, oversized or unknown client message,
+// at offset at of its batch. The client is ended with 08P01 once the
+// server side has stopped, so the error never interleaves with relayed
+// bytes.
+type protocolViolation struct {
+	err error
+	at  int
+}
 
 func (e *protocolViolation) Error() string { return "protocol violation: " + e.err.Error() }
 func (e *protocolViolation) Unwrap() error { return e.err }

@@ -171,6 +171,10 @@ type Session struct {
 	batch    []stmt.Message
 	deferBuf []byte
 
+	// idleWanted says awaitIdle waits: the server side then tells it when
+	// it has relayed the last answer.
+	idleWanted atomic.Bool
+
 	// mu guards the link and its protocol state. Lock order: mu before
 	// link; never held across I/O.
 	mu struct {
@@ -179,8 +183,9 @@ type Session struct {
 		st       txState
 		draining bool
 		// answered, when set, is closed once the tracker awaits no more
-		// answers (awaitAnswers).
-		answered chan struct{}
+		// answers (awaitAnswers); allAnswered once no request does and
+		// the answers are relayed (awaitIdle).
+		answered, allAnswered chan struct{}
 
 		idleSince  time.Time     // the last answer that left the client waited on
 		qTimer     *time.Timer   // query_timeout; runs queryTimedOut

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/pgvalve/pgvalve/internal/stmt"
 	"github.com/pgvalve/pgvalve/internal/wire"
@@ -26,7 +27,7 @@ func (s *Session) forwardTracked(ctx context.Context, l *link, span []byte, last
 		waiting := errors.Is(err, stmt.ErrWait)
 		if err != nil && !waiting {
 			s.mu.Unlock()
-			return &protocolViolation{err}
+			return &protocolViolation{err: err}
 		}
 		s.mu.Unlock()
 		end, segLast, partial := len(span), last, s.rd.Streaming() != 0
@@ -38,7 +39,7 @@ func (s *Session) forwardTracked(ctx context.Context, l *link, span []byte, last
 			if idle {
 				// It waited, got every answer, and waits again with
 				// nothing new sent: it would wait forever.
-				return &protocolViolation{errNothingAwaited}
+				return &protocolViolation{err: errNothingAwaited}
 			}
 			idle = true
 		} else {
@@ -127,5 +128,42 @@ func (s *Session) answeredLocked() {
 	if s.mu.answered != nil && s.tr.Pending() == 0 {
 		close(s.mu.answered)
 		s.mu.answered = nil
+	}
+}
+
+// violationGrace bounds how long a client that broke the protocol waits
+// for the answers to what it sent before, as PostgreSQL would answer them.
+const violationGrace = 5 * time.Second
+
+// awaitIdle waits until every request forwarded on the client's server is
+// answered and relayed, the server side ends, or violationGrace passes.
+func (s *Session) awaitIdle(ctx context.Context) {
+	s.mu.Lock()
+	l := s.mu.cur
+	if l == nil || s.mu.st.pending == 0 {
+		s.mu.Unlock()
+		return
+	}
+	idle := make(chan struct{})
+	s.mu.allAnswered = idle
+	s.idleWanted.Store(true)
+	s.mu.Unlock()
+	defer s.idleWanted.Store(false)
+	t := time.NewTimer(violationGrace)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-l.done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// answeredAllLocked wakes awaitIdle once no request awaits its answer
+// and the answers went to the client. The caller holds s.mu.
+func (s *Session) answeredAllLocked() {
+	if s.mu.allAnswered != nil && s.mu.st.pending == 0 {
+		close(s.mu.allAnswered)
+		s.mu.allAnswered = nil
 	}
 }

@@ -92,6 +92,9 @@ func (r *Reader) Reset(src io.Reader) {
 // Buffered reports how many read bytes are not yet taken.
 func (r *Reader) Buffered() int { return r.w - r.r }
 
+// Scanned reports how many bytes Take would return now.
+func (r *Reader) Scanned() int { return r.scan - r.r }
+
 // Streaming returns the type of the message being streamed through, whose
 // header Next has returned but whose last bytes it has not passed yet; 0
 // when none. What was scanned then ends inside that message.
