@@ -223,3 +223,36 @@ func TestReparsingAfterADatatypeMismatchIsFresh(t *testing.T) {
 		}
 	}
 }
+
+// SQL that names a client's statements made with Parse, or pgvalve's own
+// server names, gets PostgreSQL's answer where pgvalve can give it, and a
+// documented error before anything runs where it cannot; the client goes
+// on either way.
+func TestSQLNamingProtocolStatementsGetsPostgresAnswerOrADocumentedError(t *testing.T) {
+	ctx := testContext(t)
+	pc := connect(t, oneServer(t)).PgConn()
+	if _, err := pc.Prepare(ctx, "s1", "select 1", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ sql, code, says string }{
+		{"PREPARE s1 AS select 2", "42P05", `prepared statement "s1" already exists`},
+		{"select 1; DEALLOCATE s1", "0A000", "send it on its own"},
+		{"EXECUTE s1", "0A000", "run it with Bind and Execute"},
+		{"EXECUTE pgv_0123456789abcdef01234567", "26000", `prepared statement "pgv_0123456789abcdef01234567" does not exist`},
+		{"select 1; DEALLOCATE pgv_0123456789abcdef01234567", "26000", "does not exist"},
+		{"PREPARE pgv_mine AS select 1", "42939", "reserved by pgvalve"},
+	} {
+		_, err := pc.Exec(ctx, tc.sql).ReadAll()
+		if pgErr := wantCode(t, err, tc.code); !strings.Contains(pgErr.Message, tc.says) {
+			t.Errorf("%s: %q, want it to say %q", tc.sql, pgErr.Message, tc.says)
+		}
+		if err := pc.ExecPrepared(ctx, "s1", nil, nil, nil).Read().Err; err != nil {
+			t.Fatalf("after %s, s1: %v", tc.sql, err)
+		}
+	}
+	// SQL-level statements of the client's own names still work (on the
+	// server the client holds, as without pgvalve in that transaction).
+	if _, err := pc.Exec(ctx, "PREPARE sqlside AS select 3; EXECUTE sqlside; DEALLOCATE sqlside").ReadAll(); err != nil {
+		t.Fatalf("SQL-level PREPARE/EXECUTE/DEALLOCATE in one query: %v", err)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+
+	"github.com/pgvalve/pgvalve/internal/sqlscan"
 )
 
 // prepare parses st afresh on the server under its server name: closed
@@ -135,7 +137,7 @@ func (t *Tracker) use(st *Statement) (usable, error) {
 		return useStale, nil // described afresh just now, and it differs
 	case t.earlierPending():
 		return useReady, ErrWait
-	case t.status == 'E' && !t.ran && !endsTransaction(st.Query):
+	case t.status == 'E' && !t.ran && !endsTransaction(st):
 		return useAborted, nil
 	}
 	known := st.parsed && st.shape != 0
@@ -389,6 +391,16 @@ func (t *Tracker) query(body []byte, off, n int) error {
 	}
 	name, ok := deallocateName(body)
 	if !ok {
+		code, msg, err := t.refusal(body)
+		if err != nil {
+			return err
+		}
+		if code != "" {
+			from := len(t.in.buf)
+			t.in.buf = appendQuery(t.in.buf, "DEALLOCATE "+noopName)
+			t.in.replace(off, n, from)
+			e.more().errAs = &errRewrite{"26000", code, msg}
+		}
 		t.push(e)
 		return nil
 	}
@@ -488,5 +500,13 @@ func paramCount(st *Statement) int {
 	if len(st.ParamTypes) >= 2 {
 		declared = max(int(int16(binary.BigEndian.Uint16(st.ParamTypes))), 0)
 	}
-	return max(declared, highestParam(st.Query))
+	return max(declared, sqlscan.HighestParam(st.Query))
+}
+
+// endsTransaction reports whether st may end a transaction block (COMMIT,
+// END, ROLLBACK, ABORT, PREPARE TRANSACTION): PostgreSQL parses and runs
+// those in a failed transaction. Only the first word counts, so pgvalve
+// errs towards asking the server.
+func endsTransaction(st *Statement) bool {
+	return sqlscan.FirstWordIs(st.Query, "commit", "end", "rollback", "abort", "prepare")
 }

@@ -1,0 +1,229 @@
+// Package sqlscan reads just enough of SQL text, as PostgreSQL's lexer
+// would, for what pgvalve must know before it forwards a query: where each
+// statement of a query string starts and its first words, and the highest
+// parameter ($n) a statement uses. It skips quoted strings, quoted
+// identifiers' contents, dollar-quoted strings, comments (nested block
+// comments too) and parenthesised parts; it parses nothing else.
+package sqlscan
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Word is one keyword or identifier.
+type Word struct {
+	Text   string // as written, or unescaped when quoted
+	Quoted bool
+}
+
+// Is reports whether w is the unquoted keyword kw, in any case.
+func (w Word) Is(kw string) bool { return !w.Quoted && strings.EqualFold(w.Text, kw) }
+
+// Name is w as PostgreSQL reads an identifier: quoted as written, else with
+// ASCII letters folded to lower case.
+func (w Word) Name() string {
+	if w.Quoted {
+		return w.Text
+	}
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, w.Text)
+}
+
+// Statement is the start of one statement: up to the first few words that
+// come before anything else (a literal, an operator, a parenthesis).
+type Statement struct {
+	Words []Word
+}
+
+// Statements splits q into its statements at semicolons outside quotes,
+// comments and parentheses, and returns up to max leading words of each
+// (empty statements are left out).
+func Statements(q string, max int) []Statement {
+	var out []Statement
+	cur, leading := Statement{}, true
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		switch {
+		case c == ';':
+			if len(cur.Words) > 0 {
+				out = append(out, cur)
+			}
+			cur, leading = Statement{}, true
+		case isSpace(c):
+		case strings.HasPrefix(q[i:], "--"), strings.HasPrefix(q[i:], "/*"):
+			i = skipComment(q, i)
+		case c == '"':
+			end := skipQuoted(q, i, '"')
+			if leading && len(cur.Words) < max {
+				cur.Words = append(cur.Words, Word{Text: strings.ReplaceAll(q[i+1:min(end, len(q))], `""`, `"`), Quoted: true})
+			}
+			i = end
+		case identStart(c):
+			j := i + 1
+			for j < len(q) && (identStart(q[j]) || isDigit(q[j]) || q[j] == '$') {
+				j++
+			}
+			if leading && len(cur.Words) < max {
+				cur.Words = append(cur.Words, Word{Text: q[i:j]})
+			}
+			i = j - 1
+		case c == '\'':
+			leading = false
+			i = skipQuoted(q, i, '\'')
+		case c == '$':
+			leading = false
+			i = skipDollarQuoted(q, i)
+		case c == '(':
+			leading = false
+			i = skipParens(q, i)
+		default:
+			leading = false
+		}
+	}
+	if len(cur.Words) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// HighestParam returns the highest parameter ($n) q refers to outside
+// quotes, dollar quotes and comments.
+func HighestParam(q string) int {
+	highest := 0
+	for i := 0; i < len(q); i++ {
+		switch c := q[i]; {
+		case c == '\'' || c == '"':
+			i = skipQuoted(q, i, c)
+		case strings.HasPrefix(q[i:], "--"), strings.HasPrefix(q[i:], "/*"):
+			i = skipComment(q, i)
+		case c == '$':
+			j := i + 1
+			for j < len(q) && isDigit(q[j]) {
+				j++
+			}
+			if j == i+1 {
+				i = skipDollarQuoted(q, i)
+				continue
+			}
+			if n, err := strconv.Atoi(q[i+1 : j]); err == nil && (i == 0 || !identStart(q[i-1]) && !isDigit(q[i-1])) {
+				highest = max(highest, n)
+			}
+			i = j - 1
+		}
+	}
+	return highest
+}
+
+// FirstWordIs reports whether q's first word is one of kws (lower case).
+func FirstWordIs(q string, kws ...string) bool {
+	st := Statements(q, 1)
+	if len(st) == 0 {
+		return false
+	}
+	for _, kw := range kws {
+		if st[0].Words[0].Is(kw) {
+			return true
+		}
+	}
+	return false
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+func identStart(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_' || c >= 0x80
+}
+
+// skipComment returns the index of the last byte of the comment at i: a
+// line comment, or a block comment, which nests.
+func skipComment(q string, i int) int {
+	if q[i] == '-' {
+		if n := strings.IndexByte(q[i:], '\n'); n >= 0 {
+			return i + n
+		}
+		return len(q)
+	}
+	depth := 0
+	for j := i; j+1 < len(q); j++ {
+		switch {
+		case q[j] == '/' && q[j+1] == '*':
+			depth++
+			j++
+		case q[j] == '*' && q[j+1] == '/':
+			depth--
+			j++
+			if depth == 0 {
+				return j
+			}
+		}
+	}
+	return len(q)
+}
+
+// skipQuoted returns the index of the quote that closes the one at i
+// (doubled quotes stay inside).
+func skipQuoted(q string, i int, quote byte) int {
+	for j := i + 1; j < len(q); j++ {
+		if q[j] == quote {
+			if j+1 < len(q) && q[j+1] == quote {
+				j++
+				continue
+			}
+			return j
+		}
+	}
+	return len(q)
+}
+
+// skipDollarQuoted returns the index of the last byte of a dollar-quoted
+// string opening at i ($tag$...$tag$), or i when none opens there.
+func skipDollarQuoted(q string, i int) int {
+	if i > 0 && (identStart(q[i-1]) || isDigit(q[i-1])) {
+		return i // part of an identifier
+	}
+	j := i + 1
+	for j < len(q) && (identStart(q[j]) || isDigit(q[j])) {
+		j++
+	}
+	if j >= len(q) || q[j] != '$' {
+		return i
+	}
+	tag := q[i : j+1]
+	if n := strings.Index(q[j+1:], tag); n >= 0 {
+		return j + 1 + n + len(tag) - 1
+	}
+	return len(q)
+}
+
+// skipParens returns the index of the parenthesis that closes the one at
+// i, skipping what is quoted or commented inside.
+func skipParens(q string, i int) int {
+	depth := 0
+	for j := i; j < len(q); j++ {
+		switch c := q[j]; {
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+			if depth == 0 {
+				return j
+			}
+		case c == '\'' || c == '"':
+			j = skipQuoted(q, j, c)
+		case c == '$':
+			j = skipDollarQuoted(q, j)
+		case strings.HasPrefix(q[j:], "--"), strings.HasPrefix(q[j:], "/*"):
+			j = skipComment(q, j)
+		}
+	}
+	return len(q)
+}
