@@ -46,7 +46,7 @@ func TestHighestParamSkipsWhatIsQuoted(t *testing.T) {
 	for q, want := range map[string]int{
 		"select $1 + $12":                      12,
 		"select '$5', \"$6\", $2":              2,
-		"select $$ $9 $$, $tag$ $8 $tag$, $3":   3,
+		"select $$ $9 $$, $tag$ $8 $tag$, $3":  3,
 		"select 1 -- $4\n /* $7 */":            0,
 		"select a$1 from t":                    0,
 		"insert into t values ($1), ($2::int)": 2,
