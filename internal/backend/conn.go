@@ -52,6 +52,7 @@ type Conn struct {
 	created time.Time
 
 	params    map[string]string
+	initial   map[string]string // what the server reported at login: its values after RESET ALL
 	txStatus  byte
 	broken    string    // non-empty: state unknown, never reuse
 	idleSince time.Time // when the connection last went back to its pool
@@ -122,6 +123,7 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		created:   time.Now(),
 		idleSince: time.Now(),
 		params:    hc.ParameterStatuses,
+		initial:   maps.Clone(hc.ParameterStatuses),
 		txStatus:  hc.TxStatus,
 		cancel:    cancelTarget{pid: hc.PID, secret: hc.SecretKey},
 	}

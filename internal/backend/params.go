@@ -54,10 +54,15 @@ func (c *Conn) SyncFor(ctx context.Context, owner uint64, key string, want []wir
 		stmts = append(stmts, "RESET ALL")
 		applied = nil
 	}
+	// After a RESET ALL the server reports what it did when it was new.
+	current := c.params
+	if !clean {
+		current = c.initial
+	}
 	wanted := make(map[string]bool, len(want))
 	for _, p := range want {
 		wanted[p.Name] = true
-		if v, reported := c.params[p.Name]; reported && v == p.Value {
+		if v, reported := current[p.Name]; reported && v == p.Value {
 			continue
 		}
 		if v, ok := applied[p.Name]; ok && v == p.Value {

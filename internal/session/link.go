@@ -34,6 +34,10 @@ type link struct {
 	timedOut atomic.Bool // query_timeout gave up on the server
 	nudge    atomic.Bool // the session asks the server side to re-check the safe point
 
+	// reset: the server took settings back to its defaults in the request
+	// being answered; resync: the client's settings must go back on it.
+	// Both belong to the server side.
+	reset, resync bool
 	// detached: released at a safe point; the lease is already back.
 	detached bool
 	// err: the server side failed (server gone, client gone, statement-mode

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -31,9 +32,16 @@ func (s *Session) serve(ctx context.Context, key cancel.Key) error {
 		s.sendError(wire.SeverityFatal, err)
 		return err
 	}
-	for _, p := range s.params {
-		if _, reported := greeting[p.Name]; reported {
-			greeting[p.Name] = p.Value
+	for i, p := range s.params {
+		// Setting names are case-insensitive: a startup "timezone" is the
+		// TimeZone the server reports.
+		for name := range greeting {
+			if name != p.Name && strings.EqualFold(name, p.Name) {
+				s.params[i].Name = name
+			}
+		}
+		if _, reported := greeting[s.params[i].Name]; reported {
+			greeting[s.params[i].Name] = p.Value
 		}
 	}
 	s.reported = greeting
@@ -218,6 +226,8 @@ func (s *Session) forward(ctx context.Context, span []byte, requests int, last b
 // server side can never see its ReadyForQuery first. partial says the
 // client's message goes on past the span, so it is no safe point.
 func (s *Session) send(l *link, span, types []byte, requests int, last byte, partial bool) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	s.mu.Lock()
 	wasIdle := s.mu.st.pending == 0
 	s.mu.st.forwarded(types, last, partial)
@@ -286,6 +296,8 @@ func (s *Session) serverSide(l *link) {
 			}
 			if s.tr != nil {
 				span = s.tr.ApplyAnswers(span)
+			} else {
+				span = s.answerEdits.Apply(span)
 			}
 			if len(span) > 0 {
 				if _, werr := s.sock.Write(span); werr != nil && !detach {
@@ -299,6 +311,9 @@ func (s *Session) serverSide(l *link) {
 				// At a safe point the server goes back whatever became of
 				// the client; the client side notices a lost client itself.
 			}
+		}
+		if l.resync && err == nil && !detach {
+			s.resync(context.Background(), l)
 		}
 		if detach {
 			// Detached under the lock: the session no longer owns the
@@ -354,6 +369,8 @@ func (s *Session) scanServer(l *link) (detach bool, keep int, err error) {
 		s.mu.Lock()
 		s.tr.BeginAnswers()
 		s.mu.Unlock()
+	} else {
+		s.answerEdits.Reset()
 	}
 	for {
 		f, ok, err := rd.Next()
@@ -384,6 +401,7 @@ func (s *Session) scanServer(l *link) (detach bool, keep int, err error) {
 			s.mu.Unlock()
 		case 'Z':
 			l.srv.Observe(f)
+			l.reset = false
 			status := l.srv.TxStatus()
 			s.mu.Lock()
 			s.mu.st.ready(status)
@@ -396,16 +414,27 @@ func (s *Session) scanServer(l *link) (detach bool, keep int, err error) {
 				return false, -1, errTxInStatementMode
 			}
 		case 'C':
+			if resetsSettings(f.Body) {
+				l.srv.ForgetApplied() // its startup settings are gone too
+				l.reset = true
+			}
 			if changesSettings(f.Body) {
 				l.srv.MarkDirty(s.id)
 			}
 		case 'S':
 			l.srv.Observe(f)
 			var ps pgproto3.ParameterStatus
-			if ps.Decode(f.Body) == nil {
-				s.reported[ps.Name] = ps.Value
-				s.wantKey, s.toldKey = "", ""
+			if ps.Decode(f.Body) != nil {
+				break
 			}
+			if l.reset {
+				if out, ok := s.resetReport(l, &ps); ok {
+					s.replaceAnswer(f.Off, f.Total(), out)
+					break
+				}
+			}
+			s.reported[ps.Name] = ps.Value
+			s.wantKey, s.toldKey = "", ""
 		}
 	}
 }

@@ -171,6 +171,13 @@ type Session struct {
 	batch    []stmt.Message
 	deferBuf []byte
 
+	// wmu is held while the client side books and writes a batch, and
+	// while the server side puts the client's settings back (resync), so
+	// the two never write to the server at once.
+	wmu sync.Mutex
+	// answerEdits rewrites server messages for the client when no
+	// statement tracker does (resetReport).
+	answerEdits wire.Edits
 	// idleWanted says awaitIdle waits: the server side then tells it when
 	// it has relayed the last answer.
 	idleWanted atomic.Bool

@@ -16,15 +16,19 @@ import (
 var ErrDesync = errors.New("server answer does not match the messages sent")
 
 // BeginAnswers starts rewriting a batch of server messages.
-func (t *Tracker) BeginAnswers() { t.outEdits.reset() }
+func (t *Tracker) BeginAnswers() { t.outEdits.Reset() }
+
+// ReplaceAnswer replaces the server message at off (n bytes) of the
+// batch being matched with out, for the caller's own rewrites.
+func (t *Tracker) ReplaceAnswer(off, n int, out []byte) {
+	from := len(t.outEdits.Buf)
+	t.outEdits.Buf = append(t.outEdits.Buf, out...)
+	t.outEdits.Replace(off, n, from)
+}
 
 // ApplyAnswers returns the batch to send to the client.
 func (t *Tracker) ApplyAnswers(span []byte) []byte {
-	if len(t.outEdits.list) == 0 {
-		return span
-	}
-	t.outBuf = t.outEdits.apply(span, t.outBuf)
-	return t.outBuf
+	return t.outEdits.Apply(span)
 }
 
 // Server matches one server message (type typ, whole body or nil when
@@ -81,11 +85,11 @@ func (t *Tracker) Server(typ byte, body []byte, off int) error {
 	}
 	switch {
 	case h.hide:
-		t.outEdits.replace(off, n, len(t.outEdits.buf))
+		t.outEdits.Replace(off, n, len(t.outEdits.Buf))
 	case done && h.get().answer != nil:
-		from := len(t.outEdits.buf)
-		t.outEdits.buf = append(t.outEdits.buf, h.x.answer...)
-		t.outEdits.replace(off, n, from)
+		from := len(t.outEdits.Buf)
+		t.outEdits.Buf = append(t.outEdits.Buf, h.x.answer...)
+		t.outEdits.Replace(off, n, from)
 	}
 	if done {
 		switch x := h.get(); {
@@ -113,9 +117,9 @@ func (t *Tracker) described(x *extra) {
 func (t *Tracker) completed(h *entry, body []byte, off, n int) {
 	x := h.get()
 	if x.tag != "" {
-		from := len(t.outEdits.buf)
-		t.outEdits.buf = appendTag(t.outEdits.buf, x.tag)
-		t.outEdits.replace(off, n, from)
+		from := len(t.outEdits.Buf)
+		t.outEdits.Buf = appendTag(t.outEdits.Buf, x.tag)
+		t.outEdits.Replace(off, n, from)
 	}
 	if h.typ == 'Q' && !x.reset {
 		t.sessionReset(body)
@@ -248,9 +252,9 @@ func (t *Tracker) rewriteError(h *entry, er *pgproto3.ErrorResponse, off, n int)
 		return
 	}
 	out := &pgproto3.ErrorResponse{Severity: er.Severity, SeverityUnlocalized: er.SeverityUnlocalized, Code: code, Message: msg}
-	from := len(t.outEdits.buf)
-	t.outEdits.buf, _ = out.Encode(t.outEdits.buf)
-	t.outEdits.replace(off, n, from)
+	from := len(t.outEdits.Buf)
+	t.outEdits.Buf, _ = out.Encode(t.outEdits.Buf)
+	t.outEdits.Replace(off, n, from)
 }
 
 func appendTag(dst []byte, tag string) []byte {

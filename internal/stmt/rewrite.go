@@ -24,15 +24,15 @@ func (t *Tracker) prepare(st *Statement, e entry) {
 	e.typ = 'P'
 	e.more().prepares = name
 	e.ok = append(e.ok, t.srvAdd(name))
-	t.in.buf = AppendParse(t.in.buf, name, st.sent(), st.ParamTypes)
+	t.in.Buf = AppendParse(t.in.Buf, name, st.sent(), st.ParamTypes)
 	t.push(e)
-	t.in.buf = AppendTarget(t.in.buf, 'D', 'S', name)
+	t.in.Buf = AppendTarget(t.in.Buf, 'D', 'S', name)
 	t.push(entry{typ: 'D', descS: true, hide: true, x: &extra{describes: name, shapeOf: st}})
 	st.parsed = true
 }
 
 func (t *Tracker) closeHidden(name string) {
-	t.in.buf = AppendTarget(t.in.buf, 'C', 'S', name)
+	t.in.Buf = AppendTarget(t.in.Buf, 'C', 'S', name)
 	t.push(entry{typ: 'C', hide: true, x: &extra{closes: name}, ok: []effect{t.srvDel(name)}})
 }
 
@@ -57,12 +57,12 @@ func (t *Tracker) parse(body []byte, off, n int) error {
 		return ErrWait
 	}
 	st := NewStatement(p)
-	from := len(t.in.buf)
+	from := len(t.in.Buf)
 	if p.Name == "" {
 		// PostgreSQL drops the unnamed statement before parsing.
 		if st.sent() != p.Query {
-			t.in.buf = AppendParse(t.in.buf, "", st.sent(), st.ParamTypes)
-			t.in.replace(off, n, from)
+			t.in.Buf = AppendParse(t.in.Buf, "", st.sent(), st.ParamTypes)
+			t.in.Replace(off, n, from)
 		}
 		st.parsed = true
 		t.push(entry{typ: 'P', ok: []effect{t.clientUnnamed(st), t.serverUnnamed(st.Server)},
@@ -76,7 +76,7 @@ func (t *Tracker) parse(body []byte, off, n int) error {
 		// tables it reads, which this client's Parse must see.
 		t.prepare(st, entry{ok: []effect{t.regSet(p.Name, st)}})
 	}
-	t.in.replace(off, n, from)
+	t.in.Replace(off, n, from)
 	return nil
 }
 
@@ -86,20 +86,20 @@ func (t *Tracker) parse(body []byte, off, n int) error {
 // skips to Sync. The parse goes to pgv_noop, closed at once; a Bind of
 // the never-prepared pgv_noop then makes the server fail.
 func (t *Tracker) parseDuplicate(st *Statement, name string) {
-	t.in.buf = AppendParse(t.in.buf, noopName, st.sent(), st.ParamTypes)
+	t.in.Buf = AppendParse(t.in.Buf, noopName, st.sent(), st.ParamTypes)
 	t.push(entry{typ: 'P', hide: true})
-	t.in.buf = AppendTarget(t.in.buf, 'C', 'S', noopName)
+	t.in.Buf = AppendTarget(t.in.Buf, 'C', 'S', noopName)
 	t.push(entry{typ: 'C', hide: true})
-	t.in.buf = appendBindNoop(t.in.buf)
+	t.in.Buf = appendBindNoop(t.in.Buf)
 	t.push(entry{typ: 'B', x: &extra{errAs: &errRewrite{"26000", "42P05", `prepared statement "` + name + `" already exists`}}})
 }
 
 // failAs makes the message at off fail on the server as PostgreSQL would
 // have failed it, with code and msg: a Bind of pgv_noop fails with 26000.
 func (t *Tracker) failAs(off, n int, typ byte, code, msg string) {
-	from := len(t.in.buf)
-	t.in.buf = appendBindNoop(t.in.buf)
-	t.in.replace(off, n, from)
+	from := len(t.in.Buf)
+	t.in.Buf = appendBindNoop(t.in.Buf)
+	t.in.Replace(off, n, from)
 	t.push(entry{typ: typ, x: &extra{errAs: &errRewrite{"26000", code, msg}}})
 }
 
@@ -174,13 +174,13 @@ func (t *Tracker) ensureUnnamed() bool {
 	case st == nil && t.srv.unnamed == "" && sure:
 		return false
 	case st == nil:
-		t.in.buf = AppendTarget(t.in.buf, 'C', 'S', "")
+		t.in.Buf = AppendTarget(t.in.Buf, 'C', 'S', "")
 		t.push(entry{typ: 'C', hide: true, ok: []effect{t.serverUnnamed("")}})
 		return true
 	case t.srv.unnamed == st.Server && sure:
 		return false
 	}
-	t.in.buf = AppendParse(t.in.buf, "", st.sent(), st.ParamTypes)
+	t.in.Buf = AppendParse(t.in.Buf, "", st.sent(), st.ParamTypes)
 	t.push(entry{typ: 'P', hide: true, ok: []effect{t.serverUnnamed(st.Server)}, failed: []effect{t.serverUnnamed("")}})
 	return true
 }
@@ -195,10 +195,10 @@ func (t *Tracker) bind(body []byte, off, n int) error {
 	}
 	t.lastStmt = ""
 	if name == "" {
-		from := len(t.in.buf)
+		from := len(t.in.Buf)
 		if t.ensureUnnamed() {
-			t.in.buf = AppendRenamed(t.in.buf, 'B', body, start, end, "")
-			t.in.replace(off, n, from)
+			t.in.Buf = AppendRenamed(t.in.Buf, 'B', body, start, end, "")
+			t.in.Replace(off, n, from)
 		}
 		t.push(entry{typ: 'B', ok: t.bindPortal(body, t.reg.unnamed)})
 		return nil
@@ -210,10 +210,10 @@ func (t *Tracker) bind(body []byte, off, n int) error {
 		t.failAs(off, n, 'B', "26000", `prepared statement "`+name+`" does not exist`)
 		return nil
 	}
-	from := len(t.in.buf)
+	from := len(t.in.Buf)
 	use, err := t.use(st)
 	if err != nil {
-		t.in.replace(off, 0, from)
+		t.in.Replace(off, 0, from)
 		return err
 	}
 	switch use {
@@ -225,8 +225,8 @@ func (t *Tracker) bind(body []byte, off, n int) error {
 		t.failAs(off, n, 'B', code, msg)
 		return nil
 	}
-	t.in.buf = AppendRenamed(t.in.buf, 'B', body, start, end, st.Server)
-	t.in.replace(off, n, from)
+	t.in.Buf = AppendRenamed(t.in.Buf, 'B', body, start, end, st.Server)
+	t.in.Replace(off, n, from)
 	t.lastStmt = st.Server
 	t.push(entry{typ: 'B', stmt: st.Server, name: name, ok: t.bindPortal(body, st)})
 	return nil
@@ -267,10 +267,10 @@ func (t *Tracker) describe(body []byte, off, n int) error {
 		return ErrWait
 	}
 	if name == "" {
-		from := len(t.in.buf)
+		from := len(t.in.Buf)
 		if t.ensureUnnamed() {
-			t.in.buf = AppendTarget(t.in.buf, 'D', 'S', "")
-			t.in.replace(off, n, from)
+			t.in.Buf = AppendTarget(t.in.Buf, 'D', 'S', "")
+			t.in.Replace(off, n, from)
 		}
 		t.push(entry{typ: 'D', descS: true})
 		return nil
@@ -280,10 +280,10 @@ func (t *Tracker) describe(body []byte, off, n int) error {
 		t.failAs(off, n, 'D', "26000", `prepared statement "`+name+`" does not exist`)
 		return nil
 	}
-	from := len(t.in.buf)
+	from := len(t.in.Buf)
 	use, err := t.use(st)
 	if err != nil {
-		t.in.replace(off, 0, from)
+		t.in.Replace(off, 0, from)
 		return err
 	}
 	switch {
@@ -296,13 +296,13 @@ func (t *Tracker) describe(body []byte, off, n int) error {
 	case use == useAborted:
 		// PostgreSQL still describes a statement that returns no rows;
 		// a Close of nothing keeps the answer in the server's order.
-		t.in.buf = AppendTarget(t.in.buf, 'C', 'S', noopName)
-		t.in.replace(off, n, from)
+		t.in.Buf = AppendTarget(t.in.Buf, 'C', 'S', noopName)
+		t.in.Replace(off, n, from)
 		t.push(entry{typ: 'C', x: &extra{answer: describedNoRows(st.desc)}})
 		return nil
 	}
-	t.in.buf = AppendTarget(t.in.buf, 'D', 'S', st.Server)
-	t.in.replace(off, n, from)
+	t.in.Buf = AppendTarget(t.in.Buf, 'D', 'S', st.Server)
+	t.in.Replace(off, n, from)
 	t.push(entry{typ: 'D', descS: true, stmt: st.Server, name: name})
 	return nil
 }
@@ -321,9 +321,9 @@ func (t *Tracker) close(body []byte, off, n int) error {
 	default:
 		// The client's statement goes; the server's copy stays for others.
 		e.ok = []effect{t.regDel(name)}
-		from := len(t.in.buf)
-		t.in.buf = AppendTarget(t.in.buf, 'C', 'S', noopName)
-		t.in.replace(off, n, from)
+		from := len(t.in.Buf)
+		t.in.Buf = AppendTarget(t.in.Buf, 'C', 'S', noopName)
+		t.in.Replace(off, n, from)
 	}
 	t.push(e)
 	return nil
@@ -358,9 +358,9 @@ func (t *Tracker) execute(body []byte, off, n int) error {
 		if _, known := t.reg.Get(act.dealloc); !known {
 			// PostgreSQL's error, raised as it runs; the server's
 			// DEALLOCATE ALL never runs.
-			from := len(t.in.buf)
-			t.in.buf = appendExecuteNoop(t.in.buf)
-			t.in.replace(off, n, from)
+			from := len(t.in.Buf)
+			t.in.Buf = appendExecuteNoop(t.in.Buf)
+			t.in.Replace(off, n, from)
 			e.more().errAs = &errRewrite{"34000", "26000", `prepared statement "` + act.dealloc + `" does not exist`}
 			break
 		}
@@ -396,9 +396,9 @@ func (t *Tracker) query(body []byte, off, n int) error {
 			return err
 		}
 		if code != "" {
-			from := len(t.in.buf)
-			t.in.buf = appendQuery(t.in.buf, "DEALLOCATE "+noopName)
-			t.in.replace(off, n, from)
+			from := len(t.in.Buf)
+			t.in.Buf = appendQuery(t.in.Buf, "DEALLOCATE "+noopName)
+			t.in.Replace(off, n, from)
 			e.more().errAs = &errRewrite{"26000", code, msg}
 		}
 		t.push(e)
@@ -407,16 +407,16 @@ func (t *Tracker) query(body []byte, off, n int) error {
 	if t.regTentative(name) {
 		return ErrWait
 	}
-	from := len(t.in.buf)
+	from := len(t.in.Buf)
 	if _, known := t.reg.Get(name); known {
 		e.ok = slices.Concat(drop, []effect{t.regDel(name), t.srvClear()})
-		t.in.buf = appendQuery(t.in.buf, "DEALLOCATE ALL")
+		t.in.Buf = appendQuery(t.in.Buf, "DEALLOCATE ALL")
 		e.x = &extra{tag: "DEALLOCATE", reset: true}
 	} else {
-		t.in.buf = appendQuery(t.in.buf, "DEALLOCATE "+noopName)
+		t.in.Buf = appendQuery(t.in.Buf, "DEALLOCATE "+noopName)
 		e.more().errAs = &errRewrite{"26000", "26000", `prepared statement "` + name + `" does not exist`}
 	}
-	t.in.replace(off, n, from)
+	t.in.Replace(off, n, from)
 	t.push(e)
 	return nil
 }

@@ -202,7 +202,7 @@ func (s *sim) forward(c *simClient, batch []byte, frames []wire.Frame) {
 			// the set until a later Add (not undone) brings it back.
 			b.overflow = true
 		}
-		s.logf("c%d -> b%d: %s (cut %d of %d, %d..%d, %d edits)", c.id, c.held, describeStream(s.t, out), cut, len(frames), base, end, len(c.tr.in.list))
+		s.logf("c%d -> b%d: %s (cut %d of %d, %d..%d)", c.id, c.held, describeStream(s.t, out), cut, len(frames), base, end)
 		from := len(b.m.log)
 		b.m.feed(out)
 		stamp(b.m.log, from, c)

@@ -2,6 +2,8 @@ package stmt
 
 import (
 	"errors"
+
+	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
 // noopName is never prepared: a Close of it is a no-op the server still
@@ -63,9 +65,7 @@ type Tracker struct {
 	// ErrWait, so the message offered again uses it as described.
 	waitedFor string
 
-	in, outEdits edits
-	inBuf        []byte
-	outBuf       []byte
+	in, outEdits wire.Edits
 	keep         map[string]bool // statements the batch being rewritten needs
 }
 
@@ -159,17 +159,13 @@ func (t *Tracker) Pending() int {
 
 // BeginBatch starts rewriting a batch of client messages.
 func (t *Tracker) BeginBatch() {
-	t.in.reset()
+	t.in.Reset()
 	clear(t.keep)
 }
 
 // ApplyBatch returns the batch to send: span with the rewrites made.
 func (t *Tracker) ApplyBatch(span []byte) []byte {
-	if len(t.in.list) == 0 {
-		return span
-	}
-	t.inBuf = t.in.apply(span, t.inBuf)
-	return t.inBuf
+	return t.in.Apply(span)
 }
 
 // Client rewrites one client message of type typ, n bytes long with its
