@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
@@ -224,22 +225,42 @@ func TestReparsingAfterADatatypeMismatchIsFresh(t *testing.T) {
 	}
 }
 
-// SQL that names a client's statements made with Parse, or pgvalve's own
-// server names, gets PostgreSQL's answer where pgvalve can give it, and a
-// documented error before anything runs where it cannot; the client goes
-// on either way.
-func TestSQLNamingProtocolStatementsGetsPostgresAnswerOrADocumentedError(t *testing.T) {
+// SQL that names a client's statements made with Parse shares their
+// namespace, as in PostgreSQL: each statement of the query gets
+// PostgreSQL's answer where it runs.
+func TestSQLNamingProtocolStatementsGetsPostgresAnswers(t *testing.T) {
+	q := func(sql string) exchange {
+		return exchange{send: []pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}, ready: 1}
+	}
+	prepare := func(name string) exchange {
+		return exchange{send: []pgproto3.FrontendMessage{&pgproto3.Parse{Name: name, Query: "select 1"},
+			&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{}}, ready: 1}
+	}
+	bind := func(name string) exchange {
+		return exchange{send: []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{}}, ready: 1}
+	}
+	sameAsPostgresIn(t, trackedModes, "", []exchange{
+		prepare("s1"), q("PREPARE s1 AS select 2"), bind("s1"),
+		q("select 1; EXECUTE s1; DEALLOCATE s1; select 2"), bind("s1"),
+		prepare("s2"), q("select 1/0; DEALLOCATE s2"), bind("s2"),
+		q("DEALLOCATE PREPARE s2; select 1/0"), bind("s2"),
+		q("PREPARE sqlside AS select 3; EXECUTE sqlside"), bind("sqlside"), q("DEALLOCATE sqlside"),
+	})
+}
+
+// pgvalve's own server-side names are no client's: SQL and protocol
+// messages that name them get what a name nobody made gets (PREPARE of
+// one: 42939), before anything reaches the server's statements.
+func TestPgvalvesOwnStatementNamesAreNoClients(t *testing.T) {
 	ctx := testContext(t)
 	pc := connect(t, oneServer(t)).PgConn()
 	if _, err := pc.Prepare(ctx, "s1", "select 1", nil); err != nil {
 		t.Fatal(err)
 	}
+	const own = "pgv_0123456789abcdef01234567"
 	for _, tc := range []struct{ sql, code, says string }{
-		{"PREPARE s1 AS select 2", "42P05", `prepared statement "s1" already exists`},
-		{"select 1; DEALLOCATE s1", "0A000", "send it on its own"},
-		{"EXECUTE s1", "0A000", "run it with Bind and Execute"},
-		{"EXECUTE pgv_0123456789abcdef01234567", "26000", `prepared statement "pgv_0123456789abcdef01234567" does not exist`},
-		{"select 1; DEALLOCATE pgv_0123456789abcdef01234567", "26000", "does not exist"},
+		{"EXECUTE " + own, "26000", `prepared statement "` + own + `" does not exist`},
+		{"select 1; DEALLOCATE " + own, "26000", `prepared statement "` + own + `" does not exist`},
 		{"PREPARE pgv_mine AS select 1", "42939", "reserved by pgvalve"},
 	} {
 		_, err := pc.Exec(ctx, tc.sql).ReadAll()
@@ -249,10 +270,5 @@ func TestSQLNamingProtocolStatementsGetsPostgresAnswerOrADocumentedError(t *test
 		if err := pc.ExecPrepared(ctx, "s1", nil, nil, nil).Read().Err; err != nil {
 			t.Fatalf("after %s, s1: %v", tc.sql, err)
 		}
-	}
-	// SQL-level statements of the client's own names still work (on the
-	// server the client holds, as without pgvalve in that transaction).
-	if _, err := pc.Exec(ctx, "PREPARE sqlside AS select 3; EXECUTE sqlside; DEALLOCATE sqlside").ReadAll(); err != nil {
-		t.Fatalf("SQL-level PREPARE/EXECUTE/DEALLOCATE in one query: %v", err)
 	}
 }

@@ -120,13 +120,25 @@ func converse(conn *wireConn, steps []exchange) string {
 	return strings.Join(out, " | ")
 }
 
-// pooledModes are the ways pgvalve must hold a conversation exactly as a
-// dedicated PostgreSQL connection does.
-var pooledModes = []struct {
+// poolModeCase is a pool mode with a max_prepared_statements.
+type poolModeCase struct {
 	name  string
 	mode  config.PoolMode
 	stmts int
-}{
+}
+
+// pooledModes are the ways pgvalve must hold a conversation exactly as a
+// dedicated PostgreSQL connection does; trackedModes those that keep
+// named statements across transactions.
+var trackedModes = []poolModeCase{
+	{"session", config.PoolSession, 200},
+	{"transaction", config.PoolTransaction, 200},
+	{"statement", config.PoolStatement, 200},
+}
+
+// pooledModes are the ways pgvalve must hold a conversation exactly as a
+// dedicated PostgreSQL connection does.
+var pooledModes = []poolModeCase{
 	{"session", config.PoolSession, 200},
 	{"transaction", config.PoolTransaction, 200},
 	{"transaction without tracking", config.PoolTransaction, 0},
@@ -139,12 +151,19 @@ var pooledModes = []struct {
 // PostgreSQL. Every server goes back once the client leaves.
 func sameAsPostgres(t *testing.T, setup string, steps []exchange) {
 	t.Helper()
+	sameAsPostgresIn(t, pooledModes, setup, steps)
+}
+
+// sameAsPostgresIn is sameAsPostgres in the given modes only: named
+// statements across batches need tracking in transaction pooling.
+func sameAsPostgresIn(t *testing.T, modes []poolModeCase, setup string, steps []exchange) {
+	t.Helper()
 	owner := cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase)
 	runSetup(t, owner, setup)
 	direct := dialWire(t, owner)
 	want := converse(direct, steps)
 	_ = direct.nc.Close()
-	for _, m := range pooledModes {
+	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			cfg := txnConfig(2)
 			cfg.PoolMode, cfg.MaxPreparedStatements = m.mode, m.stmts

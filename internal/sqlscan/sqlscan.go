@@ -13,8 +13,9 @@ import (
 
 // Word is one keyword or identifier.
 type Word struct {
-	Text   string // as written, or unescaped when quoted
-	Quoted bool
+	Text     string // as written, or unescaped when quoted
+	Quoted   bool
+	Pos, End int // where it is in the text, quotes included
 }
 
 // Is reports whether w is the unquoted keyword kw, in any case.
@@ -35,9 +36,11 @@ func (w Word) Name() string {
 }
 
 // Statement is the start of one statement: up to the first few words that
-// come before anything else (a literal, an operator, a parenthesis).
+// come before anything else (a literal, an operator, a parenthesis), and
+// where the statement is in the text, its semicolon left out.
 type Statement struct {
-	Words []Word
+	Words      []Word
+	Start, End int
 }
 
 // Statements splits q into its statements at semicolons outside quotes,
@@ -45,22 +48,27 @@ type Statement struct {
 // (empty statements are left out).
 func Statements(q string, max int) []Statement {
 	var out []Statement
-	cur, leading := Statement{}, true
+	cur, leading := Statement{Start: -1}, true
 	for i := 0; i < len(q); i++ {
 		c := q[i]
+		if cur.Start < 0 && c != ';' && !isSpace(c) {
+			cur.Start = i
+		}
 		switch {
 		case c == ';':
 			if len(cur.Words) > 0 {
+				cur.End = i
 				out = append(out, cur)
 			}
-			cur, leading = Statement{}, true
+			cur, leading = Statement{Start: -1}, true
 		case isSpace(c):
 		case strings.HasPrefix(q[i:], "--"), strings.HasPrefix(q[i:], "/*"):
 			i = skipComment(q, i)
 		case c == '"':
 			end := skipQuoted(q, i, '"')
 			if leading && len(cur.Words) < max {
-				cur.Words = append(cur.Words, Word{Text: strings.ReplaceAll(q[i+1:min(end, len(q))], `""`, `"`), Quoted: true})
+				cur.Words = append(cur.Words, Word{Text: strings.ReplaceAll(q[i+1:min(end, len(q))], `""`, `"`), Quoted: true,
+					Pos: i, End: min(end+1, len(q))})
 			}
 			i = end
 		case identStart(c):
@@ -69,7 +77,7 @@ func Statements(q string, max int) []Statement {
 				j++
 			}
 			if leading && len(cur.Words) < max {
-				cur.Words = append(cur.Words, Word{Text: q[i:j]})
+				cur.Words = append(cur.Words, Word{Text: q[i:j], Pos: i, End: j})
 			}
 			i = j - 1
 		case c == '\'':
@@ -86,6 +94,7 @@ func Statements(q string, max int) []Statement {
 		}
 	}
 	if len(cur.Words) > 0 {
+		cur.End = len(q)
 		out = append(out, cur)
 	}
 	return out

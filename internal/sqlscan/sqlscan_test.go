@@ -2,7 +2,6 @@ package sqlscan
 
 import (
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -63,17 +62,44 @@ func TestFirstWordIs(t *testing.T) {
 	}
 }
 
-// FuzzStatements: any text is read without panic, and every word found
-// is a word that appears in the text.
+func TestStatementsSayWhereTheyAndTheirWordsAre(t *testing.T) {
+	q := `select 1; /* c */ DEALLOCATE "S 1" ; execute s2`
+	sts := Statements(q, 3)
+	if len(sts) != 3 {
+		t.Fatalf("%d statements", len(sts))
+	}
+	for _, tc := range []struct {
+		st         int
+		text, word string
+		w          int
+	}{{0, "select 1", "select", 0}, {1, `/* c */ DEALLOCATE "S 1" `, `"S 1"`, 1}, {2, "execute s2", "s2", 1}} {
+		st := sts[tc.st]
+		if got := q[st.Start:st.End]; got != tc.text {
+			t.Errorf("statement %d is %q, want %q", tc.st, got, tc.text)
+		}
+		if w := st.Words[tc.w]; q[w.Pos:w.End] != tc.word {
+			t.Errorf("statement %d word %d is %q, want %q", tc.st, tc.w, q[w.Pos:w.End], tc.word)
+		}
+	}
+}
+
+// FuzzStatements: any text is read without panic, every word found is a
+// word that appears in the text where it says, and statements are in
+// order inside the text.
 func FuzzStatements(f *testing.F) {
 	for _, s := range []string{"select 1; execute s1", "do $$ ; $$", `"a""b"`, "/* /* */", "(((", "$1$2$$"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, q string) {
+		at := 0
 		for _, st := range Statements(q, 4) {
+			if st.Start < at || st.End < st.Start || st.End > len(q) {
+				t.Fatalf("statement at %d..%d after %d in %d bytes", st.Start, st.End, at, len(q))
+			}
+			at = st.End
 			for _, w := range st.Words {
-				if !w.Quoted && !strings.Contains(q, w.Text) {
-					t.Fatalf("word %q is not in %q", w.Text, q)
+				if w.Pos < st.Start || w.End > st.End || !w.Quoted && q[w.Pos:w.End] != w.Text {
+					t.Fatalf("word %q at %d..%d is not where it says in %q", w.Text, w.Pos, w.End, q)
 				}
 			}
 		}

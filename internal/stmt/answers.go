@@ -116,19 +116,25 @@ func (t *Tracker) described(x *extra) {
 // the command did to prepared statements.
 func (t *Tracker) completed(h *entry, body []byte, off, n int) {
 	x := h.get()
-	if x.tag != "" {
-		from := len(t.outEdits.Buf)
-		t.outEdits.Buf = appendTag(t.outEdits.Buf, x.tag)
-		t.outEdits.Replace(off, n, from)
-	}
+	tag := x.tag
+	ours := false
 	if h.typ == 'Q' && !x.reset {
 		t.sessionReset(body)
+		if ours = t.queryDeallocated(h); ours {
+			tag = "DEALLOCATE"
+		}
+	}
+	if tag != "" {
+		from := len(t.outEdits.Buf)
+		t.outEdits.Buf = appendTag(t.outEdits.Buf, tag)
+		t.outEdits.Replace(off, n, from)
 	}
 	switch string(body) {
 	case "DO\x00", "CALL\x00":
-		// Code pgvalve cannot see into may have run DEALLOCATE or
-		// DISCARD ALL.
-		t.srv.Forget()
+		if !ours {
+			// Code pgvalve cannot see into may have run DEALLOCATE.
+			t.srv.Forget()
+		}
 	}
 }
 
@@ -243,7 +249,7 @@ func (t *Tracker) lostStatement(h *entry, er *pgproto3.ErrorResponse) bool {
 func (t *Tracker) rewriteError(h *entry, er *pgproto3.ErrorResponse, off, n int) {
 	code, msg := "", ""
 	switch {
-	case h.get().errAs != nil && er.Code == h.x.errAs.when:
+	case h.get().errAs != nil && er.Code == h.x.errAs.when && strings.Contains(er.Message, h.x.errAs.about):
 		code, msg = h.x.errAs.code, h.x.errAs.msg
 	case h.stmt != "" && strings.Contains(er.Message, `"`+h.stmt+`"`):
 		// The server named the statement as it knows it.
@@ -255,6 +261,35 @@ func (t *Tracker) rewriteError(h *entry, er *pgproto3.ErrorResponse, off, n int)
 	from := len(t.outEdits.Buf)
 	t.outEdits.Buf, _ = out.Encode(t.outEdits.Buf)
 	t.outEdits.Replace(off, n, from)
+}
+
+// queryDeallocated makes, for good, the effects of a DEALLOCATE of a
+// client's statement inside a simple query once PostgreSQL says it ran
+// (it stays done even if a later statement of the query fails), and
+// reports whether this CommandComplete is one: its tag is DEALLOCATE.
+func (t *Tracker) queryDeallocated(h *entry) bool {
+	x := h.x
+	if x == nil || len(x.deallocs) == 0 {
+		return false
+	}
+	index := x.done
+	x.done++
+	for _, d := range x.deallocs {
+		if d.index != index {
+			continue
+		}
+		t.rewind()
+		h = &t.q[0]
+		ran := []effect{t.regDel(d.name)}
+		if d.held {
+			ran = append(ran, t.srvDel(d.server))
+		}
+		h.ok = slices.Concat(h.ok, ran)
+		h.failed = slices.Concat(h.failed, ran)
+		t.replay()
+		return true
+	}
+	return false
 }
 
 func appendTag(dst []byte, tag string) []byte {

@@ -354,6 +354,8 @@ func (m *modelBackend) exec(q string, simple bool) *pgError {
 		}
 		m.inBlock, m.failed = false, false
 		clear(m.portals)
+	case strings.HasPrefix(q, "DO "):
+		tag = "DO" // a block that does nothing
 	case q == "DISCARD ALL":
 		if m.inBlock {
 			return errf("25001", "DISCARD ALL cannot run inside a transaction block")

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/pgvalve/pgvalve/internal/sqlscan"
 )
@@ -91,7 +92,7 @@ func (t *Tracker) parseDuplicate(st *Statement, name string) {
 	t.in.Buf = AppendTarget(t.in.Buf, 'C', 'S', noopName)
 	t.push(entry{typ: 'C', hide: true})
 	t.in.Buf = appendBindNoop(t.in.Buf)
-	t.push(entry{typ: 'B', x: &extra{errAs: &errRewrite{"26000", "42P05", `prepared statement "` + name + `" already exists`}}})
+	t.push(entry{typ: 'B', x: &extra{errAs: &errRewrite{"26000", "42P05", `prepared statement "` + name + `" already exists`, noopName}}})
 }
 
 // failAs makes the message at off fail on the server as PostgreSQL would
@@ -100,7 +101,7 @@ func (t *Tracker) failAs(off, n int, typ byte, code, msg string) {
 	from := len(t.in.Buf)
 	t.in.Buf = appendBindNoop(t.in.Buf)
 	t.in.Replace(off, n, from)
-	t.push(entry{typ: typ, x: &extra{errAs: &errRewrite{"26000", code, msg}}})
+	t.push(entry{typ: typ, x: &extra{errAs: &errRewrite{"26000", code, msg, noopName}}})
 }
 
 // usable is what use found of a statement on the server.
@@ -111,6 +112,18 @@ const (
 	useStale                 // PostgreSQL would refuse it: its result changed (0A000)
 	useAborted               // it cannot be prepared: the transaction failed
 )
+
+// unknown handles a Bind or Describe of a name the client did not make with
+// Parse: it goes to the server as it is (a SQL-level PREPARE on that server
+// may have made it), except pgvalve's own names, which fail as a name
+// nobody has would.
+func (t *Tracker) unknown(off, n int, typ byte, name string) {
+	if strings.HasPrefix(name, serverPrefix) {
+		t.failAs(off, n, typ, "26000", `prepared statement "`+name+`" does not exist`)
+		return
+	}
+	t.push(entry{typ: typ, descS: typ == 'D'})
+}
 
 // use makes st usable on the server before the message being rewritten:
 // a server copy of st's shape, prepared afresh when missing, stale, of
@@ -205,9 +218,7 @@ func (t *Tracker) bind(body []byte, off, n int) error {
 	}
 	st, ok := t.reg.Get(name)
 	if !ok {
-		// Not the client's: PostgreSQL's answer, without asking a server
-		// that may hold that name for someone else.
-		t.failAs(off, n, 'B', "26000", `prepared statement "`+name+`" does not exist`)
+		t.unknown(off, n, 'B', name)
 		return nil
 	}
 	from := len(t.in.Buf)
@@ -277,7 +288,7 @@ func (t *Tracker) describe(body []byte, off, n int) error {
 	}
 	st, ok := t.reg.Get(name)
 	if !ok {
-		t.failAs(off, n, 'D', "26000", `prepared statement "`+name+`" does not exist`)
+		t.unknown(off, n, 'D', name)
 		return nil
 	}
 	from := len(t.in.Buf)
@@ -361,7 +372,7 @@ func (t *Tracker) execute(body []byte, off, n int) error {
 			from := len(t.in.Buf)
 			t.in.Buf = appendExecuteNoop(t.in.Buf)
 			t.in.Replace(off, n, from)
-			e.more().errAs = &errRewrite{"34000", "26000", `prepared statement "` + act.dealloc + `" does not exist`}
+			e.more().errAs = &errRewrite{"34000", "26000", `prepared statement "` + act.dealloc + `" does not exist`, noopName}
 			break
 		}
 		// The server runs DEALLOCATE ALL (see Statement.sent); the portal
@@ -374,49 +385,21 @@ func (t *Tracker) execute(body []byte, off, n int) error {
 }
 
 // query handles a simple Query. PostgreSQL drops the unnamed statement when
-// it runs one, even if it fails. A "DEALLOCATE name" of a client statement
-// means nothing to the server under that name: it becomes DEALLOCATE ALL
-// (same answer, tag aside; this server's statements are prepared again on
-// demand), and one of a name the client does not have fails as
-// PostgreSQL's would, without the server. DEALLOCATE ALL and DISCARD ALL
-// empty the client's statements.
+// it runs one, even if it fails. DEALLOCATE ALL and DISCARD ALL empty the
+// client's statements; SQL naming the client's statements is rewritten
+// (see sqlnames.go).
 func (t *Tracker) query(body []byte, off, n int) error {
 	drop := []effect{t.clientUnnamed(nil), t.serverUnnamed("")}
 	e := entry{typ: 'Q', ok: drop, failed: drop}
-	if resetCommand(body) != "" {
+	switch {
+	case resetCommand(body) != "" || doesDeallocateAll(body):
 		e.ok = slices.Concat(drop, []effect{t.srvClear(), t.regClear()})
 		e.more().reset = true
-		t.push(e)
-		return nil
-	}
-	name, ok := deallocateName(body)
-	if !ok {
-		code, msg, err := t.refusal(body)
-		if err != nil {
+	case len(body) > 1 && namesPrepared(body):
+		if err := t.querySQLNames(body, off, n, &e); err != nil {
 			return err
 		}
-		if code != "" {
-			from := len(t.in.Buf)
-			t.in.Buf = appendQuery(t.in.Buf, "DEALLOCATE "+noopName)
-			t.in.Replace(off, n, from)
-			e.more().errAs = &errRewrite{"26000", code, msg}
-		}
-		t.push(e)
-		return nil
 	}
-	if t.regTentative(name) {
-		return ErrWait
-	}
-	from := len(t.in.Buf)
-	if _, known := t.reg.Get(name); known {
-		e.ok = slices.Concat(drop, []effect{t.regDel(name), t.srvClear()})
-		t.in.Buf = appendQuery(t.in.Buf, "DEALLOCATE ALL")
-		e.x = &extra{tag: "DEALLOCATE", reset: true}
-	} else {
-		t.in.Buf = appendQuery(t.in.Buf, "DEALLOCATE "+noopName)
-		e.more().errAs = &errRewrite{"26000", "26000", `prepared statement "` + name + `" does not exist`}
-	}
-	t.in.Replace(off, n, from)
 	t.push(e)
 	return nil
 }

@@ -1,6 +1,10 @@
 package stmt
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/pgvalve/pgvalve/internal/sqlscan"
+)
 
 // sqlWord is one word of a simple query: a keyword or identifier, with
 // whether it was double-quoted (then text is unescaped).
@@ -185,6 +189,9 @@ type action struct {
 
 // actionOf reads a statement's text for a DEALLOCATE or DISCARD ALL.
 func actionOf(query string) action {
+	if doesDeallocateAll([]byte(query)) {
+		return action{reset: true}
+	}
 	if len(query) >= 256 || !namesDeallocateOrDiscard([]byte(query)) {
 		return action{}
 	}
@@ -196,4 +203,39 @@ func actionOf(query string) action {
 		return action{dealloc: name}
 	}
 	return action{}
+}
+
+// doesDeallocateAll reports whether a statement is a DO block whose code
+// says DEALLOCATE ALL: run, it drops every prepared statement, as the
+// client's own DEALLOCATE ALL would. (DISCARD ALL cannot run in one; what
+// functions run pgvalve cannot see: see Tracker.lostStatement.)
+func doesDeallocateAll(q []byte) bool {
+	if !containsFold(q, "deallocate") || !sqlscan.FirstWordIs(string(q), "do") {
+		return false
+	}
+	words := strings.Fields(strings.ToLower(string(q)))
+	for i := 0; i+1 < len(words); i++ {
+		if strings.Trim(words[i], "'\"$;(") != "deallocate" {
+			continue
+		}
+		next := strings.Trim(words[i+1], "'\"$;)")
+		if next == "prepare" && i+2 < len(words) {
+			next = strings.Trim(words[i+2], "'\"$;)")
+		}
+		if next == "all" {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold reports whether b contains the lower-case ASCII word w,
+// ignoring ASCII case.
+func containsFold(b []byte, w string) bool {
+	for i, c := range b {
+		if c|0x20 == w[0] && hasFoldPrefix(b[i+1:], w[1:]) {
+			return true
+		}
+	}
+	return false
 }

@@ -96,6 +96,10 @@ type extra struct {
 	errAs *errRewrite
 	tag   string // CommandComplete tag the client sees instead (a rewritten DEALLOCATE)
 	reset bool   // a DEALLOCATE ALL or DISCARD ALL already applied when sent
+	// deallocs are the query's DEALLOCATEs of client statements, made
+	// when their CommandComplete comes; done counts those come so far.
+	deallocs []queryDealloc
+	done     int
 	// prepares and closes name the server statement pgvalve's own Parse
 	// or Close is for. describes is the one this hidden Describe learns
 	// the shape of, for shapeOf too when it has none yet; shape, desc and
@@ -127,8 +131,9 @@ func (e *entry) get() *extra {
 }
 
 // errRewrite is the error a client sees instead of the server's error
-// with code when: the answer PostgreSQL would have given it.
-type errRewrite struct{ when, code, msg string }
+// with code when (and naming about, when set): the answer PostgreSQL would
+// have given it.
+type errRewrite struct{ when, code, msg, about string }
 
 // NewTracker returns a tracker over a client's registry.
 func NewTracker(reg *Registry) *Tracker {
