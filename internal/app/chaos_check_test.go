@@ -107,13 +107,16 @@ func readRows(ctx context.Context, admin *pgx.Conn, table string) ([]chaosRow, e
 // chaosReport is one scenario's numbers, logged for RELIABILITY.md.
 type chaosReport struct {
 	rows       rowReport
+	clients    int
 	txns       int64
 	errs       map[string]int
 	firstQuery time.Duration // a new client's connect and first query after the scenario
 }
 
 // verify checks every invariant after the load stopped and returns the
-// numbers. Leaks are checked separately, after pgvalve is stopped.
+// numbers: own results, rows, no error only a pgvalve defect causes, the
+// pool at rest, a new client answered. Leaks are checked separately, after
+// pgvalve is stopped.
 func (l *chaosLoad) verify(t *testing.T, s *valvetest.Server, admin *pgx.Conn) chaosReport {
 	t.Helper()
 	ctx := testContext(t)
@@ -130,13 +133,7 @@ func (l *chaosLoad) verify(t *testing.T, s *valvetest.Server, admin *pgx.Conn) c
 		t.Fatal(err)
 	}
 	rep.rows = checkRows(clients, rows, l.tag)
-	for i, v := range rep.rows.violations {
-		if i == 20 {
-			t.Errorf("... and %d more row violations", len(rep.rows.violations)-i)
-			break
-		}
-		t.Errorf("rows: %s", v)
-	}
+	reportSome(t, "rows", rep.rows.violations)
 	if err := checkIdle(ctx, s, admin, 15*time.Second); err != nil {
 		t.Errorf("pool not back to idle: %v", err)
 	}
@@ -145,14 +142,27 @@ func (l *chaosLoad) verify(t *testing.T, s *valvetest.Server, admin *pgx.Conn) c
 		t.Errorf("a new client after the scenario: %v", err)
 	}
 	rep.firstQuery = time.Since(start)
-	rep.txns = l.txns.Load()
+	rep.clients, rep.txns = l.n, l.txns.Load()
 	rep.errs = errorsBy(l.errors(), nil)
+	reportSome(t, "an error only a pgvalve defect causes", defectErrors(l.errors()))
 	for _, e := range l.errors() {
 		if e.code == "timeout" || e.code == "other" {
 			t.Logf("client %d: %s in %s (transaction begun: %v): %v", e.client, e.code, e.phase, !e.begun.IsZero(), e.err)
 		}
 	}
 	return rep
+}
+
+// reportSome fails t with the first 20 problems and a count of the rest.
+func reportSome(t *testing.T, what string, problems []string) {
+	t.Helper()
+	for i, p := range problems {
+		if i == 20 {
+			t.Errorf("... and %d more: %s", len(problems)-i, what)
+			return
+		}
+		t.Errorf("%s: %s", what, p)
+	}
 }
 
 // newClientAnswers connects a new client through pgvalve and runs a query.
@@ -182,7 +192,7 @@ func logReport(t *testing.T, rep chaosReport, extra string) {
 	}
 	sort.Strings(codes)
 	t.Logf("CHAOS %s: clients=%d txns=%d committed=%d failed=%d in-doubt=%d (%d of them in the table) rows=%d errors{%s} new-client=%s %s",
-		t.Name(), chaosClients, rep.txns, rep.rows.committed, rep.rows.failed, rep.rows.inDoubt, rep.rows.inDoubtPresent,
+		t.Name(), rep.clients, rep.txns, rep.rows.committed, rep.rows.failed, rep.rows.inDoubt, rep.rows.inDoubtPresent,
 		rep.rows.rows, strings.Join(codes, " "), rep.firstQuery.Round(time.Millisecond), extra)
 }
 

@@ -77,6 +77,23 @@ type txnError struct {
 	err     error
 }
 
+// loadShape is what a scenario's clients send. The zero value is the
+// first load: 200 clients, half in the simple protocol and half in the
+// extended one with unnamed statements, every INSERT short and inside
+// BEGIN ... COMMIT.
+type loadShape struct {
+	clients int                 // 0: chaosClients
+	modes   []pgx.QueryExecMode // client id speaks modes[id%len(modes)]; nil: simple, exec
+	// alone: about one transaction in alone is a single INSERT outside a
+	// transaction block, whose own answer says whether its row exists (0:
+	// none). Not for scenarios that crash PostgreSQL: the test cluster
+	// runs with synchronous_commit off.
+	alone int
+	// large: about one INSERT in large is padded past the read buffer
+	// (0: none); see chaosLargeSizes.
+	large int
+}
+
 // chaosLoad drives the clients of one scenario.
 type chaosLoad struct {
 	url        string
@@ -84,6 +101,8 @@ type chaosLoad struct {
 	runID      string
 	txnTimeout time.Duration
 	maxTxns    int // per client: the load is bounded in count as well as time
+	shape      loadShape
+	n          int // looping clients started
 
 	stopped atomic.Bool
 	wg      sync.WaitGroup
@@ -139,14 +158,24 @@ func (l *chaosLoad) register(id int) *chaosClient {
 
 // start runs n looping clients with ids from 0.
 func (l *chaosLoad) start(n int) {
+	l.n = n
 	for id := range n {
 		c := l.register(id)
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			l.loop(c, id%2 == 1)
+			l.loop(c, l.mode(id))
 		}()
 	}
+}
+
+// mode is how client id talks to pgvalve.
+func (l *chaosLoad) mode(id int) pgx.QueryExecMode {
+	modes := l.shape.modes
+	if len(modes) == 0 {
+		modes = []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec}
+	}
+	return modes[id%len(modes)]
 }
 
 // stop ends the load and waits for every client to finish its transaction.
@@ -168,24 +197,20 @@ func (l *chaosLoad) waitCommits(n int64, timeout time.Duration) bool {
 	return true
 }
 
-func (l *chaosLoad) connect(extended bool) (*pgx.Conn, error) {
+func (l *chaosLoad) connect(mode pgx.QueryExecMode) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(l.url)
 	if err != nil {
 		return nil, err
 	}
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	if extended {
-		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
-	}
+	cfg.DefaultQueryExecMode = mode
 	ctx, cancel := context.WithTimeout(context.Background(), l.txnTimeout)
 	defer cancel()
 	return pgx.ConnectConfig(ctx, cfg)
 }
 
 // loop is one client: transactions until the load stops, reconnecting
-// (with a little backoff) whenever its connection is lost. Half the
-// clients use the extended protocol, half the simple one.
-func (l *chaosLoad) loop(c *chaosClient, extended bool) {
+// (with a little backoff) whenever its connection is lost.
+func (l *chaosLoad) loop(c *chaosClient, mode pgx.QueryExecMode) {
 	var conn *pgx.Conn
 	defer func() {
 		if conn != nil {
@@ -195,7 +220,7 @@ func (l *chaosLoad) loop(c *chaosClient, extended bool) {
 	for !l.stopped.Load() && len(c.outcomes) < l.maxTxns {
 		if conn == nil {
 			var err error
-			if conn, err = l.connect(extended); err != nil {
+			if conn, err = l.connect(mode); err != nil {
 				l.record(txnError{client: c.id, phase: "connect", err: err})
 				time.Sleep(time.Duration(10+rand.IntN(40)) * time.Millisecond)
 				continue
@@ -214,71 +239,142 @@ func closeQuietly(conn *pgx.Conn) {
 	_ = conn.Close(ctx)
 }
 
+// attempt is one transaction of one client.
+type attempt struct {
+	l       *chaosLoad
+	conn    *pgx.Conn
+	c       *chaosClient
+	seq     int
+	tag     string
+	started time.Time // its first statement was sent
+	begun   time.Time // BEGIN was answered; zero if it never was
+}
+
 // txn runs one transaction and records its outcome; false means the
 // connection is unusable and the client must reconnect.
 func (l *chaosLoad) txn(conn *pgx.Conn, c *chaosClient) bool {
-	seq := len(c.outcomes)
+	a := &attempt{l: l, conn: conn, c: c, seq: len(c.outcomes), started: time.Now()}
+	a.tag = l.tag(c.id, a.seq)
 	c.outcomes = append(c.outcomes, failed)
-	tag := l.tag(c.id, seq)
 	l.txns.Add(1)
-	started := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), l.txnTimeout)
 	defer cancel()
-	var begun time.Time
-	fail := func(phase string, err error) bool {
-		l.record(txnError{client: c.id, phase: phase, begun: begun, started: started, err: err})
-		if conn.IsClosed() {
-			return false
-		}
-		if conn.PgConn().TxStatus() == 'I' {
-			return true
-		}
-		_, rerr := conn.Exec(ctx, "rollback")
-		return rerr == nil
+	if l.shape.alone > 0 && rand.IntN(l.shape.alone) == 0 {
+		return a.alone(ctx)
 	}
+	return a.block(ctx)
+}
+
+// block runs BEGIN; INSERT; SELECT it back; COMMIT.
+func (a *attempt) block(ctx context.Context) bool {
 	// The test cluster runs with synchronous_commit off for speed; a
 	// crash (pg_ctl stop -m immediate) would lose acknowledged commits.
-	if _, err := conn.Exec(ctx, "begin; set local synchronous_commit = on"); err != nil {
-		return fail("begin", err)
+	if _, err := a.conn.Exec(ctx, "begin; set local synchronous_commit = on"); err != nil {
+		return a.fail(ctx, "begin", err)
 	}
-	begun = time.Now()
-	ct, err := conn.Exec(ctx, fmt.Sprintf("insert into %s (client, seq, tag) values (%d, %d, '%s')", l.table, c.id, seq, tag))
+	a.begun = time.Now()
+	if err := a.insert(ctx); err != nil {
+		return a.fail(ctx, "insert", err)
+	}
+	if err := a.readBack(ctx); err != nil {
+		return a.fail(ctx, "select", err)
+	}
+	a.c.outcomes[a.seq] = inDoubt
+	ct, err := a.conn.Exec(ctx, "commit")
 	if err != nil {
-		return fail("insert", err)
-	}
-	if ct.String() != "INSERT 0 1" {
-		l.cross(c.id, seq, fmt.Sprintf("INSERT answered %q", ct.String()))
-	}
-	var got, echo string
-	err = conn.QueryRow(ctx, "select tag, $3::text from "+l.table+" where client = $1 and seq = $2",
-		c.id, seq, tag).Scan(&got, &echo)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		l.cross(c.id, seq, "its own INSERT is not visible inside its transaction")
-	case err != nil:
-		return fail("select", err)
-	default:
-		if problem := checkOwn(tag, got, echo); problem != "" {
-			l.cross(c.id, seq, problem)
-		}
-	}
-	c.outcomes[seq] = inDoubt
-	ct, err = conn.Exec(ctx, "commit")
-	if err != nil {
-		return fail("commit", err)
+		return a.fail(ctx, "commit", err)
 	}
 	if ct.String() != "COMMIT" {
-		c.outcomes[seq] = failed
-		l.cross(c.id, seq, fmt.Sprintf("COMMIT answered %q: the transaction had failed unseen", ct.String()))
+		a.c.outcomes[a.seq] = failed
+		a.cross(fmt.Sprintf("COMMIT answered %q: the transaction had failed unseen", ct.String()))
 		return true
 	}
-	c.outcomes[seq] = committed
-	l.commits.Add(1)
-	if since := l.since.Load(); since != 0 && started.UnixNano() > since {
-		l.firstOK.CompareAndSwap(0, time.Now().UnixNano())
+	a.committed()
+	return true
+}
+
+// alone runs the INSERT outside a transaction block: its own answer says
+// whether the row exists.
+func (a *attempt) alone(ctx context.Context) bool {
+	a.c.outcomes[a.seq] = inDoubt
+	if err := a.insert(ctx); err != nil {
+		return a.fail(ctx, "insert", err)
+	}
+	a.committed()
+	return true
+}
+
+// insert sends the attempt's INSERT: its values written into the text in
+// the simple protocol, as parameters in the extended one; now and then
+// padded past the read buffer (loadShape.large).
+func (a *attempt) insert(ctx context.Context) error {
+	l, id := a.l, a.c.id
+	size := 0
+	if l.shape.large > 0 && rand.IntN(l.shape.large) == 0 {
+		size = chaosLargeSizes[rand.IntN(len(chaosLargeSizes))]
+	}
+	var ct pgconn.CommandTag
+	var err error
+	if a.conn.Config().DefaultQueryExecMode == pgx.QueryExecModeSimpleProtocol {
+		sql := fmt.Sprintf("insert into %s (client, seq, tag) values (%d, %d, '%s')", l.table, id, a.seq, a.tag)
+		ct, err = a.conn.Exec(ctx, padded(sql, size))
+	} else {
+		sql := "insert into " + l.table + " (client, seq, tag) values ($1, $2, $3)"
+		ct, err = a.conn.Exec(ctx, padded(sql, size), id, a.seq, a.tag)
+	}
+	if err == nil && ct.String() != "INSERT 0 1" {
+		a.cross(fmt.Sprintf("INSERT answered %q", ct.String()))
+	}
+	return err
+}
+
+// readBack selects the attempt's row inside its transaction, with its tag
+// echoed as a parameter, and notes any result that is not its own.
+func (a *attempt) readBack(ctx context.Context) error {
+	var got, echo string
+	err := a.conn.QueryRow(ctx, "select tag, $3::text from "+a.l.table+" where client = $1 and seq = $2",
+		a.c.id, a.seq, a.tag).Scan(&got, &echo)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		a.cross("its own INSERT is not visible inside its transaction")
+	case err != nil:
+		return err
+	default:
+		if problem := checkOwn(a.tag, got, echo); problem != "" {
+			a.cross(problem)
+		}
+	}
+	return nil
+}
+
+// fail records err, which may decide an in-doubt outcome (afterError),
+// and reports whether the connection is still usable, rolling back a
+// transaction left open (an error of that ROLLBACK is recorded too).
+func (a *attempt) fail(ctx context.Context, phase string, err error) bool {
+	a.l.record(txnError{client: a.c.id, phase: phase, begun: a.begun, started: a.started, err: err})
+	a.c.outcomes[a.seq] = afterError(a.c.outcomes[a.seq], err)
+	if a.conn.IsClosed() {
+		return false
+	}
+	if a.conn.PgConn().TxStatus() == 'I' {
+		return true
+	}
+	if _, err := a.conn.Exec(ctx, "rollback"); err != nil {
+		a.l.record(txnError{client: a.c.id, phase: "rollback", begun: a.begun, started: a.started, err: err})
+		return false
 	}
 	return true
 }
+
+func (a *attempt) committed() {
+	a.c.outcomes[a.seq] = committed
+	a.l.commits.Add(1)
+	if since := a.l.since.Load(); since != 0 && a.started.UnixNano() > since {
+		a.l.firstOK.CompareAndSwap(0, time.Now().UnixNano())
+	}
+}
+
+func (a *attempt) cross(problem string) { a.l.cross(a.c.id, a.seq, problem) }
 
 func (l *chaosLoad) cross(id, seq int, problem string) {
 	l.mu.Lock()
