@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -247,6 +248,51 @@ func TestChaosDefectCheckCatchesAVanishedStatement(t *testing.T) {
 			t.Errorf("%s went unnoticed", name)
 		}
 	}
+}
+
+// Without statement tracking (max_prepared_statements = 0) another
+// client's DEALLOCATE ALL reaches a client's statements on the one shared
+// server, as every client's did before the fix: its next transaction gets
+// 26000, and the check sees it. With tracking, the same steps pass.
+func TestChaosStatementCheckCatchesADeallocateThatReachesAnotherClient(t *testing.T) {
+	admin := direct(t)
+	table := chaosTable(t, admin, "deallocated")
+	for _, tracking := range []int{200, 0} {
+		t.Run(fmt.Sprintf("max_prepared_statements=%d", tracking), func(t *testing.T) {
+			cfg := chaosConfig(1)
+			cfg.MaxPreparedStatements = tracking
+			s := valvetest.Start(t, cfg)
+			l := newChaosLoad(s.URL(cluster.User, cluster.Password, poolDB()), table, 10*time.Second)
+			c := l.register(0)
+			conn := l.mustConnect(t, pgx.QueryExecModeCacheStatement)
+			vandal := l.mustConnect(t, pgx.QueryExecModeSimpleProtocol)
+			l.txn(conn, c)
+			if err := extended(testContext(t), vandal, "DEALLOCATE ALL"); err != nil {
+				t.Fatal(err)
+			}
+			l.txn(conn, c)
+			bad := defectErrors(l.errors())
+			switch {
+			case tracking > 0 && (len(l.errors()) > 0 || !slices.Equal(c.outcomes, []outcome{committed, committed})):
+				t.Fatalf("with tracking on: outcomes %v, errors %v", c.outcomes, l.errors())
+			case tracking == 0 && len(bad) == 0:
+				t.Fatalf("a statement dropped by another client went unnoticed: %v", l.errors())
+			case tracking == 0:
+				t.Logf("detected as intended: %v", bad)
+			}
+		})
+	}
+}
+
+// mustConnect connects a client of l, closed when the test ends.
+func (l *chaosLoad) mustConnect(t *testing.T, mode pgx.QueryExecMode) *pgx.Conn {
+	t.Helper()
+	conn, err := l.connect(mode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeQuietly(conn) })
+	return conn
 }
 
 // With the statement tracker made to skip streamed messages again (the

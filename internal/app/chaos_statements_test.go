@@ -1,10 +1,12 @@
 package app_test
 
 // Chaos scenarios about statements: statements longer than pgvalve's read
-// buffer. It guards a defect that reached users (RELIABILITY.md, "Defects
-// this suite now guards").
+// buffer, and named prepared statements on servers that vandals keep
+// clearing. Each guards a defect that reached users (RELIABILITY.md,
+// "Defects this suite now guards").
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -127,4 +129,63 @@ func TestChaosStatementsLongerThanTheBufferMidLoad(t *testing.T) {
 			e.finish("")
 		})
 	}
+}
+
+// 7. Vandals on shared servers: 200 clients use named prepared statements
+// from pgx's statement cache on a small transaction pool, some INSERTs
+// alone (their Parse and their Execute then take a server each) and some
+// padded past the read buffer, while 12 vandals keep dropping every
+// prepared statement of whatever server they get, in each way of
+// statementDrops (DISCARD ALL and DEALLOCATE ALL with Parse, Bind and
+// Execute, DEALLOCATE ALL inside a DO block and as a simple query, ...).
+// A client's statements are its own: no client sees any error, 26000
+// least of all, the vandals included.
+func TestChaosVandalsDropPreparedStatementsOnSharedServers(t *testing.T) {
+	const vandals = 12
+	shape := loadShape{modes: []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement}, alone: 3, large: 10}
+	e := startChaos(t, "vandals", chaosConfig(pick(4, 8)), chaosOpts{txnTimeout: 20 * time.Second, shape: shape})
+	end := time.Now().Add(pick(3*time.Second, 20*time.Second))
+	done := make(chan map[string]int, vandals)
+	for k := range vandals {
+		c := e.load.register(100000 + k)
+		go func() { done <- e.load.vandal(c, end) }()
+	}
+	drops := map[string]int{}
+	for range vandals {
+		for name, n := range <-done {
+			drops[name] += n
+		}
+	}
+	e.progress("load after the vandals", pick[int64](200, 2000))
+	if errs := errorsBy(e.load.errors(), nil); len(errs) > 0 {
+		t.Errorf("clients saw errors while vandals dropped statements: %v", errs)
+	}
+	e.finish(fmt.Sprintf("drops=%v", drops))
+}
+
+// vandal drops every prepared statement of whatever server it gets, in
+// each way of statementDrops in turn, until end, and counts its drops.
+func (l *chaosLoad) vandal(c *chaosClient, end time.Time) map[string]int {
+	drops := map[string]int{}
+	conn, err := l.connect(pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		l.record(txnError{client: c.id, phase: "connect", err: err})
+		return drops
+	}
+	defer closeQuietly(conn)
+	for i := 0; time.Now().Before(end); i++ {
+		drop := statementDrops[i%len(statementDrops)]
+		ctx, cancel := context.WithTimeout(context.Background(), l.txnTimeout)
+		err := drop.run(ctx, conn)
+		cancel()
+		if err != nil {
+			l.record(txnError{client: c.id, phase: drop.name, err: err})
+			if conn.IsClosed() {
+				return drops
+			}
+			continue
+		}
+		drops[drop.name]++
+	}
+	return drops
 }
