@@ -109,6 +109,7 @@ type chaosReport struct {
 	rows       rowReport
 	clients    int
 	txns       int64
+	lone, long int64 // lone INSERTs, INSERTs padded past the read buffer
 	errs       map[string]int
 	firstQuery time.Duration // a new client's connect and first query after the scenario
 }
@@ -142,7 +143,7 @@ func (l *chaosLoad) verify(t *testing.T, s *valvetest.Server, admin *pgx.Conn) c
 		t.Errorf("a new client after the scenario: %v", err)
 	}
 	rep.firstQuery = time.Since(start)
-	rep.clients, rep.txns = l.n, l.txns.Load()
+	rep.clients, rep.txns, rep.lone, rep.long = l.n, l.txns.Load(), l.lone.Load(), l.long.Load()
 	rep.errs = errorsBy(l.errors(), nil)
 	reportSome(t, "an error only a pgvalve defect causes", defectErrors(l.errors()))
 	for _, e := range l.errors() {
@@ -191,8 +192,8 @@ func logReport(t *testing.T, rep chaosReport, extra string) {
 		codes = append(codes, fmt.Sprintf("%s=%d", code, n))
 	}
 	sort.Strings(codes)
-	t.Logf("CHAOS %s: clients=%d txns=%d committed=%d failed=%d in-doubt=%d (%d of them in the table) rows=%d errors{%s} new-client=%s %s",
-		t.Name(), rep.clients, rep.txns, rep.rows.committed, rep.rows.failed, rep.rows.inDoubt, rep.rows.inDoubtPresent,
+	t.Logf("CHAOS %s: clients=%d txns=%d (lone %d, long %d) committed=%d failed=%d in-doubt=%d (%d of them in the table) rows=%d errors{%s} new-client=%s %s",
+		t.Name(), rep.clients, rep.txns, rep.lone, rep.long, rep.rows.committed, rep.rows.failed, rep.rows.inDoubt, rep.rows.inDoubtPresent,
 		rep.rows.rows, strings.Join(codes, " "), rep.firstQuery.Round(time.Millisecond), extra)
 }
 

@@ -108,6 +108,8 @@ type chaosLoad struct {
 	wg      sync.WaitGroup
 	txns    atomic.Int64
 	commits atomic.Int64
+	// lone and long count lone INSERTs and INSERTs padded past the buffer.
+	lone, long atomic.Int64
 	// since and firstOK measure recovery: the first commit that started
 	// after since (unix nanoseconds; 0 = not yet).
 	since, firstOK atomic.Int64
@@ -260,6 +262,7 @@ func (l *chaosLoad) txn(conn *pgx.Conn, c *chaosClient) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), l.txnTimeout)
 	defer cancel()
 	if l.shape.alone > 0 && rand.IntN(l.shape.alone) == 0 {
+		l.lone.Add(1)
 		return a.alone(ctx)
 	}
 	return a.block(ctx)
@@ -312,6 +315,7 @@ func (a *attempt) insert(ctx context.Context) error {
 	size := 0
 	if l.shape.large > 0 && rand.IntN(l.shape.large) == 0 {
 		size = chaosLargeSizes[rand.IntN(len(chaosLargeSizes))]
+		l.long.Add(1)
 	}
 	var ct pgconn.CommandTag
 	var err error
