@@ -224,7 +224,7 @@ func TestChaosServerBackendsTerminatedMidLoad(t *testing.T) {
 		{"long statements, unnamed", loadShape{modes: []pgx.QueryExecMode{pgx.QueryExecModeExec}, alone: 4, large: 8}, ""},
 		{"named statements", loadShape{modes: []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement}, alone: 4},
 			"a server lost while pgvalve prepares a client's statement leaves the client unanswered"},
-		{"long simple queries", loadShape{modes: []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol}, large: 1},
+		{"long simple queries", loadShape{modes: []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol}, large: 2},
 			"after a loss inside a transaction, a long query's tail goes to the next server as messages"},
 	} {
 		t.Run(s.name, func(t *testing.T) {
