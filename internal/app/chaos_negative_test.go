@@ -4,15 +4,20 @@ package app_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/goleak"
 
 	"github.com/pgvalve/pgvalve/internal/session"
@@ -99,11 +104,13 @@ func TestChaosLeakCheckCatchesALeakedGoroutine(t *testing.T) {
 	}
 }
 
-// smallLoad runs a few clients against s until they committed n times.
-func smallLoad(t *testing.T, s *valvetest.Server, table string, clients int, n int64) *chaosLoad {
+// smallLoad runs a few clients (shape.clients) against s until they
+// committed n times.
+func smallLoad(t *testing.T, s *valvetest.Server, table string, shape loadShape, n int64) *chaosLoad {
 	t.Helper()
 	l := newChaosLoad(s.URL(cluster.User, cluster.Password, poolDB()), table, 10*time.Second)
-	l.start(clients)
+	l.shape = shape
+	l.start(shape.clients)
 	t.Cleanup(l.stop)
 	if !l.waitCommits(n, 30*time.Second) {
 		l.stop()
@@ -130,7 +137,7 @@ func TestChaosRowCheckCatchesAStatementReplayedByTheNetwork(t *testing.T) {
 	s := valvetest.Start(t, cfg)
 	// Client 0 speaks the simple protocol: its INSERT is one message.
 	relay.DuplicateNext([]byte("insert into " + table + " (client, seq, tag) values (0, 3,"))
-	l := smallLoad(t, s, table, 2, 20)
+	l := smallLoad(t, s, table, loadShape{clients: 2}, 20)
 	if relay.Duplicated() != 1 {
 		t.Fatalf("the relay duplicated %d statements", relay.Duplicated())
 	}
@@ -153,7 +160,7 @@ func TestChaosIdleCheckCatchesALeaseNotReleased(t *testing.T) {
 	var skipped atomic.Int32
 	knobs := &session.Knobs{SkipRelease: func() bool { return skipped.CompareAndSwap(0, 1) }}
 	s := valvetest.StartWithKnobs(t, chaosConfig(4), knobs)
-	smallLoad(t, s, table, 4, 20)
+	smallLoad(t, s, table, loadShape{clients: 4}, 20)
 	if skipped.Load() != 1 {
 		t.Fatal("the knob never fired")
 	}
@@ -180,10 +187,131 @@ func TestChaosOthersNoticeCheckCatchesAPanicInTheWrongSession(t *testing.T) {
 		}
 	}}
 	s := valvetest.StartWithKnobs(t, chaosConfig(2), knobs)
-	l := smallLoad(t, s, table, 4, 20)
+	l := smallLoad(t, s, table, loadShape{clients: 4}, 20)
 	if errs := errorsBy(l.errors(), func(x txnError) bool { return x.client < chaosClients }); len(errs) == 0 {
 		t.Fatal("a bystander's panic went unnoticed")
 	} else {
 		t.Logf("detected as intended: %v", errs)
 	}
+}
+
+// An error whose row exists is a failure, unless the error says the
+// statement may have run (or no answer came at all): the 08006 of the
+// long-query defect ("server answer does not match the messages sent")
+// did not say so, and its row existed.
+func TestChaosInDoubtCheckCatchesAnErrorWhoseRowExists(t *testing.T) {
+	l := newChaosLoad("", "t", time.Second)
+	for _, tc := range []struct {
+		name string
+		err  error
+		want outcome
+	}{
+		{"a server lost under the statement, said so", lostUnder, inDoubt},
+		{"no answer before the client's own deadline", fmt.Errorf("timeout: %w", context.DeadlineExceeded), inDoubt},
+		{"the long-query defect's 08006", &pgconn.PgError{Code: "08006",
+			Message: "server connection lost: server answer does not match the messages sent: 'C' with nothing pending"}, failed},
+		{"a refusal", &pgconn.PgError{Code: "23505", Message: "duplicate key value violates unique constraint"}, failed},
+	} {
+		got := afterError(inDoubt, tc.err)
+		if got != tc.want {
+			t.Errorf("%s: outcome %d, want %d", tc.name, got, tc.want)
+		}
+		clients := []*chaosClient{{id: 1, outcomes: []outcome{got}}}
+		r := checkRows(clients, []chaosRow{{1, 0, l.tag(1, 0), 1}}, l.tag)
+		if flagged := len(r.violations) > 0; flagged != (tc.want == failed) {
+			t.Errorf("%s, and its row exists: violations %q", tc.name, r.violations)
+		}
+	}
+}
+
+// lostUnder is what pgvalve answers for a request whose server it lost.
+var lostUnder = &pgconn.PgError{Code: "08006",
+	Message: "server connection lost: EOF; the statement may have run; it was not sent again"}
+
+func TestChaosDefectCheckCatchesAVanishedStatement(t *testing.T) {
+	recorded := func(err error) txnError { return txnError{client: 3, phase: "select", code: errorCode(err), err: err} }
+	clean := []txnError{
+		recorded(lostUnder),
+		recorded(&pgconn.PgError{Code: "25P02", Message: "current transaction is aborted, commands ignored until end of transaction block"}),
+		recorded(fmt.Errorf("timeout: %w", context.DeadlineExceeded)),
+	}
+	if bad := defectErrors(clean); len(bad) != 0 {
+		t.Fatalf("errors a fault explains flagged: %v", bad)
+	}
+	for name, err := range map[string]*pgconn.PgError{
+		"a statement gone (26000)":     {Code: "26000", Message: `prepared statement "stmtcache_1f2e" does not exist`},
+		"pgvalve's own name":           {Code: "42P05", Message: `prepared statement "pgv_17" already exists`},
+		"pgvalve lost track":           {Code: "08006", Message: "server connection lost: server answer does not match the messages sent: 'C' with nothing pending; the statement may have run; it was not sent again"},
+		"bytes that were not messages": {Code: "08006", Message: "server connection lost: FATAL: invalid frontend message type 120 (SQLSTATE 08P01); the statement may have run; it was not sent again"},
+	} {
+		if bad := defectErrors([]txnError{recorded(err)}); len(bad) != 1 {
+			t.Errorf("%s went unnoticed", name)
+		}
+	}
+}
+
+// Without statement tracking (max_prepared_statements = 0) another
+// client's DEALLOCATE ALL reaches a client's statements on the one shared
+// server, as every client's did before the fix: its next transaction gets
+// 26000, and the check sees it. With tracking, the same steps pass.
+func TestChaosStatementCheckCatchesADeallocateThatReachesAnotherClient(t *testing.T) {
+	admin := direct(t)
+	table := chaosTable(t, admin, "deallocated")
+	for _, tracking := range []int{200, 0} {
+		t.Run(fmt.Sprintf("max_prepared_statements=%d", tracking), func(t *testing.T) {
+			cfg := chaosConfig(1)
+			cfg.MaxPreparedStatements = tracking
+			s := valvetest.Start(t, cfg)
+			l := newChaosLoad(s.URL(cluster.User, cluster.Password, poolDB()), table, 10*time.Second)
+			c := l.register(0)
+			conn := l.mustConnect(t, pgx.QueryExecModeCacheStatement)
+			vandal := l.mustConnect(t, pgx.QueryExecModeSimpleProtocol)
+			l.txn(conn, c)
+			if err := extended(testContext(t), vandal, "DEALLOCATE ALL"); err != nil {
+				t.Fatal(err)
+			}
+			l.txn(conn, c)
+			bad := defectErrors(l.errors())
+			switch {
+			case tracking > 0 && (len(l.errors()) > 0 || !slices.Equal(c.outcomes, []outcome{committed, committed})):
+				t.Fatalf("with tracking on: outcomes %v, errors %v", c.outcomes, l.errors())
+			case tracking == 0 && len(bad) == 0:
+				t.Fatalf("a statement dropped by another client went unnoticed: %v", l.errors())
+			case tracking == 0:
+				t.Logf("detected as intended: %v", bad)
+			}
+		})
+	}
+}
+
+// mustConnect connects a client of l, closed when the test ends.
+func (l *chaosLoad) mustConnect(t *testing.T, mode pgx.QueryExecMode) *pgx.Conn {
+	t.Helper()
+	conn, err := l.connect(mode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeQuietly(conn) })
+	return conn
+}
+
+// With the statement tracker made to skip streamed messages again (the
+// defect behind the long-query report), lone INSERTs longer than the read
+// buffer run and answer 08006: the checks see errors where nothing broke,
+// and pgvalve losing track of the protocol. (The row check alone would
+// not: pgvalve's 08006 now says the statement may have run.)
+func TestChaosLongStatementChecksCatchTheTrackerSkippingStreamedMessages(t *testing.T) {
+	admin := direct(t)
+	table := chaosTable(t, admin, "streamed")
+	s := valvetest.StartWithKnobs(t, chaosConfig(2), &session.Knobs{SkipStreamedBookkeeping: true})
+	simple := []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol}
+	l := smallLoad(t, s, table, loadShape{clients: 2, modes: simple, alone: 1, large: 1}, 5)
+	if len(l.errors()) == 0 {
+		t.Fatal("no client saw an error")
+	}
+	bad := defectErrors(l.errors())
+	if !strings.Contains(strings.Join(bad, "\n"), "lost track of the protocol") {
+		t.Fatalf("the streamed INSERTs' 08006 went unnoticed: %v", errorsBy(l.errors(), nil))
+	}
+	t.Logf("detected as intended: %s", bad[0])
 }

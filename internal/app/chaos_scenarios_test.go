@@ -2,12 +2,14 @@ package app_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,19 +38,30 @@ type chaosEnv struct {
 	relay  *faultnet.Relay
 }
 
-// startChaos starts pgvalve with cfg and knobs and 200 looping clients on
-// a fresh table, and returns once every client could have committed once.
-func startChaos(t *testing.T, name string, cfg config.Config, knobs *session.Knobs, relay *faultnet.Relay, txnTimeout time.Duration) *chaosEnv {
+// chaosOpts is what a scenario sets besides pgvalve's config.
+type chaosOpts struct {
+	knobs      *session.Knobs
+	relay      *faultnet.Relay // between pgvalve and PostgreSQL, if any
+	txnTimeout time.Duration   // each client transaction's deadline
+	shape      loadShape
+}
+
+// startChaos starts pgvalve with cfg and o.knobs and 200 looping clients
+// (o.shape) on a fresh table, and returns once every client could have
+// committed once.
+func startChaos(t *testing.T, name string, cfg config.Config, o chaosOpts) *chaosEnv {
 	t.Helper()
 	admin := direct(t)
 	waitNoBackends(t, admin)
 	table := chaosTable(t, admin, name)
-	e := &chaosEnv{t: t, admin: admin, relay: relay, before: goleak.IgnoreCurrent()}
-	e.s = valvetest.StartWithKnobs(t, cfg, knobs)
-	e.load = newChaosLoad(e.s.URL(cluster.User, cluster.Password, poolDB()), table, txnTimeout)
-	e.load.start(chaosClients)
+	e := &chaosEnv{t: t, admin: admin, relay: o.relay, before: goleak.IgnoreCurrent()}
+	e.s = valvetest.StartWithKnobs(t, cfg, o.knobs)
+	e.load = newChaosLoad(e.s.URL(cluster.User, cluster.Password, poolDB()), table, o.txnTimeout)
+	e.load.shape = o.shape
+	n := cmp.Or(o.shape.clients, chaosClients)
+	e.load.start(n)
 	t.Cleanup(e.load.stop) // a failed test still ends its clients
-	e.progress("the load to get going", chaosClients)
+	e.progress("the load to get going", int64(n))
 	return e
 }
 
@@ -115,7 +128,7 @@ func outageErrors(errs []txnError, stopped, restarted time.Time, inFlight int) [
 			bad = append(bad, fmt.Sprintf("client %d: %s error before PostgreSQL stopped: %v", e.client, e.phase, e.err))
 		case !e.started.Before(restarted):
 			bad = append(bad, fmt.Sprintf("client %d: %s error in a transaction begun after PostgreSQL was started again: %v", e.client, e.phase, e.err))
-		default:
+		case e.phase != "rollback": // its transaction has failed already
 			during++
 		}
 	}
@@ -139,7 +152,7 @@ func chaosOutage(t *testing.T, mode string) {
 	poolSize := pick(10, 20)
 	cfg := chaosConfig(poolSize)
 	cfg.QueryWaitTimeout = outage + 4*time.Second
-	e := startChaos(t, "stop_"+mode, cfg, nil, nil, outage+5*time.Second)
+	e := startChaos(t, "stop_"+mode, cfg, chaosOpts{txnTimeout: outage + 5*time.Second})
 	e.progress("load before the stop", pick[int64](200, 2000))
 
 	stopping := time.Now()
@@ -194,11 +207,37 @@ func pollPostgres(t *testing.T) <-chan time.Time {
 	return up
 }
 
-// 2. Random server backends terminated with pg_terminate_backend.
-func TestChaosServerBackendsTerminatedMidLoad(t *testing.T) { chaosTerminate(t) }
+// 2. Random server backends terminated with pg_terminate_backend. Besides
+// the transactions, one in four is a lone INSERT: one whose server was
+// killed under it either succeeded, or says it may have run, or did not
+// happen. Then the same with statements longer than the read buffer in
+// the extended protocol. With pgx's statement cache, or with long simple
+// queries, it finds defects not fixed yet (RELIABILITY.md), so those parts
+// run only with PGVALVE_CHAOS_KNOWN=1.
+func TestChaosServerBackendsTerminatedMidLoad(t *testing.T) {
+	for _, s := range []struct {
+		name  string
+		shape loadShape
+		known string // the defect it finds, not fixed yet
+	}{
+		{"short statements", loadShape{alone: 4}, ""},
+		{"long statements, unnamed", loadShape{modes: []pgx.QueryExecMode{pgx.QueryExecModeExec}, alone: 4, large: 8}, ""},
+		{"named statements", loadShape{modes: []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement}, alone: 4},
+			"a server lost while pgvalve prepares a client's statement leaves the client unanswered"},
+		{"long simple queries", loadShape{modes: []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol}, large: 2},
+			"after a loss inside a transaction, a long query's tail goes to the next server as messages"},
+	} {
+		t.Run(s.name, func(t *testing.T) {
+			if s.known != "" && os.Getenv("PGVALVE_CHAOS_KNOWN") == "" {
+				t.Skipf("known defect, not fixed yet (RELIABILITY.md): %s; PGVALVE_CHAOS_KNOWN=1 runs it", s.known)
+			}
+			chaosTerminate(t, s.shape)
+		})
+	}
+}
 
-func chaosTerminate(t *testing.T) {
-	e := startChaos(t, "terminate", chaosConfig(pick(10, 20)), nil, nil, 5*time.Second)
+func chaosTerminate(t *testing.T, shape loadShape) {
+	e := startChaos(t, "terminate", chaosConfig(pick(10, 20)), chaosOpts{txnTimeout: 5 * time.Second, shape: shape})
 	ctx := testContext(t)
 	kills := 0
 	for end := time.Now().Add(pick(3*time.Second, 20*time.Second)); time.Now().Before(end); {
@@ -230,9 +269,10 @@ func chaosTerminate(t *testing.T) {
 }
 
 // 3. Clients killed mid-transaction, mid-statement and mid-COPY, beside
-// COPYs that complete: the 200 other clients see no error at all.
+// COPYs that complete: the 200 other clients, sending statements longer
+// than the read buffer now and then (largeMix), see no error at all.
 func TestChaosClientsKilledMidTransactionAndMidCopy(t *testing.T) {
-	e := startChaos(t, "killed", chaosConfig(pick(10, 20)), nil, nil, 20*time.Second)
+	e := startChaos(t, "killed", chaosConfig(pick(10, 20)), chaosOpts{txnTimeout: 20 * time.Second, shape: largeMix})
 	end := time.Now().Add(pick(3*time.Second, 20*time.Second))
 	killers := make(chan map[string]int, 8)
 	for k := range 8 {
@@ -381,7 +421,7 @@ func chaosNetwork(t *testing.T) {
 	cfg.QueryWaitTimeout = 30 * time.Second
 	cfg.ServerConnectTimeout = 2 * time.Second
 	txnTimeout := 4 * time.Second
-	e := startChaos(t, "network", cfg, nil, relay, txnTimeout)
+	e := startChaos(t, "network", cfg, chaosOpts{relay: relay, txnTimeout: txnTimeout})
 	steps := []struct {
 		name string
 		do   func()
@@ -429,7 +469,7 @@ func TestChaosPanicInOneSessionMidLoad(t *testing.T) {
 			panic("injected chaos panic")
 		}
 	}}
-	e := startChaos(t, "panic", chaosConfig(pick(10, 20)), knobs, nil, 20*time.Second)
+	e := startChaos(t, "panic", chaosConfig(pick(10, 20)), chaosOpts{knobs: knobs, txnTimeout: 20 * time.Second})
 	victim := e.load.register(100000)
 	panics := pick(3, 20)
 	for i := range panics {
@@ -447,7 +487,7 @@ func TestChaosPanicInOneSessionMidLoad(t *testing.T) {
 // victim opens a transaction, inserts, and sends a statement that makes
 // its session panic; it must get an error.
 func (l *chaosLoad) victim(c *chaosClient, marker string) error {
-	conn, err := l.connect(false)
+	conn, err := l.connect(pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
 		return err
 	}

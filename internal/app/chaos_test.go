@@ -1,7 +1,8 @@
 package app_test
 
-// The chaos suite's load driver and checkers. Each scenario (chaos_*_test.go)
-// runs at least 200 real client connections through pgvalve, each looping
+// The chaos suite's load driver (its checkers are in chaos_check_test.go). Each
+// scenario (chaos_*_test.go) runs at least 200 real client connections
+// through pgvalve, each looping
 //
 //	BEGIN; INSERT (client, seq, tag); SELECT its tag back; COMMIT
 //
@@ -24,7 +25,6 @@ import (
 	"net"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,9 +33,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"go.uber.org/goleak"
-
-	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
 
 var chaosLongFlag = flag.Bool("chaos.long", false, "run the long version of the chaos suite (or PGVALVE_CHAOS=long)")
@@ -80,6 +77,23 @@ type txnError struct {
 	err     error
 }
 
+// loadShape is what a scenario's clients send. The zero value is the
+// first load: 200 clients, half in the simple protocol and half in the
+// extended one with unnamed statements, every INSERT short and inside
+// BEGIN ... COMMIT.
+type loadShape struct {
+	clients int                 // 0: chaosClients
+	modes   []pgx.QueryExecMode // client id speaks modes[id%len(modes)]; nil: simple, exec
+	// alone: about one transaction in alone is a single INSERT outside a
+	// transaction block, whose own answer says whether its row exists (0:
+	// none). Not for scenarios that crash PostgreSQL: the test cluster
+	// runs with synchronous_commit off.
+	alone int
+	// large: about one INSERT in large is padded past the read buffer
+	// (0: none); see chaosLargeSizes.
+	large int
+}
+
 // chaosLoad drives the clients of one scenario.
 type chaosLoad struct {
 	url        string
@@ -87,11 +101,15 @@ type chaosLoad struct {
 	runID      string
 	txnTimeout time.Duration
 	maxTxns    int // per client: the load is bounded in count as well as time
+	shape      loadShape
+	n          int // looping clients started
 
 	stopped atomic.Bool
 	wg      sync.WaitGroup
 	txns    atomic.Int64
 	commits atomic.Int64
+	// lone and long count lone INSERTs and INSERTs padded past the buffer.
+	lone, long atomic.Int64
 	// since and firstOK measure recovery: the first commit that started
 	// after since (unix nanoseconds; 0 = not yet).
 	since, firstOK atomic.Int64
@@ -142,14 +160,24 @@ func (l *chaosLoad) register(id int) *chaosClient {
 
 // start runs n looping clients with ids from 0.
 func (l *chaosLoad) start(n int) {
+	l.n = n
 	for id := range n {
 		c := l.register(id)
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			l.loop(c, id%2 == 1)
+			l.loop(c, l.mode(id))
 		}()
 	}
+}
+
+// mode is how client id talks to pgvalve.
+func (l *chaosLoad) mode(id int) pgx.QueryExecMode {
+	modes := l.shape.modes
+	if len(modes) == 0 {
+		modes = []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec}
+	}
+	return modes[id%len(modes)]
 }
 
 // stop ends the load and waits for every client to finish its transaction.
@@ -171,24 +199,20 @@ func (l *chaosLoad) waitCommits(n int64, timeout time.Duration) bool {
 	return true
 }
 
-func (l *chaosLoad) connect(extended bool) (*pgx.Conn, error) {
+func (l *chaosLoad) connect(mode pgx.QueryExecMode) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(l.url)
 	if err != nil {
 		return nil, err
 	}
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	if extended {
-		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
-	}
+	cfg.DefaultQueryExecMode = mode
 	ctx, cancel := context.WithTimeout(context.Background(), l.txnTimeout)
 	defer cancel()
 	return pgx.ConnectConfig(ctx, cfg)
 }
 
 // loop is one client: transactions until the load stops, reconnecting
-// (with a little backoff) whenever its connection is lost. Half the
-// clients use the extended protocol, half the simple one.
-func (l *chaosLoad) loop(c *chaosClient, extended bool) {
+// (with a little backoff) whenever its connection is lost.
+func (l *chaosLoad) loop(c *chaosClient, mode pgx.QueryExecMode) {
 	var conn *pgx.Conn
 	defer func() {
 		if conn != nil {
@@ -198,7 +222,7 @@ func (l *chaosLoad) loop(c *chaosClient, extended bool) {
 	for !l.stopped.Load() && len(c.outcomes) < l.maxTxns {
 		if conn == nil {
 			var err error
-			if conn, err = l.connect(extended); err != nil {
+			if conn, err = l.connect(mode); err != nil {
 				l.record(txnError{client: c.id, phase: "connect", err: err})
 				time.Sleep(time.Duration(10+rand.IntN(40)) * time.Millisecond)
 				continue
@@ -217,82 +241,144 @@ func closeQuietly(conn *pgx.Conn) {
 	_ = conn.Close(ctx)
 }
 
+// attempt is one transaction of one client.
+type attempt struct {
+	l       *chaosLoad
+	conn    *pgx.Conn
+	c       *chaosClient
+	seq     int
+	tag     string
+	started time.Time // its first statement was sent
+	begun   time.Time // BEGIN was answered; zero if it never was
+}
+
 // txn runs one transaction and records its outcome; false means the
 // connection is unusable and the client must reconnect.
 func (l *chaosLoad) txn(conn *pgx.Conn, c *chaosClient) bool {
-	seq := len(c.outcomes)
+	a := &attempt{l: l, conn: conn, c: c, seq: len(c.outcomes), started: time.Now()}
+	a.tag = l.tag(c.id, a.seq)
 	c.outcomes = append(c.outcomes, failed)
-	tag := l.tag(c.id, seq)
 	l.txns.Add(1)
-	started := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), l.txnTimeout)
 	defer cancel()
-	var begun time.Time
-	fail := func(phase string, err error) bool {
-		l.record(txnError{client: c.id, phase: phase, begun: begun, started: started, err: err})
-		if conn.IsClosed() {
-			return false
-		}
-		if conn.PgConn().TxStatus() == 'I' {
-			return true
-		}
-		_, rerr := conn.Exec(ctx, "rollback")
-		return rerr == nil
+	if l.shape.alone > 0 && rand.IntN(l.shape.alone) == 0 {
+		l.lone.Add(1)
+		return a.alone(ctx)
 	}
+	return a.block(ctx)
+}
+
+// block runs BEGIN; INSERT; SELECT it back; COMMIT.
+func (a *attempt) block(ctx context.Context) bool {
 	// The test cluster runs with synchronous_commit off for speed; a
 	// crash (pg_ctl stop -m immediate) would lose acknowledged commits.
-	if _, err := conn.Exec(ctx, "begin; set local synchronous_commit = on"); err != nil {
-		return fail("begin", err)
+	if _, err := a.conn.Exec(ctx, "begin; set local synchronous_commit = on"); err != nil {
+		return a.fail(ctx, "begin", err)
 	}
-	begun = time.Now()
-	ct, err := conn.Exec(ctx, fmt.Sprintf("insert into %s (client, seq, tag) values (%d, %d, '%s')", l.table, c.id, seq, tag))
+	a.begun = time.Now()
+	if err := a.insert(ctx); err != nil {
+		return a.fail(ctx, "insert", err)
+	}
+	if err := a.readBack(ctx); err != nil {
+		return a.fail(ctx, "select", err)
+	}
+	a.c.outcomes[a.seq] = inDoubt
+	ct, err := a.conn.Exec(ctx, "commit")
 	if err != nil {
-		return fail("insert", err)
-	}
-	if ct.String() != "INSERT 0 1" {
-		l.cross(c.id, seq, fmt.Sprintf("INSERT answered %q", ct.String()))
-	}
-	var got, echo string
-	err = conn.QueryRow(ctx, "select tag, $3::text from "+l.table+" where client = $1 and seq = $2",
-		c.id, seq, tag).Scan(&got, &echo)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		l.cross(c.id, seq, "its own INSERT is not visible inside its transaction")
-	case err != nil:
-		return fail("select", err)
-	default:
-		if problem := checkOwn(tag, got, echo); problem != "" {
-			l.cross(c.id, seq, problem)
-		}
-	}
-	c.outcomes[seq] = inDoubt
-	ct, err = conn.Exec(ctx, "commit")
-	if err != nil {
-		return fail("commit", err)
+		return a.fail(ctx, "commit", err)
 	}
 	if ct.String() != "COMMIT" {
-		c.outcomes[seq] = failed
-		l.cross(c.id, seq, fmt.Sprintf("COMMIT answered %q: the transaction had failed unseen", ct.String()))
+		a.c.outcomes[a.seq] = failed
+		a.cross(fmt.Sprintf("COMMIT answered %q: the transaction had failed unseen", ct.String()))
 		return true
 	}
-	c.outcomes[seq] = committed
-	l.commits.Add(1)
-	if since := l.since.Load(); since != 0 && started.UnixNano() > since {
-		l.firstOK.CompareAndSwap(0, time.Now().UnixNano())
+	a.committed()
+	return true
+}
+
+// alone runs the INSERT outside a transaction block: its own answer says
+// whether the row exists.
+func (a *attempt) alone(ctx context.Context) bool {
+	a.c.outcomes[a.seq] = inDoubt
+	if err := a.insert(ctx); err != nil {
+		return a.fail(ctx, "insert", err)
+	}
+	a.committed()
+	return true
+}
+
+// insert sends the attempt's INSERT: its values written into the text in
+// the simple protocol, as parameters in the extended one; now and then
+// padded past the read buffer (loadShape.large).
+func (a *attempt) insert(ctx context.Context) error {
+	l, id := a.l, a.c.id
+	size := 0
+	if l.shape.large > 0 && rand.IntN(l.shape.large) == 0 {
+		size = chaosLargeSizes[rand.IntN(len(chaosLargeSizes))]
+		l.long.Add(1)
+	}
+	var ct pgconn.CommandTag
+	var err error
+	if a.conn.Config().DefaultQueryExecMode == pgx.QueryExecModeSimpleProtocol {
+		sql := fmt.Sprintf("insert into %s (client, seq, tag) values (%d, %d, '%s')", l.table, id, a.seq, a.tag)
+		ct, err = a.conn.Exec(ctx, padded(sql, size))
+	} else {
+		sql := "insert into " + l.table + " (client, seq, tag) values ($1, $2, $3)"
+		ct, err = a.conn.Exec(ctx, padded(sql, size), id, a.seq, a.tag)
+	}
+	if err == nil && ct.String() != "INSERT 0 1" {
+		a.cross(fmt.Sprintf("INSERT answered %q", ct.String()))
+	}
+	return err
+}
+
+// readBack selects the attempt's row inside its transaction, with its tag
+// echoed as a parameter, and notes any result that is not its own.
+func (a *attempt) readBack(ctx context.Context) error {
+	var got, echo string
+	err := a.conn.QueryRow(ctx, "select tag, $3::text from "+a.l.table+" where client = $1 and seq = $2",
+		a.c.id, a.seq, a.tag).Scan(&got, &echo)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		a.cross("its own INSERT is not visible inside its transaction")
+	case err != nil:
+		return err
+	default:
+		if problem := checkOwn(a.tag, got, echo); problem != "" {
+			a.cross(problem)
+		}
+	}
+	return nil
+}
+
+// fail records err, which may decide an in-doubt outcome (afterError),
+// and reports whether the connection is still usable, rolling back a
+// transaction left open (an error of that ROLLBACK is recorded too).
+func (a *attempt) fail(ctx context.Context, phase string, err error) bool {
+	a.l.record(txnError{client: a.c.id, phase: phase, begun: a.begun, started: a.started, err: err})
+	a.c.outcomes[a.seq] = afterError(a.c.outcomes[a.seq], err)
+	if a.conn.IsClosed() {
+		return false
+	}
+	if a.conn.PgConn().TxStatus() == 'I' {
+		return true
+	}
+	if _, err := a.conn.Exec(ctx, "rollback"); err != nil {
+		a.l.record(txnError{client: a.c.id, phase: "rollback", begun: a.begun, started: a.started, err: err})
+		return false
 	}
 	return true
 }
 
-// checkOwn reports how a result is not the one its client asked for.
-func checkOwn(tag, got, echo string) string {
-	switch {
-	case got != tag:
-		return fmt.Sprintf("read back tag %q, wrote %q", got, tag)
-	case echo != tag:
-		return fmt.Sprintf("echo %q, sent %q", echo, tag)
+func (a *attempt) committed() {
+	a.c.outcomes[a.seq] = committed
+	a.l.commits.Add(1)
+	if since := a.l.since.Load(); since != 0 && a.started.UnixNano() > since {
+		a.l.firstOK.CompareAndSwap(0, time.Now().UnixNano())
 	}
-	return ""
 }
+
+func (a *attempt) cross(problem string) { a.l.cross(a.c.id, a.seq, problem) }
 
 func (l *chaosLoad) cross(id, seq int, problem string) {
 	l.mu.Lock()
@@ -343,178 +429,4 @@ func errorsBy(errs []txnError, keep func(txnError) bool) map[string]int {
 		}
 	}
 	return m
-}
-
-// chaosRow is one (client, seq, tag) group of the table and its count.
-type chaosRow struct {
-	client, seq int
-	tag         string
-	n           int
-}
-
-// rowReport is what checkRows found.
-type rowReport struct {
-	committed, failed, inDoubt, inDoubtPresent, rows int
-	violations                                       []string
-}
-
-// checkRows compares the table with what the clients saw: every committed
-// transaction's row exists once, no failed one's does, an in-doubt one's
-// exists at most once, and no row exists that no client wrote.
-func checkRows(clients []*chaosClient, rows []chaosRow, tag func(id, seq int) string) rowReport {
-	var r rowReport
-	byID := map[int]*chaosClient{}
-	for _, c := range clients {
-		byID[c.id] = c
-		for _, o := range c.outcomes {
-			switch o {
-			case committed:
-				r.committed++
-			case failed:
-				r.failed++
-			case inDoubt:
-				r.inDoubt++
-			}
-		}
-	}
-	found := map[[2]int]bool{}
-	for _, row := range rows {
-		r.rows += row.n
-		key := [2]int{row.client, row.seq}
-		c := byID[row.client]
-		switch {
-		case c == nil || row.seq < 0 || row.seq >= len(c.outcomes) || row.tag != tag(row.client, row.seq):
-			r.violations = append(r.violations, fmt.Sprintf("a row no client wrote: client %d seq %d tag %q", row.client, row.seq, row.tag))
-			continue
-		case found[key] || row.n > 1:
-			r.violations = append(r.violations, fmt.Sprintf("client %d seq %d: %d rows, a statement was replayed", row.client, row.seq, row.n))
-		}
-		found[key] = true
-		switch c.outcomes[row.seq] {
-		case failed:
-			r.violations = append(r.violations, fmt.Sprintf("client %d seq %d: the row of a failed transaction exists", row.client, row.seq))
-		case inDoubt:
-			r.inDoubtPresent++
-		}
-	}
-	for _, c := range clients {
-		for seq, o := range c.outcomes {
-			if o == committed && !found[[2]int{c.id, seq}] {
-				r.violations = append(r.violations, fmt.Sprintf("client %d seq %d: committed, but its row is missing", c.id, seq))
-			}
-		}
-	}
-	return r
-}
-
-// readRows reads the scenario's table straight from PostgreSQL.
-func readRows(ctx context.Context, admin *pgx.Conn, table string) ([]chaosRow, error) {
-	rows, err := admin.Query(ctx, "select client, seq, tag, count(*)::int from "+table+" group by 1, 2, 3")
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (chaosRow, error) {
-		var row chaosRow
-		err := r.Scan(&row.client, &row.seq, &row.tag, &row.n)
-		return row, err
-	})
-}
-
-// chaosReport is one scenario's numbers, logged for RELIABILITY.md.
-type chaosReport struct {
-	rows       rowReport
-	txns       int64
-	errs       map[string]int
-	firstQuery time.Duration // a new client's connect and first query after the scenario
-}
-
-// verify checks every invariant after the load stopped and returns the
-// numbers. Leaks are checked separately, after pgvalve is stopped.
-func (l *chaosLoad) verify(t *testing.T, s *valvetest.Server, admin *pgx.Conn) chaosReport {
-	t.Helper()
-	ctx := testContext(t)
-	var rep chaosReport
-	l.mu.Lock()
-	crossed := slices.Clone(l.mu.crossed)
-	clients := slices.Clone(l.mu.clients)
-	l.mu.Unlock()
-	for _, c := range crossed {
-		t.Errorf("a result that was not the client's own: %s", c)
-	}
-	rows, err := readRows(ctx, admin, l.table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep.rows = checkRows(clients, rows, l.tag)
-	for i, v := range rep.rows.violations {
-		if i == 20 {
-			t.Errorf("... and %d more row violations", len(rep.rows.violations)-i)
-			break
-		}
-		t.Errorf("rows: %s", v)
-	}
-	if err := checkIdle(ctx, s, admin, 15*time.Second); err != nil {
-		t.Errorf("pool not back to idle: %v", err)
-	}
-	start := time.Now()
-	if err := newClientAnswers(ctx, s); err != nil {
-		t.Errorf("a new client after the scenario: %v", err)
-	}
-	rep.firstQuery = time.Since(start)
-	rep.txns = l.txns.Load()
-	rep.errs = errorsBy(l.errors(), nil)
-	for _, e := range l.errors() {
-		if e.code == "timeout" || e.code == "other" {
-			t.Logf("client %d: %s in %s (transaction begun: %v): %v", e.client, e.code, e.phase, !e.begun.IsZero(), e.err)
-		}
-	}
-	return rep
-}
-
-// newClientAnswers connects a new client through pgvalve and runs a query.
-func newClientAnswers(ctx context.Context, s *valvetest.Server) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	cfg, err := pgx.ParseConfig(s.URL(cluster.User, cluster.Password, poolDB()))
-	if err != nil {
-		return err
-	}
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
-	c, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer closeQuietly(c)
-	var n int
-	return c.QueryRow(ctx, "select 1").Scan(&n)
-}
-
-// logReport logs a scenario's numbers in one line RELIABILITY.md quotes.
-func logReport(t *testing.T, rep chaosReport, extra string) {
-	t.Helper()
-	codes := make([]string, 0, len(rep.errs))
-	for code, n := range rep.errs {
-		codes = append(codes, fmt.Sprintf("%s=%d", code, n))
-	}
-	sort.Strings(codes)
-	t.Logf("CHAOS %s: clients=%d txns=%d committed=%d failed=%d in-doubt=%d (%d of them in the table) rows=%d errors{%s} new-client=%s %s",
-		t.Name(), chaosClients, rep.txns, rep.rows.committed, rep.rows.failed, rep.rows.inDoubt, rep.rows.inDoubtPresent,
-		rep.rows.rows, strings.Join(codes, " "), rep.firstQuery.Round(time.Millisecond), extra)
-}
-
-// chaosLeaks is goleak's verdict on goroutines started since before; call
-// it after pgvalve, the relay and every client are closed.
-func chaosLeaks(before goleak.Option) error {
-	return goleak.Find(before)
-}
-
-// waitNoBackends waits for earlier tests' servers to leave PostgreSQL, so
-// the idle check counts only this scenario's.
-func waitNoBackends(t *testing.T, admin *pgx.Conn) {
-	t.Helper()
-	ctx := testContext(t)
-	waitFor(t, 15*time.Second, "earlier tests' servers to go", func() bool {
-		n, err := backendsOf(ctx, admin, cluster.User)
-		return err == nil && n == 0
-	})
 }

@@ -35,35 +35,47 @@ func extended(ctx context.Context, c *pgx.Conn, sql string) error {
 	return c.PgConn().ExecParams(ctx, sql, nil, nil, nil, nil).Read().Err
 }
 
+// statementDrops are the ways PostgreSQL lets a client drop its prepared
+// statements, some of which pgvalve can only see the effects of. On a
+// shared server each must drop the client's own statements and no one
+// else's.
+var statementDrops = []struct {
+	name string
+	run  func(ctx context.Context, c *pgx.Conn) error
+}{
+	{"DEALLOCATE ALL with Parse, Bind and Execute", func(ctx context.Context, c *pgx.Conn) error {
+		return extended(ctx, c, "DEALLOCATE ALL")
+	}},
+	{"DISCARD ALL with Parse, Bind and Execute", func(ctx context.Context, c *pgx.Conn) error {
+		return extended(ctx, c, "DISCARD ALL")
+	}},
+	{"DEALLOCATE PREPARE name with Parse, Bind and Execute", func(ctx context.Context, c *pgx.Conn) error {
+		// pgconn's Prepare, which always sends Parse: pgx's remembers the
+		// name and would skip it the next time.
+		if _, err := c.PgConn().Prepare(ctx, "mine", "select 'mine'", nil); err != nil {
+			return err
+		}
+		return extended(ctx, c, "DEALLOCATE PREPARE mine")
+	}},
+	{"DEALLOCATE ALL inside a DO block", func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, "DO $$ BEGIN EXECUTE 'DEALLOCATE ALL'; END $$")
+		return err
+	}},
+	{"DISCARD ALL as a simple query", func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, "DISCARD ALL", pgx.QueryExecModeSimpleProtocol)
+		return err
+	}},
+	{"DEALLOCATE ALL as a simple query", func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, "DEALLOCATE ALL", pgx.QueryExecModeSimpleProtocol)
+		return err
+	}},
+}
+
 // One client dropping prepared statements, in any of the ways PostgreSQL
 // allows, drops only its own: the others' keep working on the shared
 // server, and no error names pgvalve's server-side statements.
 func TestDeallocatingOnASharedServerBreaksNoOtherClient(t *testing.T) {
-	for _, drop := range []struct {
-		name string
-		run  func(ctx context.Context, c *pgx.Conn) error
-	}{
-		{"DEALLOCATE ALL with Parse, Bind and Execute", func(ctx context.Context, c *pgx.Conn) error {
-			return extended(ctx, c, "DEALLOCATE ALL")
-		}},
-		{"DISCARD ALL with Parse, Bind and Execute", func(ctx context.Context, c *pgx.Conn) error {
-			return extended(ctx, c, "DISCARD ALL")
-		}},
-		{"DEALLOCATE PREPARE name with Parse, Bind and Execute", func(ctx context.Context, c *pgx.Conn) error {
-			if _, err := c.Prepare(ctx, "mine", "select 'mine'"); err != nil {
-				return err
-			}
-			return extended(ctx, c, "DEALLOCATE PREPARE mine")
-		}},
-		{"DEALLOCATE ALL inside a DO block", func(ctx context.Context, c *pgx.Conn) error {
-			_, err := c.Exec(ctx, "DO $$ BEGIN EXECUTE 'DEALLOCATE ALL'; END $$")
-			return err
-		}},
-		{"DISCARD ALL as a simple query", func(ctx context.Context, c *pgx.Conn) error {
-			_, err := c.Exec(ctx, "DISCARD ALL", pgx.QueryExecModeSimpleProtocol)
-			return err
-		}},
-	} {
+	for _, drop := range statementDrops {
 		t.Run(drop.name, func(t *testing.T) {
 			ctx := testContext(t)
 			url := oneServer(t)
