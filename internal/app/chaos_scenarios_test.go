@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -211,28 +210,20 @@ func pollPostgres(t *testing.T) <-chan time.Time {
 // the transactions, one in four is a lone INSERT: one whose server was
 // killed under it either succeeded, or says it may have run, or did not
 // happen. Then the same with statements longer than the read buffer in
-// the extended protocol. With pgx's statement cache, or with long simple
-// queries, it finds defects not fixed yet (RELIABILITY.md), so those parts
-// run only with PGVALVE_CHAOS_KNOWN=1.
+// the extended protocol, with pgx's statement cache (pgvalve prepares on
+// new servers while servers die), and with long simple queries (the
+// parts that found the two defects in RELIABILITY.md).
 func TestChaosServerBackendsTerminatedMidLoad(t *testing.T) {
 	for _, s := range []struct {
 		name  string
 		shape loadShape
-		known string // the defect it finds, not fixed yet
 	}{
-		{"short statements", loadShape{alone: 4}, ""},
-		{"long statements, unnamed", loadShape{modes: []pgx.QueryExecMode{pgx.QueryExecModeExec}, alone: 4, large: 8}, ""},
-		{"named statements", loadShape{modes: []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement}, alone: 4},
-			"a server lost while pgvalve prepares a client's statement leaves the client unanswered"},
-		{"long simple queries", loadShape{modes: []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol}, large: 2},
-			"after a loss inside a transaction, a long query's tail goes to the next server as messages"},
+		{"short statements", loadShape{alone: 4}},
+		{"long statements, unnamed", loadShape{modes: []pgx.QueryExecMode{pgx.QueryExecModeExec}, alone: 4, large: 8}},
+		{"named statements", loadShape{modes: []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement}, alone: 4}},
+		{"long simple queries", loadShape{modes: []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol}, large: 2}},
 	} {
-		t.Run(s.name, func(t *testing.T) {
-			if s.known != "" && os.Getenv("PGVALVE_CHAOS_KNOWN") == "" {
-				t.Skipf("known defect, not fixed yet (RELIABILITY.md): %s; PGVALVE_CHAOS_KNOWN=1 runs it", s.known)
-			}
-			chaosTerminate(t, s.shape)
-		})
+		t.Run(s.name, func(t *testing.T) { chaosTerminate(t, s.shape) })
 	}
 }
 

@@ -134,6 +134,10 @@ func (s *Session) answerLostTx(requests int, last byte) (done bool, err error) {
 			"current transaction is aborted, commands ignored until end of transaction block", 'E')
 	}
 	s.lostWhy = nil
+	// The batch may end inside a message bigger than the buffer: what is
+	// still to come of it is answered already, so it goes nowhere.
+	s.partialSent = s.rd.Streaming() != 0
+	s.skipRest()
 	_, err = s.conn.Write(out)
 	return true, err
 }
@@ -191,4 +195,55 @@ func serverFatal(body []byte) (*pgconn.PgError, bool) {
 		sev = pgErr.Severity
 	}
 	return pgErr, sev == "FATAL" || sev == "PANIC"
+}
+
+// skipRest drops what is still to come of a message whose start went to a
+// lost server or was answered without one: it must go nowhere else.
+func (s *Session) skipRest() {
+	if s.partialSent && s.rd.Streaming() != 0 {
+		s.skip = s.rd.StreamLeft()
+	}
+	s.partialSent = false
+}
+
+// dropContinuation drops from span the bytes of a message whose start
+// went to a lost server (all of span when it goes on past it), moving the
+// batch's frames and a protocol violation's offset with it.
+func (s *Session) dropContinuation(span []byte, bad *protocolViolation) []byte {
+	s.partialSent = false
+	n := len(span)
+	if s.firstFrame >= 0 {
+		n = s.firstFrame
+	} else if s.rd.Streaming() != 0 {
+		s.skip = s.rd.StreamLeft()
+	}
+	s.shiftBatch(n, bad)
+	return span[n:]
+}
+
+// shiftBatch moves the batch's frames and a protocol violation's offset
+// by the n bytes dropped from the front of its span.
+func (s *Session) shiftBatch(n int, bad *protocolViolation) {
+	for i := range s.frames {
+		s.frames[i].Off -= n
+	}
+	if bad != nil {
+		bad.at -= n
+	}
+	if s.firstFrame >= 0 {
+		s.firstFrame -= n
+	}
+}
+
+// skipAnswered drops from the front of span what is left of a message
+// already answered without a server (skip), moving the batch's frames and
+// a protocol violation's offset with it.
+func (s *Session) skipAnswered(span []byte, bad *protocolViolation) []byte {
+	if s.skip == 0 {
+		return span
+	}
+	n := min(s.skip, len(span))
+	s.skip -= n
+	s.shiftBatch(n, bad)
+	return span[n:]
 }

@@ -106,7 +106,7 @@ var errServerLost = errors.New("server connection lost")
 func (s *Session) clientSide(ctx context.Context) error {
 	for {
 		requests, last, terminated, bad := s.scanClient()
-		span := s.rd.Take()
+		span := s.skipAnswered(s.rd.Take(), bad)
 		if terminated {
 			span = span[:len(span)-5] // Terminate is pgvalve's to handle
 		}
@@ -116,15 +116,21 @@ func (s *Session) clientSide(ctx context.Context) error {
 		}
 		if l := s.endedLink(); l != nil && errors.Is(l.err, errServerLost) {
 			// The server died while this batch was on its way: answer for
-			// what it owed first, then send the batch elsewhere.
+			// what it owed first, then send the batch elsewhere, all but
+			// the rest of a message whose start went to the lost server.
+			cont := s.partialSent
 			if err := s.recoverLost(ctx, l, nil); err != nil {
 				return err
+			}
+			if cont {
+				span = s.dropContinuation(span, bad)
 			}
 		}
 		if len(span) > 0 {
 			err := s.forward(ctx, span, requests, last)
 			if l := s.current(); l != nil && errors.Is(err, errServerLost) {
 				err = s.recoverLost(ctx, l, err)
+				s.skipRest() // the span went, or was meant to
 			}
 			if err != nil {
 				return err
@@ -158,6 +164,7 @@ func (s *Session) isDraining() bool {
 // starts in the batch: what comes before it is still forwarded).
 func (s *Session) scanClient() (requests int, last byte, terminated bool, bad *protocolViolation) {
 	last = s.rd.Streaming() // a batch that only carries on a message ends with it
+	s.firstFrame = -1
 	for {
 		at := s.rd.Scanned()
 		f, ok, err := s.rd.Next()
@@ -169,6 +176,9 @@ func (s *Session) scanClient() (requests int, last byte, terminated bool, bad *p
 		}
 		if !wire.IsFrontendType(f.Type) {
 			return requests, last, false, &protocolViolation{err: fmt.Errorf("invalid frontend message type %d", f.Type), at: f.Off}
+		}
+		if s.firstFrame < 0 {
+			s.firstFrame = f.Off
 		}
 		if f.Type == 'X' {
 			return requests, last, true, nil
@@ -200,7 +210,8 @@ func (s *Session) forward(ctx context.Context, span []byte, requests int, last b
 			return err
 		}
 	}
-	s.queueCancellable = endsWithRequests(requests, last)
+	// Only whole requests can be answered without a server.
+	s.queueCancellable = endsWithRequests(requests, last) && s.rd.Streaming() == 0
 	l, err := s.linkFor(ctx)
 	if errors.Is(err, errCanceledInQueue) {
 		return s.answerCanceled(requests)
@@ -218,7 +229,8 @@ func (s *Session) forward(ctx context.Context, span []byte, requests int, last b
 	if s.tr != nil {
 		return s.forwardTracked(ctx, l, span, last)
 	}
-	return s.send(l, span, s.types, requests, last, s.rd.Streaming() != 0)
+	s.partialSent = s.rd.Streaming() != 0
+	return s.send(l, span, s.types, requests, last, s.partialSent)
 }
 
 // send books one span of client messages in the protocol state and writes

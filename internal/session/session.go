@@ -150,6 +150,14 @@ type Session struct {
 	// lostWhy: the client has not heard of that loss yet (it was idle in
 	// its transaction); its next request is told.
 	lostWhy error
+	// skip is how many bytes still to come belong to a message answered
+	// already without a server: they are dropped, not forwarded.
+	// partialSent says the last span sent ended inside a message, whose
+	// rest is still to come; firstFrame is where the first message that
+	// starts in the batch being read starts (-1: none).
+	skip        int
+	partialSent bool
+	firstFrame  int
 	// queueCancellable: the batch waiting for a server can be answered
 	// without one if the client cancels it (it ends its requests).
 	queueCancellable bool

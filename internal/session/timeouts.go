@@ -46,6 +46,7 @@ func (s *Session) readClient(ctx context.Context) error {
 					if err := s.recoverLost(ctx, l, nil); err != nil {
 						return err
 					}
+					s.skipRest()
 					continue
 				}
 			}

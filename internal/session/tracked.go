@@ -31,8 +31,10 @@ func (s *Session) forwardTracked(ctx context.Context, l *link, span []byte, last
 		}
 		s.mu.Unlock()
 		end, segLast, partial := len(span), last, s.rd.Streaming() != 0
+		s.partialSent = partial
 		if waiting {
 			end, segLast, partial = frames[cut].Off, 0, true
+			s.partialSent = false
 		}
 		out := s.tr.ApplyBatch(span[base:end])
 		if waiting && len(out) == 0 {
@@ -57,6 +59,12 @@ func (s *Session) forwardTracked(ctx context.Context, l *link, span []byte, last
 			return nil
 		}
 		if err := s.awaitAnswers(ctx, l); err != nil {
+			// The server went while the rest waited: its requests are owed
+			// an answer too (recoverLost), though none of it was sent.
+			rest, _ := s.counts(frames[cut:])
+			s.mu.Lock()
+			s.mu.st.forwarded(rest, last, s.rd.Streaming() != 0)
+			s.mu.Unlock()
 			return err
 		}
 		frames, base = frames[cut:], end

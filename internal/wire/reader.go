@@ -105,6 +105,10 @@ func (r *Reader) Streaming() byte {
 	return 0
 }
 
+// StreamLeft reports how many bytes of the message being streamed through
+// are still to come (see Streaming).
+func (r *Reader) StreamLeft() int { return r.stream }
+
 // InMessage reports whether the reader stopped inside a message: bytes read
 // but not scanned, or a large message not yet fully streamed.
 func (r *Reader) InMessage() bool { return r.stream > 0 || r.w > r.scan }
