@@ -73,6 +73,8 @@ type stmt struct {
 type portal struct {
 	rows  int  // rows still to come, when the generator counts them
 	fails bool // its Execute fails (division by zero, duplicate key)
+	dml   bool // see tmpl.dml
+	done  bool // a dml portal that ran
 }
 
 // client is the generator's model of one client's session, as PostgreSQL
@@ -201,8 +203,21 @@ func (b *builder) extended(m Msg) bool {
 	return !b.failed
 }
 
+// runs is extended for Parse, Bind, Describe and Execute of anything but
+// transaction control: in a failed block PostgreSQL refuses them (25P02).
+func (b *builder) runs(m Msg) bool {
+	if !b.extended(m) {
+		return false
+	}
+	if b.c.failed {
+		b.failed = true
+		return false
+	}
+	return true
+}
+
 func (b *builder) parse(name string, s *stmt) {
-	if !b.extended(Parse(name, s.t.sql, s.t.oids...)) {
+	if !b.runs(Parse(name, s.t.sql, s.t.oids...)) {
 		return
 	}
 	if name == "" {
@@ -230,7 +245,7 @@ func (b *builder) lookup(name string) *stmt {
 // bind binds statement name to portal with args from the statement's
 // template (bad ones when bad is true).
 func (b *builder) bind(portalName, name string, args []string, fails byte) {
-	if !b.extended(Bind(portalName, name, args...)) {
+	if !b.runs(Bind(portalName, name, args...)) {
 		return
 	}
 	s := b.lookup(name)
@@ -239,13 +254,13 @@ func (b *builder) bind(portalName, name string, args []string, fails byte) {
 		b.failed = true
 		return
 	}
-	b.c.portals[portalName] = &portal{rows: s.t.rowsFor(args), fails: fails == 'E'}
+	b.c.portals[portalName] = &portal{rows: s.t.rowsFor(args), fails: fails == 'E', dml: s.t.dml}
 }
 
 func (s *stmt) stale(g *gen) bool { return s.shape >= 0 && s.shape != g.shape }
 
 func (b *builder) describe(kind byte, name string) {
-	if !b.extended(Describe(kind, name)) {
+	if !b.runs(Describe(kind, name)) {
 		return
 	}
 	if kind == 'S' && b.lookup(name) == nil || kind == 'P' && b.c.portals[name] == nil {
@@ -256,12 +271,16 @@ func (b *builder) describe(kind byte, name string) {
 // execute runs portal for at most max rows and reports whether it is left
 // suspended with rows to come.
 func (b *builder) execute(portalName string, max int) bool {
-	if !b.extended(Execute(portalName, uint32(max))) {
+	if !b.runs(Execute(portalName, uint32(max))) {
 		return false
 	}
 	p := b.c.portals[portalName]
-	if p == nil || p.fails {
+	if p == nil || p.fails || p.done {
 		b.failed = true
+		return false
+	}
+	if p.dml {
+		p.done = true
 		return false
 	}
 	if max > 0 && p.rows >= max {

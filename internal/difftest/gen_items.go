@@ -254,29 +254,23 @@ func (b *builder) transaction() {
 		b.run(beginSQL())
 		return
 	}
+	var s sqlStmt
 	switch ch.IntN(7) {
 	case 0:
-		b.note("commit")
-		b.run(endSQL("COMMIT"))
+		s = endSQL("COMMIT")
 	case 1:
-		b.note("rollback")
-		b.run(endSQL("ROLLBACK"))
+		s = endSQL("ROLLBACK")
 	case 2:
-		b.note("savepoint")
-		b.run(b.savepointSQL())
+		s = b.savepointSQL()
 	case 3:
-		b.note("rollback to savepoint")
-		b.run(b.rollbackToSQL())
+		s = b.rollbackToSQL()
 	case 4:
-		b.note("release savepoint")
-		b.run(b.releaseSQL())
-	case 5:
-		b.note("error inside a block")
-		b.run(b.plainSQL(true))
+		s = b.releaseSQL()
 	default:
-		b.note("work inside a block")
-		b.run(b.plainSQL(false))
+		s = b.plainSQL(chance(ch, 3)) // an error fails the block
 	}
+	b.note("in a block: %s", s.text)
+	b.run(s)
 }
 
 // run sends one statement as a simple Query or through the extended
@@ -314,8 +308,11 @@ func (b *builder) extStmt(s sqlStmt) {
 // recover is the step of a client whose block failed: more failing
 // statements, or a way out.
 func (b *builder) recover() {
-	ch := b.g.ch
-	switch ch.IntN(6) {
+	k := b.g.ch.IntN(6)
+	if k == 2 && b.c.saves == 0 {
+		k = 3
+	}
+	switch k {
 	case 0:
 		b.note("query in a failed block")
 		b.query(okSQL("SELECT 1"))
@@ -324,12 +321,8 @@ func (b *builder) recover() {
 		b.extStmt(okSQL("SELECT 2"))
 		b.sync()
 	case 2:
-		if b.c.saves > 0 {
-			b.note("rollback to savepoint after an error")
-			b.run(b.rollbackToSQL())
-			return
-		}
-		fallthrough
+		b.note("rollback to savepoint after an error")
+		b.run(b.rollbackToSQL())
 	case 3:
 		b.note("commit of a failed block")
 		b.run(endSQL("COMMIT"))

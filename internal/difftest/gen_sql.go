@@ -35,6 +35,9 @@ type tmpl struct {
 	tableFree bool
 	parseErr  bool // PostgreSQL refuses it at Parse
 	shape     bool // reads t_shape
+	// dml: an INSERT or UPDATE, whose Execute ignores the row limit and
+	// leaves the portal done: running it again fails.
+	dml bool
 	// args returns arguments for a Bind and the message that fails with
 	// them: 0, 'B' (Bind) or 'E' (Execute). bad asks for failing ones
 	// where the statement has any.
@@ -85,14 +88,14 @@ var (
 		args: func(b *builder, bad bool) ([]string, byte) { return []string{"7", "seven"}, 0 }}
 	tmplItem = &tmpl{sql: "SELECT id, note FROM t_items WHERE id = $1", params: 1,
 		args: func(b *builder, bad bool) ([]string, byte) { return []string{strconv.Itoa(b.someID())}, 0 }}
-	tmplInsert = &tmpl{sql: "INSERT INTO t_items (id, note) VALUES ($1, $2)", params: 2,
+	tmplInsert = &tmpl{sql: "INSERT INTO t_items (id, note) VALUES ($1, $2)", params: 2, dml: true,
 		args: func(b *builder, bad bool) ([]string, byte) {
 			if bad && len(b.c.committed) > 0 {
 				return []string{strconv.Itoa(b.c.committed[0]), "dup"}, 'E' // duplicate key
 			}
 			return []string{strconv.Itoa(b.c.freshID()), "ext"}, 0
 		}}
-	tmplUpdate = &tmpl{sql: "UPDATE t_items SET note = $2 WHERE id = $1", params: 2,
+	tmplUpdate = &tmpl{sql: "UPDATE t_items SET note = $2 WHERE id = $1", params: 2, dml: true,
 		args: func(b *builder, bad bool) ([]string, byte) { return []string{strconv.Itoa(b.someID()), "upd"}, 0 }}
 	tmplCount  = &tmpl{sql: "SELECT count(*) FROM t_items", args: noArgs}
 	tmplCopied = &tmpl{sql: "SELECT a, b FROM t_copy ORDER BY a, b LIMIT 3", args: noArgs}

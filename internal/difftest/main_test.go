@@ -164,7 +164,7 @@ func replay(t *testing.T, s *valvetest.Server, conv difftest.Conversation, keepG
 	r.KeepGoing = keepGoing
 	diffs, err := r.Run(ctx, conv)
 	if err != nil {
-		t.Fatalf("the harness failed, not pgvalve: %v", err)
+		t.Fatalf("the harness failed, not pgvalve: %v\nthe conversation:\n%s", err, conv.Summary(len(conv.Steps)))
 	}
 	s.WaitIdle(t, 30*time.Second)
 	return diffs
