@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -73,9 +74,9 @@ func (c *Conn) Exchange(st Step, wire []byte, timeout time.Duration, want []Msg)
 	var wg sync.WaitGroup
 	var werr error
 	wg.Go(func() { werr = c.write(wire, st.Cuts, st.Pause) })
-	r := c.read(st.Ready, st.Extra, want)
-	if r.Err != nil {
-		_ = c.nc.SetDeadline(time.Unix(1, 0)) // stops a writer the other side no longer reads
+	r, complete := c.read(st.Ready, st.Extra, want)
+	if !complete {
+		_ = c.nc.SetDeadline(time.Unix(1, 0)) // stops a writer the other side may no longer read
 	}
 	wg.Wait()
 	if r.Err == nil && werr != nil {
@@ -88,7 +89,7 @@ func (c *Conn) Exchange(st Step, wire []byte, timeout time.Duration, want []Msg)
 // receiving side's reads return the pieces separately.
 func (c *Conn) write(b []byte, cuts []int, pause bool) error {
 	start := 0
-	for _, at := range append(cuts, len(b)) {
+	for _, at := range slices.Concat(cuts, []int{len(b)}) {
 		if at <= start || at > len(b) {
 			continue
 		}
@@ -103,8 +104,9 @@ func (c *Conn) write(b []byte, cuts []int, pause bool) error {
 	return nil
 }
 
-func (c *Conn) read(ready, extra int, want []Msg) Reply {
-	var r Reply
+// read reads the answer; complete is false when it stopped early (an
+// error, a FATAL, a message that differs from want's).
+func (c *Conn) read(ready, extra int, want []Msg) (r Reply, complete bool) {
 	for ready > 0 || extra > 0 {
 		m, err := ReadMsg(c.rd)
 		if err != nil {
@@ -112,11 +114,15 @@ func (c *Conn) read(ready, extra int, want []Msg) Reply {
 				err = io.EOF
 			}
 			r.Err = err
-			return r
+			return r, false
 		}
 		r.Msgs = append(r.Msgs, m)
+		if IsFatal(m) {
+			r.Err = errFatal
+			return r, false
+		}
 		if i := len(r.Msgs) - 1; want != nil && (i >= len(want) || !Equal(want[i], m)) {
-			return r
+			return r, false
 		}
 		switch {
 		case m.Type == 'Z':
@@ -124,12 +130,8 @@ func (c *Conn) read(ready, extra int, want []Msg) Reply {
 		case ready == 0:
 			extra--
 		}
-		if m.Type == 'E' && IsFatal(m) {
-			r.Err = errFatal
-			return r
-		}
 	}
-	return r
+	return r, true
 }
 
 // errFatal stops reading after a FATAL error: the connection ends.
