@@ -26,7 +26,8 @@ test: deps vet
 	./scripts/ensure-node.sh
 	$(GO) test -race -count=1 ./...
 
-# A short fuzzing pass over every protocol reader; FUZZTIME=5m for longer.
+# A short fuzzing pass over every protocol reader and the differential
+# test's generator; FUZZTIME=5m for longer.
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME) ./internal/wire
@@ -34,6 +35,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/config
 	$(GO) test -run '^$$' -fuzz FuzzStatements -fuzztime $(FUZZTIME) ./internal/sqlscan
 	$(GO) test -run '^$$' -fuzz FuzzTrackerMatchesADedicatedServer -fuzztime $(FUZZTIME) ./internal/stmt
+	$(GO) test -run '^$$' -fuzz FuzzConversation -fuzztime $(FUZZTIME) ./internal/difftest
 
 clean:
 	rm -rf bin
