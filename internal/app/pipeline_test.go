@@ -46,6 +46,14 @@ func TestSyncAndFlushDuringAnExtendedCopyAreIgnoredAsPostgresDoes(t *testing.T) 
 			count,
 		})
 	})
+	t.Run("a CopyDone sent apart from its Sync, after a bad row", func(t *testing.T) {
+		sameAsPostgres(t, setup, []exchange{
+			{send: copyIn, stopAtCopy: true},
+			{send: []pgproto3.FrontendMessage{copyData("x\n"), &pgproto3.CopyDone{}}, settle: 200 * time.Millisecond},
+			{send: []pgproto3.FrontendMessage{&pgproto3.Sync{}}, ready: 1},
+			count,
+		})
+	})
 	t.Run("a COPY that never begins answers its Sync", func(t *testing.T) {
 		sameAsPostgres(t, "", []exchange{
 			{send: []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "copy no_such_table from stdin"}, &pgproto3.Bind{},

@@ -104,6 +104,9 @@ type exchange struct {
 	send       []pgproto3.FrontendMessage
 	ready      int  // ReadyForQuery answers to read
 	stopAtCopy bool // read up to a CopyInResponse instead
+	// settle gives pgvalve time to act on what was sent before the next
+	// batch comes, for a batch that expects no answer yet.
+	settle time.Duration
 }
 
 // converse holds the conversation on conn and returns its transcript.
@@ -116,6 +119,7 @@ func converse(conn *wireConn, steps []exchange) string {
 			n = 1 << 30
 		}
 		out = append(out, conn.until(n, st.stopAtCopy))
+		time.Sleep(st.settle)
 	}
 	return strings.Join(out, " | ")
 }

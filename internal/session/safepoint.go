@@ -18,6 +18,9 @@ type txState struct {
 	// copyIn: the server said it is in COPY FROM STDIN, and the client has
 	// not ended the COPY since; a Sync sent now is ignored by the server.
 	copyIn bool
+	// copyByExecute: that COPY was started by an Execute, so the client's
+	// CopyDone or CopyFail does not end a request: its Sync will.
+	copyByExecute bool
 	// lastSafe says the last client message forwarded ends a request:
 	// Sync, Query, FunctionCall, CopyDone or CopyFail, and was forwarded
 	// whole. Anything else (Parse, Bind, Execute without Sync, CopyData)
@@ -76,6 +79,9 @@ func (t *txState) forwarded(types []byte, last byte, partial bool) {
 		}
 	}
 	t.lastSafe, _ = requestEnds(last)
+	if (last == 'c' || last == 'f') && t.copyByExecute {
+		t.lastSafe = false // the Execute's answer comes, then the Sync's
+	}
 	t.lastSafe = t.lastSafe && !partial
 }
 
@@ -91,6 +97,8 @@ func (t *txState) await(item byte) {
 // own is answered by now, so the Syncs awaited up to the client's end of
 // the COPY were sent during it: the server ignores them.
 func (t *txState) copyStarted() {
+	// A COPY of a simple Query is its own request, awaited first.
+	t.copyByExecute = t.head == len(t.awaiting) || t.awaiting[t.head] != 'R'
 	kept := t.awaiting[:t.head]
 	ended := false
 	for _, item := range t.awaiting[t.head:] {
@@ -116,6 +124,7 @@ func (t *txState) ready(status byte) {
 	}
 	t.status = status
 	t.errored = false
+	t.copyByExecute = false // whatever COPY there was is over
 }
 
 // idle reports whether the server is waiting for the client: every request
