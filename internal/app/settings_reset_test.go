@@ -5,6 +5,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgvalve/pgvalve/internal/config"
+
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
@@ -45,6 +47,35 @@ func TestResetAndDiscardAllGoBackToTheClientsStartupSettings(t *testing.T) {
 			c.send(&pgproto3.Terminate{})
 			if got := converse(dialWire(t, url+startup), next); got != wantNext {
 				t.Fatalf("the next client: %s, want %s", got, wantNext)
+			}
+		})
+	}
+}
+
+// A reset pipelined with a transaction that then rolls back: the client's
+// settings are put back once the transaction is over, not inside it, where
+// the ROLLBACK would take them away again in front of the client.
+func TestAResetPipelinedWithARolledBackTransactionKeepsTheStartupSettings(t *testing.T) {
+	const startup = "&application_name=startup_app"
+	steps := []exchange{
+		{send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "SET application_name = 'changed'"}}, ready: 1},
+		{send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "DISCARD ALL"}, &pgproto3.Query{String: "BEGIN"}}, ready: 2},
+		{send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "select 1/0"}}, ready: 1},
+		{send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "ROLLBACK"}}, ready: 1},
+		{send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "SHOW application_name"}}, ready: 1},
+	}
+	owner := cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase)
+	want := converse(dialWire(t, owner+startup), steps)
+	for _, m := range pooledModes {
+		if m.mode == config.PoolStatement {
+			continue // no transaction blocks there
+		}
+		t.Run(m.name, func(t *testing.T) {
+			cfg := txnConfig(1)
+			cfg.PoolMode, cfg.MaxPreparedStatements = m.mode, m.stmts
+			_, url := startValve(t, cfg)
+			if got := converse(dialWire(t, url+startup), steps); got != want {
+				t.Fatalf("through pgvalve:\n  %s\nPostgreSQL itself:\n  %s", got, want)
 			}
 		})
 	}

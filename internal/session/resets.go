@@ -74,7 +74,8 @@ func (s *Session) replaceAnswer(off, n int, out []byte) {
 }
 
 // resync puts the client's settings back on its server after a reset, once
-// the request is answered and the client has sent nothing since. It runs
+// the request is answered, the client has sent nothing since and no
+// transaction is open. It runs
 // on the server side, which owns the server's reader; the client side
 // cannot write meanwhile (wmu). If the client already sent more, the next
 // reset or server it gets does it.
@@ -83,8 +84,10 @@ func (s *Session) resync(ctx context.Context, l *link) {
 		return
 	}
 	defer s.wmu.Unlock()
+	// Outside a transaction only: put back inside one, the settings would
+	// go again with a ROLLBACK, and the client would hear of it.
 	s.mu.Lock()
-	quiet := s.mu.cur == l && s.mu.st.idle() && s.mu.st.status != 'E'
+	quiet := s.mu.cur == l && s.mu.st.idle() && s.mu.st.status == 'I'
 	s.mu.Unlock()
 	if !quiet {
 		return
