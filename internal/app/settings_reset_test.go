@@ -63,6 +63,12 @@ func TestAResetPipelinedWithARolledBackTransactionKeepsTheStartupSettings(t *tes
 		{send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "select 1/0"}}, ready: 1},
 		{send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "ROLLBACK"}}, ready: 1},
 		{send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "SHOW application_name"}}, ready: 1},
+		// A reset inside a transaction is put back inside it.
+		{send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "BEGIN; SET application_name = 'in_tx'"}}, ready: 1},
+		{send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "RESET ALL"}}, ready: 1},
+		{send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "SHOW application_name"}}, ready: 1},
+		{send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "ROLLBACK"}}, ready: 1},
+		{send: []pgproto3.FrontendMessage{&pgproto3.Query{String: "SHOW application_name"}}, ready: 1},
 	}
 	owner := cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase)
 	want := converse(dialWire(t, owner+startup), steps)

@@ -37,7 +37,9 @@ type link struct {
 	// reset: the server took settings back to its defaults in the request
 	// being answered; resync: the client's settings must go back on it.
 	// Both belong to the server side.
-	reset, resync bool
+	// resetInTx: that reset ran inside the transaction still open, so
+	// putting the settings back inside it is undone with it.
+	reset, resync, resetInTx bool
 	// detached: released at a safe point; the lease is already back.
 	detached bool
 	// err: the server side failed (server gone, client gone, statement-mode

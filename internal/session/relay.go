@@ -413,8 +413,13 @@ func (s *Session) scanServer(l *link) (detach bool, keep int, err error) {
 			s.mu.Unlock()
 		case 'Z':
 			l.srv.Observe(f)
-			l.reset = false
 			status := l.srv.TxStatus()
+			if l.reset {
+				l.resetInTx = status == 'T'
+			} else if status == 'I' {
+				l.resetInTx = false
+			}
+			l.reset = false
 			s.mu.Lock()
 			s.mu.st.ready(status)
 			idle := s.mu.st.idle()

@@ -84,10 +84,13 @@ func (s *Session) resync(ctx context.Context, l *link) {
 		return
 	}
 	defer s.wmu.Unlock()
-	// Outside a transaction only: put back inside one, the settings would
-	// go again with a ROLLBACK, and the client would hear of it.
+	// Inside a transaction only if the reset ran in it: a ROLLBACK takes
+	// both back. After a reset outside (DISCARD ALL, then BEGIN), put back
+	// inside, the settings would go with a ROLLBACK and the client would
+	// hear of it: they wait for the transaction's end.
 	s.mu.Lock()
-	quiet := s.mu.cur == l && s.mu.st.idle() && s.mu.st.status == 'I'
+	status := s.mu.st.status
+	quiet := s.mu.cur == l && s.mu.st.idle() && (status == 'I' || status == 'T' && l.resetInTx)
 	s.mu.Unlock()
 	if !quiet {
 		return
