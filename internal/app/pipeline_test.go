@@ -2,12 +2,15 @@ package app_test
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgvalve/pgvalve/internal/session"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
+	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
 
 func copyData(s string) *pgproto3.CopyData { return &pgproto3.CopyData{Data: []byte(s)} }
@@ -150,5 +153,37 @@ func TestAMessageOverTheLimitEndsTheClientAfterAnsweringWhatCameBefore(t *testin
 			}
 			s.WaitIdle(t, 10*time.Second)
 		})
+	}
+}
+
+// A client's next batch can be read while the last answer to its previous
+// one is on its way; if that answer hands the server back (a safe point)
+// after the client side took the server for the new batch, the batch must
+// go to the server the client gets next, not to the one in the pool. The
+// knob holds the second batch until the server is back in the pool.
+func TestABatchTakenForAServerThatWentBackGoesToTheNextServer(t *testing.T) {
+	var calls atomic.Int32
+	var s *valvetest.Server
+	knobs := &session.Knobs{BeforeForward: func([]byte) {
+		if calls.Add(1) != 2 {
+			return
+		}
+		for range 200 { // until the first answer handed the server back, at most 2 s
+			if st, _ := s.PoolStats(poolName()); st.ServersActive == 0 {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}}
+	s = valvetest.StartWithKnobs(t, txnConfig(1), knobs)
+	c := dialWire(t, s.URL(cluster.User, cluster.Password, pgtest.TestDatabase))
+	c.send(&pgproto3.Query{String: "select pg_sleep(0.2)"})
+	time.Sleep(50 * time.Millisecond) // a read of its own for the next batch
+	c.send(&pgproto3.Query{String: "select 2"})
+	if got := c.until(2, false); !strings.Contains(got, "D(2)") {
+		t.Fatalf("answers: %s", got)
+	}
+	if calls.Load() < 2 {
+		t.Fatal("the knob never held a batch: the test proves nothing")
 	}
 }

@@ -200,6 +200,21 @@ func (s *Session) scanClient() (requests int, last byte, terminated bool, bad *p
 // is counted before it is written, so the server side can never see its
 // ReadyForQuery first.
 func (s *Session) forward(ctx context.Context, span []byte, requests int, last byte) error {
+	for {
+		err := s.forwardOnce(ctx, span, requests, last)
+		if !errors.Is(err, errDetached) {
+			return err
+		}
+	}
+}
+
+// errDetached: the server went back to its pool at a safe point (the last
+// answer to the client's previous batch) after the client side took it for
+// this batch and before it booked the batch on it; nothing was sent, and
+// the batch goes to the next server the client gets.
+var errDetached = errors.New("the server went back to its pool")
+
+func (s *Session) forwardOnce(ctx context.Context, span []byte, requests int, last byte) error {
 	if s.txLost && s.current() == nil {
 		if done, err := s.answerLostTx(requests, last); done || err != nil {
 			return err
@@ -229,25 +244,37 @@ func (s *Session) forward(ctx context.Context, span []byte, requests int, last b
 	if s.tr != nil {
 		return s.forwardTracked(ctx, l, span, last)
 	}
-	s.partialSent = s.rd.Streaming() != 0
-	return s.send(l, span, s.types, requests, last, s.partialSent)
-}
-
-// send books one span of client messages in the protocol state and writes
-// it to the server. The span is counted before it is written, so the
-// server side can never see its ReadyForQuery first. partial says the
-// client's message goes on past the span, so it is no safe point.
-func (s *Session) send(l *link, span, types []byte, requests int, last byte, partial bool) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()
+	if s.mu.cur != l {
+		s.mu.Unlock()
+		return errDetached
+	}
+	s.partialSent = s.rd.Streaming() != 0
+	nudge := s.bookLocked(s.types, requests, last, s.partialSent)
+	s.mu.Unlock()
+	return s.write(l, span, nudge)
+}
+
+// bookLocked records a span of client messages about to be written in the
+// protocol state, before the write, so the server side can never see its
+// ReadyForQuery first. partial says the client's message goes on past the
+// span, so it is no safe point. It reports whether the server side must
+// look again for a safe point once it is written. The caller holds s.mu
+// and s.wmu, and has checked that l is still the client's.
+func (s *Session) bookLocked(types []byte, requests int, last byte, partial bool) (nudge bool) {
 	wasIdle := s.mu.st.pending == 0
 	s.mu.st.forwarded(types, last, partial)
 	if limit := s.env.Live().QueryTimeout; limit > 0 && wasIdle && requests > 0 {
 		s.armQueryLocked(limit)
 	}
-	nudge := requests == 0 && s.route.Mode != config.PoolSession && s.mu.st.safe()
-	s.mu.Unlock()
+	return requests == 0 && s.route.Mode != config.PoolSession && s.mu.st.safe()
+}
+
+// write sends a booked span to l's server. The caller holds s.wmu, so no
+// other write (resync) comes between booking and writing.
+func (s *Session) write(l *link, span []byte, nudge bool) error {
 	if _, err := l.srv.Write(span); err != nil {
 		return fmt.Errorf("%w: write: %v", errServerLost, err)
 	}

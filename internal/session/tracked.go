@@ -22,42 +22,14 @@ var flush = []byte{'H', 0, 0, 0, 4}
 func (s *Session) forwardTracked(ctx context.Context, l *link, span []byte, last byte) error {
 	frames, base, idle := s.frames, 0, false
 	for {
-		s.mu.Lock()
-		cut, err := s.rewrite(frames, base)
-		waiting := errors.Is(err, stmt.ErrWait)
-		if err != nil && !waiting {
-			s.mu.Unlock()
-			return &protocolViolation{err: err}
-		}
-		s.mu.Unlock()
-		end, segLast, partial := len(span), last, s.rd.Streaming() != 0
-		s.partialSent = partial
-		if waiting {
-			end, segLast, partial = frames[cut].Off, 0, true
-			s.partialSent = false
-		}
-		out := s.tr.ApplyBatch(span[base:end])
-		if waiting && len(out) == 0 {
-			if idle {
-				// It waited, got every answer, and waits again with
-				// nothing new sent: it would wait forever.
-				return &protocolViolation{err: errNothingAwaited}
+		waiting, cut, err := s.sendSegment(l, span, frames, base, last, &idle)
+		if err != nil || !waiting {
+			if errors.Is(err, errDetached) && base > 0 {
+				err = fmt.Errorf("%w: the server went back to its pool in the middle of a batch", errServerLost)
 			}
-			idle = true
-		} else {
-			idle = false
-		}
-		if waiting {
-			s.waitBuf = append(append(s.waitBuf[:0], out...), flush...)
-			out = s.waitBuf
-		}
-		types, requests := s.counts(frames[:cut])
-		if err := s.send(l, out, types, requests, segLast, partial); err != nil {
 			return err
 		}
-		if !waiting {
-			return nil
-		}
+		end := frames[cut].Off
 		if err := s.awaitAnswers(ctx, l); err != nil {
 			// The server went while the rest waited: its requests are owed
 			// an answer too (recoverLost), though none of it was sent.
@@ -69,6 +41,51 @@ func (s *Session) forwardTracked(ctx context.Context, l *link, span []byte, last
 		}
 		frames, base = frames[cut:], end
 	}
+}
+
+// sendSegment rewrites frames (their span starts at base) and sends them,
+// up to one that must wait for answers (waiting, at index cut), with a
+// Flush then. The rewrite and the booking happen under one lock, after
+// checking that l is still the client's (errDetached).
+func (s *Session) sendSegment(l *link, span []byte, frames []wire.Frame, base int, last byte, idle *bool) (waiting bool, cut int, err error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	if s.mu.cur != l {
+		s.mu.Unlock()
+		return false, 0, errDetached
+	}
+	cut, err = s.rewrite(frames, base)
+	waiting = errors.Is(err, stmt.ErrWait)
+	if err != nil && !waiting {
+		s.mu.Unlock()
+		return false, 0, &protocolViolation{err: err}
+	}
+	end, segLast, partial := len(span), last, s.rd.Streaming() != 0
+	s.partialSent = partial
+	if waiting {
+		end, segLast, partial = frames[cut].Off, 0, true
+		s.partialSent = false
+	}
+	types, requests := s.counts(frames[:cut])
+	nudge := s.bookLocked(types, requests, segLast, partial)
+	s.mu.Unlock()
+	out := s.tr.ApplyBatch(span[base:end])
+	if waiting && len(out) == 0 {
+		if *idle {
+			// It waited, got every answer, and waits again with nothing
+			// new sent: it would wait forever.
+			return false, 0, &protocolViolation{err: errNothingAwaited}
+		}
+		*idle = true
+	} else {
+		*idle = false
+	}
+	if waiting {
+		s.waitBuf = append(append(s.waitBuf[:0], out...), flush...)
+		out = s.waitBuf
+	}
+	return waiting, cut, s.write(l, out, nudge)
 }
 
 // rewrite offers frames, whose span starts at base in the batch, to the
