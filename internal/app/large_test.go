@@ -20,19 +20,6 @@ import (
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
-// largeModes are the pool modes and statement-tracking settings a message
-// bigger than the read buffer must pass through unharmed.
-var largeModes = []struct {
-	name  string
-	mode  config.PoolMode
-	stmts int
-}{
-	{"session", config.PoolSession, 200},
-	{"transaction", config.PoolTransaction, 200},
-	{"transaction without tracking", config.PoolTransaction, 0},
-	{"statement", config.PoolStatement, 200},
-}
-
 // insertOfSize is an INSERT whose Query message, header included, is
 // exactly total bytes.
 func insertOfSize(table string, total int) string {
@@ -74,16 +61,12 @@ var largeWrites = []largeWrite{
 // in every pool mode, tracking on and off, and a pooled client's server
 // must go back as soon as the answer is in.
 func TestAMessageBiggerThanTheBufferRunsOnceAndReportsItsResult(t *testing.T) {
-	for _, m := range largeModes {
+	for _, m := range pooledModes {
 		t.Run(m.name, func(t *testing.T) {
 			ctx := testContext(t)
-			cfg := txnConfig(2)
-			cfg.PoolMode, cfg.MaxPreparedStatements = m.mode, m.stmts
-			s, url := startValve(t, cfg)
-			owner := connect(t, cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase))
+			s, url := m.start(t, 2)
 			table := "large_" + strings.ReplaceAll(m.name, " ", "_")
-			mustExec(t, owner, "drop table if exists "+table)
-			mustExec(t, owner, "create table "+table+" (v text)")
+			owner := newTable(t, table, "v text")
 			simple, extended := connectSimple(t, url), connectExtended(t, url, m.stmts > 0)
 			rows := 0
 			for _, w := range largeWrites {
@@ -118,12 +101,10 @@ func TestAMessageBiggerThanTheBufferRunsOnceAndReportsItsResult(t *testing.T) {
 // PostgreSQL quotes input it cannot parse, so an error can be longer than
 // the read buffer; the client gets it whole and goes on.
 func TestAnErrorBiggerThanTheBufferReachesTheClientWhole(t *testing.T) {
-	for _, m := range largeModes {
+	for _, m := range pooledModes {
 		t.Run(m.name, func(t *testing.T) {
 			ctx := testContext(t)
-			cfg := txnConfig(2)
-			cfg.PoolMode, cfg.MaxPreparedStatements = m.mode, m.stmts
-			s, url := startValve(t, cfg)
+			s, url := m.start(t, 2)
 			for _, conn := range []*pgx.Conn{connectSimple(t, url), connectExtended(t, url, m.stmts > 0)} {
 				for _, size := range largeSizes() {
 					_, err := conn.Exec(ctx, fmt.Sprintf("select repeat('q', %d)::int", size))
@@ -161,9 +142,7 @@ func TestTheLargeMessageCheckFailsWhenTheTrackerSkipsStreamedMessages(t *testing
 func TestPsqlFileWithALongInsertSaysInsert01(t *testing.T) {
 	cfg := txnConfig(2)
 	s, _ := startValve(t, cfg)
-	admin := connect(t, cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase))
-	mustExec(t, admin, "drop table if exists psql_large")
-	mustExec(t, admin, "create table psql_large (v text)")
+	admin := newTable(t, "psql_large", "v text")
 	for i, size := range []int{20000, 1 << 20, 64 << 20} {
 		t.Run(fmt.Sprintf("%d characters", size), func(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "migration.sql")

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
@@ -25,9 +24,7 @@ func smuggled(sql string) string {
 // the read buffer gets 08006, and none of it, not the middle of its text
 // either, reaches another server.
 func TestALongQueryAfterTheTransactionWasLostGoesNowhere(t *testing.T) {
-	owner := connect(t, cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase))
-	mustExec(t, owner, "drop table if exists smuggle")
-	mustExec(t, owner, "create table smuggle (v int)")
+	owner := newTable(t, "smuggle", "v int")
 	for _, size := range []int{wire.DefaultBufferSize + 1, 20000, 1 << 20} {
 		t.Run(fmt.Sprintf("%d bytes", size), func(t *testing.T) {
 			ctx := testContext(t)
@@ -67,9 +64,7 @@ func TestALongQueryAfterTheTransactionWasLostGoesNowhere(t *testing.T) {
 // request is answered 08006 at once, as any request of a lost server.
 func TestAServerLostWhilePreparingAClientsStatementAnswersTheClient(t *testing.T) {
 	ctx := testContext(t)
-	owner := connect(t, cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase))
-	mustExec(t, owner, "drop table if exists locked_for_parse")
-	mustExec(t, owner, "create table locked_for_parse (v int)")
+	owner := newTable(t, "locked_for_parse", "v int")
 	_, url := startValve(t, txnConfig(1))
 	c := connect(t, url) // pgx's statement cache: named statements
 	const sql = "select count(*) from locked_for_parse where v > $1"

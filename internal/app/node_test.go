@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/pgvalve/pgvalve/internal/config"
-	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
 // nodeDir is the Node project with the client programs (test/node).
@@ -86,7 +85,7 @@ func TestNodePrismaInTransactionMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The tables belong to the test user, as if it had run the migration.
-	owner := connect(t, cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase))
+	owner := ownerConn(t)
 	if _, err := owner.Exec(testContext(t), string(schema)); err != nil {
 		t.Fatalf("schema.sql: %v", err)
 	}

@@ -37,9 +37,7 @@ func TestResetAndDiscardAllGoBackToTheClientsStartupSettings(t *testing.T) {
 	wantNext := converse(dialWire(t, owner+startup), next)
 	for _, m := range pooledModes {
 		t.Run(m.name, func(t *testing.T) {
-			cfg := txnConfig(1)
-			cfg.PoolMode, cfg.MaxPreparedStatements = m.mode, m.stmts
-			_, url := startValve(t, cfg)
+			_, url := m.start(t, 1)
 			c := dialWire(t, url+startup)
 			if got := converse(c, steps); got != want {
 				t.Fatalf("through pgvalve:\n  %s\nPostgreSQL itself:\n  %s", got, want)
@@ -77,9 +75,7 @@ func TestAResetPipelinedWithARolledBackTransactionKeepsTheStartupSettings(t *tes
 			continue // no transaction blocks there
 		}
 		t.Run(m.name, func(t *testing.T) {
-			cfg := txnConfig(1)
-			cfg.PoolMode, cfg.MaxPreparedStatements = m.mode, m.stmts
-			_, url := startValve(t, cfg)
+			_, url := m.start(t, 1)
 			if got := converse(dialWire(t, url+startup), steps); got != want {
 				t.Fatalf("through pgvalve:\n  %s\nPostgreSQL itself:\n  %s", got, want)
 			}

@@ -8,8 +8,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
-
-	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
 // oneServer is transaction pooling over a single server, so every client
@@ -142,7 +140,7 @@ func TestAClientThatDeallocatesSeesItsStatementsGone(t *testing.T) {
 // prepares afresh.
 func TestAStatementDroppedByAFunctionIsPreparedAgainForEveryClient(t *testing.T) {
 	ctx := testContext(t)
-	owner := connect(t, cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase))
+	owner := ownerConn(t)
 	mustExec(t, owner, `create or replace function drop_all_statements() returns int language plpgsql as
 		$$ begin execute 'DEALLOCATE ALL'; return 1; end $$`)
 	url := oneServer(t)
@@ -172,9 +170,7 @@ func TestAStatementDroppedByAFunctionIsPreparedAgainForEveryClient(t *testing.T)
 // statement parsed after it, by any client, runs.
 func TestAStatementParsedAfterATableChangedNeverInheritsAStalePlan(t *testing.T) {
 	ctx := testContext(t)
-	owner := connect(t, cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase))
-	mustExec(t, owner, "drop table if exists reshaped")
-	mustExec(t, owner, "create table reshaped (id int, v int)")
+	owner := newTable(t, "reshaped", "id int, v int")
 	mustExec(t, owner, "insert into reshaped values (1, 10)")
 	url := oneServer(t)
 	old := connect(t, url)
@@ -215,9 +211,7 @@ func TestAStatementParsedAfterATableChangedNeverInheritsAStalePlan(t *testing.T)
 // fits the column) gets a statement parsed now, not the one that failed.
 func TestReparsingAfterADatatypeMismatchIsFresh(t *testing.T) {
 	ctx := testContext(t)
-	owner := connect(t, cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase))
-	mustExec(t, owner, "drop table if exists retyped")
-	mustExec(t, owner, "create table retyped (v int)")
+	owner := newTable(t, "retyped", "v int")
 	url := oneServer(t)
 	a := connect(t, url).PgConn()
 	const sql = "insert into retyped (v) values ($1)"

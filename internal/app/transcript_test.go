@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
+	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
 
 // wireConn is a logged-in connection spoken to message by message, for
@@ -140,6 +142,31 @@ var trackedModes = []poolModeCase{
 	{"statement", config.PoolStatement, 200},
 }
 
+// start runs pgvalve in mode m over a pool of size servers.
+func (m poolModeCase) start(t *testing.T, size int) (*valvetest.Server, string) {
+	t.Helper()
+	cfg := txnConfig(size)
+	cfg.PoolMode, cfg.MaxPreparedStatements = m.mode, m.stmts
+	return startValve(t, cfg)
+}
+
+// ownerConn is a connection straight to PostgreSQL as the test user, who
+// owns what the tests create.
+func ownerConn(t *testing.T) *pgx.Conn {
+	t.Helper()
+	return connect(t, cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase))
+}
+
+// newTable creates table name afresh with columns, owned by the test user,
+// and returns the owner's connection.
+func newTable(t *testing.T, name, columns string) *pgx.Conn {
+	t.Helper()
+	owner := ownerConn(t)
+	mustExec(t, owner, "drop table if exists "+name)
+	mustExec(t, owner, "create table "+name+" ("+columns+")")
+	return owner
+}
+
 // pooledModes are the ways pgvalve must hold a conversation exactly as a
 // dedicated PostgreSQL connection does.
 var pooledModes = []poolModeCase{
@@ -169,9 +196,7 @@ func sameAsPostgresIn(t *testing.T, modes []poolModeCase, setup string, steps []
 	_ = direct.nc.Close()
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
-			cfg := txnConfig(2)
-			cfg.PoolMode, cfg.MaxPreparedStatements = m.mode, m.stmts
-			s, url := startValve(t, cfg)
+			s, url := m.start(t, 2)
 			runSetup(t, owner, setup)
 			conn := dialWire(t, url)
 			if got := converse(conn, steps); got != want {

@@ -113,6 +113,25 @@ const (
 	useAborted               // it cannot be prepared: the transaction failed
 )
 
+// clientStatement finds the client's statement of a Bind or Describe (typ,
+// at off) and makes it usable on the server (see use); from is where what
+// use added to the batch begins. st is nil when there is none: the
+// message was handled as a name the client did not make.
+func (t *Tracker) clientStatement(off, n int, typ byte, name string) (st *Statement, use usable, from int, err error) {
+	st, ok := t.reg.Get(name)
+	if !ok {
+		t.unknown(off, n, typ, name)
+		return nil, 0, 0, nil
+	}
+	from = len(t.in.Buf)
+	use, err = t.use(st)
+	if err != nil {
+		t.in.Replace(off, 0, from) // what use sent goes before the wait
+		return nil, 0, 0, err
+	}
+	return st, use, from, nil
+}
+
 // unknown handles a Bind or Describe of a name the client did not make with
 // Parse: it goes to the server as it is (a SQL-level PREPARE on that server
 // may have made it), except pgvalve's own names, which fail as a name
@@ -216,15 +235,8 @@ func (t *Tracker) bind(body []byte, off, n int) error {
 		t.push(entry{typ: 'B', ok: t.bindPortal(body, t.reg.unnamed)})
 		return nil
 	}
-	st, ok := t.reg.Get(name)
-	if !ok {
-		t.unknown(off, n, 'B', name)
-		return nil
-	}
-	from := len(t.in.Buf)
-	use, err := t.use(st)
-	if err != nil {
-		t.in.Replace(off, 0, from)
+	st, use, from, err := t.clientStatement(off, n, 'B', name)
+	if st == nil || err != nil {
 		return err
 	}
 	switch use {
@@ -286,15 +298,8 @@ func (t *Tracker) describe(body []byte, off, n int) error {
 		t.push(entry{typ: 'D', descS: true})
 		return nil
 	}
-	st, ok := t.reg.Get(name)
-	if !ok {
-		t.unknown(off, n, 'D', name)
-		return nil
-	}
-	from := len(t.in.Buf)
-	use, err := t.use(st)
-	if err != nil {
-		t.in.Replace(off, 0, from)
+	st, use, from, err := t.clientStatement(off, n, 'D', name)
+	if st == nil || err != nil {
 		return err
 	}
 	switch {

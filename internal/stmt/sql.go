@@ -6,41 +6,16 @@ import (
 	"github.com/pgvalve/pgvalve/internal/sqlscan"
 )
 
-// sqlWord is one word of a simple query: a keyword or identifier, with
-// whether it was double-quoted (then text is unescaped).
-type sqlWord struct {
-	text   string
-	quoted bool
-}
-
-// is reports whether w is the unquoted keyword kw, in any case.
-func (w sqlWord) is(kw string) bool { return !w.quoted && strings.EqualFold(w.text, kw) }
-
-// name is w as PostgreSQL reads an identifier: quoted as written, else
-// with ASCII letters folded to lower case (only ASCII: UTF-8 letters keep
-// their case).
-func (w sqlWord) name() string {
-	if w.quoted {
-		return w.text
-	}
-	return strings.Map(func(r rune) rune {
-		if 'A' <= r && r <= 'Z' {
-			return r + 'a' - 'A'
-		}
-		return r
-	}, w.text)
-}
-
 // sqlWords splits a simple Query body (NUL-terminated, at most limit
 // bytes) holding one statement into its words, as PostgreSQL's lexer
 // would: white space and comments separate them, trailing semicolons end
 // it. Anything else (literals, operators, a second statement) is refused.
-func sqlWords(body []byte, limit int) ([]sqlWord, bool) {
+func sqlWords(body []byte, limit int) ([]sqlscan.Word, bool) {
 	if len(body) == 0 || len(body) > limit || body[len(body)-1] != 0 {
 		return nil, false
 	}
 	s := string(body[:len(body)-1])
-	var words []sqlWord
+	var words []sqlscan.Word
 	ended := false // a semicolon was seen: only more of them may follow
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -92,13 +67,13 @@ func sqlWords(body []byte, limit int) ([]sqlWord, bool) {
 			if b.Len() == 0 {
 				return nil, false // a zero-length identifier is an error
 			}
-			words = append(words, sqlWord{text: b.String(), quoted: true})
+			words = append(words, sqlscan.Word{Text: b.String(), Quoted: true})
 		case identStart(c):
 			j := i + 1
 			for j < len(s) && (identStart(s[j]) || '0' <= s[j] && s[j] <= '9' || s[j] == '$') {
 				j++
 			}
-			words = append(words, sqlWord{text: s[i:j]})
+			words = append(words, sqlscan.Word{Text: s[i:j]})
 			i = j
 		default:
 			return nil, false
@@ -112,9 +87,9 @@ func identStart(c byte) bool {
 }
 
 // dropPrepare removes the optional PREPARE of "DEALLOCATE PREPARE x".
-func dropPrepare(words []sqlWord) []sqlWord {
-	if len(words) == 3 && words[0].is("deallocate") && words[1].is("prepare") {
-		return []sqlWord{words[0], words[2]}
+func dropPrepare(words []sqlscan.Word) []sqlscan.Word {
+	if len(words) == 3 && words[0].Is("deallocate") && words[1].Is("prepare") {
+		return []sqlscan.Word{words[0], words[2]}
 	}
 	return words
 }
@@ -125,13 +100,13 @@ func resetCommand(body []byte) string {
 		return ""
 	}
 	words, ok := sqlWords(body, 64)
-	if words = dropPrepare(words); !ok || len(words) != 2 || !words[1].is("all") {
+	if words = dropPrepare(words); !ok || len(words) != 2 || !words[1].Is("all") {
 		return ""
 	}
 	switch {
-	case words[0].is("deallocate"):
+	case words[0].Is("deallocate"):
 		return "DEALLOCATE ALL"
-	case words[0].is("discard"):
+	case words[0].Is("discard"):
 		return "DISCARD ALL"
 	}
 	return ""
@@ -143,10 +118,10 @@ func deallocateName(body []byte) (string, bool) {
 		return "", false
 	}
 	words, ok := sqlWords(body, 256)
-	if words = dropPrepare(words); !ok || len(words) != 2 || !words[0].is("deallocate") || words[1].is("all") {
+	if words = dropPrepare(words); !ok || len(words) != 2 || !words[0].Is("deallocate") || words[1].Is("all") {
 		return "", false
 	}
-	return words[1].name(), true
+	return words[1].Name(), true
 }
 
 // namesDeallocateOrDiscard is a cheap first look for resetCommand and
