@@ -2,8 +2,10 @@ package app_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -277,4 +279,44 @@ func TestPgvalvesOwnStatementNamesAreNoClients(t *testing.T) {
 			t.Fatalf("after %s, s1: %v", tc.sql, err)
 		}
 	}
+}
+
+// A statement's shape comes from its RowDescription, which for a wide
+// result is bigger than the read buffer: it is read whole, or two wide
+// shapes would look alike. A client whose wide statement went stale gets
+// 0A000 on a server whose copy was parsed after the change.
+func TestAWideStatementsShapeIsReadWhole(t *testing.T) {
+	ctx := testContext(t)
+	cols := func(last string) string {
+		var b strings.Builder
+		for i := range 300 {
+			fmt.Fprintf(&b, "column_with_a_long_name_to_make_the_description_wide_%03d int, ", i)
+		}
+		return b.String() + "tail " + last
+	}
+	owner := newTable(t, "wide", cols("int"))
+	url := oneServer(t)
+	a := connect(t, url)
+	const sql = "select * from wide where tail = $1"
+	if _, err := a.PgConn().Prepare(ctx, "wa", sql, nil); err != nil {
+		t.Fatal(err)
+	}
+	one := [][]byte{[]byte("1")}
+	if err := a.PgConn().ExecPrepared(ctx, "wa", one, nil, nil).Read().Err; err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, owner, "drop table wide")
+	mustExec(t, owner, "create table wide ("+cols("bigint")+")")
+	admin := direct(t)
+	pid := backendPID(t, a)
+	terminate(t, admin, pid) // the next server is a new one
+	waitFor(t, 10*time.Second, "the server to go", func() bool {
+		var gone bool
+		return admin.QueryRow(ctx, "select not exists (select from pg_stat_activity where pid = $1)", pid).Scan(&gone) == nil && gone
+	})
+	b := connect(t, url)
+	if _, err := b.Exec(ctx, sql, 1); err != nil {
+		t.Fatalf("a client parsing after the change: %v", err)
+	}
+	wantCode(t, a.PgConn().ExecPrepared(ctx, "wa", one, nil, nil).Read().Err, "0A000")
 }

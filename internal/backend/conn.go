@@ -135,10 +135,18 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 
 // decoded reports whether server messages of type typ are decoded on the
 // relay's path, so they are read whole even when bigger than the buffer:
-// an ErrorResponse (a FATAL, a statement error the tracker reads) and a
-// ParameterStatus (settings that follow the client). A long error is
-// common: PostgreSQL quotes the input it could not parse.
-func decoded(typ byte) bool { return typ == 'E' || typ == 'S' }
+// an ErrorResponse (a FATAL, a statement error the tracker reads), a
+// ParameterStatus (settings that follow the client), and a statement's
+// description, ParameterDescription and RowDescription (its shape, see
+// stmt). A long error is common: PostgreSQL quotes the input it could not
+// parse.
+func decoded(typ byte) bool {
+	switch typ {
+	case 'E', 'S', 't', 'T':
+		return true
+	}
+	return false
+}
 
 // cancelAddr picks where a CancelRequest goes: the peer actually reached
 // (a host list or DNS may have chosen it), except for unix sockets, whose

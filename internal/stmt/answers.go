@@ -53,6 +53,11 @@ func (t *Tracker) Server(typ byte, body []byte, off int) error {
 		return fmt.Errorf("%w: %q answering %q", ErrDesync, typ, h.typ)
 	}
 	n := 5 + len(body)
+	if body == nil && (h.hide || done && h.get().answer != nil) {
+		// Only whole messages can be dropped or replaced (the reader
+		// reads the ones pgvalve hides whole); never cut one in two.
+		return fmt.Errorf("%w: %q to rewrite is bigger than the read buffer", ErrDesync, typ)
+	}
 	switch typ {
 	case 'G':
 		t.copyStarted()
