@@ -41,6 +41,9 @@ func (w Word) Name() string {
 type Statement struct {
 	Words      []Word
 	Start, End int
+	// rest: it holds more than its leading words, white space and
+	// comments, or a part PostgreSQL's lexer refuses (see Words).
+	rest bool
 }
 
 // Statements splits q into its statements at semicolons outside quotes,
@@ -48,7 +51,14 @@ type Statement struct {
 // (empty statements are left out).
 func Statements(q string, max int) []Statement {
 	var out []Statement
-	cur, leading := Statement{Start: -1}, true
+	cur := Statement{Start: -1}
+	word := func(w Word) {
+		if cur.rest || len(cur.Words) == max {
+			cur.rest = true // words stop at anything else, and at max
+			return
+		}
+		cur.Words = append(cur.Words, w)
+	}
 	for i := 0; i < len(q); i++ {
 		c := q[i]
 		if cur.Start < 0 && c != ';' && !isSpace(c) {
@@ -60,15 +70,18 @@ func Statements(q string, max int) []Statement {
 				cur.End = i
 				out = append(out, cur)
 			}
-			cur, leading = Statement{Start: -1}, true
+			cur = Statement{Start: -1}
 		case isSpace(c):
 		case strings.HasPrefix(q[i:], "--"), strings.HasPrefix(q[i:], "/*"):
 			i = skipComment(q, i)
+			if i == len(q) && c == '/' {
+				cur.rest = true // unterminated
+			}
 		case c == '"':
 			end := skipQuoted(q, i, '"')
-			if leading && len(cur.Words) < max {
-				cur.Words = append(cur.Words, Word{Text: strings.ReplaceAll(q[i+1:min(end, len(q))], `""`, `"`), Quoted: true,
-					Pos: i, End: min(end+1, len(q))})
+			word(Word{Text: strings.ReplaceAll(q[i+1:min(end, len(q))], `""`, `"`), Quoted: true, Pos: i, End: min(end+1, len(q))})
+			if end == len(q) || end == i+1 {
+				cur.rest = true // unterminated, or empty: PostgreSQL refuses both
 			}
 			i = end
 		case identStart(c):
@@ -76,21 +89,19 @@ func Statements(q string, max int) []Statement {
 			for j < len(q) && (identStart(q[j]) || isDigit(q[j]) || q[j] == '$') {
 				j++
 			}
-			if leading && len(cur.Words) < max {
-				cur.Words = append(cur.Words, Word{Text: q[i:j], Pos: i, End: j})
-			}
+			word(Word{Text: q[i:j], Pos: i, End: j})
 			i = j - 1
 		case c == '\'':
-			leading = false
+			cur.rest = true
 			i = skipQuoted(q, i, '\'')
 		case c == '$':
-			leading = false
+			cur.rest = true
 			i = skipDollarQuoted(q, i)
 		case c == '(':
-			leading = false
+			cur.rest = true
 			i = skipParens(q, i)
 		default:
-			leading = false
+			cur.rest = true
 		}
 	}
 	if len(cur.Words) > 0 {
@@ -98,6 +109,19 @@ func Statements(q string, max int) []Statement {
 		out = append(out, cur)
 	}
 	return out
+}
+
+// Words returns the words of q when q is one statement made of nothing
+// but at most max words, white space, comments and semicolons, as a
+// command like DEALLOCATE ALL is; ok is false for anything else, and for
+// what PostgreSQL's lexer refuses (an unterminated comment or quoted
+// identifier, an empty quoted identifier).
+func Words(q string, max int) (words []Word, ok bool) {
+	sts := Statements(q, max)
+	if len(sts) != 1 || sts[0].rest {
+		return nil, false
+	}
+	return sts[0].Words, true
 }
 
 // HighestParam returns the highest parameter ($n) q refers to outside

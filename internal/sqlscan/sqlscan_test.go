@@ -106,3 +106,33 @@ func FuzzStatements(f *testing.F) {
 		_ = HighestParam(q)
 	})
 }
+
+func TestWordsTakeOnlyAStatementMadeOfWords(t *testing.T) {
+	for q, want := range map[string][]string{
+		"DEALLOCATE PREPARE s1":            {"deallocate", "prepare", "s1"},
+		" /* a /* b */ */ discard all ;; ": {"discard", "all"},
+		"deallocate \"S 1\" -- the end":    {"deallocate", "S 1"},
+		"deallocate a b c":                 nil, // more than max
+		"deallocate 's1'":                  nil,
+		"deallocate s1; select 1":          nil,
+		"deallocate s1 /* unterminated":    nil,
+		"deallocate \"s1":                  nil,
+		"deallocate \"\"":                  nil,
+		"deallocate s1(":                   nil,
+		"":                                 nil,
+		"; ;":                              nil,
+	} {
+		got, ok := Words(q, 3)
+		if ok != (want != nil) {
+			t.Errorf("Words(%q) ok = %v, want %v", q, ok, want != nil)
+			continue
+		}
+		var names []string
+		for _, w := range got {
+			names = append(names, w.Name())
+		}
+		if !slices.Equal(names, want) {
+			t.Errorf("Words(%q) = %q, want %q", q, names, want)
+		}
+	}
+}

@@ -6,84 +6,15 @@ import (
 	"github.com/pgvalve/pgvalve/internal/sqlscan"
 )
 
-// sqlWords splits a simple Query body (NUL-terminated, at most limit
-// bytes) holding one statement into its words, as PostgreSQL's lexer
-// would: white space and comments separate them, trailing semicolons end
-// it. Anything else (literals, operators, a second statement) is refused.
-func sqlWords(body []byte, limit int) ([]sqlscan.Word, bool) {
+// queryWords returns the words of a simple Query body (NUL-terminated, at
+// most limit bytes) that is one statement of at most three words, such as
+// DEALLOCATE PREPARE name; ok is false for anything else (see
+// sqlscan.Words).
+func queryWords(body []byte, limit int) ([]sqlscan.Word, bool) {
 	if len(body) == 0 || len(body) > limit || body[len(body)-1] != 0 {
 		return nil, false
 	}
-	s := string(body[:len(body)-1])
-	var words []sqlscan.Word
-	ended := false // a semicolon was seen: only more of them may follow
-	for i := 0; i < len(s); {
-		c := s[i]
-		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
-			i++
-		case strings.HasPrefix(s[i:], "--"):
-			n := strings.IndexByte(s[i:], '\n')
-			if n < 0 {
-				n = len(s) - i
-			}
-			i += n
-		case strings.HasPrefix(s[i:], "/*"):
-			depth := 0
-			for i < len(s) && (depth > 0 || strings.HasPrefix(s[i:], "/*")) {
-				switch {
-				case strings.HasPrefix(s[i:], "/*"):
-					depth, i = depth+1, i+2
-				case strings.HasPrefix(s[i:], "*/"):
-					depth, i = depth-1, i+2
-				default:
-					i++
-				}
-			}
-			if depth > 0 {
-				return nil, false
-			}
-		case c == ';':
-			ended = true
-			i++
-		case ended:
-			return nil, false
-		case c == '"':
-			var b strings.Builder
-			for i++; ; i++ {
-				if i >= len(s) {
-					return nil, false
-				}
-				if s[i] == '"' {
-					if i+1 < len(s) && s[i+1] == '"' {
-						i++
-					} else {
-						break
-					}
-				}
-				b.WriteByte(s[i])
-			}
-			i++
-			if b.Len() == 0 {
-				return nil, false // a zero-length identifier is an error
-			}
-			words = append(words, sqlscan.Word{Text: b.String(), Quoted: true})
-		case identStart(c):
-			j := i + 1
-			for j < len(s) && (identStart(s[j]) || '0' <= s[j] && s[j] <= '9' || s[j] == '$') {
-				j++
-			}
-			words = append(words, sqlscan.Word{Text: s[i:j]})
-			i = j
-		default:
-			return nil, false
-		}
-	}
-	return words, true
-}
-
-func identStart(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_' || c >= 0x80
+	return sqlscan.Words(string(body[:len(body)-1]), 3)
 }
 
 // dropPrepare removes the optional PREPARE of "DEALLOCATE PREPARE x".
@@ -99,7 +30,7 @@ func resetCommand(body []byte) string {
 	if !namesDeallocateOrDiscard(body) {
 		return ""
 	}
-	words, ok := sqlWords(body, 64)
+	words, ok := queryWords(body, 64)
 	if words = dropPrepare(words); !ok || len(words) != 2 || !words[1].Is("all") {
 		return ""
 	}
@@ -117,7 +48,7 @@ func deallocateName(body []byte) (string, bool) {
 	if !namesDeallocateOrDiscard(body) {
 		return "", false
 	}
-	words, ok := sqlWords(body, 256)
+	words, ok := queryWords(body, 256)
 	if words = dropPrepare(words); !ok || len(words) != 2 || !words[0].Is("deallocate") || words[1].Is("all") {
 		return "", false
 	}
