@@ -198,6 +198,9 @@ func TestSQLLevelPrepareExecuteAndDeallocateMixWithProtocolStatementsAsInPostgre
 					difftest.Query("DEALLOCATE q1")),
 				on(0, difftest.Parse("s3", "SELECT 3"), difftest.Sync(), difftest.Query("EXECUTE s3"),
 					difftest.Query("DEALLOCATE ALL"), difftest.Bind("", "s3"), difftest.Execute("", 0), difftest.Sync()),
+				// PREPARE is a name as well as DEALLOCATE's optional word.
+				on(0, difftest.Parse("prepare", "SELECT 4"), difftest.Sync(), difftest.Query("DEALLOCATE prepare"),
+					difftest.Bind("", "prepare"), difftest.Execute("", 0), difftest.Sync()),
 			))
 		})
 	}

@@ -17,28 +17,21 @@ func queryWords(body []byte, limit int) ([]sqlscan.Word, bool) {
 	return sqlscan.Words(string(body[:len(body)-1]), 3)
 }
 
-// dropPrepare removes the optional PREPARE of "DEALLOCATE PREPARE x".
-func dropPrepare(words []sqlscan.Word) []sqlscan.Word {
-	if len(words) == 3 && words[0].Is("deallocate") && words[1].Is("prepare") {
-		return []sqlscan.Word{words[0], words[2]}
-	}
-	return words
-}
-
-// resetCommand recognises a one-statement DEALLOCATE ALL or DISCARD ALL.
+// resetCommand recognises a one-statement DEALLOCATE [PREPARE] ALL or
+// DISCARD ALL.
 func resetCommand(body []byte) string {
 	if !namesDeallocateOrDiscard(body) {
 		return ""
 	}
 	words, ok := queryWords(body, 64)
-	if words = dropPrepare(words); !ok || len(words) != 2 || !words[1].Is("all") {
+	if !ok || !words[len(words)-1].Is("all") {
 		return ""
 	}
 	switch {
-	case words[0].Is("deallocate"):
-		return "DEALLOCATE ALL"
-	case words[0].Is("discard"):
+	case len(words) == 2 && words[0].Is("discard"):
 		return "DISCARD ALL"
+	case words[0].Is("deallocate") && (len(words) == 2 || words[1].Is("prepare")):
+		return "DEALLOCATE ALL"
 	}
 	return ""
 }
@@ -49,10 +42,14 @@ func deallocateName(body []byte) (string, bool) {
 		return "", false
 	}
 	words, ok := queryWords(body, 256)
-	if words = dropPrepare(words); !ok || len(words) != 2 || !words[0].Is("deallocate") || words[1].Is("all") {
+	if !ok {
 		return "", false
 	}
-	return words[1].Name(), true
+	verb, at, ok := preparedName(words)
+	if !ok || verb != "deallocate" || at != len(words)-1 {
+		return "", false
+	}
+	return words[at].Name(), true
 }
 
 // namesDeallocateOrDiscard is a cheap first look for resetCommand and

@@ -51,10 +51,11 @@ func (t *Tracker) querySQLNames(body []byte, off, n int, e *entry) error {
 	from := len(t.in.Buf)
 	var edits []sqlEdit
 	for i, st := range sqlscan.Statements(text, 3) {
-		verb, w, ok := preparedName(st.Words)
+		verb, at, ok := preparedName(st.Words)
 		if !ok {
 			continue
 		}
+		w := st.Words[at]
 		edit, err := t.sqlName(verb, w.Name(), e, i)
 		if err != nil {
 			return err
@@ -148,30 +149,28 @@ func (t *Tracker) refuse(e *entry, code, msg string) {
 
 // preparedName reads a statement's leading words for the prepared
 // statement it names: PREPARE name, EXECUTE name, DEALLOCATE [PREPARE]
-// name (not ALL, not PREPARE TRANSACTION).
-func preparedName(w []sqlscan.Word) (verb string, name sqlscan.Word, ok bool) {
+// name (not ALL, not PREPARE TRANSACTION); at is the name's index in w.
+// PREPARE is a name too: DEALLOCATE prepare drops the statement "prepare".
+func preparedName(w []sqlscan.Word) (verb string, at int, ok bool) {
 	if len(w) < 2 {
-		return "", sqlscan.Word{}, false
+		return "", 0, false
 	}
 	switch {
 	case w[0].Is("prepare") && !w[1].Is("transaction"):
-		return "prepare", w[1], true
+		return "prepare", 1, true
 	case w[0].Is("execute"):
-		return "execute", w[1], true
+		return "execute", 1, true
 	case w[0].Is("deallocate"):
-		target := w[1]
-		if target.Is("prepare") {
-			if len(w) < 3 {
-				return "", sqlscan.Word{}, false
-			}
-			target = w[2]
+		at = 1
+		if w[1].Is("prepare") && len(w) > 2 {
+			at = 2
 		}
-		if target.Is("all") {
-			return "", sqlscan.Word{}, false
+		if w[at].Is("all") {
+			return "", 0, false
 		}
-		return "deallocate", target, true
+		return "deallocate", at, true
 	}
-	return "", sqlscan.Word{}, false
+	return "", 0, false
 }
 
 // namesPrepared is a cheap first look: the words PREPARE, EXECUTE or
