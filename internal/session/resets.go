@@ -68,9 +68,7 @@ func (s *Session) replaceAnswer(off, n int, out []byte) {
 		s.mu.Unlock()
 		return
 	}
-	from := len(s.answerEdits.Buf)
-	s.answerEdits.Buf = append(s.answerEdits.Buf, out...)
-	s.answerEdits.Replace(off, n, from)
+	s.answerEdits.ReplaceWith(off, n, out)
 }
 
 // resync puts the client's settings back on its server after a reset, once

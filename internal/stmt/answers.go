@@ -21,9 +21,7 @@ func (t *Tracker) BeginAnswers() { t.outEdits.Reset() }
 // ReplaceAnswer replaces the server message at off (n bytes) of the
 // batch being matched with out, for the caller's own rewrites.
 func (t *Tracker) ReplaceAnswer(off, n int, out []byte) {
-	from := len(t.outEdits.Buf)
-	t.outEdits.Buf = append(t.outEdits.Buf, out...)
-	t.outEdits.Replace(off, n, from)
+	t.outEdits.ReplaceWith(off, n, out)
 }
 
 // ApplyAnswers returns the batch to send to the client.
@@ -92,9 +90,7 @@ func (t *Tracker) Server(typ byte, body []byte, off int) error {
 	case h.hide:
 		t.outEdits.Replace(off, n, len(t.outEdits.Buf))
 	case done && h.get().answer != nil:
-		from := len(t.outEdits.Buf)
-		t.outEdits.Buf = append(t.outEdits.Buf, h.x.answer...)
-		t.outEdits.Replace(off, n, from)
+		t.outEdits.ReplaceWith(off, n, h.x.answer)
 	}
 	if done {
 		switch x := h.get(); {
@@ -283,15 +279,11 @@ func (t *Tracker) queryDeallocated(h *entry) bool {
 		if d.index != index {
 			continue
 		}
-		t.rewind()
-		h = &t.q[0]
 		ran := []effect{t.regDel(d.name)}
 		if d.held {
 			ran = append(ran, t.srvDel(d.server))
 		}
-		h.ok = slices.Concat(h.ok, ran)
-		h.failed = slices.Concat(h.failed, ran)
-		t.replay()
+		t.ranInQuery(ran)
 		return true
 	}
 	return false
@@ -310,13 +302,17 @@ func (t *Tracker) sessionReset(body []byte) {
 	tag := bytes.TrimSuffix(body, []byte{0})
 	all, discard := bytes.Equal(tag, []byte("DEALLOCATE ALL")), bytes.Equal(tag, []byte("DISCARD ALL"))
 	if all || discard {
-		// It ran before the messages sent after the query: redo theirs
-		// on top of it.
-		t.rewind()
-		h := &t.q[0]
-		reset := []effect{t.srvClear(), t.regClear()}
-		h.ok = slices.Concat(h.ok, reset)
-		h.failed = slices.Concat(h.failed, reset) // not undone if a later statement fails
-		t.replay()
+		t.ranInQuery([]effect{t.srvClear(), t.regClear()})
 	}
+}
+
+// ranInQuery adds to the simple query at the head the effects of one of
+// its statements that ran: they stay whether or not a later statement
+// fails, and the messages sent after the query are redone on top of them.
+func (t *Tracker) ranInQuery(effs []effect) {
+	t.rewind()
+	h := &t.q[0]
+	h.ok = slices.Concat(h.ok, effs)
+	h.failed = slices.Concat(h.failed, effs)
+	t.replay()
 }

@@ -30,6 +30,13 @@ func (e *Edits) Replace(off, n, from int) {
 	e.list = append(e.list, edit{off: off, n: n, from: from, to: len(e.Buf)})
 }
 
+// ReplaceWith records that span[off:off+n] becomes out.
+func (e *Edits) ReplaceWith(off, n int, out []byte) {
+	from := len(e.Buf)
+	e.Buf = append(e.Buf, out...)
+	e.Replace(off, n, from)
+}
+
 // Apply returns span with the edits made, or span itself when there are
 // none. The result is valid until the next Apply.
 func (e *Edits) Apply(span []byte) []byte {
