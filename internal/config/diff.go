@@ -83,14 +83,13 @@ func Diff(old, new Config) []Change {
 			out = append(out, Change{Key: s.key, Old: o, New: n, Restart: s.restart})
 		}
 	}
-	names := slices.Sorted(maps.Keys(maps.Collect(func(yield func(string, bool) bool) {
-		for n := range old.Databases {
-			yield(n, true)
+	names := slices.Collect(maps.Keys(old.Databases))
+	for n := range new.Databases {
+		if _, had := old.Databases[n]; !had {
+			names = append(names, n)
 		}
-		for n := range new.Databases {
-			yield(n, true)
-		}
-	})))
+	}
+	slices.Sort(names)
 	for _, name := range names {
 		out = append(out, diffRoute(name, old.Databases, new.Databases)...)
 	}

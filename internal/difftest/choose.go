@@ -58,5 +58,5 @@ func pick(ch Chooser, weights ...int) int {
 // chance is true with probability 1/n.
 func chance(ch Chooser, n int) bool { return ch.IntN(n) == 0 }
 
-// oneOf returns one of the strings.
-func oneOf(ch Chooser, s ...string) string { return s[ch.IntN(len(s))] }
+// oneOf returns one of xs.
+func oneOf[T any](ch Chooser, xs ...T) T { return xs[ch.IntN(len(xs))] }

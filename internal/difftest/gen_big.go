@@ -228,7 +228,7 @@ func (b *builder) copyInExtended() {
 	for _, p := range b.pieces(data) {
 		b.add(CopyData(p))
 		if !bad && chance(b.g.ch, 3) {
-			b.add(oneOfMsg(b.g.ch, Sync(), Flush()))
+			b.add(oneOf(b.g.ch, Sync(), Flush()))
 		}
 	}
 	if abort {
@@ -240,8 +240,6 @@ func (b *builder) copyInExtended() {
 	b.note("extended COPY FROM STDIN of %d bytes (bad row %v, CopyFail %v)", len(data), bad, abort)
 	b.sync()
 }
-
-func oneOfMsg(ch Chooser, ms ...Msg) Msg { return ms[ch.IntN(len(ms))] }
 
 // copyOut is COPY TO STDOUT of a few rows.
 func (b *builder) copyOut() {

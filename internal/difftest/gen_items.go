@@ -216,7 +216,7 @@ func (b *builder) group() {
 	case 1: // Bind to a statement nobody prepared
 		b.bind("", fmt.Sprintf("never_%d", ch.IntN(9)), nil, 0)
 	case 2: // unnamed: a batch of only named Parse and Sync may be deferred
-		b.parse("", b.newStmt(oneOfTmpl(ch, tmplNoTbl, tmplSyntax)))
+		b.parse("", b.newStmt(oneOf(ch, tmplNoTbl, tmplSyntax)))
 		b.bind("", "", nil, 0)
 	case 3: // a wrong number of parameters
 		name := b.pickName()
@@ -243,8 +243,6 @@ func (b *builder) group() {
 		b.execute("", 0)
 	}
 }
-
-func oneOfTmpl(ch Chooser, ts ...*tmpl) *tmpl { return ts[ch.IntN(len(ts))] }
 
 // transaction opens, works in, or ends an explicit block.
 func (b *builder) transaction() {
