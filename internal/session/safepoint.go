@@ -1,5 +1,7 @@
 package session
 
+import "github.com/pgvalve/pgvalve/internal/wire"
+
 // txState is where a server stands in the protocol, as far as the relay can
 // tell from the messages it forwards. The relay may hand the server to
 // another client only at a safe point. Methods are pure so the rules are
@@ -99,18 +101,10 @@ func (t *txState) await(item byte) {
 func (t *txState) copyStarted() {
 	// A COPY of a simple Query is its own request, awaited first.
 	t.copyByExecute = t.head == len(t.awaiting) || t.awaiting[t.head] != 'R'
-	kept := t.awaiting[:t.head]
-	ended := false
-	for _, item := range t.awaiting[t.head:] {
-		if item == 'S' && !ended {
-			t.pending--
-			continue
-		}
-		ended = ended || item == 'c'
-		kept = append(kept, item)
-	}
-	t.awaiting = kept
-	t.copyIn = !ended
+	rest, open := wire.DropCopySyncs(t.awaiting[t.head:], func(item byte) byte { return item })
+	t.pending -= len(t.awaiting) - t.head - len(rest)
+	t.awaiting = t.awaiting[:t.head+len(rest)]
+	t.copyIn = open
 }
 
 // ready records a ReadyForQuery from the server.

@@ -247,7 +247,8 @@ func (t *Tracker) enqueue(e entry) {
 
 // copyEnd marks in q where the client ended a COPY (CopyDone or CopyFail):
 // Syncs sent before it during a COPY get no answer, those after it do.
-// It expects no answer and is dropped when it reaches the head.
+// It expects no answer and is dropped when it reaches the head. It is
+// the CopyDone type, as wire.DropCopySyncs expects.
 const copyEnd = 'c'
 
 func (t *Tracker) endCopy() {
@@ -261,15 +262,7 @@ func (t *Tracker) endCopy() {
 // head: every message sent before it is answered, so the Syncs queued up
 // to the client's end of the COPY were sent during it and are ignored.
 func (t *Tracker) copyStarted() {
-	kept := t.q[:1]
-	ended := false
-	for _, e := range t.q[1:] {
-		if e.typ == 'S' && !ended {
-			continue
-		}
-		ended = ended || e.typ == copyEnd
-		kept = append(kept, e)
-	}
-	t.q = kept
-	t.copyIn = !ended
+	rest, open := wire.DropCopySyncs(t.q[1:], func(e entry) byte { return e.typ })
+	t.q = t.q[:1+len(rest)]
+	t.copyIn = open
 }
