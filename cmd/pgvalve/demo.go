@@ -22,7 +22,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	level := levelVar(cfg.LogLevel)
-	log := newLogger(stderr, level)
+	log := newLogger(stderr, cfg.LogFormat, level)
 	user, db := "app", "app"
 	if cfg.Upstream == "" && len(cfg.Databases) == 0 {
 		fmt.Fprintln(stderr, "pgvalve demo: starting a throwaway PostgreSQL (initdb in a temp dir)...")

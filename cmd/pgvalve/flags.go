@@ -39,6 +39,13 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 	maxClients := fs.Int("max-client-conn", def.MaxClientConn, "most clients connected at once")
 	authMode := fs.String("auth", string(def.Auth), "client authentication: trust or passthrough")
 	logLevel := fs.String("log-level", def.LogLevel, "debug, info, warn or error")
+	logFormat := fs.String("log-format", def.LogFormat, "log lines as text or json")
+	slow := seconds(def.LogSlowQuery)
+	fs.Var(&slow, "log-slow-query", "log a query that runs longer than this: a duration or seconds (0: off)")
+	queryText := fs.Bool("log-query-text", def.LogQueryText, "show a query's first 100 characters in SHOW HOLDERS, the page and slow-query lines")
+	adminUsers := fs.String("admin-users", "", "comma-separated users who may run every admin console command")
+	statsUsers := fs.String("stats-users", "", "comma-separated users who may run the admin console's SHOW commands")
+	metricsListen := fs.String("metrics-listen", def.MetricsListen, "serve /metrics, the live page and /api/ on this address (off when empty)")
 	var opts runOpts
 	fs.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) to this file until pgvalve stops")
 	if err := fs.Parse(args); err != nil {
@@ -64,6 +71,12 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 		"max-client-conn":    func() { cfg.MaxClientConn = *maxClients },
 		"auth":               func() { cfg.Auth = config.AuthMode(*authMode) },
 		"log-level":          func() { cfg.LogLevel = *logLevel },
+		"log-format":         func() { cfg.LogFormat = *logFormat },
+		"log-slow-query":     func() { cfg.LogSlowQuery = time.Duration(slow) },
+		"log-query-text":     func() { cfg.LogQueryText = *queryText },
+		"admin-users":        func() { cfg.AdminUsers = config.SplitNames(*adminUsers) },
+		"stats-users":        func() { cfg.StatsUsers = config.SplitNames(*statsUsers) },
+		"metrics-listen":     func() { cfg.MetricsListen = *metricsListen },
 	}
 	fs.Visit(func(f *flag.Flag) {
 		if apply, ok := set[f.Name]; ok {

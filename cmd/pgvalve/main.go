@@ -63,7 +63,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 2
 	}
 	level := levelVar(cfg.LogLevel)
-	log := newLogger(stderr, level)
+	log := newLogger(stderr, cfg.LogFormat, level)
 	if opts.cpuProfile != "" {
 		stop, err := startCPUProfile(opts.cpuProfile)
 		if err != nil {
@@ -120,9 +120,14 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// newLogger logs text lines to w at level, which a reload may change.
-func newLogger(w io.Writer, level *slog.LevelVar) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+// newLogger logs to w at level, which a reload may change, as text or
+// JSON lines (log_format).
+func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // levelVar holds a validated log_level.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,5 +111,35 @@ func TestQueryWaitTimeoutTakesADurationOrPlainSeconds(t *testing.T) {
 	var errOut strings.Builder
 	if _, err := loadConfig("run", []string{"--upstream", "postgres://u@h/db", "--query-wait-timeout", "soon"}, &errOut); err == nil {
 		t.Fatal("a value that is neither must be refused")
+	}
+}
+
+func TestObservabilityFlagsOverrideTheirKeys(t *testing.T) {
+	file := writeFile(t, "upstream = \"postgres://u@127.0.0.1:5432/db\"\nadmin_users = [\"root\"]\nlog_format = \"json\"\n")
+	cfg, err := loadConfig("run", []string{"--config", file, "--admin-users", "admin, ops", "--stats-users", "grafana",
+		"--metrics-listen", "127.0.0.1:9187", "--log-slow-query", "0.5", "--log-query-text=false"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.AdminUsers, "|") != "admin|ops" || strings.Join(cfg.StatsUsers, "|") != "grafana" {
+		t.Fatalf("admin users %q, stats users %q; want the flags' lists", cfg.AdminUsers, cfg.StatsUsers)
+	}
+	if cfg.MetricsListen != "127.0.0.1:9187" || cfg.LogSlowQuery != 500*time.Millisecond || cfg.LogQueryText {
+		t.Fatalf("metrics_listen %q log_slow_query %v log_query_text %v", cfg.MetricsListen, cfg.LogSlowQuery, cfg.LogQueryText)
+	}
+	if cfg.LogFormat != "json" {
+		t.Fatalf("log_format %q; the file's json should stay when no flag sets it", cfg.LogFormat)
+	}
+}
+
+func TestJSONLogFormatWritesOneJSONObjectPerLine(t *testing.T) {
+	var out strings.Builder
+	newLogger(&out, "json", levelVar("info")).Info("server lost", "pool", "app/app")
+	var line map[string]any
+	if err := json.Unmarshal([]byte(out.String()), &line); err != nil {
+		t.Fatalf("log line %q is not JSON: %v", out.String(), err)
+	}
+	if line["msg"] != "server lost" || line["pool"] != "app/app" {
+		t.Fatalf("log line %v lacks its message or attribute", line)
 	}
 }

@@ -79,6 +79,12 @@ type Config struct {
 	ClientLoginTimeout     time.Duration       // default 60s (PgBouncer's client_login_timeout); 0 = none
 	ShutdownTimeout        time.Duration       // default 30s
 	LogLevel               string              // "debug"|"info"|"warn"|"error", default "info"
+	LogFormat              string              // "text" (default) or "json"
+	LogQueryText           bool                // default true: SHOW HOLDERS, the page and slow-query lines show a query's first 100 characters
+	LogSlowQuery           time.Duration       // default 0 (off): log a query that ran longer
+	AdminUsers             []string            // may run every admin console command
+	StatsUsers             []string            // may run the console's SHOW commands
+	MetricsListen          string              // address of /metrics, the live page and /api/; "" (default) = off
 	Databases              map[string]Database // routes keyed by the database name clients use
 
 	// src remembers where Parse found each value so that Validate can
@@ -130,6 +136,8 @@ func Default() Config {
 		ClientLoginTimeout:    60 * time.Second,
 		ShutdownTimeout:       30 * time.Second,
 		LogLevel:              "info",
+		LogFormat:             "text",
+		LogQueryText:          true,
 		Databases:             map[string]Database{},
 	}
 }

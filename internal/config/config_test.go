@@ -34,6 +34,8 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 		ClientLoginTimeout:    60 * time.Second,
 		ShutdownTimeout:       30 * time.Second,
 		LogLevel:              "info",
+		LogFormat:             "text",
+		LogQueryText:          true,
 		Databases:             map[string]Database{},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
@@ -83,6 +85,12 @@ max_message_size = 65536
 client_login_timeout = 0
 shutdown_timeout = 2.5
 log_level = "debug"
+log_format = "json"
+log_query_text = false
+log_slow_query = "1s"
+admin_users = "admin"
+stats_users = ["grafana", "exporter"]
+metrics_listen = "127.0.0.1:9187"
 server_idle_timeout = "90s"
 server_lifetime = 7200
 server_check_delay = "0"
@@ -124,6 +132,11 @@ upstream = "postgres://main/main"
 		ClientLoginTimeout:     0,
 		ShutdownTimeout:        2500 * time.Millisecond,
 		LogLevel:               "debug",
+		LogFormat:              "json",
+		LogSlowQuery:           time.Second,
+		AdminUsers:             []string{"admin"},
+		StatsUsers:             []string{"grafana", "exporter"},
+		MetricsListen:          "127.0.0.1:9187",
 		ServerIdleTimeout:      90 * time.Second,
 		ServerLifetime:         2 * time.Hour,
 		ServerCheckDelay:       0,
@@ -134,8 +147,8 @@ upstream = "postgres://main/main"
 		QueryTimeout:           30 * time.Second,
 		ClientIdleTimeout:      10 * time.Minute,
 		Databases: map[string]Database{
-			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 30},
-			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 35},
+			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 36},
+			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 41},
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {

@@ -142,6 +142,18 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 			d.duration(path, val, &cfg.ShutdownTimeout)
 		case "log_level":
 			d.str(path, val, &cfg.LogLevel)
+		case "log_format":
+			d.str(path, val, &cfg.LogFormat)
+		case "log_query_text":
+			d.bool(path, val, &cfg.LogQueryText)
+		case "log_slow_query":
+			d.duration(path, val, &cfg.LogSlowQuery)
+		case "admin_users":
+			d.names(path, val, &cfg.AdminUsers)
+		case "stats_users":
+			d.names(path, val, &cfg.StatsUsers)
+		case "metrics_listen":
+			d.str(path, val, &cfg.MetricsListen)
 		case "databases":
 			d.databases(path, val, cfg.Databases)
 		default:
@@ -209,6 +221,48 @@ func (d *decoder) int(path toml.Key, val any, dst *int) {
 		return
 	}
 	*dst = int(n)
+}
+
+func (d *decoder) bool(path toml.Key, val any, dst *bool) {
+	b, ok := val.(bool)
+	if !ok {
+		d.fail(path, "expected boolean, got %s", typeName(val))
+		return
+	}
+	*dst = b
+}
+
+// names accepts an array of strings or, as PgBouncer writes user lists, one
+// comma-separated string.
+func (d *decoder) names(path toml.Key, val any, dst *[]string) {
+	switch v := val.(type) {
+	case string:
+		*dst = SplitNames(v)
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				d.fail(path, "expected an array of strings, found %s in it", typeName(e))
+				return
+			}
+			out = append(out, strings.TrimSpace(s))
+		}
+		*dst = out
+	default:
+		d.fail(path, "expected an array of strings or a comma-separated string, got %s", typeName(val))
+	}
+}
+
+// SplitNames splits a comma-separated list of names, dropping blanks.
+func SplitNames(s string) []string {
+	var out []string
+	for _, n := range strings.Split(s, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // duration accepts a Go duration string ("20s", "500ms") or, as PgBouncer

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/url"
 	"slices"
+	"strings"
 )
 
 // Change is one setting that differs between a running configuration and
@@ -69,6 +70,12 @@ var settings = []setting{
 	{"server_reset_query", func(c Config) any { return fmt.Sprintf("%q", c.ServerResetQuery) }, false},
 	{"shutdown_timeout", func(c Config) any { return c.ShutdownTimeout }, false},
 	{"log_level", func(c Config) any { return c.LogLevel }, false},
+	{"log_format", func(c Config) any { return c.LogFormat }, true},
+	{"log_query_text", func(c Config) any { return c.LogQueryText }, false},
+	{"log_slow_query", func(c Config) any { return c.LogSlowQuery }, false},
+	{"admin_users", func(c Config) any { return strings.Join(c.AdminUsers, ",") }, false},
+	{"stats_users", func(c Config) any { return strings.Join(c.StatsUsers, ",") }, false},
+	{"metrics_listen", func(c Config) any { return c.MetricsListen }, true},
 }
 
 // Diff lists every setting and route that differs from old to new, in a
@@ -126,7 +133,31 @@ func Reloaded(running, next Config) (Config, []Change) {
 	changes := Diff(running, next)
 	next.Listen = running.Listen
 	next.Auth = running.Auth
+	next.LogFormat = running.LogFormat
+	next.MetricsListen = running.MetricsListen
 	return next, changes
+}
+
+// Item is one setting as the admin console's SHOW CONFIG lists it.
+type Item struct {
+	Key, Value, Default string
+	// Changeable: a reload applies a new value without a restart.
+	Changeable bool
+}
+
+// Items lists every top-level setting of c with its default, in the order
+// Diff reports them.
+func (c Config) Items() []Item {
+	def := Default()
+	out := make([]Item, 0, len(settings))
+	for _, s := range settings {
+		v, d := fmt.Sprint(s.get(c)), fmt.Sprint(s.get(def))
+		if s.key == "upstream" {
+			v = redact(v)
+		}
+		out = append(out, Item{Key: s.key, Value: v, Default: d, Changeable: !s.restart})
+	}
+	return out
 }
 
 // redactPair shows two different upstream URLs without their passwords,

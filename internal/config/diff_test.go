@@ -52,6 +52,10 @@ func TestEverySettingIsCompared(t *testing.T) {
 			v.SetString(v.String() + "x")
 		case reflect.Int, reflect.Int64:
 			v.SetInt(v.Int() + 1)
+		case reflect.Bool:
+			v.SetBool(!v.Bool())
+		case reflect.Slice:
+			v.Set(reflect.ValueOf([]string{"x"}))
 		default:
 			t.Fatalf("field %s: unexpected kind %s", f.Name, v.Kind())
 		}
@@ -118,5 +122,57 @@ func TestDiffListsAddedRemovedAndChangedRoutesWithoutPasswords(t *testing.T) {
 	}
 	if got[1].Old != "" || got[5].New != "" {
 		t.Errorf("an added route has no old value, a removed one no new: %v, %v", got[1], got[5])
+	}
+}
+
+func TestReloadedKeepsEveryRestartOnlySetting(t *testing.T) {
+	running, next := Default(), Default()
+	next.Listen, next.Auth = "127.0.0.1:7000", AuthPassthrough
+	next.LogFormat, next.MetricsListen = "json", "127.0.0.1:9187"
+	applied, changes := Reloaded(running, next)
+	var restartKeys []string
+	for _, c := range changes {
+		if c.Restart {
+			restartKeys = append(restartKeys, c.Key)
+		}
+	}
+	// Every restart-only key changed in next; this fails when one is added
+	// to the table without Reloaded keeping it.
+	var table []string
+	for _, it := range Default().Items() {
+		if !it.Changeable {
+			table = append(table, it.Key)
+		}
+	}
+	if !reflect.DeepEqual(restartKeys, table) {
+		t.Fatalf("restart-only changes %v; the settings table has %v", restartKeys, table)
+	}
+	for _, it := range applied.Items() {
+		if !it.Changeable && it.Value != it.Default {
+			t.Fatalf("%s applied as %q; a reload must keep the running %q", it.Key, it.Value, it.Default)
+		}
+	}
+}
+
+func TestItemsListSettingsWithDefaultsAndHideUpstreamPasswords(t *testing.T) {
+	c := Default()
+	c.PoolSize = 7
+	c.Upstream = "postgres://app:topsecret@db1/app"
+	c.AdminUsers = []string{"admin", "ops"}
+	items := map[string]Item{}
+	for _, it := range c.Items() {
+		items[it.Key] = it
+	}
+	if it := items["pool_size"]; it.Value != "7" || it.Default != "20" || !it.Changeable {
+		t.Fatalf("pool_size item %+v; want value 7, default 20, changeable", it)
+	}
+	if it := items["admin_users"]; it.Value != "admin,ops" || it.Default != "" {
+		t.Fatalf("admin_users item %+v; want admin,ops with an empty default", it)
+	}
+	if it := items["listen"]; it.Changeable {
+		t.Fatalf("listen item %+v is changeable; it is bound once", it)
+	}
+	if strings.Contains(items["upstream"].Value, "topsecret") {
+		t.Fatalf("upstream item %q shows the password", items["upstream"].Value)
 	}
 }

@@ -204,3 +204,34 @@ func TestValidateWorksWithoutAFile(t *testing.T) {
 		t.Fatalf("got  %q\nwant %q", got, want)
 	}
 }
+
+func TestParseReadsObservabilitySettings(t *testing.T) {
+	doc := "admin_users = \"admin, ops\"\nstats_users = [\"grafana\"]\nmetrics_listen = \"127.0.0.1:9187\"\n" +
+		"log_format = \"json\"\nlog_query_text = false\nlog_slow_query = \"250ms\"\n"
+	cfg, err := Parse("pgvalve.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.AdminUsers, "|") != "admin|ops" || strings.Join(cfg.StatsUsers, "|") != "grafana" {
+		t.Fatalf("admin_users %q stats_users %q; want [admin ops] and [grafana]", cfg.AdminUsers, cfg.StatsUsers)
+	}
+	if cfg.MetricsListen != "127.0.0.1:9187" || cfg.LogFormat != "json" || cfg.LogQueryText || cfg.LogSlowQuery != 250*time.Millisecond {
+		t.Fatalf("metrics_listen %q log_format %q log_query_text %v log_slow_query %v", cfg.MetricsListen, cfg.LogFormat, cfg.LogQueryText, cfg.LogSlowQuery)
+	}
+}
+
+func TestParseRejectsBadObservabilitySettingsByLine(t *testing.T) {
+	doc := "log_format = \"xml\"\nlog_query_text = \"no\"\nmetrics_listen = \"nowhere\"\nadmin_users = [\"a\", 3]\nstats_users = 5\nlog_slow_query = -1\n"
+	_, err := Parse("pgvalve.toml", []byte(doc))
+	want := []string{
+		`pgvalve.toml:1: log_format: "xml" is not one of text, json`,
+		`pgvalve.toml:2: log_query_text: expected boolean, got string`,
+		`pgvalve.toml:3: metrics_listen: "nowhere" is not host:port: missing port in address`,
+		`pgvalve.toml:4: admin_users: expected an array of strings, found integer in it`,
+		`pgvalve.toml:5: stats_users: expected an array of strings or a comma-separated string, got integer`,
+		`pgvalve.toml:6: log_slow_query: must not be negative (0 turns it off)`,
+	}
+	if got := errLines(err); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

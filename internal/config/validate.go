@@ -133,6 +133,25 @@ func (c Config) problems() []problem {
 	default:
 		k.add(top("log_level"), c.LogLevel == f.LogLevel, nil, "%q is not one of debug, info, warn, error", c.LogLevel)
 	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		k.add(top("log_format"), c.LogFormat == f.LogFormat, nil, "%q is not one of text, json", c.LogFormat)
+	}
+	if c.LogSlowQuery < 0 {
+		k.add(top("log_slow_query"), c.LogSlowQuery == f.LogSlowQuery, nil, "must not be negative (0 turns it off)")
+	}
+	if c.MetricsListen != "" {
+		if err := checkListen(c.MetricsListen); err != nil {
+			k.add(top("metrics_listen"), c.MetricsListen == f.MetricsListen, nil, "%v", err)
+		}
+	}
+	for _, l := range []struct {
+		key         string
+		names, file []string
+	}{{"admin_users", c.AdminUsers, f.AdminUsers}, {"stats_users", c.StatsUsers, f.StatsUsers}} {
+		if slices.Contains(l.names, "") {
+			k.add(top(l.key), slices.Equal(l.names, l.file), nil, "user names must not be empty")
+		}
+	}
 
 	for _, name := range slices.Sorted(maps.Keys(c.Databases)) {
 		d := c.Databases[name]
