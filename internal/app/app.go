@@ -17,6 +17,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/cancel"
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/frontend"
 	"github.com/pgvalve/pgvalve/internal/listener"
 	"github.com/pgvalve/pgvalve/internal/pool"
 	"github.com/pgvalve/pgvalve/internal/session"
@@ -28,6 +29,7 @@ type App struct {
 	listen    string          // bound once: a reload cannot change it
 	auth      config.AuthMode // clients were admitted under it: a reload cannot change it
 	env       *session.Env
+	front     *frontend.Config
 	passwords *auth.Passwords
 	// maxClients is max_client_conn, read at every accept.
 	maxClients atomic.Int64
@@ -92,12 +94,16 @@ func New(cfg config.Config, log *slog.Logger) *App {
 	a.env = &session.Env{
 		Log:     log,
 		Cancels: cancel.NewRegistry(),
-		Auth:    cfg.Auth,
 		Drain:   drainCtx,
-		Lookup:  a.lookup,
-		Verify:  a.verify,
 	}
 	a.env.SetLive(liveSettings(cfg))
+	a.front = &frontend.Config{
+		Log:    log,
+		Auth:   cfg.Auth,
+		Relay:  a.env,
+		Lookup: a.lookup,
+		Verify: a.verify,
+	}
 	return a
 }
 
@@ -139,9 +145,9 @@ func (a *App) Serve(ln net.Listener) error {
 		MaxConns: func() int { return int(a.maxClients.Load()) },
 		Log:      a.log,
 		Handle: func(_ context.Context, conn net.Conn) {
-			session.Serve(a.sessions, a.env, conn)
+			frontend.Serve(a.sessions, a.front, conn)
 		},
-		Refuse: func(conn net.Conn) { session.Refuse(a.env, conn) },
+		Refuse: func(conn net.Conn) { frontend.Refuse(a.front, conn) },
 	})
 	a.closePools()
 	return err

@@ -17,10 +17,14 @@ import (
 // SQLSTATE that names the situation: the server's own error when the server
 // refused, 53300 for a pool wait that timed out, 08006 for a server that
 // cannot be reached.
-func (s *Session) sendError(severity string, err error) {
+func (s *Session) sendError(severity string, err error) { SendError(s.conn, severity, err) }
+
+// SendError is sendError for a client that has no session yet (the front
+// door's login checks).
+func SendError(conn net.Conn, severity string, err error) {
 	code, msg := classify(err)
-	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = s.conn.Write(wire.AppendError(nil, severity, code, msg))
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = conn.Write(wire.AppendError(nil, severity, code, msg))
 }
 
 func classify(err error) (code, msg string) {
