@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/session"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
@@ -51,7 +52,7 @@ func Serve(ctx context.Context, cfg *Config, conn net.Conn) {
 	defer func() {
 		if r := recover(); r != nil {
 			d.log.Error("session panic", "panic", r, "stack", string(debug.Stack()))
-			fatal(conn, wire.CodeInternalError, "internal error in pgvalve")
+			session.Fatal(conn, reason.Panic)
 		}
 	}()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
@@ -74,7 +75,7 @@ func Refuse(cfg *Config, conn net.Conn) {
 		// A full house is when a runaway query most needs cancelling.
 		_ = d.forwardCancel(context.Background(), st.Cancel)
 	default:
-		fatal(conn, wire.CodeTooManyConnections, "no more connections allowed (max_client_conn)")
+		session.Fatal(conn, reason.TooManyClients)
 	}
 }
 
@@ -112,7 +113,7 @@ func (d *door) run(ctx context.Context) error {
 	}
 	route, ok := d.cfg.Lookup(c.Database, c.User)
 	if !ok {
-		fatal(d.conn, wire.CodeInvalidCatalogName, "no such database: "+c.Database)
+		session.Fatal(d.conn, reason.NoSuchDatabase, c.Database)
 		return errNoRoute(c.Database)
 	}
 	if route.Leave != nil {
@@ -144,10 +145,4 @@ func (d *door) toConsole(db string) bool {
 		}
 	}
 	return false
-}
-
-// fatal sends a FATAL error to a client that is about to be closed.
-func fatal(conn net.Conn, code, msg string) {
-	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = conn.Write(wire.AppendError(nil, wire.SeverityFatal, code, msg))
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/auth"
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/session"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
@@ -23,7 +24,7 @@ func (d *door) readStartup() (*wire.Startup, error) {
 		st, err := wire.ReadStartup(d.conn)
 		if err != nil {
 			if errors.Is(err, wire.ErrBadStartup) {
-				fatal(d.conn, wire.CodeProtocolViolation, "invalid startup packet layout")
+				session.Fatal(d.conn, reason.BadStartup)
 			}
 			return nil, err
 		}
@@ -43,7 +44,7 @@ func (d *door) readStartup() (*wire.Startup, error) {
 func (d *door) checkStartup(st *wire.Startup) (session.Client, error) {
 	c := session.Client{Conn: d.conn}
 	if st.Major != 3 {
-		fatal(d.conn, wire.CodeFeatureNotSupported, fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0", st.Major, st.Minor))
+		session.Fatal(d.conn, reason.UnsupportedProtocol, st.Major, st.Minor)
 		return c, errors.New("unsupported protocol")
 	}
 	kept, err := d.negotiate(st)
@@ -52,7 +53,7 @@ func (d *door) checkStartup(st *wire.Startup) (session.Client, error) {
 	}
 	c.User, _ = st.Get("user")
 	if c.User == "" {
-		fatal(d.conn, wire.CodeInvalidAuthSpec, "no PostgreSQL user name specified in startup packet")
+		session.Fatal(d.conn, reason.NoUser)
 		return c, errors.New("no user name")
 	}
 	c.Database, _ = st.Get("database")
@@ -60,14 +61,14 @@ func (d *door) checkStartup(st *wire.Startup) (session.Client, error) {
 		c.Database = c.User
 	}
 	if v, ok := st.Get("replication"); ok && v != "false" && v != "off" && v != "0" && v != "no" {
-		fatal(d.conn, wire.CodeFeatureNotSupported, "replication connections are not supported by pgvalve")
+		session.Fatal(d.conn, reason.Replication)
 		return c, errors.New("replication connection")
 	}
 	d.log = d.log.With("db", c.Database, "user", c.User)
 	c.Log = d.log
 	c.Params, err = backend.StartupParams(kept)
 	if err != nil {
-		fatal(d.conn, wire.CodeProtocolViolation, err.Error())
+		session.Fatal(d.conn, reason.BadStartupParam, err)
 		return c, err
 	}
 	return c, nil
@@ -107,7 +108,7 @@ func (d *door) authenticate(ctx context.Context, c session.Client) error {
 	pw, err := auth.RequestPassword(d.conn, c.Reader)
 	if err != nil {
 		if errors.Is(err, auth.ErrNoPassword) {
-			fatal(d.conn, wire.CodeInvalidPassword, fmt.Sprintf("password authentication failed for user %q", c.User))
+			session.Fatal(d.conn, reason.EmptyPassword, c.User)
 		}
 		return err
 	}

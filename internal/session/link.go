@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/pool"
+	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
@@ -144,7 +144,7 @@ func (s *Session) checked(ctx context.Context, srv *backend.Conn) bool {
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 	if err := srv.Exec(ctx, ""); err != nil {
-		srv.MarkBroken("server_check_delay check failed: " + err.Error())
+		srv.MarkBroken(reason.ServerCheckFailed, err.Error())
 		return false
 	}
 	return true
@@ -167,10 +167,9 @@ func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], erro
 // queuedNotice tells a client it is waiting for a server (query_wait_notify),
 // so queuing shows before it fails.
 func (s *Session) queuedNotice() {
-	msg := fmt.Sprintf("no server connection free in pool %q; waiting in line (query_wait_timeout %s)",
-		s.route.Pool.Name(), s.env.Live().WaitTimeout)
+	msg := reason.Queued.Message(s.route.Pool.Name(), s.env.Live().WaitTimeout)
 	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = s.conn.Write(wire.AppendNotice(nil, "00000", msg))
+	_, _ = s.conn.Write(wire.AppendNotice(nil, reason.Queued.Code(), msg))
 	_ = s.conn.SetWriteDeadline(time.Time{})
 }
 
@@ -283,8 +282,8 @@ func (s *Session) release(l *link) {
 
 // endLink runs when the client leaves or fails while holding l: it stops
 // the server side, decides whether the server can be reused, and releases.
-// broken, if not empty, says why the server must be closed.
-func (s *Session) endLink(ctx context.Context, l *link, broken string) {
+// lost, if not nil, is why the server was lost and must be closed.
+func (s *Session) endLink(ctx context.Context, l *link, lost error) {
 	s.mu.Lock()
 	if s.mu.cur != l {
 		// Detached at a safe point meanwhile: the server already belongs to
@@ -302,8 +301,8 @@ func (s *Session) endLink(ctx context.Context, l *link, broken string) {
 	// The server side may be blocked writing to a client that stopped reading.
 	_ = s.conn.SetWriteDeadline(time.Unix(1, 0))
 	<-l.done
-	if broken != "" {
-		l.srv.MarkBroken(broken) // only now: the server side may mark it too
+	if lost != nil {
+		l.srv.MarkBroken(reason.ServerLost, lost.Error()) // only now: the server side may mark it too
 	}
 	_ = l.srv.NetConn().SetDeadline(time.Time{})
 	_ = s.conn.SetDeadline(time.Time{})
@@ -329,21 +328,21 @@ func (s *Session) finish(ctx context.Context, l *link, st txState) {
 	case srv.Broken() != "":
 		return
 	case l.err != nil && !errors.Is(l.err, errTxInStatementMode):
-		srv.MarkBroken("relay failed: " + l.err.Error())
+		srv.MarkBroken(reason.RelayFailed, l.err.Error())
 		return
 	case !st.idle():
 		_ = srv.Cancel(bg)
-		srv.MarkBroken("client left during a request")
+		srv.MarkBroken(reason.ClientLeftMidRequest, "")
 		return
 	case srv.TxStatus() != 'I':
 		if err := srv.Exec(bg, "ROLLBACK"); err != nil {
-			srv.MarkBroken("rollback failed: " + err.Error())
+			srv.MarkBroken(reason.RollbackFailed, err.Error())
 			return
 		}
 	}
 	if reset := s.env.Live().ResetQuery; s.route.Mode == config.PoolSession && reset != "" {
 		if err := srv.Exec(bg, reset); err != nil {
-			srv.MarkBroken("reset query failed: " + err.Error())
+			srv.MarkBroken(reason.ResetQueryFailed, err.Error())
 		} else {
 			srv.ForgetApplied()
 		}

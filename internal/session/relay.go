@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/cancel"
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/stmt"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
@@ -21,7 +22,7 @@ var errClientTerminated = errors.New("client sent Terminate")
 
 // errTxInStatementMode ends a statement-mode client that opened a
 // transaction.
-var errTxInStatementMode = errors.New("transaction blocks are not allowed in statement pooling mode")
+var errTxInStatementMode = errors.New(reason.TxInStatementMode.Message())
 
 // serve greets the client and relays its requests. A client holds a server
 // only while it has work in flight (transaction and statement pooling) or
@@ -66,7 +67,7 @@ func (s *Session) serve(ctx context.Context, key cancel.Key) error {
 // twice.
 func (s *Session) unlink(ctx context.Context) *link {
 	if l := s.current(); l != nil {
-		s.endLink(ctx, l, "")
+		s.endLink(ctx, l, nil)
 		return l
 	}
 	if s.last != nil {
@@ -82,18 +83,18 @@ func (s *Session) reportEnd(err error) {
 	switch {
 	case err == nil, errors.Is(err, errClientTerminated):
 	case errors.As(err, &pv):
-		s.log.Info("protocol violation", "err", pv.err)
-		s.fatal(wire.CodeProtocolViolation, pv.Error())
+		s.log.Info(reason.ProtocolViolation.Log(), "err", pv.err)
+		s.end(reason.ProtocolViolation, pv)
 		s.lingerClose()
 	case errors.Is(err, errTxInStatementMode):
-		s.fatal(wire.CodeFeatureNotSupported, err.Error())
+		s.end(reason.TxInStatementMode)
 	case errors.Is(err, errServerLost):
 		s.sendError(wire.SeverityFatal, err)
 	case errors.As(err, &idle):
-		s.log.Info("client idle timeout", "err", err)
-		s.fatal(idle.code, idle.msg)
+		s.log.Info(idle.r.Log(), "err", err)
+		s.end(idle.r, idle.limit)
 	case errors.Is(err, errShuttingDown):
-		s.fatal(wire.CodeAdminShutdown, "terminating connection: pgvalve is shutting down")
+		s.end(reason.ShuttingDown)
 	}
 }
 
@@ -358,7 +359,7 @@ func (s *Session) serverSide(l *link) {
 			// Detached under the lock: the session no longer owns the
 			// link, so this side must hand the server back on every path.
 			if err != nil {
-				l.srv.MarkBroken("failed at a safe point: " + err.Error())
+				l.srv.MarkBroken(reason.SafePointFailed, err.Error())
 			}
 			l.detached = true
 			s.release(l)

@@ -18,6 +18,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/cancel"
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/pool"
+	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/stmt"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
@@ -248,9 +249,15 @@ func Run(ctx context.Context, env *Env, c Client) error {
 	return s.serve(ctx, key)
 }
 
-func (s *Session) fatal(code, msg string) {
-	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = s.conn.Write(wire.AppendError(nil, wire.SeverityFatal, code, msg))
+// end tells the client FATAL for r, its message filled in with args, as
+// its session ends.
+func (s *Session) end(r reason.Reason, args ...any) { Fatal(s.conn, r, args...) }
+
+// Fatal sends a client about to be closed the FATAL error for r, its
+// message filled in with args.
+func Fatal(conn net.Conn, r reason.Reason, args ...any) {
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = conn.Write(r.AppendError(nil, wire.SeverityFatal, args...))
 }
 
 // CancelCurrent cancels what this client runs on its server now, if it
