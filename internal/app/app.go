@@ -30,6 +30,7 @@ type App struct {
 	auth      config.AuthMode // clients were admitted under it: a reload cannot change it
 	env       *session.Env
 	front     *frontend.Config
+	clients   *registry // live sessions, for Sessions
 	passwords *auth.Passwords
 	// maxClients is max_client_conn, read at every accept.
 	maxClients atomic.Int64
@@ -80,7 +81,8 @@ const passwordFresh = 2 * time.Second
 
 // New builds an App from a validated configuration.
 func New(cfg config.Config, log *slog.Logger) *App {
-	a := &App{log: log, listen: cfg.Listen, auth: cfg.Auth, passwords: auth.NewPasswords(passwordFresh), served: make(chan struct{})}
+	a := &App{log: log, listen: cfg.Listen, auth: cfg.Auth, passwords: auth.NewPasswords(passwordFresh),
+		clients: newRegistry(), served: make(chan struct{})}
 	a.maxClients.Store(int64(cfg.MaxClientConn))
 	a.mu.cfg = cfg
 	a.mu.pools = make(map[poolKey]*entry)
@@ -145,7 +147,9 @@ func (a *App) Serve(ln net.Listener) error {
 		MaxConns: func() int { return int(a.maxClients.Load()) },
 		Log:      a.log,
 		Handle: func(_ context.Context, conn net.Conn) {
-			frontend.Serve(a.sessions, a.front, conn)
+			st, unlist := a.clients.add(conn)
+			defer unlist()
+			frontend.Serve(a.sessions, a.front, conn, st)
 		},
 		Refuse: func(conn net.Conn) { frontend.Refuse(a.front, conn) },
 	})

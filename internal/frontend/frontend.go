@@ -45,8 +45,9 @@ type door struct {
 
 // Serve runs a client connection to its end and closes it: the front door,
 // then whatever handoff chose. A panic inside is recovered and ends only
-// this client.
-func Serve(ctx context.Context, cfg *Config, conn net.Conn) {
+// this client. st, if not nil, is the client's entry in the list of live
+// sessions: the front door records who logged in, the relay its state.
+func Serve(ctx context.Context, cfg *Config, conn net.Conn, st *session.Status) {
 	d := &door{cfg: cfg, conn: conn, log: cfg.Log.With("client", conn.RemoteAddr().String())}
 	defer conn.Close()
 	defer func() {
@@ -57,7 +58,7 @@ func Serve(ctx context.Context, cfg *Config, conn net.Conn) {
 	}()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if err := d.run(ctx); err != nil {
+	if err := d.run(ctx, st); err != nil {
 		d.log.Debug("session ended", "err", err)
 	}
 }
@@ -80,7 +81,7 @@ func Refuse(cfg *Config, conn net.Conn) {
 }
 
 // run is the front door, top to bottom.
-func (d *door) run(ctx context.Context) error {
+func (d *door) run(ctx context.Context, status *session.Status) error {
 	live := d.cfg.Relay.Live()
 	if live.LoginTimeout > 0 {
 		_ = d.conn.SetDeadline(time.Now().Add(live.LoginTimeout))
@@ -102,6 +103,8 @@ func (d *door) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	status.SetLogin(session.Login{User: c.User, Database: c.Database, ApplicationName: appName(c.Params)})
+	c.Status = status
 	c.Sock = wire.NewSocket(d.conn)
 	c.Reader = wire.NewReader(c.Sock, wire.DefaultBufferSize, live.MaxMessageSize)
 	if d.toConsole(c.Database) {
@@ -125,6 +128,16 @@ func (d *door) run(ctx context.Context) error {
 	_ = d.conn.SetDeadline(time.Time{})
 	c.Route = route
 	return session.Run(ctx, d.cfg.Relay, c)
+}
+
+// appName is the application_name among startup parameters, or "".
+func appName(params []wire.Param) string {
+	for _, p := range params {
+		if p.Name == "application_name" {
+			return p.Value
+		}
+	}
+	return ""
 }
 
 // consoleDatabases are the database names that reach the admin console,

@@ -73,6 +73,7 @@ func (s *Session) linkFor(ctx context.Context) (*link, error) {
 	}
 	lease, err := s.leaseReady(ctx)
 	if err != nil {
+		s.status.set(Idle, 0, time.Now()) // no longer waiting
 		return nil, err
 	}
 	srv := lease.Server()
@@ -89,6 +90,7 @@ func (s *Session) linkFor(ctx context.Context) (*link, error) {
 		s.tr.Attach(srv.Statements(s.maxStmts))
 	}
 	s.mu.Unlock()
+	s.status.set(Active, srv.PID(), time.Now())
 	s.last = l
 	go s.serverSide(l)
 	return l, nil
@@ -155,6 +157,7 @@ func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], erro
 	if lease := s.route.Pool.TryAcquire(); lease != nil {
 		return lease, nil // the common case: no wait, no timer
 	}
+	s.status.set(Waiting, 0, time.Now())
 	ctx = s.watch.begin(ctx, s.conn, s.rd.Buffered() == 0, s.queueCancellable, s.env.Live().WaitNotify)
 	defer s.watch.end()
 	lease, err := s.route.Pool.Acquire(ctx)
@@ -270,8 +273,10 @@ func (s *Session) detachLocked(l *link) bool {
 // draining session is woken to end.
 func (s *Session) release(l *link) {
 	s.setLink(nil)
-	l.srv.SetIdle(time.Now())
+	now := time.Now()
+	l.srv.SetIdle(now)
 	s.releaseLease(l.lease)
+	s.status.set(Idle, 0, now)
 	s.mu.Lock()
 	draining := s.mu.draining
 	s.mu.Unlock()
@@ -307,6 +312,7 @@ func (s *Session) endLink(ctx context.Context, l *link, lost error) {
 	_ = l.srv.NetConn().SetDeadline(time.Time{})
 	_ = s.conn.SetDeadline(time.Time{})
 	s.setLink(nil)
+	defer s.status.set(Idle, 0, time.Now())
 	defer s.releaseLease(l.lease)
 	defer l.srv.SetIdle(time.Now())
 	s.finish(ctx, l, st)

@@ -118,6 +118,9 @@ type Session struct {
 	params []wire.Param // settings to apply on every server this client uses
 	id     uint64       // tells this client's server changes from others' (backend.MarkDirty)
 	want   []wire.Param // reused by wantedParams
+	// status is the client's entry in the list of live sessions (may be
+	// nil); only the session goroutine and the server side set it.
+	status *Status
 	// maxStmts is max_prepared_statements as the client connected.
 	maxStmts int
 	// timed: the idle timeouts were on at the last read; lastRead is kept
@@ -227,13 +230,17 @@ type Client struct {
 	// Params are the startup settings to apply on every server the client
 	// uses (backend.StartupParams).
 	Params []wire.Param
+	// Status is the client's entry in the list of live sessions; nil when
+	// nobody lists it. The relay keeps its state.
+	Status *Status
 }
 
 // Run greets a logged-in client and relays its requests until it leaves or
 // fails; it leaves closing the connection to the caller.
 func Run(ctx context.Context, env *Env, c Client) error {
 	s := &Session{env: env, conn: c.Conn, rd: c.Reader, sock: c.Sock, log: c.Log,
-		user: c.User, db: c.Database, route: c.Route, params: c.Params}
+		user: c.User, db: c.Database, route: c.Route, params: c.Params, status: c.Status}
+	s.status.set(Idle, 0, time.Now())
 	if env.Drain != nil {
 		stopDrain := context.AfterFunc(env.Drain, s.drain)
 		defer stopDrain()
