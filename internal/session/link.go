@@ -34,17 +34,13 @@ type link struct {
 	timedOut atomic.Bool // query_timeout gave up on the server
 	nudge    atomic.Bool // the session asks the server side to re-check the safe point
 
-	// reset: the server took settings back to its defaults in the request
-	// being answered; resync: the client's settings must go back on it.
-	// Both belong to the server side.
-	// resetInTx: that reset ran inside the transaction still open, so
-	// putting the settings back inside it is undone with it.
-	reset, resync, resetInTx bool
 	// detached: released at a safe point; the lease is already back.
 	detached bool
 	// err: the server side failed (server gone, client gone, statement-mode
 	// transaction); the session ends with it.
 	err error
+	// side is the server side's own state (no extra allocation per link).
+	side serverSide
 }
 
 // current returns the linked server, or nil.
@@ -60,11 +56,7 @@ func (s *Session) linkFor(ctx context.Context) (*link, error) {
 	if l := s.current(); l != nil {
 		return l, nil
 	}
-	if s.last != nil {
-		// The previous server side is finishing its exit; never run two.
-		<-s.last.done
-		s.last = nil
-	}
+	s.reclaim() // the previous server side may be finishing its exit; never run two
 	s.mu.Lock()
 	draining := s.mu.draining
 	s.mu.Unlock()
@@ -91,8 +83,10 @@ func (s *Session) linkFor(ctx context.Context) (*link, error) {
 	}
 	s.mu.Unlock()
 	s.status.set(Active, srv.PID(), time.Now())
+	l.side = serverSide{s: s, l: l, v: s.view}
+	s.view = nil // lent to the server side until reclaim
 	s.last = l
-	go s.serverSide(l)
+	go l.side.run()
 	return l, nil
 }
 
@@ -180,27 +174,28 @@ func (s *Session) queuedNotice() {
 // settings and tells the client about every reported parameter whose value
 // differs from what it was last told. Only then can cancels reach it.
 func (s *Session) attach(ctx context.Context, srv *backend.Conn) error {
-	if s.wantKey == "" {
-		s.wantKey = backend.ParamsKey(s.wantedParams())
+	v := s.view
+	if v.wantKey == "" {
+		v.wantKey = backend.ParamsKey(v.wanted(s.params))
 	}
-	if err := srv.SyncFor(ctx, s.id, s.wantKey, s.want); err != nil {
+	if err := srv.SyncFor(ctx, s.id, v.wantKey, v.want); err != nil {
 		return err
 	}
-	if told := srv.ReportedKey(); told != s.toldKey {
+	if told := srv.ReportedKey(); told != v.toldKey {
 		var buf []byte
-		for k, v := range srv.ReportedParams() {
-			if old, ok := s.reported[k]; !ok || old != v {
-				buf = wire.Append(buf, &pgproto3.ParameterStatus{Name: k, Value: v})
-				s.reported[k] = v
+		for k, val := range srv.ReportedParams() {
+			if old, ok := v.reported[k]; !ok || old != val {
+				buf = wire.Append(buf, &pgproto3.ParameterStatus{Name: k, Value: val})
+				v.reported[k] = val
 			}
 		}
 		if len(buf) > 0 {
-			s.wantKey = "" // followed values are wanted as the client was told them
+			v.wantKey = "" // followed values are wanted as the client was told them
 			if _, err := s.conn.Write(buf); err != nil {
 				return err
 			}
 		}
-		s.toldKey = told
+		v.toldKey = told
 	}
 	s.setLink(srv)
 	return nil
@@ -221,25 +216,35 @@ func isFollowed(name string) bool {
 	return false
 }
 
-// wantedParams are the settings this client's servers must have: the
-// followed reported parameters as the client last saw them (its startup
-// values, then whatever it SET since), and its other startup parameters.
-func (s *Session) wantedParams() []wire.Param {
-	out := s.want[:0]
+// wanted are the settings this client's servers must have: the followed
+// reported parameters as the client last saw them (its startup values,
+// then whatever it SET since), and its other startup parameters (params).
+func (v *clientView) wanted(params []wire.Param) []wire.Param {
+	out := v.want[:0]
 	for _, name := range followed {
-		if v, ok := s.reported[name]; ok {
-			out = append(out, wire.Param{Name: name, Value: v})
+		if val, ok := v.reported[name]; ok {
+			out = append(out, wire.Param{Name: name, Value: val})
 		}
 	}
-	for _, p := range s.params {
+	for _, p := range params {
 		// Followed names the server does not report (search_path before
 		// PostgreSQL 18) come from the startup parameters.
-		if _, known := s.reported[p.Name]; !known || !isFollowed(p.Name) {
+		if _, known := v.reported[p.Name]; !known || !isFollowed(p.Name) {
 			out = append(out, p)
 		}
 	}
-	s.want = out
+	v.want = out
 	return out
+}
+
+// reclaim waits for the last server side to end and takes the client view
+// back from it. Only the session goroutine calls it; safe to call twice.
+func (s *Session) reclaim() {
+	if s.last != nil {
+		<-s.last.done
+		s.view = s.last.side.v
+		s.last = nil
+	}
 }
 
 // errShuttingDown ends a client when pgvalve shuts down.

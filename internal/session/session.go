@@ -117,7 +117,6 @@ type Session struct {
 	route  Route
 	params []wire.Param // settings to apply on every server this client uses
 	id     uint64       // tells this client's server changes from others' (backend.MarkDirty)
-	want   []wire.Param // reused by wantedParams
 	// status is the client's entry in the list of live sessions (may be
 	// nil); only the session goroutine and the server side set it.
 	status *Status
@@ -126,16 +125,11 @@ type Session struct {
 	// timed: the idle timeouts were on at the last read; lastRead is kept
 	// only while they are.
 	timed bool
-	// wantKey is backend.ParamsKey(want), toldKey the ReportedKey of the
-	// server whose reports the client was last brought up to date with;
-	// both "" when reported changes. They let attach skip its checks.
-	wantKey, toldKey string
-	// reported is what the client has been told each parameter is. The
-	// session goroutine and the server side take turns with it: a server
-	// side runs only while linked, and a new one starts after the old ends.
-	reported map[string]string
+	// view is the client view (what the client was told of its
+	// settings), nil while lent to a server side: see clientView.
+	view *clientView
 	// last is the most recent link, whose server side may still be
-	// exiting; only the session goroutine touches it.
+	// exiting; only the session goroutine touches it (reclaim).
 	last *link
 	// txLost: the client's transaction went with a lost server; its next
 	// server starts in a failed transaction block (enterLostTx).
@@ -176,9 +170,6 @@ type Session struct {
 	// while the server side puts the client's settings back (resync), so
 	// the two never write to the server at once.
 	wmu sync.Mutex
-	// answerEdits rewrites server messages for the client when no
-	// statement tracker does (resetReport).
-	answerEdits wire.Edits
 	// idleWanted says awaitIdle waits: the server side then tells it when
 	// it has relayed the last answer.
 	idleWanted atomic.Bool
