@@ -17,6 +17,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/cancel"
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/frontend"
 	"github.com/pgvalve/pgvalve/internal/listener"
 	"github.com/pgvalve/pgvalve/internal/pool"
 	"github.com/pgvalve/pgvalve/internal/session"
@@ -28,6 +29,8 @@ type App struct {
 	listen    string          // bound once: a reload cannot change it
 	auth      config.AuthMode // clients were admitted under it: a reload cannot change it
 	env       *session.Env
+	front     *frontend.Config
+	clients   *registry // live sessions, for Sessions
 	passwords *auth.Passwords
 	// maxClients is max_client_conn, read at every accept.
 	maxClients atomic.Int64
@@ -78,7 +81,8 @@ const passwordFresh = 2 * time.Second
 
 // New builds an App from a validated configuration.
 func New(cfg config.Config, log *slog.Logger) *App {
-	a := &App{log: log, listen: cfg.Listen, auth: cfg.Auth, passwords: auth.NewPasswords(passwordFresh), served: make(chan struct{})}
+	a := &App{log: log, listen: cfg.Listen, auth: cfg.Auth, passwords: auth.NewPasswords(passwordFresh),
+		clients: newRegistry(), served: make(chan struct{})}
 	a.maxClients.Store(int64(cfg.MaxClientConn))
 	a.mu.cfg = cfg
 	a.mu.pools = make(map[poolKey]*entry)
@@ -92,12 +96,16 @@ func New(cfg config.Config, log *slog.Logger) *App {
 	a.env = &session.Env{
 		Log:     log,
 		Cancels: cancel.NewRegistry(),
-		Auth:    cfg.Auth,
 		Drain:   drainCtx,
-		Lookup:  a.lookup,
-		Verify:  a.verify,
 	}
 	a.env.SetLive(liveSettings(cfg))
+	a.front = &frontend.Config{
+		Log:    log,
+		Auth:   cfg.Auth,
+		Relay:  a.env,
+		Lookup: a.lookup,
+		Verify: a.verify,
+	}
 	return a
 }
 
@@ -139,9 +147,11 @@ func (a *App) Serve(ln net.Listener) error {
 		MaxConns: func() int { return int(a.maxClients.Load()) },
 		Log:      a.log,
 		Handle: func(_ context.Context, conn net.Conn) {
-			session.Serve(a.sessions, a.env, conn)
+			st, unlist := a.clients.add(conn)
+			defer unlist()
+			frontend.Serve(a.sessions, a.front, conn, st)
 		},
-		Refuse: func(conn net.Conn) { session.Refuse(a.env, conn) },
+		Refuse: func(conn net.Conn) { frontend.Refuse(a.front, conn) },
 	})
 	a.closePools()
 	return err

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/stmt"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
@@ -54,8 +55,9 @@ type Conn struct {
 	params    map[string]string
 	initial   map[string]string // what the server reported at login: its values after RESET ALL
 	txStatus  byte
-	broken    string    // non-empty: state unknown, never reuse
-	idleSince time.Time // when the connection last went back to its pool
+	broken    reason.Reason // set: state unknown, never reuse
+	brokenWhy string        // broken's detail, for logs
+	idleSince time.Time     // when the connection last went back to its pool
 	stmts     *stmt.ServerSet
 	// applied holds the non-reported parameters pgvalve set for the
 	// current settings; dirty names the client that ran SET or RESET
@@ -254,19 +256,28 @@ func (c *Conn) Observe(f wire.Frame) {
 
 // MarkBroken records that the connection's protocol state is unknown (a
 // client left mid-query, an I/O error): it will be closed, never reused.
-func (c *Conn) MarkBroken(reason string) {
-	if c.broken == "" {
-		c.broken = reason
+// The first reason stays; detail (often an error's text) is for logs.
+func (c *Conn) MarkBroken(r reason.Reason, detail string) {
+	if c.broken == reason.None {
+		c.broken, c.brokenWhy = r, detail
 	}
 }
 
-// Broken returns why the connection may not be reused, or "".
-func (c *Conn) Broken() string { return c.broken }
+// Broken returns why the connection may not be reused, as log text, or "".
+func (c *Conn) Broken() string {
+	if c.broken == reason.None {
+		return ""
+	}
+	return c.broken.Describe(c.brokenWhy)
+}
+
+// BrokenReason returns why the connection may not be reused, or reason.None.
+func (c *Conn) BrokenReason() reason.Reason { return c.broken }
 
 // Reusable reports whether another client may use the connection: open,
 // not broken, idle outside a transaction, nothing unread or half-read.
 func (c *Conn) Reusable() bool {
-	return !c.closed.Load() && c.broken == "" && c.txStatus == 'I' && c.rd.Buffered() == 0 && !c.rd.InMessage()
+	return !c.closed.Load() && c.broken == reason.None && c.txStatus == 'I' && c.rd.Buffered() == 0 && !c.rd.InMessage()
 }
 
 // ErrClosed is returned by operations on a closed connection.

@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgvalve/pgvalve/internal/reason"
 )
 
 // defaultExecTimeout bounds pgvalve's own queries (reset, parameter sync)
@@ -23,8 +25,8 @@ func (c *Conn) Exec(ctx context.Context, sql string) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	if c.broken != "" {
-		return fmt.Errorf("backend: connection broken: %s", c.broken)
+	if c.broken != reason.None {
+		return fmt.Errorf("backend: connection broken: %s", c.Broken())
 	}
 	dl, ok := ctx.Deadline()
 	if !ok {
@@ -41,7 +43,7 @@ func (c *Conn) Exec(ctx context.Context, sql string) error {
 		return err
 	}
 	if _, err := c.netConn.Write(buf); err != nil {
-		c.MarkBroken("write failed: " + err.Error())
+		c.MarkBroken(reason.ServerWriteFailed, err.Error())
 		return fmt.Errorf("backend: exec: %w", err)
 	}
 	return c.readUntilReady()
@@ -55,13 +57,13 @@ func (c *Conn) readUntilReady() error {
 	for {
 		f, ok, err := c.rd.Next()
 		if err != nil {
-			c.MarkBroken("read failed: " + err.Error())
+			c.MarkBroken(reason.ServerReadFailed, err.Error())
 			return fmt.Errorf("backend: exec: %w", err)
 		}
 		if !ok {
 			c.rd.Take()
 			if err := c.rd.Fill(); err != nil {
-				c.MarkBroken("read failed: " + err.Error())
+				c.MarkBroken(reason.ServerReadFailed, err.Error())
 				return fmt.Errorf("backend: exec: %w", err)
 			}
 			continue
@@ -80,7 +82,7 @@ func (c *Conn) readUntilReady() error {
 		case 'G', 'H', 'W':
 			// COPY has no place in pgvalve's own queries.
 			c.rd.Take()
-			c.MarkBroken("unexpected COPY from own query")
+			c.MarkBroken(reason.ServerUnexpectedCopy, "")
 			return errors.New("backend: exec: unexpected COPY response")
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgvalve/pgvalve/internal/backend"
+	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
@@ -130,9 +131,9 @@ func TestExecRefusesCopyAndMarksTheConnectionBroken(t *testing.T) {
 
 func TestMarkBrokenKeepsTheFirstReasonAndStopsExec(t *testing.T) {
 	c := dial(t)
-	c.MarkBroken("first reason")
-	c.MarkBroken("second reason")
-	if c.Broken() != "first reason" {
+	c.MarkBroken(reason.RelayFailed, "first reason")
+	c.MarkBroken(reason.QueryTimeout, "second reason")
+	if c.Broken() != "relay failed: first reason" || c.BrokenReason() != reason.RelayFailed {
 		t.Errorf("Broken() = %q, want the first reason", c.Broken())
 	}
 	if c.Reusable() || c.Alive() {

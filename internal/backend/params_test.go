@@ -6,6 +6,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgvalve/pgvalve/internal/backend"
+	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
@@ -126,7 +127,7 @@ func TestSyncParamsSkipsValuesTheServerAlreadyReports(t *testing.T) {
 		t.Fatalf("SyncParams with values already reported: %v", err)
 	}
 	// A broken connection refuses every query, so nil means none was sent.
-	c.MarkBroken("test: no query may be sent")
+	c.MarkBroken(reason.RelayFailed, "test: no query may be sent")
 	if err := c.SyncParams(testContext(t), same); err != nil {
 		t.Errorf("SyncParams sent a query for values already reported: %v", err)
 	}
@@ -215,7 +216,7 @@ func TestSyncForTrustsItsKeyUntilTheServerReportsAChange(t *testing.T) {
 	assertSetting(t, c, "application_name", "keyed")
 	assertSetting(t, c, "work_mem", "3MB")
 	// A broken connection refuses every query, so nil means none was sent.
-	c.MarkBroken("test: no query may be sent")
+	c.MarkBroken(reason.RelayFailed, "test: no query may be sent")
 	if err := c.SyncFor(ctx, 1, key, want); err != nil {
 		t.Errorf("SyncFor with the key the server matches sent a query: %v", err)
 	}

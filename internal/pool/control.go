@@ -1,5 +1,7 @@
 package pool
 
+import "github.com/pgvalve/pgvalve/internal/reason"
+
 // Reconfigure applies new settings to a running pool. A bigger pool dials
 // for waiting clients at once. A smaller one closes idle servers over its
 // new size now and leased ones as they come back, never under a client.
@@ -23,7 +25,7 @@ func (p *Pool[S]) Reconfigure(s Settings) {
 	default: // the janitor has a wake-up pending already
 	}
 	for _, s := range doomed {
-		p.closeServer(s)
+		p.closeServer(s, reason.PoolOverSize)
 	}
 	p.reclaim(blocked)
 }
@@ -33,7 +35,7 @@ func (p *Pool[S]) Reconfigure(s Settings) {
 // a transaction in transaction pooling, at disconnect in session pooling),
 // and nothing is dialled. Clients that need a server wait in the queue,
 // each up to its wait timeout, until Resume.
-func (p *Pool[S]) Pause() { p.enter(&p.mu.paused) }
+func (p *Pool[S]) Pause() { p.enter(&p.mu.paused, reason.PoolPaused) }
 
 // Resume ends a Pause: waiting clients get servers dialled for them.
 func (p *Pool[S]) Resume() {
@@ -52,11 +54,12 @@ func (p *Pool[S]) Resume() {
 // serving the clients it has, but closes its idle servers now and each
 // server given back that no client waits for, and keeps no minimum. The
 // owner closes it once its last client has left.
-func (p *Pool[S]) Drain() { p.enter(&p.mu.draining) }
+func (p *Pool[S]) Drain() { p.enter(&p.mu.draining, reason.PoolDraining) }
 
 // enter turns on state (p.mu.paused or p.mu.draining), under which the
-// pool parks no server (keepLocked), and closes the idle ones it has.
-func (p *Pool[S]) enter(state *bool) {
+// pool parks no server (dropLocked), and closes the idle ones it has for
+// why.
+func (p *Pool[S]) enter(state *bool, why reason.Reason) {
 	p.mu.Lock()
 	if p.mu.closed || *state {
 		p.mu.Unlock()
@@ -66,7 +69,7 @@ func (p *Pool[S]) enter(state *bool) {
 	idle := p.evictAllIdleLocked()
 	p.mu.Unlock()
 	for _, s := range idle {
-		p.closeServer(s)
+		p.closeServer(s, why)
 	}
 }
 

@@ -3,6 +3,8 @@ package pool
 import (
 	"math/rand/v2"
 	"time"
+
+	"github.com/pgvalve/pgvalve/internal/reason"
 )
 
 // newHeld is a server dialled at now, with its share of lifetime jitter.
@@ -93,12 +95,17 @@ func (p *Pool[S]) maintain(now time.Time) {
 		set.MinSize = 0
 	}
 	var doomed []S
+	var why []reason.Reason // why[i] is why doomed[i] closes
 	keep := p.mu.idle[:0]
 	total := p.mu.active + len(p.mu.idle) + p.mu.connecting + p.mu.closing
 	for _, h := range p.mu.idle {
 		idleTooLong := set.IdleTimeout > 0 && now.Sub(h.since) >= set.IdleTimeout && total-len(doomed) > set.MinSize
-		if h.expired(now, set.Lifetime) || idleTooLong {
+		if expired := h.expired(now, set.Lifetime); expired || idleTooLong {
 			doomed = append(doomed, h.s)
+			why = append(why, reason.IdleTimeout)
+			if expired {
+				why[len(why)-1] = reason.Lifetime
+			}
 			continue
 		}
 		keep = append(keep, h)
@@ -117,8 +124,8 @@ func (p *Pool[S]) maintain(now time.Time) {
 		}
 	}
 	p.mu.Unlock()
-	for _, s := range doomed {
-		p.closeServer(s)
+	for i, s := range doomed {
+		p.closeServer(s, why[i])
 	}
 	p.reclaim(blocked)
 }

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/pgvalve/pgvalve/internal/reason"
 )
 
 // Server is what the pool needs from a server connection.
@@ -36,6 +38,11 @@ type Config[S Server] struct {
 	// it at once. Any other error (unreachable, starting up) is retried
 	// with backoff while clients keep waiting, each up to its own timeout.
 	Refused func(error) bool
+	// Closed, if set, is told each server the pool closes and why, after
+	// the close (for metrics: server connections closed by reason). A
+	// server given back unusable is reason.NotReusable; the server itself
+	// may know more.
+	Closed func(s S, why reason.Reason)
 	Settings
 }
 
@@ -323,13 +330,16 @@ func (p *Pool[S]) evictIdle() bool {
 	}
 	s := p.popOldestIdleLocked() // the one least recently useful
 	p.mu.Unlock()
-	p.closeServer(s)
+	p.closeServer(s, reason.SharedLimit)
 	return true
 }
 
 // closeServer closes a server counted as closing, then frees its slot.
-func (p *Pool[S]) closeServer(s S) {
+func (p *Pool[S]) closeServer(s S, why reason.Reason) {
 	_ = s.Close()
+	if p.cfg.Closed != nil {
+		p.cfg.Closed(s, why)
+	}
 	p.mu.Lock()
 	p.mu.closing--
 	var blocked *Limit
@@ -368,10 +378,10 @@ func (p *Pool[S]) dial(timeout time.Duration) {
 	}
 	p.mu.out.recovered()
 	h := newHeld(s, time.Now())
-	if !p.keepLocked(h, h.born) {
+	if why := p.dropLocked(h, h.born); why != reason.None {
 		p.mu.closing++
 		p.mu.Unlock()
-		p.closeServer(s)
+		p.closeServer(s, why)
 		return
 	}
 	parked := p.putLocked(h)
@@ -415,22 +425,28 @@ func (p *Pool[S]) yieldIdle() {
 	}
 }
 
-// keepLocked reports whether a server coming back from a lease or a dial
-// may serve again, counted out of the pool's servers: not once the pool is
-// closed or paused, nor past the server's lifetime, nor while the pool
-// drains and no client waits, nor when the pool holds its whole size
-// (reserve included) without it, as after a shrink or under a lowered
-// shared cap.
-func (p *Pool[S]) keepLocked(h held[S], now time.Time) bool {
+// dropLocked says why a server coming back from a lease or a dial may not
+// serve again, counted out of the pool's servers, or reason.None to keep
+// it: not once the pool is closed or paused, nor past the server's
+// lifetime, nor while the pool drains and no client waits, nor when the
+// pool holds its whole size (reserve included) without it, as after a
+// shrink or under a lowered shared cap.
+func (p *Pool[S]) dropLocked(h held[S], now time.Time) reason.Reason {
 	switch {
-	case p.mu.closed, p.mu.paused, h.expired(now, p.mu.set.Lifetime):
-		return false
+	case p.mu.closed:
+		return reason.PoolClosed
+	case p.mu.paused:
+		return reason.PoolPaused
+	case h.expired(now, p.mu.set.Lifetime):
+		return reason.Lifetime
 	case p.mu.draining && p.mu.waiters.Len() == 0:
-		return false
+		return reason.PoolDraining
 	case overAny(p.cfg.Limits):
-		return false
+		return reason.SharedLimit
+	case p.mu.active+len(p.mu.idle)+p.mu.connecting >= p.mu.set.Size+p.mu.set.ReserveSize:
+		return reason.PoolOverSize
 	}
-	return p.mu.active+len(p.mu.idle)+p.mu.connecting < p.mu.set.Size+p.mu.set.ReserveSize
+	return reason.None
 }
 
 // release takes a server back from a client: reuse it if it says it is
@@ -440,7 +456,11 @@ func (p *Pool[S]) release(h held[S]) {
 	s := h.s
 	p.mu.Lock()
 	p.mu.active--
-	if s.Reusable() && p.keepLocked(h, time.Now()) {
+	why := reason.NotReusable
+	if s.Reusable() {
+		why = p.dropLocked(h, time.Now())
+	}
+	if why == reason.None {
 		parked := p.putLocked(h)
 		p.mu.Unlock()
 		if parked {
@@ -452,7 +472,7 @@ func (p *Pool[S]) release(h held[S]) {
 	// replacement never overlaps it at the server.
 	p.mu.closing++
 	p.mu.Unlock()
-	p.closeServer(s)
+	p.closeServer(s, why)
 }
 
 // Close fails every waiter, closes idle servers and waits for dials to end.
@@ -473,7 +493,7 @@ func (p *Pool[S]) Close() {
 	p.mu.Unlock()
 	p.cancel()
 	for _, s := range idle {
-		p.closeServer(s)
+		p.closeServer(s, reason.PoolClosed)
 	}
 	p.wg.Wait()
 	for _, l := range p.cfg.Limits {

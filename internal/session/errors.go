@@ -3,13 +3,13 @@ package session
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgvalve/pgvalve/internal/pool"
+	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
@@ -17,13 +17,20 @@ import (
 // SQLSTATE that names the situation: the server's own error when the server
 // refused, 53300 for a pool wait that timed out, 08006 for a server that
 // cannot be reached.
-func (s *Session) sendError(severity string, err error) {
-	code, msg := classify(err)
-	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = s.conn.Write(wire.AppendError(nil, severity, code, msg))
+func (s *Session) sendError(severity string, err error) { SendError(s.conn, severity, err) }
+
+// SendError is sendError for a client that has no session yet (the front
+// door's login checks).
+func SendError(conn net.Conn, severity string, err error) {
+	_, code, msg := Classify(err)
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = conn.Write(wire.AppendError(nil, severity, code, msg))
 }
 
-func classify(err error) (code, msg string) {
+// Classify names why a client got no server, or lost the one it had, and
+// the code and message it is told: the reason's own, except that a server's
+// refusal (reason.ServerRefused) passes on the server's code and message.
+func Classify(err error) (r reason.Reason, code, msg string) {
 	var pgErr *pgconn.PgError
 	var waitErr *pool.WaitTimeoutError
 	var downErr *pool.UnreachableError
@@ -32,18 +39,23 @@ func classify(err error) (code, msg string) {
 	case errors.As(err, &downErr):
 		// Before the server's own errors: a server still starting up
 		// (57P03) that never came back within the wait is unreachable.
-		return wire.CodeConnectionFailure, fmt.Sprintf("could not connect to the server within %s: %v", downErr.Waited, downErr.Err)
+		r = reason.ServerUnreachable
+		return r, r.Code(), r.Message(downErr.Waited, downErr.Err)
 	case errors.As(err, &pgErr):
-		return pgErr.Code, pgErr.Message
+		return reason.ServerRefused, pgErr.Code, pgErr.Message
 	case errors.As(err, &waitErr):
-		return wire.CodeTooManyConnections, waitErr.Error()
+		r = reason.WaitTimeout
+		return r, r.Code(), r.Message(waitErr)
 	case errors.Is(err, pool.ErrClosed), errors.Is(err, context.Canceled):
-		return wire.CodeAdminShutdown, "pgvalve is shutting down"
+		r = reason.PoolShutDown
 	case errors.As(err, &netErr), errors.Is(err, context.DeadlineExceeded):
-		return wire.CodeConnectionFailure, fmt.Sprintf("could not connect to the server: %v", err)
+		r = reason.ConnectFailed
+		return r, r.Code(), r.Message(err)
 	default:
-		return wire.CodeConnectionFailure, fmt.Sprintf("server connection failed: %v", err)
+		r = reason.ServerFailed
+		return r, r.Code(), r.Message(err)
 	}
+	return r, r.Code(), r.Message()
 }
 
 func isDeadline(err error) bool {

@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/pool"
+	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
@@ -34,17 +34,13 @@ type link struct {
 	timedOut atomic.Bool // query_timeout gave up on the server
 	nudge    atomic.Bool // the session asks the server side to re-check the safe point
 
-	// reset: the server took settings back to its defaults in the request
-	// being answered; resync: the client's settings must go back on it.
-	// Both belong to the server side.
-	// resetInTx: that reset ran inside the transaction still open, so
-	// putting the settings back inside it is undone with it.
-	reset, resync, resetInTx bool
 	// detached: released at a safe point; the lease is already back.
 	detached bool
 	// err: the server side failed (server gone, client gone, statement-mode
 	// transaction); the session ends with it.
 	err error
+	// side is the server side's own state (no extra allocation per link).
+	side serverSide
 }
 
 // current returns the linked server, or nil.
@@ -60,11 +56,7 @@ func (s *Session) linkFor(ctx context.Context) (*link, error) {
 	if l := s.current(); l != nil {
 		return l, nil
 	}
-	if s.last != nil {
-		// The previous server side is finishing its exit; never run two.
-		<-s.last.done
-		s.last = nil
-	}
+	s.reclaim() // the previous server side may be finishing its exit; never run two
 	s.mu.Lock()
 	draining := s.mu.draining
 	s.mu.Unlock()
@@ -73,6 +65,7 @@ func (s *Session) linkFor(ctx context.Context) (*link, error) {
 	}
 	lease, err := s.leaseReady(ctx)
 	if err != nil {
+		s.status.set(Idle, 0, time.Now()) // no longer waiting
 		return nil, err
 	}
 	srv := lease.Server()
@@ -89,8 +82,11 @@ func (s *Session) linkFor(ctx context.Context) (*link, error) {
 		s.tr.Attach(srv.Statements(s.maxStmts))
 	}
 	s.mu.Unlock()
+	s.status.set(Active, srv.PID(), time.Now())
+	l.side = serverSide{s: s, l: l, v: s.view}
+	s.view = nil // lent to the server side until reclaim
 	s.last = l
-	go s.serverSide(l)
+	go l.side.run()
 	return l, nil
 }
 
@@ -144,7 +140,7 @@ func (s *Session) checked(ctx context.Context, srv *backend.Conn) bool {
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 	if err := srv.Exec(ctx, ""); err != nil {
-		srv.MarkBroken("server_check_delay check failed: " + err.Error())
+		srv.MarkBroken(reason.ServerCheckFailed, err.Error())
 		return false
 	}
 	return true
@@ -155,6 +151,7 @@ func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], erro
 	if lease := s.route.Pool.TryAcquire(); lease != nil {
 		return lease, nil // the common case: no wait, no timer
 	}
+	s.status.set(Waiting, 0, time.Now())
 	ctx = s.watch.begin(ctx, s.conn, s.rd.Buffered() == 0, s.queueCancellable, s.env.Live().WaitNotify)
 	defer s.watch.end()
 	lease, err := s.route.Pool.Acquire(ctx)
@@ -167,10 +164,9 @@ func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], erro
 // queuedNotice tells a client it is waiting for a server (query_wait_notify),
 // so queuing shows before it fails.
 func (s *Session) queuedNotice() {
-	msg := fmt.Sprintf("no server connection free in pool %q; waiting in line (query_wait_timeout %s)",
-		s.route.Pool.Name(), s.env.Live().WaitTimeout)
+	msg := reason.Queued.Message(s.route.Pool.Name(), s.env.Live().WaitTimeout)
 	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = s.conn.Write(wire.AppendNotice(nil, "00000", msg))
+	_, _ = s.conn.Write(wire.AppendNotice(nil, reason.Queued.Code(), msg))
 	_ = s.conn.SetWriteDeadline(time.Time{})
 }
 
@@ -178,27 +174,28 @@ func (s *Session) queuedNotice() {
 // settings and tells the client about every reported parameter whose value
 // differs from what it was last told. Only then can cancels reach it.
 func (s *Session) attach(ctx context.Context, srv *backend.Conn) error {
-	if s.wantKey == "" {
-		s.wantKey = backend.ParamsKey(s.wantedParams())
+	v := s.view
+	if v.wantKey == "" {
+		v.wantKey = backend.ParamsKey(v.wanted(s.params))
 	}
-	if err := srv.SyncFor(ctx, s.id, s.wantKey, s.want); err != nil {
+	if err := srv.SyncFor(ctx, s.id, v.wantKey, v.want); err != nil {
 		return err
 	}
-	if told := srv.ReportedKey(); told != s.toldKey {
+	if told := srv.ReportedKey(); told != v.toldKey {
 		var buf []byte
-		for k, v := range srv.ReportedParams() {
-			if old, ok := s.reported[k]; !ok || old != v {
-				buf = wire.Append(buf, &pgproto3.ParameterStatus{Name: k, Value: v})
-				s.reported[k] = v
+		for k, val := range srv.ReportedParams() {
+			if old, ok := v.reported[k]; !ok || old != val {
+				buf = wire.Append(buf, &pgproto3.ParameterStatus{Name: k, Value: val})
+				v.reported[k] = val
 			}
 		}
 		if len(buf) > 0 {
-			s.wantKey = "" // followed values are wanted as the client was told them
+			v.wantKey = "" // followed values are wanted as the client was told them
 			if _, err := s.conn.Write(buf); err != nil {
 				return err
 			}
 		}
-		s.toldKey = told
+		v.toldKey = told
 	}
 	s.setLink(srv)
 	return nil
@@ -219,25 +216,35 @@ func isFollowed(name string) bool {
 	return false
 }
 
-// wantedParams are the settings this client's servers must have: the
-// followed reported parameters as the client last saw them (its startup
-// values, then whatever it SET since), and its other startup parameters.
-func (s *Session) wantedParams() []wire.Param {
-	out := s.want[:0]
+// wanted are the settings this client's servers must have: the followed
+// reported parameters as the client last saw them (its startup values,
+// then whatever it SET since), and its other startup parameters (params).
+func (v *clientView) wanted(params []wire.Param) []wire.Param {
+	out := v.want[:0]
 	for _, name := range followed {
-		if v, ok := s.reported[name]; ok {
-			out = append(out, wire.Param{Name: name, Value: v})
+		if val, ok := v.reported[name]; ok {
+			out = append(out, wire.Param{Name: name, Value: val})
 		}
 	}
-	for _, p := range s.params {
+	for _, p := range params {
 		// Followed names the server does not report (search_path before
 		// PostgreSQL 18) come from the startup parameters.
-		if _, known := s.reported[p.Name]; !known || !isFollowed(p.Name) {
+		if _, known := v.reported[p.Name]; !known || !isFollowed(p.Name) {
 			out = append(out, p)
 		}
 	}
-	s.want = out
+	v.want = out
 	return out
+}
+
+// reclaim waits for the last server side to end and takes the client view
+// back from it. Only the session goroutine calls it; safe to call twice.
+func (s *Session) reclaim() {
+	if s.last != nil {
+		<-s.last.done
+		s.view = s.last.side.v
+		s.last = nil
+	}
 }
 
 // errShuttingDown ends a client when pgvalve shuts down.
@@ -271,8 +278,10 @@ func (s *Session) detachLocked(l *link) bool {
 // draining session is woken to end.
 func (s *Session) release(l *link) {
 	s.setLink(nil)
-	l.srv.SetIdle(time.Now())
+	now := time.Now()
+	l.srv.SetIdle(now)
 	s.releaseLease(l.lease)
+	s.status.set(Idle, 0, now)
 	s.mu.Lock()
 	draining := s.mu.draining
 	s.mu.Unlock()
@@ -283,8 +292,8 @@ func (s *Session) release(l *link) {
 
 // endLink runs when the client leaves or fails while holding l: it stops
 // the server side, decides whether the server can be reused, and releases.
-// broken, if not empty, says why the server must be closed.
-func (s *Session) endLink(ctx context.Context, l *link, broken string) {
+// lost, if not nil, is why the server was lost and must be closed.
+func (s *Session) endLink(ctx context.Context, l *link, lost error) {
 	s.mu.Lock()
 	if s.mu.cur != l {
 		// Detached at a safe point meanwhile: the server already belongs to
@@ -302,12 +311,13 @@ func (s *Session) endLink(ctx context.Context, l *link, broken string) {
 	// The server side may be blocked writing to a client that stopped reading.
 	_ = s.conn.SetWriteDeadline(time.Unix(1, 0))
 	<-l.done
-	if broken != "" {
-		l.srv.MarkBroken(broken) // only now: the server side may mark it too
+	if lost != nil {
+		l.srv.MarkBroken(reason.ServerLost, lost.Error()) // only now: the server side may mark it too
 	}
 	_ = l.srv.NetConn().SetDeadline(time.Time{})
 	_ = s.conn.SetDeadline(time.Time{})
 	s.setLink(nil)
+	defer s.status.set(Idle, 0, time.Now())
 	defer s.releaseLease(l.lease)
 	defer l.srv.SetIdle(time.Now())
 	s.finish(ctx, l, st)
@@ -329,21 +339,21 @@ func (s *Session) finish(ctx context.Context, l *link, st txState) {
 	case srv.Broken() != "":
 		return
 	case l.err != nil && !errors.Is(l.err, errTxInStatementMode):
-		srv.MarkBroken("relay failed: " + l.err.Error())
+		srv.MarkBroken(reason.RelayFailed, l.err.Error())
 		return
 	case !st.idle():
 		_ = srv.Cancel(bg)
-		srv.MarkBroken("client left during a request")
+		srv.MarkBroken(reason.ClientLeftMidRequest, "")
 		return
 	case srv.TxStatus() != 'I':
 		if err := srv.Exec(bg, "ROLLBACK"); err != nil {
-			srv.MarkBroken("rollback failed: " + err.Error())
+			srv.MarkBroken(reason.RollbackFailed, err.Error())
 			return
 		}
 	}
 	if reset := s.env.Live().ResetQuery; s.route.Mode == config.PoolSession && reset != "" {
 		if err := srv.Exec(bg, reset); err != nil {
-			srv.MarkBroken("reset query failed: " + err.Error())
+			srv.MarkBroken(reason.ResetQueryFailed, err.Error())
 		} else {
 			srv.ForgetApplied()
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
@@ -28,7 +29,7 @@ func (s *Session) recoverLost(ctx context.Context, l *link, cause error) error {
 	if s.route.Mode == config.PoolSession {
 		return cause
 	}
-	s.endLink(ctx, l, cause.Error())
+	s.endLink(ctx, l, cause)
 	s.mu.Lock()
 	st := s.mu.st // final: the server side has ended
 	s.mu.idleSince = time.Now()
@@ -46,12 +47,11 @@ func (s *Session) recoverLost(ctx context.Context, l *link, cause error) error {
 	var out []byte
 	// The server may have run it before it went: say so, since a client
 	// that retries could run it twice.
-	msg := cause.Error() + "; the statement may have run; it was not sent again"
 	for i := range st.pending {
 		if i == 0 && st.errored {
 			out = appendReady(out, status) // its error came from the server
 		} else {
-			out = appendFailed(out, wire.CodeConnectionFailure, msg, status)
+			out = appendFailed(out, reason.RequestLost, status, cause)
 		}
 	}
 	if len(out) == 0 {
@@ -88,9 +88,10 @@ func (s *Session) trackAnswers(out []byte) []byte {
 }
 
 // appendFailed appends PostgreSQL's answer to a request that failed: an
-// ERROR with code and msg, then ReadyForQuery with status.
-func appendFailed(dst []byte, code, msg string, status byte) []byte {
-	return appendReady(wire.AppendError(dst, wire.SeverityError, code, msg), status)
+// ERROR for r (its message filled in with args), then ReadyForQuery with
+// status.
+func appendFailed(dst []byte, r reason.Reason, status byte, args ...any) []byte {
+	return appendReady(r.AppendError(dst, wire.SeverityError, args...), status)
 }
 
 func appendReady(dst []byte, status byte) []byte {
@@ -116,7 +117,7 @@ func (s *Session) answerLostTx(requests int, last byte) (done bool, err error) {
 		if verb, ok := txExit(s.frames[0].Body); ok {
 			var out []byte
 			if verb == "commit" && s.lostWhy != nil {
-				out = appendFailed(out, wire.CodeConnectionFailure, s.lostMessage(), 'I')
+				out = appendFailed(out, reason.TxLost, 'I', s.lostWhy)
 			} else {
 				out = appendReady(wire.Append(out, &pgproto3.CommandComplete{CommandTag: []byte("ROLLBACK")}), 'I')
 			}
@@ -128,10 +129,9 @@ func (s *Session) answerLostTx(requests int, last byte) (done bool, err error) {
 	if s.lostWhy == nil || !endsWithRequests(requests, last) {
 		return false, nil
 	}
-	out := appendFailed(nil, wire.CodeConnectionFailure, s.lostMessage(), 'E')
+	out := appendFailed(nil, reason.TxLost, 'E', s.lostWhy)
 	for range requests - 1 {
-		out = appendFailed(out, wire.CodeInFailedTx,
-			"current transaction is aborted, commands ignored until end of transaction block", 'E')
+		out = appendFailed(out, reason.InFailedTx, 'E')
 	}
 	s.lostWhy = nil
 	// The batch may end inside a message bigger than the buffer: what is
@@ -140,10 +140,6 @@ func (s *Session) answerLostTx(requests int, last byte) (done bool, err error) {
 	s.skipRest()
 	_, err = s.conn.Write(out)
 	return true, err
-}
-
-func (s *Session) lostMessage() string {
-	return s.lostWhy.Error() + "; the transaction is rolled back"
 }
 
 // txExit reports whether a simple query's text (NUL-terminated) is one
@@ -177,7 +173,7 @@ func (s *Session) enterLostTx(ctx context.Context, srv *backend.Conn) error {
 		if err == nil {
 			err = errors.New("server did not enter a failed transaction")
 		}
-		srv.MarkBroken("entering a lost transaction: " + err.Error())
+		srv.MarkBroken(reason.LostTxSetupFailed, err.Error())
 		return err
 	}
 	return nil

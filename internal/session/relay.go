@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/cancel"
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/stmt"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
@@ -21,7 +22,7 @@ var errClientTerminated = errors.New("client sent Terminate")
 
 // errTxInStatementMode ends a statement-mode client that opened a
 // transaction.
-var errTxInStatementMode = errors.New("transaction blocks are not allowed in statement pooling mode")
+var errTxInStatementMode = errors.New(reason.TxInStatementMode.Message())
 
 // serve greets the client and relays its requests. A client holds a server
 // only while it has work in flight (transaction and statement pooling) or
@@ -44,7 +45,7 @@ func (s *Session) serve(ctx context.Context, key cancel.Key) error {
 			greeting[s.params[i].Name] = p.Value
 		}
 	}
-	s.reported = greeting
+	s.view = &clientView{reported: greeting}
 	if _, err := s.conn.Write(loginReply(greeting, key)); err != nil {
 		return err
 	}
@@ -66,12 +67,10 @@ func (s *Session) serve(ctx context.Context, key cancel.Key) error {
 // twice.
 func (s *Session) unlink(ctx context.Context) *link {
 	if l := s.current(); l != nil {
-		s.endLink(ctx, l, "")
+		s.endLink(ctx, l, nil)
 		return l
 	}
-	if s.last != nil {
-		<-s.last.done
-	}
+	s.reclaim()
 	return nil
 }
 
@@ -82,18 +81,18 @@ func (s *Session) reportEnd(err error) {
 	switch {
 	case err == nil, errors.Is(err, errClientTerminated):
 	case errors.As(err, &pv):
-		s.log.Info("protocol violation", "err", pv.err)
-		s.fatal(wire.CodeProtocolViolation, pv.Error())
+		s.log.Info(reason.ProtocolViolation.Log(), "err", pv.err)
+		s.end(reason.ProtocolViolation, pv)
 		s.lingerClose()
 	case errors.Is(err, errTxInStatementMode):
-		s.fatal(wire.CodeFeatureNotSupported, err.Error())
+		s.end(reason.TxInStatementMode)
 	case errors.Is(err, errServerLost):
 		s.sendError(wire.SeverityFatal, err)
 	case errors.As(err, &idle):
-		s.log.Info("client idle timeout", "err", err)
-		s.fatal(idle.code, idle.msg)
+		s.log.Info(idle.r.Log(), "err", err)
+		s.end(idle.r, idle.limit)
 	case errors.Is(err, errShuttingDown):
-		s.fatal(wire.CodeAdminShutdown, "terminating connection: pgvalve is shutting down")
+		s.end(reason.ShuttingDown)
 	}
 }
 
@@ -297,10 +296,7 @@ func (s *Session) answerDeferred() (done bool, err error) {
 	if !s.tr.Deferrable(s.batch) {
 		return false, nil
 	}
-	if s.last != nil {
-		<-s.last.done // its last answers reach the client first
-		s.last = nil
-	}
+	s.reclaim() // the last server side's answers reach the client first
 	s.mu.Lock()
 	out, err := s.tr.Defer(s.batch, s.deferBuf[:0])
 	s.mu.Unlock()
@@ -312,175 +308,6 @@ func (s *Session) answerDeferred() (done bool, err error) {
 		return true, err
 	}
 	return true, nil
-}
-
-// serverSide relays what l's server sends until a safe point (then it
-// releases the server) or a failure or stop.
-func (s *Session) serverSide(l *link) {
-	// A failure wakes the client side, after done is closed so that it
-	// finds the failure when it looks.
-	defer func() {
-		if l.err != nil {
-			_ = s.conn.SetReadDeadline(time.Unix(1, 0))
-		}
-	}()
-	defer close(l.done)
-	rd := l.srv.Reader()
-	for {
-		detach, keep, err := s.scanServer(l)
-		if err == nil || keep >= 0 {
-			span := rd.Take()
-			if keep >= 0 {
-				span = span[:keep] // up to a server's FATAL, which the client side answers for
-			}
-			if s.tr != nil {
-				span = s.tr.ApplyAnswers(span)
-			} else {
-				span = s.answerEdits.Apply(span)
-			}
-			if len(span) > 0 {
-				if _, werr := s.sock.Write(span); werr != nil && !detach {
-					err = fmt.Errorf("write to client: %w", werr)
-				}
-				if s.idleWanted.Load() {
-					s.mu.Lock()
-					s.answeredAllLocked()
-					s.mu.Unlock()
-				}
-				// At a safe point the server goes back whatever became of
-				// the client; the client side notices a lost client itself.
-			}
-		}
-		if l.resync && err == nil && !detach {
-			s.resync(context.Background(), l)
-		}
-		if detach {
-			// Detached under the lock: the session no longer owns the
-			// link, so this side must hand the server back on every path.
-			if err != nil {
-				l.srv.MarkBroken("failed at a safe point: " + err.Error())
-			}
-			l.detached = true
-			s.release(l)
-			return
-		}
-		if err == nil {
-			err = rd.Fill()
-		}
-		if err == nil {
-			continue
-		}
-		if isDeadline(err) && l.nudge.Swap(false) && !l.stop.Load() {
-			_ = l.srv.NetConn().SetReadDeadline(time.Time{})
-			s.mu.Lock()
-			detach := s.detachLocked(l)
-			s.mu.Unlock()
-			if detach {
-				l.detached = true
-				s.release(l)
-				return
-			}
-			continue
-		}
-		if !l.stop.Load() {
-			if l.timedOut.Load() {
-				err = errQueryTimeout{s.queryGaveUpAfter()}
-			}
-			l.err = err
-			if !errors.Is(err, errTxInStatementMode) {
-				l.err = fmt.Errorf("%w: %w", errServerLost, err)
-			}
-		}
-		return
-	}
-}
-
-// scanServer scans the complete server messages buffered, tracking
-// ReadyForQuery and ParameterStatus, and reports whether a safe point was
-// reached. detach is reported even with an error: once detached, the link
-// is the server side's to release. keep >= 0 says a pooled client's
-// server sent a FATAL at that offset: the bytes before it go to the
-// client, the FATAL itself does not (the client side answers for the lost
-// server, and a client told FATAL would hang up).
-func (s *Session) scanServer(l *link) (detach bool, keep int, err error) {
-	rd := l.srv.Reader()
-	if s.tr != nil {
-		s.mu.Lock()
-		s.tr.BeginAnswers()
-		s.mu.Unlock()
-	} else {
-		s.answerEdits.Reset()
-	}
-	for {
-		f, ok, err := rd.Next()
-		if err != nil || !ok {
-			return detach, -1, err
-		}
-		if f.Type == 'E' && s.route.Mode != config.PoolSession {
-			if pgErr, fatal := serverFatal(f.Body); fatal {
-				return detach, f.Off, pgErr
-			}
-			s.mu.Lock()
-			s.mu.st.errored = true
-			s.mu.Unlock()
-		}
-		if s.tr != nil {
-			s.mu.Lock()
-			err := s.tr.Server(f.Type, f.Body, f.Off)
-			s.answeredLocked()
-			s.mu.Unlock()
-			if err != nil {
-				return detach, -1, err
-			}
-		}
-		switch f.Type {
-		case 'G':
-			s.mu.Lock()
-			s.mu.st.copyStarted()
-			s.mu.Unlock()
-		case 'Z':
-			l.srv.Observe(f)
-			status := l.srv.TxStatus()
-			if l.reset {
-				l.resetInTx = status == 'T'
-			} else if status == 'I' {
-				l.resetInTx = false
-			}
-			l.reset = false
-			s.mu.Lock()
-			s.mu.st.ready(status)
-			idle := s.mu.st.idle()
-			detach = detach || s.detachLocked(l)
-			s.readyLocked(idle)
-			s.mu.Unlock()
-			if s.route.Mode == config.PoolStatement && idle && status != 'I' {
-				rd.Take() // the client will not see this ReadyForQuery
-				return false, -1, errTxInStatementMode
-			}
-		case 'C':
-			if resetsSettings(f.Body) {
-				l.srv.ForgetApplied() // its startup settings are gone too
-				l.reset = true
-			}
-			if changesSettings(f.Body) {
-				l.srv.MarkDirty(s.id)
-			}
-		case 'S':
-			l.srv.Observe(f)
-			var ps pgproto3.ParameterStatus
-			if ps.Decode(f.Body) != nil {
-				break
-			}
-			if l.reset {
-				if out, ok := s.resetReport(l, &ps); ok {
-					s.replaceAnswer(f.Off, f.Total(), out)
-					break
-				}
-			}
-			s.reported[ps.Name] = ps.Value
-			s.wantKey, s.toldKey = "", ""
-		}
-	}
 }
 
 // protocolViolation is a malformed, oversized or unknown client message,

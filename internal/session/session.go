@@ -1,29 +1,24 @@
-// Package session runs one client connection: startup, authentication,
-// the pool-mode policy and the relay. It is the only place that holds both
-// a client socket and a lease on a server.
+// Package session runs one logged-in client (internal/frontend logs it
+// in): the pool-mode policy and the relay, safe points, timeouts and lost
+// servers. It is the only place that holds both a client socket and a
+// lease on a server.
 package session
 
 import (
 	"context"
 	"encoding/binary"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgproto3"
-
-	"github.com/pgvalve/pgvalve/internal/auth"
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/cancel"
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/pool"
+	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/stmt"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
@@ -78,17 +73,12 @@ type Live struct {
 type Env struct {
 	Log     *slog.Logger
 	Cancels *cancel.Registry
-	Auth    config.AuthMode
 	// live is read with one atomic load where a setting is used, so a
 	// reload costs the relay no lock.
 	live atomic.Pointer[Live]
 	// Drain, when done, asks sessions to end at their next safe point
 	// (graceful shutdown); the context passed to Serve ends them at once.
 	Drain context.Context
-	// Lookup finds the route for a client; ok=false means no such database.
-	Lookup func(db, user string) (Route, bool)
-	// Verify proves a passthrough client's password against the upstream.
-	Verify func(ctx context.Context, db, user, password string) error
 	// Knobs are test seams; nil in production.
 	Knobs *Knobs
 }
@@ -127,22 +117,19 @@ type Session struct {
 	route  Route
 	params []wire.Param // settings to apply on every server this client uses
 	id     uint64       // tells this client's server changes from others' (backend.MarkDirty)
-	want   []wire.Param // reused by wantedParams
+	// status is the client's entry in the list of live sessions (may be
+	// nil); only the session goroutine and the server side set it.
+	status *Status
 	// maxStmts is max_prepared_statements as the client connected.
 	maxStmts int
 	// timed: the idle timeouts were on at the last read; lastRead is kept
 	// only while they are.
 	timed bool
-	// wantKey is backend.ParamsKey(want), toldKey the ReportedKey of the
-	// server whose reports the client was last brought up to date with;
-	// both "" when reported changes. They let attach skip its checks.
-	wantKey, toldKey string
-	// reported is what the client has been told each parameter is. The
-	// session goroutine and the server side take turns with it: a server
-	// side runs only while linked, and a new one starts after the old ends.
-	reported map[string]string
+	// view is the client view (what the client was told of its
+	// settings), nil while lent to a server side: see clientView.
+	view *clientView
 	// last is the most recent link, whose server side may still be
-	// exiting; only the session goroutine touches it.
+	// exiting; only the session goroutine touches it (reclaim).
 	last *link
 	// txLost: the client's transaction went with a lost server; its next
 	// server starts in a failed transaction block (enterLostTx).
@@ -183,9 +170,6 @@ type Session struct {
 	// while the server side puts the client's settings back (resync), so
 	// the two never write to the server at once.
 	wmu sync.Mutex
-	// answerEdits rewrites server messages for the client when no
-	// statement tracker does (resetReport).
-	answerEdits wire.Edits
 	// idleWanted says awaitIdle waits: the server side then tells it when
 	// it has relayed the last answer.
 	idleWanted atomic.Bool
@@ -219,189 +203,59 @@ type Session struct {
 	}
 }
 
-// Serve runs a client connection to its end and closes it. A panic inside
-// is recovered and ends only this session.
-func Serve(ctx context.Context, env *Env, conn net.Conn) {
-	s := &Session{env: env, conn: conn, log: env.Log.With("client", conn.RemoteAddr().String())}
-	defer conn.Close()
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("session panic", "panic", r, "stack", string(debug.Stack()))
-			s.fatal(wire.CodeInternalError, "internal error in pgvalve")
-		}
-	}()
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+// Client is a logged-in client, handed over by the front door with its
+// connection: the relay owns it from then on (the front door still closes
+// it once Run returns).
+type Client struct {
+	Conn net.Conn
+	// Reader reads Conn through Sock, the relay's socket (wire.Socket); it
+	// may hold bytes the client sent already.
+	Reader *wire.Reader
+	Sock   io.ReadWriter
+	Log    *slog.Logger
+	User   string
+	// Database is the database the client asked for; Route is where it
+	// leads (zero for the admin console).
+	Database string
+	Route    Route
+	// Params are the startup settings to apply on every server the client
+	// uses (backend.StartupParams).
+	Params []wire.Param
+	// Status is the client's entry in the list of live sessions; nil when
+	// nobody lists it. The relay keeps its state.
+	Status *Status
+}
+
+// Run greets a logged-in client and relays its requests until it leaves or
+// fails; it leaves closing the connection to the caller.
+func Run(ctx context.Context, env *Env, c Client) error {
+	s := &Session{env: env, conn: c.Conn, rd: c.Reader, sock: c.Sock, log: c.Log,
+		user: c.User, db: c.Database, route: c.Route, params: c.Params, status: c.Status}
+	s.status.set(Idle, 0, time.Now())
 	if env.Drain != nil {
 		stopDrain := context.AfterFunc(env.Drain, s.drain)
 		defer stopDrain()
 	}
-	if err := s.run(ctx); err != nil {
-		s.log.Debug("session ended", "err", err)
-	}
-}
-
-// Refuse answers a client that is over max_client_conn: it reads the
-// startup packet (declining SSL) and sends a FATAL 53300.
-func Refuse(env *Env, conn net.Conn) {
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	s := &Session{env: env, conn: conn, log: env.Log}
-	st, err := s.readStartup()
-	switch {
-	case err != nil:
-	case st.Kind == wire.KindCancel:
-		// A full house is when a runaway query most needs cancelling.
-		_ = s.forwardCancel(context.Background(), st.Cancel)
-	default:
-		s.fatal(wire.CodeTooManyConnections, "no more connections allowed (max_client_conn)")
-	}
-}
-
-func (s *Session) fatal(code, msg string) {
-	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = s.conn.Write(wire.AppendError(nil, wire.SeverityFatal, code, msg))
-}
-
-// readStartup reads packets until a StartupMessage or CancelRequest,
-// declining SSL and GSS encryption.
-func (s *Session) readStartup() (*wire.Startup, error) {
-	for {
-		st, err := wire.ReadStartup(s.conn)
-		if err != nil {
-			if errors.Is(err, wire.ErrBadStartup) {
-				s.fatal(wire.CodeProtocolViolation, "invalid startup packet layout")
-			}
-			return nil, err
-		}
-		switch st.Kind {
-		case wire.KindSSLRequest, wire.KindGSSENCRequest:
-			if _, err := s.conn.Write([]byte{'N'}); err != nil {
-				return nil, err
-			}
-		default:
-			return st, nil
-		}
-	}
-}
-
-func (s *Session) run(ctx context.Context) error {
-	live := s.env.Live()
-	if live.LoginTimeout > 0 {
-		_ = s.conn.SetDeadline(time.Now().Add(live.LoginTimeout))
-	}
-	st, err := s.readStartup()
-	if err != nil {
-		return err
-	}
-	if st.Kind == wire.KindCancel {
-		return s.forwardCancel(ctx, st.Cancel)
-	}
-	params, err := s.checkStartup(st)
-	if err != nil {
-		return err
-	}
-	s.sock = wire.NewSocket(s.conn)
-	s.rd = wire.NewReader(s.sock, wire.DefaultBufferSize, live.MaxMessageSize)
-	route, ok := s.env.Lookup(s.db, s.user)
-	if !ok {
-		s.fatal(wire.CodeInvalidCatalogName, fmt.Sprintf("no such database: %s", s.db))
-		return fmt.Errorf("no route for database %q", s.db)
-	}
-	if route.Leave != nil {
-		defer route.Leave()
-	}
-	if err := s.authenticate(ctx); err != nil {
-		return err
-	}
-	_ = s.conn.SetDeadline(time.Time{})
-	key, unregister := s.env.Cancels.Register(s)
+	key, unregister := env.Cancels.Register(s)
 	defer unregister()
-	s.route, s.params = route, params
 	s.id = uint64(key.PID)<<32 | uint64(binary.BigEndian.Uint32(key.Secret))
-	s.maxStmts = live.MaxPreparedStatements
-	if route.Mode != config.PoolSession && s.maxStmts > 0 {
+	s.maxStmts = env.Live().MaxPreparedStatements
+	if s.route.Mode != config.PoolSession && s.maxStmts > 0 {
 		s.tr = stmt.NewTracker(stmt.NewRegistry())
 		s.rd.SetWhole(stmt.Decoded)
 	}
 	return s.serve(ctx, key)
 }
 
-// checkStartup validates a StartupMessage and returns the settings to apply
-// on servers.
-func (s *Session) checkStartup(st *wire.Startup) ([]wire.Param, error) {
-	if st.Major != 3 {
-		s.fatal(wire.CodeFeatureNotSupported, fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0", st.Major, st.Minor))
-		return nil, errors.New("unsupported protocol")
-	}
-	var unknown []string
-	var kept []wire.Param
-	for _, p := range st.Params {
-		if strings.HasPrefix(p.Name, "_pq_.") {
-			unknown = append(unknown, p.Name)
-			continue
-		}
-		kept = append(kept, p)
-	}
-	if st.Minor > 0 || len(unknown) > 0 {
-		// pgvalve speaks 3.0; say so the way PostgreSQL does, and go on.
-		msg := &pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unknown}
-		if _, err := s.conn.Write(wire.Append(nil, msg)); err != nil {
-			return nil, err
-		}
-	}
-	st.Params = kept
-	s.user, _ = st.Get("user")
-	if s.user == "" {
-		s.fatal(wire.CodeInvalidAuthSpec, "no PostgreSQL user name specified in startup packet")
-		return nil, errors.New("no user name")
-	}
-	s.db, _ = st.Get("database")
-	if s.db == "" {
-		s.db = s.user
-	}
-	if v, ok := st.Get("replication"); ok && v != "false" && v != "off" && v != "0" && v != "no" {
-		s.fatal(wire.CodeFeatureNotSupported, "replication connections are not supported by pgvalve")
-		return nil, errors.New("replication connection")
-	}
-	s.log = s.log.With("db", s.db, "user", s.user)
-	params, err := backend.StartupParams(kept)
-	if err != nil {
-		s.fatal(wire.CodeProtocolViolation, err.Error())
-		return nil, err
-	}
-	return params, nil
-}
+// end tells the client FATAL for r, its message filled in with args, as
+// its session ends.
+func (s *Session) end(r reason.Reason, args ...any) { Fatal(s.conn, r, args...) }
 
-func (s *Session) authenticate(ctx context.Context) error {
-	if s.env.Auth != config.AuthPassthrough {
-		return nil
-	}
-	pw, err := auth.RequestPassword(s.conn, s.rd)
-	if err != nil {
-		if errors.Is(err, auth.ErrNoPassword) {
-			s.fatal(wire.CodeInvalidPassword, fmt.Sprintf("password authentication failed for user %q", s.user))
-		}
-		return err
-	}
-	if err := s.env.Verify(ctx, s.db, s.user, pw); err != nil {
-		s.sendError(wire.SeverityFatal, err)
-		return err
-	}
-	return nil
-}
-
-// forwardCancel handles a CancelRequest connection. PostgreSQL answers
-// nothing, whether or not the key was known, and so do we.
-func (s *Session) forwardCancel(ctx context.Context, req pgproto3.CancelRequest) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	known, err := s.env.Cancels.Cancel(ctx, req.ProcessID, req.SecretKey)
-	if err != nil {
-		s.log.Warn("cancel request not delivered", "err", err)
-	}
-	s.log.Debug("cancel request", "known", known)
-	return err
+// Fatal sends a client about to be closed the FATAL error for r, its
+// message filled in with args.
+func Fatal(conn net.Conn, r reason.Reason, args ...any) {
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = conn.Write(r.AppendError(nil, wire.SeverityFatal, args...))
 }
 
 // CancelCurrent cancels what this client runs on its server now, if it

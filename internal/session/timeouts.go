@@ -8,15 +8,18 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
-// idleTimeout ends a client that stayed idle too long.
+// idleTimeout ends a client that stayed idle too long: r is
+// reason.IdleTxTimeout or reason.ClientIdleTimeout, limit the timeout.
 type idleTimeout struct {
-	code, msg string
+	r     reason.Reason
+	limit time.Duration
 }
 
-func (e *idleTimeout) Error() string { return e.msg }
+func (e *idleTimeout) Error() string { return e.r.Message(e.limit) }
 
 // readClient reads more client input. Whatever woke it instead (a server
 // side that failed, a drain, a deadline) is handled between reads: a lost
@@ -127,11 +130,9 @@ func (s *Session) idleDeadline(now time.Time, live *Live) (deadline time.Time, e
 		return deadline, nil
 	}
 	if inTx {
-		return deadline, &idleTimeout{wire.CodeIdleInTxTimeout,
-			fmt.Sprintf("terminating connection due to idle-in-transaction timeout (idle_transaction_timeout %s)", limit)}
+		return deadline, &idleTimeout{reason.IdleTxTimeout, limit}
 	}
-	return deadline, &idleTimeout{wire.CodeIdleSessionTimeout,
-		fmt.Sprintf("terminating connection due to idle-session timeout (client_idle_timeout %s)", limit)}
+	return deadline, &idleTimeout{reason.ClientIdleTimeout, limit}
 }
 
 // nonZero maps 0 (off) to the largest duration, for min.
@@ -212,7 +213,7 @@ func (s *Session) queryTimedOut() {
 	if s.mu.qCancelled {
 		// Still ours under the lock: cut it, the server side reports.
 		l.timedOut.Store(true)
-		l.srv.MarkBroken("query_timeout")
+		l.srv.MarkBroken(reason.QueryTimeout, "")
 		_ = l.srv.NetConn().SetDeadline(time.Unix(1, 0))
 		s.mu.Unlock()
 		return
@@ -356,8 +357,7 @@ func (s *Session) answerCanceled(requests int) error {
 	}
 	var out []byte
 	for range requests {
-		out = appendFailed(out, wire.CodeQueryCanceled,
-			"canceling statement due to user request (it was still waiting for a server and never ran)", status)
+		out = appendFailed(out, reason.CanceledInQueue, status)
 	}
 	_, err := s.conn.Write(out)
 	return err

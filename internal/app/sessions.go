@@ -1,0 +1,83 @@
+package app
+
+import (
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/pgvalve/pgvalve/internal/session"
+)
+
+// registry is the list of live sessions: every client from accept (logging
+// in included) to its end. Adding and removing take a lock, once per
+// client; the relay updates an entry's state through its atomics only.
+type registry struct {
+	mu struct {
+		sync.Mutex
+		next uint64
+		m    map[uint64]*session.Status
+	}
+}
+
+func newRegistry() *registry {
+	r := &registry{}
+	r.mu.m = make(map[uint64]*session.Status)
+	return r
+}
+
+// add lists a client just accepted on conn under a fresh id; the returned
+// func removes it and must be deferred.
+func (r *registry) add(conn net.Conn) (*session.Status, func()) {
+	r.mu.Lock()
+	r.mu.next++
+	st := session.NewStatus(r.mu.next, conn.RemoteAddr().String(), time.Now())
+	r.mu.m[st.ID] = st
+	r.mu.Unlock()
+	return st, func() {
+		r.mu.Lock()
+		delete(r.mu.m, st.ID)
+		r.mu.Unlock()
+	}
+}
+
+// SessionInfo is a snapshot of one live session.
+type SessionInfo struct {
+	ID              uint64
+	Remote          string // the client's address
+	User, Database  string // "" while its startup packet is unread
+	ApplicationName string // as given at startup
+	Connected       time.Time
+	State           session.State
+	// ServerPID is the server's process id while State is Active, else 0.
+	ServerPID uint32
+	// Since is when the session entered State.
+	Since time.Time
+}
+
+// Sessions returns every live session, sorted by id (accept order).
+func (a *App) Sessions() []SessionInfo {
+	a.clients.mu.Lock()
+	list := make([]*session.Status, 0, len(a.clients.mu.m))
+	for _, st := range a.clients.mu.m {
+		list = append(list, st)
+	}
+	a.clients.mu.Unlock()
+	out := make([]SessionInfo, 0, len(list))
+	for _, st := range list {
+		login := st.Login()
+		state, pid, since := st.Link()
+		out = append(out, SessionInfo{ID: st.ID, Remote: st.Remote, User: login.User, Database: login.Database,
+			ApplicationName: login.ApplicationName, Connected: st.Connected, State: state, ServerPID: pid, Since: since})
+	}
+	slices.SortFunc(out, func(x, y SessionInfo) int {
+		switch {
+		case x.ID < y.ID:
+			return -1
+		case x.ID > y.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}

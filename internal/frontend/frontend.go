@@ -1,0 +1,161 @@
+// Package frontend owns a client's front door: the packets before login
+// (SSLRequest, GSSENCRequest, CancelRequest, StartupMessage), protocol
+// negotiation, startup validation, route lookup, authentication, the login
+// timeout and the max_client_conn refusal. It then hands the logged-in
+// client on: to the session relay, or (once it exists) to the admin
+// console. It never holds a server.
+package frontend
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"time"
+
+	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/reason"
+	"github.com/pgvalve/pgvalve/internal/session"
+	"github.com/pgvalve/pgvalve/internal/wire"
+)
+
+// Config is what every front door shares. It is built once by the app.
+type Config struct {
+	Log  *slog.Logger
+	Auth config.AuthMode
+	// Relay is the session relay's environment; the front door reads the
+	// live settings, the cancel registry and the drain signal from it.
+	Relay *session.Env
+	// Lookup finds the route for a client; ok=false means no such database.
+	Lookup func(db, user string) (session.Route, bool)
+	// Verify proves a passthrough client's password against the upstream.
+	Verify func(ctx context.Context, db, user, password string) error
+	// Console serves a logged-in client of the admin console instead of
+	// the relay (see handoff). nil: there is no console yet, and its
+	// database names are ordinary databases.
+	Console func(ctx context.Context, c session.Client) error
+}
+
+// door is one client at the front door.
+type door struct {
+	cfg  *Config
+	conn net.Conn
+	log  *slog.Logger
+}
+
+// Serve runs a client connection to its end and closes it: the front door,
+// then whatever handoff chose. A panic inside is recovered and ends only
+// this client. st, if not nil, is the client's entry in the list of live
+// sessions: the front door records who logged in, the relay its state.
+func Serve(ctx context.Context, cfg *Config, conn net.Conn, st *session.Status) {
+	d := &door{cfg: cfg, conn: conn, log: cfg.Log.With("client", conn.RemoteAddr().String())}
+	defer conn.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			d.log.Error("session panic", "panic", r, "stack", string(debug.Stack()))
+			session.Fatal(conn, reason.Panic)
+		}
+	}()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := d.run(ctx, st); err != nil {
+		d.log.Debug("session ended", "err", err)
+	}
+}
+
+// Refuse answers a client that is over max_client_conn: it reads the
+// startup packet (declining SSL) and sends a FATAL 53300.
+func Refuse(cfg *Config, conn net.Conn) {
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	d := &door{cfg: cfg, conn: conn, log: cfg.Log}
+	st, err := d.readStartup()
+	switch {
+	case err != nil:
+	case st.Kind == wire.KindCancel:
+		// A full house is when a runaway query most needs cancelling.
+		_ = d.forwardCancel(context.Background(), st.Cancel)
+	default:
+		session.Fatal(conn, reason.TooManyClients)
+	}
+}
+
+// run is the front door, top to bottom.
+func (d *door) run(ctx context.Context, status *session.Status) error {
+	live := d.cfg.Relay.Live()
+	if live.LoginTimeout > 0 {
+		_ = d.conn.SetDeadline(time.Now().Add(live.LoginTimeout))
+	}
+	// A drain (graceful shutdown) ends a client still logging in; the
+	// relay watches for it itself once the client is handed over.
+	if drain := d.cfg.Relay.Drain; drain != nil {
+		stopDrain := context.AfterFunc(drain, func() { _ = d.conn.SetReadDeadline(time.Unix(1, 0)) })
+		defer stopDrain()
+	}
+	st, err := d.readStartup()
+	if err != nil {
+		return err
+	}
+	if st.Kind == wire.KindCancel {
+		return d.forwardCancel(ctx, st.Cancel)
+	}
+	c, err := d.checkStartup(st)
+	if err != nil {
+		return err
+	}
+	status.SetLogin(session.Login{User: c.User, Database: c.Database, ApplicationName: appName(c.Params)})
+	c.Status = status
+	c.Sock = wire.NewSocket(d.conn)
+	c.Reader = wire.NewReader(c.Sock, wire.DefaultBufferSize, live.MaxMessageSize)
+	if d.toConsole(c.Database) {
+		if err := d.authenticate(ctx, c); err != nil {
+			return err
+		}
+		_ = d.conn.SetDeadline(time.Time{})
+		return d.cfg.Console(ctx, c)
+	}
+	route, ok := d.cfg.Lookup(c.Database, c.User)
+	if !ok {
+		session.Fatal(d.conn, reason.NoSuchDatabase, c.Database)
+		return errNoRoute(c.Database)
+	}
+	if route.Leave != nil {
+		defer route.Leave()
+	}
+	if err := d.authenticate(ctx, c); err != nil {
+		return err
+	}
+	_ = d.conn.SetDeadline(time.Time{})
+	c.Route = route
+	return session.Run(ctx, d.cfg.Relay, c)
+}
+
+// appName is the application_name among startup parameters, or "".
+func appName(params []wire.Param) string {
+	for _, p := range params {
+		if p.Name == "application_name" {
+			return p.Value
+		}
+	}
+	return ""
+}
+
+// consoleDatabases are the database names that reach the admin console,
+// PgBouncer's and pgvalve's own.
+var consoleDatabases = [...]string{"pgbouncer", "pgvalve"}
+
+// toConsole is the handoff decision, the one place that chooses between
+// the admin console and the session relay: a client asking for a console
+// database goes to the console when there is one; everyone else, and
+// everyone while Console is nil, goes to the relay.
+func (d *door) toConsole(db string) bool {
+	if d.cfg.Console == nil {
+		return false
+	}
+	for _, name := range consoleDatabases {
+		if db == name {
+			return true
+		}
+	}
+	return false
+}

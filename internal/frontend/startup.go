@@ -1,0 +1,136 @@
+package frontend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgvalve/pgvalve/internal/auth"
+	"github.com/pgvalve/pgvalve/internal/backend"
+	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/reason"
+	"github.com/pgvalve/pgvalve/internal/session"
+	"github.com/pgvalve/pgvalve/internal/wire"
+)
+
+// readStartup reads packets until a StartupMessage or CancelRequest,
+// declining SSL and GSS encryption.
+func (d *door) readStartup() (*wire.Startup, error) {
+	for {
+		st, err := wire.ReadStartup(d.conn)
+		if err != nil {
+			if errors.Is(err, wire.ErrBadStartup) {
+				session.Fatal(d.conn, reason.BadStartup)
+			}
+			return nil, err
+		}
+		switch st.Kind {
+		case wire.KindSSLRequest, wire.KindGSSENCRequest:
+			if _, err := d.conn.Write([]byte{'N'}); err != nil {
+				return nil, err
+			}
+		default:
+			return st, nil
+		}
+	}
+}
+
+// checkStartup validates a StartupMessage and returns the client it names,
+// with the settings to apply on its servers.
+func (d *door) checkStartup(st *wire.Startup) (session.Client, error) {
+	c := session.Client{Conn: d.conn}
+	if st.Major != 3 {
+		session.Fatal(d.conn, reason.UnsupportedProtocol, st.Major, st.Minor)
+		return c, errors.New("unsupported protocol")
+	}
+	kept, err := d.negotiate(st)
+	if err != nil {
+		return c, err
+	}
+	c.User, _ = st.Get("user")
+	if c.User == "" {
+		session.Fatal(d.conn, reason.NoUser)
+		return c, errors.New("no user name")
+	}
+	c.Database, _ = st.Get("database")
+	if c.Database == "" {
+		c.Database = c.User
+	}
+	if v, ok := st.Get("replication"); ok && v != "false" && v != "off" && v != "0" && v != "no" {
+		session.Fatal(d.conn, reason.Replication)
+		return c, errors.New("replication connection")
+	}
+	d.log = d.log.With("db", c.Database, "user", c.User)
+	c.Log = d.log
+	c.Params, err = backend.StartupParams(kept)
+	if err != nil {
+		session.Fatal(d.conn, reason.BadStartupParam, err)
+		return c, err
+	}
+	return c, nil
+}
+
+// negotiate drops the _pq_. protocol options pgvalve does not know and,
+// when the client asked for more than protocol 3.0 offers, says so the way
+// PostgreSQL does (NegotiateProtocolVersion); the login goes on. It
+// returns the startup parameters left, which st keeps too.
+func (d *door) negotiate(st *wire.Startup) ([]wire.Param, error) {
+	var unknown []string
+	var kept []wire.Param
+	for _, p := range st.Params {
+		if strings.HasPrefix(p.Name, "_pq_.") {
+			unknown = append(unknown, p.Name)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	if st.Minor > 0 || len(unknown) > 0 {
+		msg := &pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unknown}
+		if _, err := d.conn.Write(wire.Append(nil, msg)); err != nil {
+			return nil, err
+		}
+	}
+	st.Params = kept
+	return kept, nil
+}
+
+// authenticate proves who the client is: trust lets everyone in;
+// passthrough asks for a cleartext password and has the upstream check it.
+// TLS and SCRAM will plug in here.
+func (d *door) authenticate(ctx context.Context, c session.Client) error {
+	if d.cfg.Auth != config.AuthPassthrough {
+		return nil
+	}
+	pw, err := auth.RequestPassword(d.conn, c.Reader)
+	if err != nil {
+		if errors.Is(err, auth.ErrNoPassword) {
+			session.Fatal(d.conn, reason.EmptyPassword, c.User)
+		}
+		return err
+	}
+	if err := d.cfg.Verify(ctx, c.Database, c.User, pw); err != nil {
+		session.SendError(d.conn, wire.SeverityFatal, err)
+		return err
+	}
+	return nil
+}
+
+// forwardCancel handles a CancelRequest connection. PostgreSQL answers
+// nothing, whether or not the key was known, and so do we.
+func (d *door) forwardCancel(ctx context.Context, req pgproto3.CancelRequest) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	known, err := d.cfg.Relay.Cancels.Cancel(ctx, req.ProcessID, req.SecretKey)
+	if err != nil {
+		d.log.Warn("cancel request not delivered", "err", err)
+	}
+	d.log.Debug("cancel request", "known", known)
+	return err
+}
+
+// errNoRoute is why a client of an unknown database was refused.
+func errNoRoute(db string) error { return fmt.Errorf("no route for database %q", db) }
