@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
@@ -159,12 +160,6 @@ func rewrite(t *testing.T, path, text string) {
 	}
 }
 
-func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*eventually)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // connect opens a client through pgvalve; queued, if given, hears of the
 // query_wait_notify NOTICE that says it waits for a server.
 func connect(t *testing.T, url string, queued chan<- struct{}) *pgx.Conn {
@@ -181,7 +176,7 @@ func connect(t *testing.T, url string, queued chan<- struct{}) *pgx.Conn {
 			}
 		}
 	}
-	conn, err := pgx.ConnectConfig(testCtx(t), cfg)
+	conn, err := pgx.ConnectConfig(testutil.Context(t), cfg)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
@@ -191,7 +186,7 @@ func connect(t *testing.T, url string, queued chan<- struct{}) *pgx.Conn {
 
 func exec1(t *testing.T, c *pgx.Conn, what string) {
 	t.Helper()
-	if _, err := c.Exec(testCtx(t), "select 1"); err != nil {
+	if _, err := c.Exec(testutil.Context(t), "select 1"); err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
 }
@@ -199,7 +194,7 @@ func exec1(t *testing.T, c *pgx.Conn, what string) {
 // backends counts the test user's server connections at PostgreSQL.
 func backends(t *testing.T) int {
 	t.Helper()
-	ctx := testCtx(t)
+	ctx := testutil.Context(t)
 	admin, err := pgx.Connect(ctx, cluster.SuperuserURL(pgtest.TestDatabase))
 	if err != nil {
 		t.Fatal(err)
@@ -219,7 +214,7 @@ func queuedQuery(t *testing.T, c *pgx.Conn, queued <-chan struct{}) <-chan error
 	t.Helper()
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.Exec(testCtx(t), "select 1")
+		_, err := c.Exec(testutil.Context(t), "select 1")
 		done <- err
 	}()
 	select {
@@ -266,7 +261,7 @@ func TestSIGHUPGrowsThePoolAndSetsTheLogLevelWithoutDroppingAConnectedClient(t *
 	}
 	exec1(t, before, "the client connected before the reload")
 	c.alive(t)
-	before.Close(testCtx(t))
+	before.Close(testutil.Context(t))
 	c.waitLog(t, mark, "level=DEBUG msg=\"session ended\"")
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgvalve/pgvalve/internal/session"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
 
@@ -221,12 +222,9 @@ func faultCount() int {
 }
 
 func TestAccountingReturnsToIdleAfterRandomFaults(t *testing.T) {
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	admin := direct(t)
-	waitFor(t, 10*time.Second, "earlier tests' servers to go", func() bool {
-		n, err := backendsOf(ctx, admin, cluster.User)
-		return err == nil && n == 0
-	})
+	waitNoBackends(t, admin)
 	cfg := txnConfig(4)
 	cfg.QueryWaitTimeout = 2 * time.Second
 	// Servers die and are dialled again all the time here; over the unix
@@ -236,7 +234,7 @@ func TestAccountingReturnsToIdleAfterRandomFaults(t *testing.T) {
 	start := time.Now()
 	ran := runFaults(t, s, faultCount(), 16)
 	t.Logf("faults run in %s: %v", time.Since(start).Round(time.Millisecond), ran)
-	ctx = testContext(t) // the faults may have taken a while
+	ctx = testutil.Context(t) // the faults may have taken a while
 	if err := checkIdle(ctx, s, admin, 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -248,12 +246,9 @@ func TestAccountingReturnsToIdleAfterRandomFaults(t *testing.T) {
 }
 
 func TestAccountingCheckFailsWhenALeaseIsNotReleased(t *testing.T) {
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	admin := direct(t)
-	waitFor(t, 10*time.Second, "earlier tests' servers to go", func() bool {
-		n, err := backendsOf(ctx, admin, cluster.User)
-		return err == nil && n == 0
-	})
+	waitNoBackends(t, admin)
 	var skipped atomic.Int32
 	knobs := &session.Knobs{SkipRelease: func() bool {
 		// Skip exactly one release, on whatever path comes first.

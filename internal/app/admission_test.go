@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
@@ -41,9 +42,9 @@ func TestPassthroughAuthLetsInOnlyTheRightPassword(t *testing.T) {
 	empty := s.URL(cluster.User, "", pgtest.TestDatabase)
 
 	attempt := func(t *testing.T, url string) (*pgx.Conn, error) {
-		conn, err := pgx.Connect(testContext(t), url)
+		conn, err := pgx.Connect(testutil.Context(t), url)
 		if err == nil {
-			t.Cleanup(func() { conn.Close(testContext(t)) })
+			t.Cleanup(func() { conn.Close(context.Background()) })
 		}
 		return conn, err
 	}
@@ -54,7 +55,7 @@ func TestPassthroughAuthLetsInOnlyTheRightPassword(t *testing.T) {
 			t.Fatalf("the right password was refused: %v", err)
 		}
 		var user string
-		if err := conn.QueryRow(testContext(t), "select current_user").Scan(&user); err != nil || user != cluster.User {
+		if err := conn.QueryRow(testutil.Context(t), "select current_user").Scan(&user); err != nil || user != cluster.User {
 			t.Fatalf("current_user = %q, %v", user, err)
 		}
 		return conn
@@ -68,8 +69,8 @@ func TestPassthroughAuthLetsInOnlyTheRightPassword(t *testing.T) {
 		first := mustWork(t, right)
 		second := mustWork(t, right) // served by the accepted password
 		var a, b int
-		_ = first.QueryRow(testContext(t), "select pg_backend_pid()").Scan(&a)
-		_ = second.QueryRow(testContext(t), "select pg_backend_pid()").Scan(&b)
+		_ = first.QueryRow(testutil.Context(t), "select pg_backend_pid()").Scan(&a)
+		_ = second.QueryRow(testutil.Context(t), "select pg_backend_pid()").Scan(&b)
 		if a == b || a == 0 {
 			t.Fatalf("two sessions share server %d/%d", a, b)
 		}
@@ -98,9 +99,9 @@ func TestMaxClientConnRefusesTheClientOverTheLimitWith53300(t *testing.T) {
 	cfg := sessionConfig(2)
 	cfg.MaxClientConn = 2
 	s, url := startValve(t, cfg)
-	ctx := testContext(t)
-	first := connect(t, url)
-	second := connect(t, url)
+	ctx := testutil.Context(t)
+	first := testutil.Connect(t, url)
+	second := testutil.Connect(t, url)
 	for _, c := range []*pgx.Conn{first, second} {
 		if err := c.Ping(ctx); err != nil {
 			t.Fatal(err)
@@ -121,7 +122,7 @@ func TestMaxClientConnRefusesTheClientOverTheLimitWith53300(t *testing.T) {
 	// The slot frees when pgvalve has ended the session, a moment after
 	// the client's Terminate.
 	var third *pgx.Conn
-	waitFor(t, 10*time.Second, "a new connection to be admitted", func() bool {
+	testutil.Eventually(t, "a new connection to be admitted", func() bool {
 		c, err := pgx.Connect(ctx, url)
 		if err != nil {
 			var pgErr *pgconn.PgError
@@ -177,13 +178,13 @@ func TestAClientThatNeverLogsInIsDroppedAndFreesItsSlot(t *testing.T) {
 				t.Fatalf("closed after %s; the login timeout is 300ms", d)
 			}
 			// The one slot is free again.
-			waitFor(t, 10*time.Second, "a client to be admitted", func() bool {
-				conn, err := pgx.Connect(testContext(t), url)
+			testutil.Eventually(t, "a client to be admitted", func() bool {
+				conn, err := pgx.Connect(testutil.Context(t), url)
 				if err != nil {
 					return false
 				}
-				defer conn.Close(testContext(t))
-				return conn.Ping(testContext(t)) == nil
+				defer conn.Close(testutil.Context(t))
+				return conn.Ping(testutil.Context(t)) == nil
 			})
 			s.WaitIdle(t, 10*time.Second)
 		})
@@ -197,10 +198,10 @@ func TestNamedRoutesReachTheirUpstreamAndUnknownDatabasesGet3D000(t *testing.T) 
 		"app": {Name: "app", Upstream: cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase)},
 	}
 	s := valvetest.Start(t, cfg)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 
 	t.Run("app reaches the test database", func(t *testing.T) {
-		conn := connect(t, s.URL(cluster.User, cluster.Password, "app"))
+		conn := testutil.Connect(t, s.URL(cluster.User, cluster.Password, "app"))
 		var db, user string
 		if err := conn.QueryRow(ctx, "select current_database(), current_user").Scan(&db, &user); err != nil {
 			t.Fatal(err)
@@ -213,7 +214,7 @@ func TestNamedRoutesReachTheirUpstreamAndUnknownDatabasesGet3D000(t *testing.T) 
 		}
 	})
 	t.Run("app logs in as the route's user whoever the client names", func(t *testing.T) {
-		conn := connect(t, s.URL("someone_else", "irrelevant", "app"))
+		conn := testutil.Connect(t, s.URL("someone_else", "irrelevant", "app"))
 		var user string
 		if err := conn.QueryRow(ctx, "select current_user").Scan(&user); err != nil || user != cluster.User {
 			t.Fatalf("current_user = %q, %v", user, err)
@@ -250,7 +251,7 @@ func psqlThrough(t *testing.T, port int, password, sql string) (string, error) {
 // longer accepts must stop working, as it would against PostgreSQL itself.
 func TestPassthroughRefusesAPasswordTheServerNoLongerAccepts(t *testing.T) {
 	const role = "pgvalve_rotating"
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	admin := direct(t)
 	if _, err := admin.Exec(ctx, "create role "+role+" login password 'old-secret'"); err != nil {
 		t.Fatal(err)
@@ -269,7 +270,7 @@ func TestPassthroughRefusesAPasswordTheServerNoLongerAccepts(t *testing.T) {
 	oldURL := s.URL(role, "old-secret", pgtest.TestDatabase)
 	newURL := s.URL(role, "new-secret", pgtest.TestDatabase)
 
-	first := connect(t, oldURL)
+	first := testutil.Connect(t, oldURL)
 	if err := first.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +293,7 @@ func TestPassthroughRefusesAPasswordTheServerNoLongerAccepts(t *testing.T) {
 		}
 	}
 	wantCode(t, err, "28P01")
-	fresh := connect(t, newURL)
+	fresh := testutil.Connect(t, newURL)
 	if err := fresh.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}

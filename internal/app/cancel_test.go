@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
@@ -47,9 +48,9 @@ func backgroundQuery(ctx context.Context, conn *pgx.Conn, sql string) <-chan que
 // startSurvivor starts sql (a pg_sleep(2)) on conn and waits until it runs.
 func startSurvivor(t *testing.T, conn, admin *pgx.Conn, sql string) <-chan queryResult {
 	t.Helper()
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	done := backgroundQuery(ctx, conn, sql)
-	waitFor(t, 10*time.Second, "the other client's query to run", func() bool { return activeQueries(ctx, admin, sql) == 1 })
+	testutil.Eventually(t, "the other client's query to run", func() bool { return activeQueries(ctx, admin, sql) == 1 })
 	return done
 }
 
@@ -67,7 +68,7 @@ func wantSurvivor(t *testing.T, done <-chan queryResult) {
 
 func TestPsqlCtrlCCancelsItsOwnQueryOnly(t *testing.T) {
 	s, url := startValve(t, sessionConfig(4))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	admin := direct(t)
 	const sleepy, other = "select pg_sleep(30)", "select pg_sleep(2)"
 
@@ -89,11 +90,11 @@ func TestPsqlCtrlCCancelsItsOwnQueryOnly(t *testing.T) {
 		}
 	})
 
-	bystander := connect(t, url)
+	bystander := testutil.Connect(t, url)
 	if err := bystander.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "psql's query to run", func() bool {
+	testutil.EventuallyWithin(t, 20*time.Second, "psql's query to run", func() bool {
 		select {
 		case err := <-exited:
 			t.Fatalf("psql exited early: %v\n%s", err, out.String())
@@ -131,16 +132,16 @@ func TestPsqlCtrlCCancelsItsOwnQueryOnly(t *testing.T) {
 
 func TestPgxCancelRequestCancelsOnlyItsOwnQuery(t *testing.T) {
 	s, url := startValve(t, sessionConfig(4))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	admin := direct(t)
 	const sleepy, other = "select pg_sleep(30)", "select pg_sleep(2)"
-	victim := connect(t, url)
-	bystander := connect(t, url)
+	victim := testutil.Connect(t, url)
+	bystander := testutil.Connect(t, url)
 	if err := bystander.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
 	cancelled := backgroundQuery(ctx, victim, sleepy)
-	waitFor(t, 10*time.Second, "the query to run", func() bool { return activeQueries(ctx, admin, sleepy) == 1 })
+	testutil.Eventually(t, "the query to run", func() bool { return activeQueries(ctx, admin, sleepy) == 1 })
 	survivor := startSurvivor(t, bystander, admin, other)
 	if err := victim.PgConn().CancelRequest(ctx); err != nil {
 		t.Fatal(err)
@@ -186,10 +187,10 @@ func sendCancel(t *testing.T, c *rawConn, pid uint32, secret []byte) {
 
 func TestACancelRequestWithAWrongKeyCancelsNothing(t *testing.T) {
 	s, url := startValve(t, sessionConfig(2))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	admin := direct(t)
 	const sleepy = "select pg_sleep(30)"
-	conn := connect(t, url)
+	conn := testutil.Connect(t, url)
 	pid, secret := conn.PgConn().PID(), conn.PgConn().SecretKey()
 	if len(secret) != 4 {
 		t.Fatalf("pgvalve gave a %d-byte secret; protocol 3.0 keys have 4", len(secret))
@@ -207,7 +208,7 @@ func TestACancelRequestWithAWrongKeyCancelsNothing(t *testing.T) {
 		{"a shorter secret", pid, secret[:3]},
 	}
 	running := backgroundQuery(ctx, conn, sleepy)
-	waitFor(t, 10*time.Second, "the query to run", func() bool { return activeQueries(ctx, admin, sleepy) == 1 })
+	testutil.Eventually(t, "the query to run", func() bool { return activeQueries(ctx, admin, sleepy) == 1 })
 	for _, tc := range cases {
 		sendCancel(t, dialRaw(t, s), tc.pid, tc.secret)
 	}
@@ -236,9 +237,9 @@ func TestACancelRequestWithAWrongKeyCancelsNothing(t *testing.T) {
 
 func TestACancelForAClientHoldingNoServerIsHarmless(t *testing.T) {
 	s, url := startValve(t, sessionConfig(1))
-	ctx := testContext(t)
-	idle := connect(t, url) // session mode: no server until its first query
-	busy := connect(t, url)
+	ctx := testutil.Context(t)
+	idle := testutil.Connect(t, url) // session mode: no server until its first query
+	busy := testutil.Connect(t, url)
 	admin := direct(t)
 	survivor := startSurvivor(t, busy, admin, "select pg_sleep(2)")
 	sendCancel(t, dialRaw(t, s), idle.PgConn().PID(), idle.PgConn().SecretKey())
@@ -259,16 +260,16 @@ func TestACancelStillWorksWhenMaxClientConnIsReached(t *testing.T) {
 	cfg := sessionConfig(1)
 	cfg.MaxClientConn = 1
 	s, url := startValve(t, cfg)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	admin := direct(t)
 	const sleepy = "select pg_sleep(30)"
-	conn := connect(t, url)
+	conn := testutil.Connect(t, url)
 	var pid int
 	if err := conn.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
 	running := backgroundQuery(ctx, conn, sleepy)
-	waitFor(t, 10*time.Second, "the query to run", func() bool { return activeQueries(ctx, admin, sleepy) == 1 })
+	testutil.Eventually(t, "the query to run", func() bool { return activeQueries(ctx, admin, sleepy) == 1 })
 	if err := conn.PgConn().CancelRequest(ctx); err != nil {
 		t.Fatal(err)
 	}

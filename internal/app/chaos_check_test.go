@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
 
@@ -120,7 +121,7 @@ type chaosReport struct {
 // pgvalve is stopped.
 func (l *chaosLoad) verify(t *testing.T, s *valvetest.Server, admin *pgx.Conn) chaosReport {
 	t.Helper()
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	var rep chaosReport
 	l.mu.Lock()
 	crossed := slices.Clone(l.mu.crossed)
@@ -201,15 +202,4 @@ func logReport(t *testing.T, rep chaosReport, extra string) {
 // it after pgvalve, the relay and every client are closed.
 func chaosLeaks(before goleak.Option) error {
 	return goleak.Find(before)
-}
-
-// waitNoBackends waits for earlier tests' servers to leave PostgreSQL, so
-// the idle check counts only this scenario's.
-func waitNoBackends(t *testing.T, admin *pgx.Conn) {
-	t.Helper()
-	ctx := testContext(t)
-	waitFor(t, 15*time.Second, "earlier tests' servers to go", func() bool {
-		n, err := backendsOf(ctx, admin, cluster.User)
-		return err == nil && n == 0
-	})
 }

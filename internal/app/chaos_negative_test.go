@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/pgvalve/pgvalve/internal/session"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/faultnet"
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
@@ -141,7 +142,7 @@ func TestChaosRowCheckCatchesAStatementReplayedByTheNetwork(t *testing.T) {
 	if relay.Duplicated() != 1 {
 		t.Fatalf("the relay duplicated %d statements", relay.Duplicated())
 	}
-	rows, err := readRows(testContext(t), admin, table)
+	rows, err := readRows(testutil.Context(t), admin, table)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +165,7 @@ func TestChaosIdleCheckCatchesALeaseNotReleased(t *testing.T) {
 	if skipped.Load() != 1 {
 		t.Fatal("the knob never fired")
 	}
-	if err := checkIdle(testContext(t), s, admin, time.Second); err == nil {
+	if err := checkIdle(testutil.Context(t), s, admin, time.Second); err == nil {
 		t.Fatal("a lease that was never released went unnoticed")
 	} else {
 		t.Logf("detected as intended: %v", err)
@@ -267,7 +268,7 @@ func TestChaosStatementCheckCatchesADeallocateThatReachesAnotherClient(t *testin
 			conn := l.mustConnect(t, pgx.QueryExecModeCacheStatement)
 			vandal := l.mustConnect(t, pgx.QueryExecModeSimpleProtocol)
 			l.txn(conn, c)
-			if err := extended(testContext(t), vandal, "DEALLOCATE ALL"); err != nil {
+			if err := extended(testutil.Context(t), vandal, "DEALLOCATE ALL"); err != nil {
 				t.Fatal(err)
 			}
 			l.txn(conn, c)

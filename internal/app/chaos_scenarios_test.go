@@ -21,6 +21,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/session"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/faultnet"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
@@ -164,7 +165,7 @@ func chaosOutage(t *testing.T, mode string) {
 	start()
 	upAt := <-up
 	e.admin = direct(t) // the old one died with the server
-	waitFor(t, 60*time.Second, "a commit after the restart", func() bool { return e.load.firstOK.Load() != 0 })
+	testutil.EventuallyWithin(t, 60*time.Second, "a commit after the restart", func() bool { return e.load.firstOK.Load() != 0 })
 	recovery := time.Unix(0, e.load.firstOK.Load()).Sub(upAt)
 	e.progress("load after the restart", pick[int64](200, 2000))
 	e.load.stop() // so that errors of clients still hanging count too
@@ -229,7 +230,7 @@ func TestChaosServerBackendsTerminatedMidLoad(t *testing.T) {
 
 func chaosTerminate(t *testing.T, shape loadShape) {
 	e := startChaos(t, "terminate", chaosConfig(pick(10, 20)), chaosOpts{txnTimeout: 5 * time.Second, shape: shape})
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	kills := 0
 	for end := time.Now().Add(pick(3*time.Second, 20*time.Second)); time.Now().Before(end); {
 		var n int

@@ -33,6 +33,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 var chaosLongFlag = flag.Bool("chaos.long", false, "run the long version of the chaos suite (or PGVALVE_CHAOS=long)")
@@ -127,7 +129,7 @@ type chaosLoad struct {
 // pooler must show up as a duplicate, not as an error.
 func chaosTable(t *testing.T, admin *pgx.Conn, name string) string {
 	t.Helper()
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	table := "chaos_" + name
 	for _, sql := range []string{
 		"drop table if exists " + table,

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
@@ -56,8 +57,8 @@ func (r failingReader) Read(p []byte) (int, error) {
 
 func TestCopyRunsBothWaysThroughSessionMode(t *testing.T) {
 	s, url := startValve(t, sessionConfig(2))
-	ctx := testContext(t)
-	conn := connect(t, url)
+	ctx := testutil.Context(t)
+	conn := testutil.Connect(t, url)
 	pg := conn.PgConn()
 	if _, err := conn.Exec(ctx, `create temp table copied(id int primary key, t text not null);
 		create temp table failed(id int primary key, t text not null)`); err != nil {
@@ -146,9 +147,9 @@ func TestCopyRunsBothWaysThroughSessionMode(t *testing.T) {
 
 func TestListenNotifyAndNoticesReachTheClient(t *testing.T) {
 	s, url := startValve(t, sessionConfig(3))
-	ctx := testContext(t)
-	listener := connect(t, url)
-	notifier := connect(t, url)
+	ctx := testutil.Context(t)
+	listener := testutil.Connect(t, url)
+	notifier := testutil.Connect(t, url)
 	if _, err := listener.Exec(ctx, "listen valve_events"); err != nil {
 		t.Fatal(err)
 	}
@@ -230,9 +231,9 @@ func TestListenNotifyAndNoticesReachTheClient(t *testing.T) {
 
 func TestAListenDoesNotOutliveItsClient(t *testing.T) {
 	s, url := startValve(t, sessionConfig(1))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	admin := direct(t)
-	first := connect(t, url)
+	first := testutil.Connect(t, url)
 	var pid1, pid2 int
 	if err := first.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid1); err != nil {
 		t.Fatal(err)
@@ -243,7 +244,7 @@ func TestAListenDoesNotOutliveItsClient(t *testing.T) {
 	first.Close(ctx)
 	s.WaitIdle(t, 10*time.Second)
 
-	second := connect(t, url)
+	second := testutil.Connect(t, url)
 	if err := second.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid2); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/session"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 	"github.com/pgvalve/pgvalve/internal/wire"
@@ -63,7 +64,7 @@ var largeWrites = []largeWrite{
 func TestAMessageBiggerThanTheBufferRunsOnceAndReportsItsResult(t *testing.T) {
 	for _, m := range pooledModes {
 		t.Run(m.name, func(t *testing.T) {
-			ctx := testContext(t)
+			ctx := testutil.Context(t)
 			s, url := m.start(t, 2)
 			table := "large_" + strings.ReplaceAll(m.name, " ", "_")
 			owner := newTable(t, table, "v text")
@@ -103,7 +104,7 @@ func TestAMessageBiggerThanTheBufferRunsOnceAndReportsItsResult(t *testing.T) {
 func TestAnErrorBiggerThanTheBufferReachesTheClientWhole(t *testing.T) {
 	for _, m := range pooledModes {
 		t.Run(m.name, func(t *testing.T) {
-			ctx := testContext(t)
+			ctx := testutil.Context(t)
 			s, url := m.start(t, 2)
 			for _, conn := range []*pgx.Conn{connectSimple(t, url), connectExtended(t, url, m.stmts > 0)} {
 				for _, size := range largeSizes() {
@@ -132,7 +133,7 @@ func TestTheLargeMessageCheckFailsWhenTheTrackerSkipsStreamedMessages(t *testing
 	cfg := txnConfig(2)
 	s := valvetest.StartWithKnobs(t, cfg, &session.Knobs{SkipStreamedBookkeeping: true})
 	conn := connectSimple(t, s.URL(cluster.User, cluster.Password, pgtest.TestDatabase))
-	_, err := conn.Exec(testContext(t), "select '"+strings.Repeat("x", 20000)+"'")
+	_, err := conn.Exec(testutil.Context(t), "select '"+strings.Repeat("x", 20000)+"'")
 	wantCode(t, err, "08006")
 }
 
@@ -158,7 +159,7 @@ func TestPsqlFileWithALongInsertSaysInsert01(t *testing.T) {
 				t.Fatalf("psql -f: %v\n%.300s", err, out)
 			}
 			var n int
-			if err := admin.QueryRow(testContext(t), "select count(*) from psql_large").Scan(&n); err != nil || n != i+1 {
+			if err := admin.QueryRow(testutil.Context(t), "select count(*) from psql_large").Scan(&n); err != nil || n != i+1 {
 				t.Fatalf("rows = %d, %v; want %d", n, err, i+1)
 			}
 		})
@@ -190,7 +191,7 @@ func connectMode(t *testing.T, url string, mode pgx.QueryExecMode) *pgx.Conn {
 		t.Fatal(err)
 	}
 	cfg.DefaultQueryExecMode = mode
-	conn, err := pgx.ConnectConfig(testContext(t), cfg)
+	conn, err := pgx.ConnectConfig(testutil.Context(t), cfg)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}

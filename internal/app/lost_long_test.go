@@ -2,12 +2,12 @@ package app_test
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
@@ -15,8 +15,7 @@ import (
 // literal: if pgvalve ever forwarded the middle of a message as messages,
 // PostgreSQL would run it.
 func smuggled(sql string) string {
-	b := binary.BigEndian.AppendUint32([]byte{'Q'}, uint32(4+len(sql)+1))
-	return string(append(append(b, sql...), 0))
+	return string(testutil.Message('Q', sql+"\x00"))
 }
 
 // A client whose server went while it sat in a transaction learns of it
@@ -27,12 +26,12 @@ func TestALongQueryAfterTheTransactionWasLostGoesNowhere(t *testing.T) {
 	owner := newTable(t, "smuggle", "v int")
 	for _, size := range []int{wire.DefaultBufferSize + 1, 20000, 1 << 20} {
 		t.Run(fmt.Sprintf("%d bytes", size), func(t *testing.T) {
-			ctx := testContext(t)
+			ctx := testutil.Context(t)
 			s, url := startValve(t, txnConfig(1))
 			c := connectSimple(t, url)
-			mustExec(t, c, "begin")
+			testutil.MustExec(t, c, "begin")
 			terminate(t, direct(t), backendPID(t, c))
-			waitFor(t, 10*time.Second, "pgvalve to notice", func() bool {
+			testutil.Eventually(t, "pgvalve to notice", func() bool {
 				st, _ := s.PoolStats(poolName())
 				return st.ServersActive == 0
 			})
@@ -63,10 +62,10 @@ func TestALongQueryAfterTheTransactionWasLostGoesNowhere(t *testing.T) {
 // can wait (on a lock); if that server goes meanwhile, the client's
 // request is answered 08006 at once, as any request of a lost server.
 func TestAServerLostWhilePreparingAClientsStatementAnswersTheClient(t *testing.T) {
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	owner := newTable(t, "locked_for_parse", "v int")
 	_, url := startValve(t, txnConfig(1))
-	c := connect(t, url) // pgx's statement cache: named statements
+	c := testutil.Connect(t, url) // pgx's statement cache: named statements
 	const sql = "select count(*) from locked_for_parse where v > $1"
 	var n int
 	if err := c.QueryRow(ctx, sql, 0).Scan(&n); err != nil {
@@ -75,7 +74,7 @@ func TestAServerLostWhilePreparingAClientsStatementAnswersTheClient(t *testing.T
 	admin := direct(t)
 	pid := backendPID(t, c)
 	terminate(t, admin, pid)
-	waitFor(t, 10*time.Second, "the idle server to go", func() bool {
+	testutil.Eventually(t, "the idle server to go", func() bool {
 		var gone bool
 		return admin.QueryRow(ctx, "select not exists (select from pg_stat_activity where pid = $1)", pid).Scan(&gone) == nil && gone
 	})
@@ -90,7 +89,7 @@ func TestAServerLostWhilePreparingAClientsStatementAnswersTheClient(t *testing.T
 	done := make(chan error, 1)
 	go func() { done <- c.QueryRow(ctx, sql, 0).Scan(&n) }()
 	var waiting int
-	waitFor(t, 10*time.Second, "pgvalve's Parse to wait on the lock", func() bool {
+	testutil.Eventually(t, "pgvalve's Parse to wait on the lock", func() bool {
 		err := admin.QueryRow(ctx, `select pid from pg_stat_activity where usename = $1
 			and wait_event_type = 'Lock' and backend_type = 'client backend'`, cluster.User).Scan(&waiting)
 		return err == nil

@@ -8,13 +8,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 // terminate ends a backend from the admin connection.
 func terminate(t *testing.T, admin *pgx.Conn, pid int) {
 	t.Helper()
 	var ok bool
-	if err := admin.QueryRow(testContext(t), "select pg_terminate_backend($1)", pid).Scan(&ok); err != nil || !ok {
+	if err := admin.QueryRow(testutil.Context(t), "select pg_terminate_backend($1)", pid).Scan(&ok); err != nil || !ok {
 		t.Fatalf("pg_terminate_backend(%d): %v %v", pid, ok, err)
 	}
 }
@@ -34,7 +36,7 @@ func backendPID(t *testing.T, q interface {
 }) int {
 	t.Helper()
 	var pid int
-	if err := q.QueryRow(testContext(t), "select pg_backend_pid()").Scan(&pid); err != nil {
+	if err := q.QueryRow(testutil.Context(t), "select pg_backend_pid()").Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
 	return pid
@@ -58,14 +60,14 @@ func TestALostServerGivesItsClientAnErrorAndTheClientGoesOn(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, url := startValve(t, txnConfig(2))
-			ctx := testContext(t)
+			ctx := testutil.Context(t)
 			admin := direct(t)
-			mustExec(t, admin, "create table if not exists lost_rows (tag text)")
-			mustExec(t, admin, fmt.Sprintf("grant all on lost_rows to %q", cluster.User))
+			testutil.MustExec(t, admin, "create table if not exists lost_rows (tag text)")
+			testutil.MustExec(t, admin, fmt.Sprintf("grant all on lost_rows to %q", cluster.User))
 			c := connectTx(t, url)
 			tag := fmt.Sprintf("%s-%d", tc.name, time.Now().UnixNano())
 			if tc.inTx {
-				mustExec(t, c, "begin")
+				testutil.MustExec(t, c, "begin")
 				if _, err := c.Exec(ctx, "insert into lost_rows values ($1)", tag); err != nil {
 					t.Fatal(err)
 				}
@@ -74,7 +76,7 @@ func TestALostServerGivesItsClientAnErrorAndTheClientGoesOn(t *testing.T) {
 			var err error
 			if tc.midRequest {
 				running := backgroundQuery(ctx, c, "select pg_sleep(30)")
-				waitFor(t, 10*time.Second, "the query to run", func() bool {
+				testutil.Eventually(t, "the query to run", func() bool {
 					return activeQueries(ctx, admin, "select pg_sleep(30)") == 1
 				})
 				terminate(t, admin, pid)
@@ -85,7 +87,7 @@ func TestALostServerGivesItsClientAnErrorAndTheClientGoesOn(t *testing.T) {
 				}
 			} else {
 				terminate(t, admin, pid)
-				waitFor(t, 10*time.Second, "pgvalve to notice and close the server", func() bool {
+				testutil.Eventually(t, "pgvalve to notice and close the server", func() bool {
 					st, _ := s.PoolStats(poolName())
 					return st.ServersActive == 0
 				})
@@ -123,12 +125,5 @@ func TestALostServerGivesItsClientAnErrorAndTheClientGoesOn(t *testing.T) {
 				t.Fatalf("pool after the loss: %+v", st)
 			}
 		})
-	}
-}
-
-func mustExec(t *testing.T, c *pgx.Conn, sql string) {
-	t.Helper()
-	if _, err := c.Exec(context.Background(), sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
@@ -38,27 +39,22 @@ func startValve(t *testing.T, cfg config.Config) (*valvetest.Server, string) {
 	return s, s.URL(cluster.User, cluster.Password, pgtest.TestDatabase)
 }
 
-func testContext(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func connect(t *testing.T, url string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(testContext(t), url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
-
 // direct is a superuser connection straight to PostgreSQL, for checks on
 // pg_stat_activity.
 func direct(t *testing.T) *pgx.Conn {
 	t.Helper()
-	return connect(t, cluster.SuperuserURL(pgtest.TestDatabase))
+	return testutil.Connect(t, cluster.SuperuserURL(pgtest.TestDatabase))
+}
+
+// waitNoBackends waits for earlier tests' servers to leave PostgreSQL, so
+// that a test counting backends counts only its own.
+func waitNoBackends(t *testing.T, admin *pgx.Conn) {
+	t.Helper()
+	ctx := testutil.Context(t)
+	testutil.EventuallyWithin(t, 15*time.Second, "earlier tests' servers to go", func() bool {
+		n, err := backendsOf(ctx, admin, cluster.User)
+		return err == nil && n == 0
+	})
 }
 
 // backendsOf counts client backends of the test user in pg_stat_activity,

@@ -7,13 +7,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 // holdServers opens n clients that each hold a server in an open
 // transaction, then ends them all.
 func holdServers(t *testing.T, url string, n int) {
 	t.Helper()
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []*pgx.Conn
@@ -54,7 +56,7 @@ func TestIdleServersCloseDownToMinPoolSize(t *testing.T) {
 	cfg.MinPoolSize = 2
 	cfg.ServerIdleTimeout = 300 * time.Millisecond
 	_, url := startValve(t, cfg)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	admin := direct(t)
 	count := func() int {
 		n, err := backendsOf(ctx, admin, cluster.User)
@@ -67,12 +69,12 @@ func TestIdleServersCloseDownToMinPoolSize(t *testing.T) {
 	if _, err := first.Exec(ctx, "select 1"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "min_pool_size servers to open", func() bool { return count() == 2 })
+	testutil.Eventually(t, "min_pool_size servers to open", func() bool { return count() == 2 })
 	holdServers(t, url, 5)
 	if n := count(); n != 5 {
 		t.Fatalf("%d servers after five concurrent transactions; want 5", n)
 	}
-	waitFor(t, 10*time.Second, "idle servers to close down to min_pool_size", func() bool { return count() == 2 })
+	testutil.Eventually(t, "idle servers to close down to min_pool_size", func() bool { return count() == 2 })
 	time.Sleep(600 * time.Millisecond) // two more idle timeouts: the minimum stays
 	if n := count(); n != 2 {
 		t.Fatalf("%d servers after further idle time; min_pool_size keeps 2", n)
@@ -86,7 +88,7 @@ func TestServerLifetimeReplacesServersBetweenTransactions(t *testing.T) {
 	cfg := txnConfig(1)
 	cfg.ServerLifetime = 200 * time.Millisecond
 	_, url := startValve(t, cfg)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	c := connectTx(t, url)
 	tx, err := c.Begin(ctx)
 	if err != nil {
@@ -112,7 +114,7 @@ func TestReservePoolServesAClientThatWaitedTheReserveTimeout(t *testing.T) {
 	cfg.ReservePoolSize = 1
 	cfg.ReservePoolTimeout = 300 * time.Millisecond
 	_, url := startValve(t, cfg)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	admin := direct(t)
 	holder := connectTx(t, url)
 	tx, err := holder.Begin(ctx)
@@ -120,10 +122,10 @@ func TestReservePoolServesAClientThatWaitedTheReserveTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	mustExec(t, holder, "select 1")
+	testutil.MustExec(t, holder, "select 1")
 	waiter := connectTx(t, url)
 	start := time.Now()
-	mustExec(t, waiter, "select 1") // served while the only pool server is held
+	testutil.MustExec(t, waiter, "select 1") // served while the only pool server is held
 	waited := time.Since(start)
 	if waited < cfg.ReservePoolTimeout {
 		t.Fatalf("served after %s, before reserve_pool_timeout %s", waited, cfg.ReservePoolTimeout)

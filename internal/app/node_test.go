@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 // nodeDir is the Node project with the client programs (test/node).
@@ -86,7 +87,7 @@ func TestNodePrismaInTransactionMode(t *testing.T) {
 	}
 	// The tables belong to the test user, as if it had run the migration.
 	owner := ownerConn(t)
-	if _, err := owner.Exec(testContext(t), string(schema)); err != nil {
+	if _, err := owner.Exec(testutil.Context(t), string(schema)); err != nil {
 		t.Fatalf("schema.sql: %v", err)
 	}
 	t.Cleanup(func() {

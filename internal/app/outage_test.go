@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 // stopPostgres stops the test cluster for a while and makes sure it runs
@@ -35,7 +37,7 @@ func TestClientsRideThroughAPostgresRestart(t *testing.T) {
 	cfg := txnConfig(2)
 	cfg.QueryWaitTimeout = 30 * time.Second
 	s, url := startValve(t, cfg)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	c := connectTx(t, url)
 	if _, err := c.Exec(ctx, "select 1"); err != nil {
 		t.Fatal(err)
@@ -76,7 +78,7 @@ func TestAWaitThatOutlastsAnOutageGets08006NamingTheServer(t *testing.T) {
 	cfg := txnConfig(2)
 	cfg.QueryWaitTimeout = 700 * time.Millisecond
 	s, url := startValve(t, cfg)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	c := connectTx(t, url)
 	if _, err := c.Exec(ctx, "select 1"); err != nil {
 		t.Fatal(err)

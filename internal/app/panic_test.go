@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgvalve/pgvalve/internal/session"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
 
@@ -24,7 +25,7 @@ func TestAPanicInOneSessionEndsOnlyThatSession(t *testing.T) {
 	}}
 	s := valvetest.StartWithKnobs(t, txnConfig(2), knobs)
 	url := s.URL(cluster.User, cluster.Password, poolDB())
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 10)
 	for id := range 10 {

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 // connectWith connects with extra startup parameters, in transaction
@@ -18,7 +20,7 @@ func connectWith(t *testing.T, url string, params map[string]string) *pgx.Conn {
 	for k, v := range params {
 		cfg.RuntimeParams[k] = v
 	}
-	c, err := pgx.ConnectConfig(testContext(t), cfg)
+	c, err := pgx.ConnectConfig(testutil.Context(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +33,7 @@ func settings(t *testing.T, c *pgx.Conn, names ...string) string {
 	out := ""
 	for _, n := range names {
 		var v string
-		if err := c.QueryRow(testContext(t), "select current_setting($1)", n).Scan(&v); err != nil {
+		if err := c.QueryRow(testutil.Context(t), "select current_setting($1)", n).Scan(&v); err != nil {
 			t.Fatal(err)
 		}
 		out += n + "=" + v + ";"
@@ -43,7 +45,7 @@ func settings(t *testing.T, c *pgx.Conn, names ...string) string {
 // settings: startup parameters, options, and what they SET later.
 func TestEachClientSeesOnlyItsOwnSettingsOnASharedServer(t *testing.T) {
 	_, url := startValve(t, txnConfig(1))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	a := connectWith(t, url, map[string]string{
 		"application_name": "client_a", "TimeZone": "Asia/Tokyo",
 		"options": "-c search_path=a_schema,public -c statement_timeout=4321",

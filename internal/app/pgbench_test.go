@@ -88,12 +88,8 @@ func TestPgbenchWithANewConnectionPerTransactionNeverExceedsThePool(t *testing.T
 	const poolSize = 5
 	for _, protocol := range []string{"simple", "extended"} {
 		t.Run(protocol, func(t *testing.T) {
-			ctx := testContext(t)
 			admin := direct(t)
-			waitFor(t, 10*time.Second, "earlier tests' servers to go", func() bool {
-				n, err := backendsOf(ctx, admin, cluster.User)
-				return err == nil && n == 0
-			})
+			waitNoBackends(t, admin)
 			s, _ := startValve(t, sessionConfig(poolSize))
 			stop := make(chan struct{})
 			peak := watchBackends(t, stop)
@@ -128,12 +124,8 @@ func TestPgbenchWithAThousandClientsInTransactionModeNeverExceedsThePool(t *test
 	const poolSize = 20
 	for _, protocol := range []string{"simple", "extended"} {
 		t.Run(protocol, func(t *testing.T) {
-			ctx := testContext(t)
 			admin := direct(t)
-			waitFor(t, 10*time.Second, "earlier tests' servers to go", func() bool {
-				n, err := backendsOf(ctx, admin, cluster.User)
-				return err == nil && n == 0
-			})
+			waitNoBackends(t, admin)
 			cfg := txnConfig(poolSize)
 			cfg.MaxClientConn = 1100
 			s, _ := startValve(t, cfg)

@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 var allExecModes = []pgx.QueryExecMode{
@@ -25,7 +27,7 @@ func TestPgxInEveryExecModeWithFiftyClientsOnAPoolOfFive(t *testing.T) {
 	s, url := startValve(t, txnConfig(5))
 	for _, mode := range allExecModes {
 		t.Run(mode.String(), func(t *testing.T) {
-			ctx := testContext(t)
+			ctx := testutil.Context(t)
 			var wg sync.WaitGroup
 			errs := make(chan error, 50)
 			for id := range 50 {
@@ -91,7 +93,7 @@ func pgxClient(ctx context.Context, url string, mode pgx.QueryExecMode, id int) 
 
 func TestPgxpoolStatementCacheUnderFortyConcurrentQueries(t *testing.T) {
 	s, url := startValve(t, txnConfig(5))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
@@ -148,14 +150,14 @@ func TestPgbenchPreparedProtocolThroughATransactionPool(t *testing.T) {
 // one's own) and is then prepared afresh, not left broken.
 func TestAStatementWhosePlanWentStaleIsPreparedAgain(t *testing.T) {
 	_, url := startValve(t, txnConfig(1))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	admin := direct(t)
 	table := "stale_plan"
 	if _, err := admin.Exec(ctx, "drop table if exists "+table+"; create table "+table+"(a int); insert into "+table+" values (1); grant all on "+table+" to "+cluster.User); err != nil {
 		t.Fatal(err)
 	}
 	defer admin.Exec(context.Background(), "drop table if exists "+table)
-	c := connect(t, url) // cache statement mode: named statements
+	c := testutil.Connect(t, url) // cache statement mode: named statements
 	var a int
 	if err := c.QueryRow(ctx, "select * from "+table).Scan(&a); err != nil || a != 1 {
 		t.Fatalf("%d %v", a, err)
@@ -185,8 +187,8 @@ func TestAStatementWhosePlanWentStaleIsPreparedAgain(t *testing.T) {
 // different SQL, and one deallocating does not affect the other.
 func TestPreparedStatementNamesArePerClient(t *testing.T) {
 	_, url := startValve(t, txnConfig(1))
-	ctx := testContext(t)
-	a, b := connect(t, url), connect(t, url)
+	ctx := testutil.Context(t)
+	a, b := testutil.Connect(t, url), testutil.Connect(t, url)
 	if _, err := a.Prepare(ctx, "s", "select 'a:' || $1::text"); err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +235,7 @@ func TestPreparedStatementNamesArePerClient(t *testing.T) {
 
 func TestPipelinesWithErrorsKeepTheBookkeepingRight(t *testing.T) {
 	_, url := startValve(t, txnConfig(1))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	c, err := pgconn.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
@@ -26,8 +27,8 @@ func TestAProtocolViolationEndsOnlyThatClientWith08P01(t *testing.T) {
 	cfg := sessionConfig(2)
 	cfg.MaxMessageSize = maxMessage
 	s, url := startValve(t, cfg)
-	bystander := connect(t, url)
-	if _, err := bystander.Exec(testContext(t), "select 1"); err != nil {
+	bystander := testutil.Connect(t, url)
+	if _, err := bystander.Exec(testutil.Context(t), "select 1"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -63,7 +64,7 @@ func TestAProtocolViolationEndsOnlyThatClientWith08P01(t *testing.T) {
 					t.Errorf("message %q does not say protocol violation", e.Message)
 				}
 				var n int
-				if err := bystander.QueryRow(testContext(t), "select $1::int * 2", 21).Scan(&n); err != nil || n != 42 {
+				if err := bystander.QueryRow(testutil.Context(t), "select $1::int * 2", 21).Scan(&n); err != nil || n != 42 {
 					t.Fatalf("the other client broke: %d %v", n, err)
 				}
 				// Only the bystander's server stays leased.
@@ -71,7 +72,7 @@ func TestAProtocolViolationEndsOnlyThatClientWith08P01(t *testing.T) {
 			})
 		}
 	}
-	bystander.Close(testContext(t))
+	bystander.Close(testutil.Context(t))
 	s.WaitIdle(t, 10*time.Second)
 }
 
@@ -229,11 +230,11 @@ func TestAClientSendingAWholeOversizedQueryIsToldWhy(t *testing.T) {
 	cfg := sessionConfig(2)
 	cfg.MaxMessageSize = 4096
 	s, url := startValve(t, cfg)
-	bystander := connect(t, url)
+	bystander := testutil.Connect(t, url)
 	for _, size := range []int{8 << 10, 4 << 20} {
 		t.Run(fmt.Sprintf("%d bytes", size), func(t *testing.T) {
-			ctx := testContext(t)
-			conn := connect(t, url+"&default_query_exec_mode=simple_protocol")
+			ctx := testutil.Context(t)
+			conn := testutil.Connect(t, url+"&default_query_exec_mode=simple_protocol")
 			_, err := conn.Exec(ctx, "select '"+strings.Repeat("x", size)+"'")
 			var pgErr *pgconn.PgError
 			if !errors.As(err, &pgErr) || pgErr.Code != "08P01" {
@@ -244,22 +245,22 @@ func TestAClientSendingAWholeOversizedQueryIsToldWhy(t *testing.T) {
 			}
 		})
 	}
-	bystander.Close(testContext(t))
+	bystander.Close(testutil.Context(t))
 	s.WaitIdle(t, 10*time.Second)
 }
 
 func TestAProtocolViolationDuringAQueryCancelsItAndClosesTheServer(t *testing.T) {
 	s, _ := startValve(t, sessionConfig(2))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	admin := direct(t)
 	const sleepy = "select pg_sleep(30)"
 	c := dialRaw(t, s)
 	c.login()
 	c.send(&pgproto3.Query{String: sleepy})
-	waitFor(t, 10*time.Second, "the query to run", func() bool { return activeQueries(ctx, admin, sleepy) == 1 })
+	testutil.Eventually(t, "the query to run", func() bool { return activeQueries(ctx, admin, sleepy) == 1 })
 	c.write(header('Y', 4))
 	c.expectFatalThenEOF("08P01")
-	waitFor(t, 10*time.Second, "the abandoned query to stop", func() bool { return activeQueries(ctx, admin, sleepy) == 0 })
+	testutil.Eventually(t, "the abandoned query to stop", func() bool { return activeQueries(ctx, admin, sleepy) == 0 })
 	s.WaitIdle(t, 10*time.Second)
 	// The server's state was unknown, so it was closed rather than pooled.
 	if st, _ := s.PoolStats(poolName()); st.Total() != 0 {

@@ -10,12 +10,13 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/app"
 	"github.com/pgvalve/pgvalve/internal/session"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
 func TestASessionIsListedWhileConnectedWithItsServerAndUnlistedAfter(t *testing.T) {
 	s, url := startValve(t, txnConfig(2))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	if got := s.App.Sessions(); len(got) != 0 {
 		t.Fatalf("sessions before any client: %+v", got)
 	}
@@ -62,7 +63,7 @@ func TestASessionIsListedWhileConnectedWithItsServerAndUnlistedAfter(t *testing.
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the server to go back", func() bool {
+	testutil.EventuallyWithin(t, 5*time.Second, "the server to go back", func() bool {
 		got := s.App.Sessions()
 		return len(got) == 1 && got[0].State == session.Idle && got[0].ServerPID == 0
 	})
@@ -73,11 +74,11 @@ func TestASessionIsListedWhileConnectedWithItsServerAndUnlistedAfter(t *testing.
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	waitFor(t, 5*time.Second, "the raw client to be listed", func() bool {
+	testutil.EventuallyWithin(t, 5*time.Second, "the raw client to be listed", func() bool {
 		list := s.App.Sessions()
 		return len(list) == 2 && list[1].ID > list[0].ID && list[1].State == session.LoggingIn && list[1].User == ""
 	})
 	raw.Close()
 	conn.Close(ctx)
-	waitFor(t, 5*time.Second, "every session to be unlisted", func() bool { return len(s.App.Sessions()) == 0 })
+	testutil.EventuallyWithin(t, 5*time.Second, "every session to be unlisted", func() bool { return len(s.App.Sessions()) == 0 })
 }

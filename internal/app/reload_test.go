@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/app"
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
@@ -31,7 +32,7 @@ func waitQuery(t *testing.T, done <-chan queryResult, what string) {
 func waitPool(t *testing.T, s *valvetest.Server, name string, retired bool, what string, cond func(st app.PoolStats, ok bool) bool) {
 	t.Helper()
 	var last []app.PoolStats
-	waitFor(t, 10*time.Second, what, func() bool {
+	testutil.Eventually(t, what, func() bool {
 		last = s.App.Stats()
 		for _, st := range last {
 			if st.Name == name && st.Draining == retired {
@@ -44,7 +45,7 @@ func waitPool(t *testing.T, s *valvetest.Server, name string, retired bool, what
 
 func countBackends(t *testing.T, admin *pgx.Conn) int {
 	t.Helper()
-	n, err := backendsOf(testContext(t), admin, cluster.User)
+	n, err := backendsOf(testutil.Context(t), admin, cluster.User)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,11 +57,11 @@ func TestReloadGrowsAPoolForWaitingClientsAndShrinksItWithoutDroppingAny(t *test
 	cfg.Listen = "127.0.0.1:0" // as valvetest runs it, so that only pool_size differs
 	cfg.QueryWaitTimeout = 0   // wait as long as it takes
 	s, url := startValve(t, cfg)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	admin := direct(t)
-	first := connect(t, url)
-	mustExec(t, first, "select 1") // holds the only server (session pooling)
-	second := connect(t, url)
+	first := testutil.Connect(t, url)
+	testutil.MustExec(t, first, "select 1") // holds the only server (session pooling)
+	second := testutil.Connect(t, url)
 	done := backgroundQuery(ctx, second, "select 1")
 	waitPool(t, s, pgtest.TestDatabase+"/"+cluster.User, false, "the second client to queue", func(st app.PoolStats, ok bool) bool {
 		return ok && st.ClientsWaiting == 1
@@ -78,11 +79,11 @@ func TestReloadGrowsAPoolForWaitingClientsAndShrinksItWithoutDroppingAny(t *test
 
 	cfg.PoolSize = 1
 	s.App.Reload(cfg)
-	mustExec(t, first, "select 1") // a shrink ends no client
-	mustExec(t, second, "select 1")
+	testutil.MustExec(t, first, "select 1") // a shrink ends no client
+	testutil.MustExec(t, second, "select 1")
 	first.Close(ctx)
-	waitFor(t, 10*time.Second, "the server over the new size to close", func() bool { return countBackends(t, admin) == 1 })
-	mustExec(t, second, "select 1")
+	testutil.Eventually(t, "the server over the new size to close", func() bool { return countBackends(t, admin) == 1 })
+	testutil.MustExec(t, second, "select 1")
 }
 
 func TestReloadAddsARouteAndRetiresARemovedOneWithoutDroppingItsClient(t *testing.T) {
@@ -92,10 +93,10 @@ func TestReloadAddsARouteAndRetiresARemovedOneWithoutDroppingItsClient(t *testin
 		"alpha": {Upstream: cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase)},
 	}
 	s, _ := startValve(t, cfg)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	admin := direct(t)
 	old := connectTx(t, s.URL(cluster.User, cluster.Password, "alpha"))
-	mustExec(t, old, "select 1")
+	testutil.MustExec(t, old, "select 1")
 
 	cfg.Databases = map[string]config.Database{
 		"beta": {Upstream: cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase)},
@@ -103,17 +104,17 @@ func TestReloadAddsARouteAndRetiresARemovedOneWithoutDroppingItsClient(t *testin
 	s.App.Reload(cfg)
 	name := "alpha/" + cluster.User
 	waitPool(t, s, name, true, "alpha's pool to be retired", func(st app.PoolStats, ok bool) bool { return ok })
-	mustExec(t, old, "select 1") // the connected client keeps its route
+	testutil.MustExec(t, old, "select 1") // the connected client keeps its route
 
 	_, err := pgx.Connect(ctx, s.URL(cluster.User, cluster.Password, "alpha"))
 	wantCode(t, err, "3D000")
 	beta := connectTx(t, s.URL(cluster.User, cluster.Password, "beta"))
-	mustExec(t, beta, "select 1")
+	testutil.MustExec(t, beta, "select 1")
 
-	mustExec(t, old, "select 1")
+	testutil.MustExec(t, old, "select 1")
 	old.Close(ctx)
 	waitPool(t, s, name, true, "the retired pool to close after its last client", func(_ app.PoolStats, ok bool) bool { return !ok })
-	waitFor(t, 10*time.Second, "only beta's server to stay", func() bool { return countBackends(t, admin) == 1 })
+	testutil.Eventually(t, "only beta's server to stay", func() bool { return countBackends(t, admin) == 1 })
 }
 
 func TestReloadedUpstreamServesNewClientsWhileConnectedOnesKeepTheOld(t *testing.T) {
@@ -123,7 +124,7 @@ func TestReloadedUpstreamServesNewClientsWhileConnectedOnesKeepTheOld(t *testing
 		pgtest.TestDatabase: {Upstream: cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase)},
 	}
 	s, url := startValve(t, cfg)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	old := connectTx(t, url)
 	currentDB := func(c *pgx.Conn) string {
 		var db string
@@ -142,7 +143,7 @@ func TestReloadedUpstreamServesNewClientsWhileConnectedOnesKeepTheOld(t *testing
 	if db := currentDB(old); db != pgtest.TestDatabase {
 		t.Fatalf("a connected client must keep its route: now on %s", db)
 	}
-	fresh := connect(t, url)
+	fresh := testutil.Connect(t, url)
 	if db := currentDB(fresh); db != "postgres" {
 		t.Fatalf("a new client must get the new upstream: on %s", db)
 	}
@@ -155,7 +156,7 @@ func TestReloadedUpstreamServesNewClientsWhileConnectedOnesKeepTheOld(t *testing
 func TestReloadedTimeoutsReachClientsAlreadyConnected(t *testing.T) {
 	cfg := txnConfig(2)
 	s, url := startValve(t, cfg)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	sleeper := connectTx(t, url)
 	idler := dialRaw(t, s)
 	idler.login()
@@ -172,16 +173,16 @@ func TestReloadedTimeoutsReachClientsAlreadyConnected(t *testing.T) {
 func TestReloadedMaxClientConnAppliesToTheNextClient(t *testing.T) {
 	cfg := sessionConfig(2)
 	s, url := startValve(t, cfg)
-	ctx := testContext(t)
-	first := connect(t, url)
+	ctx := testutil.Context(t)
+	first := testutil.Connect(t, url)
 	cfg.MaxClientConn = 1
 	s.App.Reload(cfg)
 	_, err := pgx.Connect(ctx, url)
 	wantCode(t, err, "53300")
-	mustExec(t, first, "select 1")
+	testutil.MustExec(t, first, "select 1")
 	cfg.MaxClientConn = 2
 	s.App.Reload(cfg)
-	connect(t, url)
+	testutil.Connect(t, url)
 }
 
 func TestReloadKeepsListenAndAuthAndSaysTheyNeedARestart(t *testing.T) {
@@ -199,15 +200,15 @@ func TestReloadKeepsListenAndAuthAndSaysTheyNeedARestart(t *testing.T) {
 	if strings.Join(restart, ",") != "listen,auth" {
 		t.Fatalf("restart-only changes %v, want listen and auth", restart)
 	}
-	c := connect(t, url) // same address, still trust
-	mustExec(t, c, "select 1")
+	c := testutil.Connect(t, url) // same address, still trust
+	testutil.MustExec(t, c, "select 1")
 }
 
 func TestPauseHoldsNewRequestsAndClosesServersUntilResume(t *testing.T) {
 	cfg := txnConfig(2)
 	cfg.QueryWaitTimeout = 0
 	s, url := startValve(t, cfg)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	admin := direct(t)
 	inTx, later := connectTx(t, url), connectTx(t, url)
 	tx, err := inTx.Begin(ctx)
@@ -224,7 +225,7 @@ func TestPauseHoldsNewRequestsAndClosesServersUntilResume(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "every server to close", func() bool { return countBackends(t, admin) == 0 })
+	testutil.Eventually(t, "every server to close", func() bool { return countBackends(t, admin) == 0 })
 	done := backgroundQuery(ctx, later, "select 1")
 	name := pgtest.TestDatabase + "/" + cluster.User
 	waitPool(t, s, name, false, "the request to wait", func(st app.PoolStats, ok bool) bool {
@@ -232,6 +233,6 @@ func TestPauseHoldsNewRequestsAndClosesServersUntilResume(t *testing.T) {
 	})
 	s.App.Resume()
 	waitQuery(t, done, "the held request after RESUME")
-	mustExec(t, inTx, "select 1")
+	testutil.MustExec(t, inTx, "select 1")
 	s.WaitIdle(t, 10*time.Second)
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 func TestATerminatedServerFailsItsClientAndIsNotReused(t *testing.T) {
@@ -20,10 +22,10 @@ func TestATerminatedServerFailsItsClientAndIsNotReused(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			s, url := startValve(t, sessionConfig(2))
-			ctx := testContext(t)
+			ctx := testutil.Context(t)
 			admin := direct(t)
-			victim := connect(t, url)
-			bystander := connect(t, url)
+			victim := testutil.Connect(t, url)
+			bystander := testutil.Connect(t, url)
 			var pid, otherPID int
 			if err := victim.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid); err != nil {
 				t.Fatal(err)
@@ -34,7 +36,7 @@ func TestATerminatedServerFailsItsClientAndIsNotReused(t *testing.T) {
 			var running <-chan queryResult
 			if midQuery {
 				running = backgroundQuery(ctx, victim, "select pg_sleep(30)")
-				waitFor(t, 10*time.Second, "the query to run", func() bool {
+				testutil.Eventually(t, "the query to run", func() bool {
 					return activeQueries(ctx, admin, "select pg_sleep(30)") == 1
 				})
 			}
@@ -49,7 +51,7 @@ func TestATerminatedServerFailsItsClientAndIsNotReused(t *testing.T) {
 				}
 				wantCode(t, r.err, "57P01")
 			} else {
-				waitFor(t, 10*time.Second, "the backend to exit", func() bool {
+				testutil.Eventually(t, "the backend to exit", func() bool {
 					var n int
 					_ = admin.QueryRow(ctx, "select count(*) from pg_stat_activity where pid = $1", pid).Scan(&n)
 					return n == 0
@@ -70,7 +72,7 @@ func TestATerminatedServerFailsItsClientAndIsNotReused(t *testing.T) {
 			if st, _ := s.PoolStats(name); st.ServersIdle != 1 || st.Total() != 1 {
 				t.Fatalf("pool holds %+v; want just the bystander's server, idle", st)
 			}
-			fresh := connect(t, url)
+			fresh := testutil.Connect(t, url)
 			var newPID int
 			if err := fresh.QueryRow(ctx, "select pg_backend_pid()").Scan(&newPID); err != nil {
 				t.Fatal(err)
@@ -86,12 +88,9 @@ func TestATerminatedServerFailsItsClientAndIsNotReused(t *testing.T) {
 
 func TestFiftyClientsShareAPoolOfFiveWithoutMixingResults(t *testing.T) {
 	const clients, poolSize, queries = 50, 5, 5
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	admin := direct(t)
-	waitFor(t, 10*time.Second, "earlier tests' servers to go", func() bool {
-		n, err := backendsOf(ctx, admin, cluster.User)
-		return err == nil && n == 0
-	})
+	waitNoBackends(t, admin)
 	cfg := sessionConfig(poolSize)
 	cfg.QueryWaitTimeout = 20 * time.Second
 	s, url := startValve(t, cfg)
@@ -211,9 +210,9 @@ func oneClient(ctx context.Context, url string, id, queries int) error {
 // live server, not the dead one's farewell.
 func TestAPooledServerThatDiedWhileIdleIsNotHandedOut(t *testing.T) {
 	s, url := startValve(t, sessionConfig(1))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	admin := direct(t)
-	first := connect(t, url)
+	first := testutil.Connect(t, url)
 	var pid int
 	if err := first.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid); err != nil {
 		t.Fatal(err)
@@ -223,13 +222,13 @@ func TestAPooledServerThatDiedWhileIdleIsNotHandedOut(t *testing.T) {
 	if _, err := admin.Exec(ctx, "select pg_terminate_backend($1)", pid); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the backend to exit", func() bool {
+	testutil.Eventually(t, "the backend to exit", func() bool {
 		var n int
 		_ = admin.QueryRow(ctx, "select count(*) from pg_stat_activity where pid = $1", pid).Scan(&n)
 		return n == 0
 	})
 
-	next := connect(t, url)
+	next := testutil.Connect(t, url)
 	var newPID int
 	err := next.QueryRow(ctx, "select pg_backend_pid()").Scan(&newPID)
 	next.Close(ctx)

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
@@ -23,7 +24,7 @@ func TestPgxWorksThroughSessionModeInEveryQueryExecMode(t *testing.T) {
 	}
 	for _, mode := range modes {
 		t.Run(mode.String(), func(t *testing.T) {
-			ctx := testContext(t)
+			ctx := testutil.Context(t)
 			cfg, err := pgx.ParseConfig(url)
 			if err != nil {
 				t.Fatal(err)
@@ -93,8 +94,8 @@ func TestPsqlSeesItsOwnStartupSettingsThroughPgvalve(t *testing.T) {
 
 func TestAServerIsResetBeforeTheNextClientGetsIt(t *testing.T) {
 	s, url := startValve(t, sessionConfig(1))
-	ctx := testContext(t)
-	first := connect(t, url)
+	ctx := testutil.Context(t)
+	first := testutil.Connect(t, url)
 	var pid1 int
 	if err := first.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid1); err != nil {
 		t.Fatal(err)
@@ -105,7 +106,7 @@ func TestAServerIsResetBeforeTheNextClientGetsIt(t *testing.T) {
 	first.Close(ctx)
 	s.WaitIdle(t, 10*time.Second)
 
-	second := connect(t, url)
+	second := testutil.Connect(t, url)
 	var pid2 int
 	var workMem string
 	if err := second.QueryRow(ctx, "select pg_backend_pid(), current_setting('work_mem')").Scan(&pid2, &workMem); err != nil {
@@ -127,12 +128,12 @@ func TestWaitingClientsGiveUpWith53300AfterTheWaitTimeout(t *testing.T) {
 	cfg := sessionConfig(1)
 	cfg.QueryWaitTimeout = 500 * time.Millisecond
 	s, url := startValve(t, cfg)
-	ctx := testContext(t)
-	holder := connect(t, url)
+	ctx := testutil.Context(t)
+	holder := testutil.Connect(t, url)
 	if _, err := holder.Exec(ctx, "select 1"); err != nil {
 		t.Fatal(err)
 	}
-	waiter := connect(t, url)
+	waiter := testutil.Connect(t, url)
 	_, err := waiter.Exec(ctx, "select 1")
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.Code != "53300" {
@@ -149,7 +150,7 @@ func TestWaitingClientsGiveUpWith53300AfterTheWaitTimeout(t *testing.T) {
 		t.Fatalf("Timeouts = %d, want 1", st.Timeouts)
 	}
 	// The pool works again for a new client.
-	again := connect(t, url)
+	again := testutil.Connect(t, url)
 	if _, err := again.Exec(ctx, "select 1"); err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +158,7 @@ func TestWaitingClientsGiveUpWith53300AfterTheWaitTimeout(t *testing.T) {
 
 func TestAClientThatVanishesMidQueryReturnsItsLease(t *testing.T) {
 	s, url := startValve(t, sessionConfig(2))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	conn, err := pgconn.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -168,27 +169,16 @@ func TestAClientThatVanishesMidQueryReturnsItsLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin := direct(t)
-	waitFor(t, 10*time.Second, "the query to start", func() bool {
+	testutil.Eventually(t, "the query to start", func() bool {
 		var n int
 		_ = admin.QueryRow(ctx, "select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' and state = 'active'").Scan(&n)
 		return n == 1
 	})
 	_ = conn.Conn().Close()
 	s.WaitIdle(t, 10*time.Second)
-	waitFor(t, 10*time.Second, "the abandoned query to be cancelled", func() bool {
+	testutil.Eventually(t, "the abandoned query to be cancelled", func() bool {
 		var n int
 		_ = admin.QueryRow(ctx, "select count(*) from pg_stat_activity where query = 'select pg_sleep(60)' and state = 'active'").Scan(&n)
 		return n == 0
 	})
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

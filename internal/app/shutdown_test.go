@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 func TestShutdownLetsARunningTransactionFinishAndEndsIdleClients(t *testing.T) {
 	s, url := startValve(t, txnConfig(2))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	inTx := connectTx(t, url)
 	idle := connectTx(t, url)
 	if _, err := idle.Exec(ctx, "select 1"); err != nil {
@@ -33,7 +35,7 @@ func TestShutdownLetsARunningTransactionFinishAndEndsIdleClients(t *testing.T) {
 		s.App.Shutdown(sctx)
 	}()
 	// New clients are refused as soon as the listener closes.
-	waitFor(t, 5*time.Second, "the listener to close", func() bool {
+	testutil.EventuallyWithin(t, 5*time.Second, "the listener to close", func() bool {
 		c, err := net.Dial("tcp", s.Addr.String())
 		if err == nil {
 			c.Close()
@@ -64,7 +66,7 @@ func TestShutdownLetsARunningTransactionFinishAndEndsIdleClients(t *testing.T) {
 
 func TestShutdownTimeoutClosesTransactionsThatDoNotFinish(t *testing.T) {
 	s, url := startValve(t, txnConfig(1))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	c := connectTx(t, url)
 	tx, err := c.Begin(ctx)
 	if err != nil {
@@ -88,7 +90,7 @@ func TestShutdownTimeoutClosesTransactionsThatDoNotFinish(t *testing.T) {
 
 func TestCloseEndsEveryClientAtOnce(t *testing.T) {
 	s, url := startValve(t, txnConfig(1))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	c := connectTx(t, url)
 	tx, err := c.Begin(ctx)
 	if err != nil {

@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 // oneServer is transaction pooling over a single server, so every client
@@ -77,9 +78,9 @@ var statementDrops = []struct {
 func TestDeallocatingOnASharedServerBreaksNoOtherClient(t *testing.T) {
 	for _, drop := range statementDrops {
 		t.Run(drop.name, func(t *testing.T) {
-			ctx := testContext(t)
+			ctx := testutil.Context(t)
 			url := oneServer(t)
-			others := []*pgx.Conn{connect(t, url), connect(t, url)}
+			others := []*pgx.Conn{testutil.Connect(t, url), testutil.Connect(t, url)}
 			const sql = "select $1::text || ' ok'"
 			for round := range 3 {
 				for i, c := range others {
@@ -89,7 +90,7 @@ func TestDeallocatingOnASharedServerBreaksNoOtherClient(t *testing.T) {
 				}
 				// A new connection each round: its own statements are gone
 				// after it drops them, as they would be on PostgreSQL.
-				dropper := connect(t, url)
+				dropper := testutil.Connect(t, url)
 				if v, err := useCached(ctx, dropper, sql, "dropper"); err != nil || v != "dropper ok" {
 					t.Fatalf("round %d, the dropping client before it drops: %q, %v", round, v, err)
 				}
@@ -104,8 +105,8 @@ func TestDeallocatingOnASharedServerBreaksNoOtherClient(t *testing.T) {
 // The client that drops its statements sees them gone, as on a server of
 // its own: PostgreSQL's error, under its own name.
 func TestAClientThatDeallocatesSeesItsStatementsGone(t *testing.T) {
-	ctx := testContext(t)
-	c := connect(t, oneServer(t))
+	ctx := testutil.Context(t)
+	c := testutil.Connect(t, oneServer(t))
 	pc := c.PgConn()
 	for _, drop := range []string{"DEALLOCATE ALL", "DEALLOCATE s1", "DEALLOCATE PREPARE s1", "DISCARD ALL"} {
 		t.Run(drop, func(t *testing.T) {
@@ -141,12 +142,12 @@ func TestAClientThatDeallocatesSeesItsStatementsGone(t *testing.T) {
 // transaction failed on PostgreSQL too), and every client's next use
 // prepares afresh.
 func TestAStatementDroppedByAFunctionIsPreparedAgainForEveryClient(t *testing.T) {
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	owner := ownerConn(t)
-	mustExec(t, owner, `create or replace function drop_all_statements() returns int language plpgsql as
+	testutil.MustExec(t, owner, `create or replace function drop_all_statements() returns int language plpgsql as
 		$$ begin execute 'DEALLOCATE ALL'; return 1; end $$`)
 	url := oneServer(t)
-	a, b := connect(t, url), connect(t, url)
+	a, b := testutil.Connect(t, url), testutil.Connect(t, url)
 	const sql = "select $1::int + 1"
 	for _, c := range []*pgx.Conn{a, b} {
 		if v, err := useCached(ctx, c, sql, 1); err != nil || v != "2" {
@@ -171,22 +172,22 @@ func TestAStatementDroppedByAFunctionIsPreparedAgainForEveryClient(t *testing.T)
 // statement prepared before it refuse to run, on PostgreSQL itself; a
 // statement parsed after it, by any client, runs.
 func TestAStatementParsedAfterATableChangedNeverInheritsAStalePlan(t *testing.T) {
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	owner := newTable(t, "reshaped", "id int, v int")
-	mustExec(t, owner, "insert into reshaped values (1, 10)")
+	testutil.MustExec(t, owner, "insert into reshaped values (1, 10)")
 	url := oneServer(t)
-	old := connect(t, url)
+	old := testutil.Connect(t, url)
 	const sql = "select * from reshaped where id = $1"
 	var id, v int
 	if err := old.QueryRow(ctx, sql, 1).Scan(&id, &v); err != nil || v != 10 {
 		t.Fatalf("before: %d, %v", v, err)
 	}
-	mustExec(t, owner, "drop table reshaped")
-	mustExec(t, owner, "create table reshaped (id int, v text, extra text)")
-	mustExec(t, owner, "insert into reshaped values (1, 'ten', 'x')")
+	testutil.MustExec(t, owner, "drop table reshaped")
+	testutil.MustExec(t, owner, "create table reshaped (id int, v text, extra text)")
+	testutil.MustExec(t, owner, "insert into reshaped values (1, 'ten', 'x')")
 
 	// A new client's first Parse of the same text: fresh, as PostgreSQL's.
-	fresh := connect(t, url)
+	fresh := testutil.Connect(t, url)
 	var s, extra string
 	if err := fresh.QueryRow(ctx, sql, 1).Scan(&id, &s, &extra); err != nil || s != "ten" {
 		t.Fatalf("a new client's statement: %q, %v", s, err)
@@ -197,7 +198,7 @@ func TestAStatementParsedAfterATableChangedNeverInheritsAStalePlan(t *testing.T)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustExec(t, owner, "alter table reshaped add column more int")
+	testutil.MustExec(t, owner, "alter table reshaped add column more int")
 	err = raw.ExecPrepared(ctx, sd.Name, [][]byte{[]byte("1")}, nil, nil).Read().Err
 	wantCode(t, err, "0A000")
 	// pgx notices, prepares again and goes on.
@@ -212,16 +213,16 @@ func TestAStatementParsedAfterATableChangedNeverInheritsAStalePlan(t *testing.T)
 // A driver that prepares again after 42804 (a parameter's type no longer
 // fits the column) gets a statement parsed now, not the one that failed.
 func TestReparsingAfterADatatypeMismatchIsFresh(t *testing.T) {
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	owner := newTable(t, "retyped", "v int")
 	url := oneServer(t)
-	a := connect(t, url).PgConn()
+	a := testutil.Connect(t, url).PgConn()
 	const sql = "insert into retyped (v) values ($1)"
 	if _, err := a.Prepare(ctx, "ins", sql, nil); err != nil {
 		t.Fatal(err)
 	}
-	mustExec(t, owner, "alter table retyped alter column v type text")
-	b := connect(t, url).PgConn()
+	testutil.MustExec(t, owner, "alter table retyped alter column v type text")
+	b := testutil.Connect(t, url).PgConn()
 	for _, c := range []*pgconn.PgConn{a, b} {
 		_ = c.Deallocate(ctx, "ins")
 		if _, err := c.Prepare(ctx, "ins", sql, nil); err != nil {
@@ -260,8 +261,8 @@ func TestSQLNamingProtocolStatementsGetsPostgresAnswers(t *testing.T) {
 // messages that name them get what a name nobody made gets (PREPARE of
 // one: 42939), before anything reaches the server's statements.
 func TestPgvalvesOwnStatementNamesAreNoClients(t *testing.T) {
-	ctx := testContext(t)
-	pc := connect(t, oneServer(t)).PgConn()
+	ctx := testutil.Context(t)
+	pc := testutil.Connect(t, oneServer(t)).PgConn()
 	if _, err := pc.Prepare(ctx, "s1", "select 1", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +287,7 @@ func TestPgvalvesOwnStatementNamesAreNoClients(t *testing.T) {
 // shapes would look alike. A client whose wide statement went stale gets
 // 0A000 on a server whose copy was parsed after the change.
 func TestAWideStatementsShapeIsReadWhole(t *testing.T) {
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	cols := func(last string) string {
 		var b strings.Builder
 		for i := range 300 {
@@ -296,7 +297,7 @@ func TestAWideStatementsShapeIsReadWhole(t *testing.T) {
 	}
 	owner := newTable(t, "wide", cols("int"))
 	url := oneServer(t)
-	a := connect(t, url)
+	a := testutil.Connect(t, url)
 	const sql = "select * from wide where tail = $1"
 	if _, err := a.PgConn().Prepare(ctx, "wa", sql, nil); err != nil {
 		t.Fatal(err)
@@ -305,16 +306,16 @@ func TestAWideStatementsShapeIsReadWhole(t *testing.T) {
 	if err := a.PgConn().ExecPrepared(ctx, "wa", one, nil, nil).Read().Err; err != nil {
 		t.Fatal(err)
 	}
-	mustExec(t, owner, "drop table wide")
-	mustExec(t, owner, "create table wide ("+cols("bigint")+")")
+	testutil.MustExec(t, owner, "drop table wide")
+	testutil.MustExec(t, owner, "create table wide ("+cols("bigint")+")")
 	admin := direct(t)
 	pid := backendPID(t, a)
 	terminate(t, admin, pid) // the next server is a new one
-	waitFor(t, 10*time.Second, "the server to go", func() bool {
+	testutil.Eventually(t, "the server to go", func() bool {
 		var gone bool
 		return admin.QueryRow(ctx, "select not exists (select from pg_stat_activity where pid = $1)", pid).Scan(&gone) == nil && gone
 	})
-	b := connect(t, url)
+	b := testutil.Connect(t, url)
 	if _, err := b.Exec(ctx, sql, 1); err != nil {
 		t.Fatalf("a client parsing after the change: %v", err)
 	}

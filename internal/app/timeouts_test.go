@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
 
@@ -31,10 +32,10 @@ func TestIdleTransactionTimeoutFreesTheServer(t *testing.T) {
 	cfg := txnConfig(1)
 	cfg.IdleTransactionTimeout = 300 * time.Millisecond
 	s, url := startValve(t, cfg)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	admin := direct(t)
-	mustExec(t, admin, "create table if not exists idle_tx_rows (tag text)")
-	mustExec(t, admin, fmt.Sprintf("grant all on idle_tx_rows to %q", cluster.User))
+	testutil.MustExec(t, admin, "create table if not exists idle_tx_rows (tag text)")
+	testutil.MustExec(t, admin, fmt.Sprintf("grant all on idle_tx_rows to %q", cluster.User))
 	tag := fmt.Sprint(time.Now().UnixNano())
 
 	c := dialRaw(t, s)
@@ -50,7 +51,7 @@ func TestIdleTransactionTimeoutFreesTheServer(t *testing.T) {
 	}
 	// A client idle outside a transaction is left alone.
 	time.Sleep(500 * time.Millisecond)
-	mustExec(t, next, "select 1")
+	testutil.MustExec(t, next, "select 1")
 	next.Close(ctx)
 	s.WaitIdle(t, 10*time.Second)
 }
@@ -74,7 +75,7 @@ func TestQueryTimeoutCancelsThenGivesUpOnTheServer(t *testing.T) {
 	cfg := txnConfig(2)
 	cfg.QueryTimeout = 300 * time.Millisecond
 	s, url := startValve(t, cfg)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	c := connectTx(t, url)
 	_, err := c.Exec(ctx, "select pg_sleep(20)")
 	wantError(t, err, "57014")
@@ -111,7 +112,7 @@ func TestAClientThatLeavesTheQueueNeverRunsItsQuery(t *testing.T) {
 			leave.do(c)
 			waitQueue(t, s, 0)
 			commit()
-			mustExec(t, holder, "select 1") // the server went back and came to us
+			testutil.MustExec(t, holder, "select 1") // the server went back and came to us
 			wantNoRow(t, "gone_rows", tag)
 		})
 	}
@@ -121,7 +122,7 @@ func TestAClientThatLeavesTheQueueNeverRunsItsQuery(t *testing.T) {
 // client gets 57014 at once, the request never runs, the client goes on.
 func TestACancelReachesARequestStillQueued(t *testing.T) {
 	s, url := startValve(t, txnConfig(1))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	tag := fmt.Sprint(time.Now().UnixNano())
 	holder, commit := holdTheOnlyServer(t, url)
 	c := connectTx(t, url)
@@ -137,8 +138,8 @@ func TestACancelReachesARequestStillQueued(t *testing.T) {
 	wantError(t, <-done, "57014")
 	waitQueue(t, s, 0)
 	commit()
-	mustExec(t, holder, "select 1")
-	mustExec(t, c, "select 1")
+	testutil.MustExec(t, holder, "select 1")
+	testutil.MustExec(t, c, "select 1")
 	wantNoRow(t, "gone_rows", tag)
 }
 
@@ -146,16 +147,16 @@ func TestACancelReachesARequestStillQueued(t *testing.T) {
 func holdTheOnlyServer(t *testing.T, url string) (holder *pgx.Conn, commit func()) {
 	t.Helper()
 	admin := direct(t)
-	mustExec(t, admin, "create table if not exists gone_rows (tag text)")
-	mustExec(t, admin, fmt.Sprintf("grant all on gone_rows to %q", cluster.User))
+	testutil.MustExec(t, admin, "create table if not exists gone_rows (tag text)")
+	testutil.MustExec(t, admin, fmt.Sprintf("grant all on gone_rows to %q", cluster.User))
 	holder = connectTx(t, url)
-	tx, err := holder.Begin(testContext(t))
+	tx, err := holder.Begin(testutil.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustExec(t, holder, "select 1")
+	testutil.MustExec(t, holder, "select 1")
 	return holder, func() {
-		if err := tx.Commit(testContext(t)); err != nil {
+		if err := tx.Commit(testutil.Context(t)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -163,7 +164,7 @@ func holdTheOnlyServer(t *testing.T, url string) (holder *pgx.Conn, commit func(
 
 func waitQueue(t *testing.T, s *valvetest.Server, n int) {
 	t.Helper()
-	waitFor(t, 10*time.Second, fmt.Sprintf("%d clients queued", n), func() bool {
+	testutil.Eventually(t, fmt.Sprintf("%d clients queued", n), func() bool {
 		st, _ := s.PoolStats(poolName())
 		return st.ClientsWaiting == n
 	})
@@ -172,7 +173,7 @@ func waitQueue(t *testing.T, s *valvetest.Server, n int) {
 func wantNoRow(t *testing.T, table, tag string) {
 	t.Helper()
 	var n int
-	if err := direct(t).QueryRow(testContext(t), "select count(*) from "+table+" where tag = $1", tag).Scan(&n); err != nil || n != 0 {
+	if err := direct(t).QueryRow(testutil.Context(t), "select count(*) from "+table+" where tag = $1", tag).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("the query of a client that left or cancelled ran: %d rows, %v", n, err)
 	}
 }
@@ -184,7 +185,7 @@ func TestServerCheckDropsAServerThatDoesNotAnswer(t *testing.T) {
 	cfg := txnConfig(2)
 	cfg.ServerCheckDelay = 0
 	s, url := startValve(t, cfg)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	c := connectTx(t, url)
 	pid := backendPID(t, c)
 	stopBackend(t, pid)
@@ -201,7 +202,7 @@ func TestAQueuedClientIsToldItIsWaiting(t *testing.T) {
 	cfg := txnConfig(1)
 	cfg.QueryWaitNotify = 300 * time.Millisecond
 	s, url := startValve(t, cfg)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	_, commit := holdTheOnlyServer(t, url)
 	pc, err := pgx.ParseConfig(url)
 	if err != nil {

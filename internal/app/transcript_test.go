@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
@@ -28,7 +29,7 @@ type wireConn struct {
 
 func dialWire(t *testing.T, url string) *wireConn {
 	t.Helper()
-	pc, err := pgconn.Connect(testContext(t), url)
+	pc, err := pgconn.Connect(testutil.Context(t), url)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
@@ -154,7 +155,7 @@ func (m poolModeCase) start(t *testing.T, size int) (*valvetest.Server, string) 
 // owns what the tests create.
 func ownerConn(t *testing.T) *pgx.Conn {
 	t.Helper()
-	return connect(t, cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase))
+	return testutil.Connect(t, cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase))
 }
 
 // newTable creates table name afresh with columns, owned by the test user,
@@ -162,8 +163,8 @@ func ownerConn(t *testing.T) *pgx.Conn {
 func newTable(t *testing.T, name, columns string) *pgx.Conn {
 	t.Helper()
 	owner := ownerConn(t)
-	mustExec(t, owner, "drop table if exists "+name)
-	mustExec(t, owner, "create table "+name+" ("+columns+")")
+	testutil.MustExec(t, owner, "drop table if exists "+name)
+	testutil.MustExec(t, owner, "create table "+name+" ("+columns+")")
 	return owner
 }
 
@@ -213,12 +214,12 @@ func runSetup(t *testing.T, url, sql string) {
 	if sql == "" {
 		return
 	}
-	c, err := pgconn.Connect(testContext(t), url)
+	c, err := pgconn.Connect(testutil.Context(t), url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close(context.Background())
-	if _, err := c.Exec(testContext(t), sql).ReadAll(); err != nil {
+	if _, err := c.Exec(testutil.Context(t), sql).ReadAll(); err != nil {
 		t.Fatalf("setup: %v", err)
 	}
 }

@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 func TestTransactionModeCancelReachesTheServerTheClientHoldsNow(t *testing.T) {
 	_, url := startValve(t, txnConfig(2))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	c := connectTx(t, url)
 	go func() {
 		time.Sleep(200 * time.Millisecond)
@@ -33,7 +35,7 @@ func TestTransactionModeCancelReachesTheServerTheClientHoldsNow(t *testing.T) {
 // never cancel that client's query.
 func TestALateCancelNeverHitsTheNextClientOfTheServer(t *testing.T) {
 	s, url := startValve(t, txnConfig(1))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	canceller := connectTx(t, url)
 	victim := connectTx(t, url)
 	stop := make(chan struct{})

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
@@ -30,7 +31,7 @@ func connectTx(t *testing.T, url string) *pgx.Conn {
 		t.Fatal(err)
 	}
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
-	conn, err := pgx.ConnectConfig(testContext(t), cfg)
+	conn, err := pgx.ConnectConfig(testutil.Context(t), cfg)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
@@ -44,7 +45,7 @@ func poolName() string { return fmt.Sprintf("%s/%s", poolDB(), cluster.User) }
 
 func TestTransactionModeSharesOneServerAmongManyClients(t *testing.T) {
 	s, url := startValve(t, txnConfig(1))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	var conns []*pgx.Conn
 	for range 5 {
 		conns = append(conns, connectTx(t, url))
@@ -73,7 +74,7 @@ func TestTransactionModeSharesOneServerAmongManyClients(t *testing.T) {
 
 func TestAnOpenTransactionKeepsItsServerUntilCommit(t *testing.T) {
 	s, url := startValve(t, txnConfig(2))
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	a := connectTx(t, url)
 	tx, err := a.Begin(ctx)
 	if err != nil {
@@ -107,7 +108,7 @@ func TestStatementModeRefusesTransactionBlocks(t *testing.T) {
 	cfg := txnConfig(1)
 	cfg.PoolMode = config.PoolStatement
 	s, url := startValve(t, cfg)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	c := connectTx(t, url)
 	var n int
 	if err := c.QueryRow(ctx, "select 40 + $1::int", 2).Scan(&n); err != nil || n != 42 {
@@ -143,7 +144,7 @@ func TestPoolOfOneTimesOutFiftyWaitersAndRecovers(t *testing.T) {
 	cfg := txnConfig(1)
 	cfg.QueryWaitTimeout = time.Second
 	s, url := startValve(t, cfg)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	holder := connectTx(t, url)
 	tx, err := holder.Begin(ctx)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgvalve/pgvalve/internal/backend"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 var transports = []struct {
@@ -41,17 +42,17 @@ func TestAliveIsFalseOnceTheBackendIsTerminated(t *testing.T) {
 		t.Run(tr.name, func(t *testing.T) {
 			c := dialWith(t, tr.cfg())
 			var ok bool
-			if err := su.QueryRow(testContext(t), "select pg_terminate_backend($1)", int32(c.PID())).Scan(&ok); err != nil || !ok {
+			if err := su.QueryRow(testutil.Context(t), "select pg_terminate_backend($1)", int32(c.PID())).Scan(&ok); err != nil || !ok {
 				t.Fatalf("pg_terminate_backend(%d) = %v, %v", c.PID(), ok, err)
 			}
-			eventually(t, "Alive() notices the terminated backend", func() bool { return !c.Alive() })
+			testutil.Eventually(t, "Alive() to notice the terminated backend", func() bool { return !c.Alive() })
 			if c.Broken() == "" {
 				t.Error("Broken() is empty after Alive found the connection dead")
 			}
 			if c.Reusable() || c.Alive() {
 				t.Error("a dead connection is still Reusable or Alive")
 			}
-			if err := c.Exec(testContext(t), "select 1"); err == nil {
+			if err := c.Exec(testutil.Context(t), "select 1"); err == nil {
 				t.Error("Exec on a terminated connection succeeded")
 			}
 		})
@@ -66,10 +67,10 @@ func TestAliveIsFalseWhenTheServerSentSomethingWhileIdle(t *testing.T) {
 	if !c.Alive() {
 		t.Fatal("Alive() = false before any notification")
 	}
-	if _, err := su.Exec(testContext(t), "select pg_notify($1, 'payload')", channel); err != nil {
+	if _, err := su.Exec(testutil.Context(t), "select pg_notify($1, 'payload')", channel); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "Alive() sees the unsolicited notification", func() bool { return !c.Alive() })
+	testutil.Eventually(t, "Alive() to see the unsolicited notification", func() bool { return !c.Alive() })
 	if !strings.Contains(c.Broken(), "idle") {
 		t.Errorf("Broken() = %q, want it to say the server sent data while idle", c.Broken())
 	}
@@ -90,12 +91,12 @@ func TestCancelStopsTheRunningQueryAndLeavesTheConnectionUsable(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
 			c := dialWith(t, tr.cfg())
-			ctx := testContext(t)
+			ctx := testutil.Context(t)
 			errc := make(chan error, 1)
 			start := time.Now()
 			go func() { errc <- c.Exec(ctx, "select pg_sleep(30)") }()
 			pid := c.PID()
-			eventually(t, "the backend runs pg_sleep", func() bool {
+			testutil.Eventually(t, "the backend to run pg_sleep", func() bool {
 				state, _ := backendState(t, su, pid)
 				return state == "active"
 			})
@@ -126,7 +127,7 @@ func TestCancelStopsTheRunningQueryAndLeavesTheConnectionUsable(t *testing.T) {
 
 func TestCancelOfAnIdleConnectionIsHarmless(t *testing.T) {
 	c := dial(t)
-	if err := c.Cancel(testContext(t)); err != nil {
+	if err := c.Cancel(testutil.Context(t)); err != nil {
 		t.Fatalf("Cancel: %v", err)
 	}
 	mustExec(t, c, "select 1")
@@ -158,13 +159,13 @@ func TestCloseIsIdempotentAndEndsTheBackend(t *testing.T) {
 			if c.Reusable() || c.Alive() {
 				t.Error("a closed connection is still Reusable or Alive")
 			}
-			if err := c.Exec(testContext(t), "select 1"); !errors.Is(err, backend.ErrClosed) {
+			if err := c.Exec(testutil.Context(t), "select 1"); !errors.Is(err, backend.ErrClosed) {
 				t.Errorf("Exec after Close = %v, want ErrClosed", err)
 			}
-			if err := c.SyncParams(testContext(t), startup(t, param("application_name", "x"))); !errors.Is(err, backend.ErrClosed) {
+			if err := c.SyncParams(testutil.Context(t), startup(t, param("application_name", "x"))); !errors.Is(err, backend.ErrClosed) {
 				t.Errorf("SyncParams after Close = %v, want ErrClosed", err)
 			}
-			eventually(t, "the backend leaves pg_stat_activity", func() bool {
+			testutil.Eventually(t, "the backend to leave pg_stat_activity", func() bool {
 				_, found := backendState(t, su, pid)
 				return !found
 			})

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgvalve/pgvalve/internal/backend"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
@@ -31,7 +32,7 @@ func TestDialLogsInWithScramAndReportsTheServersSessionState(t *testing.T) {
 
 			var pid int32
 			var user, db string
-			err := su.QueryRow(testContext(t),
+			err := su.QueryRow(testutil.Context(t),
 				"select pid, usename, datname from pg_stat_activity where application_name = $1", app).
 				Scan(&pid, &user, &db)
 			if err != nil {
@@ -91,7 +92,7 @@ func TestDialFailsWithTheServersOwnError(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tcpConfig()
 			tc.edit(&cfg)
-			c, err := backend.Dial(testContext(t), cfg)
+			c, err := backend.Dial(testutil.Context(t), cfg)
 			if err == nil {
 				c.Close()
 				t.Fatal("Dial succeeded")
@@ -114,7 +115,7 @@ func TestDialToAClosedPortFailsWithoutAServerError(t *testing.T) {
 	}
 	cfg := tcpConfig()
 	cfg.Port = port
-	c, err := backend.Dial(testContext(t), cfg)
+	c, err := backend.Dial(testutil.Context(t), cfg)
 	if err == nil {
 		c.Close()
 		t.Fatal("Dial to a closed port succeeded")
@@ -170,7 +171,7 @@ func TestDialLogsInWithAPasswordFullOfQuotesBackslashesAndSpaces(t *testing.T) {
 	su := superuser(t)
 	role := unique("bt_role")
 	password := `it's a \ "test" \'`
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	if _, err := su.Exec(ctx, `create role "`+role+`" login password `+quote(password)); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/reason"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
@@ -25,7 +26,7 @@ func TestExecSucceedsForGoodStatements(t *testing.T) {
 		"",
 		"discard all",
 	} {
-		if err := c.Exec(testContext(t), sql); err != nil {
+		if err := c.Exec(testutil.Context(t), sql); err != nil {
 			t.Errorf("Exec(%q) = %v, want nil", sql, err)
 		}
 		if !c.Reusable() || c.TxStatus() != 'I' {
@@ -43,7 +44,7 @@ func TestExecReturnsTheServerErrorAndLeavesTheConnectionUsable(t *testing.T) {
 		{"select 1; select 1/0; select 2", "22012"},
 		{"do $$ begin raise exception 'custom' using errcode = 'P0042'; end $$", "P0042"},
 	} {
-		err := c.Exec(testContext(t), tc.sql)
+		err := c.Exec(testutil.Context(t), tc.sql)
 		if code := pgCode(err); code != tc.code {
 			t.Errorf("Exec(%q) = %v, want a *pgconn.PgError with code %s", tc.sql, err, tc.code)
 		}
@@ -71,7 +72,7 @@ func TestExecTracksTheTransactionStatus(t *testing.T) {
 		{"begin; select 1", "", 'T', false},
 		{"commit", "", 'I', true},
 	} {
-		err := c.Exec(testContext(t), step.sql)
+		err := c.Exec(testutil.Context(t), step.sql)
 		if code := pgCode(err); code != step.code || (step.code == "" && err != nil) {
 			t.Errorf("Exec(%q) = %v, want code %q", step.sql, err, step.code)
 		}
@@ -113,14 +114,14 @@ func TestExecHonoursTheContextDeadlineAndMarksTheConnectionBroken(t *testing.T) 
 	if c.Broken() == "" || c.Reusable() {
 		t.Errorf("after a timeout: Broken() = %q, Reusable() = %v; want broken", c.Broken(), c.Reusable())
 	}
-	if err := c.Exec(testContext(t), "select 1"); err == nil {
+	if err := c.Exec(testutil.Context(t), "select 1"); err == nil {
 		t.Error("Exec on a broken connection succeeded")
 	}
 }
 
 func TestExecRefusesCopyAndMarksTheConnectionBroken(t *testing.T) {
 	c := dial(t)
-	err := c.Exec(testContext(t), "copy (select 1) to stdout")
+	err := c.Exec(testutil.Context(t), "copy (select 1) to stdout")
 	if err == nil {
 		t.Fatal("Exec of COPY TO STDOUT succeeded")
 	}
@@ -139,7 +140,7 @@ func TestMarkBrokenKeepsTheFirstReasonAndStopsExec(t *testing.T) {
 	if c.Reusable() || c.Alive() {
 		t.Error("a broken connection is still Reusable or Alive")
 	}
-	err := c.Exec(testContext(t), "select 1")
+	err := c.Exec(testutil.Context(t), "select 1")
 	if err == nil || !strings.Contains(err.Error(), "first reason") || errors.Is(err, backend.ErrClosed) {
 		t.Errorf("Exec on a broken connection = %v, want an error naming the reason", err)
 	}
@@ -179,7 +180,7 @@ func TestObserveTracksForwardedReadyForQueryAndParameterStatus(t *testing.T) {
 
 func TestExecReadsPastMessagesLargerThanItsBuffer(t *testing.T) {
 	c := dial(t)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	if err := c.Exec(ctx, "select repeat('x', 100000)"); err != nil {
 		t.Fatalf("a large row must be skipped, not fail: %v", err)
 	}

@@ -1,7 +1,6 @@
 package backend_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -14,23 +13,13 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgvalve/pgvalve/internal/backend"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
 var cluster *pgtest.Cluster
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, &cluster, pgtest.Options{})) }
-
-// testTimeout bounds every context a test hands to the package, so a hang
-// fails the test instead of the whole run.
-const testTimeout = 30 * time.Second
-
-func testContext(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // tcpConfig logs in as the SCRAM test user over TCP.
 func tcpConfig() backend.Config {
@@ -55,7 +44,7 @@ func unixConfig() backend.Config {
 // dialWith opens a connection closed at the end of the test.
 func dialWith(t *testing.T, cfg backend.Config) *backend.Conn {
 	t.Helper()
-	c, err := backend.Dial(testContext(t), cfg)
+	c, err := backend.Dial(testutil.Context(t), cfg)
 	if err != nil {
 		t.Fatalf("Dial(%s:%d): %v", cfg.Host, cfg.Port, err)
 	}
@@ -69,12 +58,7 @@ func dial(t *testing.T) *backend.Conn { return dialWith(t, tcpConfig()) }
 // and signal the connections under test from the side.
 func superuser(t *testing.T) *pgx.Conn {
 	t.Helper()
-	conn, err := pgx.Connect(testContext(t), cluster.SuperuserURL(cluster.Database))
-	if err != nil {
-		t.Fatalf("superuser connect: %v", err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	return conn
+	return testutil.Connect(t, cluster.SuperuserURL(cluster.Database))
 }
 
 var uniqueSeq atomic.Int64
@@ -84,23 +68,11 @@ func unique(prefix string) string {
 	return fmt.Sprintf("%s_%d_%d", prefix, os.Getpid(), uniqueSeq.Add(1))
 }
 
-// eventually polls cond until it holds or a few seconds pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // backendState returns pg_stat_activity's state for pid, or found=false
 // when no such backend exists.
 func backendState(t *testing.T, su *pgx.Conn, pid uint32) (state string, found bool) {
 	t.Helper()
-	err := su.QueryRow(testContext(t),
+	err := su.QueryRow(testutil.Context(t),
 		"select coalesce(state, '') from pg_stat_activity where pid = $1", int32(pid)).Scan(&state)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", false
@@ -127,7 +99,7 @@ func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'
 // mustExec runs sql through the connection under test.
 func mustExec(t *testing.T, c *backend.Conn, sql string) {
 	t.Helper()
-	if err := c.Exec(testContext(t), sql); err != nil {
+	if err := c.Exec(testutil.Context(t), sql); err != nil {
 		t.Fatalf("Exec(%q): %v", sql, err)
 	}
 }
@@ -142,7 +114,7 @@ func assertSetting(t *testing.T, c *backend.Conn, name, want string) {
     raise exception 'setting %%: got [%%]', %[1]s, current_setting(%[1]s);
   end if;
 end $check$`, quote(name), quote(want))
-	if err := c.Exec(testContext(t), sql); err != nil {
+	if err := c.Exec(testutil.Context(t), sql); err != nil {
 		t.Errorf("current_setting(%q) should be %q: %v", name, want, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/reason"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
@@ -67,7 +68,7 @@ func TestSyncParamsAppliesClientSettingsAsTheServerWouldAtStartup(t *testing.T) 
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t)
-			if err := c.SyncParams(testContext(t), tc.params); err != nil {
+			if err := c.SyncParams(testutil.Context(t), tc.params); err != nil {
 				t.Fatalf("SyncParams(%v): %v", tc.params, err)
 			}
 			for name, want := range tc.reported {
@@ -101,7 +102,7 @@ func TestSyncParamsReturnsTheServerErrorForABadSettingAndStaysUsable(t *testing.
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t)
-			err := c.SyncParams(testContext(t), tc.params)
+			err := c.SyncParams(testutil.Context(t), tc.params)
 			if code := pgCode(err); code != tc.code {
 				t.Fatalf("SyncParams(%v) = %v, want SQLSTATE %s", tc.params, err, tc.code)
 			}
@@ -123,18 +124,18 @@ func TestSyncParamsSkipsValuesTheServerAlreadyReports(t *testing.T) {
 		// Setting server_version would fail (55P02): success proves it is skipped.
 		{Name: "server_version", Value: c.Param("server_version")},
 	}
-	if err := c.SyncParams(testContext(t), same); err != nil {
+	if err := c.SyncParams(testutil.Context(t), same); err != nil {
 		t.Fatalf("SyncParams with values already reported: %v", err)
 	}
 	// A broken connection refuses every query, so nil means none was sent.
 	c.MarkBroken(reason.RelayFailed, "test: no query may be sent")
-	if err := c.SyncParams(testContext(t), same); err != nil {
+	if err := c.SyncParams(testutil.Context(t), same); err != nil {
 		t.Errorf("SyncParams sent a query for values already reported: %v", err)
 	}
-	if err := c.SyncParams(testContext(t), nil); err != nil {
+	if err := c.SyncParams(testutil.Context(t), nil); err != nil {
 		t.Errorf("SyncParams(nil) sent a query: %v", err)
 	}
-	if err := c.SyncParams(testContext(t), []wire.Param{{Name: "application_name", Value: "different"}}); err == nil {
+	if err := c.SyncParams(testutil.Context(t), []wire.Param{{Name: "application_name", Value: "different"}}); err == nil {
 		t.Error("SyncParams of a changed value on a broken connection succeeded")
 	}
 }
@@ -146,7 +147,7 @@ func TestSyncParamsAppliesTheLastOfRepeatedSettings(t *testing.T) {
 	// A client sending options=-c application_name=first and application_name=last
 	// becomes this list; the server already reports "last" from an earlier sync.
 	want := []wire.Param{{Name: "application_name", Value: "first"}, {Name: "application_name", Value: "last"}}
-	if err := c.SyncParams(testContext(t), want); err != nil {
+	if err := c.SyncParams(testutil.Context(t), want); err != nil {
 		t.Fatal(err)
 	}
 	if got := c.Param("application_name"); got != "last" {
@@ -163,13 +164,13 @@ func TestStartupParamsLetExplicitParametersOverrideOptionsAsThePostmasterDoes(t 
 	}
 	pcfg.RuntimeParams["options"] = "-c application_name=from_options"
 	pcfg.RuntimeParams["application_name"] = "explicit"
-	direct, err := pgx.ConnectConfig(testContext(t), pcfg)
+	direct, err := pgx.ConnectConfig(testutil.Context(t), pcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var reference string
-	err = direct.QueryRow(testContext(t), "select current_setting('application_name')").Scan(&reference)
-	direct.Close(testContext(t))
+	err = direct.QueryRow(testutil.Context(t), "select current_setting('application_name')").Scan(&reference)
+	direct.Close(testutil.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +186,7 @@ func TestStartupParamsLetExplicitParametersOverrideOptionsAsThePostmasterDoes(t 
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t)
-			if err := c.SyncParams(testContext(t), startup(t, tc.raw...)); err != nil {
+			if err := c.SyncParams(testutil.Context(t), startup(t, tc.raw...)); err != nil {
 				t.Fatal(err)
 			}
 			if got := c.Param("application_name"); got != reference {
@@ -201,7 +202,7 @@ func TestStartupParamsLetExplicitParametersOverrideOptionsAsThePostmasterDoes(t 
 // SyncFor brings the server back.
 func TestSyncForTrustsItsKeyUntilTheServerReportsAChange(t *testing.T) {
 	c := dial(t)
-	ctx := testContext(t)
+	ctx := testutil.Context(t)
 	want := []wire.Param{{Name: "application_name", Value: "keyed"}, {Name: "work_mem", Value: "3MB"}}
 	key := backend.ParamsKey(want)
 	if err := c.SyncFor(ctx, 1, key, want); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgvalve/pgvalve/internal/pgcluster"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
@@ -22,18 +23,6 @@ var cluster *pgcluster.Cluster
 // internal tests in this directory run under it too.
 func TestMain(m *testing.M) {
 	os.Exit(pgtest.Run(m, &cluster, pgtest.Options{}))
-}
-
-func connect(t *testing.T, url string) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("connect %s: %v", url, err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
 }
 
 func queryString(t *testing.T, conn *pgx.Conn, sql string) string {
@@ -49,11 +38,11 @@ func TestTheScramUserCanConnectOverTCPToTheDefaultDatabase(t *testing.T) {
 	if cluster.User != pgcluster.DefaultUser || cluster.Database != pgcluster.DefaultDatabase {
 		t.Fatalf("User, Database = %q, %q; want the defaults", cluster.User, cluster.Database)
 	}
-	conn := connect(t, cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase))
+	conn := testutil.Connect(t, cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase))
 	if got := queryString(t, conn, "select current_user"); got != pgtest.TestUser {
 		t.Fatalf("current_user = %q, want %q", got, pgtest.TestUser)
 	}
-	conn = connect(t, cluster.UserURL())
+	conn = testutil.Connect(t, cluster.UserURL())
 	if got := queryString(t, conn, "select current_user || '/' || current_database()"); got != "pgvalve_test/pgvalve_test" {
 		t.Fatalf("UserURL logs in as %q", got)
 	}
@@ -74,7 +63,7 @@ func TestAWrongPasswordIsRejectedWithSQLState28P01(t *testing.T) {
 }
 
 func TestTheSuperuserURLConnectsAsTheSuperuserAndPasswordsAreScram(t *testing.T) {
-	conn := connect(t, cluster.SuperuserURL("postgres"))
+	conn := testutil.Connect(t, cluster.SuperuserURL("postgres"))
 	if got := queryString(t, conn, "select current_user"); got != cluster.Superuser {
 		t.Fatalf("current_user = %q, want %q", got, cluster.Superuser)
 	}
@@ -88,10 +77,10 @@ func TestTheSuperuserURLConnectsAsTheSuperuserAndPasswordsAreScram(t *testing.T)
 }
 
 func TestTheRoleCanCreateDatabasesAndSeeOtherSessions(t *testing.T) {
-	su := connect(t, cluster.SuperuserURL("postgres"))
+	su := testutil.Connect(t, cluster.SuperuserURL("postgres"))
 	superPID := queryString(t, su, "select pg_backend_pid()::text")
 
-	conn := connect(t, cluster.UserURL())
+	conn := testutil.Connect(t, cluster.UserURL())
 	ctx := context.Background()
 	if _, err := conn.Exec(ctx, "create database pgcluster_scratch"); err != nil {
 		t.Fatalf("create database: %v", err)
@@ -126,14 +115,14 @@ func TestTheServerComesBackOnTheSamePortAfterAFastStop(t *testing.T) {
 	if cluster.Port != port {
 		t.Fatalf("port changed from %d to %d", port, cluster.Port)
 	}
-	connect(t, cluster.UserURL())
+	testutil.Connect(t, cluster.UserURL())
 }
 
 func TestTheServerSurvivesAnImmediateRestart(t *testing.T) {
 	if err := cluster.Restart("immediate"); err != nil {
 		t.Fatal(err)
 	}
-	connect(t, cluster.SuperuserURL("postgres"))
+	testutil.Connect(t, cluster.SuperuserURL("postgres"))
 }
 
 func TestAnUnknownShutdownModeIsRejected(t *testing.T) {
@@ -175,7 +164,7 @@ func TestASecondClusterHonoursSettingsAndNamesAndStopsCleanlyTwice(t *testing.T)
 	if c.User != "app" || c.Database != "app db" {
 		t.Fatalf("User, Database = %q, %q", c.User, c.Database)
 	}
-	conn := connect(t, c.UserURL())
+	conn := testutil.Connect(t, c.UserURL())
 	if got := queryString(t, conn, "show max_connections"); got != "42" {
 		t.Errorf("max_connections = %q, want 42", got)
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 func TestGrowingAPoolServesItsWaitingClientsAtOnce(t *testing.T) {
@@ -139,7 +141,7 @@ func TestAReloadedLifetimeAppliesToServersAlreadyOpen(t *testing.T) {
 	p, d := newTestPool(t, Config[*fakeServer]{Settings: Settings{Size: 1}}, nil)
 	mustAcquire(t, p).Release()
 	p.Reconfigure(Settings{Size: 1, Lifetime: 10 * time.Millisecond})
-	waitFor(t, "the idle server to reach its new lifetime and close", func() bool { return d.live.Load() == 0 })
+	testutil.Eventually(t, "the idle server to reach its new lifetime and close", func() bool { return d.live.Load() == 0 })
 }
 
 func TestLoweringASharedLimitClosesServersUntilTheyFitRaisingItWakesWaitingPools(t *testing.T) {

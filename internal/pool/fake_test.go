@@ -126,7 +126,8 @@ func newGate(t testing.TB) *gate {
 
 func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
 
-// poll reports whether cond became true within eventually.
+// poll reports whether cond became true within eventually. (testutil.Eventually
+// is for a plain wait; waitStats and the idle check say the last stats.)
 func poll(cond func() bool) bool {
 	deadline := time.Now().Add(eventually)
 	for {
@@ -148,14 +149,6 @@ func waitStats(t testing.TB, p *testPool, what string, cond func(Stats) bool) St
 		t.Fatalf("timed out waiting for %s; stats %+v", what, st)
 	}
 	return st
-}
-
-// waitFor waits until cond holds.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	if !poll(cond) {
-		t.Fatalf("timed out waiting for %s", what)
-	}
 }
 
 // idleProblem says how st differs from a pool at rest, or "" if it is at rest.

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 func TestIdleServersAreClosedAfterTheIdleTimeoutDownToTheMinimum(t *testing.T) {
@@ -41,7 +43,7 @@ func TestAServerPastItsLifetimeIsClosedWhenItsLeaseEndsNeverBefore(t *testing.T)
 		t.Fatal("the next client must get a new server")
 	}
 	l2.Release()
-	waitFor(t, "the idle server to reach its lifetime and close", func() bool { return d.live.Load() == 0 })
+	testutil.Eventually(t, "the idle server to reach its lifetime and close", func() bool { return d.live.Load() == 0 })
 }
 
 func TestLifetimesAreJitteredSoServersDoNotAllExpireTogether(t *testing.T) {
@@ -80,7 +82,7 @@ func TestMinPoolSizeIsKeptWarmAndRefilledAfterAnOutage(t *testing.T) {
 		l := mustAcquire(t, p)
 		l.Release()
 	}
-	waitFor(t, "failed refills during the outage", func() bool { return p.Stats().DialErrors >= 2 })
+	testutil.Eventually(t, "failed refills during the outage", func() bool { return p.Stats().DialErrors >= 2 })
 	down.Store(false)
 	waitStats(t, p, "the pool to refill to min_pool_size after the outage", func(st Stats) bool {
 		return st.ServersIdle == 3 && st.ServersConnecting == 0

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 var errRefused = errors.New("fake login refused")
@@ -54,7 +56,7 @@ func TestAnUnreachableServerKeepsClientsWaitingAndServesThemInOrderWhenItReturns
 		})
 	results := make(chan result, 4)
 	enqueue(t, context.Background(), p, 4, results)
-	waitFor(t, "several failed dials", func() bool { return d.dials.Load() >= 5 })
+	testutil.Eventually(t, "several failed dials", func() bool { return d.dials.Load() >= 5 })
 	assertNothingOn(t, results, "no client fails while the server is only unreachable")
 	if st := p.Stats(); st.ClientsWaiting != 4 {
 		t.Fatalf("clients must stay queued: %+v", st)
@@ -117,7 +119,7 @@ func TestClosingAPoolThatIsBackingOffStopsItsRetries(t *testing.T) {
 	})
 	results := make(chan result, 1)
 	enqueue(t, context.Background(), p, 1, results)
-	waitFor(t, "the first dial to fail", func() bool { return p.Stats().DialErrors == 1 })
+	testutil.Eventually(t, "the first dial to fail", func() bool { return p.Stats().DialErrors == 1 })
 	p.Close() // must not wait an hour for the retry timer
 	if r := recv(t, results, "ErrClosed"); !errors.Is(r.err, ErrClosed) {
 		t.Fatalf("got %v", r.err)

@@ -53,6 +53,9 @@ func TestPeekIntoTellsQuietDataAndCloseApart(t *testing.T) {
 		{"closed behind unread bytes", func(p net.Conn) { _, _ = p.Write([]byte("X\x00\x00\x00\x04")); _ = p.Close() }, PeekClosed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "closed behind unread bytes" && !peekSeesCloseBehindData {
+				t.Skip("this system's Peek cannot see a close behind unread bytes (no POLLRDHUP)")
+			}
 			c, s := tcpPair(t)
 			tc.do(c)
 			waitPeek(t, s, tc.want)

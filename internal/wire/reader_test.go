@@ -2,22 +2,17 @@ package wire
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"io"
 	"testing"
 	"testing/iotest"
 
 	"go.uber.org/goleak"
+
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func msg(typ byte, body string) []byte {
-	b := []byte{typ, 0, 0, 0, 0}
-	binary.BigEndian.PutUint32(b[1:], uint32(4+len(body)))
-	return append(b, body...)
-}
 
 // relay drains r the way the session relay does and returns the frames seen
 // and the bytes forwarded. After every batch it checks that Streaming names
@@ -55,7 +50,8 @@ func relay(t *testing.T, r *Reader) (frames []Frame, out []byte, err error) {
 func TestReaderForwardsEveryByteAndSeesEveryMessage(t *testing.T) {
 	big := string(bytes.Repeat([]byte("x"), 300))
 	stream := bytes.Join([][]byte{
-		msg('Q', "select 1\x00"), msg('S', ""), msg('D', big), msg('Z', "I"), msg('d', big+big), msg('c', ""),
+		testutil.Message('Q', "select 1\x00"), testutil.Message('S', ""), testutil.Message('D', big),
+		testutil.Message('Z', "I"), testutil.Message('d', big+big), testutil.Message('c', ""),
 	}, nil)
 	wantTypes := "QSDZdc"
 	cases := []struct {
@@ -123,7 +119,7 @@ func TestReaderRefusesBadLengthsBeforeReadingTheBody(t *testing.T) {
 }
 
 func TestReadMessageReturnsWholeSmallMessagesAndRefusesBigOnes(t *testing.T) {
-	input := append(msg('p', "secret\x00"), msg('p', string(bytes.Repeat([]byte("y"), 200)))...)
+	input := append(testutil.Message('p', "secret\x00"), testutil.Message('p', string(bytes.Repeat([]byte("y"), 200)))...)
 	r := NewReader(iotest.OneByteReader(bytes.NewReader(input)), 64, 1<<20)
 	typ, body, err := r.ReadMessage()
 	if err != nil || typ != 'p' || string(body) != "secret\x00" {
@@ -137,7 +133,7 @@ func TestReadMessageReturnsWholeSmallMessagesAndRefusesBigOnes(t *testing.T) {
 }
 
 func TestInMessageTellsWhetherTheReaderStoppedBetweenMessages(t *testing.T) {
-	r := NewReader(bytes.NewReader(append(msg('Z', "I"), 'D', 0)), 64, 1<<20)
+	r := NewReader(bytes.NewReader(append(testutil.Message('Z', "I"), 'D', 0)), 64, 1<<20)
 	if err := r.Fill(); err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +147,7 @@ func TestInMessageTellsWhetherTheReaderStoppedBetweenMessages(t *testing.T) {
 }
 
 func FuzzReader(f *testing.F) {
-	f.Add(bytes.Join([][]byte{msg('Q', "select 1\x00"), msg('Z', "I")}, nil), 64)
+	f.Add(bytes.Join([][]byte{testutil.Message('Q', "select 1\x00"), testutil.Message('Z', "I")}, nil), 64)
 	f.Add([]byte{'d', 0, 0, 1, 0, 1, 2, 3}, 16)
 	f.Add([]byte{'X', 0, 0, 0, 1}, 100)
 	f.Fuzz(func(t *testing.T, data []byte, size int) {
@@ -187,7 +183,7 @@ func FuzzReader(f *testing.F) {
 }
 
 func TestPeekTypeWaitsForTheNextMessageWithoutConsumingIt(t *testing.T) {
-	r := NewReader(iotest.OneByteReader(bytes.NewReader(msg('Q', "select 1\x00"))), 64, 1<<20)
+	r := NewReader(iotest.OneByteReader(bytes.NewReader(testutil.Message('Q', "select 1\x00"))), 64, 1<<20)
 	typ, err := r.PeekType()
 	if err != nil || typ != 'Q' {
 		t.Fatalf("PeekType = %q, %v", typ, err)
@@ -201,7 +197,7 @@ func TestPeekTypeWaitsForTheNextMessageWithoutConsumingIt(t *testing.T) {
 func TestWholeMessagesGrowTheBufferAndItShrinksBack(t *testing.T) {
 	big := string(bytes.Repeat([]byte("q"), 500))
 	huge := string(bytes.Repeat([]byte("d"), 2000))
-	stream := bytes.Join([][]byte{msg('S', ""), msg('P', big), msg('d', huge), msg('S', "")}, nil)
+	stream := bytes.Join([][]byte{testutil.Message('S', ""), testutil.Message('P', big), testutil.Message('d', huge), testutil.Message('S', "")}, nil)
 	r := NewReader(iotest.HalfReader(bytes.NewReader(stream)), 64, 1<<20)
 	r.SetWhole(func(typ byte) bool { return typ == 'P' })
 	frames, out, err := relay(t, r)
@@ -220,7 +216,7 @@ func TestWholeMessagesGrowTheBufferAndItShrinksBack(t *testing.T) {
 }
 
 func TestFrameOffsetsPointIntoTheTakenSpan(t *testing.T) {
-	stream := bytes.Join([][]byte{msg('P', "a\x00b\x00\x00\x00"), msg('B', "xyz"), msg('S', "")}, nil)
+	stream := bytes.Join([][]byte{testutil.Message('P', "a\x00b\x00\x00\x00"), testutil.Message('B', "xyz"), testutil.Message('S', "")}, nil)
 	r := NewReader(bytes.NewReader(stream), 4096, 1<<20)
 	if err := r.Fill(); err != nil {
 		t.Fatal(err)

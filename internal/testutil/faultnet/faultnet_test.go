@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -196,13 +198,6 @@ func TestARefusingRelayClosesNewConnectionsOnly(t *testing.T) {
 	}
 }
 
-// msg is a PostgreSQL-framed message: type, length, body.
-func msg(typ byte, body string) []byte {
-	b := []byte{typ, 0, 0, 0, 0}
-	binary.BigEndian.PutUint32(b[1:], uint32(4+len(body)))
-	return append(b, body...)
-}
-
 // counter answers each 'Q' message with a DataRow carrying how many
 // queries it has seen, then ReadyForQuery, the way a server answers a
 // simple Query.
@@ -219,7 +214,7 @@ func counter(c net.Conn) {
 			return
 		}
 		seen++
-		out := append(msg('D', string(body)+"#"+string(rune('0'+seen))), msg('Z', "I")...)
+		out := append(testutil.Message('D', string(body)+"#"+string(rune('0'+seen))), testutil.Message('Z', "I")...)
 		if _, err := c.Write(out); err != nil {
 			return
 		}
@@ -251,7 +246,7 @@ func TestDuplicateNextSendsOneMessageTwiceAndHidesTheSecondAnswer(t *testing.T) 
 	c := dial(t, r)
 	r.DuplicateNext([]byte("insert"))
 	for _, q := range []string{"select", "insert", "after"} {
-		if _, err := c.Write(msg('Q', q)); err != nil {
+		if _, err := c.Write(testutil.Message('Q', q)); err != nil {
 			t.Fatal(err)
 		}
 		got := readAnswer(t, c)
