@@ -181,3 +181,14 @@ func (h *Hist) Native() Native {
 	}
 	return nat
 }
+
+// Add adds o's counts to n's, as if one histogram had seen both (two
+// pools of one database and user, say).
+func (n *Native) Add(o *Native) {
+	n.Count += o.Count
+	n.Sum += o.Sum
+	n.ZeroCount += o.ZeroCount
+	for i, c := range o.Buckets {
+		n.Buckets[i] += c
+	}
+}
