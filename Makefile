@@ -21,9 +21,11 @@ run: deps build
 vet:
 	$(GO) vet ./...
 
-# ensure-node.sh installs test/node's npm packages for internal/app/node_test.go.
+# ensure-node.sh installs test/node's npm packages for internal/app/node_test.go;
+# ensure-chromium.sh a headless Chromium for the live page's browser test.
 test: deps vet
 	./scripts/ensure-node.sh
+	./scripts/ensure-chromium.sh
 	$(GO) test -race -count=1 ./...
 
 # A short fuzzing pass over every protocol reader and the differential
