@@ -28,12 +28,17 @@ const NBSP = "\u00a0";
 
 function fmtDur(s) {
   if (s === null || s === undefined) return "–";
-  if (s === 0) return "0" + NBSP + "s";
+  if (s === 0) return "0";
   if (s < 0.001) return Math.round(s * 1e6) + NBSP + "µs";
-  if (s < 1) return (s * 1e3).toPrecision(3).replace(/\.?0+$/, "") + NBSP + "ms";
+  if (s < 1) return trimZeros((s * 1e3).toPrecision(3)) + NBSP + "ms";
   if (s < 60) return s.toFixed(1) + NBSP + "s";
   if (s < 3600) return Math.floor(s / 60) + NBSP + "min" + NBSP + String(Math.floor(s % 60)).padStart(2, "0") + NBSP + "s";
   return Math.floor(s / 3600) + NBSP + "h" + NBSP + String(Math.floor((s % 3600) / 60)).padStart(2, "0") + NBSP + "min";
+}
+
+// trimZeros drops a decimal part's trailing zeros: "2.50" is "2.5", "100" stays.
+function trimZeros(v) {
+  return v.includes(".") ? v.replace(/0+$/, "").replace(/\.$/, "") : v;
 }
 
 function fmtClock(iso) {
@@ -64,13 +69,17 @@ function drawChart(svg, series, tmax, fmt, minMax) {
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.replaceChildren();
   const tmin = tmax - WINDOW_S;
-  let vmax = minMax || 0, n = 0;
+  let vmax = minMax || 0, n = 0, newest = null;
   for (const s of series) for (const [t, v] of s.points) {
     if (t < tmin || v === null) continue;
     n++;
     if (v > vmax) vmax = v;
+    if (newest === null || t > newest) newest = t;
   }
+  // For tests and the curious: how many values it draws, and the newest's
+  // time (unix seconds).
   svg.setAttribute("data-points", String(n));
+  svg.setAttribute("data-newest", newest === null ? "" : String(newest));
   const ymax = niceMax(vmax);
   const x = t => L + (W - L - R) * (t - tmin) / WINDOW_S;
   const y = v => T + (H - T - B) * (1 - v / ymax);
