@@ -5,7 +5,7 @@ GO      ?= go
 BIN     ?= bin/pgvalve
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build run test deps vet fuzz clean
+.PHONY: all build run test deps vet fuzz screenshot clean
 
 all: build
 
@@ -38,6 +38,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzStatements -fuzztime $(FUZZTIME) ./internal/sqlscan
 	$(GO) test -run '^$$' -fuzz FuzzTrackerMatchesADedicatedServer -fuzztime $(FUZZTIME) ./internal/stmt
 	$(GO) test -run '^$$' -fuzz FuzzConversation -fuzztime $(FUZZTIME) ./internal/difftest
+
+# The live page over a made-up saturated pool, as docs/img/live-page.png
+# (needs a Chromium; scripts/ensure-chromium.sh).
+screenshot:
+	./scripts/ensure-chromium.sh
+	PGVALVE_SCREENSHOT_DIR=$(CURDIR)/docs/img $(GO) test -count=1 -run TestPageShowsALivePoolItsHoldersAndTheDiagnosis ./internal/web
 
 clean:
 	rm -rf bin
