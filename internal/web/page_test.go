@@ -149,3 +149,39 @@ func newest(t *testing.T, ctx context.Context) string {
 	}
 	return v
 }
+
+func TestPageShowsClientsWordsAsTextAndSaysWhenPgvalveStopsAnswering(t *testing.T) {
+	ctx := browser.Open(t)
+
+	now := time.Now()
+	src := saturated(now)
+	evil := `<img id="evil" src="x" onerror="document.title='owned'">`
+	src.set(func(f *fakeSource) {
+		f.clients[0].ApplicationName = evil
+		f.clients[0].Query = `</td><script>document.title='owned'</script>`
+		f.diagnosis = []string{evil}
+	})
+	srv := httptest.NewServer(New(src, Options{}))
+	defer srv.Close()
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	browser.WaitFor(t, ctx, 15*time.Second, "two holders", `document.querySelectorAll('#holders tbody tr').length === 2`)
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[
+		String(document.getElementById("evil")),
+		document.title,
+		document.querySelector('#holders tbody tr td:nth-child(5)').textContent,
+		document.querySelector('#diagnosis-lines li').textContent]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"null", "pgvalve", evil, evil}; strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got %q, want %q", got, want)
+	}
+
+	srv.CloseClientConnections()
+	srv.Close()
+	browser.WaitFor(t, ctx, 15*time.Second, "the status to say pgvalve stopped answering",
+		`document.getElementById("status").dataset.state === "stale" && document.getElementById("status").textContent.startsWith("no answer")`)
+}
