@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +37,8 @@ func ExecPath() string {
 	return ""
 }
 
-// Viewport is the window Open gives the page, in CSS pixels.
+// Width and Height are the size of the window Open gives a page, in CSS
+// pixels; a full-page screenshot is Width wide.
 const Width, Height = 1280, 900
 
 // Open starts a headless Chromium for t, in a fresh profile, and returns the
@@ -67,9 +67,10 @@ func Open(t testing.TB) context.Context {
 		chromedp.CombinedOutput(&out),
 	)
 	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithErrorf(func(f string, args ...any) {
-		// Messages the protocol library cannot decode; not the test's.
-	}))
+	// WithErrorf: chromedp reports there the protocol events it cannot
+	// decode (a newer Chromium's); they are not the test's failures, and
+	// t.Logf may not be called once the test has ended.
+	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithErrorf(func(string, ...any) {}))
 	closed := false
 	closeBrowser := func() {
 		if closed {
@@ -197,8 +198,6 @@ type syncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
-
-var _ io.Writer = (*syncBuffer)(nil)
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
