@@ -5,7 +5,7 @@ GO      ?= go
 BIN     ?= bin/pgvalve
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build run test deps vet fuzz clean
+.PHONY: all build run test deps vet fuzz screenshot clean
 
 all: build
 
@@ -25,9 +25,11 @@ vet:
 	GOOS=darwin $(GO) vet ./...
 	GOOS=freebsd $(GO) build ./...
 
-# ensure-node.sh installs test/node's npm packages for internal/app/node_test.go.
+# ensure-node.sh installs test/node's npm packages for internal/app/node_test.go;
+# ensure-chromium.sh a headless Chromium for the live page's browser test.
 test: deps vet
 	./scripts/ensure-node.sh
+	./scripts/ensure-chromium.sh
 	$(GO) test -race -count=1 ./...
 
 # A short fuzzing pass over every protocol reader and the differential
@@ -40,6 +42,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzStatements -fuzztime $(FUZZTIME) ./internal/sqlscan
 	$(GO) test -run '^$$' -fuzz FuzzTrackerMatchesADedicatedServer -fuzztime $(FUZZTIME) ./internal/stmt
 	$(GO) test -run '^$$' -fuzz FuzzConversation -fuzztime $(FUZZTIME) ./internal/difftest
+
+# The live page over a made-up saturated pool, as docs/img/live-page.png
+# (needs a Chromium; scripts/ensure-chromium.sh).
+screenshot:
+	./scripts/ensure-chromium.sh
+	PGVALVE_SCREENSHOT_DIR=$(CURDIR)/docs/img $(GO) test -count=1 -run TestPageShowsALivePoolItsHoldersAndTheDiagnosis ./internal/web
 
 clean:
 	rm -rf bin

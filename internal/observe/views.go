@@ -45,7 +45,12 @@ type Pool struct {
 	LastDialError string // "" when the last dial succeeded
 
 	// Latency is the pool's histograms, live: readers must only read them.
+	// It may be nil.
 	Latency *[NumKinds]Hist
+	// LatencyNow is each kind's summary over the last minute, taken by the
+	// app when it made this view (a zero Count: nothing measured). Readers
+	// that want numbers rather than histograms use it and never Latency.
+	LatencyNow [NumKinds]Summary
 }
 
 // Client is one client connection as it is now.
