@@ -89,7 +89,7 @@ func (s *session) admin(ctx context.Context, c command, q string) (shutdown bool
 		}
 	case "shutdown":
 		mode := ShutdownNow
-		switch strings.ToLower(c.Arg) {
+		switch asciiLower(c.Arg) {
 		case "":
 		case "wait_for_servers":
 			mode = ShutdownWaitForServers

@@ -53,13 +53,17 @@ func parseCommand(q string) (command, error) {
 	if len(verb) > maxVerb {
 		return command{}, errBadArgs
 	}
-	verb = strings.ToLower(verb)
-	if !quoted && verb == "set" && l.blanks() {
-		if c, ok, err := l.set(); ok {
-			return c, err
+	verb = asciiLower(verb)
+	if !quoted && verb == "set" {
+		save := l.pos
+		if l.blanks() {
+			if c, ok, err := l.set(); ok {
+				return c, err
+			}
 		}
 		// Not the shape of a SET: read it as "set WORD" below, as
 		// PgBouncer's first pattern would.
+		l.pos = save
 	}
 	c := command{Verb: verb}
 	if l.blanks() && !l.done() && !l.semicolonEnd() {
@@ -194,4 +198,16 @@ func (l *lexer) set() (c command, ok bool, err error) {
 		return command{}, true, errBadArgs
 	}
 	return command{Verb: "set", Arg: key, Value: val}, true, nil
+}
+
+// asciiLower lower-cases ASCII letters only, as PgBouncer's strcasecmp
+// compares; other bytes stay as they are.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }

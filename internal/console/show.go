@@ -3,7 +3,6 @@ package console
 import (
 	"net"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -39,7 +38,7 @@ var shows = map[string]func(*session) table{
 
 // show answers SHOW subject.
 func (s *session) show(c command, q string) {
-	subject := strings.ToLower(c.Arg)
+	subject := asciiLower(c.Arg)
 	if v, ok := fakeParam(subject); ok {
 		t := table{cols: []column{text(subject)}}
 		t.add(v)
