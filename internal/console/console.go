@@ -192,7 +192,13 @@ const maxQuery = 4096
 // Serve does not close conn.
 func Serve(ctx context.Context, conn net.Conn, rd *wire.Reader, login Login, b Backend) error {
 	s := &session{conn: conn, login: login, b: b, now: time.Now}
-	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
+	// ctx's end interrupts a blocked read and a write to a client that
+	// does not read.
+	interrupted := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		conn.SetDeadline(time.Unix(1, 0))
+		close(interrupted)
+	})
 	defer stop()
 
 	s.out = s.welcome(s.out[:0])
@@ -203,6 +209,10 @@ func Serve(ctx context.Context, conn net.Conn, rd *wire.Reader, login Login, b B
 		typ, body, err := rd.ReadMessage()
 		if err != nil {
 			if ctx.Err() != nil {
+				if !stop() {
+					<-interrupted // its deadline is set: now give the goodbye a second
+				}
+				conn.SetWriteDeadline(time.Now().Add(time.Second))
 				s.out = wire.AppendError(s.out[:0], wire.SeverityFatal, wire.CodeAdminShutdown, "pgvalve is shutting down")
 				s.flush()
 				return ctx.Err()
