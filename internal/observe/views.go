@@ -47,10 +47,15 @@ type Pool struct {
 	// Latency is the pool's histograms, live: readers must only read them.
 	// It may be nil.
 	Latency *[NumKinds]Hist
-	// LatencyNow is each kind's summary over the last minute, taken by the
-	// app when it made this view (a zero Count: nothing measured). Readers
-	// that want numbers rather than histograms use it and never Latency.
-	LatencyNow [NumKinds]Summary
+
+	// LatencyNow summarises each Kind over the last minute and
+	// LatencyTotal since start; the app fills both from Latency when it
+	// builds the view, so readers never touch the histograms. A Wait
+	// summary's Count is the number of servers handed to clients.
+	LatencyNow, LatencyTotal [NumKinds]Summary
+	// ReceivedLastMinute and SentLastMinute are the bytes from and to
+	// clients over the last minute (BytesReceived and BytesSent's growth).
+	ReceivedLastMinute, SentLastMinute int64
 }
 
 // Client is one client connection as it is now.
