@@ -265,6 +265,7 @@ func (s *Session) forwardOnce(ctx context.Context, span []byte, requests int, la
 func (s *Session) bookLocked(types []byte, requests int, last byte, partial bool) (nudge bool) {
 	wasIdle := s.mu.st.pending == 0
 	s.mu.st.forwarded(types, last, partial)
+	s.status.setHold(s.mu.st.hold())
 	if limit := s.env.Live().QueryTimeout; limit > 0 && wasIdle && requests > 0 {
 		s.armQueryLocked(limit)
 	}

@@ -128,3 +128,18 @@ func (t txState) idle() bool { return t.pending == 0 && t.lastSafe }
 // safe reports whether the server may go to another client: idle and
 // outside a transaction.
 func (t txState) safe() bool { return t.idle() && t.status == 'I' }
+
+// hold says what a client does with the server it holds, for SHOW HOLDERS.
+func (t txState) hold() Hold {
+	switch {
+	case t.copyIn:
+		return HoldCopy
+	case t.pending > 0:
+		return HoldRunning
+	case !t.lastSafe:
+		return HoldPreparedSync
+	case t.status != 'I':
+		return HoldIdleInTx
+	}
+	return HoldIdle
+}

@@ -1,9 +1,11 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -73,6 +75,13 @@ func (ss *serverSide) run() {
 			} else {
 				span = ss.v.edits.Apply(span)
 			}
+			if ss.resync && err == nil && !detach {
+				// Before the client hears the answer, or its next request
+				// could reach the server first and see the reset values.
+				// SyncFor reads through the reader span lies in.
+				span = bytes.Clone(span)
+				ss.resyncSettings(context.Background())
+			}
 			if len(span) > 0 {
 				if _, werr := s.sock.Write(span); werr != nil && !detach {
 					err = fmt.Errorf("write to client: %w", werr)
@@ -85,9 +94,6 @@ func (ss *serverSide) run() {
 				// At a safe point the server goes back whatever became of
 				// the client; the client side notices a lost client itself.
 			}
-		}
-		if ss.resync && err == nil && !detach {
-			ss.resyncSettings(context.Background())
 		}
 		if detach {
 			// Detached under the lock: the session no longer owns the
@@ -185,6 +191,7 @@ func (ss *serverSide) scan() (detach bool, keep int, err error) {
 			ss.reset = false
 			s.mu.Lock()
 			s.mu.st.ready(status)
+			s.status.setHold(s.mu.st.hold())
 			idle := s.mu.st.idle()
 			detach = detach || s.detachLocked(l)
 			s.readyLocked(idle)
@@ -256,27 +263,39 @@ func (ss *serverSide) replaceAnswer(off, n int, out []byte) {
 	ss.v.edits.ReplaceWith(off, n, out)
 }
 
+// quiet says the client awaits no answer and its settings may go back
+// now. Inside a transaction only if the reset ran in it: a ROLLBACK takes
+// both back. After a reset outside (DISCARD ALL, then BEGIN), put back
+// inside, the settings would go with a ROLLBACK and the client would hear
+// of it: they wait for the transaction's end.
+func (ss *serverSide) quiet() bool {
+	s := ss.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	status := s.mu.st.status
+	return s.mu.cur == ss.l && s.mu.st.idle() && (status == 'I' || status == 'T' && ss.resetInTx)
+}
+
 // resyncSettings puts the client's settings back on its server after a reset, once
-// the request is answered, the client has sent nothing since and no
-// transaction is open. It runs
+// the request is answered (before the client is told), the client has sent
+// nothing since and no transaction is open. It runs
 // on the server side, which owns the server's reader; the client side
 // cannot write meanwhile (wmu). If the client already sent more, the next
 // reset or server it gets does it.
 func (ss *serverSide) resyncSettings(ctx context.Context) {
 	s, l := ss.s, ss.l
-	if !s.wmu.TryLock() {
-		return
+	// The client side may still hold wmu from writing the request just
+	// answered; it lets go at once. Once it books a new request the
+	// client is no longer quiet, so waiting ends either way and never
+	// blocks behind a write that waits for this side to read.
+	for spins := 0; !s.wmu.TryLock(); spins++ {
+		if spins == 10000 || !ss.quiet() {
+			return
+		}
+		runtime.Gosched()
 	}
 	defer s.wmu.Unlock()
-	// Inside a transaction only if the reset ran in it: a ROLLBACK takes
-	// both back. After a reset outside (DISCARD ALL, then BEGIN), put back
-	// inside, the settings would go with a ROLLBACK and the client would
-	// hear of it: they wait for the transaction's end.
-	s.mu.Lock()
-	status := s.mu.st.status
-	quiet := s.mu.cur == l && s.mu.st.idle() && (status == 'I' || status == 'T' && ss.resetInTx)
-	s.mu.Unlock()
-	if !quiet {
+	if !ss.quiet() {
 		return
 	}
 	ss.resync = false

@@ -40,7 +40,32 @@ type Status struct {
 	// in Unix nanoseconds.
 	link  atomic.Uint64
 	since atomic.Int64
+	hold  atomic.Uint32 // a Hold, set as requests go and answers come
 }
+
+// Hold is what a client holding a server does with it.
+type Hold uint8
+
+const (
+	HoldIdle         Hold = iota // between statements (session pooling)
+	HoldRunning                  // a request is on the server
+	HoldIdleInTx                 // inside a transaction, sending nothing
+	HoldCopy                     // in COPY FROM STDIN
+	HoldPreparedSync             // extended-protocol messages sent, their Sync not yet
+)
+
+var holdNames = [...]string{"idle", "running query", "idle in transaction", "copy", "prepared-statement sync"}
+
+func (h Hold) String() string { return holdNames[h] }
+
+func (st *Status) setHold(h Hold) {
+	if st != nil {
+		st.hold.Store(uint32(h))
+	}
+}
+
+// Hold returns what the client last did with its server.
+func (st *Status) Hold() Hold { return Hold(st.hold.Load()) }
 
 // Login is who a client logged in as.
 type Login struct {
