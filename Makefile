@@ -26,10 +26,12 @@ vet:
 	GOOS=freebsd $(GO) build ./...
 
 # ensure-node.sh installs test/node's npm packages for internal/app/node_test.go;
-# ensure-chromium.sh a headless Chromium for the live page's browser test.
+# ensure-chromium.sh a headless Chromium for the live page's browser test;
+# ensure-exporter.sh Debian's PgBouncer exporter for the console's test.
 test: deps vet
 	./scripts/ensure-node.sh
 	./scripts/ensure-chromium.sh
+	./scripts/ensure-exporter.sh
 	$(GO) test -race -count=1 ./...
 
 # A short fuzzing pass over every protocol reader and the differential

@@ -28,10 +28,38 @@ type server struct {
 // resumes; none of these three ever ends pgvalve.
 func (s *server) serve() error {
 	a := app.New(s.cfg, s.log)
+	// The console's RELOAD and SHUTDOWN run here, in the signal loop, so
+	// they never race SIGHUP or SIGTERM.
+	loop, leftLoop := context.WithCancel(context.Background())
+	defer leftLoop()
+	reloads := make(chan chan error)
+	shutdown := make(chan struct{}, 1)
+	a.SetHooks(app.Hooks{Version: version,
+		Reload: func() error {
+			done := make(chan error, 1)
+			select {
+			case reloads <- done:
+				return <-done
+			case <-loop.Done():
+				return errors.New("pgvalve is stopping")
+			}
+		},
+		Shutdown: func() {
+			select {
+			case shutdown <- struct{}{}:
+			default:
+			}
+		}})
 	ln, err := a.Listen()
 	if err != nil {
 		return err
 	}
+	stopHTTP, err := s.serveHTTP(a)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopHTTP()
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
@@ -42,10 +70,16 @@ func (s *server) serve() error {
 		select {
 		case err := <-served:
 			return err
+		case done := <-reloads:
+			done <- s.reloadConfig(a)
+		case <-shutdown:
+			s.log.Info("SHUTDOWN from the admin console: closing every client")
+			a.Close()
+			return <-served
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGHUP:
-				s.reloadConfig(a)
+				_ = s.reloadConfig(a)
 			case syscall.SIGUSR1:
 				a.Pause()
 			case syscall.SIGUSR2:
@@ -88,10 +122,10 @@ func (s *server) stop(a *app.App, sig os.Signal, sigs <-chan os.Signal) {
 
 // reloadConfig answers SIGHUP. A file with any error changes nothing; each
 // error is logged on its own line, with the file line it is about.
-func (s *server) reloadConfig(a *app.App) {
+func (s *server) reloadConfig(a *app.App) error {
 	if s.reload == nil {
 		s.log.Info("SIGHUP: pgvalve was started without --config; nothing to reload")
-		return
+		return errors.New("pgvalve was started without --config; nothing to reload")
 	}
 	s.log.Info("SIGHUP: reloading the configuration")
 	cfg, err := s.reload()
@@ -99,11 +133,12 @@ func (s *server) reloadConfig(a *app.App) {
 		for _, e := range each(err) {
 			s.log.Error("config not reloaded, nothing changed", "err", e)
 		}
-		return
+		return errors.New("RELOAD failed, see the log for the reasons; nothing changed")
 	}
 	setLevel(s.level, cfg.LogLevel) // first, so the reload's own lines obey it
 	a.Reload(cfg)
 	s.cfg = cfg
+	return nil
 }
 
 // each splits an errors.Join into its errors.

@@ -31,6 +31,7 @@ type App struct {
 	env       *session.Env
 	front     *frontend.Config
 	clients   *registry // live sessions, for Sessions
+	hooks     Hooks     // the owner's, for the console
 	passwords *auth.Passwords
 	// maxClients is max_client_conn, read at every accept.
 	maxClients atomic.Int64
@@ -106,6 +107,7 @@ func New(cfg config.Config, log *slog.Logger) *App {
 		Lookup: a.lookup,
 		Verify: a.verify,
 	}
+	a.front.Console = a.serveConsole
 	return a
 }
 

@@ -53,6 +53,8 @@ type SessionInfo struct {
 	ServerPID uint32
 	// Since is when the session entered State.
 	Since time.Time
+	// Hold is what it does with the server it holds (State Active).
+	Hold session.Hold
 }
 
 // Sessions returns every live session, sorted by id (accept order).
@@ -68,7 +70,7 @@ func (a *App) Sessions() []SessionInfo {
 		login := st.Login()
 		state, pid, since := st.Link()
 		out = append(out, SessionInfo{ID: st.ID, Remote: st.Remote, User: login.User, Database: login.Database,
-			ApplicationName: login.ApplicationName, Connected: st.Connected, State: state, ServerPID: pid, Since: since})
+			ApplicationName: login.ApplicationName, Connected: st.Connected, State: state, ServerPID: pid, Since: since, Hold: st.Hold()})
 	}
 	slices.SortFunc(out, func(x, y SessionInfo) int {
 		switch {

@@ -194,11 +194,17 @@ func numericCols(prefix string, names []string) []column {
 }
 
 // stats is SHOW STATS: per database, totals then last-minute averages.
+// stats is SHOW STATS with one more column at the end, total_requests:
+// PgBouncer before 1.8 named total_query_count so, and exporters still
+// packaged today (Debian's prometheus-pgbouncer-exporter) read it by name.
+// Last, it moves no column a positional reader expects.
 func (s *session) stats() table {
 	cols := append([]column{text("database")}, numericCols("total_", totalNames)...)
-	t := table{cols: append(cols, numericCols("avg_", avgNames)...)}
+	cols = append(cols, numericCols("avg_", avgNames)...)
+	t := table{cols: append(cols, numeric("total_requests"))}
 	for _, d := range perDatabase(s.b.Pools()) {
-		t.add(append(append([]any{d.name}, totals(d.Pool)...), averages(d.Pool)...)...)
+		row := append(append([]any{d.name}, totals(d.Pool)...), averages(d.Pool)...)
+		t.add(append(row, d.Queries)...)
 	}
 	return t
 }
@@ -315,6 +321,9 @@ func (s *session) servers() table {
 	return t
 }
 
+// databases is SHOW DATABASES with reserve_pool_size repeated last as
+// reserve_pool, its name before PgBouncer 1.21, which packaged exporters
+// still read.
 func (s *session) databases() table {
 	t := table{cols: []column{
 		text("name"), text("host"), int4("port"), text("database"), text("force_user"),
@@ -322,7 +331,7 @@ func (s *session) databases() table {
 		text("pool_mode"), text("load_balance_hosts"),
 		int4("max_connections"), int4("current_connections"),
 		int4("max_client_connections"), int4("current_client_connections"),
-		int4("paused"), int4("disabled"),
+		int4("paused"), int4("disabled"), int4("reserve_pool"),
 	}}
 	for _, d := range s.b.Databases() {
 		t.add(d.Name, nullIfEmpty(d.Host), d.Port, d.DBName, nullIfEmpty(d.ForceUser),
@@ -330,7 +339,7 @@ func (s *session) databases() table {
 			nullIfEmpty(d.PoolMode), nullIfEmpty(d.LoadBalanceHosts),
 			d.MaxConnections, d.CurrentConnections,
 			d.MaxClientConnections, d.CurrentClientConnections,
-			b2i(d.Paused), b2i(d.Disabled))
+			b2i(d.Paused), b2i(d.Disabled), d.ReservePoolSize)
 	}
 	return t
 }

@@ -1,0 +1,94 @@
+package app
+
+import (
+	"slices"
+	"time"
+
+	"github.com/pgvalve/pgvalve/internal/observe"
+	"github.com/pgvalve/pgvalve/internal/session"
+)
+
+// source is the app as observe.Source: what the admin console, /metrics
+// and the live page read. Every call builds its views from the pools'
+// snapshots and the registry of live sessions; nothing here runs on the
+// hot path.
+type source struct{ a *App }
+
+// Source returns the app's views for the console, metrics and page.
+func (a *App) Source() observe.Source { return source{a} }
+
+var stateNames = map[session.State]string{
+	session.LoggingIn: "login", session.Idle: "idle", session.Waiting: "waiting", session.Active: "active",
+}
+
+func (s source) Clients() []observe.Client {
+	infos := s.a.Sessions()
+	out := make([]observe.Client, 0, len(infos))
+	for _, in := range infos {
+		c := observe.Client{ID: in.ID, Addr: in.Remote, User: in.User, Database: in.Database,
+			ApplicationName: in.ApplicationName, ConnectedAt: in.Connected, State: stateNames[in.State]}
+		switch in.State {
+		case session.Waiting:
+			c.WaitingSince = in.Since
+		case session.Active:
+			c.ServerPID, c.HeldSince, c.HoldState = int32(in.ServerPID), in.Since, in.Hold.String()
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func (s source) Pools() []observe.Pool {
+	clients := s.Clients()
+	now := time.Now()
+	stats := s.a.Stats()
+	out := make([]observe.Pool, 0, len(stats))
+	for _, st := range stats {
+		p := observe.Pool{Database: st.Database, User: st.User, Mode: string(st.Mode), Size: st.Size,
+			Paused: st.Paused, Draining: st.Draining, ClientsWaiting: st.ClientsWaiting,
+			ServersActive: st.ServersActive, ServersIdle: st.ServersIdle, ServersLogin: st.ServersConnecting,
+			ServersClosing: st.ServersClosing, Acquires: st.Acquires, Waits: st.Waits,
+			WaitTimeouts: st.Timeouts, DialErrors: st.DialErrors, WaitTime: st.WaitTotal}
+		if st.LastDialError != nil {
+			p.LastDialError = st.LastDialError.Error()
+		}
+		if !st.Draining { // a retired pool's clients show under the pool that replaced it
+			for _, c := range clients {
+				if c.Database != st.Database || c.User != st.User {
+					continue
+				}
+				switch c.State {
+				case "active", "idle":
+					p.ClientsActive++
+				case "login":
+					p.ClientsLogin++
+				case "waiting":
+					p.MaxWait = max(p.MaxWait, now.Sub(c.WaitingSince))
+				}
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// Servers lists the servers clients hold now; parked servers are counted
+// in Pools but not listed, as the pool does not name them.
+func (s source) Servers() []observe.Server {
+	var out []observe.Server
+	for _, c := range s.Clients() {
+		if c.ServerPID != 0 {
+			out = append(out, observe.Server{PID: c.ServerPID, Database: c.Database, User: c.User,
+				State: "active", RequestAt: c.HeldSince, ClientID: c.ID})
+		}
+	}
+	slices.SortFunc(out, func(x, y observe.Server) int { return int(x.PID) - int(y.PID) })
+	return out
+}
+
+// ClientErrors is empty until the relay counts the errors it sends.
+func (s source) ClientErrors() map[string]int64 { return map[string]int64{} }
+
+func (s source) Diagnosis() []string {
+	return observe.Diagnose(s.Pools(), s.Clients(), time.Now())
+}
