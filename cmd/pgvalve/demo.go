@@ -21,6 +21,14 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pgvalve demo: %v\n", err)
 		return 2
 	}
+	// The demo shows pgvalve's own view too: an admin user for the console
+	// and the live page, unless the flags or file chose otherwise.
+	if len(cfg.AdminUsers) == 0 {
+		cfg.AdminUsers = []string{"admin"}
+	}
+	if cfg.MetricsListen == "" {
+		cfg.MetricsListen = "127.0.0.1:9187"
+	}
 	level := levelVar(cfg.LogLevel)
 	log := newLogger(stderr, cfg.LogFormat, level)
 	user, db := "app", "app"
@@ -47,8 +55,10 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	ready := func() {
-		fmt.Fprintf(stdout, "pgvalve is up. Connect with:\n\n  psql \"host=127.0.0.1 port=%s user=%s dbname=%s\"\n\nCtrl-C stops pgvalve and removes the throwaway PostgreSQL.\n",
-			portOf(cfg.Listen), user, db)
+		fmt.Fprintf(stdout, "pgvalve is up. Connect with:\n\n  psql \"host=127.0.0.1 port=%s user=%s dbname=%s\"\n\n"+
+			"See inside the pool:\n\n  psql -h 127.0.0.1 -p %s -U %s pgbouncer -c 'SHOW POOLS'\n  http://%s/  (live page; /metrics for Prometheus)\n\n"+
+			"Ctrl-C stops pgvalve and removes the throwaway PostgreSQL.\n",
+			portOf(cfg.Listen), user, db, portOf(cfg.Listen), cfg.AdminUsers[0], cfg.MetricsListen)
 	}
 	// The demo's upstream may be a cluster it started, which a file read
 	// again would not name: it does not reload.

@@ -19,6 +19,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/frontend"
 	"github.com/pgvalve/pgvalve/internal/listener"
+	"github.com/pgvalve/pgvalve/internal/observe"
 	"github.com/pgvalve/pgvalve/internal/pool"
 	"github.com/pgvalve/pgvalve/internal/session"
 )
@@ -73,6 +74,7 @@ type entry struct {
 	// is closed when it reaches 0.
 	clients atomic.Int64
 	retired atomic.Bool
+	meter   observe.Meter // what the relay measures for this pool
 }
 
 // passwordFresh is how long a passthrough password the server accepted is
@@ -223,6 +225,8 @@ type PoolStats struct {
 	// Clients is how many connected clients use the pool, with or
 	// without a server at the moment (logging in included).
 	Clients int64
+	// Meter is the pool's live histograms; read only.
+	Meter *observe.Meter
 }
 
 // Stats returns a snapshot of every pool, sorted by name; a retired pool
@@ -232,7 +236,7 @@ func (a *App) Stats() []PoolStats {
 	out := make([]PoolStats, 0, len(entries))
 	for _, e := range entries {
 		out = append(out, PoolStats{Stats: e.pool.Stats(), Database: e.key.db, User: e.key.user,
-			Mode: e.route.Mode, Clients: e.clients.Load()})
+			Mode: e.route.Mode, Clients: e.clients.Load(), Meter: &e.meter})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Name != out[j].Name {

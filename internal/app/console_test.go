@@ -133,6 +133,20 @@ func TestTheConsoleShowsWhoHoldsASaturatedPoolAndWhoWaits(t *testing.T) {
 		p := pool()
 		return p["cl_waiting"] == "0" && p["sv_active"] == "0"
 	})
+	// Each worker sent BEGIN, select 1 and COMMIT, one transaction; the
+	// third client one select 1, an implicit transaction: 3 and 7.
+	for _, r := range show(t, admin, "SHOW STATS") {
+		if r["database"] != pgtest.TestDatabase {
+			continue
+		}
+		if r["total_xact_count"] != "3" || r["total_query_count"] != "7" || r["total_server_assignment_count"] == "0" {
+			t.Fatalf("SHOW STATS row %v; want 3 transactions (two workers', one implicit) and 7 requests", r)
+		}
+	}
+	if body := scrape(t, srv.URL+"/metrics"); !strings.Contains(body, fmt.Sprintf(
+		`pgvalve_query_duration_seconds_count{database=%q,user=%q} 7`, pgtest.TestDatabase, cluster.User)) {
+		t.Fatalf("/metrics does not count the 7 requests:\n%s", body)
+	}
 	if d := show(t, admin, "SHOW DIAGNOSIS"); len(d) != 0 {
 		t.Fatalf("SHOW DIAGNOSIS at rest = %v; want nothing", d)
 	}

@@ -66,7 +66,7 @@ func (a *App) entryLocked(db, user string) (*entry, bool) {
 	if a.mu.paused {
 		e.pool.Pause() // a new pool has no server: nothing to close
 	}
-	e.route = session.Route{Pool: e.pool, Mode: route.PoolMode, Params: e.params, Leave: func() { a.leave(e) }}
+	e.route = session.Route{Pool: e.pool, Mode: route.PoolMode, Params: e.params, Leave: func() { a.leave(e) }, Meter: &e.meter}
 	a.mu.pools[key] = e
 	return e, true
 }

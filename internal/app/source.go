@@ -49,6 +49,12 @@ func (s source) Pools() []observe.Pool {
 			ServersActive: st.ServersActive, ServersIdle: st.ServersIdle, ServersLogin: st.ServersConnecting,
 			ServersClosing: st.ServersClosing, Acquires: st.Acquires, Waits: st.Waits,
 			WaitTimeouts: st.Timeouts, DialErrors: st.DialErrors, WaitTime: st.WaitTotal}
+		p.Latency = &st.Meter.Latency
+		for k := range observe.NumKinds {
+			p.LatencyNow[k], p.LatencyTotal[k] = st.Meter.Latency[k].LastMinute(now), st.Meter.Latency[k].Total()
+		}
+		p.Xacts, p.XactTime = int64(p.LatencyTotal[observe.Xact].Count), p.LatencyTotal[observe.Xact].Sum
+		p.Queries, p.QueryTime = int64(p.LatencyTotal[observe.Query].Count), p.LatencyTotal[observe.Query].Sum
 		if st.LastDialError != nil {
 			p.LastDialError = st.LastDialError.Error()
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/observe"
 	"github.com/pgvalve/pgvalve/internal/pool"
 	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/wire"
@@ -148,13 +149,22 @@ func (s *Session) checked(ctx context.Context, srv *backend.Conn) bool {
 
 // acquire leases a server, waiting for one if none is free.
 func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], error) {
+	m := s.route.Meter
 	if lease := s.route.Pool.TryAcquire(); lease != nil {
+		if m != nil {
+			m.Latency[observe.Wait].Observe(0)
+		}
 		return lease, nil // the common case: no wait, no timer
 	}
-	s.status.set(Waiting, 0, time.Now())
+	start := time.Now()
+	s.status.set(Waiting, 0, start)
 	ctx = s.watch.begin(ctx, s.conn, s.rd.Buffered() == 0, s.queueCancellable, s.env.Live().WaitNotify)
 	defer s.watch.end()
 	lease, err := s.route.Pool.Acquire(ctx)
+	if err == nil && m != nil {
+		now := time.Now()
+		m.Latency[observe.Wait].ObserveAt(now.Sub(start), now)
+	}
 	if cause := context.Cause(ctx); err != nil && (cause == errCanceledInQueue || cause == errClientGone) {
 		err = cause
 	}

@@ -266,6 +266,9 @@ func (s *Session) bookLocked(types []byte, requests int, last byte, partial bool
 	wasIdle := s.mu.st.pending == 0
 	s.mu.st.forwarded(types, last, partial)
 	s.status.setHold(s.mu.st.hold())
+	if wasIdle && requests > 0 && s.route.Meter != nil {
+		s.mu.busySince = time.Now()
+	}
 	if limit := s.env.Live().QueryTimeout; limit > 0 && wasIdle && requests > 0 {
 		s.armQueryLocked(limit)
 	}

@@ -191,6 +191,7 @@ func (ss *serverSide) scan() (detach bool, keep int, err error) {
 			ss.reset = false
 			s.mu.Lock()
 			s.mu.st.ready(status)
+			s.measureLocked(status)
 			s.status.setHold(s.mu.st.hold())
 			idle := s.mu.st.idle()
 			detach = detach || s.detachLocked(l)

@@ -17,6 +17,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/cancel"
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/observe"
 	"github.com/pgvalve/pgvalve/internal/pool"
 	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/stmt"
@@ -37,6 +38,9 @@ type Route struct {
 	// ends, whether or not it logged in: the route's owner counts its
 	// clients from Lookup on, to know when a retired route is unused.
 	Leave func()
+	// Meter, if set, is where the pool's waits, requests and transactions
+	// are measured.
+	Meter *observe.Meter
 }
 
 // Live are the settings a reload may change while sessions run. Each is
@@ -191,6 +195,10 @@ type Session struct {
 		qLimit     time.Duration // the query_timeout it was armed with
 		qArmed     time.Time     // when the oldest running request started
 		qCancelled bool          // it was cancelled already
+
+		// busySince is when the requests being answered started, and
+		// xactSince when the open transaction did; kept only with a Meter.
+		busySince, xactSince time.Time
 	}
 
 	// link is the server this client holds now. Cancel requests hold the
