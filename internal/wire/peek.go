@@ -1,6 +1,9 @@
 package wire
 
-import "net"
+import (
+	"net"
+	"syscall"
+)
 
 // PeekState is what one non-blocking look at a socket found.
 type PeekState int
@@ -32,4 +35,15 @@ func Peek(c net.Conn) (PeekState, error) {
 // seen as PeekClosed once they have been read.
 func PeekInto(c net.Conn, buf []byte) (st PeekState, n int, err error) {
 	return peek(c, buf, true)
+}
+
+// rawOf returns c's socket for raw calls; false for a conn that has none
+// (not a TCP or unix socket), which Peek reports as PeekQuiet.
+func rawOf(c net.Conn) (syscall.RawConn, bool) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil, false
+	}
+	raw, err := sc.SyscallConn()
+	return raw, err == nil
 }

@@ -17,12 +17,8 @@ const peekSeesCloseBehindData = true
 // ppoll for POLLRDHUP when hangup is set, then a recvfrom with
 // MSG_PEEK|MSG_DONTWAIT.
 func peek(c net.Conn, buf []byte, hangup bool) (st PeekState, n int, err error) {
-	sc, ok := c.(syscall.Conn)
+	raw, ok := rawOf(c)
 	if !ok {
-		return PeekQuiet, 0, nil
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
 		return PeekQuiet, 0, nil
 	}
 	var revents int16

@@ -4,7 +4,6 @@ package wire
 
 import (
 	"net"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,12 +21,8 @@ const peekSeesCloseBehindData = false
 // systems x/sys/unix covers; pgvalve does not build for others (Socket
 // uses raw read and write calls too).
 func peek(c net.Conn, buf []byte, _ bool) (st PeekState, n int, err error) {
-	sc, ok := c.(syscall.Conn)
+	raw, ok := rawOf(c)
 	if !ok {
-		return PeekQuiet, 0, nil
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
 		return PeekQuiet, 0, nil
 	}
 	var perr error
