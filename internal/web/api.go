@@ -174,12 +174,16 @@ func client(c observe.Client, now time.Time) clientJSON {
 	}
 }
 
-func (s *Server) clients(_ *http.Request, now time.Time) (any, error) {
-	cs := s.src.Clients()
+func clientsJSON(cs []observe.Client, now time.Time) []clientJSON {
 	out := make([]clientJSON, 0, len(cs))
 	for _, c := range cs {
 		out = append(out, client(c, now))
 	}
+	return out
+}
+
+func (s *Server) clients(_ *http.Request, now time.Time) (any, error) {
+	out := clientsJSON(s.src.Clients(), now)
 	return struct {
 		Time    instant      `json:"time"`
 		Clients []clientJSON `json:"clients"`
@@ -197,10 +201,7 @@ func (s *Server) holders(_ *http.Request, now time.Time) (any, error) {
 	slices.SortStableFunc(hs, func(a, b observe.Client) int {
 		return a.HeldSince.Compare(b.HeldSince)
 	})
-	out := make([]clientJSON, 0, len(hs))
-	for _, c := range hs {
-		out = append(out, client(c, now))
-	}
+	out := clientsJSON(hs, now)
 	return struct {
 		Time    instant      `json:"time"`
 		Holders []clientJSON `json:"holders"`
