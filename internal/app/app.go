@@ -126,6 +126,8 @@ func liveSettings(cfg config.Config) session.Live {
 		IdleTxTimeout:         cfg.IdleTransactionTimeout,
 		ClientIdleTimeout:     cfg.ClientIdleTimeout,
 		QueryTimeout:          cfg.QueryTimeout,
+		QueryText:             cfg.LogQueryText,
+		SlowQuery:             cfg.LogSlowQuery,
 	}
 }
 

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -33,6 +34,7 @@ func (a *App) serveConsole(ctx context.Context, c session.Client) error {
 	if err != nil {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = c.Conn.Write(wire.AppendError(nil, wire.SeverityFatal, wire.CodeInvalidAuthSpec, err.Error()))
+		a.env.Errors.Add(wire.CodeInvalidAuthSpec)
 		a.log.Info("console login refused", "user", c.User, "client", c.Conn.RemoteAddr().String())
 		return err
 	}
@@ -57,7 +59,7 @@ func (b consoleBackend) Databases() []console.Database {
 		out = append(out, console.Database{Name: e.key.db, Host: e.dial.Host, Port: e.dial.Port, DBName: e.dial.Database,
 			PoolSize: st.Size, PoolMode: string(e.route.Mode), Paused: st.Paused})
 	}
-	slices.SortFunc(out, func(x, y console.Database) int { return cmpString(x.Name, y.Name) })
+	slices.SortFunc(out, func(x, y console.Database) int { return cmp.Compare(x.Name, y.Name) })
 	return out
 }
 
@@ -70,7 +72,7 @@ func (b consoleBackend) Users() []console.User {
 			out = append(out, console.User{Name: e.key.user, PoolSize: -1, ReservePoolSize: -1})
 		}
 	}
-	slices.SortFunc(out, func(x, y console.User) int { return cmpString(x.Name, y.Name) })
+	slices.SortFunc(out, func(x, y console.User) int { return cmp.Compare(x.Name, y.Name) })
 	return out
 }
 
@@ -79,7 +81,7 @@ func (b consoleBackend) Config() []console.Setting {
 	for _, it := range b.a.config().Items() {
 		out = append(out, console.Setting{Key: it.Key, Value: it.Value, Default: it.Default, Changeable: it.Changeable})
 	}
-	slices.SortFunc(out, func(x, y console.Setting) int { return cmpString(x.Key, y.Key) })
+	slices.SortFunc(out, func(x, y console.Setting) int { return cmp.Compare(x.Key, y.Key) })
 	return out
 }
 
@@ -157,14 +159,4 @@ func (e coded) SQLState() string { return e.code }
 
 func notYet(what string) error {
 	return coded{code: wire.CodeFeatureNotSupported, msg: fmt.Sprintf("%s is not supported by pgvalve yet", what)}
-}
-
-func cmpString(x, y string) int {
-	switch {
-	case x < y:
-		return -1
-	case x > y:
-		return 1
-	}
-	return 0
 }

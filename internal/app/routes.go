@@ -10,6 +10,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/pool"
+	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/session"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
@@ -50,6 +51,7 @@ func (a *App) entryLocked(db, user string) (*entry, bool) {
 		Name:     key.String(),
 		Settings: poolSettings(cfg, route),
 		Refused:  refusedLogin,
+		Closed:   func(c *backend.Conn, why reason.Reason) { a.serverClosed(e, c, why) },
 		Limits:   a.limitsLocked(db, dial.User),
 		Dial: func(ctx context.Context) (*backend.Conn, error) {
 			cfg := e.dial
@@ -69,6 +71,21 @@ func (a *App) entryLocked(db, user string) (*entry, bool) {
 	e.route = session.Route{Pool: e.pool, Mode: route.PoolMode, Params: e.params, Leave: func() { a.leave(e) }, Meter: &e.meter}
 	a.mu.pools[key] = e
 	return e, true
+}
+
+// serverClosed counts and logs a server connection e's pool closed: why
+// the server itself was unusable when it was given back as such.
+func (a *App) serverClosed(e *entry, c *backend.Conn, why reason.Reason) {
+	detail := ""
+	if why == reason.NotReusable && c.BrokenReason() != reason.None {
+		why, detail = c.BrokenReason(), c.Broken()
+	}
+	e.meter.Closed[why].Add(1)
+	attrs := []any{"pool", e.key.String(), "pid", c.PID(), "reason", why.String()}
+	if detail != "" {
+		attrs = append(attrs, "detail", detail)
+	}
+	a.log.Info("server closed", attrs...)
 }
 
 // poolSettings are the pool settings of route under cfg.

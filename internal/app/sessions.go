@@ -1,11 +1,13 @@
 package app
 
 import (
+	"cmp"
 	"net"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/pgvalve/pgvalve/internal/observe"
 	"github.com/pgvalve/pgvalve/internal/session"
 )
 
@@ -55,6 +57,14 @@ type SessionInfo struct {
 	Since time.Time
 	// Hold is what it does with the server it holds (State Active).
 	Hold session.Hold
+	// Query is the head of the last query it sent ("" if none).
+	Query string
+	// Served is the server time it held over the last minute in holds
+	// that ended (observe.MaxHold at most each); Meter is its pool's (nil before it is
+	// relayed), which tells clients of a retired pool from its
+	// successor's.
+	Served time.Duration
+	Meter  *observe.Meter
 }
 
 // Sessions returns every live session, sorted by id (accept order).
@@ -66,20 +76,14 @@ func (a *App) Sessions() []SessionInfo {
 	}
 	a.clients.mu.Unlock()
 	out := make([]SessionInfo, 0, len(list))
+	now := time.Now()
 	for _, st := range list {
 		login := st.Login()
 		state, pid, since := st.Link()
 		out = append(out, SessionInfo{ID: st.ID, Remote: st.Remote, User: login.User, Database: login.Database,
-			ApplicationName: login.ApplicationName, Connected: st.Connected, State: state, ServerPID: pid, Since: since, Hold: st.Hold()})
+			ApplicationName: login.ApplicationName, Connected: st.Connected, State: state, ServerPID: pid, Since: since, Hold: st.Hold(),
+			Query: st.Query(), Served: st.Served(now), Meter: st.Meter()})
 	}
-	slices.SortFunc(out, func(x, y SessionInfo) int {
-		switch {
-		case x.ID < y.ID:
-			return -1
-		case x.ID > y.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(x, y SessionInfo) int { return cmp.Compare(x.ID, y.ID) })
 	return out
 }

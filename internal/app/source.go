@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pgvalve/pgvalve/internal/observe"
+	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/session"
 )
 
@@ -23,10 +24,19 @@ var stateNames = map[session.State]string{
 
 func (s source) Clients() []observe.Client {
 	infos := s.a.Sessions()
+	now := time.Now()
+	text := s.a.env.Live().QueryText
+	served := poolServed(infos, now)
 	out := make([]observe.Client, 0, len(infos))
 	for _, in := range infos {
 		c := observe.Client{ID: in.ID, Addr: in.Remote, User: in.User, Database: in.Database,
 			ApplicationName: in.ApplicationName, ConnectedAt: in.Connected, State: stateNames[in.State]}
+		if text {
+			c.Query = in.Query
+		}
+		if total := served[in.Meter]; total > 0 {
+			c.ServerShare = float64(in.Served+holding(in, now)) / float64(total)
+		}
 		switch in.State {
 		case session.Waiting:
 			c.WaitingSince = in.Since
@@ -34,6 +44,31 @@ func (s source) Clients() []observe.Client {
 			c.ServerPID, c.HeldSince, c.HoldState = int32(in.ServerPID), in.Since, in.Hold.String()
 		}
 		out = append(out, c)
+	}
+	return out
+}
+
+// holding is the part of the last minute a client has held the server it
+// holds now.
+func holding(in SessionInfo, now time.Time) time.Duration {
+	if in.State != session.Active {
+		return 0
+	}
+	return min(now.Sub(in.Since), observe.MaxHold)
+}
+
+// poolServed is each pool's server time over the last minute: the holds
+// that ended, which its meter counts, and the ones going on.
+func poolServed(infos []SessionInfo, now time.Time) map[*observe.Meter]time.Duration {
+	out := make(map[*observe.Meter]time.Duration)
+	for _, in := range infos {
+		if in.Meter == nil {
+			continue
+		}
+		if _, seen := out[in.Meter]; !seen {
+			out[in.Meter] = time.Duration(in.Meter.Served.LastMinute(now))
+		}
+		out[in.Meter] += holding(in, now)
 	}
 	return out
 }
@@ -55,6 +90,16 @@ func (s source) Pools() []observe.Pool {
 		}
 		p.Xacts, p.XactTime = int64(p.LatencyTotal[observe.Xact].Count), p.LatencyTotal[observe.Xact].Sum
 		p.Queries, p.QueryTime = int64(p.LatencyTotal[observe.Query].Count), p.LatencyTotal[observe.Query].Sum
+		p.BytesReceived, p.ReceivedLastMinute = st.Meter.Received.Total(), st.Meter.Received.LastMinute(now)
+		p.BytesSent, p.SentLastMinute = st.Meter.Sent.Total(), st.Meter.Sent.LastMinute(now)
+		for r := range st.Meter.Closed {
+			if n := st.Meter.Closed[r].Load(); n > 0 {
+				if p.ServersClosed == nil {
+					p.ServersClosed = make(map[string]int64)
+				}
+				p.ServersClosed[reason.Reason(r).String()] = n
+			}
+		}
 		if st.LastDialError != nil {
 			p.LastDialError = st.LastDialError.Error()
 		}
@@ -92,8 +137,9 @@ func (s source) Servers() []observe.Server {
 	return out
 }
 
-// ClientErrors is empty until the relay counts the errors it sends.
-func (s source) ClientErrors() map[string]int64 { return map[string]int64{} }
+// ClientErrors counts the errors pgvalve itself told clients (front door,
+// relay and console logins), by SQLSTATE.
+func (s source) ClientErrors() map[string]int64 { return s.a.env.Errors.Counts() }
 
 func (s source) Diagnosis() []string {
 	return observe.Diagnose(s.Pools(), s.Clients(), time.Now())

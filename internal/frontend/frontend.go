@@ -53,7 +53,7 @@ func Serve(ctx context.Context, cfg *Config, conn net.Conn, st *session.Status) 
 	defer func() {
 		if r := recover(); r != nil {
 			d.log.Error("session panic", "panic", r, "stack", string(debug.Stack()))
-			session.Fatal(conn, reason.Panic)
+			d.cfg.Relay.Fatal(conn, reason.Panic)
 		}
 	}()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
@@ -76,7 +76,10 @@ func Refuse(cfg *Config, conn net.Conn) {
 		// A full house is when a runaway query most needs cancelling.
 		_ = d.forwardCancel(context.Background(), st.Cancel)
 	default:
-		session.Fatal(conn, reason.TooManyClients)
+		d.cfg.Relay.Fatal(conn, reason.TooManyClients)
+		user, _ := st.Get("user")
+		d.log.Info("login refused", "client", conn.RemoteAddr().String(), "user", user,
+			"code", reason.TooManyClients.Code(), "reason", reason.TooManyClients.Log())
 	}
 }
 
@@ -116,7 +119,8 @@ func (d *door) run(ctx context.Context, status *session.Status) error {
 	}
 	route, ok := d.cfg.Lookup(c.Database, c.User)
 	if !ok {
-		session.Fatal(d.conn, reason.NoSuchDatabase, c.Database)
+		d.cfg.Relay.Fatal(d.conn, reason.NoSuchDatabase, c.Database)
+		d.refused(c, reason.NoSuchDatabase.Code(), reason.NoSuchDatabase.Message(c.Database))
 		return errNoRoute(c.Database)
 	}
 	if route.Leave != nil {

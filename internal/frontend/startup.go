@@ -24,7 +24,7 @@ func (d *door) readStartup() (*wire.Startup, error) {
 		st, err := wire.ReadStartup(d.conn)
 		if err != nil {
 			if errors.Is(err, wire.ErrBadStartup) {
-				session.Fatal(d.conn, reason.BadStartup)
+				d.cfg.Relay.Fatal(d.conn, reason.BadStartup)
 			}
 			return nil, err
 		}
@@ -44,7 +44,7 @@ func (d *door) readStartup() (*wire.Startup, error) {
 func (d *door) checkStartup(st *wire.Startup) (session.Client, error) {
 	c := session.Client{Conn: d.conn}
 	if st.Major != 3 {
-		session.Fatal(d.conn, reason.UnsupportedProtocol, st.Major, st.Minor)
+		d.cfg.Relay.Fatal(d.conn, reason.UnsupportedProtocol, st.Major, st.Minor)
 		return c, errors.New("unsupported protocol")
 	}
 	kept, err := d.negotiate(st)
@@ -53,7 +53,7 @@ func (d *door) checkStartup(st *wire.Startup) (session.Client, error) {
 	}
 	c.User, _ = st.Get("user")
 	if c.User == "" {
-		session.Fatal(d.conn, reason.NoUser)
+		d.cfg.Relay.Fatal(d.conn, reason.NoUser)
 		return c, errors.New("no user name")
 	}
 	c.Database, _ = st.Get("database")
@@ -61,14 +61,14 @@ func (d *door) checkStartup(st *wire.Startup) (session.Client, error) {
 		c.Database = c.User
 	}
 	if v, ok := st.Get("replication"); ok && v != "false" && v != "off" && v != "0" && v != "no" {
-		session.Fatal(d.conn, reason.Replication)
+		d.cfg.Relay.Fatal(d.conn, reason.Replication)
 		return c, errors.New("replication connection")
 	}
 	d.log = d.log.With("db", c.Database, "user", c.User)
 	c.Log = d.log
 	c.Params, err = backend.StartupParams(kept)
 	if err != nil {
-		session.Fatal(d.conn, reason.BadStartupParam, err)
+		d.cfg.Relay.Fatal(d.conn, reason.BadStartupParam, err)
 		return c, err
 	}
 	return c, nil
@@ -108,12 +108,15 @@ func (d *door) authenticate(ctx context.Context, c session.Client) error {
 	pw, err := auth.RequestPassword(d.conn, c.Reader)
 	if err != nil {
 		if errors.Is(err, auth.ErrNoPassword) {
-			session.Fatal(d.conn, reason.EmptyPassword, c.User)
+			d.cfg.Relay.Fatal(d.conn, reason.EmptyPassword, c.User)
+			d.refused(c, reason.EmptyPassword.Code(), reason.EmptyPassword.Log())
 		}
 		return err
 	}
 	if err := d.cfg.Verify(ctx, c.Database, c.User, pw); err != nil {
-		session.SendError(d.conn, wire.SeverityFatal, err)
+		d.cfg.Relay.SendError(d.conn, wire.SeverityFatal, err)
+		_, code, msg := session.Classify(err)
+		d.refused(c, code, msg)
 		return err
 	}
 	return nil
@@ -133,4 +136,10 @@ func (d *door) forwardCancel(ctx context.Context, req pgproto3.CancelRequest) er
 }
 
 // errNoRoute is why a client of an unknown database was refused.
+// refused logs a login pgvalve refused: who, from where, and the SQLSTATE
+// and text the client was told (never a password).
+func (d *door) refused(c session.Client, code, why string) {
+	d.log.Info("login refused", "user", c.User, "database", c.Database, "code", code, "reason", why)
+}
+
 func errNoRoute(db string) error { return fmt.Errorf("no route for database %q", db) }

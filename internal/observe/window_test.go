@@ -48,3 +48,15 @@ func TestConcurrentAddsToAWindowAddUpExactly(t *testing.T) {
 		t.Errorf("%d, want 240000", got)
 	}
 }
+
+func TestACounterKeepsItsTotalAfterItsLastMinuteForgets(t *testing.T) {
+	var c Counter
+	c.AddAt(100, at)
+	c.AddAt(20, at.Add(30*time.Second))
+	if got := c.LastMinute(at.Add(80 * time.Second)); got != 20 {
+		t.Errorf("last minute after 80s: %d, want 20", got)
+	}
+	if got := c.Total(); got != 120 {
+		t.Errorf("total %d, want 120", got)
+	}
+}

@@ -95,6 +95,10 @@ const (
 	count
 )
 
+// Count is one more than the largest Reason: an array indexed by Reason
+// has Count entries.
+const Count = int(count)
+
 // entry is one row of the table. msg is a fmt format when the reason takes
 // arguments (Message); code "" with kind Client or Request means the code
 // comes from elsewhere (the server's own error) or the client is told

@@ -17,12 +17,13 @@ import (
 // SQLSTATE that names the situation: the server's own error when the server
 // refused, 53300 for a pool wait that timed out, 08006 for a server that
 // cannot be reached.
-func (s *Session) sendError(severity string, err error) { SendError(s.conn, severity, err) }
+func (s *Session) sendError(severity string, err error) { s.env.SendError(s.conn, severity, err) }
 
 // SendError is sendError for a client that has no session yet (the front
-// door's login checks).
-func SendError(conn net.Conn, severity string, err error) {
+// door's login checks). The error is counted by its SQLSTATE.
+func (e *Env) SendError(conn net.Conn, severity string, err error) {
 	_, code, msg := Classify(err)
+	e.Errors.Add(code)
 	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = conn.Write(wire.AppendError(nil, severity, code, msg))
 }

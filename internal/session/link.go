@@ -168,7 +168,20 @@ func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], erro
 	if cause := context.Cause(ctx); err != nil && (cause == errCanceledInQueue || cause == errClientGone) {
 		err = cause
 	}
+	if _, timedOut := errors.AsType[*pool.WaitTimeoutError](err); timedOut {
+		s.logWaitTimeout(time.Since(start))
+	}
 	return lease, err
+}
+
+// logWaitTimeout logs a client whose wait for a server timed out, with
+// what the pool looked like then: the clients waiting include this one,
+// which the pool has just taken out of its queue.
+func (s *Session) logWaitTimeout(waited time.Duration) {
+	st := s.route.Pool.Stats()
+	s.log.Warn("wait for a server timed out", "pool", st.Name, "waited", waited,
+		"clients_waiting", st.ClientsWaiting+1, "servers_busy", st.ServersActive, "pool_size", st.Size,
+		"application_name", s.status.Login().ApplicationName)
 }
 
 // queuedNotice tells a client it is waiting for a server (query_wait_notify),
@@ -330,10 +343,7 @@ func (s *Session) endLink(ctx context.Context, l *link, lost error) {
 	defer s.status.set(Idle, 0, time.Now())
 	defer s.releaseLease(l.lease)
 	defer l.srv.SetIdle(time.Now())
-	s.finish(ctx, l, st)
-	if why := l.srv.Broken(); why != "" {
-		s.log.Debug("closing server", "pid", l.srv.PID(), "reason", why)
-	}
+	s.finish(ctx, l, st) // the pool logs a server closed for its Broken reason
 }
 
 // finish decides whether a server a client left can serve another: only if

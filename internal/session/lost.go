@@ -51,7 +51,7 @@ func (s *Session) recoverLost(ctx context.Context, l *link, cause error) error {
 		if i == 0 && st.errored {
 			out = appendReady(out, status) // its error came from the server
 		} else {
-			out = appendFailed(out, reason.RequestLost, status, cause)
+			out = s.appendFailed(out, reason.RequestLost, status, cause)
 		}
 	}
 	if len(out) == 0 {
@@ -89,8 +89,9 @@ func (s *Session) trackAnswers(out []byte) []byte {
 
 // appendFailed appends PostgreSQL's answer to a request that failed: an
 // ERROR for r (its message filled in with args), then ReadyForQuery with
-// status.
-func appendFailed(dst []byte, r reason.Reason, status byte, args ...any) []byte {
+// status; the error is counted.
+func (s *Session) appendFailed(dst []byte, r reason.Reason, status byte, args ...any) []byte {
+	s.env.Errors.Add(r.Code())
 	return appendReady(r.AppendError(dst, wire.SeverityError, args...), status)
 }
 
@@ -117,7 +118,7 @@ func (s *Session) answerLostTx(requests int, last byte) (done bool, err error) {
 		if verb, ok := txExit(s.frames[0].Body); ok {
 			var out []byte
 			if verb == "commit" && s.lostWhy != nil {
-				out = appendFailed(out, reason.TxLost, 'I', s.lostWhy)
+				out = s.appendFailed(out, reason.TxLost, 'I', s.lostWhy)
 			} else {
 				out = appendReady(wire.Append(out, &pgproto3.CommandComplete{CommandTag: []byte("ROLLBACK")}), 'I')
 			}
@@ -129,9 +130,9 @@ func (s *Session) answerLostTx(requests int, last byte) (done bool, err error) {
 	if s.lostWhy == nil || !endsWithRequests(requests, last) {
 		return false, nil
 	}
-	out := appendFailed(nil, reason.TxLost, 'E', s.lostWhy)
+	out := s.appendFailed(nil, reason.TxLost, 'E', s.lostWhy)
 	for range requests - 1 {
-		out = appendFailed(out, reason.InFailedTx, 'E')
+		out = s.appendFailed(out, reason.InFailedTx, 'E')
 	}
 	s.lostWhy = nil
 	// The batch may end inside a message bigger than the buffer: what is

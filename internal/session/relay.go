@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -105,7 +106,11 @@ var errServerLost = errors.New("server connection lost")
 func (s *Session) clientSide(ctx context.Context) error {
 	for {
 		requests, last, terminated, bad := s.scanClient()
-		span := s.skipAnswered(s.rd.Take(), bad)
+		taken := s.rd.Take()
+		if m := s.route.Meter; m != nil {
+			m.Received.AddAt(int64(len(taken)), time.Now())
+		}
+		span := s.skipAnswered(taken, bad)
 		if terminated {
 			span = span[:len(span)-5] // Terminate is pgvalve's to handle
 		}
@@ -164,6 +169,7 @@ func (s *Session) isDraining() bool {
 func (s *Session) scanClient() (requests int, last byte, terminated bool, bad *protocolViolation) {
 	last = s.rd.Streaming() // a batch that only carries on a message ends with it
 	s.firstFrame = -1
+	heads := s.status != nil && s.env.Live().QueryText
 	for {
 		at := s.rd.Scanned()
 		f, ok, err := s.rd.Next()
@@ -185,6 +191,9 @@ func (s *Session) scanClient() (requests int, last byte, terminated bool, bad *p
 		if _, wants := requestEnds(f.Type); wants {
 			requests++
 		}
+		if heads && (f.Type == 'Q' || f.Type == 'P') {
+			s.noteQuery(f)
+		}
 		if counted(f.Type) {
 			s.types = append(s.types, f.Type)
 		}
@@ -193,6 +202,21 @@ func (s *Session) scanClient() (requests int, last byte, terminated bool, bad *p
 			s.frames = append(s.frames, f)
 		}
 	}
+}
+
+// noteQuery keeps the head of the query a Query or Parse carries in the
+// client's status.
+func (s *Session) noteQuery(f wire.Frame) {
+	body := f.Body
+	if body == nil {
+		s.status.forgetQuery() // streamed through: its text is not at hand
+		return
+	}
+	if f.Type == 'P' {
+		_, body, _ = bytes.Cut(body, []byte{0}) // after the statement's name
+	}
+	text, _, _ := bytes.Cut(body, []byte{0})
+	s.status.noteQuery(text)
 }
 
 // forward sends a batch of client messages to the linked server. The batch

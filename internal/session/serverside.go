@@ -83,6 +83,9 @@ func (ss *serverSide) run() {
 				ss.resyncSettings(context.Background())
 			}
 			if len(span) > 0 {
+				if m := s.route.Meter; m != nil {
+					m.Sent.AddAt(int64(len(span)), time.Now())
+				}
 				if _, werr := s.sock.Write(span); werr != nil && !detach {
 					err = fmt.Errorf("write to client: %w", werr)
 				}
@@ -191,12 +194,15 @@ func (ss *serverSide) scan() (detach bool, keep int, err error) {
 			ss.reset = false
 			s.mu.Lock()
 			s.mu.st.ready(status)
-			s.measureLocked(status)
+			slow := s.measureLocked(status)
 			s.status.setHold(s.mu.st.hold())
 			idle := s.mu.st.idle()
 			detach = detach || s.detachLocked(l)
 			s.readyLocked(idle)
 			s.mu.Unlock()
+			if slow > 0 {
+				s.logSlow(slow)
+			}
 			if s.route.Mode == config.PoolStatement && idle && status != 'I' {
 				rd.Take() // the client will not see this ReadyForQuery
 				return false, -1, errTxInStatementMode

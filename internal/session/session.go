@@ -71,6 +71,11 @@ type Live struct {
 	// answered, then gives up on the server; a request runs under the value
 	// in force when it started. 0: off.
 	QueryTimeout time.Duration
+	// QueryText (log_query_text) keeps each client's last query head for
+	// the list of live sessions and slow-query lines; SlowQuery
+	// (log_slow_query) logs a request answered after longer (0: off).
+	QueryText bool
+	SlowQuery time.Duration
 }
 
 // Env is what every session shares. It is built once by the app.
@@ -85,6 +90,9 @@ type Env struct {
 	Drain context.Context
 	// Knobs are test seams; nil in production.
 	Knobs *Knobs
+	// Errors counts the errors pgvalve itself tells clients (not the ones
+	// it relays from servers), by SQLSTATE.
+	Errors observe.Codes
 }
 
 // Live returns the settings in force now; the caller must not change them.
@@ -239,6 +247,9 @@ type Client struct {
 func Run(ctx context.Context, env *Env, c Client) error {
 	s := &Session{env: env, conn: c.Conn, rd: c.Reader, sock: c.Sock, log: c.Log,
 		user: c.User, db: c.Database, route: c.Route, params: c.Params, status: c.Status}
+	if s.status != nil {
+		s.status.meter = s.route.Meter // before anything can count a hold
+	}
 	s.status.set(Idle, 0, time.Now())
 	if env.Drain != nil {
 		stopDrain := context.AfterFunc(env.Drain, s.drain)
@@ -257,11 +268,12 @@ func Run(ctx context.Context, env *Env, c Client) error {
 
 // end tells the client FATAL for r, its message filled in with args, as
 // its session ends.
-func (s *Session) end(r reason.Reason, args ...any) { Fatal(s.conn, r, args...) }
+func (s *Session) end(r reason.Reason, args ...any) { s.env.Fatal(s.conn, r, args...) }
 
 // Fatal sends a client about to be closed the FATAL error for r, its
-// message filled in with args.
-func Fatal(conn net.Conn, r reason.Reason, args ...any) {
+// message filled in with args, and counts it by its SQLSTATE.
+func (e *Env) Fatal(conn net.Conn, r reason.Reason, args ...any) {
+	e.Errors.Add(r.Code())
 	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = conn.Write(r.AppendError(nil, wire.SeverityFatal, args...))
 }

@@ -3,6 +3,9 @@ package session
 import (
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
+
+	"github.com/pgvalve/pgvalve/internal/observe"
 )
 
 // State is where a client stands, as the list of live sessions shows it.
@@ -41,6 +44,15 @@ type Status struct {
 	link  atomic.Uint64
 	since atomic.Int64
 	hold  atomic.Uint32 // a Hold, set as requests go and answers come
+
+	// query is the head of the last query the client sent (Query or
+	// Parse); nil before one, or when it did not fit the read buffer.
+	query atomic.Pointer[string]
+	// served is the server time the client held over the last minute
+	// (ns), added as each hold ends; meter, set before the relay starts,
+	// is its pool's, which counts the same time for the whole pool.
+	served observe.Window
+	meter  *observe.Meter
 }
 
 // Hold is what a client holding a server does with it.
@@ -88,6 +100,9 @@ func (st *Status) SetLogin(l Login) {
 
 // Login returns who the client is; zero while its startup is unread.
 func (st *Status) Login() Login {
+	if st == nil {
+		return Login{}
+	}
 	if l := st.login.Load(); l != nil {
 		return *l
 	}
@@ -95,12 +110,71 @@ func (st *Status) Login() Login {
 }
 
 // set records the client's state and its server's PID (0: none) since now.
+// Leaving Active counts the hold in the client's and its pool's server
+// time.
 func (st *Status) set(s State, pid uint32, now time.Time) {
 	if st == nil {
 		return
 	}
-	st.link.Store(uint64(s)<<32 | uint64(pid))
-	st.since.Store(now.UnixNano())
+	old := st.link.Swap(uint64(s)<<32 | uint64(pid))
+	since := st.since.Swap(now.UnixNano())
+	if State(old>>32) == Active && s != Active {
+		held := min(now.Sub(time.Unix(0, since)), observe.MaxHold)
+		st.served.AddAt(int64(held), now)
+		if st.meter != nil {
+			st.meter.Served.AddAt(int64(held), now)
+		}
+	}
+}
+
+// Served is the server time the client held over the last minute as seen
+// at now, in holds that ended (the one it is in, if any, is not counted).
+func (st *Status) Served(now time.Time) time.Duration {
+	return time.Duration(st.served.LastMinute(now))
+}
+
+// Meter is the pool meter the client's holds count in (nil before it
+// reaches the relay).
+func (st *Status) Meter() *observe.Meter { return st.meter }
+
+// QueryHeadLen is how much of a query the list of live sessions keeps.
+const QueryHeadLen = 100
+
+// noteQuery keeps the head of a query the client sent; text is the query
+// (it may run on past the head, and need not end in a whole character).
+// A query like the last one allocates nothing.
+func (st *Status) noteQuery(text []byte) {
+	if len(text) > QueryHeadLen {
+		text = text[:QueryHeadLen]
+		// Never cut a character in two: drop a last rune left incomplete
+		// (a few bytes at most, whatever the encoding).
+		for range utf8.UTFMax - 1 {
+			if r, n := utf8.DecodeLastRune(text); r != utf8.RuneError || n != 1 {
+				break
+			}
+			text = text[:len(text)-1]
+		}
+	}
+	if p := st.query.Load(); p != nil && *p == string(text) {
+		return
+	}
+	q := string(text)
+	st.query.Store(&q)
+}
+
+// forgetQuery drops the last query's head (the next one did not fit in
+// the read buffer, so its head is unknown).
+func (st *Status) forgetQuery() { st.query.Store(nil) }
+
+// Query returns the head of the last query the client sent ("" if none).
+func (st *Status) Query() string {
+	if st == nil {
+		return ""
+	}
+	if p := st.query.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Link returns the client's state, its server's PID (0 when it holds

@@ -357,7 +357,7 @@ func (s *Session) answerCanceled(requests int) error {
 	}
 	var out []byte
 	for range requests {
-		out = appendFailed(out, reason.CanceledInQueue, status)
+		out = s.appendFailed(out, reason.CanceledInQueue, status)
 	}
 	_, err := s.conn.Write(out)
 	return err

@@ -33,6 +33,19 @@ func Start(t testing.TB, cfg config.Config) *Server {
 // StartWithKnobs is Start with test seams that break invariants on purpose.
 func StartWithKnobs(t testing.TB, cfg config.Config, knobs *session.Knobs) *Server {
 	t.Helper()
+	return start(t, cfg, knobs, nil)
+}
+
+// StartLogged is Start that also writes pgvalve's log to logs, as JSON
+// lines (log/slog's JSONHandler), for tests of what it logs. logs must be
+// safe for concurrent writes.
+func StartLogged(t testing.TB, cfg config.Config, logs io.Writer) *Server {
+	t.Helper()
+	return start(t, cfg, nil, logs)
+}
+
+func start(t testing.TB, cfg config.Config, knobs *session.Knobs, logs io.Writer) *Server {
+	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("valvetest: config: %v", err)
@@ -41,7 +54,12 @@ func StartWithKnobs(t testing.TB, cfg config.Config, knobs *session.Knobs) *Serv
 	if testing.Verbose() || os.Getenv("PGVALVE_TEST_LOG") != "" {
 		w = os.Stderr
 	}
-	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts := &slog.HandlerOptions{Level: slog.LevelDebug}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if logs != nil {
+		h = slog.NewMultiHandler(h, slog.NewJSONHandler(logs, opts))
+	}
+	log := slog.New(h)
 	a := app.New(cfg, log)
 	a.SetKnobs(knobs)
 	ln, err := a.Listen()
