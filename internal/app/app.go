@@ -55,7 +55,8 @@ type App struct {
 		retired    map[*entry]struct{}
 		dbLimits   map[string]*pool.Limit
 		userLimits map[string]*pool.Limit
-		paused     bool
+		paused     bool            // PAUSE of every database
+		pausedDBs  map[string]bool // PAUSE db, KILL db
 		closed     bool
 	}
 }
@@ -153,9 +154,9 @@ func (a *App) Serve(ln net.Listener) error {
 		MaxConns: func() int { return int(a.maxClients.Load()) },
 		Log:      a.log,
 		Handle: func(_ context.Context, conn net.Conn) {
-			st, unlist := a.clients.add(conn)
+			st, ctx, unlist := a.clients.add(a.sessions, conn)
 			defer unlist()
-			frontend.Serve(a.sessions, a.front, conn, st)
+			frontend.Serve(ctx, a.front, conn, st)
 		},
 		Refuse: func(conn net.Conn) { frontend.Refuse(a.front, conn) },
 	})

@@ -139,6 +139,7 @@ func (l *chaosLoad) verify(t *testing.T, s *valvetest.Server, admin *pgx.Conn) c
 	if err := checkIdle(ctx, s, admin, 15*time.Second); err != nil {
 		t.Errorf("pool not back to idle: %v", err)
 	}
+	checkShowsAtRest(t, s, admin)
 	start := time.Now()
 	if err := newClientAnswers(ctx, s); err != nil {
 		t.Errorf("a new client after the scenario: %v", err)

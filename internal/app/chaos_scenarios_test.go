@@ -55,6 +55,7 @@ func startChaos(t *testing.T, name string, cfg config.Config, o chaosOpts) *chao
 	waitNoBackends(t, admin)
 	table := chaosTable(t, admin, name)
 	e := &chaosEnv{t: t, admin: admin, relay: o.relay, before: goleak.IgnoreCurrent()}
+	cfg.AdminUsers = append(cfg.AdminUsers, "admin") // the checks read the console
 	e.s = valvetest.StartWithKnobs(t, cfg, o.knobs)
 	e.load = newChaosLoad(e.s.URL(cluster.User, cluster.Password, poolDB()), table, o.txnTimeout)
 	e.load.shape = o.shape

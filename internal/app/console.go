@@ -3,6 +3,7 @@ package app
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -101,40 +102,47 @@ func (b consoleBackend) Version() string {
 // Pause holds new transactions of db ("" = every database) and returns
 // once none of its servers is in use, as PgBouncer's PAUSE does.
 func (b consoleBackend) Pause(ctx context.Context, db string) error {
-	if db != "" {
-		return notYet("PAUSE of one database")
+	if b.State().Paused {
+		return errors.New("already suspended/paused")
 	}
-	b.a.Pause()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		busy := 0
-		for _, st := range b.a.Stats() {
-			busy += st.ServersActive
-		}
-		if busy == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
+	if db == "" {
+		b.a.Pause()
+	} else if err := b.a.PauseDB(db); err != nil {
+		return err
 	}
+	return b.a.quiet(ctx, db)
 }
 
 func (b consoleBackend) Resume(db string) error {
 	if db != "" {
-		return notYet("RESUME of one database")
+		return b.a.ResumeDB(db)
+	}
+	if !b.State().Paused {
+		return errors.New("pooler is not paused/suspended")
 	}
 	b.a.Resume()
 	return nil
 }
 
-func (b consoleBackend) Reconnect(string) error                  { return notYet("RECONNECT") }
-func (b consoleBackend) Kill(string) error                       { return notYet("KILL") }
-func (b consoleBackend) KillClient(uint64) error                 { return notYet("KILL_CLIENT") }
-func (b consoleBackend) WaitClose(context.Context, string) error { return notYet("WAIT_CLOSE") }
+func (b consoleBackend) Reconnect(db string) error { return b.a.Reconnect(db) }
+
+func (b consoleBackend) Kill(db string) error {
+	if b.State().Paused {
+		return errors.New("already suspended/paused")
+	}
+	return b.a.Kill(db)
+}
+
+func (b consoleBackend) KillClient(id uint64) error { return b.a.KillClient(id) }
+
+func (b consoleBackend) WaitClose(ctx context.Context, db string) error {
+	if db != "" {
+		if err := b.a.known(db); err != nil {
+			return err
+		}
+	}
+	return b.a.WaitClose(ctx, db)
+}
 
 func (b consoleBackend) Reload() error {
 	if b.a.hooks.Reload == nil {

@@ -121,27 +121,3 @@ func (a *App) closeRetired(e *entry) {
 	a.mu.Unlock()
 	a.log.Debug("retired pool closed", "pool", e.key.String())
 }
-
-// Pause stops giving servers to clients, as PgBouncer's PAUSE (SIGUSR1):
-// clients stay connected, and those that need a server wait, each up to
-// query_wait_timeout; idle servers close now and the rest as their
-// clients give them back (at the end of a transaction, or at disconnect in
-// session pooling). Pools created while paused start paused.
-func (a *App) Pause() {
-	entries := a.entries(func() { a.mu.paused = true })
-	a.log.Info("PAUSE: no server is given to clients until RESUME; servers close as they are given back", "pools", len(entries))
-	for _, e := range entries {
-		e.pool.Pause()
-		st := e.pool.Stats()
-		a.log.Info("pool paused", "pool", st.Name, "servers_in_use", st.ServersActive, "clients_waiting", st.ClientsWaiting)
-	}
-}
-
-// Resume ends a Pause (SIGUSR2): waiting clients get servers.
-func (a *App) Resume() {
-	entries := a.entries(func() { a.mu.paused = false })
-	for _, e := range entries {
-		e.pool.Resume()
-	}
-	a.log.Info("RESUME: servers are given to clients again", "pools", len(entries))
-}

@@ -65,7 +65,7 @@ func (a *App) entryLocked(db, user string) (*entry, bool) {
 			return c, err
 		},
 	})
-	if a.mu.paused {
+	if a.mu.paused || a.mu.pausedDBs[db] {
 		e.pool.Pause() // a new pool has no server: nothing to close
 	}
 	e.route = session.Route{Pool: e.pool, Mode: route.PoolMode, Params: e.params, Leave: func() { a.leave(e) }, Meter: &e.meter}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"cmp"
+	"context"
 	"net"
 	"slices"
 	"sync"
@@ -18,29 +19,53 @@ type registry struct {
 	mu struct {
 		sync.Mutex
 		next uint64
-		m    map[uint64]*session.Status
+		m    map[uint64]listed
 	}
+}
+
+// listed is a live session and how to end it (KILL, KILL_CLIENT).
+type listed struct {
+	st   *session.Status
+	kill context.CancelCauseFunc
 }
 
 func newRegistry() *registry {
 	r := &registry{}
-	r.mu.m = make(map[uint64]*session.Status)
+	r.mu.m = make(map[uint64]listed)
 	return r
 }
 
-// add lists a client just accepted on conn under a fresh id; the returned
-// func removes it and must be deferred.
-func (r *registry) add(conn net.Conn) (*session.Status, func()) {
+// add lists a client just accepted on conn under a fresh id, with the
+// context it is served under: ending it ends the client with cause. The
+// returned func removes it and must be deferred.
+func (r *registry) add(ctx context.Context, conn net.Conn) (*session.Status, context.Context, func()) {
+	ctx, kill := context.WithCancelCause(ctx)
 	r.mu.Lock()
 	r.mu.next++
 	st := session.NewStatus(r.mu.next, conn.RemoteAddr().String(), time.Now())
-	r.mu.m[st.ID] = st
+	r.mu.m[st.ID] = listed{st: st, kill: kill}
 	r.mu.Unlock()
-	return st, func() {
+	return st, ctx, func() {
 		r.mu.Lock()
 		delete(r.mu.m, st.ID)
 		r.mu.Unlock()
+		kill(nil)
 	}
+}
+
+// kill ends the listed clients pick chooses, with session.ErrKilled, and
+// returns how many it ended.
+func (r *registry) kill(pick func(*session.Status) bool) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, l := range r.mu.m {
+		if pick(l.st) {
+			l.kill(session.ErrKilled)
+			n++
+		}
+	}
+	return n
 }
 
 // SessionInfo is a snapshot of one live session.
@@ -71,8 +96,8 @@ type SessionInfo struct {
 func (a *App) Sessions() []SessionInfo {
 	a.clients.mu.Lock()
 	list := make([]*session.Status, 0, len(a.clients.mu.m))
-	for _, st := range a.clients.mu.m {
-		list = append(list, st)
+	for _, l := range a.clients.mu.m {
+		list = append(list, l.st)
 	}
 	a.clients.mu.Unlock()
 	out := make([]SessionInfo, 0, len(list))

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/console"
 	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/session"
 	"github.com/pgvalve/pgvalve/internal/wire"
@@ -144,22 +145,10 @@ func appName(params []wire.Param) string {
 	return ""
 }
 
-// consoleDatabases are the database names that reach the admin console,
-// PgBouncer's and pgvalve's own.
-var consoleDatabases = [...]string{"pgbouncer", "pgvalve"}
-
 // toConsole is the handoff decision, the one place that chooses between
 // the admin console and the session relay: a client asking for a console
 // database goes to the console when there is one; everyone else, and
 // everyone while Console is nil, goes to the relay.
 func (d *door) toConsole(db string) bool {
-	if d.cfg.Console == nil {
-		return false
-	}
-	for _, name := range consoleDatabases {
-		if db == name {
-			return true
-		}
-	}
-	return false
+	return d.cfg.Console != nil && console.IsConsole(db)
 }

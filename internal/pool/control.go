@@ -1,6 +1,10 @@
 package pool
 
-import "github.com/pgvalve/pgvalve/internal/reason"
+import (
+	"time"
+
+	"github.com/pgvalve/pgvalve/internal/reason"
+)
 
 // Reconfigure applies new settings to a running pool. A bigger pool dials
 // for waiting clients at once. A smaller one closes idle servers over its
@@ -47,6 +51,26 @@ func (p *Pool[S]) Resume() {
 	p.mu.paused = false
 	blocked := p.dialLocked()
 	p.mu.Unlock()
+	p.reclaim(blocked)
+}
+
+// Reconnect renews the pool's servers, as PgBouncer's RECONNECT: idle
+// ones close now, leased ones when their clients give them back (never
+// under a client), and new ones are dialled as clients need them.
+func (p *Pool[S]) Reconnect() {
+	p.mu.Lock()
+	if p.mu.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.mu.renewBefore = time.Now()
+	p.mu.stale = p.mu.active // every leased server was born before now
+	idle := p.evictAllIdleLocked()
+	blocked := p.dialLocked()
+	p.mu.Unlock()
+	for _, s := range idle {
+		p.closeServer(s, reason.Reconnect)
+	}
 	p.reclaim(blocked)
 }
 

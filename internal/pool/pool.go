@@ -119,8 +119,12 @@ type Pool[S Server] struct {
 		paused     bool // Pause: no server is handed out or kept
 		draining   bool // Drain: servers nobody waits for are closed
 		janitor    bool // the janitor runs
-		st         counters
-		out        outage
+		// renewBefore (Reconnect): servers born before it are closed as
+		// they come back; stale counts those still leased.
+		renewBefore time.Time
+		stale       int
+		st          counters
+		out         outage
 	}
 }
 
@@ -128,6 +132,9 @@ type counters struct {
 	acquires, waits, timeouts, dialErrors int64
 	waitTotal, waitMax                    time.Duration
 	lastDialErr                           error
+	// When the last failed and the last good dial started: the error is
+	// current only if no dial that started after it succeeded.
+	lastErrStart, lastOKStart time.Time
 }
 
 type waiter[S Server] struct {
@@ -361,11 +368,13 @@ func (p *Pool[S]) startDialLocked() {
 func (p *Pool[S]) dial(timeout time.Duration) {
 	defer p.wg.Done()
 	ctx, cancel := context.WithTimeout(p.ctx, timeout)
+	started := time.Now()
 	s, err := p.cfg.Dial(ctx)
 	cancel()
 	p.mu.Lock()
 	p.mu.connecting--
 	if err != nil {
+		p.mu.st.lastErrStart = later(p.mu.st.lastErrStart, started)
 		p.dialFailedLocked(err)
 		var blocked *Limit
 		if !p.mu.closed {
@@ -377,6 +386,7 @@ func (p *Pool[S]) dial(timeout time.Duration) {
 		return
 	}
 	p.mu.out.recovered()
+	p.mu.st.lastOKStart = later(p.mu.st.lastOKStart, started)
 	h := newHeld(s, time.Now())
 	if why := p.dropLocked(h, h.born); why != reason.None {
 		p.mu.closing++
@@ -437,6 +447,8 @@ func (p *Pool[S]) dropLocked(h held[S], now time.Time) reason.Reason {
 		return reason.PoolClosed
 	case p.mu.paused:
 		return reason.PoolPaused
+	case h.born.Before(p.mu.renewBefore):
+		return reason.Reconnect
 	case h.expired(now, p.mu.set.Lifetime):
 		return reason.Lifetime
 	case p.mu.draining && p.mu.waiters.Len() == 0:
@@ -456,6 +468,9 @@ func (p *Pool[S]) release(h held[S]) {
 	s := h.s
 	p.mu.Lock()
 	p.mu.active--
+	if h.born.Before(p.mu.renewBefore) {
+		p.mu.stale--
+	}
 	why := reason.NotReusable
 	if s.Reusable() {
 		why = p.dropLocked(h, time.Now())

@@ -14,13 +14,16 @@ type Stats struct {
 	ServersIdle       int
 	ServersConnecting int
 	ServersClosing    int
-	Acquires          int64 // leases granted
-	Waits             int64 // acquires that had to queue
-	Timeouts          int64 // waits that gave up (timeout or cancel)
-	DialErrors        int64
-	WaitTotal         time.Duration
-	WaitMax           time.Duration
-	LastDialError     error
+	// ServersToRenew are leased servers a Reconnect will close once
+	// they come back.
+	ServersToRenew int
+	Acquires       int64 // leases granted
+	Waits          int64 // acquires that had to queue
+	Timeouts       int64 // waits that gave up (timeout or cancel)
+	DialErrors     int64
+	WaitTotal      time.Duration
+	WaitMax        time.Duration
+	LastDialError  error // nil once a dial started after the last failed one succeeded
 }
 
 // Stats returns a snapshot of the pool's counters.
@@ -37,14 +40,31 @@ func (p *Pool[S]) Stats() Stats {
 		ServersIdle:       len(p.mu.idle),
 		ServersConnecting: p.mu.connecting,
 		ServersClosing:    p.mu.closing,
+		ServersToRenew:    p.mu.stale,
 		Acquires:          p.mu.st.acquires,
 		Waits:             p.mu.st.waits,
 		Timeouts:          p.mu.st.timeouts,
 		DialErrors:        p.mu.st.dialErrors,
 		WaitTotal:         p.mu.st.waitTotal,
 		WaitMax:           p.mu.st.waitMax,
-		LastDialError:     p.mu.st.lastDialErr,
+		LastDialError:     p.mu.st.currentDialErr(),
 	}
+}
+
+// currentDialErr is the last dial error unless a dial that started later
+// succeeded (concurrent dials can end out of order).
+func (c *counters) currentDialErr() error {
+	if c.lastErrStart.Before(c.lastOKStart) {
+		return nil
+	}
+	return c.lastDialErr
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // Total is every server the pool holds or is opening or closing.

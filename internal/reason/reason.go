@@ -51,6 +51,7 @@ const (
 	IdleTxTimeout
 	ClientIdleTimeout
 	ShuttingDown
+	Killed
 	// Why a client got no server (login check or first request), or lost
 	// the one it had (session pooling).
 	ServerUnreachable
@@ -90,6 +91,7 @@ const (
 	PoolOverSize
 	SharedLimit
 	PoolPaused
+	Reconnect
 	PoolDraining
 	PoolClosed
 	count
@@ -134,6 +136,7 @@ var table = [count]entry{
 	IdleTxTimeout:       {Client, "idle_transaction_timeout", wire.CodeIdleInTxTimeout, "terminating connection due to idle-in-transaction timeout (idle_transaction_timeout %s)", "client idle timeout"},
 	ClientIdleTimeout:   {Client, "client_idle_timeout", wire.CodeIdleSessionTimeout, "terminating connection due to idle-session timeout (client_idle_timeout %s)", "client idle timeout"},
 	ShuttingDown:        {Client, "shutting_down", wire.CodeAdminShutdown, "terminating connection: pgvalve is shutting down", "pgvalve is shutting down"},
+	Killed:              {Client, "killed", wire.CodeAdminShutdown, "terminating connection due to administrator command (pgvalve console)", "client ended by an admin command"},
 
 	ServerUnreachable: {Client, "server_unreachable", wire.CodeConnectionFailure, "could not connect to the server within %s: %v", "server unreachable"},
 	ServerRefused:     {Client, "server_refused", "", "%s", "server refused"},
@@ -171,6 +174,7 @@ var table = [count]entry{
 	PoolOverSize: {Server, "pool_over_size", "", "", "pool over its size"},
 	SharedLimit:  {Server, "shared_limit", "", "", "made room under a shared limit"},
 	PoolPaused:   {Server, "pool_paused", "", "", "pool paused"},
+	Reconnect:    {Server, "reconnect", "", "", "RECONNECT renews the pool's servers"},
 	PoolDraining: {Server, "pool_draining", "", "", "pool retired"},
 	PoolClosed:   {Server, "pool_closed", "", "", "pool closed"},
 }

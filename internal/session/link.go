@@ -165,7 +165,7 @@ func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], erro
 		now := time.Now()
 		m.Latency[observe.Wait].ObserveAt(now.Sub(start), now)
 	}
-	if cause := context.Cause(ctx); err != nil && (cause == errCanceledInQueue || cause == errClientGone) {
+	if cause := context.Cause(ctx); err != nil && (cause == errCanceledInQueue || cause == errClientGone || cause == ErrKilled) {
 		err = cause
 	}
 	if _, timedOut := errors.AsType[*pool.WaitTimeoutError](err); timedOut {
@@ -272,6 +272,12 @@ func (s *Session) reclaim() {
 
 // errShuttingDown ends a client when pgvalve shuts down.
 var errShuttingDown = errors.New("pgvalve is shutting down")
+
+// ErrKilled is the cause its owner cancels a session's context with to
+// end it at once from the admin console (KILL, KILL_CLIENT): the client
+// is told 57P01, and a server it held is cancelled and closed if it was
+// mid-request, else rolled back and given back.
+var ErrKilled = errors.New("ended by an admin command")
 
 // drain asks the session to end at its next safe point: at once if it holds
 // no server, else when its server goes back. Session-mode clients hold

@@ -94,6 +94,9 @@ func (s *Session) reportEnd(err error) {
 		s.end(idle.r, idle.limit)
 	case errors.Is(err, errShuttingDown):
 		s.end(reason.ShuttingDown)
+	case errors.Is(err, ErrKilled):
+		s.log.Info(reason.Killed.Log())
+		s.end(reason.Killed)
 	}
 }
 
@@ -257,7 +260,7 @@ func (s *Session) forwardOnce(ctx context.Context, span []byte, requests int, la
 	if k := s.env.Knobs; k != nil && k.BeforeForward != nil && err == nil {
 		k.BeforeForward(span)
 	}
-	if errors.Is(err, errShuttingDown) {
+	if errors.Is(err, errShuttingDown) || errors.Is(err, ErrKilled) {
 		return err
 	}
 	if err != nil {

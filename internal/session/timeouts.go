@@ -37,7 +37,7 @@ func (s *Session) readClient(ctx context.Context) error {
 			_ = s.conn.SetReadDeadline(deadline)
 			if woke {
 				if ctx.Err() != nil {
-					return ctx.Err() // pgvalve closes at once
+					return context.Cause(ctx) // pgvalve closes at once, or an admin KILLed the client
 				}
 				if s.isDraining() {
 					return errShuttingDown

@@ -143,7 +143,7 @@ func (s *Session) awaitAnswers(ctx context.Context, l *link) error {
 		}
 		return fmt.Errorf("%w: the server side stopped", errServerLost)
 	case <-ctx.Done():
-		return ctx.Err()
+		return context.Cause(ctx)
 	}
 }
 
