@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -11,8 +12,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/metrics"
 	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
@@ -171,5 +175,58 @@ func TestServersClosedAreCountedAndLoggedByReason(t *testing.T) {
 	}
 	if n := len(logs.with(t, "server closed")); n != 2 {
 		t.Errorf("%d server closed lines, want 2", n)
+	}
+}
+
+// What a real pgvalve exports after a wait timeout and a server closed
+// for idleness passes the strict text parser, with the error counted by
+// its SQLSTATE, the close by its reason and the bytes both ways.
+func TestMetricsOfARealPoolParseStrictlyAndCountErrorsClosesAndBytes(t *testing.T) {
+	cfg := txnConfig(1)
+	cfg.QueryWaitTimeout = 300 * time.Millisecond
+	cfg.ServerIdleTimeout = 300 * time.Millisecond
+	s, url, _ := startLogged(t, cfg)
+	holder := connectTx(t, url)
+	testutil.MustExec(t, holder, "begin")
+	_, err := connectTx(t, url).Exec(testutil.Context(t), "select 1")
+	wantCode(t, err, "53300")
+	testutil.MustExec(t, holder, "commit")
+	testutil.Eventually(t, "the idle server to close", func() bool { return poolView(t, s).ServersClosed["idle_timeout"] == 1 })
+
+	srv := httptest.NewServer(metrics.NewHandler(s.App.Source()))
+	defer srv.Close()
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(scrape(t, srv.URL+"/metrics")))
+	if err != nil {
+		t.Fatalf("the exporter's text does not parse: %v", err)
+	}
+	value := func(name string, labels map[string]string) float64 {
+		t.Helper()
+		for _, m := range fams[name].GetMetric() {
+			match := true
+			for _, l := range m.GetLabel() {
+				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+					match = false
+				}
+			}
+			if match {
+				return m.GetCounter().GetValue()
+			}
+		}
+		t.Fatalf("no %s%v", name, labels)
+		return 0
+	}
+	if n := value("pgvalve_client_errors_total", map[string]string{"sqlstate": "53300"}); n != 1 {
+		t.Errorf("53300 errors exported: %v, want 1", n)
+	}
+	if n := value("pgvalve_server_connections_closed_total", map[string]string{"reason": "idle_timeout"}); n != 1 {
+		t.Errorf("servers closed for idle_timeout exported: %v, want 1", n)
+	}
+	p := poolView(t, s)
+	if n := value("pgvalve_received_bytes_total", nil); n != float64(p.BytesReceived) || n == 0 {
+		t.Errorf("received bytes exported %v, the pool counted %d", n, p.BytesReceived)
+	}
+	if n := value("pgvalve_sent_bytes_total", nil); n != float64(p.BytesSent) || n == 0 {
+		t.Errorf("sent bytes exported %v, the pool counted %d", n, p.BytesSent)
 	}
 }
