@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,29 +21,10 @@ import (
 // eventually bounds every wait; nothing asserts on how fast pgvalve is.
 const eventually = 20 * time.Second
 
-// logBuffer collects a child's log; the exec package writes it from its
-// own goroutine, which ends with the child.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // child is `pgvalve run` running as a child process.
 type child struct {
 	cmd  *exec.Cmd
-	log  *logBuffer
+	log  *testutil.Buffer
 	done chan struct{} // closed once the process has exited
 	err  error         // its exit, once done is closed
 	port string
@@ -55,7 +34,7 @@ type child struct {
 // waits until it listens. It is ended, by its PID, when the test ends.
 func startChild(t *testing.T, args ...string) *child {
 	t.Helper()
-	c := &child{log: &logBuffer{}, done: make(chan struct{})}
+	c := &child{log: &testutil.Buffer{}, done: make(chan struct{})}
 	c.cmd = exec.Command(os.Args[0], append([]string{"run"}, args...)...)
 	c.cmd.Env = append(os.Environ(), childEnv+"=1")
 	c.cmd.Stderr = c.log

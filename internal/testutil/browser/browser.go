@@ -17,11 +17,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 // ExecPath returns the Chromium Open runs, or "" when there is none.
@@ -55,7 +56,7 @@ func Open(t testing.TB) context.Context {
 		t.Skip("browser: no Chromium found (chromium, google-chrome, or $PGVALVE_CHROMIUM); run scripts/ensure-chromium.sh as root, or set CI=true to make this a failure")
 	}
 	profile := t.TempDir()
-	var out syncBuffer
+	var out testutil.Buffer // written by chromedp's goroutine
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.NoSandbox,
@@ -190,23 +191,4 @@ func tail(s string, n int) string {
 		return "…" + s[len(s)-n:]
 	}
 	return strings.TrimSpace(s)
-}
-
-// syncBuffer is Chromium's output, written by chromedp's goroutine and read
-// by the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
