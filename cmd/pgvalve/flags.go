@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pgvalve/pgvalve/internal/auth"
 	"github.com/pgvalve/pgvalve/internal/config"
 )
 
@@ -37,7 +38,9 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 	wait := seconds(def.QueryWaitTimeout)
 	fs.Var(&wait, "query-wait-timeout", "how long a client waits for a server before 53300: a duration (20s) or seconds (0: forever)")
 	maxClients := fs.Int("max-client-conn", def.MaxClientConn, "most clients connected at once")
-	authMode := fs.String("auth", string(def.Auth), "client authentication: trust or passthrough")
+	authMode := fs.String("auth-type", string(def.Auth), "client authentication: trust, passthrough, scram-sha-256, md5 or plain")
+	fs.Var(aliasOf{fs.Lookup("auth-type")}, "auth", "the same as --auth-type")
+	authFile := fs.String("auth-file", def.AuthFile, "users and their secrets, in PgBouncer's userlist.txt format")
 	logLevel := fs.String("log-level", def.LogLevel, "debug, info, warn or error")
 	logFormat := fs.String("log-format", def.LogFormat, "log lines as text or json")
 	slow := seconds(def.LogSlowQuery)
@@ -69,7 +72,9 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 		"pool-size":          func() { cfg.PoolSize = *size },
 		"query-wait-timeout": func() { cfg.QueryWaitTimeout = time.Duration(wait) },
 		"max-client-conn":    func() { cfg.MaxClientConn = *maxClients },
+		"auth-type":          func() { cfg.Auth = config.AuthMode(*authMode) },
 		"auth":               func() { cfg.Auth = config.AuthMode(*authMode) },
+		"auth-file":          func() { cfg.AuthFile = *authFile },
 		"log-level":          func() { cfg.LogLevel = *logLevel },
 		"log-format":         func() { cfg.LogFormat = *logFormat },
 		"log-slow-query":     func() { cfg.LogSlowQuery = time.Duration(slow) },
@@ -83,8 +88,16 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 			apply()
 		}
 	})
+	if cfg.Auth == "password" {
+		cfg.Auth = config.AuthPlain
+	}
 	if err := cfg.Validate(); err != nil {
 		return config.Config{}, opts, err
+	}
+	if cfg.AuthFile != "" {
+		if _, err := auth.LoadUserlist(cfg.AuthFile); err != nil {
+			return config.Config{}, opts, fmt.Errorf("auth_file: %w", err)
+		}
 	}
 	if cfg.Upstream == "" && len(cfg.Databases) == 0 {
 		return cfg, opts, errNoUpstream
@@ -123,3 +136,15 @@ func (s *seconds) Set(v string) error {
 	*s = seconds(d)
 	return nil
 }
+
+// aliasOf is a flag that sets another flag (--auth for --auth-type).
+type aliasOf struct{ f *flag.Flag }
+
+func (a aliasOf) String() string {
+	if a.f == nil {
+		return ""
+	}
+	return a.f.Value.String()
+}
+
+func (a aliasOf) Set(v string) error { return a.f.Value.Set(v) }

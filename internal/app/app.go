@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net"
@@ -34,6 +35,7 @@ type App struct {
 	clients   *registry // live sessions, for Sessions
 	hooks     Hooks     // the owner's, for the console
 	passwords *auth.Passwords
+	users     atomic.Pointer[auth.Userlist] // auth_file; reloads replace it
 	// maxClients is max_client_conn, read at every accept.
 	maxClients atomic.Int64
 
@@ -109,9 +111,37 @@ func New(cfg config.Config, log *slog.Logger) *App {
 		Relay:  a.env,
 		Lookup: a.lookup,
 		Verify: a.verify,
+		Users:  a.users.Load,
+		Decoy:  decoyKey(),
 	}
+	a.loadUsers(cfg)
 	a.front.Console = a.serveConsole
 	return a
+}
+
+// decoyKey is a fresh random key for the fake verifiers of unknown users.
+func decoyKey() []byte {
+	k := make([]byte, 32)
+	_, _ = rand.Read(k)
+	return k
+}
+
+// loadUsers reads cfg's auth_file, at start and on reload. A file that
+// cannot be read leaves the users as they were (none at start), and says
+// so; cmd checks the file before starting, so a bad one stops pgvalve
+// there.
+func (a *App) loadUsers(cfg config.Config) {
+	if cfg.AuthFile == "" {
+		a.users.Store(nil)
+		return
+	}
+	u, err := auth.LoadUserlist(cfg.AuthFile)
+	if err != nil {
+		a.log.Error("auth_file not loaded; the users stay as they were", "err", err)
+		return
+	}
+	a.users.Store(u)
+	a.log.Info("auth_file loaded", "file", cfg.AuthFile, "users", u.Len())
 }
 
 // liveSettings are the session settings of cfg.

@@ -50,6 +50,7 @@ func (a *App) Reload(next config.Config) []config.Change {
 
 	a.env.SetLive(liveSettings(cfg))
 	a.maxClients.Store(int64(cfg.MaxClientConn))
+	a.loadUsers(cfg)
 	for _, t := range tunes {
 		t.pool.Reconfigure(t.set)
 	}

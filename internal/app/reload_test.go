@@ -197,8 +197,8 @@ func TestReloadKeepsListenAndAuthAndSaysTheyNeedARestart(t *testing.T) {
 			restart = append(restart, c.Key)
 		}
 	}
-	if strings.Join(restart, ",") != "listen,auth" {
-		t.Fatalf("restart-only changes %v, want listen and auth", restart)
+	if strings.Join(restart, ",") != "listen,auth_type" {
+		t.Fatalf("restart-only changes %v, want listen and auth_type", restart)
 	}
 	c := testutil.Connect(t, url) // same address, still trust
 	testutil.MustExec(t, c, "select 1")

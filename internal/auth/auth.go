@@ -1,7 +1,7 @@
-// Package auth authenticates clients. In trust mode everyone is let in; in
-// passthrough mode pgvalve asks for a cleartext password and proves it by
-// logging in to the upstream with it (cleartext: for local use until
-// pgvalve speaks TLS to clients).
+// Package auth authenticates clients: the server side of SCRAM-SHA-256,
+// md5 and cleartext exchanges against secrets from auth_file (userlist.go,
+// exchange.go), and, for passthrough, the cleartext password request and
+// the store of passwords the upstream accepted (this file).
 package auth
 
 import (

@@ -27,20 +27,56 @@ func (m PoolMode) Valid() bool {
 	return false
 }
 
+// TLS is one side's TLS settings, PgBouncer's client_tls_* keys.
+type TLS struct {
+	// SSLMode: disable (default), allow, prefer, require, verify-ca or
+	// verify-full. For clients, require refuses clients without TLS and
+	// the verify modes also ask for a client certificate signed by CAFile.
+	SSLMode                   string
+	KeyFile, CertFile, CAFile string
+	Protocols                 string // "secure" (default: TLS 1.2 and 1.3), "all", or a list such as "tlsv1.3"
+	Ciphers                   string // "default" (Go's choice), or a list of IANA cipher suite names
+}
+
+// SSLModes are the values of client_tls_sslmode, weakest first.
+var SSLModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
+// On says whether TLS is offered at all.
+func (t TLS) On() bool { return t.SSLMode != "" && t.SSLMode != "disable" }
+
+// Required says whether a client without TLS is refused.
+func (t TLS) Required() bool {
+	return t.SSLMode == "require" || t.SSLMode == "verify-ca" || t.SSLMode == "verify-full"
+}
+
+// VerifyPeer says whether the peer must present a certificate CAFile signs.
+func (t TLS) VerifyPeer() bool { return t.SSLMode == "verify-ca" || t.SSLMode == "verify-full" }
+
 // AuthMode says how clients are authenticated.
 type AuthMode string
 
-// Auth modes: trust lets every client in; passthrough relays the client's
-// authentication exchange to the upstream server.
+// Auth modes (auth_type, PgBouncer's names): trust lets every client in;
+// passthrough asks for the password and has the upstream check it;
+// scram-sha-256, md5 and plain check the client against auth_file.
 const (
 	AuthTrust       AuthMode = "trust"
 	AuthPassthrough AuthMode = "passthrough"
+	AuthSCRAM       AuthMode = "scram-sha-256"
+	AuthMD5         AuthMode = "md5"
+	AuthPlain       AuthMode = "plain" // "password" is read as plain
 )
 
 // Valid reports whether a is one of the known auth modes.
 func (a AuthMode) Valid() bool {
-	return a == AuthTrust || a == AuthPassthrough
+	switch a {
+	case AuthTrust, AuthPassthrough, AuthSCRAM, AuthMD5, AuthPlain:
+		return true
+	}
+	return false
 }
+
+// UsesAuthFile says whether clients are checked against auth_file.
+func (a AuthMode) UsesAuthFile() bool { return a == AuthSCRAM || a == AuthMD5 || a == AuthPlain }
 
 // MaxMessageSizeLimit is the largest allowed MaxMessageSize: PostgreSQL's own
 // MaxAllocSize ceiling (1 GiB - 1).
@@ -73,7 +109,9 @@ type Config struct {
 	QueryTimeout           time.Duration       // default 0 (off): a query running longer is cancelled
 	ClientIdleTimeout      time.Duration       // default 0 (off): a client idle this long outside a transaction is disconnected
 	MaxClientConn          int                 // default 1000, >= 1
-	Auth                   AuthMode            // default trust
+	Auth                   AuthMode            // auth_type (alias auth); default trust
+	AuthFile               string              // auth_file: PgBouncer's userlist.txt; reread on reload
+	ClientTLS              TLS                 // client_tls_*: TLS between clients and pgvalve
 	ServerResetQuery       string              // default "DISCARD ALL"; "" disables
 	MaxMessageSize         int                 // largest client protocol message accepted, bytes; default and maximum MaxMessageSizeLimit
 	ClientLoginTimeout     time.Duration       // default 60s (PgBouncer's client_login_timeout); 0 = none
@@ -131,6 +169,7 @@ func Default() Config {
 		ReservePoolTimeout:    5 * time.Second,
 		MaxClientConn:         1000,
 		Auth:                  AuthTrust,
+		ClientTLS:             TLS{SSLMode: "disable", Protocols: "secure", Ciphers: "default"},
 		ServerResetQuery:      "DISCARD ALL",
 		MaxMessageSize:        MaxMessageSizeLimit,
 		ClientLoginTimeout:    60 * time.Second,

@@ -29,6 +29,7 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 		ReservePoolTimeout:    5 * time.Second,
 		MaxClientConn:         1000,
 		Auth:                  AuthTrust,
+		ClientTLS:             TLS{SSLMode: "disable", Protocols: "secure", Ciphers: "default"}, // PgBouncer's
 		ServerResetQuery:      "DISCARD ALL",
 		MaxMessageSize:        1<<30 - 1,
 		ClientLoginTimeout:    60 * time.Second,
@@ -80,6 +81,13 @@ server_connect_timeout = 3
 server_login_retry = "250ms"
 max_client_conn = 50
 auth = "passthrough"
+auth_file = "/etc/pgvalve/userlist.txt"
+client_tls_sslmode = "disable"
+client_tls_key_file = "server.key"
+client_tls_cert_file = "server.crt"
+client_tls_ca_file = "ca.crt"
+client_tls_protocols = "tlsv1.3"
+client_tls_ciphers = "TLS_AES_128_GCM_SHA256"
 server_reset_query = ""
 max_message_size = 65536
 client_login_timeout = 0
@@ -115,18 +123,21 @@ upstream = "postgres://main/main"
 	}
 	cfg.src = nil
 	want := Config{
-		Listen:                 "0.0.0.0:7432",
-		Upstream:               "postgres://app@db.internal/app",
-		PoolMode:               PoolTransaction,
-		PoolSize:               5,
-		QueryWaitTimeout:       time.Minute,
-		QueryWaitNotify:        2 * time.Second,
-		MaxDBConnections:       30,
-		MaxUserConnections:     40,
-		ServerConnectTimeout:   3 * time.Second,
-		ServerLoginRetry:       250 * time.Millisecond,
-		MaxClientConn:          50,
-		Auth:                   AuthPassthrough,
+		Listen:               "0.0.0.0:7432",
+		Upstream:             "postgres://app@db.internal/app",
+		PoolMode:             PoolTransaction,
+		PoolSize:             5,
+		QueryWaitTimeout:     time.Minute,
+		QueryWaitNotify:      2 * time.Second,
+		MaxDBConnections:     30,
+		MaxUserConnections:   40,
+		ServerConnectTimeout: 3 * time.Second,
+		ServerLoginRetry:     250 * time.Millisecond,
+		MaxClientConn:        50,
+		Auth:                 AuthPassthrough,
+		AuthFile:             "/etc/pgvalve/userlist.txt",
+		ClientTLS: TLS{SSLMode: "disable", KeyFile: "server.key", CertFile: "server.crt", CAFile: "ca.crt",
+			Protocols: "tlsv1.3", Ciphers: "TLS_AES_128_GCM_SHA256"},
 		ServerResetQuery:       "",
 		MaxMessageSize:         65536,
 		ClientLoginTimeout:     0,
@@ -147,8 +158,8 @@ upstream = "postgres://main/main"
 		QueryTimeout:           30 * time.Second,
 		ClientIdleTimeout:      10 * time.Minute,
 		Databases: map[string]Database{
-			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 36},
-			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 41},
+			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 43},
+			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 48},
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {

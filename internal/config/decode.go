@@ -130,8 +130,28 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 			d.duration(path, val, &cfg.ClientIdleTimeout)
 		case "max_prepared_statements":
 			d.int(path, val, &cfg.MaxPreparedStatements)
-		case "auth":
+		case "auth", "auth_type":
+			if key == "auth" { // today's name: problems point at its line
+				d.lines["auth_type"] = d.lines["auth"]
+			}
 			d.str(path, val, (*string)(&cfg.Auth))
+			if cfg.Auth == "password" {
+				cfg.Auth = AuthPlain
+			}
+		case "auth_file":
+			d.str(path, val, &cfg.AuthFile)
+		case "client_tls_sslmode":
+			d.str(path, val, &cfg.ClientTLS.SSLMode)
+		case "client_tls_key_file":
+			d.str(path, val, &cfg.ClientTLS.KeyFile)
+		case "client_tls_cert_file":
+			d.str(path, val, &cfg.ClientTLS.CertFile)
+		case "client_tls_ca_file":
+			d.str(path, val, &cfg.ClientTLS.CAFile)
+		case "client_tls_protocols":
+			d.str(path, val, &cfg.ClientTLS.Protocols)
+		case "client_tls_ciphers":
+			d.str(path, val, &cfg.ClientTLS.Ciphers)
 		case "server_reset_query":
 			d.str(path, val, &cfg.ServerResetQuery)
 		case "max_message_size":

@@ -44,7 +44,14 @@ type setting struct {
 
 var settings = []setting{
 	{"listen", func(c Config) any { return c.Listen }, true},
-	{"auth", func(c Config) any { return c.Auth }, true},
+	{"auth_type", func(c Config) any { return c.Auth }, true},
+	{"auth_file", func(c Config) any { return c.AuthFile }, false},
+	{"client_tls_sslmode", func(c Config) any { return c.ClientTLS.SSLMode }, false},
+	{"client_tls_key_file", func(c Config) any { return c.ClientTLS.KeyFile }, false},
+	{"client_tls_cert_file", func(c Config) any { return c.ClientTLS.CertFile }, false},
+	{"client_tls_ca_file", func(c Config) any { return c.ClientTLS.CAFile }, false},
+	{"client_tls_protocols", func(c Config) any { return c.ClientTLS.Protocols }, false},
+	{"client_tls_ciphers", func(c Config) any { return c.ClientTLS.Ciphers }, false},
 	{"upstream", func(c Config) any { return c.Upstream }, false},
 	{"pool_mode", func(c Config) any { return c.PoolMode }, false},
 	{"pool_size", func(c Config) any { return c.PoolSize }, false},

@@ -47,6 +47,17 @@ func TestEverySettingIsCompared(t *testing.T) {
 		}
 		c := Default()
 		v := reflect.ValueOf(&c).Elem().Field(i)
+		if v.Kind() == reflect.Struct { // each of its string fields is a key
+			for j := range v.NumField() {
+				c := Default()
+				w := reflect.ValueOf(&c).Elem().Field(i).Field(j)
+				w.SetString(w.String() + "x")
+				if len(Diff(Default(), c)) != 1 {
+					t.Errorf("changing %s.%s is not one Change: %v", f.Name, v.Type().Field(j).Name, Diff(Default(), c))
+				}
+			}
+			continue
+		}
 		switch v.Kind() {
 		case reflect.String:
 			v.SetString(v.String() + "x")
@@ -79,7 +90,7 @@ func TestReloadedKeepsRestartOnlySettingsAndSaysARestartIsNeeded(t *testing.T) {
 	for _, c := range changes {
 		restart[c.Key] = c.Restart
 	}
-	want := map[string]bool{"listen": true, "auth": true, "pool_size": false}
+	want := map[string]bool{"listen": true, "auth_type": true, "pool_size": false}
 	if !reflect.DeepEqual(restart, want) {
 		t.Fatalf("changes %v; want restart flags %v", changes, want)
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -96,7 +97,11 @@ func (c Config) problems() []problem {
 		k.add(top("max_client_conn"), c.MaxClientConn == f.MaxClientConn, nil, "must be at least 1")
 	}
 	if !c.Auth.Valid() {
-		k.add(top("auth"), c.Auth == f.Auth, nil, "%q is not one of trust, passthrough", c.Auth)
+		k.add(top("auth_type"), c.Auth == f.Auth, nil, "%q is not one of trust, passthrough, scram-sha-256, md5, plain", c.Auth)
+	}
+	c.checkTLS(k, f)
+	if c.Auth.UsesAuthFile() && c.AuthFile == "" {
+		k.add(top("auth_file"), c.AuthFile == f.AuthFile, top("auth_type"), "auth_type %s checks clients against auth_file; set it", c.Auth)
 	}
 	if c.MaxMessageSize < MinMessageSize || c.MaxMessageSize > MaxMessageSizeLimit {
 		k.add(top("max_message_size"), c.MaxMessageSize == f.MaxMessageSize, nil,
@@ -192,4 +197,32 @@ func checkListen(s string) error {
 		return fmt.Errorf("invalid port %q", port)
 	}
 	return nil
+}
+
+// checkTLS checks client_tls_*: a known mode, and the files it needs.
+// Whether the files hold a usable key pair is checked when they are
+// loaded (internal/tlsconf).
+func (c Config) checkTLS(k *checker, f Config) {
+	top := func(key string) toml.Key { return toml.Key{key} }
+	t, ft := c.ClientTLS, f.ClientTLS
+	if !slices.Contains(SSLModes, t.SSLMode) {
+		k.add(top("client_tls_sslmode"), t.SSLMode == ft.SSLMode, nil, "%q is not one of %s", t.SSLMode, strings.Join(SSLModes, ", "))
+		return
+	}
+	if t.On() {
+		k.add(top("client_tls_sslmode"), t.SSLMode == ft.SSLMode, nil, "TLS to clients is not available yet: only disable")
+		return
+	}
+	if t.On() && (t.KeyFile == "" || t.CertFile == "") {
+		k.add(top("client_tls_cert_file"), t.CertFile == ft.CertFile, top("client_tls_sslmode"),
+			"client_tls_sslmode %s needs client_tls_key_file and client_tls_cert_file", t.SSLMode)
+	}
+	if t.VerifyPeer() && t.CAFile == "" {
+		k.add(top("client_tls_ca_file"), t.CAFile == ft.CAFile, top("client_tls_sslmode"),
+			"client_tls_sslmode %s checks client certificates against client_tls_ca_file; set it", t.SSLMode)
+	}
+	if c.Auth == AuthPlain && !t.Required() {
+		k.add(top("auth_type"), c.Auth == f.Auth, nil,
+			"auth_type plain sends passwords in cleartext: it needs client_tls_sslmode require or stricter")
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/pgvalve/pgvalve/internal/auth"
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/console"
 	"github.com/pgvalve/pgvalve/internal/reason"
@@ -31,6 +32,10 @@ type Config struct {
 	Lookup func(db, user string) (session.Route, bool)
 	// Verify proves a passthrough client's password against the upstream.
 	Verify func(ctx context.Context, db, user, password string) error
+	// Users is auth_file as it is now (reloads replace it); Decoy keys the
+	// fake SCRAM verifier of users it does not list.
+	Users func() *auth.Userlist
+	Decoy []byte
 	// Console serves a logged-in client of the admin console instead of
 	// the relay (see handoff). nil: there is no console yet, and its
 	// database names are ordinary databases.
@@ -121,7 +126,7 @@ func (d *door) run(ctx context.Context, status *session.Status) error {
 	route, ok := d.cfg.Lookup(c.Database, c.User)
 	if !ok {
 		d.cfg.Relay.Fatal(d.conn, reason.NoSuchDatabase, c.Database)
-		d.refused(c, reason.NoSuchDatabase.Code(), reason.NoSuchDatabase.Message(c.Database))
+		d.refused(reason.NoSuchDatabase.Code(), reason.NoSuchDatabase.Message(c.Database))
 		return errNoRoute(c.Database)
 	}
 	if route.Leave != nil {

@@ -99,24 +99,65 @@ func (d *door) negotiate(st *wire.Startup) ([]wire.Param, error) {
 }
 
 // authenticate proves who the client is: trust lets everyone in;
-// passthrough asks for a cleartext password and has the upstream check it.
-// TLS and SCRAM will plug in here.
+// passthrough asks for a cleartext password and has the upstream check it;
+// scram-sha-256, md5 and plain check the client against auth_file here,
+// costing the server nothing. TLS will plug in here.
 func (d *door) authenticate(ctx context.Context, c session.Client) error {
-	if d.cfg.Auth != config.AuthPassthrough {
+	switch d.cfg.Auth {
+	case config.AuthTrust:
 		return nil
+	case config.AuthPassthrough:
+		return d.passthrough(ctx, c)
 	}
+	secret, found := d.cfg.Users().Lookup(c.User)
+	x := auth.Exchange{W: d.conn, R: c.Reader, User: c.User, Secret: secret, Found: found, Decoy: d.cfg.Decoy}
+	var err error
+	switch d.cfg.Auth {
+	case config.AuthSCRAM:
+		err = x.SCRAM()
+	case config.AuthMD5:
+		err = x.MD5()
+	case config.AuthPlain:
+		// A cleartext password only over TLS, which pgvalve does not speak
+		// to clients yet.
+		d.cfg.Relay.Fatal(d.conn, reason.CleartextNeedsTLS)
+		d.refused(reason.CleartextNeedsTLS.Code(), reason.CleartextNeedsTLS.Log())
+		return errors.New(reason.CleartextNeedsTLS.Message())
+	}
+	return d.authFailed(c, err)
+}
+
+// authFailed answers a failed exchange: 28P01 with one message for every
+// failed proof, 08P01 for a client that broke the exchange.
+func (d *door) authFailed(c session.Client, err error) error {
+	var pe *auth.ProtocolError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, auth.ErrFailed):
+		d.cfg.Relay.Fatal(d.conn, reason.AuthFailed, c.User)
+		d.refused(reason.AuthFailed.Code(), reason.AuthFailed.Log())
+	case errors.As(err, &pe):
+		d.cfg.Relay.Fatal(d.conn, reason.AuthProtocol, pe.Error())
+		d.refused(reason.AuthProtocol.Code(), pe.Error())
+	}
+	return err
+}
+
+// passthrough asks for a cleartext password and has the upstream check it.
+func (d *door) passthrough(ctx context.Context, c session.Client) error {
 	pw, err := auth.RequestPassword(d.conn, c.Reader)
 	if err != nil {
 		if errors.Is(err, auth.ErrNoPassword) {
 			d.cfg.Relay.Fatal(d.conn, reason.EmptyPassword, c.User)
-			d.refused(c, reason.EmptyPassword.Code(), reason.EmptyPassword.Log())
+			d.refused(reason.EmptyPassword.Code(), reason.EmptyPassword.Log())
 		}
 		return err
 	}
 	if err := d.cfg.Verify(ctx, c.Database, c.User, pw); err != nil {
 		d.cfg.Relay.SendError(d.conn, wire.SeverityFatal, err)
 		_, code, msg := session.Classify(err)
-		d.refused(c, code, msg)
+		d.refused(code, msg)
 		return err
 	}
 	return nil
@@ -136,10 +177,10 @@ func (d *door) forwardCancel(ctx context.Context, req pgproto3.CancelRequest) er
 }
 
 // errNoRoute is why a client of an unknown database was refused.
-// refused logs a login pgvalve refused: who, from where, and the SQLSTATE
-// and text the client was told (never a password).
-func (d *door) refused(c session.Client, code, why string) {
-	d.log.Info("login refused", "user", c.User, "database", c.Database, "code", code, "reason", why)
+// refused logs a login pgvalve refused: the SQLSTATE and text the client
+// was told (never a password); d.log names the client, user and database.
+func (d *door) refused(code, why string) {
+	d.log.Info("login refused", "code", code, "reason", why)
 }
 
 func errNoRoute(db string) error { return fmt.Errorf("no route for database %q", db) }

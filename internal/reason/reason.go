@@ -44,6 +44,9 @@ const (
 	BadStartupParam
 	NoSuchDatabase
 	EmptyPassword
+	AuthFailed
+	AuthProtocol
+	CleartextNeedsTLS
 	TooManyClients
 	Panic
 	ProtocolViolation
@@ -129,6 +132,9 @@ var table = [count]entry{
 	BadStartupParam:     {Client, "bad_startup_param", wire.CodeProtocolViolation, "%v", "bad startup parameter"},
 	NoSuchDatabase:      {Client, "no_such_database", wire.CodeInvalidCatalogName, "no such database: %s", "no route for database"},
 	EmptyPassword:       {Client, "empty_password", wire.CodeInvalidPassword, "password authentication failed for user %q", "empty password"},
+	AuthFailed:          {Client, "auth_failed", wire.CodeInvalidPassword, "password authentication failed for user %q", "password authentication failed"},
+	AuthProtocol:        {Client, "auth_protocol", wire.CodeProtocolViolation, "%s", "authentication exchange broken by the client"},
+	CleartextNeedsTLS:   {Client, "cleartext_needs_tls", wire.CodeInvalidAuthSpec, "auth_type plain sends the password in cleartext and needs a TLS connection, which pgvalve does not offer yet", "cleartext password without TLS"},
 	TooManyClients:      {Client, "max_client_conn", wire.CodeTooManyConnections, "no more connections allowed (max_client_conn)", "over max_client_conn"},
 	Panic:               {Client, "panic", wire.CodeInternalError, "internal error in pgvalve", "session panic"},
 	ProtocolViolation:   {Client, "protocol_violation", wire.CodeProtocolViolation, "%v", "protocol violation"},
