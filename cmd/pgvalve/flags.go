@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/auth"
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/tlsconf"
 )
 
 // runOpts are run-time choices that are not configuration.
@@ -41,6 +42,21 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 	authMode := fs.String("auth-type", string(def.Auth), "client authentication: trust, passthrough, scram-sha-256, md5 or plain")
 	fs.Var(aliasOf{fs.Lookup("auth-type")}, "auth", "the same as --auth-type")
 	authFile := fs.String("auth-file", def.AuthFile, "users and their secrets, in PgBouncer's userlist.txt format")
+	tlsFlags := map[string]*string{}
+	for _, f := range []struct {
+		name string
+		def  string
+		help string
+	}{
+		{"client-tls-sslmode", def.ClientTLS.SSLMode, "TLS to clients: disable, allow, prefer, require, verify-ca or verify-full"},
+		{"client-tls-key-file", def.ClientTLS.KeyFile, "private key of pgvalve's certificate for clients (PEM)"},
+		{"client-tls-cert-file", def.ClientTLS.CertFile, "pgvalve's certificate for clients (PEM)"},
+		{"client-tls-ca-file", def.ClientTLS.CAFile, "CA that signs client certificates (PEM)"},
+		{"client-tls-protocols", def.ClientTLS.Protocols, "secure (TLS 1.2 and 1.3), all, or a list such as tlsv1.3"},
+		{"client-tls-ciphers", def.ClientTLS.Ciphers, "default, or IANA cipher suite names separated by ':'"},
+	} {
+		tlsFlags[f.name] = fs.String(f.name, f.def, f.help)
+	}
 	logLevel := fs.String("log-level", def.LogLevel, "debug, info, warn or error")
 	logFormat := fs.String("log-format", def.LogFormat, "log lines as text or json")
 	slow := seconds(def.LogSlowQuery)
@@ -66,22 +82,28 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 		}
 	}
 	set := map[string]func(){
-		"listen":             func() { cfg.Listen = *listen },
-		"upstream":           func() { cfg.Upstream = *upstream },
-		"pool-mode":          func() { cfg.PoolMode = config.PoolMode(*mode) },
-		"pool-size":          func() { cfg.PoolSize = *size },
-		"query-wait-timeout": func() { cfg.QueryWaitTimeout = time.Duration(wait) },
-		"max-client-conn":    func() { cfg.MaxClientConn = *maxClients },
-		"auth-type":          func() { cfg.Auth = config.AuthMode(*authMode) },
-		"auth":               func() { cfg.Auth = config.AuthMode(*authMode) },
-		"auth-file":          func() { cfg.AuthFile = *authFile },
-		"log-level":          func() { cfg.LogLevel = *logLevel },
-		"log-format":         func() { cfg.LogFormat = *logFormat },
-		"log-slow-query":     func() { cfg.LogSlowQuery = time.Duration(slow) },
-		"log-query-text":     func() { cfg.LogQueryText = *queryText },
-		"admin-users":        func() { cfg.AdminUsers = config.SplitNames(*adminUsers) },
-		"stats-users":        func() { cfg.StatsUsers = config.SplitNames(*statsUsers) },
-		"metrics-listen":     func() { cfg.MetricsListen = *metricsListen },
+		"listen":               func() { cfg.Listen = *listen },
+		"upstream":             func() { cfg.Upstream = *upstream },
+		"pool-mode":            func() { cfg.PoolMode = config.PoolMode(*mode) },
+		"pool-size":            func() { cfg.PoolSize = *size },
+		"query-wait-timeout":   func() { cfg.QueryWaitTimeout = time.Duration(wait) },
+		"max-client-conn":      func() { cfg.MaxClientConn = *maxClients },
+		"auth-type":            func() { cfg.Auth = config.AuthMode(*authMode) },
+		"auth":                 func() { cfg.Auth = config.AuthMode(*authMode) },
+		"auth-file":            func() { cfg.AuthFile = *authFile },
+		"client-tls-sslmode":   func() { cfg.ClientTLS.SSLMode = *tlsFlags["client-tls-sslmode"] },
+		"client-tls-key-file":  func() { cfg.ClientTLS.KeyFile = *tlsFlags["client-tls-key-file"] },
+		"client-tls-cert-file": func() { cfg.ClientTLS.CertFile = *tlsFlags["client-tls-cert-file"] },
+		"client-tls-ca-file":   func() { cfg.ClientTLS.CAFile = *tlsFlags["client-tls-ca-file"] },
+		"client-tls-protocols": func() { cfg.ClientTLS.Protocols = *tlsFlags["client-tls-protocols"] },
+		"client-tls-ciphers":   func() { cfg.ClientTLS.Ciphers = *tlsFlags["client-tls-ciphers"] },
+		"log-level":            func() { cfg.LogLevel = *logLevel },
+		"log-format":           func() { cfg.LogFormat = *logFormat },
+		"log-slow-query":       func() { cfg.LogSlowQuery = time.Duration(slow) },
+		"log-query-text":       func() { cfg.LogQueryText = *queryText },
+		"admin-users":          func() { cfg.AdminUsers = config.SplitNames(*adminUsers) },
+		"stats-users":          func() { cfg.StatsUsers = config.SplitNames(*statsUsers) },
+		"metrics-listen":       func() { cfg.MetricsListen = *metricsListen },
 	}
 	fs.Visit(func(f *flag.Flag) {
 		if apply, ok := set[f.Name]; ok {
@@ -98,6 +120,9 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 		if _, err := auth.LoadUserlist(cfg.AuthFile); err != nil {
 			return config.Config{}, opts, fmt.Errorf("auth_file: %w", err)
 		}
+	}
+	if _, err := tlsconf.NewServer(cfg.ClientTLS); err != nil {
+		return config.Config{}, opts, err
 	}
 	if cfg.Upstream == "" && len(cfg.Databases) == 0 {
 		return cfg, opts, errNoUpstream

@@ -27,7 +27,10 @@ type server struct {
 // reloads the configuration, SIGUSR1 pauses (PgBouncer's PAUSE), SIGUSR2
 // resumes; none of these three ever ends pgvalve.
 func (s *server) serve() error {
-	a := app.New(s.cfg, s.log)
+	a, err := app.New(s.cfg, s.log)
+	if err != nil {
+		return err
+	}
 	// The console's RELOAD and SHUTDOWN run here, in the signal loop, so
 	// they never race SIGHUP or SIGTERM.
 	loop, leftLoop := context.WithCancel(context.Background())

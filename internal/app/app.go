@@ -23,6 +23,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/observe"
 	"github.com/pgvalve/pgvalve/internal/pool"
 	"github.com/pgvalve/pgvalve/internal/session"
+	"github.com/pgvalve/pgvalve/internal/tlsconf"
 )
 
 // App is one running pgvalve.
@@ -36,6 +37,7 @@ type App struct {
 	hooks     Hooks     // the owner's, for the console
 	passwords *auth.Passwords
 	users     atomic.Pointer[auth.Userlist] // auth_file; reloads replace it
+	tls       atomic.Pointer[tlsconf.Server] // client_tls_*; nil when off
 	// maxClients is max_client_conn, read at every accept.
 	maxClients atomic.Int64
 
@@ -85,8 +87,10 @@ type entry struct {
 // storm, short enough that a revoked password stops working within seconds.
 const passwordFresh = 2 * time.Second
 
-// New builds an App from a validated configuration.
-func New(cfg config.Config, log *slog.Logger) *App {
+// New builds an App from a validated configuration; it fails when the
+// files the configuration names (auth_file, TLS keys and certificates)
+// cannot be loaded.
+func New(cfg config.Config, log *slog.Logger) (*App, error) {
 	a := &App{log: log, listen: cfg.Listen, auth: cfg.Auth, passwords: auth.NewPasswords(passwordFresh),
 		clients: newRegistry(), served: make(chan struct{})}
 	a.maxClients.Store(int64(cfg.MaxClientConn))
@@ -113,10 +117,13 @@ func New(cfg config.Config, log *slog.Logger) *App {
 		Verify: a.verify,
 		Users:  a.users.Load,
 		Decoy:  decoyKey(),
+		TLS:    a.tls.Load,
 	}
-	a.loadUsers(cfg)
 	a.front.Console = a.serveConsole
-	return a
+	if err := a.loadFiles(cfg); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 // decoyKey is a fresh random key for the fake verifiers of unknown users.
@@ -126,22 +133,27 @@ func decoyKey() []byte {
 	return k
 }
 
-// loadUsers reads cfg's auth_file, at start and on reload. A file that
-// cannot be read leaves the users as they were (none at start), and says
-// so; cmd checks the file before starting, so a bad one stops pgvalve
-// there.
-func (a *App) loadUsers(cfg config.Config) {
-	if cfg.AuthFile == "" {
-		a.users.Store(nil)
-		return
+// loadFiles reads the files cfg names, at start and on reload: auth_file
+// and the TLS key, certificate and CA. All load or none is put in force,
+// so a reload with a bad file changes nothing of them (and says so).
+func (a *App) loadFiles(cfg config.Config) error {
+	var users *auth.Userlist
+	if cfg.AuthFile != "" {
+		var err error
+		if users, err = auth.LoadUserlist(cfg.AuthFile); err != nil {
+			return fmt.Errorf("auth_file: %w", err)
+		}
 	}
-	u, err := auth.LoadUserlist(cfg.AuthFile)
+	srv, err := tlsconf.NewServer(cfg.ClientTLS)
 	if err != nil {
-		a.log.Error("auth_file not loaded; the users stay as they were", "err", err)
-		return
+		return err
 	}
-	a.users.Store(u)
-	a.log.Info("auth_file loaded", "file", cfg.AuthFile, "users", u.Len())
+	a.users.Store(users)
+	a.tls.Store(srv)
+	if users != nil {
+		a.log.Info("auth_file loaded", "file", cfg.AuthFile, "users", users.Len())
+	}
+	return nil
 }
 
 // liveSettings are the session settings of cfg.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -169,4 +170,44 @@ func TestTheConsoleLogsInWithSCRAM(t *testing.T) {
 	if rows := show(t, c, "SHOW VERSION"); len(rows) != 1 {
 		t.Fatalf("SHOW VERSION: %v", rows)
 	}
+}
+
+// A client whose login outlasts client_login_timeout is told so (08P01,
+// naming the setting) whether it sent nothing or stopped in the middle of
+// SCRAM, instead of being closed silently.
+func TestALoginThatTimesOutIsToldWhy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "userlist.txt")
+	if err := os.WriteFile(path, []byte(entry(cluster.User, cluster.Password)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := txnConfig(1)
+	cfg.Auth, cfg.AuthFile = config.AuthSCRAM, path
+	cfg.ClientLoginTimeout = 200 * time.Millisecond
+	s := valvetest.Start(t, cfg)
+
+	silent := dialRaw(t, s)
+	if e := silent.expectFatalThenEOF("08P01"); !strings.Contains(e.Message, "client_login_timeout") {
+		t.Errorf("silent client told %q; want client_login_timeout named", e.Message)
+	}
+	halfway := dialRaw(t, s)
+	halfway.startup(pgproto3.ProtocolVersion30, testUserParams())
+	if _, ok := halfway.receive().(*pgproto3.AuthenticationSASL); !ok {
+		t.Fatal("no SASL request")
+	}
+	halfway.expectFatalThenEOF("08P01")
+}
+
+// Garbage in place of a passthrough password gets 08P01, not a closed
+// socket.
+func TestGarbageInPlaceOfAPasswordGets08P01(t *testing.T) {
+	cfg := sessionConfig(1)
+	cfg.Auth = config.AuthPassthrough
+	s := valvetest.Start(t, cfg)
+	c := dialRaw(t, s)
+	c.startup(pgproto3.ProtocolVersion30, testUserParams())
+	if _, ok := c.receive().(*pgproto3.AuthenticationCleartextPassword); !ok {
+		t.Fatal("no password request")
+	}
+	c.write([]byte("this is not a message at all"))
+	c.expectFatalThenEOF("08P01")
 }

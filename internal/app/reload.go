@@ -50,7 +50,9 @@ func (a *App) Reload(next config.Config) []config.Change {
 
 	a.env.SetLive(liveSettings(cfg))
 	a.maxClients.Store(int64(cfg.MaxClientConn))
-	a.loadUsers(cfg)
+	if err := a.loadFiles(cfg); err != nil {
+		a.log.Error("reload: files not loaded; auth_file and TLS stay as they were", "err", err)
+	}
 	for _, t := range tunes {
 		t.pool.Reconfigure(t.set)
 	}

@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
-	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -32,17 +31,20 @@ func RequestPassword(w io.Writer, rd *wire.Reader) (string, error) {
 		return "", err
 	}
 	typ, body, err := rd.ReadMessage()
+	if _, big := errors.AsType[*wire.ErrTooLarge](err); big {
+		return "", protocolErr("password message too long")
+	}
 	if err != nil {
 		return "", err
 	}
 	if typ != 'p' {
-		return "", fmt.Errorf("auth: expected a password message, got %q", typ)
+		return "", protocolErr("expected a password message, got message type %q", typ)
 	}
 	if len(body) > maxPassword+1 {
-		return "", fmt.Errorf("auth: password message of %d bytes is too long", len(body))
+		return "", protocolErr("password message of %d bytes is too long", len(body))
 	}
 	if len(body) == 0 || body[len(body)-1] != 0 {
-		return "", errors.New("auth: malformed password message")
+		return "", protocolErr("invalid password packet")
 	}
 	pw := string(body[:len(body)-1])
 	if pw == "" {

@@ -49,6 +49,9 @@ type Exchange struct {
 	// Decoy keys the fake verifier of unknown users, so that the same
 	// unknown name always gets the same salt, as a real one would.
 	Decoy []byte
+	// Binding is the TLS connection's channel binding (nil without TLS):
+	// SCRAM-SHA-256-PLUS is offered with it.
+	Binding *scram.ChannelBinding
 }
 
 // SCRAM runs SCRAM-SHA-256 (without channel binding) against the stored
@@ -65,8 +68,11 @@ func (x Exchange) SCRAM() error {
 	if err != nil {
 		return err
 	}
-	c := server.NewConversation()
-	if err := x.send(&pgproto3.AuthenticationSASL{AuthMechanisms: []string{"SCRAM-SHA-256"}}); err != nil {
+	mechs := []string{"SCRAM-SHA-256"}
+	if x.Binding != nil {
+		mechs = []string{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"} // PostgreSQL's order
+	}
+	if err := x.send(&pgproto3.AuthenticationSASL{AuthMechanisms: mechs}); err != nil {
 		return err
 	}
 	body, err := x.read("SASLInitialResponse")
@@ -74,7 +80,20 @@ func (x Exchange) SCRAM() error {
 		return err
 	}
 	var first pgproto3.SASLInitialResponse
-	if err := first.Decode(body); err != nil || first.AuthMechanism != "SCRAM-SHA-256" {
+	if err := first.Decode(body); err != nil {
+		return protocolErr("malformed SASLInitialResponse")
+	}
+	var c *scram.ServerConversation
+	switch {
+	case first.AuthMechanism == "SCRAM-SHA-256-PLUS" && x.Binding != nil:
+		c = server.NewConversationWithChannelBindingRequired(*x.Binding)
+	case first.AuthMechanism == "SCRAM-SHA-256" && x.Binding != nil:
+		// Without binding, but a client saying it could bind ('y') while
+		// pgvalve offers it is a downgrade, and is refused.
+		c = server.NewConversationWithChannelBinding(*x.Binding)
+	case first.AuthMechanism == "SCRAM-SHA-256":
+		c = server.NewConversation()
+	default:
 		return protocolErr("client selected an invalid SASL authentication mechanism")
 	}
 	out, err := c.Step(string(first.Data))

@@ -209,10 +209,6 @@ func (c Config) checkTLS(k *checker, f Config) {
 		k.add(top("client_tls_sslmode"), t.SSLMode == ft.SSLMode, nil, "%q is not one of %s", t.SSLMode, strings.Join(SSLModes, ", "))
 		return
 	}
-	if t.On() {
-		k.add(top("client_tls_sslmode"), t.SSLMode == ft.SSLMode, nil, "TLS to clients is not available yet: only disable")
-		return
-	}
 	if t.On() && (t.KeyFile == "" || t.CertFile == "") {
 		k.add(top("client_tls_cert_file"), t.CertFile == ft.CertFile, top("client_tls_sslmode"),
 			"client_tls_sslmode %s needs client_tls_key_file and client_tls_cert_file", t.SSLMode)

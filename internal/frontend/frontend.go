@@ -8,16 +8,20 @@ package frontend
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"runtime/debug"
 	"time"
+
+	"github.com/xdg-go/scram"
 
 	"github.com/pgvalve/pgvalve/internal/auth"
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/console"
 	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/session"
+	"github.com/pgvalve/pgvalve/internal/tlsconf"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
@@ -36,6 +40,8 @@ type Config struct {
 	// fake SCRAM verifier of users it does not list.
 	Users func() *auth.Userlist
 	Decoy []byte
+	// TLS is the TLS offered to clients now (nil: none; reloads replace it).
+	TLS func() *tlsconf.Server
 	// Console serves a logged-in client of the admin console instead of
 	// the relay (see handoff). nil: there is no console yet, and its
 	// database names are ordinary databases.
@@ -45,8 +51,29 @@ type Config struct {
 // door is one client at the front door.
 type door struct {
 	cfg  *Config
-	conn net.Conn
+	conn net.Conn // the TLS connection once tls is set
 	log  *slog.Logger
+	// tlsSrv is the TLS configuration this client is offered (nil: none);
+	// tls says the connection is encrypted, binding is its SCRAM channel
+	// binding (tls-server-end-point).
+	tlsSrv  *tlsconf.Server
+	tls     bool
+	binding *scram.ChannelBinding
+	// loginBy is when client_login_timeout ends the login; handedOff says
+	// the login is over (the relay or console has the client).
+	loginBy   time.Time
+	handedOff bool
+}
+
+// loginTimedOut tells a client whose login outlasted client_login_timeout
+// why it is closed, and logs it, instead of closing it silently.
+func (d *door) loginTimedOut(err error, limit time.Duration) {
+	var ne net.Error
+	if err == nil || d.handedOff || !errors.As(err, &ne) || !ne.Timeout() || time.Now().Before(d.loginBy) {
+		return // not the login deadline (a drain also wakes reads)
+	}
+	d.cfg.Relay.Fatal(d.conn, reason.LoginTimeout, limit)
+	d.log.Info(reason.LoginTimeout.Log(), "client_login_timeout", limit)
 }
 
 // Serve runs a client connection to its end and closes it: the front door,
@@ -82,7 +109,7 @@ func Refuse(cfg *Config, conn net.Conn) {
 		// A full house is when a runaway query most needs cancelling.
 		_ = d.forwardCancel(context.Background(), st.Cancel)
 	default:
-		d.cfg.Relay.Fatal(conn, reason.TooManyClients)
+		d.cfg.Relay.Fatal(d.conn, reason.TooManyClients)
 		user, _ := st.Get("user")
 		d.log.Info("login refused", "client", conn.RemoteAddr().String(), "user", user,
 			"code", reason.TooManyClients.Code(), "reason", reason.TooManyClients.Log())
@@ -90,10 +117,12 @@ func Refuse(cfg *Config, conn net.Conn) {
 }
 
 // run is the front door, top to bottom.
-func (d *door) run(ctx context.Context, status *session.Status) error {
+func (d *door) run(ctx context.Context, status *session.Status) (err error) {
 	live := d.cfg.Relay.Live()
 	if live.LoginTimeout > 0 {
-		_ = d.conn.SetDeadline(time.Now().Add(live.LoginTimeout))
+		d.loginBy = time.Now().Add(live.LoginTimeout)
+		_ = d.conn.SetDeadline(d.loginBy)
+		defer func() { d.loginTimedOut(err, live.LoginTimeout) }()
 	}
 	// A drain (graceful shutdown) ends a client still logging in; the
 	// relay watches for it itself once the client is handed over.
@@ -112,6 +141,12 @@ func (d *door) run(ctx context.Context, status *session.Status) error {
 	if err != nil {
 		return err
 	}
+	if d.tlsSrv != nil && d.tlsSrv.Settings().Required() && !d.tls {
+		host, _, _ := net.SplitHostPort(d.conn.RemoteAddr().String())
+		d.cfg.Relay.Fatal(d.conn, reason.TLSRequired, host, c.User, c.Database)
+		d.refused(reason.TLSRequired.Code(), reason.TLSRequired.Log())
+		return errors.New(reason.TLSRequired.Log())
+	}
 	status.SetLogin(session.Login{User: c.User, Database: c.Database, ApplicationName: appName(c.Params)})
 	c.Status = status
 	c.Sock = wire.NewSocket(d.conn)
@@ -121,6 +156,7 @@ func (d *door) run(ctx context.Context, status *session.Status) error {
 			return err
 		}
 		_ = d.conn.SetDeadline(time.Time{})
+		d.handedOff = true
 		return d.cfg.Console(ctx, c)
 	}
 	route, ok := d.cfg.Lookup(c.Database, c.User)
@@ -136,6 +172,7 @@ func (d *door) run(ctx context.Context, status *session.Status) error {
 		return err
 	}
 	_ = d.conn.SetDeadline(time.Time{})
+	d.handedOff = true
 	c.Route = route
 	return session.Run(ctx, d.cfg.Relay, c)
 }

@@ -17,28 +17,6 @@ import (
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
-// readStartup reads packets until a StartupMessage or CancelRequest,
-// declining SSL and GSS encryption.
-func (d *door) readStartup() (*wire.Startup, error) {
-	for {
-		st, err := wire.ReadStartup(d.conn)
-		if err != nil {
-			if errors.Is(err, wire.ErrBadStartup) {
-				d.cfg.Relay.Fatal(d.conn, reason.BadStartup)
-			}
-			return nil, err
-		}
-		switch st.Kind {
-		case wire.KindSSLRequest, wire.KindGSSENCRequest:
-			if _, err := d.conn.Write([]byte{'N'}); err != nil {
-				return nil, err
-			}
-		default:
-			return st, nil
-		}
-	}
-}
-
 // checkStartup validates a StartupMessage and returns the client it names,
 // with the settings to apply on its servers.
 func (d *door) checkStartup(st *wire.Startup) (session.Client, error) {
@@ -110,7 +88,7 @@ func (d *door) authenticate(ctx context.Context, c session.Client) error {
 		return d.passthrough(ctx, c)
 	}
 	secret, found := d.cfg.Users().Lookup(c.User)
-	x := auth.Exchange{W: d.conn, R: c.Reader, User: c.User, Secret: secret, Found: found, Decoy: d.cfg.Decoy}
+	x := auth.Exchange{W: d.conn, R: c.Reader, User: c.User, Secret: secret, Found: found, Decoy: d.cfg.Decoy, Binding: d.binding}
 	var err error
 	switch d.cfg.Auth {
 	case config.AuthSCRAM:
@@ -118,11 +96,12 @@ func (d *door) authenticate(ctx context.Context, c session.Client) error {
 	case config.AuthMD5:
 		err = x.MD5()
 	case config.AuthPlain:
-		// A cleartext password only over TLS, which pgvalve does not speak
-		// to clients yet.
-		d.cfg.Relay.Fatal(d.conn, reason.CleartextNeedsTLS)
-		d.refused(reason.CleartextNeedsTLS.Code(), reason.CleartextNeedsTLS.Log())
-		return errors.New(reason.CleartextNeedsTLS.Message())
+		if !d.tls { // the configuration requires TLS; this guards it
+			d.cfg.Relay.Fatal(d.conn, reason.CleartextNeedsTLS)
+			d.refused(reason.CleartextNeedsTLS.Code(), reason.CleartextNeedsTLS.Log())
+			return errors.New(reason.CleartextNeedsTLS.Message())
+		}
+		err = x.Cleartext()
 	}
 	return d.authFailed(c, err)
 }
@@ -151,8 +130,9 @@ func (d *door) passthrough(ctx context.Context, c session.Client) error {
 		if errors.Is(err, auth.ErrNoPassword) {
 			d.cfg.Relay.Fatal(d.conn, reason.EmptyPassword, c.User)
 			d.refused(reason.EmptyPassword.Code(), reason.EmptyPassword.Log())
+			return err
 		}
-		return err
+		return d.authFailed(c, err)
 	}
 	if err := d.cfg.Verify(ctx, c.Database, c.User, pw); err != nil {
 		d.cfg.Relay.SendError(d.conn, wire.SeverityFatal, err)

@@ -38,12 +38,15 @@ const (
 	ClientGone
 	CancelRequest
 	BadStartup
+	UnencryptedAfterSSL
+	TLSRequired
 	UnsupportedProtocol
 	NoUser
 	Replication
 	BadStartupParam
 	NoSuchDatabase
 	EmptyPassword
+	LoginTimeout
 	AuthFailed
 	AuthProtocol
 	CleartextNeedsTLS
@@ -126,15 +129,18 @@ var table = [count]entry{
 	ClientGone:          {Client, "client_gone", "", "", "client connection closed or failed"},
 	CancelRequest:       {Client, "cancel_request", "", "", "cancel request handled"},
 	BadStartup:          {Client, "bad_startup", wire.CodeProtocolViolation, "invalid startup packet layout", "invalid startup packet"},
+	UnencryptedAfterSSL: {Client, "unencrypted_after_ssl", wire.CodeProtocolViolation, "received unencrypted data after SSL request", "cleartext bytes after SSLRequest"},
+	TLSRequired:         {Client, "tls_required", wire.CodeInvalidAuthSpec, "no pg_hba.conf entry for host %q, user %q, database %q, no encryption", "client without TLS under client_tls_sslmode require"},
 	UnsupportedProtocol: {Client, "unsupported_protocol", wire.CodeFeatureNotSupported, "unsupported frontend protocol %d.%d: server supports 3.0", "unsupported protocol"},
 	NoUser:              {Client, "no_user", wire.CodeInvalidAuthSpec, "no PostgreSQL user name specified in startup packet", "no user name"},
 	Replication:         {Client, "replication", wire.CodeFeatureNotSupported, "replication connections are not supported by pgvalve", "replication connection"},
 	BadStartupParam:     {Client, "bad_startup_param", wire.CodeProtocolViolation, "%v", "bad startup parameter"},
 	NoSuchDatabase:      {Client, "no_such_database", wire.CodeInvalidCatalogName, "no such database: %s", "no route for database"},
 	EmptyPassword:       {Client, "empty_password", wire.CodeInvalidPassword, "password authentication failed for user %q", "empty password"},
+	LoginTimeout:        {Client, "login_timeout", wire.CodeProtocolViolation, "login not finished within client_login_timeout (%s)", "client_login_timeout expired"},
 	AuthFailed:          {Client, "auth_failed", wire.CodeInvalidPassword, "password authentication failed for user %q", "password authentication failed"},
 	AuthProtocol:        {Client, "auth_protocol", wire.CodeProtocolViolation, "%s", "authentication exchange broken by the client"},
-	CleartextNeedsTLS:   {Client, "cleartext_needs_tls", wire.CodeInvalidAuthSpec, "auth_type plain sends the password in cleartext and needs a TLS connection, which pgvalve does not offer yet", "cleartext password without TLS"},
+	CleartextNeedsTLS:   {Client, "cleartext_needs_tls", wire.CodeInvalidAuthSpec, "auth_type plain sends the password in cleartext and needs a TLS connection", "cleartext password without TLS"},
 	TooManyClients:      {Client, "max_client_conn", wire.CodeTooManyConnections, "no more connections allowed (max_client_conn)", "over max_client_conn"},
 	Panic:               {Client, "panic", wire.CodeInternalError, "internal error in pgvalve", "session panic"},
 	ProtocolViolation:   {Client, "protocol_violation", wire.CodeProtocolViolation, "%v", "protocol violation"},

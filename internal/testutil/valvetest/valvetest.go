@@ -60,7 +60,10 @@ func start(t testing.TB, cfg config.Config, knobs *session.Knobs, logs io.Writer
 		h = slog.NewMultiHandler(h, slog.NewJSONHandler(logs, opts))
 	}
 	log := slog.New(h)
-	a := app.New(cfg, log)
+	a, err := app.New(cfg, log)
+	if err != nil {
+		t.Fatalf("valvetest: %v", err)
+	}
 	a.SetKnobs(knobs)
 	ln, err := a.Listen()
 	if err != nil {
