@@ -36,7 +36,7 @@ type App struct {
 	clients   *registry // live sessions, for Sessions
 	hooks     Hooks     // the owner's, for the console
 	passwords *auth.Passwords
-	users     atomic.Pointer[auth.Userlist] // auth_file; reloads replace it
+	users     atomic.Pointer[auth.Userlist]  // auth_file; reloads replace it
 	tls       atomic.Pointer[tlsconf.Server] // client_tls_*; nil when off
 	// maxClients is max_client_conn, read at every accept.
 	maxClients atomic.Int64
