@@ -127,6 +127,10 @@ func dialConfig(c config.Config, route config.Database, db, user string) (backen
 	if up.User == "" || up.User == cfg.User {
 		cfg.Password = up.Password
 	}
+	// Without a password in the URL, PGPASSWORD or the password file may
+	// supply it, as for psql; never in passthrough, whose password is the
+	// client's own.
+	cfg.EnvPassword = c.Auth != config.AuthPassthrough
 	return cfg, nil
 }
 

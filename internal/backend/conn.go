@@ -32,7 +32,11 @@ type Config struct {
 	Port     int
 	User     string
 	Password string
-	Database string
+	// EnvPassword lets an empty Password come from pgvalve's environment,
+	// as libpq's does: PGPASSWORD, or the password file (PGPASSFILE,
+	// ~/.pgpass). Off, an empty Password is sent as empty.
+	EnvPassword bool
+	Database    string
 	// Params are extra libpq keywords (sslmode, connect_timeout, ...) or
 	// runtime parameters (application_name, options, ...) from the upstream URL.
 	Params map[string]string
@@ -176,7 +180,7 @@ func connString(cfg Config) string {
 	for k, v := range kv {
 		// An empty value the URL names explicitly is kept, so pgconn does
 		// not fill it from the environment.
-		if _, named := cfg.Params[k]; v == "" && !named && k != "password" {
+		if _, named := cfg.Params[k]; v == "" && !named && (k != "password" || cfg.EnvPassword) {
 			continue
 		}
 		b.WriteString(k)
