@@ -16,7 +16,7 @@ deps:
 	./scripts/ensure-deps.sh
 
 run: deps build
-	./$(BIN) demo
+	./$(BIN) demo $(DEMO_FLAGS)
 
 # The cross-builds keep Linux-only system calls behind build tags
 # (internal/wire/peek_linux.go); they need only the module cache.

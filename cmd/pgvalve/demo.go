@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
+	"slices"
 
 	"github.com/pgvalve/pgvalve/internal/pgcluster"
 )
@@ -13,6 +15,8 @@ import (
 // cmdDemo runs pgvalve in front of a throwaway PostgreSQL (or the given
 // --upstream), prints how to connect, and cleans up on Ctrl-C or SIGTERM.
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
+	secured := slices.Contains(args, secureFlag)
+	args = slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == secureFlag })
 	cfg, err := loadConfig("demo", args, stderr)
 	if err != nil && !errors.Is(err, errNoUpstream) {
 		if errors.Is(err, flag.ErrHelp) {
@@ -31,7 +35,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	level := levelVar(cfg.LogLevel)
 	log := newLogger(stderr, cfg.LogFormat, level)
-	user, db := "app", "app"
+	user, db, password := "app", "app", ""
 	if cfg.Upstream == "" && len(cfg.Databases) == 0 {
 		fmt.Fprintln(stderr, "pgvalve demo: starting a throwaway PostgreSQL (initdb in a temp dir)...")
 		cluster, err := pgcluster.Start(pgcluster.Options{User: user, Database: db})
@@ -44,21 +48,42 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "pgvalve demo: stopping PostgreSQL: %v\n", err)
 			}
 		}()
-		cfg.Upstream = cluster.UserURL()
+		cfg.Upstream, password = cluster.UserURL(), cluster.Password
 		fmt.Fprintf(stderr, "pgvalve demo: PostgreSQL %s is on 127.0.0.1:%d (data in %s)\n", cluster.Database, cluster.Port, cluster.DataDir)
 	} else if u, err := url.Parse(cfg.Upstream); err == nil {
 		if u.User != nil && u.User.Username() != "" {
 			user = u.User.Username()
+			password, _ = u.User.Password()
 		}
 		if p := u.Path; len(p) > 1 {
 			db = p[1:]
 		}
 	}
+	var sec secure
+	if secured {
+		dir, err := os.MkdirTemp("", "pgvalve-demo-")
+		if err == nil {
+			defer os.RemoveAll(dir)
+			sec, err = secureDemo(&cfg, dir, user, password)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "pgvalve demo: %v\n", err)
+			return 1
+		}
+	}
 	ready := func() {
-		fmt.Fprintf(stdout, "pgvalve is up. Connect with:\n\n  psql \"host=127.0.0.1 port=%s user=%s dbname=%s\"\n\n"+
-			"See inside the pool:\n\n  psql -h 127.0.0.1 -p %s -U %s pgbouncer -c 'SHOW POOLS'\n  http://%s/  (live page; /metrics for Prometheus)\n\n"+
-			"Ctrl-C stops pgvalve and removes the throwaway PostgreSQL.\n",
-			portOf(cfg.Listen), user, db, portOf(cfg.Listen), cfg.AdminUsers[0], cfg.MetricsListen)
+		port := portOf(cfg.Listen)
+		if secured {
+			fmt.Fprintf(stdout, "pgvalve is up, with TLS and SCRAM. Connect with:\n\n"+
+				"  PGPASSWORD='%s' psql \"host=127.0.0.1 port=%s user=%s dbname=%s sslmode=verify-full sslrootcert=%s channel_binding=require\"\n\n"+
+				"See inside the pool:\n\n  PGPASSWORD='%s' psql \"host=127.0.0.1 port=%s user=%s dbname=pgbouncer sslmode=require\" -c 'SHOW POOLS'\n  http://%s/  (live page; /metrics for Prometheus)\n\n",
+				password, port, user, db, sec.caFile, sec.adminPassword, port, cfg.AdminUsers[0], cfg.MetricsListen)
+		} else {
+			fmt.Fprintf(stdout, "pgvalve is up. Connect with:\n\n  psql \"host=127.0.0.1 port=%s user=%s dbname=%s\"\n\n"+
+				"See inside the pool:\n\n  psql -h 127.0.0.1 -p %s -U %s pgbouncer -c 'SHOW POOLS'\n  http://%s/  (live page; /metrics for Prometheus)\n\n",
+				port, user, db, port, cfg.AdminUsers[0], cfg.MetricsListen)
+		}
+		fmt.Fprintln(stdout, "Ctrl-C stops pgvalve and removes the throwaway PostgreSQL.")
 	}
 	// The demo's upstream may be a cluster it started, which a file read
 	// again would not name: it does not reload.

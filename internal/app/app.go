@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pgvalve/pgvalve/internal/admission"
 	"github.com/pgvalve/pgvalve/internal/auth"
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/cancel"
@@ -38,8 +39,10 @@ type App struct {
 	passwords *auth.Passwords
 	users     atomic.Pointer[auth.Userlist]  // auth_file; reloads replace it
 	tls       atomic.Pointer[tlsconf.Server] // client_tls_*; nil when off
-	// maxClients is max_client_conn, read at every accept.
-	maxClients atomic.Int64
+	// maxClients is max_client_conn, read at every login; maxLogins is
+	// max_login_conn, read at every accept.
+	maxClients, maxLogins atomic.Int64
+	gate                  *admission.Gate // logins in progress and clients
 
 	// Lifecycle: accepting ends when shutdown starts; drain asks sessions
 	// to end at a safe point; sessions ends them at once; served closes
@@ -94,6 +97,8 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 	a := &App{log: log, listen: cfg.Listen, auth: cfg.Auth, passwords: auth.NewPasswords(passwordFresh),
 		clients: newRegistry(), served: make(chan struct{})}
 	a.maxClients.Store(int64(cfg.MaxClientConn))
+	a.maxLogins.Store(int64(cfg.MaxLoginConn))
+	a.gate = admission.New(cfg.MaxLoginConn, cfg.MaxLoginConnPerAddr)
 	a.mu.cfg = cfg
 	a.mu.pools = make(map[poolKey]*entry)
 	a.mu.retired = make(map[*entry]struct{})
@@ -193,17 +198,47 @@ func (a *App) Serve(ln net.Listener) error {
 	a.log.Info("pgvalve listening", "addr", ln.Addr().String(), "pool_mode", cfg.PoolMode, "pool_size", cfg.PoolSize)
 	defer close(a.served)
 	err := listener.Serve(a.accepting, ln, listener.Config{
-		MaxConns: func() int { return int(a.maxClients.Load()) },
+		// The gate bounds logins (Admit); this bounds goroutines, of which
+		// shed logins' may linger a moment: room for as many again.
+		MaxConns: func() int { return int(a.maxClients.Load() + 4*a.maxLogins.Load()) },
 		Log:      a.log,
+		Admit:    a.admit,
 		Handle: func(_ context.Context, conn net.Conn) {
-			st, ctx, unlist := a.clients.add(a.sessions, conn)
+			g := conn.(*gated)
+			defer g.tk.Done()
+			st, ctx, unlist := a.clients.add(a.sessions, g.Conn)
 			defer unlist()
-			frontend.Serve(ctx, a.front, conn, st)
+			frontend.Serve(ctx, a.front, g.Conn, st, frontend.Gate{Talking: g.tk.Talking,
+				Admit: func() bool { return g.tk.Admit(int(a.maxClients.Load())) }})
 		},
-		Refuse: func(conn net.Conn) { frontend.Refuse(a.front, conn) },
+		Refuse: func(conn net.Conn) {
+			if g, ok := conn.(*gated); ok {
+				g.tk.Done()
+				conn = g.Conn
+			}
+			frontend.Refuse(a.front, conn)
+		},
 	})
 	a.closePools()
 	return err
+}
+
+// gated is an accepted connection with its place at admission.
+type gated struct {
+	net.Conn
+	tk *admission.Ticket
+}
+
+// admit gives a connection its place at admission, in the accept loop:
+// a login that has to give way to it is closed at once, so a flood of
+// silent sockets is shed as fast as it arrives.
+func (a *App) admit(conn net.Conn) (net.Conn, bool) {
+	host, _, _ := net.SplitHostPort(conn.RemoteAddr().String())
+	tk := a.gate.Enter(host, conn, func() { _ = conn.Close() })
+	if tk == nil {
+		return conn, false
+	}
+	return &gated{Conn: conn, tk: tk}, true
 }
 
 // Shutdown stops accepting clients and lets each session finish: one that

@@ -50,6 +50,8 @@ func (a *App) Reload(next config.Config) []config.Change {
 
 	a.env.SetLive(liveSettings(cfg))
 	a.maxClients.Store(int64(cfg.MaxClientConn))
+	a.maxLogins.Store(int64(cfg.MaxLoginConn))
+	a.gate.SetLimits(cfg.MaxLoginConn, cfg.MaxLoginConnPerAddr)
 	if err := a.loadFiles(cfg); err != nil {
 		a.log.Error("reload: files not loaded; auth_file and TLS stay as they were", "err", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pgvalve/pgvalve/internal/admission"
 	"github.com/pgvalve/pgvalve/internal/observe"
 	"github.com/pgvalve/pgvalve/internal/session"
 )
@@ -112,3 +113,7 @@ func (a *App) Sessions() []SessionInfo {
 	slices.SortFunc(out, func(x, y SessionInfo) int { return cmp.Compare(x.ID, y.ID) })
 	return out
 }
+
+// Admission returns the admission gate's counts: logins in progress,
+// clients admitted under max_client_conn, logins shed since start.
+func (a *App) Admission() admission.Counts { return a.gate.Counts() }

@@ -38,6 +38,12 @@ type Verifier struct {
 	StoredKey, ServerKey []byte
 }
 
+// String is the verifier in PostgreSQL's format, what auth_file takes.
+func (v Verifier) String() string {
+	b := base64.StdEncoding.EncodeToString
+	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", v.Iterations, b(v.Salt), b(v.StoredKey), b(v.ServerKey))
+}
+
 // maxIterations bounds a stored verifier's iteration count, so a bad
 // auth_file cannot make every login burn CPU (PostgreSQL's default is 4096).
 const maxIterations = 1 << 20

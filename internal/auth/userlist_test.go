@@ -67,6 +67,9 @@ func TestVerifiersAndSecretsMatchPostgreSQLs(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := NewVerifier("pencil", s.SCRAM.Salt, 4096)
+	if v.String() != pencil {
+		t.Errorf("written as %s, PostgreSQL wrote %s", v, pencil)
+	}
 	if !bytes.Equal(v.StoredKey, s.SCRAM.StoredKey) || !bytes.Equal(v.ServerKey, s.SCRAM.ServerKey) {
 		t.Errorf("derived keys %s:%s, PostgreSQL's %s:%s", b64(v.StoredKey), b64(v.ServerKey), b64(s.SCRAM.StoredKey), b64(s.SCRAM.ServerKey))
 	}

@@ -108,7 +108,9 @@ type Config struct {
 	IdleTransactionTimeout time.Duration       // default 0 (off): a client idle this long inside a transaction is disconnected
 	QueryTimeout           time.Duration       // default 0 (off): a query running longer is cancelled
 	ClientIdleTimeout      time.Duration       // default 0 (off): a client idle this long outside a transaction is disconnected
-	MaxClientConn          int                 // default 1000, >= 1
+	MaxClientConn          int                 // default 1000, >= 1: clients that logged in
+	MaxLoginConn           int                 // default 2000: connections still logging in; over it the oldest is shed
+	MaxLoginConnPerAddr    int                 // default 200: the same from one address; 0 = no per-address bound
 	Auth                   AuthMode            // auth_type (alias auth); default trust
 	AuthFile               string              // auth_file: PgBouncer's userlist.txt; reread on reload
 	ClientTLS              TLS                 // client_tls_*: TLS between clients and pgvalve
@@ -168,6 +170,8 @@ func Default() Config {
 		ServerCheckDelay:      30 * time.Second,
 		ReservePoolTimeout:    5 * time.Second,
 		MaxClientConn:         1000,
+		MaxLoginConn:          2000,
+		MaxLoginConnPerAddr:   200,
 		Auth:                  AuthTrust,
 		ClientTLS:             TLS{SSLMode: "disable", Protocols: "secure", Ciphers: "default"},
 		ServerResetQuery:      "DISCARD ALL",

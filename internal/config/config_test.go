@@ -28,6 +28,8 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 		ServerCheckDelay:      30 * time.Second,
 		ReservePoolTimeout:    5 * time.Second,
 		MaxClientConn:         1000,
+		MaxLoginConn:          2000,
+		MaxLoginConnPerAddr:   200,
 		Auth:                  AuthTrust,
 		ClientTLS:             TLS{SSLMode: "disable", Protocols: "secure", Ciphers: "default"}, // PgBouncer's
 		ServerResetQuery:      "DISCARD ALL",
@@ -81,6 +83,8 @@ server_connect_timeout = 3
 server_login_retry = "250ms"
 max_client_conn = 50
 auth = "passthrough"
+max_login_conn = 300
+max_login_conn_per_addr = 20
 auth_file = "/etc/pgvalve/userlist.txt"
 client_tls_sslmode = "disable"
 client_tls_key_file = "server.key"
@@ -134,6 +138,8 @@ upstream = "postgres://main/main"
 		ServerConnectTimeout: 3 * time.Second,
 		ServerLoginRetry:     250 * time.Millisecond,
 		MaxClientConn:        50,
+		MaxLoginConn:         300,
+		MaxLoginConnPerAddr:  20,
 		Auth:                 AuthPassthrough,
 		AuthFile:             "/etc/pgvalve/userlist.txt",
 		ClientTLS: TLS{SSLMode: "disable", KeyFile: "server.key", CertFile: "server.crt", CAFile: "ca.crt",
@@ -158,8 +164,8 @@ upstream = "postgres://main/main"
 		QueryTimeout:           30 * time.Second,
 		ClientIdleTimeout:      10 * time.Minute,
 		Databases: map[string]Database{
-			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 43},
-			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 48},
+			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 45},
+			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 50},
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {

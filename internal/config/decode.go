@@ -102,6 +102,10 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 			d.duration(path, val, &cfg.QueryWaitNotify)
 		case "max_client_conn":
 			d.int(path, val, &cfg.MaxClientConn)
+		case "max_login_conn":
+			d.int(path, val, &cfg.MaxLoginConn)
+		case "max_login_conn_per_addr":
+			d.int(path, val, &cfg.MaxLoginConnPerAddr)
 		case "max_db_connections":
 			d.int(path, val, &cfg.MaxDBConnections)
 		case "max_user_connections":

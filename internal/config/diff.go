@@ -59,6 +59,8 @@ var settings = []setting{
 	{"reserve_pool_size", func(c Config) any { return c.ReservePoolSize }, false},
 	{"reserve_pool_timeout", func(c Config) any { return c.ReservePoolTimeout }, false},
 	{"max_client_conn", func(c Config) any { return c.MaxClientConn }, false},
+	{"max_login_conn", func(c Config) any { return c.MaxLoginConn }, false},
+	{"max_login_conn_per_addr", func(c Config) any { return c.MaxLoginConnPerAddr }, false},
 	{"max_db_connections", func(c Config) any { return c.MaxDBConnections }, false},
 	{"max_user_connections", func(c Config) any { return c.MaxUserConnections }, false},
 	{"max_message_size", func(c Config) any { return c.MaxMessageSize }, false},

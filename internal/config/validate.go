@@ -96,6 +96,12 @@ func (c Config) problems() []problem {
 	if c.MaxClientConn < 1 {
 		k.add(top("max_client_conn"), c.MaxClientConn == f.MaxClientConn, nil, "must be at least 1")
 	}
+	if c.MaxLoginConn < 1 {
+		k.add(top("max_login_conn"), c.MaxLoginConn == f.MaxLoginConn, nil, "must be at least 1")
+	}
+	if c.MaxLoginConnPerAddr < 0 {
+		k.add(top("max_login_conn_per_addr"), c.MaxLoginConnPerAddr == f.MaxLoginConnPerAddr, nil, "must not be negative (0: no per-address bound)")
+	}
 	if !c.Auth.Valid() {
 		k.add(top("auth_type"), c.Auth == f.Auth, nil, "%q is not one of trust, passthrough, scram-sha-256, md5, plain", c.Auth)
 	}

@@ -63,6 +63,26 @@ type door struct {
 	// the login is over (the relay or console has the client).
 	loginBy   time.Time
 	handedOff bool
+	gate      Gate
+}
+
+// Gate is the client's place at admission (internal/admission): Talking
+// once its startup packet is read, Admit once it has logged in (whether
+// it fits under max_client_conn). Nil funcs always let it through.
+type Gate struct {
+	Talking func()
+	Admit   func() bool
+}
+
+// admitted checks that a client that has logged in fits under
+// max_client_conn; one that does not gets 53300.
+func (d *door) admitted() error {
+	if d.gate.Admit == nil || d.gate.Admit() {
+		return nil
+	}
+	d.cfg.Relay.Fatal(d.conn, reason.TooManyClients)
+	d.refused(reason.TooManyClients.Code(), reason.TooManyClients.Log())
+	return errors.New(reason.TooManyClients.Log())
 }
 
 // loginTimedOut tells a client whose login outlasted client_login_timeout
@@ -80,8 +100,8 @@ func (d *door) loginTimedOut(err error, limit time.Duration) {
 // then whatever handoff chose. A panic inside is recovered and ends only
 // this client. st, if not nil, is the client's entry in the list of live
 // sessions: the front door records who logged in, the relay its state.
-func Serve(ctx context.Context, cfg *Config, conn net.Conn, st *session.Status) {
-	d := &door{cfg: cfg, conn: conn, log: cfg.Log.With("client", conn.RemoteAddr().String())}
+func Serve(ctx context.Context, cfg *Config, conn net.Conn, st *session.Status, gate Gate) {
+	d := &door{cfg: cfg, conn: conn, log: cfg.Log.With("client", conn.RemoteAddr().String()), gate: gate}
 	defer conn.Close()
 	defer func() {
 		if r := recover(); r != nil {
@@ -134,6 +154,9 @@ func (d *door) run(ctx context.Context, status *session.Status) (err error) {
 	if err != nil {
 		return err
 	}
+	if d.gate.Talking != nil {
+		d.gate.Talking()
+	}
 	if st.Kind == wire.KindCancel {
 		return d.forwardCancel(ctx, st.Cancel)
 	}
@@ -155,6 +178,9 @@ func (d *door) run(ctx context.Context, status *session.Status) (err error) {
 		if err := d.authenticate(ctx, c); err != nil {
 			return err
 		}
+		if err := d.admitted(); err != nil {
+			return err
+		}
 		_ = d.conn.SetDeadline(time.Time{})
 		d.handedOff = true
 		return d.cfg.Console(ctx, c)
@@ -169,6 +195,9 @@ func (d *door) run(ctx context.Context, status *session.Status) (err error) {
 		defer route.Leave()
 	}
 	if err := d.authenticate(ctx, c); err != nil {
+		return err
+	}
+	if err := d.admitted(); err != nil {
 		return err
 	}
 	_ = d.conn.SetDeadline(time.Time{})

@@ -22,9 +22,14 @@ type Config struct {
 	// Refuse gets the connection instead of Handle. It is asked at every
 	// accept, so a reload can change it; lowering it ends no connection.
 	MaxConns func() int
-	Handle   Handler
-	Refuse   func(conn net.Conn)
-	Log      *slog.Logger
+	// Admit, if set, runs in the accept loop itself, before a goroutine is
+	// started, so it keeps pace with a flood of connections: it returns
+	// the connection to hand to Handle (it may wrap it), or false to have
+	// Refuse answer it.
+	Admit  func(conn net.Conn) (net.Conn, bool)
+	Handle Handler
+	Refuse func(conn net.Conn)
+	Log    *slog.Logger
 }
 
 // Serve accepts on ln until ctx ends or ln is closed, then waits for every
@@ -59,7 +64,11 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config) error {
 			_ = tc.SetNoDelay(true)
 		}
 		wg.Add(1)
-		if served.Add(1) <= int64(max(cfg.MaxConns(), 1)) {
+		admitted := true
+		if cfg.Admit != nil {
+			conn, admitted = cfg.Admit(conn)
+		}
+		if admitted && served.Add(1) <= int64(max(cfg.MaxConns(), 1)) {
 			go func() {
 				defer wg.Done()
 				defer served.Add(-1)
@@ -67,7 +76,9 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config) error {
 			}()
 			continue
 		}
-		served.Add(-1)
+		if admitted {
+			served.Add(-1)
+		}
 		go func() {
 			defer wg.Done()
 			cfg.Refuse(conn)
