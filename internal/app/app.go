@@ -123,6 +123,8 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 		Users:  a.users.Load,
 		Decoy:  decoyKey(),
 		TLS:    a.tls.Load,
+		// Throttle slows password guessing per address.
+		Throttle: auth.NewThrottle(),
 	}
 	a.front.Console = a.serveConsole
 	if err := a.loadFiles(cfg); err != nil {

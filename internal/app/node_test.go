@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/testutil"
+	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
 // nodeDir is the Node project with the client programs (test/node).
@@ -51,11 +52,17 @@ func nodeConfig() config.Config {
 // fails on a non-zero exit, logging its output either way.
 func runNode(t *testing.T, node, url string, args ...string) {
 	t.Helper()
+	runNodeEnv(t, node, url, nil, args...)
+}
+
+// runNodeEnv is runNode with extra environment variables.
+func runNodeEnv(t *testing.T, node, url string, env []string, args ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, args...)
 	cmd.Dir = nodeDir
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+url)
+	cmd.Env = append(append(os.Environ(), "DATABASE_URL="+url), env...)
 	cmd.WaitDelay = 10 * time.Second
 	out, err := cmd.CombinedOutput()
 	t.Logf("node %s:\n%s", strings.Join(args, " "), out)
@@ -98,4 +105,14 @@ func TestNodePrismaInTransactionMode(t *testing.T) {
 	s, url := startValve(t, nodeConfig())
 	runNode(t, node, url, "--import", "tsx", "prisma/main.ts")
 	s.WaitIdle(t, 10*time.Second)
+}
+
+// TestNodePostgresLogsInWithSCRAMOverTLS: node-postgres logs in with
+// SCRAM-SHA-256 over TLS, verifying pgvalve's certificate.
+func TestNodePostgresLogsInWithSCRAMOverTLS(t *testing.T) {
+	node := requireNode(t)
+	s, ca, _ := tlsValve(t, "require")
+	// The program sets TLS itself: no sslmode=disable in the URL.
+	url := strings.TrimSuffix(s.URL(cluster.User, cluster.Password, pgtest.TestDatabase), "?sslmode=disable")
+	runNodeEnv(t, node, url, []string{"PGSSLROOTCERT=" + ca.File}, "pg-scram-tls.mjs")
 }

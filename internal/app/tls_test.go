@@ -178,3 +178,22 @@ func TestDirectTLSWithoutALPNIsRefused(t *testing.T) {
 		t.Fatalf("a direct TLS client without ALPN got an answer (%q)", b[0])
 	}
 }
+
+// auth_type cert: the verified client certificate's common name is the
+// user; a certificate naming someone else is refused with PostgreSQL's
+// message.
+func TestCertAuthLetsInTheUserTheCertificateNames(t *testing.T) {
+	s, ca, _ := tlsValve(t, "verify-full", func(c *config.Config) { c.Auth = config.AuthCert })
+	mine, theirs := ca.Client(t, cluster.User), ca.Client(t, "somebody-else")
+	with := func(p certs.Pair) string {
+		return dsn(s, fmt.Sprintf("sslmode=verify-full sslrootcert=%s sslcert=%s sslkey=%s", ca.File, p.Cert, p.Key))
+	}
+	if err := connectDSN(t, with(mine)); err != nil {
+		t.Fatalf("with the user's own certificate: %v", err)
+	}
+	err := connectDSN(t, with(theirs))
+	pe, ok := errors.AsType[*pgconn.PgError](err)
+	if !ok || pe.Code != "28000" || pe.Message != fmt.Sprintf("certificate authentication failed for user %q", cluster.User) {
+		t.Fatalf("with another user's certificate: %v; want 28000 certificate authentication failed", err)
+	}
+}

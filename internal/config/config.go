@@ -64,12 +64,13 @@ const (
 	AuthSCRAM       AuthMode = "scram-sha-256"
 	AuthMD5         AuthMode = "md5"
 	AuthPlain       AuthMode = "plain" // "password" is read as plain
+	AuthCert        AuthMode = "cert"  // the client certificate's common name is the user
 )
 
 // Valid reports whether a is one of the known auth modes.
 func (a AuthMode) Valid() bool {
 	switch a {
-	case AuthTrust, AuthPassthrough, AuthSCRAM, AuthMD5, AuthPlain:
+	case AuthTrust, AuthPassthrough, AuthSCRAM, AuthMD5, AuthPlain, AuthCert:
 		return true
 	}
 	return false

@@ -39,7 +39,7 @@ func TestParseRejectsBadFilesWithLineNumberedMessages(t *testing.T) {
 				`pgvalve.toml:1: log_level: "loud" is not one of debug, info, warn, error`,
 				`pgvalve.toml:2: pool_size: must be at least 1`,
 				`pgvalve.toml:3: unknown key "bogus"`,
-				`pgvalve.toml:4: auth_type: "kerberos" is not one of trust, passthrough, scram-sha-256, md5, plain`,
+				`pgvalve.toml:4: auth_type: "kerberos" is not one of trust, passthrough, scram-sha-256, md5, plain, cert`,
 				`pgvalve.toml:5: shutdown_timeout: must not be negative`,
 			}},
 		{"alias named as written", "default_pool_size = -1\n",

@@ -103,7 +103,7 @@ func (c Config) problems() []problem {
 		k.add(top("max_login_conn_per_addr"), c.MaxLoginConnPerAddr == f.MaxLoginConnPerAddr, nil, "must not be negative (0: no per-address bound)")
 	}
 	if !c.Auth.Valid() {
-		k.add(top("auth_type"), c.Auth == f.Auth, nil, "%q is not one of trust, passthrough, scram-sha-256, md5, plain", c.Auth)
+		k.add(top("auth_type"), c.Auth == f.Auth, nil, "%q is not one of trust, passthrough, scram-sha-256, md5, plain, cert", c.Auth)
 	}
 	c.checkTLS(k, f)
 	if c.Auth.UsesAuthFile() && c.AuthFile == "" {
@@ -222,6 +222,10 @@ func (c Config) checkTLS(k *checker, f Config) {
 	if t.VerifyPeer() && t.CAFile == "" {
 		k.add(top("client_tls_ca_file"), t.CAFile == ft.CAFile, top("client_tls_sslmode"),
 			"client_tls_sslmode %s checks client certificates against client_tls_ca_file; set it", t.SSLMode)
+	}
+	if c.Auth == AuthCert && !t.VerifyPeer() {
+		k.add(top("auth_type"), c.Auth == f.Auth, nil,
+			"auth_type cert takes the user from a verified client certificate: it needs client_tls_sslmode verify-ca or verify-full")
 	}
 	if c.Auth == AuthPlain && !t.Required() {
 		k.add(top("auth_type"), c.Auth == f.Auth, nil,

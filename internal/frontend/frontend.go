@@ -42,6 +42,8 @@ type Config struct {
 	Decoy []byte
 	// TLS is the TLS offered to clients now (nil: none; reloads replace it).
 	TLS func() *tlsconf.Server
+	// Throttle slows repeated failed logins from one address (nil: none).
+	Throttle *auth.Throttle
 	// Console serves a logged-in client of the admin console instead of
 	// the relay (see handoff). nil: there is no console yet, and its
 	// database names are ordinary databases.

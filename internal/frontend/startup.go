@@ -2,8 +2,10 @@ package frontend
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -86,6 +88,8 @@ func (d *door) authenticate(ctx context.Context, c session.Client) error {
 		return nil
 	case config.AuthPassthrough:
 		return d.passthrough(ctx, c)
+	case config.AuthCert:
+		return d.certificate(c)
 	}
 	secret, found := d.cfg.Users().Lookup(c.User)
 	x := auth.Exchange{W: d.conn, R: c.Reader, User: c.User, Secret: secret, Found: found, Decoy: d.cfg.Decoy, Binding: d.binding}
@@ -106,14 +110,39 @@ func (d *door) authenticate(ctx context.Context, c session.Client) error {
 	return d.authFailed(c, err)
 }
 
+// certificate admits a client whose verified TLS client certificate names
+// it (common name = user), as PostgreSQL's cert method.
+func (d *door) certificate(c session.Client) error {
+	var cn string
+	if tc, ok := d.conn.(*tls.Conn); ok {
+		if peers := tc.ConnectionState().PeerCertificates; len(peers) > 0 {
+			cn = peers[0].Subject.CommonName
+		}
+	}
+	switch {
+	case cn == "":
+		d.cfg.Relay.Fatal(d.conn, reason.NoClientCert)
+		d.refused(reason.NoClientCert.Code(), reason.NoClientCert.Log())
+		return errors.New(reason.NoClientCert.Log())
+	case cn != c.User:
+		d.slowDown()
+		d.cfg.Relay.Fatal(d.conn, reason.CertUserMismatch, c.User)
+		d.refused(reason.CertUserMismatch.Code(), reason.CertUserMismatch.Log())
+		return errors.New(reason.CertUserMismatch.Log())
+	}
+	return nil
+}
+
 // authFailed answers a failed exchange: 28P01 with one message for every
 // failed proof, 08P01 for a client that broke the exchange.
 func (d *door) authFailed(c session.Client, err error) error {
 	var pe *auth.ProtocolError
 	switch {
 	case err == nil:
+		d.passed()
 		return nil
 	case errors.Is(err, auth.ErrFailed):
+		d.slowDown()
 		d.cfg.Relay.Fatal(d.conn, reason.AuthFailed, c.User)
 		d.refused(reason.AuthFailed.Code(), reason.AuthFailed.Log())
 	case errors.As(err, &pe):
@@ -135,12 +164,45 @@ func (d *door) passthrough(ctx context.Context, c session.Client) error {
 		return d.authFailed(c, err)
 	}
 	if err := d.cfg.Verify(ctx, c.Database, c.User, pw); err != nil {
+		if r, _, _ := session.Classify(err); r == reason.ServerRefused {
+			d.slowDown() // the server refused the password
+		}
 		d.cfg.Relay.SendError(d.conn, wire.SeverityFatal, err)
 		_, code, msg := session.Classify(err)
 		d.refused(code, msg)
 		return err
 	}
+	d.passed()
 	return nil
+}
+
+// slowDown waits before a failed login is answered, longer for each
+// failure from the client's address (auth.Throttle), but never past the
+// login deadline.
+func (d *door) slowDown() {
+	if d.cfg.Throttle == nil {
+		return
+	}
+	wait := d.cfg.Throttle.Failed(d.host(), time.Now())
+	if !d.loginBy.IsZero() {
+		wait = min(wait, time.Until(d.loginBy))
+	}
+	if wait > 0 {
+		d.log.Debug("failed login from an address that failed lately: answering later", "wait", wait)
+		time.Sleep(wait)
+	}
+}
+
+// passed forgets the client's address's failures.
+func (d *door) passed() {
+	if d.cfg.Throttle != nil {
+		d.cfg.Throttle.Succeeded(d.host())
+	}
+}
+
+func (d *door) host() string {
+	h, _, _ := net.SplitHostPort(d.conn.RemoteAddr().String())
+	return h
 }
 
 // forwardCancel handles a CancelRequest connection. PostgreSQL answers

@@ -50,6 +50,8 @@ const (
 	AuthFailed
 	AuthProtocol
 	CleartextNeedsTLS
+	NoClientCert
+	CertUserMismatch
 	TooManyClients
 	Panic
 	ProtocolViolation
@@ -140,6 +142,8 @@ var table = [count]entry{
 	LoginTimeout:        {Client, "login_timeout", wire.CodeProtocolViolation, "login not finished within client_login_timeout (%s)", "client_login_timeout expired"},
 	AuthFailed:          {Client, "auth_failed", wire.CodeInvalidPassword, "password authentication failed for user %q", "password authentication failed"},
 	AuthProtocol:        {Client, "auth_protocol", wire.CodeProtocolViolation, "%s", "authentication exchange broken by the client"},
+	NoClientCert:        {Client, "no_client_cert", wire.CodeInvalidAuthSpec, "connection requires a valid client certificate", "no client certificate"},
+	CertUserMismatch:    {Client, "cert_user_mismatch", wire.CodeInvalidAuthSpec, "certificate authentication failed for user %q", "client certificate names another user"},
 	CleartextNeedsTLS:   {Client, "cleartext_needs_tls", wire.CodeInvalidAuthSpec, "auth_type plain sends the password in cleartext and needs a TLS connection", "cleartext password without TLS"},
 	TooManyClients:      {Client, "max_client_conn", wire.CodeTooManyConnections, "no more connections allowed (max_client_conn)", "over max_client_conn"},
 	Panic:               {Client, "panic", wire.CodeInternalError, "internal error in pgvalve", "session panic"},
