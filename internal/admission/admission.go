@@ -13,7 +13,6 @@ package admission
 
 import (
 	"container/list"
-	"net"
 	"sync"
 	"time"
 )
@@ -56,7 +55,6 @@ func (g *Gate) SetLimits(maxLogins, perAddr int) {
 type Ticket struct {
 	g       *Gate
 	addr    string
-	conn    net.Conn // kept for the owner; the gate never reads it
 	since   time.Time
 	shed    func()
 	talking bool          // sent its whole startup packet
@@ -66,13 +64,13 @@ type Ticket struct {
 	settled bool
 }
 
-// Enter counts a connection conn from addr that starts logging in. shed
+// Enter counts a connection from addr that starts logging in. shed
 // ends it if it must give its place to a newer one; it is called without
 // the Gate's lock held and must not block. Enter returns nil, counting
 // nothing, when twice the bound of logins are in progress and none is
 // silent: the newcomer is then refused.
-func (g *Gate) Enter(addr string, conn net.Conn, shed func()) *Ticket {
-	t := &Ticket{g: g, addr: addr, conn: conn, shed: shed, since: time.Now()}
+func (g *Gate) Enter(addr string, shed func()) *Ticket {
+	t := &Ticket{g: g, addr: addr, shed: shed, since: time.Now()}
 	g.mu.Lock()
 	var victims []*Ticket
 	if peers := g.mu.byAddr[addr]; g.mu.perAddr > 0 && peers != nil && peers.Len() >= g.mu.perAddr {

@@ -23,7 +23,7 @@ func TestTheOldestLoginGivesWayToANewOne(t *testing.T) {
 	g := New(2, 0)
 	var shed []string
 	enter := func(name string) *Ticket {
-		return aged(g.Enter("10.0.0.1", nil, func() { shed = append(shed, name) }))
+		return aged(g.Enter("10.0.0.1", func() { shed = append(shed, name) }))
 	}
 	admitted := enter("admitted")
 	if !admitted.Admit(10) {
@@ -49,7 +49,7 @@ func TestOneAddressShedsOnlyItsOwnLogins(t *testing.T) {
 	g := New(100, 2)
 	var shed []string
 	enter := func(addr, name string) *Ticket {
-		return aged(g.Enter(addr, nil, func() { shed = append(shed, name) }))
+		return aged(g.Enter(addr, func() { shed = append(shed, name) }))
 	}
 	enter("a", "a1")
 	enter("b", "b1")
@@ -64,24 +64,24 @@ func TestOneAddressShedsOnlyItsOwnLogins(t *testing.T) {
 // its place; a shed ticket is never admitted.
 func TestMaxClientsCountsAdmittedClientsOnly(t *testing.T) {
 	g := New(10, 0)
-	first := g.Enter("a", nil, func() {})
+	first := g.Enter("a", func() {})
 	if !first.Admit(1) {
 		t.Fatal("not admitted under the limit")
 	}
-	second := g.Enter("a", nil, func() {})
+	second := g.Enter("a", func() {})
 	if second.Admit(1) {
 		t.Fatal("admitted over max_client_conn")
 	}
 	second.Done()
 	first.Done()
-	third := g.Enter("a", nil, func() {})
+	third := g.Enter("a", func() {})
 	if !third.Admit(1) {
 		t.Fatal("the place the first client left was not free")
 	}
 	third.Done()
 	g2 := New(1, 0)
-	shedOne := aged(g2.Enter("a", nil, func() {}))
-	g2.Enter("a", nil, func() {})
+	shedOne := aged(g2.Enter("a", func() {}))
+	g2.Enter("a", func() {})
 	if shedOne.Admit(5) {
 		t.Fatal("a shed login was admitted")
 	}
@@ -95,7 +95,7 @@ func TestConcurrentTicketsLeaveTheGateEmpty(t *testing.T) {
 	for i := range 16 {
 		wg.Go(func() {
 			for j := range 500 {
-				tk := g.Enter(string(rune('a'+i%4)), nil, func() { shed.Add(1) })
+				tk := g.Enter(string(rune('a'+i%4)), func() { shed.Add(1) })
 				if j%2 == 0 {
 					tk.Admit(4)
 				}
@@ -114,9 +114,9 @@ func TestConcurrentTicketsLeaveTheGateEmpty(t *testing.T) {
 func TestATalkingLoginIsNeverShed(t *testing.T) {
 	g := New(1, 0)
 	shed := false
-	talker := aged(g.Enter("a", nil, func() { shed = true }))
+	talker := aged(g.Enter("a", func() { shed = true }))
 	talker.Talking()
-	g.Enter("a", nil, func() {})
+	g.Enter("a", func() {})
 	if shed {
 		t.Fatal("a login that sent its startup packet was shed")
 	}
@@ -130,12 +130,12 @@ func TestATalkingLoginIsNeverShed(t *testing.T) {
 func TestANewConnectionIsNotShedWithinItsGrace(t *testing.T) {
 	g := New(1, 0)
 	shed := false
-	g.Enter("a", nil, func() { shed = true })
-	g.Enter("a", nil, func() {})
+	g.Enter("a", func() { shed = true })
+	g.Enter("a", func() {})
 	if shed {
 		t.Fatal("a connection was shed within its grace")
 	}
-	if g.Enter("a", nil, func() {}) != nil {
+	if g.Enter("a", func() {}) != nil {
 		t.Fatal("a third login was let in past twice the bound")
 	}
 }

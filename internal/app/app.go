@@ -236,7 +236,7 @@ type gated struct {
 // silent sockets is shed as fast as it arrives.
 func (a *App) admit(conn net.Conn) (net.Conn, bool) {
 	host, _, _ := net.SplitHostPort(conn.RemoteAddr().String())
-	tk := a.gate.Enter(host, conn, func() { _ = conn.Close() })
+	tk := a.gate.Enter(host, func() { _ = conn.Close() })
 	if tk == nil {
 		return conn, false
 	}

@@ -1,6 +1,6 @@
 // Package tlsconf turns client_tls_* settings into the crypto/tls
-// configuration each client's handshake uses, and reloads certificates
-// (SIGHUP, RELOAD) without touching connections already made.
+// configuration each client's handshake uses. A reload (SIGHUP, RELOAD)
+// builds a new Server, so connections already made are not touched.
 package tlsconf
 
 import (
@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync/atomic"
 
 	"github.com/pgvalve/pgvalve/internal/config"
 )
@@ -18,13 +17,10 @@ import (
 // ALPN is the protocol name PostgreSQL 17's direct TLS negotiates.
 const ALPN = "postgresql"
 
-// Server is the TLS pgvalve offers clients. It is safe for concurrent use;
-// Load swaps in new files for the handshakes that follow.
+// Server is the TLS pgvalve offers clients, loaded once and never changed:
+// a reload builds a new one and its owner swaps it in, so handshakes under
+// way keep the one they started with.
 type Server struct {
-	cur atomic.Pointer[loaded]
-}
-
-type loaded struct {
 	settings config.TLS
 	cert     tls.Certificate
 	leaf     *x509.Certificate
@@ -38,39 +34,31 @@ func NewServer(t config.TLS) (*Server, error) {
 	if !t.On() {
 		return nil, nil
 	}
-	s := &Server{}
-	return s, s.Load(t)
-}
-
-// Load reads t's files and puts them in force; on error the files in
-// force stay.
-func (s *Server) Load(t config.TLS) error {
-	l := &loaded{settings: t}
+	s := &Server{settings: t}
 	var err error
-	if l.cert, err = tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
-		return fmt.Errorf("client_tls_cert_file/client_tls_key_file: %w", err)
+	if s.cert, err = tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+		return nil, fmt.Errorf("client_tls_cert_file/client_tls_key_file: %w", err)
 	}
-	if l.leaf, err = x509.ParseCertificate(l.cert.Certificate[0]); err != nil {
-		return fmt.Errorf("client_tls_cert_file: %w", err)
+	if s.leaf, err = x509.ParseCertificate(s.cert.Certificate[0]); err != nil {
+		return nil, fmt.Errorf("client_tls_cert_file: %w", err)
 	}
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {
-			return fmt.Errorf("client_tls_ca_file: %w", err)
+			return nil, fmt.Errorf("client_tls_ca_file: %w", err)
 		}
-		l.cas = x509.NewCertPool()
-		if !l.cas.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("client_tls_ca_file %s: no PEM certificate in it", t.CAFile)
+		s.cas = x509.NewCertPool()
+		if !s.cas.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client_tls_ca_file %s: no PEM certificate in it", t.CAFile)
 		}
 	}
-	if l.min, l.max, err = Versions(t.Protocols); err != nil {
-		return fmt.Errorf("client_tls_protocols: %w", err)
+	if s.min, s.max, err = Versions(t.Protocols); err != nil {
+		return nil, fmt.Errorf("client_tls_protocols: %w", err)
 	}
-	if l.ciphers, err = Ciphers(t.Ciphers); err != nil {
-		return fmt.Errorf("client_tls_ciphers: %w", err)
+	if s.ciphers, err = Ciphers(t.Ciphers); err != nil {
+		return nil, fmt.Errorf("client_tls_ciphers: %w", err)
 	}
-	s.cur.Store(l)
-	return nil
+	return s, nil
 }
 
 // Handshake is one client's TLS configuration and the certificate it
@@ -81,25 +69,24 @@ type Handshake struct {
 }
 
 // Settings returns the settings in force.
-func (s *Server) Settings() config.TLS { return s.cur.Load().settings }
+func (s *Server) Settings() config.TLS { return s.settings }
 
 // ForClient returns the configuration of the next client's handshake.
 func (s *Server) ForClient() Handshake {
-	l := s.cur.Load()
 	c := &tls.Config{
-		Certificates: []tls.Certificate{l.cert},
-		MinVersion:   l.min, MaxVersion: l.max,
-		CipherSuites: l.ciphers,
+		Certificates: []tls.Certificate{s.cert},
+		MinVersion:   s.min, MaxVersion: s.max,
+		CipherSuites: s.ciphers,
 		NextProtos:   []string{ALPN},
-		ClientCAs:    l.cas,
+		ClientCAs:    s.cas,
 	}
 	switch {
-	case l.settings.VerifyPeer():
+	case s.settings.VerifyPeer():
 		c.ClientAuth = tls.RequireAndVerifyClientCert
-	case l.cas != nil:
+	case s.cas != nil:
 		c.ClientAuth = tls.VerifyClientCertIfGiven
 	}
-	return Handshake{Config: c, Leaf: l.leaf}
+	return Handshake{Config: c, Leaf: s.leaf}
 }
 
 // Versions reads client_tls_protocols: "secure" (TLS 1.2 and 1.3), "all"
