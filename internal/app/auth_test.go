@@ -36,16 +36,22 @@ func storedVerifier(t *testing.T) string {
 	return v
 }
 
-// authValve starts pgvalve checking clients against an auth_file with the
-// given lines, under auth_type mode.
-func authValve(t *testing.T, mode config.AuthMode, lines ...string) *valvetest.Server {
+// userlist writes an auth_file with the given lines and returns its path.
+func userlist(t *testing.T, lines ...string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "userlist.txt")
 	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return path
+}
+
+// authValve starts pgvalve checking clients against an auth_file with the
+// given lines, under auth_type mode.
+func authValve(t *testing.T, mode config.AuthMode, lines ...string) *valvetest.Server {
+	t.Helper()
 	cfg := txnConfig(2)
-	cfg.Auth, cfg.AuthFile = mode, path
+	cfg.Auth, cfg.AuthFile = mode, userlist(t, lines...)
 	cfg.AdminUsers = []string{"admin"}
 	return valvetest.Start(t, cfg)
 }
@@ -157,16 +163,10 @@ func TestABrokenSCRAMExchangeGets08P01(t *testing.T) {
 // The admin console logs its users in the same way.
 func TestTheConsoleLogsInWithSCRAM(t *testing.T) {
 	s := authValve(t, config.AuthSCRAM, entry("admin", "admin-secret"))
-	cfg, err := pgx.ParseConfig(fmt.Sprintf("postgres://admin:admin-secret@%s/pgbouncer?sslmode=disable", s.Addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	c, err := pgx.ConnectConfig(testutil.Context(t), cfg)
+	c, err := consoleLogin(t, s, "admin", "admin-secret")
 	if err != nil {
 		t.Fatalf("console login with SCRAM: %v", err)
 	}
-	defer c.Close(testutil.Context(t))
 	if rows := show(t, c, "SHOW VERSION"); len(rows) != 1 {
 		t.Fatalf("SHOW VERSION: %v", rows)
 	}
@@ -176,12 +176,8 @@ func TestTheConsoleLogsInWithSCRAM(t *testing.T) {
 // naming the setting) whether it sent nothing or stopped in the middle of
 // SCRAM, instead of being closed silently.
 func TestALoginThatTimesOutIsToldWhy(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "userlist.txt")
-	if err := os.WriteFile(path, []byte(entry(cluster.User, cluster.Password)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	cfg := txnConfig(1)
-	cfg.Auth, cfg.AuthFile = config.AuthSCRAM, path
+	cfg.Auth, cfg.AuthFile = config.AuthSCRAM, userlist(t, entry(cluster.User, cluster.Password))
 	cfg.ClientLoginTimeout = 200 * time.Millisecond
 	s := valvetest.Start(t, cfg)
 

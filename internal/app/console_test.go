@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os/exec"
 	"strings"
 	"testing"
@@ -18,10 +19,18 @@ import (
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
 
-// consoleConn logs in to pgvalve's admin console as user.
+// consoleConn logs in to pgvalve's admin console as user (trust).
 func consoleConn(t *testing.T, s *valvetest.Server, user string) (*pgx.Conn, error) {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(fmt.Sprintf("postgres://%s@%s/pgbouncer?sslmode=disable", user, s.Addr))
+	return consoleLogin(t, s, user, "")
+}
+
+// consoleLogin logs in to the admin console as user with password; the
+// connection closes when the test ends.
+func consoleLogin(t *testing.T, s *valvetest.Server, user, password string) (*pgx.Conn, error) {
+	t.Helper()
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(user, password), Host: s.Addr.String(), Path: "/pgbouncer", RawQuery: "sslmode=disable"}
+	cfg, err := pgx.ParseConfig(u.String())
 	if err != nil {
 		t.Fatal(err)
 	}

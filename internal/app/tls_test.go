@@ -29,12 +29,8 @@ func tlsValve(t *testing.T, sslmode string, edit ...func(*config.Config)) (*valv
 	t.Helper()
 	ca := certs.NewCA(t, "pgvalve-test")
 	srv := ca.Server(t, "pgvalve")
-	path := filepath.Join(t.TempDir(), "userlist.txt")
-	if err := os.WriteFile(path, []byte(entry(cluster.User, storedVerifier(t))+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	cfg := txnConfig(2)
-	cfg.Auth, cfg.AuthFile = config.AuthSCRAM, path
+	cfg.Auth, cfg.AuthFile = config.AuthSCRAM, userlist(t, entry(cluster.User, storedVerifier(t)))
 	cfg.ClientTLS = config.TLS{SSLMode: sslmode, KeyFile: srv.Key, CertFile: srv.Cert, CAFile: ca.File, Protocols: "secure", Ciphers: "default"}
 	for _, e := range edit {
 		e(&cfg)
