@@ -82,9 +82,7 @@ func (d *door) admitted() error {
 	if d.gate.Admit == nil || d.gate.Admit() {
 		return nil
 	}
-	d.cfg.Relay.Fatal(d.conn, reason.TooManyClients)
-	d.refused(reason.TooManyClients.Code(), reason.TooManyClients.Log())
-	return errors.New(reason.TooManyClients.Log())
+	return d.refuse(reason.TooManyClients)
 }
 
 // loginTimedOut tells a client whose login outlasted client_login_timeout
@@ -167,10 +165,7 @@ func (d *door) run(ctx context.Context, status *session.Status) (err error) {
 		return err
 	}
 	if d.tlsSrv != nil && d.tlsSrv.Settings().Required() && !d.tls {
-		host, _, _ := net.SplitHostPort(d.conn.RemoteAddr().String())
-		d.cfg.Relay.Fatal(d.conn, reason.TLSRequired, host, c.User, c.Database)
-		d.refused(reason.TLSRequired.Code(), reason.TLSRequired.Log())
-		return errors.New(reason.TLSRequired.Log())
+		return d.refuse(reason.TLSRequired, d.host(), c.User, c.Database)
 	}
 	status.SetLogin(session.Login{User: c.User, Database: c.Database, ApplicationName: appName(c.Params)})
 	c.Status = status

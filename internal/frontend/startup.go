@@ -80,8 +80,9 @@ func (d *door) negotiate(st *wire.Startup) ([]wire.Param, error) {
 
 // authenticate proves who the client is: trust lets everyone in;
 // passthrough asks for a cleartext password and has the upstream check it;
-// scram-sha-256, md5 and plain check the client against auth_file here,
-// costing the server nothing. TLS will plug in here.
+// cert takes the TLS client certificate's name; scram-sha-256, md5 and
+// plain check the client against auth_file here, costing the server
+// nothing.
 func (d *door) authenticate(ctx context.Context, c session.Client) error {
 	switch d.cfg.Auth {
 	case config.AuthTrust:
@@ -100,10 +101,8 @@ func (d *door) authenticate(ctx context.Context, c session.Client) error {
 	case config.AuthMD5:
 		err = x.MD5()
 	case config.AuthPlain:
-		if !d.tls { // the configuration requires TLS; this guards it
-			d.cfg.Relay.Fatal(d.conn, reason.CleartextNeedsTLS)
-			d.refused(reason.CleartextNeedsTLS.Code(), reason.CleartextNeedsTLS.Log())
-			return errors.New(reason.CleartextNeedsTLS.Message())
+		if !d.tls { // the configuration requires TLS, but a reload may turn it off
+			return d.refuse(reason.CleartextNeedsTLS)
 		}
 		err = x.Cleartext()
 	}
@@ -121,14 +120,10 @@ func (d *door) certificate(c session.Client) error {
 	}
 	switch {
 	case cn == "":
-		d.cfg.Relay.Fatal(d.conn, reason.NoClientCert)
-		d.refused(reason.NoClientCert.Code(), reason.NoClientCert.Log())
-		return errors.New(reason.NoClientCert.Log())
+		return d.refuse(reason.NoClientCert)
 	case cn != c.User:
 		d.slowDown()
-		d.cfg.Relay.Fatal(d.conn, reason.CertUserMismatch, c.User)
-		d.refused(reason.CertUserMismatch.Code(), reason.CertUserMismatch.Log())
-		return errors.New(reason.CertUserMismatch.Log())
+		return d.refuse(reason.CertUserMismatch, c.User)
 	}
 	return nil
 }
@@ -164,11 +159,11 @@ func (d *door) passthrough(ctx context.Context, c session.Client) error {
 		return d.authFailed(c, err)
 	}
 	if err := d.cfg.Verify(ctx, c.Database, c.User, pw); err != nil {
-		if r, _, _ := session.Classify(err); r == reason.ServerRefused {
+		r, code, msg := session.Classify(err)
+		if r == reason.ServerRefused {
 			d.slowDown() // the server refused the password
 		}
 		d.cfg.Relay.SendError(d.conn, wire.SeverityFatal, err)
-		_, code, msg := session.Classify(err)
 		d.refused(code, msg)
 		return err
 	}
@@ -219,6 +214,15 @@ func (d *door) forwardCancel(ctx context.Context, req pgproto3.CancelRequest) er
 }
 
 // errNoRoute is why a client of an unknown database was refused.
+// refuse ends a login pgvalve refuses for r: the client is told FATAL
+// (r's message filled in with args), it is logged, and the error returned
+// ends the front door.
+func (d *door) refuse(r reason.Reason, args ...any) error {
+	d.cfg.Relay.Fatal(d.conn, r, args...)
+	d.refused(r.Code(), r.Log())
+	return errors.New(r.Log())
+}
+
 // refused logs a login pgvalve refused: the SQLSTATE and text the client
 // was told (never a password); d.log names the client, user and database.
 func (d *door) refused(code, why string) {
