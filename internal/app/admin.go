@@ -121,6 +121,11 @@ func (a *App) Reconnect(db string) error {
 // WaitClose returns once no server of db ("" for every database) is
 // waiting to be closed by Reconnect, or ctx ends.
 func (a *App) WaitClose(ctx context.Context, db string) error {
+	if db != "" {
+		if err := a.known(db); err != nil {
+			return err
+		}
+	}
 	return a.until(ctx, db, func(e *entry) bool { return e.pool.Stats().ServersToRenew == 0 })
 }
 

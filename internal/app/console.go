@@ -135,14 +135,7 @@ func (b consoleBackend) Kill(db string) error {
 
 func (b consoleBackend) KillClient(id uint64) error { return b.a.KillClient(id) }
 
-func (b consoleBackend) WaitClose(ctx context.Context, db string) error {
-	if db != "" {
-		if err := b.a.known(db); err != nil {
-			return err
-		}
-	}
-	return b.a.WaitClose(ctx, db)
-}
+func (b consoleBackend) WaitClose(ctx context.Context, db string) error { return b.a.WaitClose(ctx, db) }
 
 func (b consoleBackend) Reload() error {
 	if b.a.hooks.Reload == nil {
