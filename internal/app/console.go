@@ -135,7 +135,9 @@ func (b consoleBackend) Kill(db string) error {
 
 func (b consoleBackend) KillClient(id uint64) error { return b.a.KillClient(id) }
 
-func (b consoleBackend) WaitClose(ctx context.Context, db string) error { return b.a.WaitClose(ctx, db) }
+func (b consoleBackend) WaitClose(ctx context.Context, db string) error {
+	return b.a.WaitClose(ctx, db)
+}
 
 func (b consoleBackend) Reload() error {
 	if b.a.hooks.Reload == nil {
