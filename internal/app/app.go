@@ -122,7 +122,10 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 		Verify: a.verify,
 		Users:  a.users.Load,
 		Decoy:  decoyKey(),
-		TLS:    a.tls.Load,
+		// Learned holds the keys and hashes server logins use when the
+		// configuration gives no password.
+		Learned: auth.NewCredentials(),
+		TLS:     a.tls.Load,
 		// Throttle slows password guessing per address.
 		Throttle: auth.NewThrottle(),
 	}

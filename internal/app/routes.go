@@ -55,8 +55,11 @@ func (a *App) entryLocked(db, user string) (*entry, bool) {
 		Limits:   a.limitsLocked(db, dial.User),
 		Dial: func(ctx context.Context) (*backend.Conn, error) {
 			cfg := e.dial
-			if a.auth == config.AuthPassthrough {
+			switch {
+			case a.auth == config.AuthPassthrough:
 				cfg.Password, _ = a.passwords.Get(key.String())
+			case cfg.Password == "":
+				cfg.Cred = a.serverCredential(cfg.User)
 			}
 			c, err := backend.Dial(ctx, cfg)
 			if err == nil {
@@ -132,6 +135,22 @@ func dialConfig(c config.Config, route config.Database, db, user string) (backen
 	// client's own.
 	cfg.EnvPassword = c.Auth != config.AuthPassthrough
 	return cfg, nil
+}
+
+// serverCredential is how to log in to a server as user when the upstream
+// URL gives no password: what a client's login taught (SCRAM keys, an md5
+// hash), else what auth_file holds (a password or an md5 hash), else
+// nothing (and then PGPASSWORD or the password file, as for psql).
+func (a *App) serverCredential(user string) backend.Credential {
+	if cred, ok := a.front.Learned.Get(user); ok {
+		return cred
+	}
+	if users := a.users.Load(); users != nil {
+		if s, ok := users.Lookup(user); ok {
+			return s.Credential()
+		}
+	}
+	return backend.Credential{}
 }
 
 // verify proves a passthrough client's password: one the upstream accepted

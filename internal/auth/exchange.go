@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/xdg-go/scram"
 
+	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
@@ -52,6 +53,32 @@ type Exchange struct {
 	// Binding is the TLS connection's channel binding (nil without TLS):
 	// SCRAM-SHA-256-PLUS is offered with it.
 	Binding *scram.ChannelBinding
+	// Learned, if set, is told after a successful exchange how pgvalve can
+	// log in to a server as this user (backend.Credential): the stored
+	// password or md5 hash, or the SCRAM keys the client's proof gave away.
+	Learned func(backend.Credential)
+}
+
+// learned passes on a credential for the server login.
+func (x Exchange) learned(c backend.Credential) {
+	if x.Learned != nil && !c.Empty() {
+		x.Learned(c)
+	}
+}
+
+func (x Exchange) stored() backend.Credential { return x.Secret.Credential() }
+
+// Credential is what the secret itself lets pgvalve log in to a server
+// with: a password or an md5 hash; a SCRAM verifier alone gives nothing
+// (its keys come from a client's proof).
+func (s Secret) Credential() backend.Credential {
+	switch s.Kind {
+	case KindPlain:
+		return backend.Credential{Password: s.Plain}
+	case KindMD5:
+		return backend.Credential{MD5: s.MD5}
+	}
+	return backend.Credential{}
 }
 
 // SCRAM runs SCRAM-SHA-256 (without channel binding) against the stored
@@ -96,21 +123,30 @@ func (x Exchange) SCRAM() error {
 	default:
 		return protocolErr("client selected an invalid SASL authentication mechanism")
 	}
-	out, err := c.Step(string(first.Data))
+	clientFirst := string(first.Data) // a copy: the next read reuses the buffer
+	serverFirst, err := c.Step(clientFirst)
 	if err != nil {
 		return protocolErr("malformed SCRAM message")
 	}
-	if err := x.send(&pgproto3.AuthenticationSASLContinue{Data: []byte(out)}); err != nil {
+	if err := x.send(&pgproto3.AuthenticationSASLContinue{Data: []byte(serverFirst)}); err != nil {
 		return err
 	}
 	if body, err = x.read("SASLResponse"); err != nil {
 		return err
 	}
-	out, err = c.Step(string(body))
+	out, err := c.Step(string(body))
 	if err != nil || !c.Valid() || !ok {
 		return ErrFailed
 	}
-	return x.send(&pgproto3.AuthenticationSASLFinal{Data: []byte(out)})
+	if err := x.send(&pgproto3.AuthenticationSASLFinal{Data: []byte(out)}); err != nil {
+		return err
+	}
+	if x.Secret.Kind != KindSCRAM {
+		x.learned(x.stored())
+	} else if keys, ok := recoverKeys(v, clientFirst, serverFirst, string(body)); ok {
+		x.learned(backend.Credential{SCRAM: keys})
+	}
+	return nil
 }
 
 // verifier is the SCRAM verifier to check against: the stored one, one
@@ -168,6 +204,7 @@ func (x Exchange) MD5() error {
 	if !x.Found || x.Secret.Kind == KindSCRAM || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
 		return ErrFailed
 	}
+	x.learned(x.stored())
 	return nil
 }
 
@@ -188,6 +225,11 @@ func (x Exchange) Cleartext() error {
 	}
 	if !x.Found || !x.Secret.Matches(x.User, pw) {
 		return ErrFailed
+	}
+	if x.Secret.Kind == KindSCRAM {
+		x.learned(backend.Credential{SCRAM: keysOf(pw, x.Secret.SCRAM)})
+	} else {
+		x.learned(x.stored())
 	}
 	return nil
 }

@@ -37,6 +37,9 @@ type Config struct {
 	// ~/.pgpass). Off, an empty Password is sent as empty.
 	EnvPassword bool
 	Database    string
+	// Cred logs in when Password is empty: a stored hash or SCRAM keys
+	// (keyedLogin), or a stored password.
+	Cred Credential
 	// Params are extra libpq keywords (sslmode, connect_timeout, ...) or
 	// runtime parameters (application_name, options, ...) from the upstream URL.
 	Params map[string]string
@@ -99,6 +102,7 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 			delete(pcfg.RuntimeParams, k)
 		}
 	}
+	useCredential(pcfg, cfg)
 	if cfg.ConnectTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.ConnectTimeout)
@@ -123,6 +127,12 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	if maxLen <= 0 {
 		maxLen = 1 << 30
 	}
+	if kl, ok := hc.Conn.(*keyedLogin); ok {
+		if hc.Conn = kl.Unwrap(); hc.Conn == nil {
+			kl.Conn.Close()
+			return nil, errors.New("backend: login left bytes unread")
+		}
+	}
 	c := &Conn{
 		netConn:   hc.Conn,
 		sock:      wire.NewSocket(hc.Conn),
@@ -137,6 +147,23 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	c.rd.SetWhole(decoded)
 	c.cancel.network, c.cancel.address = cancelAddr(hc.Conn, cfg)
 	return c, nil
+}
+
+// useCredential makes pgconn log in with cfg.Cred when the configuration
+// gives no password: a stored password as such, a hash or keys through
+// keyedLogin, which also does the channel binding pgconn would have done.
+func useCredential(pcfg *pgconn.Config, cfg Config) {
+	switch {
+	case cfg.Password != "" || cfg.Cred.Empty():
+	case cfg.Cred.Password != "":
+		pcfg.Password = cfg.Cred.Password
+	default:
+		binding, user, cred := pcfg.ChannelBinding, pcfg.User, cfg.Cred
+		pcfg.ChannelBinding = "disable" // pgconn sees only AuthenticationOk
+		pcfg.AfterNetConnect = func(_ context.Context, _ *pgconn.Config, conn net.Conn) (net.Conn, error) {
+			return &keyedLogin{Conn: conn, cred: cred, user: user, binding: binding}, nil
+		}
+	}
 }
 
 // decoded reports whether server messages of type typ are decoded on the

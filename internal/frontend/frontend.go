@@ -40,6 +40,9 @@ type Config struct {
 	// fake SCRAM verifier of users it does not list.
 	Users func() *auth.Userlist
 	Decoy []byte
+	// Learned keeps what each successful login teaches about logging in
+	// to the server as that user (nil: nothing is kept).
+	Learned *auth.Credentials
 	// TLS is the TLS offered to clients now (nil: none; reloads replace it).
 	TLS func() *tlsconf.Server
 	// Throttle slows repeated failed logins from one address (nil: none).
