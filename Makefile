@@ -35,12 +35,20 @@ test: deps vet
 	$(GO) test -race -count=1 ./...
 
 # A short fuzzing pass over every protocol reader and the differential
-# test's generator; FUZZTIME=5m for longer.
+# test's generator; FUZZTIME=5m for longer. The front door's seeds are
+# real clients' logins: PGVALVE_RECORD_CORPUS=1 go test -run
+# TestRecordLoginCorpus ./internal/app records them again.
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME) ./internal/wire
 	$(GO) test -run '^$$' -fuzz FuzzParseStartup -fuzztime $(FUZZTIME) ./internal/wire
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/config
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config
+	$(GO) test -run '^$$' -fuzz FuzzKeyLines -fuzztime $(FUZZTIME) ./internal/config
+	$(GO) test -run '^$$' -fuzz FuzzUserlist -fuzztime $(FUZZTIME) ./internal/auth
+	$(GO) test -run '^$$' -fuzz FuzzExchanges -fuzztime $(FUZZTIME) ./internal/auth
+	$(GO) test -run '^$$' -fuzz FuzzFrontDoor -fuzztime $(FUZZTIME) ./internal/frontend
+	$(GO) test -run '^$$' -fuzz FuzzCommand -fuzztime $(FUZZTIME) ./internal/console
+	$(GO) test -run '^$$' -fuzz FuzzQuantilesAreOrdered -fuzztime $(FUZZTIME) ./internal/observe
 	$(GO) test -run '^$$' -fuzz FuzzStatements -fuzztime $(FUZZTIME) ./internal/sqlscan
 	$(GO) test -run '^$$' -fuzz FuzzTrackerMatchesADedicatedServer -fuzztime $(FUZZTIME) ./internal/stmt
 	$(GO) test -run '^$$' -fuzz FuzzConversation -fuzztime $(FUZZTIME) ./internal/difftest
