@@ -92,9 +92,11 @@ func (d *door) authenticate(ctx context.Context, c session.Client) error {
 	case config.AuthCert:
 		return d.certificate(c)
 	}
-	secret, found := d.cfg.Users().Lookup(c.User)
+	secret, found, err := d.secret(ctx, c)
+	if err != nil {
+		return err
+	}
 	x := auth.Exchange{W: d.conn, R: c.Reader, User: c.User, Secret: secret, Found: found, Decoy: d.cfg.Decoy, Binding: d.binding}
-	var err error
 	switch d.cfg.Auth {
 	case config.AuthSCRAM:
 		err = x.SCRAM()
