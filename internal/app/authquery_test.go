@@ -239,3 +239,20 @@ func storedSecret(t *testing.T, user string) string {
 	}
 	return v
 }
+
+// auth_query runs in the client's database unless auth_dbname names
+// another route: here the function exists only in the test database.
+func TestAuthQueryRunsInAuthDBName(t *testing.T) {
+	authQueryCluster(t, map[string]string{"aq_scram": "scram-pw"})
+	cfg := authQueryConfig(t, config.AuthSCRAM)
+	cfg.Databases["other"] = config.Database{Name: "other", Upstream: cluster.URL(cluster.User, cluster.Password, "postgres")}
+	s := valvetest.Start(t, cfg)
+	if code, _ := pgCode(loginTo(t, s.URL("aq_scram", "scram-pw", "other"))); code != "F0000" {
+		t.Fatalf("without auth_dbname, in a database without the function: code %q; want F0000", code)
+	}
+	cfg.AuthDBName = aqDatabase
+	s = valvetest.Start(t, cfg)
+	if err := loginTo(t, s.URL("aq_scram", "scram-pw", "other")); err != nil {
+		t.Fatalf("auth_dbname %s: %v", aqDatabase, err)
+	}
+}
