@@ -42,6 +42,9 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 	authMode := fs.String("auth-type", string(def.Auth), "client authentication: trust, passthrough, scram-sha-256, md5 or plain")
 	fs.Var(aliasOf{fs.Lookup("auth-type")}, "auth", "the same as --auth-type")
 	authFile := fs.String("auth-file", def.AuthFile, "users and their secrets, in PgBouncer's userlist.txt format")
+	authUser := fs.String("auth-user", def.AuthUser, "user that runs auth-query for users auth-file does not list (off when empty)")
+	authQuery := fs.String("auth-query", def.AuthQuery, "query returning (name, secret) of the user named by $1")
+	authDBName := fs.String("auth-dbname", def.AuthDBName, "database auth-query runs in (default: the client's own)")
 	tlsFlags := map[string]*string{}
 	for _, f := range []struct {
 		name string
@@ -91,6 +94,9 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 		"auth-type":            func() { cfg.Auth = config.AuthMode(*authMode) },
 		"auth":                 func() { cfg.Auth = config.AuthMode(*authMode) },
 		"auth-file":            func() { cfg.AuthFile = *authFile },
+		"auth-user":            func() { cfg.AuthUser = *authUser },
+		"auth-query":           func() { cfg.AuthQuery = *authQuery },
+		"auth-dbname":          func() { cfg.AuthDBName = *authDBName },
 		"client-tls-sslmode":   func() { cfg.ClientTLS.SSLMode = *tlsFlags["client-tls-sslmode"] },
 		"client-tls-key-file":  func() { cfg.ClientTLS.KeyFile = *tlsFlags["client-tls-key-file"] },
 		"client-tls-cert-file": func() { cfg.ClientTLS.CertFile = *tlsFlags["client-tls-cert-file"] },

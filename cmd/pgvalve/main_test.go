@@ -143,3 +143,15 @@ func TestJSONLogFormatWritesOneJSONObjectPerLine(t *testing.T) {
 		t.Fatalf("log line %v lacks its message or attribute", line)
 	}
 }
+
+func TestAuthQueryFlagsOverrideTheirKeys(t *testing.T) {
+	file := writeFile(t, "upstream = \"postgres://u@127.0.0.1:5432/db\"\nauth_type = \"md5\"\nauth_user = \"from_file\"\n")
+	cfg, err := loadConfig("run", []string{"--config", file, "--auth-user", "pgvalve_auth",
+		"--auth-query", "SELECT usename, passwd FROM lookup($1)", "--auth-dbname", "postgres"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AuthUser != "pgvalve_auth" || cfg.AuthQuery != "SELECT usename, passwd FROM lookup($1)" || cfg.AuthDBName != "postgres" {
+		t.Fatalf("auth_user %q auth_query %q auth_dbname %q; want the flags'", cfg.AuthUser, cfg.AuthQuery, cfg.AuthDBName)
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/admission"
 	"github.com/pgvalve/pgvalve/internal/auth"
+	"github.com/pgvalve/pgvalve/internal/authquery"
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/cancel"
 	"github.com/pgvalve/pgvalve/internal/config"
@@ -37,6 +38,7 @@ type App struct {
 	clients   *registry // live sessions, for Sessions
 	hooks     Hooks     // the owner's, for the console
 	passwords *auth.Passwords
+	authQuery *authquery.Cache               // auth_query's answers, briefly
 	users     atomic.Pointer[auth.Userlist]  // auth_file; reloads replace it
 	tls       atomic.Pointer[tlsconf.Server] // client_tls_*; nil when off
 	// maxClients is max_client_conn, read at every login; maxLogins is
@@ -96,6 +98,7 @@ const passwordFresh = 2 * time.Second
 func New(cfg config.Config, log *slog.Logger) (*App, error) {
 	a := &App{log: log, listen: cfg.Listen, auth: cfg.Auth, passwords: auth.NewPasswords(passwordFresh),
 		clients: newRegistry(), served: make(chan struct{})}
+	a.authQuery = authquery.NewCache(authQueryFresh, authQueryMax)
 	a.maxClients.Store(int64(cfg.MaxClientConn))
 	a.maxLogins.Store(int64(cfg.MaxLoginConn))
 	a.gate = admission.New(cfg.MaxLoginConn, cfg.MaxLoginConnPerAddr)
@@ -120,7 +123,7 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 		Relay:  a.env,
 		Lookup: a.lookup,
 		Verify: a.verify,
-		Users:  a.users.Load,
+		Secret: a.secret,
 		Decoy:  decoyKey(),
 		// Learned holds the keys and hashes server logins use when the
 		// configuration gives no password.

@@ -91,24 +91,12 @@ type cancelTarget struct {
 // (wrong password, missing database) come back as *pgconn.PgError inside the
 // chain, so callers can forward the server's own SQLSTATE.
 func Dial(ctx context.Context, cfg Config) (*Conn, error) {
-	pcfg, err := pgconn.ParseConfig(connString(cfg))
-	if err != nil {
-		return nil, fmt.Errorf("backend: config: %w", err)
-	}
-	// Only runtime parameters named in the upstream URL travel: PG* variables
-	// in pgvalve's own environment must not change every server's session.
-	for k := range pcfg.RuntimeParams {
-		if _, ok := cfg.Params[k]; !ok {
-			delete(pcfg.RuntimeParams, k)
-		}
-	}
-	useCredential(pcfg, cfg)
 	if cfg.ConnectTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.ConnectTimeout)
 		defer cancel()
 	}
-	pg, err := pgconn.ConnectConfig(ctx, pcfg)
+	pg, err := Connect(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -147,6 +135,30 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	c.rd.SetWhole(decoded)
 	c.cancel.network, c.cancel.address = cancelAddr(hc.Conn, cfg)
 	return c, nil
+}
+
+// Connect logs in as cfg says and returns pgconn's connection, for
+// pgvalve's own queries over the extended protocol (auth_query); Dial
+// takes the socket over from it. Errors are as Dial's.
+func Connect(ctx context.Context, cfg Config) (*pgconn.PgConn, error) {
+	pcfg, err := pgconn.ParseConfig(connString(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("backend: config: %w", err)
+	}
+	// Only runtime parameters named in the upstream URL travel: PG* variables
+	// in pgvalve's own environment must not change every server's session.
+	for k := range pcfg.RuntimeParams {
+		if _, ok := cfg.Params[k]; !ok {
+			delete(pcfg.RuntimeParams, k)
+		}
+	}
+	useCredential(pcfg, cfg)
+	if cfg.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.ConnectTimeout)
+		defer cancel()
+	}
+	return pgconn.ConnectConfig(ctx, pcfg)
 }
 
 // useCredential makes pgconn log in with cfg.Cred when the configuration

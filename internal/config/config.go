@@ -79,6 +79,10 @@ func (a AuthMode) Valid() bool {
 // UsesAuthFile says whether clients are checked against auth_file.
 func (a AuthMode) UsesAuthFile() bool { return a == AuthSCRAM || a == AuthMD5 || a == AuthPlain }
 
+// DefaultAuthQuery is PgBouncer's auth_query: the user's password unless
+// it has expired, for a role that may log in.
+const DefaultAuthQuery = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin"
+
 // MaxMessageSizeLimit is the largest allowed MaxMessageSize: PostgreSQL's own
 // MaxAllocSize ceiling (1 GiB - 1).
 const MaxMessageSizeLimit = 1<<30 - 1
@@ -114,6 +118,9 @@ type Config struct {
 	MaxLoginConnPerAddr    int                 // default 200: the same from one address; 0 = no per-address bound
 	Auth                   AuthMode            // auth_type (alias auth); default trust
 	AuthFile               string              // auth_file: PgBouncer's userlist.txt; reread on reload
+	AuthUser               string              // auth_user: logs in to run AuthQuery for users auth_file does not list; "" = off
+	AuthQuery              string              // auth_query: returns (name, secret) for the user named by $1; default PgBouncer's
+	AuthDBName             string              // auth_dbname: the database (route) AuthQuery runs in; "" = the client's own
 	ClientTLS              TLS                 // client_tls_*: TLS between clients and pgvalve
 	ServerResetQuery       string              // default "DISCARD ALL"; "" disables
 	MaxMessageSize         int                 // largest client protocol message accepted, bytes; default and maximum MaxMessageSizeLimit
@@ -174,6 +181,7 @@ func Default() Config {
 		MaxLoginConn:          2000,
 		MaxLoginConnPerAddr:   200,
 		Auth:                  AuthTrust,
+		AuthQuery:             DefaultAuthQuery,
 		ClientTLS:             TLS{SSLMode: "disable", Protocols: "secure", Ciphers: "default"},
 		ServerResetQuery:      "DISCARD ALL",
 		MaxMessageSize:        MaxMessageSizeLimit,

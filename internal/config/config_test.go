@@ -31,15 +31,17 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 		MaxLoginConn:          2000,
 		MaxLoginConnPerAddr:   200,
 		Auth:                  AuthTrust,
-		ClientTLS:             TLS{SSLMode: "disable", Protocols: "secure", Ciphers: "default"}, // PgBouncer's
-		ServerResetQuery:      "DISCARD ALL",
-		MaxMessageSize:        1<<30 - 1,
-		ClientLoginTimeout:    60 * time.Second,
-		ShutdownTimeout:       30 * time.Second,
-		LogLevel:              "info",
-		LogFormat:             "text",
-		LogQueryText:          true,
-		Databases:             map[string]Database{},
+		// PgBouncer's, as is the TLS below.
+		AuthQuery:          "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin",
+		ClientTLS:          TLS{SSLMode: "disable", Protocols: "secure", Ciphers: "default"},
+		ServerResetQuery:   "DISCARD ALL",
+		MaxMessageSize:     1<<30 - 1,
+		ClientLoginTimeout: 60 * time.Second,
+		ShutdownTimeout:    30 * time.Second,
+		LogLevel:           "info",
+		LogFormat:          "text",
+		LogQueryText:       true,
+		Databases:          map[string]Database{},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Default() = %+v\nwant %+v", got, want)
@@ -86,6 +88,9 @@ auth = "passthrough"
 max_login_conn = 300
 max_login_conn_per_addr = 20
 auth_file = "/etc/pgvalve/userlist.txt"
+auth_user = "pgvalve_auth"
+auth_query = "SELECT usename, passwd FROM lookup($1)"
+auth_dbname = "main"
 client_tls_sslmode = "disable"
 client_tls_key_file = "server.key"
 client_tls_cert_file = "server.crt"
@@ -142,6 +147,9 @@ upstream = "postgres://main/main"
 		MaxLoginConnPerAddr:  20,
 		Auth:                 AuthPassthrough,
 		AuthFile:             "/etc/pgvalve/userlist.txt",
+		AuthUser:             "pgvalve_auth",
+		AuthQuery:            "SELECT usename, passwd FROM lookup($1)",
+		AuthDBName:           "main",
 		ClientTLS: TLS{SSLMode: "disable", KeyFile: "server.key", CertFile: "server.crt", CAFile: "ca.crt",
 			Protocols: "tlsv1.3", Ciphers: "TLS_AES_128_GCM_SHA256"},
 		ServerResetQuery:       "",
@@ -164,8 +172,8 @@ upstream = "postgres://main/main"
 		QueryTimeout:           30 * time.Second,
 		ClientIdleTimeout:      10 * time.Minute,
 		Databases: map[string]Database{
-			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 45},
-			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 50},
+			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 48},
+			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 53},
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {

@@ -144,6 +144,12 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 			}
 		case "auth_file":
 			d.str(path, val, &cfg.AuthFile)
+		case "auth_user":
+			d.str(path, val, &cfg.AuthUser)
+		case "auth_query":
+			d.str(path, val, &cfg.AuthQuery)
+		case "auth_dbname":
+			d.str(path, val, &cfg.AuthDBName)
 		case "client_tls_sslmode":
 			d.str(path, val, &cfg.ClientTLS.SSLMode)
 		case "client_tls_key_file":

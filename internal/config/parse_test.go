@@ -89,6 +89,10 @@ func TestParseRejectsBadFilesWithLineNumberedMessages(t *testing.T) {
 			[]string{`pgvalve.toml:2: databases."my app".upstream: unsupported scheme "mysql" (want postgres or postgresql)`}},
 		{"key after multi-line string", "server_reset_query = \"\"\"\nDISCARD ALL;\n[not a table]\n\"\"\"\nextra = 1\n",
 			[]string{`pgvalve.toml:5: unknown key "extra"`}},
+		{"auth_user without a query", "auth_type = \"scram-sha-256\"\nauth_user = \"pgvalve_auth\"\nauth_query = \" \"\n",
+			[]string{`pgvalve.toml:3: auth_query: auth_user "pgvalve_auth" runs auth_query: it must not be empty`}},
+		{"auth_dbname no route serves", "auth_user = \"a\"\n\nauth_dbname = \"authdb\"\n[databases.app]\nupstream = \"postgres://h/app\"\n",
+			[]string{`pgvalve.toml:3: auth_dbname: "authdb" is neither a [databases] route nor served by the global upstream (which is not set)`}},
 		{"keys are case-sensitive", "Pool_Size = 3\n",
 			[]string{`pgvalve.toml:1: unknown key "Pool_Size"`}},
 	}
@@ -233,5 +237,21 @@ func TestParseRejectsBadObservabilitySettingsByLine(t *testing.T) {
 	}
 	if got := errLines(err); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestAuthUserStandsInForAuthFileAndAuthDBNameMayUseTheGlobalUpstream(t *testing.T) {
+	doc := "auth_type = \"scram-sha-256\"\nauth_user = \"pgvalve_auth\"\nauth_dbname = \"postgres\"\nupstream = \"postgres://h/app\"\n"
+	cfg, err := Parse("pgvalve.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AuthQuery != DefaultAuthQuery {
+		t.Fatalf("auth_query = %q, want PgBouncer's default", cfg.AuthQuery)
+	}
+	cfg.AuthUser = ""
+	want := `pgvalve.toml:1: auth_file: auth_type scram-sha-256 checks clients against auth_file; set it`
+	if got := errLines(cfg.Validate()); strings.Join(got, "\n") != want {
+		t.Fatalf("without auth_user: got %q, want %q", got, want)
 	}
 }

@@ -106,9 +106,10 @@ func (c Config) problems() []problem {
 		k.add(top("auth_type"), c.Auth == f.Auth, nil, "%q is not one of trust, passthrough, scram-sha-256, md5, plain, cert", c.Auth)
 	}
 	c.checkTLS(k, f)
-	if c.Auth.UsesAuthFile() && c.AuthFile == "" {
+	if c.Auth.UsesAuthFile() && c.AuthFile == "" && c.AuthUser == "" {
 		k.add(top("auth_file"), c.AuthFile == f.AuthFile, top("auth_type"), "auth_type %s checks clients against auth_file; set it", c.Auth)
 	}
+	c.checkAuthQuery(k, f)
 	if c.MaxMessageSize < MinMessageSize || c.MaxMessageSize > MaxMessageSizeLimit {
 		k.add(top("max_message_size"), c.MaxMessageSize == f.MaxMessageSize, nil,
 			"must be between %d and %d", MinMessageSize, MaxMessageSizeLimit)
@@ -203,6 +204,22 @@ func checkListen(s string) error {
 		return fmt.Errorf("invalid port %q", port)
 	}
 	return nil
+}
+
+// checkAuthQuery checks auth_user's companions: a query to run, and a
+// database it can run in.
+func (c Config) checkAuthQuery(k *checker, f Config) {
+	top := func(key string) toml.Key { return toml.Key{key} }
+	if c.AuthUser == "" {
+		return
+	}
+	if strings.TrimSpace(c.AuthQuery) == "" {
+		k.add(top("auth_query"), c.AuthQuery == f.AuthQuery, top("auth_user"), "auth_user %q runs auth_query: it must not be empty", c.AuthUser)
+	}
+	if _, routed := c.Databases[c.AuthDBName]; c.AuthDBName != "" && !routed && c.Upstream == "" {
+		k.add(top("auth_dbname"), c.AuthDBName == f.AuthDBName, nil,
+			"%q is neither a [databases] route nor served by the global upstream (which is not set)", c.AuthDBName)
+	}
 }
 
 // checkTLS checks client_tls_*: a known mode, and the files it needs.

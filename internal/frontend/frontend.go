@@ -36,10 +36,12 @@ type Config struct {
 	Lookup func(db, user string) (session.Route, bool)
 	// Verify proves a passthrough client's password against the upstream.
 	Verify func(ctx context.Context, db, user, password string) error
-	// Users is auth_file as it is now (reloads replace it); Decoy keys the
-	// fake SCRAM verifier of users it does not list.
-	Users func() *auth.Userlist
-	Decoy []byte
+	// Secret finds the stored secret of a user logging in to db: auth_file's
+	// as it is now (reloads replace it), else auth_query's. found=false is
+	// an unknown user; an error is a lookup that could not be made. Decoy
+	// keys the fake SCRAM verifier of unknown users.
+	Secret func(ctx context.Context, db, user string) (secret auth.Secret, found bool, err error)
+	Decoy  []byte
 	// Learned keeps what each successful login teaches about logging in
 	// to the server as that user (nil: nothing is kept).
 	Learned *auth.Credentials

@@ -92,12 +92,14 @@ func (d *door) authenticate(ctx context.Context, c session.Client) error {
 	case config.AuthCert:
 		return d.certificate(c)
 	}
-	secret, found := d.cfg.Users().Lookup(c.User)
+	secret, found, err := d.secret(ctx, c)
+	if err != nil {
+		return err
+	}
 	x := auth.Exchange{W: d.conn, R: c.Reader, User: c.User, Secret: secret, Found: found, Decoy: d.cfg.Decoy, Binding: d.binding}
 	if d.cfg.Learned != nil {
 		x.Learned = func(cred backend.Credential) { d.cfg.Learned.Put(c.User, cred) }
 	}
-	var err error
 	switch d.cfg.Auth {
 	case config.AuthSCRAM:
 		err = x.SCRAM()

@@ -68,6 +68,9 @@ const (
 	PoolShutDown
 	ConnectFailed
 	ServerFailed
+	// Why a user's secret could not be looked up (auth_query).
+	AuthQueryUnreachable
+	AuthQueryFailed
 	// Requests.
 	RequestLost
 	TxLost
@@ -160,6 +163,11 @@ var table = [count]entry{
 	PoolShutDown:      {Client, "pool_shut_down", wire.CodeAdminShutdown, "pgvalve is shutting down", "pool closed while waiting"},
 	ConnectFailed:     {Client, "connect_failed", wire.CodeConnectionFailure, "could not connect to the server: %v", "could not connect to the server"},
 	ServerFailed:      {Client, "server_failed", wire.CodeConnectionFailure, "server connection failed: %v", "server connection failed"},
+
+	// The client is told what failed, not how: the log has the server's
+	// own error, which may name hosts and roles.
+	AuthQueryUnreachable: {Client, "auth_query_unreachable", wire.CodeConnectionFailure, "could not look up user %q: the server auth_query runs on cannot be reached", "auth_query: server unreachable"},
+	AuthQueryFailed:      {Client, "auth_query_failed", wire.CodeConfigFileError, "could not look up user %q: auth_query failed (pgvalve configuration error)", "auth_query failed"},
 
 	RequestLost:     {Request, "request_lost", wire.CodeConnectionFailure, "%v; the statement may have run; it was not sent again", "server lost under a request"},
 	TxLost:          {Request, "transaction_lost", wire.CodeConnectionFailure, "%v; the transaction is rolled back", "server lost under a transaction"},
