@@ -49,8 +49,11 @@ func frontDoor(t *testing.T, mode config.AuthMode, users *auth.Userlist, in []by
 		Relay:  &session.Env{},
 		Lookup: func(db, user string) (session.Route, bool) { return session.Route{}, db != "nosuchdb" },
 		Verify: func(context.Context, string, string, string) error { return errors.New("wrong password") },
-		Users:  func() *auth.Userlist { return users },
-		Decoy:  []byte("decoy"),
+		Secret: func(_ context.Context, _, user string) (auth.Secret, bool, error) {
+			s, ok := users.Lookup(user)
+			return s, ok, nil
+		},
+		Decoy: []byte("decoy"),
 	}
 	cfg.Relay.SetLive(session.Live{LoginTimeout: 5 * time.Second, MaxMessageSize: 1 << 20})
 	client, server := net.Pipe()
