@@ -92,3 +92,26 @@ func TestAnotherVerifierOnTheServerIsExplainedToTheClient(t *testing.T) {
 		t.Fatalf("login with a verifier the server does not hold: %v; want 28000 asking for the same verifier", err)
 	}
 }
+
+// A user found through auth_query logs in to PostgreSQL as itself, with
+// the keys of its SCRAM proof or its md5 hash: no password for it is
+// configured anywhere.
+func TestAuthQueryUsersLogInToTheServerAsThemselves(t *testing.T) {
+	authQueryCluster(t, map[string]string{"aq_scram": "scram-pw", "aq_md5": "md5-pw"})
+	for user, mode := range map[string]config.AuthMode{"aq_scram": config.AuthSCRAM, "aq_md5": config.AuthMD5} {
+		t.Run(user, func(t *testing.T) {
+			cfg := authQueryConfig(t, mode)
+			noUpstreamPassword(t)(&cfg)
+			s := valvetest.Start(t, cfg)
+			c, err := pgconn.Connect(testutil.Context(t), s.URL(user, map[string]string{"aq_scram": "scram-pw", "aq_md5": "md5-pw"}[user], cluster.Database))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(testutil.Context(t))
+			res, err := c.Exec(testutil.Context(t), "select current_user").ReadAll()
+			if err != nil || len(res) != 1 || len(res[0].Rows) != 1 || string(res[0].Rows[0][0]) != user {
+				t.Fatalf("current_user through pgvalve: %v %v, want %s", res, err, user)
+			}
+		})
+	}
+}
