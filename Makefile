@@ -41,6 +41,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME) ./internal/wire
 	$(GO) test -run '^$$' -fuzz FuzzParseStartup -fuzztime $(FUZZTIME) ./internal/wire
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/config
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/hba
 	$(GO) test -run '^$$' -fuzz FuzzStatements -fuzztime $(FUZZTIME) ./internal/sqlscan
 	$(GO) test -run '^$$' -fuzz FuzzTrackerMatchesADedicatedServer -fuzztime $(FUZZTIME) ./internal/stmt
 	$(GO) test -run '^$$' -fuzz FuzzConversation -fuzztime $(FUZZTIME) ./internal/difftest
