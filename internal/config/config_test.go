@@ -30,6 +30,8 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 		MaxClientConn:         1000,
 		MaxLoginConn:          2000,
 		MaxLoginConnPerAddr:   200,
+		UnixSocketDir:         "/tmp", // PgBouncer's
+		UnixSocketMode:        0o777,
 		Auth:                  AuthTrust,
 		ClientTLS:             TLS{SSLMode: "disable", Protocols: "secure", Ciphers: "default"}, // PgBouncer's
 		ServerResetQuery:      "DISCARD ALL",
@@ -86,6 +88,9 @@ auth = "passthrough"
 max_login_conn = 300
 max_login_conn_per_addr = 20
 auth_file = "/etc/pgvalve/userlist.txt"
+auth_hba_file = "/etc/pgvalve/hba.conf"
+unix_socket_dir = "/run/pgvalve"
+unix_socket_mode = "0770"
 client_tls_sslmode = "disable"
 client_tls_key_file = "server.key"
 client_tls_cert_file = "server.crt"
@@ -142,6 +147,9 @@ upstream = "postgres://main/main"
 		MaxLoginConnPerAddr:  20,
 		Auth:                 AuthPassthrough,
 		AuthFile:             "/etc/pgvalve/userlist.txt",
+		AuthHBAFile:          "/etc/pgvalve/hba.conf",
+		UnixSocketDir:        "/run/pgvalve",
+		UnixSocketMode:       0o770,
 		ClientTLS: TLS{SSLMode: "disable", KeyFile: "server.key", CertFile: "server.crt", CAFile: "ca.crt",
 			Protocols: "tlsv1.3", Ciphers: "TLS_AES_128_GCM_SHA256"},
 		ServerResetQuery:       "",
@@ -164,8 +172,8 @@ upstream = "postgres://main/main"
 		QueryTimeout:           30 * time.Second,
 		ClientIdleTimeout:      10 * time.Minute,
 		Databases: map[string]Database{
-			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 45},
-			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 50},
+			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 48},
+			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 53},
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
@@ -82,7 +81,7 @@ func (d *door) negotiate(st *wire.Startup) ([]wire.Param, error) {
 // passthrough asks for a cleartext password and has the upstream check it;
 // cert takes the TLS client certificate's name; scram-sha-256, md5 and
 // plain check the client against auth_file here, costing the server
-// nothing.
+// nothing; hba picks one of these (or reject, peer) per client.
 func (d *door) authenticate(ctx context.Context, c session.Client) error {
 	switch d.cfg.Auth {
 	case config.AuthTrust:
@@ -91,20 +90,32 @@ func (d *door) authenticate(ctx context.Context, c session.Client) error {
 		return d.passthrough(ctx, c)
 	case config.AuthCert:
 		return d.certificate(c)
+	case config.AuthHBA:
+		return d.byHBA(c)
 	}
+	return d.exchange(c, d.cfg.Auth)
+}
+
+// exchange checks c against auth_file with method: scram-sha-256, md5 or
+// plain. Anything else is refused, never let through.
+func (d *door) exchange(c session.Client, method config.AuthMode) error {
 	secret, found := d.cfg.Users().Lookup(c.User)
 	x := auth.Exchange{W: d.conn, R: c.Reader, User: c.User, Secret: secret, Found: found, Decoy: d.cfg.Decoy, Binding: d.binding}
 	var err error
-	switch d.cfg.Auth {
+	switch method {
 	case config.AuthSCRAM:
 		err = x.SCRAM()
 	case config.AuthMD5:
 		err = x.MD5()
 	case config.AuthPlain:
-		if !d.tls { // the configuration requires TLS, but a reload may turn it off
+		// A unix socket never crosses a network; over TCP the
+		// configuration requires TLS, but a reload may turn it off.
+		if !d.tls && !d.local {
 			return d.refuse(reason.CleartextNeedsTLS)
 		}
 		err = x.Cleartext()
+	default:
+		err = auth.ErrFailed
 	}
 	return d.authFailed(c, err)
 }
@@ -112,13 +123,7 @@ func (d *door) authenticate(ctx context.Context, c session.Client) error {
 // certificate admits a client whose verified TLS client certificate names
 // it (common name = user), as PostgreSQL's cert method.
 func (d *door) certificate(c session.Client) error {
-	var cn string
-	if tc, ok := d.conn.(*tls.Conn); ok {
-		if peers := tc.ConnectionState().PeerCertificates; len(peers) > 0 {
-			cn = peers[0].Subject.CommonName
-		}
-	}
-	switch {
+	switch cn := d.certName(); {
 	case cn == "":
 		return d.refuse(reason.NoClientCert)
 	case cn != c.User:
@@ -126,6 +131,17 @@ func (d *door) certificate(c session.Client) error {
 		return d.refuse(reason.CertUserMismatch, c.User)
 	}
 	return nil
+}
+
+// certName is the common name of the client's verified TLS certificate;
+// "" without one.
+func (d *door) certName() string {
+	if tc, ok := d.conn.(*tls.Conn); ok {
+		if peers := tc.ConnectionState().PeerCertificates; len(peers) > 0 {
+			return peers[0].Subject.CommonName
+		}
+	}
+	return ""
 }
 
 // authFailed answers a failed exchange: 28P01 with one message for every
@@ -195,10 +211,7 @@ func (d *door) passed() {
 	}
 }
 
-func (d *door) host() string {
-	h, _, _ := net.SplitHostPort(d.conn.RemoteAddr().String())
-	return h
-}
+func (d *door) host() string { return ClientHost(d.conn) }
 
 // forwardCancel handles a CancelRequest connection. PostgreSQL answers
 // nothing, whether or not the key was known, and so do we.
