@@ -18,6 +18,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/app"
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/testutil/certs"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
@@ -241,4 +242,37 @@ func rewriteFile(t *testing.T, path, text string) {
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// clientcert=verify-full on a hostssl line wants the user's own
+// certificate before the line's method runs; a cert line is the cert
+// method.
+func TestHBAClientCertAndCertLines(t *testing.T) {
+	s, ca, _ := tlsValve(t, "verify-full", func(c *config.Config) {
+		c.Auth, c.AuthHBAFile = config.AuthHBA, hbaFile(t,
+			"hostssl certdb all 127.0.0.1/32 cert",
+			"hostssl all    all 127.0.0.1/32 scram-sha-256 clientcert=verify-full")
+		c.Databases["certdb"] = config.Database{Name: "certdb", Upstream: cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase)}
+	})
+	mine, theirs := ca.Client(t, cluster.User), ca.Client(t, "somebody-else")
+	with := func(p certs.Pair, db, password string) string {
+		return fmt.Sprintf("host=127.0.0.1 port=%d user=%s password='%s' dbname=%s sslmode=verify-full sslrootcert=%s sslcert=%s sslkey=%s",
+			s.Port(), cluster.User, password, db, ca.File, p.Cert, p.Key)
+	}
+	if err := connectDSN(t, with(mine, pgtest.TestDatabase, cluster.Password)); err != nil {
+		t.Errorf("own certificate and password: %v", err)
+	}
+	if err := connectDSN(t, with(mine, "certdb", "")); err != nil {
+		t.Errorf("cert line, own certificate: %v", err)
+	}
+	for what, dsn := range map[string]string{
+		"clientcert=verify-full, another user's certificate": with(theirs, pgtest.TestDatabase, cluster.Password),
+		"cert line, another user's certificate":              with(theirs, "certdb", ""),
+	} {
+		pe, ok := errors.AsType[*pgconn.PgError](connectDSN(t, dsn))
+		if !ok || pe.Code != "28000" || pe.Message != fmt.Sprintf("certificate authentication failed for user %q", cluster.User) {
+			t.Errorf("%s: %v; want 28000 certificate authentication failed", what, pe)
+		}
+	}
+	wantAuthFailed(t, "own certificate, wrong password", connectDSN(t, with(mine, pgtest.TestDatabase, "nope")), cluster.User)
 }

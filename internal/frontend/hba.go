@@ -58,9 +58,8 @@ func (d *door) byHBA(c session.Client) error {
 		return d.decoy(c)
 	}
 	d.log.Debug("auth_hba_file", "line", rule.Line, "method", rule.Method)
-	if rule.ClientCert == hba.CertVerifyFull && d.certName() != c.User {
-		d.slowDown()
-		return d.refuse(reason.CertUserMismatch, c.User)
+	if err := d.clientCert(rule, c); err != nil {
+		return err
 	}
 	switch rule.Method {
 	case hba.Trust:
@@ -75,6 +74,21 @@ func (d *door) byHBA(c session.Client) error {
 		return d.exchange(c, config.AuthSCRAM)
 	}
 	return d.exchange(c, config.AuthPlain)
+}
+
+// clientCert enforces a line's clientcert option before its method runs:
+// a verified client certificate, naming the user for verify-full.
+func (d *door) clientCert(rule hba.Rule, c session.Client) error {
+	switch {
+	case rule.ClientCert == hba.CertNone:
+		return nil
+	case d.peerCert() == nil:
+		return d.refuse(reason.NoClientCert)
+	case rule.ClientCert == hba.CertVerifyFull && d.certName() != c.User:
+		d.slowDown()
+		return d.refuse(reason.CertUserMismatch, c.User)
+	}
+	return nil
 }
 
 // decoy runs SCRAM against a verifier no password matches and answers

@@ -3,6 +3,7 @@ package frontend
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -133,13 +134,21 @@ func (d *door) certificate(c session.Client) error {
 	return nil
 }
 
+// peerCert is the client's verified TLS certificate; nil without one.
+func (d *door) peerCert() *x509.Certificate {
+	if tc, ok := d.conn.(*tls.Conn); ok {
+		if peers := tc.ConnectionState().PeerCertificates; len(peers) > 0 {
+			return peers[0]
+		}
+	}
+	return nil
+}
+
 // certName is the common name of the client's verified TLS certificate;
 // "" without one.
 func (d *door) certName() string {
-	if tc, ok := d.conn.(*tls.Conn); ok {
-		if peers := tc.ConnectionState().PeerCertificates; len(peers) > 0 {
-			return peers[0].Subject.CommonName
-		}
+	if cert := d.peerCert(); cert != nil {
+		return cert.Subject.CommonName
 	}
 	return ""
 }
