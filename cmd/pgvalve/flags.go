@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/auth"
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/hba"
 	"github.com/pgvalve/pgvalve/internal/tlsconf"
 )
 
@@ -39,12 +40,15 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 	wait := seconds(def.QueryWaitTimeout)
 	fs.Var(&wait, "query-wait-timeout", "how long a client waits for a server before 53300: a duration (20s) or seconds (0: forever)")
 	maxClients := fs.Int("max-client-conn", def.MaxClientConn, "most clients connected at once")
-	authMode := fs.String("auth-type", string(def.Auth), "client authentication: trust, passthrough, scram-sha-256, md5 or plain")
+	authMode := fs.String("auth-type", string(def.Auth), "client authentication: trust, passthrough, scram-sha-256, md5, plain, cert or hba")
 	fs.Var(aliasOf{fs.Lookup("auth-type")}, "auth", "the same as --auth-type")
 	authFile := fs.String("auth-file", def.AuthFile, "users and their secrets, in PgBouncer's userlist.txt format")
 	authUser := fs.String("auth-user", def.AuthUser, "user that runs auth-query for users auth-file does not list (off when empty)")
 	authQuery := fs.String("auth-query", def.AuthQuery, "query returning (name, secret) of the user named by $1")
 	authDBName := fs.String("auth-dbname", def.AuthDBName, "database auth-query runs in (default: the client's own)")
+	hbaFile := fs.String("auth-hba-file", def.AuthHBAFile, "pg_hba.conf rules choosing each client's method, for --auth-type hba")
+	socketDir := fs.String("unix-socket-dir", def.UnixSocketDir, "directory of the unix socket .s.PGSQL.<port> (none when empty)")
+	socketMode := fs.String("unix-socket-mode", fmt.Sprintf("%04o", uint32(def.UnixSocketMode)), "permissions of the unix socket, octal")
 	tlsFlags := map[string]*string{}
 	for _, f := range []struct {
 		name string
@@ -97,6 +101,8 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 		"auth-user":            func() { cfg.AuthUser = *authUser },
 		"auth-query":           func() { cfg.AuthQuery = *authQuery },
 		"auth-dbname":          func() { cfg.AuthDBName = *authDBName },
+		"auth-hba-file":        func() { cfg.AuthHBAFile = *hbaFile },
+		"unix-socket-dir":      func() { cfg.UnixSocketDir = *socketDir },
 		"client-tls-sslmode":   func() { cfg.ClientTLS.SSLMode = *tlsFlags["client-tls-sslmode"] },
 		"client-tls-key-file":  func() { cfg.ClientTLS.KeyFile = *tlsFlags["client-tls-key-file"] },
 		"client-tls-cert-file": func() { cfg.ClientTLS.CertFile = *tlsFlags["client-tls-cert-file"] },
@@ -111,11 +117,16 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 		"stats-users":          func() { cfg.StatsUsers = config.SplitNames(*statsUsers) },
 		"metrics-listen":       func() { cfg.MetricsListen = *metricsListen },
 	}
+	var badMode error
+	set["unix-socket-mode"] = func() { cfg.UnixSocketMode, badMode = config.ParseMode(*socketMode) }
 	fs.Visit(func(f *flag.Flag) {
 		if apply, ok := set[f.Name]; ok {
 			apply()
 		}
 	})
+	if badMode != nil {
+		return config.Config{}, opts, fmt.Errorf("--unix-socket-mode: %w", badMode)
+	}
 	if cfg.Auth == "password" {
 		cfg.Auth = config.AuthPlain
 	}
@@ -125,6 +136,11 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 	if cfg.AuthFile != "" {
 		if _, err := auth.LoadUserlist(cfg.AuthFile); err != nil {
 			return config.Config{}, opts, fmt.Errorf("auth_file: %w", err)
+		}
+	}
+	if cfg.Auth == config.AuthHBA {
+		if _, err := hba.Load(cfg.AuthHBAFile); err != nil {
+			return config.Config{}, opts, fmt.Errorf("auth_hba_file: %w", err)
 		}
 	}
 	if _, err := tlsconf.NewServer(cfg.ClientTLS); err != nil {

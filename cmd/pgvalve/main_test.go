@@ -155,3 +155,30 @@ func TestAuthQueryFlagsOverrideTheirKeys(t *testing.T) {
 		t.Fatalf("auth_user %q auth_query %q auth_dbname %q; want the flags'", cfg.AuthUser, cfg.AuthQuery, cfg.AuthDBName)
 	}
 }
+
+func TestHBAAndUnixSocketFlagsSetTheirKeys(t *testing.T) {
+	hbaFile := writeFile(t, "local all all peer\nhost all all 127.0.0.1/32 trust\n")
+	cfg, err := loadConfig("run", []string{"--upstream", "postgres://u@h/db", "--auth-type", "hba", "--auth-hba-file", hbaFile,
+		"--unix-socket-dir", "/run/pgvalve", "--unix-socket-mode", "0770"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Auth != config.AuthHBA || cfg.AuthHBAFile != hbaFile || cfg.UnixSocketDir != "/run/pgvalve" || cfg.UnixSocketMode != 0o770 {
+		t.Fatalf("auth %q file %q dir %q mode %o", cfg.Auth, cfg.AuthHBAFile, cfg.UnixSocketDir, cfg.UnixSocketMode)
+	}
+	bad := writeFile(t, "host all +admins all reject\n")
+	for _, args := range [][]string{
+		{"--auth-type", "hba"},
+		{"--auth-type", "hba", "--auth-hba-file", bad},
+		{"--unix-socket-mode", "rwx"},
+	} {
+		_, err := loadConfig("run", append([]string{"--upstream", "postgres://u@h/db"}, args...), io.Discard)
+		if err == nil {
+			t.Errorf("%v: accepted", args)
+		}
+	}
+	if _, err := loadConfig("run", []string{"--upstream", "postgres://u@h/db", "--auth-type", "hba", "--auth-hba-file", bad}, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), ":1: user \"+admins\"") {
+		t.Fatalf("a bad hba file: %v; want its line", err)
+	}
+}

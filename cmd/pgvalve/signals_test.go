@@ -35,7 +35,8 @@ type child struct {
 func startChild(t *testing.T, args ...string) *child {
 	t.Helper()
 	c := &child{log: &testutil.Buffer{}, done: make(chan struct{})}
-	c.cmd = exec.Command(os.Args[0], append([]string{"run"}, args...)...)
+	// No unix socket: the default /tmp is shared with other tests and poolers.
+	c.cmd = exec.Command(os.Args[0], append([]string{"run", "--unix-socket-dir", ""}, args...)...)
 	c.cmd.Env = append(os.Environ(), childEnv+"=1")
 	c.cmd.Stderr = c.log
 	if err := c.cmd.Start(); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/cancel"
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/frontend"
+	"github.com/pgvalve/pgvalve/internal/hba"
 	"github.com/pgvalve/pgvalve/internal/listener"
 	"github.com/pgvalve/pgvalve/internal/observe"
 	"github.com/pgvalve/pgvalve/internal/pool"
@@ -40,6 +41,7 @@ type App struct {
 	passwords *auth.Passwords
 	authQuery *authquery.Cache               // auth_query's answers, briefly
 	users     atomic.Pointer[auth.Userlist]  // auth_file; reloads replace it
+	hba       atomic.Pointer[hba.Rules]      // auth_hba_file (auth_type hba); reloads replace it
 	tls       atomic.Pointer[tlsconf.Server] // client_tls_*; nil when off
 	// maxClients is max_client_conn, read at every login; maxLogins is
 	// max_login_conn, read at every accept.
@@ -124,6 +126,7 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 		Lookup: a.lookup,
 		Verify: a.verify,
 		Secret: a.secret,
+		HBA:    a.hba.Load,
 		Decoy:  decoyKey(),
 		// Learned holds the keys and hashes server logins use when the
 		// configuration gives no password.
@@ -146,9 +149,10 @@ func decoyKey() []byte {
 	return k
 }
 
-// loadFiles reads the files cfg names, at start and on reload: auth_file
-// and the TLS key, certificate and CA. All load or none is put in force,
-// so a reload with a bad file changes nothing of them (and says so).
+// loadFiles reads the files cfg names, at start and on reload: auth_file,
+// auth_hba_file (auth_type hba) and the TLS key, certificate and CA. All
+// load or none is put in force, so a reload with a bad file changes
+// nothing of them (and says so).
 func (a *App) loadFiles(cfg config.Config) error {
 	var users *auth.Userlist
 	if cfg.AuthFile != "" {
@@ -157,12 +161,29 @@ func (a *App) loadFiles(cfg config.Config) error {
 			return fmt.Errorf("auth_file: %w", err)
 		}
 	}
+	var rules *hba.Rules
+	if cfg.Auth == config.AuthHBA {
+		var err error
+		if cfg.AuthHBAFile == "" {
+			return fmt.Errorf("auth_type hba takes its rules from auth_hba_file; set it")
+		}
+		if rules, err = hba.Load(cfg.AuthHBAFile); err != nil {
+			return fmt.Errorf("auth_hba_file: %w", err)
+		}
+		if err := a.checkHBA(rules, cfg); err != nil {
+			return fmt.Errorf("auth_hba_file: %w", err)
+		}
+	}
 	srv, err := tlsconf.NewServer(cfg.ClientTLS)
 	if err != nil {
 		return err
 	}
 	a.users.Store(users)
+	a.hba.Store(rules)
 	a.tls.Store(srv)
+	if rules != nil {
+		a.log.Info("auth_hba_file loaded", "file", cfg.AuthHBAFile, "lines", len(rules.Rules()))
+	}
 	if users != nil {
 		a.log.Info("auth_file loaded", "file", cfg.AuthFile, "users", users.Len())
 	}
@@ -190,22 +211,14 @@ func liveSettings(cfg config.Config) session.Live {
 // SetKnobs installs test seams; call it before Serve.
 func (a *App) SetKnobs(k *session.Knobs) { a.env.Knobs = k }
 
-// Listen binds the configured address.
-func (a *App) Listen() (net.Listener, error) {
-	ln, err := net.Listen("tcp", a.listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", a.listen, err)
-	}
-	return ln, nil
-}
-
-// Serve serves clients from ln until Shutdown or Close; it returns once
-// every session has ended and every pool is closed.
+// Serve serves clients from ln (and its unix socket when ln is Listen's)
+// until Shutdown or Close; it returns once every session has ended and
+// every pool is closed.
 func (a *App) Serve(ln net.Listener) error {
 	cfg := a.config()
 	a.log.Info("pgvalve listening", "addr", ln.Addr().String(), "pool_mode", cfg.PoolMode, "pool_size", cfg.PoolSize)
 	defer close(a.served)
-	err := listener.Serve(a.accepting, ln, listener.Config{
+	lc := listener.Config{
 		// The gate bounds logins (Admit); this bounds goroutines, of which
 		// shed logins' may linger a moment: room for as many again.
 		MaxConns: func() int { return int(a.maxClients.Load() + 4*a.maxLogins.Load()) },
@@ -226,7 +239,10 @@ func (a *App) Serve(ln net.Listener) error {
 			}
 			frontend.Refuse(a.front, conn)
 		},
-	})
+	}
+	waitUnix := a.serveUnix(ln, lc)
+	err := listener.Serve(a.accepting, ln, lc)
+	waitUnix()
 	a.closePools()
 	return err
 }
@@ -239,10 +255,11 @@ type gated struct {
 
 // admit gives a connection its place at admission, in the accept loop:
 // a login that has to give way to it is closed at once, so a flood of
-// silent sockets is shed as fast as it arrives.
+// silent sockets is shed as fast as it arrives. Unix socket clients have
+// no address: they count as one, "unix", under max_login_conn_per_addr
+// like any other address, so a local flood is shed the same way.
 func (a *App) admit(conn net.Conn) (net.Conn, bool) {
-	host, _, _ := net.SplitHostPort(conn.RemoteAddr().String())
-	tk := a.gate.Enter(host, func() { _ = conn.Close() })
+	tk := a.gate.Enter(frontend.ClientHost(conn), func() { _ = conn.Close() })
 	if tk == nil {
 		return conn, false
 	}

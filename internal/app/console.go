@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgvalve/pgvalve/internal/console"
+	"github.com/pgvalve/pgvalve/internal/frontend"
 	"github.com/pgvalve/pgvalve/internal/session"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
@@ -36,7 +37,7 @@ func (a *App) serveConsole(ctx context.Context, c session.Client) error {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = c.Conn.Write(wire.AppendError(nil, wire.SeverityFatal, wire.CodeInvalidAuthSpec, err.Error()))
 		a.env.Errors.Add(wire.CodeInvalidAuthSpec)
-		a.log.Info("console login refused", "user", c.User, "client", c.Conn.RemoteAddr().String())
+		a.log.Info("console login refused", "user", c.User, "client", frontend.ClientAddr(c.Conn))
 		return err
 	}
 	if _, err := c.Conn.Write(wire.Append(nil, &pgproto3.AuthenticationOk{})); err != nil {

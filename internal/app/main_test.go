@@ -28,6 +28,7 @@ func sessionConfig(poolSize int) config.Config {
 	cfg.Upstream = cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase)
 	cfg.PoolMode = config.PoolSession
 	cfg.PoolSize = poolSize
+	cfg.UnixSocketDir = "" // no socket in the shared /tmp; a test that wants one names its own directory
 	return cfg
 }
 

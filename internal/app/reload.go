@@ -53,7 +53,7 @@ func (a *App) Reload(next config.Config) []config.Change {
 	a.maxLogins.Store(int64(cfg.MaxLoginConn))
 	a.gate.SetLimits(cfg.MaxLoginConn, cfg.MaxLoginConnPerAddr)
 	if err := a.loadFiles(cfg); err != nil {
-		a.log.Error("reload: files not loaded; auth_file and TLS stay as they were", "err", err)
+		a.log.Error("reload: files not loaded; auth_file, auth_hba_file and TLS stay as they were", "err", err)
 	}
 	for _, t := range tunes {
 		t.pool.Reconfigure(t.set)

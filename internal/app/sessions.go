@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pgvalve/pgvalve/internal/admission"
+	"github.com/pgvalve/pgvalve/internal/frontend"
 	"github.com/pgvalve/pgvalve/internal/observe"
 	"github.com/pgvalve/pgvalve/internal/session"
 )
@@ -43,7 +44,7 @@ func (r *registry) add(ctx context.Context, conn net.Conn) (*session.Status, con
 	ctx, kill := context.WithCancelCause(ctx)
 	r.mu.Lock()
 	r.mu.next++
-	st := session.NewStatus(r.mu.next, conn.RemoteAddr().String(), time.Now())
+	st := session.NewStatus(r.mu.next, frontend.ClientAddr(conn), time.Now())
 	r.mu.m[st.ID] = listed{st: st, kill: kill}
 	r.mu.Unlock()
 	return st, ctx, func() {

@@ -57,7 +57,8 @@ type AuthMode string
 
 // Auth modes (auth_type, PgBouncer's names): trust lets every client in;
 // passthrough asks for the password and has the upstream check it;
-// scram-sha-256, md5 and plain check the client against auth_file.
+// scram-sha-256, md5 and plain check the client against auth_file; hba
+// picks one of those (and reject, peer) per client from auth_hba_file.
 const (
 	AuthTrust       AuthMode = "trust"
 	AuthPassthrough AuthMode = "passthrough"
@@ -65,12 +66,13 @@ const (
 	AuthMD5         AuthMode = "md5"
 	AuthPlain       AuthMode = "plain" // "password" is read as plain
 	AuthCert        AuthMode = "cert"  // the client certificate's common name is the user
+	AuthHBA         AuthMode = "hba"   // per client, from auth_hba_file
 )
 
 // Valid reports whether a is one of the known auth modes.
 func (a AuthMode) Valid() bool {
 	switch a {
-	case AuthTrust, AuthPassthrough, AuthSCRAM, AuthMD5, AuthPlain, AuthCert:
+	case AuthTrust, AuthPassthrough, AuthSCRAM, AuthMD5, AuthPlain, AuthCert, AuthHBA:
 		return true
 	}
 	return false
@@ -121,6 +123,9 @@ type Config struct {
 	AuthUser               string              // auth_user: logs in to run AuthQuery for users auth_file does not list; "" = off
 	AuthQuery              string              // auth_query: returns (name, secret) for the user named by $1; default PgBouncer's
 	AuthDBName             string              // auth_dbname: the database (route) AuthQuery runs in; "" = the client's own
+	AuthHBAFile            string              // auth_hba_file: pg_hba.conf rules for auth_type hba; reread on reload
+	UnixSocketDir          string              // default "/tmp": the unix socket .s.PGSQL.<port> goes here; "" = none
+	UnixSocketMode         os.FileMode         // default 0777: the socket file's permissions
 	ClientTLS              TLS                 // client_tls_*: TLS between clients and pgvalve
 	ServerResetQuery       string              // default "DISCARD ALL"; "" disables
 	MaxMessageSize         int                 // largest client protocol message accepted, bytes; default and maximum MaxMessageSizeLimit
@@ -180,6 +185,8 @@ func Default() Config {
 		MaxClientConn:         1000,
 		MaxLoginConn:          2000,
 		MaxLoginConnPerAddr:   200,
+		UnixSocketDir:         "/tmp",
+		UnixSocketMode:        0o777,
 		Auth:                  AuthTrust,
 		AuthQuery:             DefaultAuthQuery,
 		ClientTLS:             TLS{SSLMode: "disable", Protocols: "secure", Ciphers: "default"},

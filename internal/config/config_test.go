@@ -30,6 +30,8 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 		MaxClientConn:         1000,
 		MaxLoginConn:          2000,
 		MaxLoginConnPerAddr:   200,
+		UnixSocketDir:         "/tmp", // PgBouncer's
+		UnixSocketMode:        0o777,
 		Auth:                  AuthTrust,
 		// PgBouncer's, as is the TLS below.
 		AuthQuery:          "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin",
@@ -91,6 +93,9 @@ auth_file = "/etc/pgvalve/userlist.txt"
 auth_user = "pgvalve_auth"
 auth_query = "SELECT usename, passwd FROM lookup($1)"
 auth_dbname = "main"
+auth_hba_file = "/etc/pgvalve/hba.conf"
+unix_socket_dir = "/run/pgvalve"
+unix_socket_mode = "0770"
 client_tls_sslmode = "disable"
 client_tls_key_file = "server.key"
 client_tls_cert_file = "server.crt"
@@ -150,6 +155,9 @@ upstream = "postgres://main/main"
 		AuthUser:             "pgvalve_auth",
 		AuthQuery:            "SELECT usename, passwd FROM lookup($1)",
 		AuthDBName:           "main",
+		AuthHBAFile:          "/etc/pgvalve/hba.conf",
+		UnixSocketDir:        "/run/pgvalve",
+		UnixSocketMode:       0o770,
 		ClientTLS: TLS{SSLMode: "disable", KeyFile: "server.key", CertFile: "server.crt", CAFile: "ca.crt",
 			Protocols: "tlsv1.3", Ciphers: "TLS_AES_128_GCM_SHA256"},
 		ServerResetQuery:       "",
@@ -172,8 +180,8 @@ upstream = "postgres://main/main"
 		QueryTimeout:           30 * time.Second,
 		ClientIdleTimeout:      10 * time.Minute,
 		Databases: map[string]Database{
-			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 48},
-			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 53},
+			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 51},
+			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 56},
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -150,6 +152,12 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 			d.str(path, val, &cfg.AuthQuery)
 		case "auth_dbname":
 			d.str(path, val, &cfg.AuthDBName)
+		case "auth_hba_file":
+			d.str(path, val, &cfg.AuthHBAFile)
+		case "unix_socket_dir":
+			d.str(path, val, &cfg.UnixSocketDir)
+		case "unix_socket_mode":
+			d.mode(path, val, &cfg.UnixSocketMode)
 		case "client_tls_sslmode":
 			d.str(path, val, &cfg.ClientTLS.SSLMode)
 		case "client_tls_key_file":
@@ -260,6 +268,43 @@ func (d *decoder) bool(path toml.Key, val any, dst *bool) {
 		return
 	}
 	*dst = b
+}
+
+// mode accepts file permissions as an octal string ("0770", as PgBouncer
+// writes them) or a TOML integer (0o770).
+func (d *decoder) mode(path toml.Key, val any, dst *os.FileMode) {
+	var n uint64
+	switch v := val.(type) {
+	case string:
+		var err error
+		if n, err = strconv.ParseUint(v, 8, 32); err != nil {
+			d.fail(path, "%q is not an octal mode such as \"0770\"", v)
+			return
+		}
+	case int64:
+		if v < 0 {
+			d.fail(path, "must not be negative")
+			return
+		}
+		n = uint64(v)
+	default:
+		d.fail(path, "expected an octal string such as \"0770\", got %s", typeName(val))
+		return
+	}
+	if n > 0o777 {
+		d.fail(path, "%#o is not a permission mode (at most 0777; write it as a string, \"0770\")", n)
+		return
+	}
+	*dst = os.FileMode(n)
+}
+
+// ParseMode reads an octal permission mode as unix_socket_mode takes it.
+func ParseMode(s string) (os.FileMode, error) {
+	n, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || n > 0o777 {
+		return 0, fmt.Errorf("%q is not an octal mode such as 0770", s)
+	}
+	return os.FileMode(n), nil
 }
 
 // names accepts an array of strings or, as PgBouncer writes user lists, one

@@ -34,7 +34,7 @@ func orNone(s string) string {
 }
 
 // setting is one top-level key and whether only a restart can change it:
-// the listening address is bound once, and clients already connected were
+// the listening addresses are bound once, and clients already connected were
 // admitted under the auth mode they met.
 type setting struct {
 	key     string
@@ -49,6 +49,9 @@ var settings = []setting{
 	{"auth_user", func(c Config) any { return c.AuthUser }, false},
 	{"auth_query", func(c Config) any { return fmt.Sprintf("%q", c.AuthQuery) }, false},
 	{"auth_dbname", func(c Config) any { return c.AuthDBName }, false},
+	{"auth_hba_file", func(c Config) any { return c.AuthHBAFile }, false},
+	{"unix_socket_dir", func(c Config) any { return c.UnixSocketDir }, true},
+	{"unix_socket_mode", func(c Config) any { return fmt.Sprintf("%04o", uint32(c.UnixSocketMode)) }, true},
 	{"client_tls_sslmode", func(c Config) any { return c.ClientTLS.SSLMode }, false},
 	{"client_tls_key_file", func(c Config) any { return c.ClientTLS.KeyFile }, false},
 	{"client_tls_cert_file", func(c Config) any { return c.ClientTLS.CertFile }, false},
@@ -144,6 +147,7 @@ func diffRoute(name string, old, new map[string]Database) []Change {
 func Reloaded(running, next Config) (Config, []Change) {
 	changes := Diff(running, next)
 	next.Listen = running.Listen
+	next.UnixSocketDir, next.UnixSocketMode = running.UnixSocketDir, running.UnixSocketMode
 	next.Auth = running.Auth
 	next.LogFormat = running.LogFormat
 	next.MetricsListen = running.MetricsListen

@@ -63,6 +63,8 @@ func TestEverySettingIsCompared(t *testing.T) {
 			v.SetString(v.String() + "x")
 		case reflect.Int, reflect.Int64:
 			v.SetInt(v.Int() + 1)
+		case reflect.Uint32: // a file mode
+			v.SetUint(v.Uint() - 1)
 		case reflect.Bool:
 			v.SetBool(!v.Bool())
 		case reflect.Slice:
@@ -140,6 +142,7 @@ func TestReloadedKeepsEveryRestartOnlySetting(t *testing.T) {
 	running, next := Default(), Default()
 	next.Listen, next.Auth = "127.0.0.1:7000", AuthPassthrough
 	next.LogFormat, next.MetricsListen = "json", "127.0.0.1:9187"
+	next.UnixSocketDir, next.UnixSocketMode = "/run/pgvalve", 0o700
 	applied, changes := Reloaded(running, next)
 	var restartKeys []string
 	for _, c := range changes {

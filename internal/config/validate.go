@@ -103,13 +103,20 @@ func (c Config) problems() []problem {
 		k.add(top("max_login_conn_per_addr"), c.MaxLoginConnPerAddr == f.MaxLoginConnPerAddr, nil, "must not be negative (0: no per-address bound)")
 	}
 	if !c.Auth.Valid() {
-		k.add(top("auth_type"), c.Auth == f.Auth, nil, "%q is not one of trust, passthrough, scram-sha-256, md5, plain, cert", c.Auth)
+		k.add(top("auth_type"), c.Auth == f.Auth, nil, "%q is not one of trust, passthrough, scram-sha-256, md5, plain, cert, hba", c.Auth)
 	}
 	c.checkTLS(k, f)
 	if c.Auth.UsesAuthFile() && c.AuthFile == "" && c.AuthUser == "" {
 		k.add(top("auth_file"), c.AuthFile == f.AuthFile, top("auth_type"), "auth_type %s checks clients against auth_file; set it", c.Auth)
 	}
 	c.checkAuthQuery(k, f)
+	if c.Auth == AuthHBA && c.AuthHBAFile == "" {
+		k.add(top("auth_hba_file"), c.AuthHBAFile == f.AuthHBAFile, top("auth_type"), "auth_type hba takes its rules from auth_hba_file; set it")
+	}
+	if c.UnixSocketDir != "" && len(c.UnixSocketDir)+len("/.s.PGSQL.65535") > maxSocketPath {
+		k.add(top("unix_socket_dir"), c.UnixSocketDir == f.UnixSocketDir, nil,
+			"too long: the socket's path must fit in %d bytes", maxSocketPath)
+	}
 	if c.MaxMessageSize < MinMessageSize || c.MaxMessageSize > MaxMessageSizeLimit {
 		k.add(top("max_message_size"), c.MaxMessageSize == f.MaxMessageSize, nil,
 			"must be between %d and %d", MinMessageSize, MaxMessageSizeLimit)
@@ -188,6 +195,10 @@ func (c Config) problems() []problem {
 	}
 	return k.probs
 }
+
+// maxSocketPath is the longest unix socket path the smallest sun_path
+// (macOS, BSD: 104 bytes with its NUL) takes.
+const maxSocketPath = 103
 
 // checkListen accepts host:port with a numeric port; port 0 picks a free
 // port, which tests rely on.

@@ -19,6 +19,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/auth"
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/console"
+	"github.com/pgvalve/pgvalve/internal/hba"
 	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/session"
 	"github.com/pgvalve/pgvalve/internal/tlsconf"
@@ -36,6 +37,9 @@ type Config struct {
 	Lookup func(db, user string) (session.Route, bool)
 	// Verify proves a passthrough client's password against the upstream.
 	Verify func(ctx context.Context, db, user, password string) error
+	// HBA is auth_hba_file's rules as they are now (auth_type hba;
+	// reloads replace them).
+	HBA func() *hba.Rules
 	// Secret finds the stored secret of a user logging in to db: auth_file's
 	// as it is now (reloads replace it), else auth_query's. found=false is
 	// an unknown user; an error is a lookup that could not be made. Decoy
@@ -66,6 +70,9 @@ type door struct {
 	tlsSrv  *tlsconf.Server
 	tls     bool
 	binding *scram.ChannelBinding
+	// local says the client came in on the unix socket: it is offered no
+	// TLS (as PostgreSQL and PgBouncer) and needs none.
+	local bool
 	// loginBy is when client_login_timeout ends the login; handedOff says
 	// the login is over (the relay or console has the client).
 	loginBy   time.Time
@@ -106,7 +113,7 @@ func (d *door) loginTimedOut(err error, limit time.Duration) {
 // this client. st, if not nil, is the client's entry in the list of live
 // sessions: the front door records who logged in, the relay its state.
 func Serve(ctx context.Context, cfg *Config, conn net.Conn, st *session.Status, gate Gate) {
-	d := &door{cfg: cfg, conn: conn, log: cfg.Log.With("client", conn.RemoteAddr().String()), gate: gate}
+	d := &door{cfg: cfg, conn: conn, log: cfg.Log.With("client", ClientAddr(conn)), gate: gate, local: IsLocal(conn)}
 	defer conn.Close()
 	defer func() {
 		if r := recover(); r != nil {
@@ -126,7 +133,7 @@ func Serve(ctx context.Context, cfg *Config, conn net.Conn, st *session.Status, 
 func Refuse(cfg *Config, conn net.Conn) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	d := &door{cfg: cfg, conn: conn, log: cfg.Log}
+	d := &door{cfg: cfg, conn: conn, log: cfg.Log, local: IsLocal(conn)}
 	st, err := d.readStartup()
 	switch {
 	case err != nil:
@@ -136,7 +143,7 @@ func Refuse(cfg *Config, conn net.Conn) {
 	default:
 		d.cfg.Relay.Fatal(d.conn, reason.TooManyClients)
 		user, _ := st.Get("user")
-		d.log.Info("login refused", "client", conn.RemoteAddr().String(), "user", user,
+		d.log.Info("login refused", "client", ClientAddr(conn), "user", user,
 			"code", reason.TooManyClients.Code(), "reason", reason.TooManyClients.Log())
 	}
 }
@@ -169,7 +176,7 @@ func (d *door) run(ctx context.Context, status *session.Status) (err error) {
 	if err != nil {
 		return err
 	}
-	if d.tlsSrv != nil && d.tlsSrv.Settings().Required() && !d.tls {
+	if d.tlsSrv != nil && d.tlsSrv.Settings().Required() && !d.tls && !d.local {
 		return d.refuse(reason.TLSRequired, d.host(), c.User, c.Database)
 	}
 	status.SetLogin(session.Login{User: c.User, Database: c.Database, ApplicationName: appName(c.Params)})

@@ -3,9 +3,9 @@ package frontend
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
@@ -82,7 +82,7 @@ func (d *door) negotiate(st *wire.Startup) ([]wire.Param, error) {
 // passthrough asks for a cleartext password and has the upstream check it;
 // cert takes the TLS client certificate's name; scram-sha-256, md5 and
 // plain check the client against auth_file here, costing the server
-// nothing.
+// nothing; hba picks one of these (or reject, peer) per client.
 func (d *door) authenticate(ctx context.Context, c session.Client) error {
 	switch d.cfg.Auth {
 	case config.AuthTrust:
@@ -91,7 +91,16 @@ func (d *door) authenticate(ctx context.Context, c session.Client) error {
 		return d.passthrough(ctx, c)
 	case config.AuthCert:
 		return d.certificate(c)
+	case config.AuthHBA:
+		return d.byHBA(ctx, c)
 	}
+	return d.exchange(ctx, c, d.cfg.Auth)
+}
+
+// exchange checks c with method (scram-sha-256, md5 or plain) against its
+// stored secret: auth_file's, else auth_query's. Anything else is refused,
+// never let through.
+func (d *door) exchange(ctx context.Context, c session.Client, method config.AuthMode) error {
 	secret, found, err := d.secret(ctx, c)
 	if err != nil {
 		return err
@@ -100,16 +109,20 @@ func (d *door) authenticate(ctx context.Context, c session.Client) error {
 	if d.cfg.Learned != nil {
 		x.Learned = func(cred backend.Credential) { d.cfg.Learned.Put(c.User, cred) }
 	}
-	switch d.cfg.Auth {
+	switch method {
 	case config.AuthSCRAM:
 		err = x.SCRAM()
 	case config.AuthMD5:
 		err = x.MD5()
 	case config.AuthPlain:
-		if !d.tls { // the configuration requires TLS, but a reload may turn it off
+		// A unix socket never crosses a network; over TCP the
+		// configuration requires TLS, but a reload may turn it off.
+		if !d.tls && !d.local {
 			return d.refuse(reason.CleartextNeedsTLS)
 		}
 		err = x.Cleartext()
+	default:
+		err = auth.ErrFailed
 	}
 	return d.authFailed(c, err)
 }
@@ -117,13 +130,7 @@ func (d *door) authenticate(ctx context.Context, c session.Client) error {
 // certificate admits a client whose verified TLS client certificate names
 // it (common name = user), as PostgreSQL's cert method.
 func (d *door) certificate(c session.Client) error {
-	var cn string
-	if tc, ok := d.conn.(*tls.Conn); ok {
-		if peers := tc.ConnectionState().PeerCertificates; len(peers) > 0 {
-			cn = peers[0].Subject.CommonName
-		}
-	}
-	switch {
+	switch cn := d.certName(); {
 	case cn == "":
 		return d.refuse(reason.NoClientCert)
 	case cn != c.User:
@@ -131,6 +138,25 @@ func (d *door) certificate(c session.Client) error {
 		return d.refuse(reason.CertUserMismatch, c.User)
 	}
 	return nil
+}
+
+// peerCert is the client's verified TLS certificate; nil without one.
+func (d *door) peerCert() *x509.Certificate {
+	if tc, ok := d.conn.(*tls.Conn); ok {
+		if peers := tc.ConnectionState().PeerCertificates; len(peers) > 0 {
+			return peers[0]
+		}
+	}
+	return nil
+}
+
+// certName is the common name of the client's verified TLS certificate;
+// "" without one.
+func (d *door) certName() string {
+	if cert := d.peerCert(); cert != nil {
+		return cert.Subject.CommonName
+	}
+	return ""
 }
 
 // authFailed answers a failed exchange: 28P01 with one message for every
@@ -200,10 +226,7 @@ func (d *door) passed() {
 	}
 }
 
-func (d *door) host() string {
-	h, _, _ := net.SplitHostPort(d.conn.RemoteAddr().String())
-	return h
-}
+func (d *door) host() string { return ClientHost(d.conn) }
 
 // forwardCancel handles a CancelRequest connection. PostgreSQL answers
 // nothing, whether or not the key was known, and so do we.

@@ -28,7 +28,7 @@ const tlsRecordHandshake = 0x16
 // declined.
 func (d *door) readStartup() (*wire.Startup, error) {
 	var src io.Reader = d.conn
-	if d.cfg.TLS != nil && !d.tls && d.tlsSrv == nil {
+	if d.cfg.TLS != nil && !d.tls && d.tlsSrv == nil && !d.local {
 		d.tlsSrv = d.cfg.TLS() // one configuration for the whole handshake
 	}
 	if !d.tls && d.tlsSrv != nil {

@@ -24,7 +24,8 @@ type Server struct {
 }
 
 // Start runs pgvalve with cfg (its Listen is replaced by a free loopback
-// port) until the test ends. Logs go to the test log when -v is given.
+// port, and its unix socket is off unless cfg names a directory other
+// than the default) until the test ends. Logs go to the test log when -v is given.
 func Start(t testing.TB, cfg config.Config) *Server {
 	t.Helper()
 	return StartWithKnobs(t, cfg, nil)
@@ -47,6 +48,11 @@ func StartLogged(t testing.TB, cfg config.Config, logs io.Writer) *Server {
 func start(t testing.TB, cfg config.Config, knobs *session.Knobs, logs io.Writer) *Server {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
+	if cfg.UnixSocketDir == config.Default().UnixSocketDir {
+		// Not /tmp, shared with every other test and the machine's own
+		// poolers: a test that wants the socket names a directory of its own.
+		cfg.UnixSocketDir = ""
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("valvetest: config: %v", err)
 	}
