@@ -83,6 +83,9 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 				"See inside the pool:\n\n  psql -h 127.0.0.1 -p %s -U %s pgbouncer -c 'SHOW POOLS'\n  http://%s/  (live page; /metrics for Prometheus)\n\n",
 				port, user, db, port, cfg.AdminUsers[0], cfg.MetricsListen)
 		}
+		if cfg.UnixSocketDir != "" {
+			fmt.Fprintf(stdout, "Or over the unix socket (no TLS needed there):\n\n  psql -h %s -p %s -U %s %s\n\n", cfg.UnixSocketDir, port, user, db)
+		}
 		fmt.Fprintln(stdout, "Ctrl-C stops pgvalve and removes the throwaway PostgreSQL.")
 	}
 	// The demo's upstream may be a cluster it started, which a file read
