@@ -32,6 +32,7 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 		MaxLoginConnPerAddr:   200,
 		Auth:                  AuthTrust,
 		ClientTLS:             TLS{SSLMode: "disable", Protocols: "secure", Ciphers: "default"}, // PgBouncer's
+		ServerTLS:             TLS{SSLMode: "prefer", Protocols: "secure", Ciphers: "default"},  // PgBouncer's and libpq's
 		ServerResetQuery:      "DISCARD ALL",
 		MaxMessageSize:        1<<30 - 1,
 		ClientLoginTimeout:    60 * time.Second,
@@ -92,6 +93,12 @@ client_tls_cert_file = "server.crt"
 client_tls_ca_file = "ca.crt"
 client_tls_protocols = "tlsv1.3"
 client_tls_ciphers = "TLS_AES_128_GCM_SHA256"
+server_tls_sslmode = "verify-full"
+server_tls_key_file = "client.key"
+server_tls_cert_file = "client.crt"
+server_tls_ca_file = "root.crt"
+server_tls_protocols = "tlsv1.2,tlsv1.3"
+server_tls_ciphers = "default"
 server_reset_query = ""
 max_message_size = 65536
 client_login_timeout = 0
@@ -144,6 +151,8 @@ upstream = "postgres://main/main"
 		AuthFile:             "/etc/pgvalve/userlist.txt",
 		ClientTLS: TLS{SSLMode: "disable", KeyFile: "server.key", CertFile: "server.crt", CAFile: "ca.crt",
 			Protocols: "tlsv1.3", Ciphers: "TLS_AES_128_GCM_SHA256"},
+		ServerTLS: TLS{SSLMode: "verify-full", KeyFile: "client.key", CertFile: "client.crt", CAFile: "root.crt",
+			Protocols: "tlsv1.2,tlsv1.3", Ciphers: "default"},
 		ServerResetQuery:       "",
 		MaxMessageSize:         65536,
 		ClientLoginTimeout:     0,
@@ -164,8 +173,8 @@ upstream = "postgres://main/main"
 		QueryTimeout:           30 * time.Second,
 		ClientIdleTimeout:      10 * time.Minute,
 		Databases: map[string]Database{
-			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 45},
-			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 50},
+			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 51},
+			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 56},
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {

@@ -89,6 +89,12 @@ func TestParseRejectsBadFilesWithLineNumberedMessages(t *testing.T) {
 			[]string{`pgvalve.toml:2: databases."my app".upstream: unsupported scheme "mysql" (want postgres or postgresql)`}},
 		{"key after multi-line string", "server_reset_query = \"\"\"\nDISCARD ALL;\n[not a table]\n\"\"\"\nextra = 1\n",
 			[]string{`pgvalve.toml:5: unknown key "extra"`}},
+		{"unknown server sslmode", "\nserver_tls_sslmode = \"verify\"\n",
+			[]string{`pgvalve.toml:2: server_tls_sslmode: "verify" is not one of disable, allow, prefer, require, verify-ca, verify-full`}},
+		{"server verification without a CA points at the mode", "# servers\nserver_tls_sslmode = \"verify-full\"\n",
+			[]string{`pgvalve.toml:2: server_tls_ca_file: server_tls_sslmode verify-full checks the server's certificate against server_tls_ca_file; set it (a PEM file, or "system" for the system's roots)`}},
+		{"server client certificate without its key", "server_tls_sslmode = \"require\"\nserver_tls_cert_file = \"pgvalve.crt\"\n",
+			[]string{`pgvalve.toml:1: server_tls_key_file: pgvalve's client certificate for servers needs both server_tls_key_file and server_tls_cert_file`}},
 		{"keys are case-sensitive", "Pool_Size = 3\n",
 			[]string{`pgvalve.toml:1: unknown key "Pool_Size"`}},
 	}
