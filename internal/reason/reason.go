@@ -68,6 +68,7 @@ const (
 	PoolShutDown
 	ConnectFailed
 	ServerFailed
+	ServerTLSFailed
 	// Requests.
 	RequestLost
 	TxLost
@@ -160,6 +161,7 @@ var table = [count]entry{
 	PoolShutDown:      {Client, "pool_shut_down", wire.CodeAdminShutdown, "pgvalve is shutting down", "pool closed while waiting"},
 	ConnectFailed:     {Client, "connect_failed", wire.CodeConnectionFailure, "could not connect to the server: %v", "could not connect to the server"},
 	ServerFailed:      {Client, "server_failed", wire.CodeConnectionFailure, "server connection failed: %v", "server connection failed"},
+	ServerTLSFailed:   {Client, "server_tls_failed", wire.CodeConnectionFailure, "%v", "server TLS failed"},
 
 	RequestLost:     {Request, "request_lost", wire.CodeConnectionFailure, "%v; the statement may have run; it was not sent again", "server lost under a request"},
 	TxLost:          {Request, "transaction_lost", wire.CodeConnectionFailure, "%v; the transaction is rolled back", "server lost under a transaction"},
