@@ -61,6 +61,12 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 		{"client-tls-ca-file", def.ClientTLS.CAFile, "CA that signs client certificates (PEM)"},
 		{"client-tls-protocols", def.ClientTLS.Protocols, "secure (TLS 1.2 and 1.3), all, or a list such as tlsv1.3"},
 		{"client-tls-ciphers", def.ClientTLS.Ciphers, "default, or IANA cipher suite names separated by ':'"},
+		{"server-tls-sslmode", def.ServerTLS.SSLMode, "TLS to servers: disable, allow, prefer, require, verify-ca or verify-full (a route's URL naming sslmode decides for itself)"},
+		{"server-tls-key-file", def.ServerTLS.KeyFile, "private key of the certificate pgvalve shows servers (PEM; optional)"},
+		{"server-tls-cert-file", def.ServerTLS.CertFile, "certificate pgvalve shows servers (PEM; optional)"},
+		{"server-tls-ca-file", def.ServerTLS.CAFile, "CA that signs servers' certificates (PEM), or system for the system's roots"},
+		{"server-tls-protocols", def.ServerTLS.Protocols, "secure (TLS 1.2 and 1.3), all, or a list such as tlsv1.3"},
+		{"server-tls-ciphers", def.ServerTLS.Ciphers, "default, or IANA cipher suite names separated by ':'"},
 	} {
 		tlsFlags[f.name] = fs.String(f.name, f.def, f.help)
 	}
@@ -109,6 +115,12 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 		"client-tls-ca-file":   func() { cfg.ClientTLS.CAFile = *tlsFlags["client-tls-ca-file"] },
 		"client-tls-protocols": func() { cfg.ClientTLS.Protocols = *tlsFlags["client-tls-protocols"] },
 		"client-tls-ciphers":   func() { cfg.ClientTLS.Ciphers = *tlsFlags["client-tls-ciphers"] },
+		"server-tls-sslmode":   func() { cfg.ServerTLS.SSLMode = *tlsFlags["server-tls-sslmode"] },
+		"server-tls-key-file":  func() { cfg.ServerTLS.KeyFile = *tlsFlags["server-tls-key-file"] },
+		"server-tls-cert-file": func() { cfg.ServerTLS.CertFile = *tlsFlags["server-tls-cert-file"] },
+		"server-tls-ca-file":   func() { cfg.ServerTLS.CAFile = *tlsFlags["server-tls-ca-file"] },
+		"server-tls-protocols": func() { cfg.ServerTLS.Protocols = *tlsFlags["server-tls-protocols"] },
+		"server-tls-ciphers":   func() { cfg.ServerTLS.Ciphers = *tlsFlags["server-tls-ciphers"] },
 		"log-level":            func() { cfg.LogLevel = *logLevel },
 		"log-format":           func() { cfg.LogFormat = *logFormat },
 		"log-slow-query":       func() { cfg.LogSlowQuery = time.Duration(slow) },
@@ -144,6 +156,9 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 		}
 	}
 	if _, err := tlsconf.NewServer(cfg.ClientTLS); err != nil {
+		return config.Config{}, opts, err
+	}
+	if _, err := tlsconf.NewUpstream(cfg.ServerTLS); err != nil {
 		return config.Config{}, opts, err
 	}
 	if cfg.Upstream == "" && len(cfg.Databases) == 0 {

@@ -43,6 +43,10 @@ type App struct {
 	users     atomic.Pointer[auth.Userlist]  // auth_file; reloads replace it
 	hba       atomic.Pointer[hba.Rules]      // auth_hba_file (auth_type hba); reloads replace it
 	tls       atomic.Pointer[tlsconf.Server] // client_tls_*; nil when off
+	// serverTLS is server_tls_*, read at every dial; never nil once New
+	// returns.
+	serverTLS atomic.Pointer[tlsconf.Upstream]
+	servers   sync.Map // serverKey -> serverInfo: what SHOW SERVERS shows of open servers
 	// maxClients is max_client_conn, read at every login; maxLogins is
 	// max_login_conn, read at every accept.
 	maxClients, maxLogins atomic.Int64
@@ -150,9 +154,9 @@ func decoyKey() []byte {
 }
 
 // loadFiles reads the files cfg names, at start and on reload: auth_file,
-// auth_hba_file (auth_type hba) and the TLS key, certificate and CA. All
-// load or none is put in force, so a reload with a bad file changes
-// nothing of them (and says so).
+// auth_hba_file (auth_type hba) and the TLS keys, certificates and CAs of
+// both sides. All load or none is put in force, so a reload with a bad
+// file changes nothing of them (and says so).
 func (a *App) loadFiles(cfg config.Config) error {
 	var users *auth.Userlist
 	if cfg.AuthFile != "" {
@@ -178,11 +182,18 @@ func (a *App) loadFiles(cfg config.Config) error {
 	if err != nil {
 		return err
 	}
+	up, err := tlsconf.NewUpstream(cfg.ServerTLS)
+	if err != nil {
+		return err
+	}
 	a.users.Store(users)
 	a.hba.Store(rules)
 	a.tls.Store(srv)
 	if rules != nil {
 		a.log.Info("auth_hba_file loaded", "file", cfg.AuthHBAFile, "lines", len(rules.Rules()))
+	}
+	if old := a.serverTLS.Swap(up); old != nil && !old.Same(up) {
+		a.renewForTLS()
 	}
 	if users != nil {
 		a.log.Info("auth_file loaded", "file", cfg.AuthFile, "users", users.Len())

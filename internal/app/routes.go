@@ -61,9 +61,11 @@ func (a *App) entryLocked(db, user string) (*entry, bool) {
 			case cfg.Password == "":
 				cfg.Cred = a.serverCredential(cfg.User)
 			}
+			cfg.TLS = a.serverTLS.Load().Attempts
 			c, err := backend.Dial(ctx, cfg)
 			if err == nil {
 				e.params.Store(c.Params())
+				a.serverOpened(e, c)
 			}
 			return c, err
 		},
@@ -79,6 +81,7 @@ func (a *App) entryLocked(db, user string) (*entry, bool) {
 // serverClosed counts and logs a server connection e's pool closed: why
 // the server itself was unusable when it was given back as such.
 func (a *App) serverClosed(e *entry, c *backend.Conn, why reason.Reason) {
+	a.servers.Delete(serverKey{e.key, c.PID()})
 	detail := ""
 	if why == reason.NotReusable && c.BrokenReason() != reason.None {
 		why, detail = c.BrokenReason(), c.Broken()
@@ -169,6 +172,7 @@ func (a *App) verify(ctx context.Context, db, user, password string) error {
 	}
 	cfg := e.dial
 	cfg.Password = password
+	cfg.TLS = a.serverTLS.Load().Attempts
 	conn, err := backend.Dial(ctx, cfg)
 	if err != nil {
 		var pgErr *pgconn.PgError
@@ -203,10 +207,16 @@ func (a *App) limitsLocked(db, user string) []*pool.Limit {
 // right now, which is retried while they wait. Only errors about the login
 // itself are refusals: a wrong password or method (class 28), a database
 // that does not exist (3D000), no permission to connect (class 42), a bad
-// startup setting (class 22) or an unsupported request (0A000). The rest
+// startup setting (class 22), an unsupported request (0A000), or TLS that
+// fails (backend.TLSError: a certificate server_tls_* does not accept, a
+// server without the TLS it requires), which no retry mends. The rest
 // (unreachable, starting up or shutting down, too many connections, out of
 // resources, the backend terminated during login) pass.
 func refusedLogin(err error) bool {
+	var tlsErr *backend.TLSError
+	if errors.As(err, &tlsErr) {
+		return true
+	}
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || len(pgErr.Code) != 5 {
 		return false

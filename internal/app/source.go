@@ -129,8 +129,12 @@ func (s source) Servers() []observe.Server {
 	var out []observe.Server
 	for _, c := range s.Clients() {
 		if c.ServerPID != 0 {
-			out = append(out, observe.Server{PID: c.ServerPID, Database: c.Database, User: c.User,
-				State: "active", RequestAt: c.HeldSince, ClientID: c.ID})
+			v := observe.Server{PID: c.ServerPID, Database: c.Database, User: c.User,
+				State: "active", RequestAt: c.HeldSince, ClientID: c.ID}
+			if info, ok := s.a.server(c.Database, c.User, uint32(c.ServerPID)); ok {
+				v.Addr, v.ConnectedAt, v.TLS = info.addr, info.created, info.tls
+			}
+			out = append(out, v)
 		}
 	}
 	slices.SortFunc(out, func(x, y observe.Server) int { return int(x.PID) - int(y.PID) })

@@ -1,6 +1,8 @@
 package backend
 
 import (
+	"crypto/tls"
+
 	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
@@ -9,11 +11,22 @@ import (
 // non-blocking peek at its socket: a server that ended (pg_terminate_backend,
 // a restart) has sent its FATAL and closed, which shows up here without a
 // round trip. A connection found dead is marked broken.
+//
+// Over TLS the peek looks at the TCP socket under it, since a *tls.Conn
+// has none to look at: it sees the server close, or send anything (its
+// FATAL and its close_notify are records); it cannot see a record the TLS
+// layer already read ahead of the last answer, which only a server that
+// went away at that very moment leaves, and which the next request then
+// meets as a lost server.
 func (c *Conn) Alive() bool {
 	if c.closed.Load() || c.broken != reason.None {
 		return false
 	}
-	switch st, err := wire.Peek(c.netConn); st {
+	sock := c.netConn
+	if tc, ok := sock.(*tls.Conn); ok {
+		sock = tc.NetConn()
+	}
+	switch st, err := wire.Peek(sock); st {
 	case wire.PeekQuiet:
 		return true
 	case wire.PeekFailed:

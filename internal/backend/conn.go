@@ -7,6 +7,7 @@ package backend
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -47,13 +48,18 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// MaxMessageSize bounds server messages; 0 means 1 GiB.
 	MaxMessageSize int
+	// TLS, when set, says how to try reaching a host, in order (a nil
+	// entry: plaintext), in place of the sslmode pgconn would read (see
+	// tlsconf.Upstream.Attempts). A URL naming one of urlTLSKeys keeps
+	// libpq's own handling of them for its route.
+	TLS func(host string) []*tls.Config
 }
 
 // Conn is one authenticated server connection. Its owner (whoever holds the
 // lease) is the only goroutine that reads, writes or inspects state; Cancel
 // and Close may be called from anywhere.
 type Conn struct {
-	netConn net.Conn
+	netConn net.Conn      // a *tls.Conn over TLS
 	sock    io.ReadWriter // netConn's hot path: see wire.Socket
 	rd      *wire.Reader
 	cancel  cancelTarget
@@ -98,7 +104,7 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	}
 	pg, err := Connect(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return nil, tlsFailure(err, cfg)
 	}
 	// pgconn's background reader may still hold the socket after login;
 	// SyncConn stops it and leaves nothing buffered, as Hijack requires.
@@ -151,6 +157,9 @@ func Connect(ctx context.Context, cfg Config) (*pgconn.PgConn, error) {
 		if _, ok := cfg.Params[k]; !ok {
 			delete(pcfg.RuntimeParams, k)
 		}
+	}
+	if cfg.TLS != nil && !urlNamesTLS(cfg.Params) {
+		setTLS(pcfg, cfg.TLS)
 	}
 	useCredential(pcfg, cfg)
 	if cfg.ConnectTimeout > 0 {
@@ -230,7 +239,16 @@ func connString(cfg Config) string {
 	return b.String()
 }
 
-// NetConn is the raw socket, for the relay's writes and deadlines.
+// TLS returns the state of the connection's TLS; false without TLS.
+func (c *Conn) TLS() (tls.ConnectionState, bool) {
+	if tc, ok := c.netConn.(*tls.Conn); ok {
+		return tc.ConnectionState(), true
+	}
+	return tls.ConnectionState{}, false
+}
+
+// NetConn is the socket (a *tls.Conn over TLS), for the relay's writes
+// and deadlines.
 func (c *Conn) NetConn() net.Conn { return c.netConn }
 
 // Write sends p to the server on the relay's hot path (wire.Socket).
@@ -334,6 +352,11 @@ func (c *Conn) Close() error {
 	}
 	_ = c.netConn.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = c.netConn.Write([]byte{'X', 0, 0, 0, 4})
+	if tc, ok := c.netConn.(*tls.Conn); ok {
+		// Terminate says goodbye already; a close_notify after it could
+		// wait up to 5 s more on a server that stopped reading.
+		return tc.NetConn().Close()
+	}
 	return c.netConn.Close()
 }
 

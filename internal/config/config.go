@@ -27,18 +27,27 @@ func (m PoolMode) Valid() bool {
 	return false
 }
 
-// TLS is one side's TLS settings, PgBouncer's client_tls_* keys.
+// TLS is one side's TLS settings, PgBouncer's client_tls_* or
+// server_tls_* keys.
 type TLS struct {
-	// SSLMode: disable (default), allow, prefer, require, verify-ca or
-	// verify-full. For clients, require refuses clients without TLS and
-	// the verify modes also ask for a client certificate signed by CAFile.
-	SSLMode                   string
+	// SSLMode: disable, allow, prefer, require, verify-ca or verify-full.
+	// For clients (default disable), require refuses clients without TLS
+	// and the verify modes also ask for a client certificate signed by
+	// CAFile. For servers (default prefer), as PgBouncer's and libpq's
+	// sslmode: allow and prefer fall back on plaintext, require checks no
+	// certificate, verify-ca checks the server's against CAFile and
+	// verify-full its host name too.
+	SSLMode string
+	// KeyFile and CertFile are pgvalve's own certificate: the one clients
+	// see, or the one it shows servers (optional there). CAFile checks the
+	// peer's.
 	KeyFile, CertFile, CAFile string
 	Protocols                 string // "secure" (default: TLS 1.2 and 1.3), "all", or a list such as "tlsv1.3"
 	Ciphers                   string // "default" (Go's choice), or a list of IANA cipher suite names
 }
 
-// SSLModes are the values of client_tls_sslmode, weakest first.
+// SSLModes are the values of client_tls_sslmode and server_tls_sslmode,
+// weakest first.
 var SSLModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
 // On says whether TLS is offered at all.
@@ -51,6 +60,10 @@ func (t TLS) Required() bool {
 
 // VerifyPeer says whether the peer must present a certificate CAFile signs.
 func (t TLS) VerifyPeer() bool { return t.SSLMode == "verify-ca" || t.SSLMode == "verify-full" }
+
+// SystemRoots is the server_tls_ca_file value that trusts the system's
+// roots instead of a file, as libpq's sslrootcert=system.
+const SystemRoots = "system"
 
 // AuthMode says how clients are authenticated.
 type AuthMode string
@@ -127,6 +140,7 @@ type Config struct {
 	UnixSocketDir          string              // default "/tmp": the unix socket .s.PGSQL.<port> goes here; "" = none
 	UnixSocketMode         os.FileMode         // default 0777: the socket file's permissions
 	ClientTLS              TLS                 // client_tls_*: TLS between clients and pgvalve
+	ServerTLS              TLS                 // server_tls_*: TLS between pgvalve and PostgreSQL; a route's URL naming sslmode decides for itself
 	ServerResetQuery       string              // default "DISCARD ALL"; "" disables
 	MaxMessageSize         int                 // largest client protocol message accepted, bytes; default and maximum MaxMessageSizeLimit
 	ClientLoginTimeout     time.Duration       // default 60s (PgBouncer's client_login_timeout); 0 = none
@@ -190,6 +204,7 @@ func Default() Config {
 		Auth:                  AuthTrust,
 		AuthQuery:             DefaultAuthQuery,
 		ClientTLS:             TLS{SSLMode: "disable", Protocols: "secure", Ciphers: "default"},
+		ServerTLS:             TLS{SSLMode: "prefer", Protocols: "secure", Ciphers: "default"},
 		ServerResetQuery:      "DISCARD ALL",
 		MaxMessageSize:        MaxMessageSizeLimit,
 		ClientLoginTimeout:    60 * time.Second,

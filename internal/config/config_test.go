@@ -36,6 +36,7 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 		// PgBouncer's, as is the TLS below.
 		AuthQuery:          "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin",
 		ClientTLS:          TLS{SSLMode: "disable", Protocols: "secure", Ciphers: "default"},
+		ServerTLS:          TLS{SSLMode: "prefer", Protocols: "secure", Ciphers: "default"}, // libpq's too
 		ServerResetQuery:   "DISCARD ALL",
 		MaxMessageSize:     1<<30 - 1,
 		ClientLoginTimeout: 60 * time.Second,
@@ -102,6 +103,12 @@ client_tls_cert_file = "server.crt"
 client_tls_ca_file = "ca.crt"
 client_tls_protocols = "tlsv1.3"
 client_tls_ciphers = "TLS_AES_128_GCM_SHA256"
+server_tls_sslmode = "verify-full"
+server_tls_key_file = "client.key"
+server_tls_cert_file = "client.crt"
+server_tls_ca_file = "root.crt"
+server_tls_protocols = "tlsv1.2,tlsv1.3"
+server_tls_ciphers = "default"
 server_reset_query = ""
 max_message_size = 65536
 client_login_timeout = 0
@@ -160,6 +167,8 @@ upstream = "postgres://main/main"
 		UnixSocketMode:       0o770,
 		ClientTLS: TLS{SSLMode: "disable", KeyFile: "server.key", CertFile: "server.crt", CAFile: "ca.crt",
 			Protocols: "tlsv1.3", Ciphers: "TLS_AES_128_GCM_SHA256"},
+		ServerTLS: TLS{SSLMode: "verify-full", KeyFile: "client.key", CertFile: "client.crt", CAFile: "root.crt",
+			Protocols: "tlsv1.2,tlsv1.3", Ciphers: "default"},
 		ServerResetQuery:       "",
 		MaxMessageSize:         65536,
 		ClientLoginTimeout:     0,
@@ -180,8 +189,8 @@ upstream = "postgres://main/main"
 		QueryTimeout:           30 * time.Second,
 		ClientIdleTimeout:      10 * time.Minute,
 		Databases: map[string]Database{
-			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 51},
-			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 56},
+			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 57},
+			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 62},
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {

@@ -170,6 +170,18 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 			d.str(path, val, &cfg.ClientTLS.Protocols)
 		case "client_tls_ciphers":
 			d.str(path, val, &cfg.ClientTLS.Ciphers)
+		case "server_tls_sslmode":
+			d.str(path, val, &cfg.ServerTLS.SSLMode)
+		case "server_tls_key_file":
+			d.str(path, val, &cfg.ServerTLS.KeyFile)
+		case "server_tls_cert_file":
+			d.str(path, val, &cfg.ServerTLS.CertFile)
+		case "server_tls_ca_file":
+			d.str(path, val, &cfg.ServerTLS.CAFile)
+		case "server_tls_protocols":
+			d.str(path, val, &cfg.ServerTLS.Protocols)
+		case "server_tls_ciphers":
+			d.str(path, val, &cfg.ServerTLS.Ciphers)
 		case "server_reset_query":
 			d.str(path, val, &cfg.ServerResetQuery)
 		case "max_message_size":

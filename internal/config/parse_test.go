@@ -101,6 +101,12 @@ func TestParseRejectsBadFilesWithLineNumberedMessages(t *testing.T) {
 			[]string{`pgvalve.toml:3: auth_query: auth_user "pgvalve_auth" runs auth_query: it must not be empty`}},
 		{"auth_dbname no route serves", "auth_user = \"a\"\n\nauth_dbname = \"authdb\"\n[databases.app]\nupstream = \"postgres://h/app\"\n",
 			[]string{`pgvalve.toml:3: auth_dbname: "authdb" is neither a [databases] route nor served by the global upstream (which is not set)`}},
+		{"unknown server sslmode", "\nserver_tls_sslmode = \"verify\"\n",
+			[]string{`pgvalve.toml:2: server_tls_sslmode: "verify" is not one of disable, allow, prefer, require, verify-ca, verify-full`}},
+		{"server verification without a CA points at the mode", "# servers\nserver_tls_sslmode = \"verify-full\"\n",
+			[]string{`pgvalve.toml:2: server_tls_ca_file: server_tls_sslmode verify-full checks the server's certificate against server_tls_ca_file; set it (a PEM file, or "system" for the system's roots)`}},
+		{"server client certificate without its key", "server_tls_sslmode = \"require\"\nserver_tls_cert_file = \"pgvalve.crt\"\n",
+			[]string{`pgvalve.toml:1: server_tls_key_file: pgvalve's client certificate for servers needs both server_tls_key_file and server_tls_cert_file`}},
 		{"keys are case-sensitive", "Pool_Size = 3\n",
 			[]string{`pgvalve.toml:1: unknown key "Pool_Size"`}},
 	}

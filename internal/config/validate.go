@@ -106,6 +106,7 @@ func (c Config) problems() []problem {
 		k.add(top("auth_type"), c.Auth == f.Auth, nil, "%q is not one of trust, passthrough, scram-sha-256, md5, plain, cert, hba", c.Auth)
 	}
 	c.checkTLS(k, f)
+	c.checkServerTLS(k, f)
 	if c.Auth.UsesAuthFile() && c.AuthFile == "" && c.AuthUser == "" {
 		k.add(top("auth_file"), c.AuthFile == f.AuthFile, top("auth_type"), "auth_type %s checks clients against auth_file; set it", c.Auth)
 	}
@@ -258,5 +259,32 @@ func (c Config) checkTLS(k *checker, f Config) {
 	if c.Auth == AuthPlain && !t.Required() {
 		k.add(top("auth_type"), c.Auth == f.Auth, nil,
 			"auth_type plain sends passwords in cleartext: it needs client_tls_sslmode require or stricter")
+	}
+}
+
+// checkServerTLS checks server_tls_*: a known mode, a CA to check the
+// server against in the verify modes, and a client certificate given
+// whole or not at all. libpq would read ~/.postgresql/root.crt and fail
+// without it; pgvalve reads no default file, so the verify modes need
+// server_tls_ca_file named (a file, or "system" for the system's roots).
+func (c Config) checkServerTLS(k *checker, f Config) {
+	top := func(key string) toml.Key { return toml.Key{key} }
+	t, ft := c.ServerTLS, f.ServerTLS
+	if !slices.Contains(SSLModes, t.SSLMode) {
+		k.add(top("server_tls_sslmode"), t.SSLMode == ft.SSLMode, nil, "%q is not one of %s", t.SSLMode, strings.Join(SSLModes, ", "))
+		return
+	}
+	if t.VerifyPeer() && t.CAFile == "" {
+		k.add(top("server_tls_ca_file"), t.CAFile == ft.CAFile, top("server_tls_sslmode"),
+			"server_tls_sslmode %s checks the server's certificate against server_tls_ca_file; set it (a PEM file, or %q for the system's roots)",
+			t.SSLMode, SystemRoots)
+	}
+	if (t.KeyFile == "") != (t.CertFile == "") {
+		key, fileValue := "server_tls_key_file", t.KeyFile == ft.KeyFile
+		if t.CertFile == "" {
+			key, fileValue = "server_tls_cert_file", t.CertFile == ft.CertFile
+		}
+		k.add(top(key), fileValue, top("server_tls_sslmode"),
+			"pgvalve's client certificate for servers needs both server_tls_key_file and server_tls_cert_file")
 	}
 }

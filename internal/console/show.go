@@ -315,7 +315,7 @@ func (s *session) servers() table {
 			host, port, "", 0,
 			pgbTime(v.ConnectedAt), pgbTime(v.RequestAt),
 			0, 0, 0,
-			serverPtr(v.PID), link, v.PID, "",
+			serverPtr(v.PID), link, v.PID, v.TLS,
 			"", 0, int64(v.PID))
 	}
 	return t

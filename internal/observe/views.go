@@ -90,6 +90,7 @@ type Server struct {
 	RequestAt      time.Time
 	ClientID       uint64 // the client holding it; 0 when none
 	Addr           string // the PostgreSQL host:port
+	TLS            string // as PgBouncer shows it: "TLSv1.3/TLS_AES_256_GCM_SHA384/ECDH=X25519"; "" without TLS
 }
 
 // Source is what readers of pgvalve's state ask it for: the app

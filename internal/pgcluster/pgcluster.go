@@ -78,6 +78,19 @@ type Options struct {
 	User string
 	// Database names the database owned by User; DefaultDatabase when empty.
 	Database string
+	// TLS turns ssl on with these files; nil leaves it off.
+	TLS *TLS
+	// HBA lines go before initdb's own pg_hba.conf rules, so they match
+	// first: e.g. "hostssl all app 127.0.0.1/32 cert".
+	HBA []string
+}
+
+// TLS is a cluster's certificate, PEM.
+type TLS struct {
+	Cert, Key []byte // the server's certificate and private key
+	// CA, when set, is ssl_ca_file: the CA that signs the certificates
+	// clients may present (for pg_hba's cert method).
+	CA []byte
 }
 
 // defaultSettings favour speed over durability: the data is thrown away anyway.
@@ -155,6 +168,12 @@ func Start(opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	if err := c.initdb(); err != nil {
+		return nil, err
+	}
+	if err := c.writeTLS(opts.TLS); err != nil {
+		return nil, err
+	}
+	if err := c.prependHBA(opts.HBA); err != nil {
 		return nil, err
 	}
 	if err := c.startOnFreePort(); err != nil {

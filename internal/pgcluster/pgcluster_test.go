@@ -3,6 +3,7 @@ package pgcluster_test
 import (
 	"context"
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/pgcluster"
 	"github.com/pgvalve/pgvalve/internal/testutil"
+	"github.com/pgvalve/pgvalve/internal/testutil/certs"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
@@ -213,5 +215,33 @@ func TestURLEscapesUserPasswordAndDatabase(t *testing.T) {
 	}
 	if got := c.URL("u", "", "d"); got != "postgres://u@127.0.0.1:5999/d?sslmode=disable" {
 		t.Fatalf("URL without a password = %s", got)
+	}
+}
+
+func TestAClusterWithTLSServesVerifiedTLSAndPutsHBALinesFirst(t *testing.T) {
+	ca := certs.NewCA(t, "pgcluster")
+	cert, key := ca.Server(t, "server").PEM(t)
+	c, err := pgcluster.Start(pgcluster.Options{
+		TLS: &pgcluster.TLS{Cert: cert, Key: key},
+		HBA: []string{"hostnossl all all 127.0.0.1/32 reject"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	conn := testutil.Connect(t, strings.Replace(c.UserURL(), "sslmode=disable", "sslmode=verify-full&sslrootcert="+url.QueryEscape(ca.File), 1))
+	if got := queryString(t, conn, "select ssl::text from pg_stat_ssl where pid = pg_backend_pid()"); got != "true" {
+		t.Fatalf("pg_stat_ssl.ssl = %s over sslmode=verify-full", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	plain, err := pgx.Connect(ctx, c.UserURL()) // sslmode=disable
+	if err == nil {
+		plain.Close(ctx)
+		t.Fatal("a plaintext login passed the hostnossl reject line")
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "28000" {
+		t.Fatalf("plaintext login: %v, want 28000 from pg_hba", err)
 	}
 }

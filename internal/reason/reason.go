@@ -68,6 +68,7 @@ const (
 	PoolShutDown
 	ConnectFailed
 	ServerFailed
+	ServerTLSFailed
 	// Why a user's secret could not be looked up (auth_query).
 	AuthQueryUnreachable
 	AuthQueryFailed
@@ -163,6 +164,7 @@ var table = [count]entry{
 	PoolShutDown:      {Client, "pool_shut_down", wire.CodeAdminShutdown, "pgvalve is shutting down", "pool closed while waiting"},
 	ConnectFailed:     {Client, "connect_failed", wire.CodeConnectionFailure, "could not connect to the server: %v", "could not connect to the server"},
 	ServerFailed:      {Client, "server_failed", wire.CodeConnectionFailure, "server connection failed: %v", "server connection failed"},
+	ServerTLSFailed:   {Client, "server_tls_failed", wire.CodeConnectionFailure, "%v", "server TLS failed"},
 
 	// The client is told what failed, not how: the log has the server's
 	// own error, which may name hosts and roles.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/pool"
 	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/wire"
@@ -36,6 +37,7 @@ func Classify(err error) (r reason.Reason, code, msg string) {
 	var waitErr *pool.WaitTimeoutError
 	var downErr *pool.UnreachableError
 	var netErr net.Error
+	var tlsErr *backend.TLSError
 	switch {
 	case errors.As(err, &downErr):
 		// Before the server's own errors: a server still starting up
@@ -44,6 +46,10 @@ func Classify(err error) (r reason.Reason, code, msg string) {
 		return r, r.Code(), r.Message(downErr.Waited, downErr.Err)
 	case errors.As(err, &pgErr):
 		return reason.ServerRefused, pgErr.Code, pgErr.Message
+	case errors.As(err, &tlsErr):
+		// Before net.Error: an alert from the server is one too.
+		r = reason.ServerTLSFailed
+		return r, r.Code(), r.Message(tlsErr)
 	case errors.As(err, &waitErr):
 		r = reason.WaitTimeout
 		return r, r.Code(), r.Message(waitErr)

@@ -48,12 +48,23 @@ func NewAuthority(name string) (*Authority, error) {
 // Server signs a server certificate for localhost, 127.0.0.1 and ::1; it
 // returns the certificate and its key, PEM.
 func (a *Authority) Server(name string) (certPEM, keyPEM []byte, err error) {
+	return a.ServerFor(name, "localhost", "127.0.0.1", "::1")
+}
+
+// ServerFor signs a server certificate valid only for hosts (names or IP
+// addresses).
+func (a *Authority) ServerFor(name string, hosts ...string) (certPEM, keyPEM []byte, err error) {
 	tmpl, err := template(name)
 	if err != nil {
 		return nil, nil, err
 	}
-	tmpl.DNSNames = []string{"localhost"}
-	tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 	return a.sign(tmpl)
 }

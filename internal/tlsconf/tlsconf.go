@@ -1,6 +1,8 @@
 // Package tlsconf turns client_tls_* settings into the crypto/tls
-// configuration each client's handshake uses. A reload (SIGHUP, RELOAD)
-// builds a new Server, so connections already made are not touched.
+// configuration each client's handshake uses (Server), and server_tls_*
+// into the one pgvalve's logins to PostgreSQL use (Upstream). A reload
+// (SIGHUP, RELOAD) builds new ones, so connections already made are not
+// touched.
 package tlsconf
 
 import (

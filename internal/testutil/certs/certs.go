@@ -40,6 +40,27 @@ func (ca *CA) Server(t testing.TB, name string) Pair {
 	return ca.pair(t, name, cert, key, err)
 }
 
+// ServerFor signs a server certificate valid only for hosts (names or IP
+// addresses).
+func (ca *CA) ServerFor(t testing.TB, name string, hosts ...string) Pair {
+	t.Helper()
+	cert, key, err := ca.a.ServerFor(name, hosts...)
+	return ca.pair(t, name, cert, key, err)
+}
+
+// PEM returns the files of p, for whoever wants the bytes.
+func (p Pair) PEM(t testing.TB) (cert, key []byte) {
+	t.Helper()
+	cert, err := os.ReadFile(p.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key, err = os.ReadFile(p.Key); err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
+}
+
 // Client signs a client certificate whose common name is user.
 func (ca *CA) Client(t testing.TB, user string) Pair {
 	t.Helper()

@@ -33,3 +33,6 @@ func FindBinDir() (string, error) { return pgcluster.FindBinDir() }
 
 // FreePort is pgcluster.FreePort.
 func FreePort() (int, error) { return pgcluster.FreePort() }
+
+// TLS is a cluster's certificate; see pgcluster.TLS.
+type TLS = pgcluster.TLS
