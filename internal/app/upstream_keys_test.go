@@ -11,6 +11,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/auth"
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/testutil"
+	"github.com/pgvalve/pgvalve/internal/testutil/certs"
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
 
@@ -113,5 +114,29 @@ func TestAuthQueryUsersLogInToTheServerAsThemselves(t *testing.T) {
 				t.Fatalf("current_user through pgvalve: %v %v, want %s", res, err, user)
 			}
 		})
+	}
+}
+
+// Over TLS to the server, the keys log in with SCRAM-SHA-256-PLUS: the
+// upstream URL asks for channel_binding=require, which fails unless the
+// server's certificate is bound into the proof pgvalve makes.
+func TestServerLoginsWithKeysBindTheServersTLSChannel(t *testing.T) {
+	ca := certs.NewCA(t, "cluster")
+	c := tlsCluster(t, ca)
+	var verifier string
+	su := testutil.Connect(t, c.SuperuserURL(c.Database))
+	if err := su.QueryRow(testutil.Context(t), "select rolpassword from pg_authid where rolname = $1", c.User).Scan(&verifier); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PGPASSWORD", "")
+	t.Setenv("PGPASSFILE", "/nonexistent")
+	cfg := sessionConfig(2)
+	cfg.Upstream = upstreamURL(c, "localhost", c.User, "") + "?channel_binding=require"
+	cfg.ServerTLS = config.TLS{SSLMode: "verify-full", CAFile: ca.File, Protocols: "secure", Ciphers: "default"}
+	cfg.Auth, cfg.AuthFile = config.AuthSCRAM, userlist(t, entry(c.User, verifier))
+	s := valvetest.Start(t, cfg)
+	on, _, err := sslThrough(t, s, c.User, c.Password, c.Database)
+	if err != nil || !on {
+		t.Fatalf("pg_stat_ssl.ssl = %v, %v; want a login over TLS with the client's keys", on, err)
 	}
 }
