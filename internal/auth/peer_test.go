@@ -9,21 +9,7 @@ import (
 )
 
 func TestPeerUserNamesTheProcessAtTheOtherEndOfAUnixSocket(t *testing.T) {
-	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("unix", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	server := acceptedConn(t, "unix", filepath.Join(t.TempDir(), "s"))
 	name, err := PeerUser(server)
 	if runtime.GOOS != "linux" {
 		if err == nil {
@@ -38,22 +24,30 @@ func TestPeerUserNamesTheProcessAtTheOtherEndOfAUnixSocket(t *testing.T) {
 }
 
 func TestPeerUserRefusesATCPConnection(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	server := acceptedConn(t, "tcp", "127.0.0.1:0")
+	if name, err := PeerUser(server); err == nil {
+		t.Fatalf("PeerUser over TCP = %q", name)
+	}
+}
+
+// acceptedConn is the server end of a connection made to a listener on
+// network and address; both ends close when the test ends.
+func acceptedConn(t *testing.T, network, address string) net.Conn {
+	t.Helper()
+	ln, err := net.Listen(network, address)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
+	t.Cleanup(func() { ln.Close() })
+	client, err := net.Dial(network, ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer client.Close()
+	t.Cleanup(func() { client.Close() })
 	server, err := ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer server.Close()
-	if name, err := PeerUser(server); err == nil {
-		t.Fatalf("PeerUser over TCP = %q", name)
-	}
+	t.Cleanup(func() { server.Close() })
+	return server
 }
