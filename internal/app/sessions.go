@@ -84,6 +84,9 @@ type SessionInfo struct {
 	Since time.Time
 	// Hold is what it does with the server it holds (State Active).
 	Hold session.Hold
+	// Pin names the session state keeping it on its server across
+	// transactions (advisory_lock, temp_table, ...), "" when none.
+	Pin string
 	// Query is the head of the last query it sent ("" if none).
 	Query string
 	// Served is the server time it held over the last minute in holds
@@ -108,7 +111,7 @@ func (a *App) Sessions() []SessionInfo {
 		login := st.Login()
 		state, pid, since := st.Link()
 		out = append(out, SessionInfo{ID: st.ID, Remote: st.Remote, User: login.User, Database: login.Database,
-			ApplicationName: login.ApplicationName, Connected: st.Connected, State: state, ServerPID: pid, Since: since, Hold: st.Hold(),
+			ApplicationName: login.ApplicationName, Connected: st.Connected, State: state, ServerPID: pid, Since: since, Hold: st.Hold(), Pin: st.Pin(),
 			Query: st.Query(), Served: st.Served(now), Meter: st.Meter()})
 	}
 	slices.SortFunc(out, func(x, y SessionInfo) int { return cmp.Compare(x.ID, y.ID) })

@@ -42,6 +42,7 @@ func (s source) Clients() []observe.Client {
 			c.WaitingSince = in.Since
 		case session.Active:
 			c.ServerPID, c.HeldSince, c.HoldState = int32(in.ServerPID), in.Since, in.Hold.String()
+			c.Pinned = in.Pin
 		}
 		out = append(out, c)
 	}

@@ -118,7 +118,7 @@ var golden = map[string][]string{
 	"LISTS":   {"list", "items"},
 	"STATE":   {"key", "value"},
 	"VERSION": {"version"},
-	"HOLDERS": {"id", "addr", "user", "database", "application_name", "server", "held_since", "held_for", "state", "query", "server_share"},
+	"HOLDERS": {"id", "addr", "user", "database", "application_name", "server", "held_since", "held_for", "state", "query", "server_share", "pinned"},
 	"LATENCY": {"database", "user", "kind", "count", "p50_ms", "p95_ms", "p99_ms", "max_ms",
 		"total_count", "total_p50_ms", "total_p95_ms", "total_p99_ms", "total_max_ms"},
 	"DIAGNOSIS": {"diagnosis"},
@@ -206,7 +206,7 @@ func TestSaturatedPool(t *testing.T) {
 	}
 	var since time.Time
 	if err := conn.QueryRow(ctx, "SHOW HOLDERS").Scan(new(int64), new(string), new(string), new(string), new(string),
-		new(int32), &since, new(float64), new(string), new(string), new(float64)); err != nil {
+		new(int32), &since, new(float64), new(string), new(string), new(float64), new(string)); err != nil {
 		t.Fatal(err)
 	}
 	if d := since.Sub(now.Add(-30 * time.Second)); d < -time.Millisecond || d > time.Millisecond {

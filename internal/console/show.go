@@ -435,12 +435,13 @@ func (s *session) version() table {
 
 // holders is SHOW HOLDERS: one row per client holding a server. held_for
 // is in seconds; server_share is the client's share of its pool's server
-// time over the last minute, a fraction 0..1 with three decimals.
+// time over the last minute, a fraction 0..1 with three decimals; pinned
+// names the session state keeping it on its server (transaction pooling).
 func (s *session) holders() table {
 	t := table{cols: []column{
 		int8("id"), text("addr"), text("user"), text("database"), text("application_name"),
 		int4("server"), tstz("held_since"), numeric("held_for"), text("state"), text("query"),
-		numeric("server_share"),
+		numeric("server_share"), text("pinned"),
 	}}
 	now := s.now()
 	for _, c := range s.b.Clients() {
@@ -453,7 +454,7 @@ func (s *session) holders() table {
 		}
 		t.add(c.ID, c.Addr, c.User, c.Database, c.ApplicationName,
 			c.ServerPID, isoTime(c.HeldSince), heldFor, c.HoldState, truncate(c.Query, 100),
-			strconv.FormatFloat(c.ServerShare, 'f', 3, 64))
+			strconv.FormatFloat(c.ServerShare, 'f', 3, 64), c.Pinned)
 	}
 	return t
 }

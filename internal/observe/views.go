@@ -75,7 +75,11 @@ type Client struct {
 	// HoldState says what it does with the server it holds: "running
 	// query", "idle in transaction", "copy" or "prepared-statement sync".
 	HoldState string
-	Query     string // the current or last query's first 100 characters ("" when log_query_text is off)
+	// Pinned names the session state keeping it on its server across
+	// transactions in transaction pooling (advisory_lock, temp_table,
+	// hold_cursor, listen, load; comma-separated), "" when none.
+	Pinned string
+	Query  string // the current or last query's first 100 characters ("" when log_query_text is off)
 	// ServerShare is its share of its pool's server time over the last
 	// minute, 0..1.
 	ServerShare float64

@@ -91,6 +91,7 @@ const (
 	ServerLost
 	RelayFailed
 	ClientLeftMidRequest
+	PinnedStateLeft
 	RollbackFailed
 	ResetQueryFailed
 	QueryTimeout
@@ -188,6 +189,7 @@ var table = [count]entry{
 	ServerLost:           {Server, "server_lost", "", "", "server lost"},
 	RelayFailed:          {Server, "relay_failed", "", "", "relay failed"},
 	ClientLeftMidRequest: {Server, "client_left_mid_request", "", "", "client left during a request"},
+	PinnedStateLeft:      {Server, "pinned_state_left", "", "", "client left session state no statement can undo (LOAD)"},
 	RollbackFailed:       {Server, "rollback_failed", "", "", "rollback failed"},
 	ResetQueryFailed:     {Server, "reset_query_failed", "", "", "reset query failed"},
 	QueryTimeout:         {Server, "query_timeout", "", "", "query_timeout"},

@@ -295,7 +295,7 @@ func (s *Session) drain() {
 // detachLocked unlinks l at a safe point; the caller then releases it
 // outside the lock. Session pooling never detaches.
 func (s *Session) detachLocked(l *link) bool {
-	if s.route.Mode == config.PoolSession || s.mu.cur != l || !s.mu.st.safe() {
+	if s.route.Mode == config.PoolSession || s.mu.cur != l || !s.mu.st.safe() || s.mu.pins.pinned() {
 		return false
 	}
 	s.mu.cur = nil
@@ -333,7 +333,7 @@ func (s *Session) endLink(ctx context.Context, l *link, lost error) {
 	}
 	// Claiming the link stops the server side from detaching it.
 	s.mu.cur = nil
-	st := s.mu.st
+	st, left := s.mu.st, s.mu.pins.clone()
 	s.mu.Unlock()
 	l.stop.Store(true)
 	_ = l.srv.NetConn().SetReadDeadline(time.Unix(1, 0))
@@ -349,7 +349,7 @@ func (s *Session) endLink(ctx context.Context, l *link, lost error) {
 	defer s.status.set(Idle, 0, time.Now())
 	defer s.releaseLease(l.lease)
 	defer l.srv.SetIdle(time.Now())
-	s.finish(ctx, l, st) // the pool logs a server closed for its Broken reason
+	s.finish(ctx, l, st, left) // the pool logs a server closed for its Broken reason
 }
 
 // finish decides whether a server a client left can serve another: only if
@@ -357,7 +357,7 @@ func (s *Session) endLink(ctx context.Context, l *link, lost error) {
 // mode) the reset query. Otherwise it is marked broken so Release closes
 // it; a server still running the client's query is cancelled first so it
 // does not run on unobserved.
-func (s *Session) finish(ctx context.Context, l *link, st txState) {
+func (s *Session) finish(ctx context.Context, l *link, st txState, left pins) {
 	srv := l.srv
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), resetTimeout)
 	defer cancel()
@@ -376,6 +376,9 @@ func (s *Session) finish(ctx context.Context, l *link, st txState) {
 			srv.MarkBroken(reason.RollbackFailed, err.Error())
 			return
 		}
+	}
+	if s.route.Mode != config.PoolSession && !s.cleaned(bg, srv, left) {
+		return
 	}
 	if reset := s.env.Live().ResetQuery; s.route.Mode == config.PoolSession && reset != "" {
 		if err := srv.Exec(bg, reset); err != nil {

@@ -193,6 +193,8 @@ type Session struct {
 		cur      *link
 		st       txState
 		draining bool
+		// pins is the session state holding the client on its server.
+		pins pins
 		// answered, when set, is closed once the tracker awaits no more
 		// answers (awaitAnswers); allAnswered once no request does and
 		// the answers are relayed (awaitIdle).

@@ -44,6 +44,9 @@ type Status struct {
 	link  atomic.Uint64
 	since atomic.Int64
 	hold  atomic.Uint32 // a Hold, set as requests go and answers come
+	// pin names the session state keeping a transaction-pooled client on
+	// its server (advisory_lock, temp_table, ...); nil or "" when none.
+	pin atomic.Pointer[string]
 
 	// query is the head of the last query the client sent (Query or
 	// Parse); nil before one, or when it did not fit the read buffer.
@@ -74,6 +77,24 @@ func (st *Status) setHold(h Hold) {
 	if st != nil {
 		st.hold.Store(uint32(h))
 	}
+}
+
+func (st *Status) setPin(causes string) {
+	if st != nil {
+		st.pin.Store(&causes)
+	}
+}
+
+// Pin names what keeps the client on its server across transactions
+// (comma-separated causes), "" when nothing does.
+func (st *Status) Pin() string {
+	if st == nil {
+		return ""
+	}
+	if p := st.pin.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Hold returns what the client last did with its server.

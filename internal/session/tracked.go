@@ -57,6 +57,9 @@ func (s *Session) sendSegment(l *link, span []byte, frames []wire.Frame, base in
 	}
 	cut, err = s.rewrite(frames, base)
 	waiting = errors.Is(err, stmt.ErrWait)
+	if err == nil || waiting {
+		s.notePinsLocked(frames[:cut])
+	}
 	if err != nil && !waiting {
 		s.mu.Unlock()
 		return false, 0, &protocolViolation{err: err}

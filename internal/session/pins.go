@@ -1,0 +1,215 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"maps"
+	"strings"
+
+	"github.com/pgvalve/pgvalve/internal/backend"
+	"github.com/pgvalve/pgvalve/internal/reason"
+	"github.com/pgvalve/pgvalve/internal/sqlscan"
+	"github.com/pgvalve/pgvalve/internal/wire"
+)
+
+// pins is the session state a transaction-pooled client has left on its
+// server that cannot follow it to another: while any is there the client
+// keeps its server across transactions (detachLocked), and a server it
+// leaves with any is cleaned before another client gets it (finish).
+// Recorded as statements are sent, before they run: a statement that
+// fails leaves the client pinned until it leaves or clears the state,
+// the safe side.
+type pins struct {
+	locks   map[string]int  // session advisory locks by argument text, taken minus released
+	temp    bool            // a temporary object may exist
+	cursors map[string]bool // WITH HOLD cursors open
+	listens map[string]bool // channels LISTENed to
+	loaded  bool            // LOAD ran: nothing undoes it but closing the server
+}
+
+// pinned reports whether the client must keep its server.
+func (p *pins) pinned() bool {
+	return len(p.locks) > 0 || p.temp || len(p.cursors) > 0 || len(p.listens) > 0 || p.loaded
+}
+
+// causes names what pins the client, for SHOW CLIENTS and the logs ("" when
+// nothing does).
+func (p *pins) causes() string {
+	var c []string
+	if len(p.locks) > 0 {
+		c = append(c, "advisory_lock")
+	}
+	if p.temp {
+		c = append(c, "temp_table")
+	}
+	if len(p.cursors) > 0 {
+		c = append(c, "hold_cursor")
+	}
+	if len(p.listens) > 0 {
+		c = append(c, "listen")
+	}
+	if p.loaded {
+		c = append(c, "load")
+	}
+	return strings.Join(c, ",")
+}
+
+// apply records the effects of one query text.
+func (p *pins) apply(effects []sqlscan.Effect) {
+	for _, e := range effects {
+		switch e.Kind {
+		case sqlscan.AdvisoryLock:
+			p.locks = inc(p.locks, e.Name, 1)
+		case sqlscan.AdvisoryUnlock:
+			p.locks = inc(p.locks, e.Name, -1)
+		case sqlscan.AdvisoryUnlockAll:
+			p.locks = nil
+		case sqlscan.TempObject:
+			p.temp = true
+		case sqlscan.DiscardTemp:
+			p.temp = false
+		case sqlscan.DiscardAll:
+			// DISCARD ALL also unlocks, closes and unlistens everything.
+			p.locks, p.temp, p.cursors, p.listens = nil, false, nil, nil
+		case sqlscan.HoldCursor:
+			p.cursors = set(p.cursors, e.Name, true)
+		case sqlscan.CloseCursor:
+			p.cursors = set(p.cursors, e.Name, false)
+		case sqlscan.Listen:
+			p.listens = set(p.listens, e.Name, true)
+		case sqlscan.Unlisten:
+			p.listens = set(p.listens, strings.TrimSuffix(e.Name, "*"), false)
+		case sqlscan.Load:
+			p.loaded = true
+		}
+	}
+}
+
+func inc(m map[string]int, k string, by int) map[string]int {
+	if m == nil {
+		m = make(map[string]int)
+	}
+	if m[k] += by; m[k] <= 0 {
+		delete(m, k)
+	}
+	return m
+}
+
+// set adds or removes k; removing "" removes all.
+func set(m map[string]bool, k string, on bool) map[string]bool {
+	switch {
+	case on && m == nil:
+		return map[string]bool{k: true}
+	case on:
+		m[k] = true
+	case k == "":
+		return nil
+	default:
+		delete(m, k)
+	}
+	return m
+}
+
+// clone is a copy finish can use after the session's lock is let go.
+func (p *pins) clone() pins {
+	return pins{locks: maps.Clone(p.locks), temp: p.temp, cursors: maps.Clone(p.cursors),
+		listens: maps.Clone(p.listens), loaded: p.loaded}
+}
+
+// cleanup is what a server left with p must run before another client
+// gets it; ok false: it must be closed instead (LOAD cannot be undone).
+// It leaves prepared statements and settings alone: pgvalve tracks those.
+func (p *pins) cleanup() (sql string, ok bool) {
+	if p.loaded {
+		return "", false
+	}
+	var parts []string
+	if len(p.locks) > 0 {
+		parts = append(parts, "SELECT pg_advisory_unlock_all()")
+	}
+	if len(p.cursors) > 0 {
+		parts = append(parts, "CLOSE ALL")
+	}
+	if len(p.listens) > 0 {
+		parts = append(parts, "UNLISTEN *")
+	}
+	if p.temp {
+		parts = append(parts, "DISCARD TEMP")
+	}
+	return strings.Join(parts, "; "), true
+}
+
+// queryText is the SQL a Query or Parse message carries, nil for any
+// other message (and for one streamed past the buffer, whose body the
+// relay does not hold).
+func queryText(typ byte, body []byte) []byte {
+	switch typ {
+	case 'Q':
+		if i := bytes.IndexByte(body, 0); i >= 0 {
+			return body[:i]
+		}
+	case 'P':
+		name := bytes.IndexByte(body, 0)
+		if name < 0 {
+			return nil
+		}
+		if i := bytes.IndexByte(body[name+1:], 0); i >= 0 {
+			return body[name+1 : name+1+i]
+		}
+	}
+	return nil
+}
+
+// notePins records the session state the batch's statements leave. The
+// caller holds s.mu.
+func (s *Session) notePinsLocked(frames []wire.Frame) {
+	was := s.mu.pins.causes()
+	for _, f := range frames {
+		if q := queryText(f.Type, f.Body); len(q) > 0 && mayHaveEffects(q) {
+			s.mu.pins.apply(sqlscan.Effects(string(q)))
+		}
+	}
+	if now := s.mu.pins.causes(); now != was {
+		s.status.setPin(now)
+		s.log.Debug("session state pins the client to its server", "pin", now, "was", was)
+	}
+}
+
+// effectWords are the words without which a query has no effect pins
+// track: a cheap test before the lexer runs on the hot path.
+var effectWords = [][]byte{[]byte("advisory"), []byte("temp"), []byte("discard"), []byte("hold"),
+	[]byte("close"), []byte("listen"), []byte("load")}
+
+// mayHaveEffects looks for any of effectWords in one pass over q.
+func mayHaveEffects(q []byte) bool {
+	for i, c := range q {
+		c |= 0x20 // ASCII lower case
+		for _, w := range effectWords {
+			if c == w[0] && i+len(w) <= len(q) && bytes.EqualFold(q[i:i+len(w)], w) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// cleaned takes off srv the session state the leaving client left on it
+// (left), so that no lock, temporary table, cursor or LISTEN reaches the
+// server's next client; a server that cannot be cleaned is marked to be
+// closed. It reports whether srv may serve again.
+func (s *Session) cleaned(ctx context.Context, srv *backend.Conn, left pins) bool {
+	sql, ok := left.cleanup()
+	switch {
+	case !ok:
+		srv.MarkBroken(reason.PinnedStateLeft, left.causes())
+		return false
+	case sql == "":
+		return true
+	}
+	if err := srv.Exec(ctx, sql); err != nil {
+		srv.MarkBroken(reason.ResetQueryFailed, err.Error())
+		return false
+	}
+	s.log.Debug("cleaned the session state the client left on its server", "pin", left.causes())
+	return true
+}
