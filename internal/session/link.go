@@ -295,7 +295,15 @@ func (s *Session) drain() {
 // detachLocked unlinks l at a safe point; the caller then releases it
 // outside the lock. Session pooling never detaches.
 func (s *Session) detachLocked(l *link) bool {
-	if s.route.Mode == config.PoolSession || s.mu.cur != l || !s.mu.st.safe() || s.mu.pins.pinned() {
+	if s.route.Mode == config.PoolSession || s.mu.cur != l || !s.mu.st.safe() {
+		return false
+	}
+	if s.mu.pins.pinned() {
+		if s.mu.draining {
+			// A pinned client keeps its server, so a drain ends it here,
+			// at its safe point: endLink cleans the server.
+			_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+		}
 		return false
 	}
 	s.mu.cur = nil

@@ -160,7 +160,9 @@ func (s *Session) clientSide(ctx context.Context) error {
 func (s *Session) isDraining() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.mu.draining && s.mu.cur == nil
+	// A pinned client never gives its server back: it ends at its safe
+	// point, and its server is cleaned as it goes.
+	return s.mu.draining && (s.mu.cur == nil || s.mu.pins.pinned() && s.mu.st.safe())
 }
 
 // scanClient scans the client messages buffered, checking each type, and
