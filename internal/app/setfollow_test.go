@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -134,4 +135,23 @@ func TestASetConfigPgvalveCannotReadPinsItsClient(t *testing.T) {
 	}
 	other := connectTx(t, url)
 	expectSetting(t, other, "myapp.tenant", "", 10)
+}
+
+// A client that leaves with settings of its own leaves none of them to
+// the next client of its server.
+func TestAClientLeavingWithSettingsLeavesNoneBehind(t *testing.T) {
+	s, url := startValve(t, txnConfig(1))
+	c := connectTx(t, url)
+	testutil.MustExec(t, c, "SET statement_timeout = '5s'; select set_config('myapp.user_id', '42', false)")
+	pid := backendPID(t, c)
+	if err := c.Close(testutil.Context(t)); err != nil {
+		t.Fatal(err)
+	}
+	s.WaitIdle(t, 10*time.Second)
+	next := connectTx(t, url)
+	if got := backendPID(t, next); got != pid {
+		t.Fatalf("the next client got backend %d, want %d", got, pid)
+	}
+	expectSetting(t, next, "statement_timeout", "0", 5)
+	expectSetting(t, next, "myapp.user_id", "", 5)
 }
