@@ -77,6 +77,9 @@ type Conn struct {
 	// itself since (0: none).
 	applied map[string]string
 	dirty   uint64
+	// sets is the Key of the Sets the client in dirty made that the
+	// server holds ("" none, StaleSets unknown).
+	sets string
 	// synced is the key of the want list the settings last matched
 	// (SyncFor); "" after anything that may have changed them.
 	synced string

@@ -38,17 +38,27 @@ func (c *Conn) SyncParams(ctx context.Context, want []wire.Param) error {
 // match without looking at want. That is every transaction of a pool
 // whose clients connect alike, as application pools do.
 func (c *Conn) SyncFor(ctx context.Context, owner uint64, key string, want []wire.Param) error {
-	clean := c.dirty == 0 || c.dirty == owner
-	if key != "" && key == c.synced && clean {
+	return c.SyncWith(ctx, owner, key, want, Sets{})
+}
+
+// SyncWith is SyncFor for a client that also made session settings of
+// its own (sets): they go after want, so they win where both name a
+// setting. A server that holds another set of the owner's own settings
+// (it SET something here, then changed its mind on another server) is
+// RESET ALL first, as one another client changed.
+func (c *Conn) SyncWith(ctx context.Context, owner uint64, key string, want []wire.Param, sets Sets) error {
+	setsHere := c.sets == sets.Key
+	clean := (c.dirty == 0 || c.dirty == owner) && (setsHere || c.sets == "")
+	if key != "" && key == c.synced && clean && setsHere {
 		return nil
 	}
-	if c.inSync(owner, want) {
+	if setsHere && c.inSync(owner, want) {
 		c.synced = key
 		return nil // the common case before keys, checked without allocating
 	}
 	c.synced = ""
 	want = lastOfEach(want)
-	var stmts, sets []string
+	var stmts, setCalls []string
 	applied := c.applied
 	if !clean {
 		stmts = append(stmts, "RESET ALL")
@@ -68,24 +78,34 @@ func (c *Conn) SyncFor(ctx context.Context, owner uint64, key string, want []wir
 		if v, ok := applied[p.Name]; ok && v == p.Value {
 			continue
 		}
-		sets = append(sets, fmt.Sprintf("pg_catalog.set_config(%s, %s, false)", literal(p.Name), literal(p.Value)))
+		setCalls = append(setCalls, fmt.Sprintf("pg_catalog.set_config(%s, %s, false)", literal(p.Name), literal(p.Value)))
 	}
-	if len(sets) > 0 {
-		stmts = append(stmts, "SELECT "+strings.Join(sets, ", "))
+	if len(setCalls) > 0 {
+		stmts = append(stmts, "SELECT "+strings.Join(setCalls, ", "))
 	}
 	for name := range applied {
 		if !wanted[name] {
 			stmts = append(stmts, "RESET "+ident(name))
 		}
 	}
+	// Anything applied from want may have overridden one of the client's
+	// own settings: they all go again after it.
+	if len(sets.SQL) > 0 && (len(stmts) > 0 || !setsHere) {
+		stmts = append(stmts, sets.SQL...)
+	}
 	if len(stmts) == 0 {
 		return nil
 	}
 	if err := c.Exec(ctx, strings.Join(stmts, "; ")); err != nil {
+		c.sets = StaleSets // part of it may have run
 		return err
 	}
-	if c.dirty != owner {
+	if c.dirty != owner || !clean {
 		c.dirty = 0
+	}
+	c.sets = ""
+	if len(sets.SQL) > 0 {
+		c.dirty, c.sets = owner, sets.Key
 	}
 	c.applied = make(map[string]string, len(want))
 	for _, p := range want {
@@ -148,6 +168,28 @@ func (c *Conn) MarkDirty(owner uint64) {
 func (c *Conn) ForgetApplied() {
 	c.applied = nil
 	c.dirty = 0
+	c.sets = ""
+	c.synced = ""
+}
+
+// Sets are a client's own session settings (SET, set_config) as the SQL
+// statements that make them, in the order they run, and Key, which
+// identifies them by content ("" when there are none).
+type Sets struct {
+	SQL []string
+	Key string
+}
+
+// StaleSets is a Sets key no client has: a server noted with it holds
+// settings of its owner's that pgvalve cannot name.
+const StaleSets = "\x00stale"
+
+// NoteSets records that client owner's own settings on the server are
+// now the Sets with key (StaleSets: not known). Like MarkDirty, it makes
+// the next other client start with RESET ALL.
+func (c *Conn) NoteSets(owner uint64, key string) {
+	c.MarkDirty(owner)
+	c.sets = key
 	c.synced = ""
 }
 

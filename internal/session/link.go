@@ -79,6 +79,7 @@ func (s *Session) linkFor(ctx context.Context) (*link, error) {
 	s.mu.Lock()
 	s.mu.cur = l
 	s.mu.st = st
+	s.mu.sets.linked()
 	if s.tr != nil {
 		s.tr.Attach(srv.Statements(s.maxStmts))
 	}
@@ -201,7 +202,7 @@ func (s *Session) attach(ctx context.Context, srv *backend.Conn) error {
 	if v.wantKey == "" {
 		v.wantKey = backend.ParamsKey(v.wanted(s.params))
 	}
-	if err := srv.SyncFor(ctx, s.id, v.wantKey, v.want); err != nil {
+	if err := srv.SyncWith(ctx, s.id, v.wantKey, v.want, s.setsToReplay()); err != nil {
 		return err
 	}
 	if told := srv.ReportedKey(); told != v.toldKey {
@@ -222,6 +223,13 @@ func (s *Session) attach(ctx context.Context, srv *backend.Conn) error {
 	}
 	s.setLink(srv)
 	return nil
+}
+
+// setsToReplay are the client's own settings, for SyncWith.
+func (s *Session) setsToReplay() backend.Sets {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.sets.replay
 }
 
 // followed are the reported parameters a client can set (SET, startup)

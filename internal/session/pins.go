@@ -25,11 +25,15 @@ type pins struct {
 	cursors map[string]bool // WITH HOLD cursors open
 	listens map[string]bool // channels LISTENed to
 	loaded  bool            // LOAD ran: nothing undoes it but closing the server
+	// unknownSet: a set_config whose name, scope or value is not a
+	// literal changed a setting pgvalve cannot replay elsewhere; RESET
+	// ALL or DISCARD ALL ends it.
+	unknownSet bool
 }
 
 // pinned reports whether the client must keep its server.
 func (p *pins) pinned() bool {
-	return len(p.locks) > 0 || p.temp || len(p.cursors) > 0 || len(p.listens) > 0 || p.loaded
+	return len(p.locks) > 0 || p.temp || len(p.cursors) > 0 || len(p.listens) > 0 || p.loaded || p.unknownSet
 }
 
 // causes names what pins the client, for SHOW CLIENTS and the logs ("" when
@@ -51,6 +55,9 @@ func (p *pins) causes() string {
 	if p.loaded {
 		c = append(c, "load")
 	}
+	if p.unknownSet {
+		c = append(c, "unknown_setting")
+	}
 	return strings.Join(c, ",")
 }
 
@@ -71,6 +78,11 @@ func (p *pins) apply(effects []sqlscan.Effect) {
 		case sqlscan.DiscardAll:
 			// DISCARD ALL also unlocks, closes and unlistens everything.
 			p.locks, p.temp, p.cursors, p.listens = nil, false, nil, nil
+			p.unknownSet = false
+		case sqlscan.Reset:
+			if e.Name == "" {
+				p.unknownSet = false // RESET ALL
+			}
 		case sqlscan.HoldCursor:
 			p.cursors = set(p.cursors, e.Name, true)
 		case sqlscan.CloseCursor:
@@ -113,7 +125,7 @@ func set(m map[string]bool, k string, on bool) map[string]bool {
 // clone is a copy finish can use after the session's lock is let go.
 func (p *pins) clone() pins {
 	return pins{locks: maps.Clone(p.locks), temp: p.temp, cursors: maps.Clone(p.cursors),
-		listens: maps.Clone(p.listens), loaded: p.loaded}
+		listens: maps.Clone(p.listens), loaded: p.loaded, unknownSet: p.unknownSet}
 }
 
 // cleanup is what a server left with p must run before another client
@@ -160,13 +172,22 @@ func queryText(typ byte, body []byte) []byte {
 	return nil
 }
 
-// notePins records the session state the batch's statements leave. The
-// caller holds s.mu.
+// notePins records the session state the batch's statements leave: what
+// pins the client to its server, and the settings that follow it
+// (clientSets). The caller holds s.mu.
 func (s *Session) notePinsLocked(frames []wire.Frame) {
 	was := s.mu.pins.causes()
 	for _, f := range frames {
 		if q := queryText(f.Type, f.Body); len(q) > 0 && mayHaveEffects(q) {
-			s.mu.pins.apply(sqlscan.Effects(string(q)))
+			effects := sqlscan.Effects(string(q))
+			s.mu.pins.apply(effects)
+			s.mu.sets.sent(q, effects)
+			if !replayable(q, effects) {
+				s.mu.pins.unknownSet = true
+			}
+		}
+		if _, wantsReady := requestEnds(f.Type); wantsReady {
+			s.mu.sets.asked++
 		}
 	}
 	if now := s.mu.pins.causes(); now != was {
@@ -178,9 +199,10 @@ func (s *Session) notePinsLocked(frames []wire.Frame) {
 // effectWords are the words without which a query has no effect pins
 // track: a cheap test before the lexer runs on the hot path.
 var effectWords = [][]byte{[]byte("advisory"), []byte("temp"), []byte("discard"), []byte("hold"),
-	[]byte("close"), []byte("listen"), []byte("load")}
+	[]byte("close"), []byte("listen"), []byte("load"), []byte("reset"), []byte("set_config")}
 
-// mayHaveEffects looks for any of effectWords in one pass over q.
+// mayHaveEffects looks for any of effectWords, or a SET that may start a
+// statement, in one pass over q.
 func mayHaveEffects(q []byte) bool {
 	for i, c := range q {
 		c |= 0x20 // ASCII lower case
@@ -189,8 +211,32 @@ func mayHaveEffects(q []byte) bool {
 				return true
 			}
 		}
+		if c == 's' && i+3 <= len(q) && bytes.EqualFold(q[i:i+3], []byte("set")) && startsStatement(q, i) &&
+			(i+3 == len(q) || !isWordByte(q[i+3])) {
+			return true
+		}
 	}
 	return false
+}
+
+// startsStatement reports whether the word at i may start a statement:
+// nothing but blanks before it on its line follows a word (UPDATE t SET
+// does not count; a SET after a newline or a comment may).
+func startsStatement(q []byte, i int) bool {
+	for i--; i >= 0; i-- {
+		switch q[i] {
+		case ' ', '\t', '\r':
+			continue
+		case '\n', ';', '/':
+			return true
+		}
+		return false
+	}
+	return true
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || c == '$' || c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z' || c >= 0x80
 }
 
 // cleaned takes off srv the session state the leaving client left on it

@@ -45,6 +45,12 @@ func TestOnlyQueriesThatMayLeaveStateAreLexed(t *testing.T) {
 		"Listen x":                     true,
 		"select * from holdings":       true, // a false alarm costs only the lexer
 		"update accounts set balance=": false,
+		"SET statement_timeout = 1":    true,
+		"select 1; set a.b = 2":        true,
+		"/* c */ set a.b = 2":          true,
+		"select pg_catalog.set_config": true,
+		"ReSeT all":                    true,
+		"select settings from t":       false,
 	} {
 		if got := mayHaveEffects([]byte(q)); got != want {
 			t.Errorf("mayHaveEffects(%q) = %v, want %v", q, got, want)

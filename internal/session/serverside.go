@@ -167,6 +167,7 @@ func (ss *serverSide) scan() (detach bool, keep int, err error) {
 			}
 			s.mu.Lock()
 			s.mu.st.errored = true
+			s.mu.sets.failed = true
 			s.mu.Unlock()
 		}
 		if s.tr != nil {
@@ -193,6 +194,9 @@ func (ss *serverSide) scan() (detach bool, keep int, err error) {
 			}
 			ss.reset = false
 			s.mu.Lock()
+			if noted, key := s.mu.sets.ready(status); noted {
+				l.srv.NoteSets(s.id, key)
+			}
 			s.mu.st.ready(status)
 			slow := s.measureLocked(status)
 			s.status.setHold(s.mu.st.hold())
@@ -214,6 +218,11 @@ func (ss *serverSide) scan() (detach bool, keep int, err error) {
 			}
 			if changesSettings(f.Body) {
 				l.srv.MarkDirty(s.id)
+			}
+			if string(f.Body) == "ROLLBACK\x00" {
+				s.mu.Lock()
+				s.mu.sets.rolledBack = true
+				s.mu.Unlock()
 			}
 		case 'S':
 			l.srv.Observe(f)
@@ -308,7 +317,7 @@ func (ss *serverSide) resyncSettings(ctx context.Context) {
 	ss.resync = false
 	want := ss.v.wanted(s.params)
 	ss.v.wantKey = ""
-	if err := l.srv.SyncFor(ctx, s.id, "", want); err != nil {
+	if err := l.srv.SyncWith(ctx, s.id, "", want, s.setsToReplay()); err != nil {
 		s.log.Debug("putting the client's settings back after its reset", "err", err)
 	}
 }

@@ -195,6 +195,8 @@ type Session struct {
 		draining bool
 		// pins is the session state holding the client on its server.
 		pins pins
+		// sets are the settings the client made itself, which follow it.
+		sets clientSets
 		// answered, when set, is closed once the tracker awaits no more
 		// answers (awaitAnswers); allAnswered once no request does and
 		// the answers are relayed (awaitIdle).

@@ -173,14 +173,14 @@ func setEffect(q string, st Statement, e Effect) (Effect, bool) {
 		e.Name, rest = "role", w[0].End
 	default:
 		e.Name, rest = nameAt(q, w[0].Pos, st.End)
-		for i := 1; i < len(w); i++ {
-			if w[i].Pos >= rest && w[i].Is("to") && strings.TrimSpace(q[rest:w[i].Pos]) == "" {
-				rest = w[i].End
-				break
-			}
-		}
-		if j := strings.IndexByte(q[rest:st.End], '='); j >= 0 && strings.TrimSpace(q[rest:rest+j]) == "" {
-			rest += j + 1
+		// Read from the text: words after a dotted name are not in w.
+		after := strings.TrimLeft(q[rest:st.End], " \t\r\n\f")
+		skipped := st.End - rest - len(after)
+		switch {
+		case len(after) > 2 && strings.EqualFold(after[:2], "to") && !identStart(after[2]) && !isDigit(after[2]):
+			rest += skipped + 2
+		case strings.HasPrefix(after, "="):
+			rest += skipped + 1
 		}
 	}
 	e.Value = strings.TrimSpace(q[rest:st.End])

@@ -50,6 +50,8 @@ func TestEffectsFindTheSessionStateEachStatementLeaves(t *testing.T) {
 		{"SET statement_timeout = '5s'", "set statement_timeout='5s'"},
 		{"set SESSION search_path TO public, app", "set search_path=public, app"},
 		{"set myapp.User_Id = 42", "set myapp.user_id=42"},
+		{"set myapp.user_id TO 42", "set myapp.user_id=42"},
+		{"set \"my\".x=tomato", "set my.x=tomato"},
 		{"SET LOCAL statement_timeout = 0", ""},
 		{"set transaction isolation level serializable", ""},
 		{"set session characteristics as transaction read only", ""},
