@@ -23,6 +23,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/frontend"
 	"github.com/pgvalve/pgvalve/internal/hba"
 	"github.com/pgvalve/pgvalve/internal/listener"
+	"github.com/pgvalve/pgvalve/internal/notify"
 	"github.com/pgvalve/pgvalve/internal/observe"
 	"github.com/pgvalve/pgvalve/internal/pool"
 	"github.com/pgvalve/pgvalve/internal/session"
@@ -91,6 +92,15 @@ type entry struct {
 	clients atomic.Int64
 	retired atomic.Bool
 	meter   observe.Meter // what the relay measures for this pool
+	notify  *notify.Hub   // the shared listening connection; nil in session pooling
+}
+
+// close closes e's pool and its listening connection.
+func (e *entry) close() {
+	e.pool.Close()
+	if e.notify != nil {
+		e.notify.Close()
+	}
 }
 
 // passwordFresh is how long a passthrough password the server accepted is
@@ -306,7 +316,7 @@ func (a *App) startDrain() {
 
 func (a *App) closePools() {
 	for _, e := range a.entries(func() { a.mu.closed = true }) {
-		e.pool.Close()
+		e.close()
 	}
 }
 

@@ -166,7 +166,9 @@ func (s *Session) notePinsLocked(frames []wire.Frame) {
 	was := s.mu.pins.causes()
 	for _, f := range frames {
 		if q := queryText(f.Type, f.Body); len(q) > 0 && mayHaveEffects(q) {
-			s.mu.pins.apply(sqlscan.Effects(string(q)))
+			effects := sqlscan.Effects(string(q))
+			s.mu.pins.apply(effects)
+			s.unlistenedLocked(effects)
 		}
 	}
 	if now := s.mu.pins.causes(); now != was {
