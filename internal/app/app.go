@@ -95,6 +95,14 @@ type entry struct {
 	notify  *notify.Hub   // the shared listening connection; nil in session pooling
 }
 
+// listeners is how many listening connections e has open.
+func (e *entry) listeners() int {
+	if e.notify == nil {
+		return 0
+	}
+	return e.notify.Conns()
+}
+
 // close closes e's pool and its listening connection.
 func (e *entry) close() {
 	e.pool.Close()
@@ -353,6 +361,9 @@ type PoolStats struct {
 	Clients int64
 	// Meter is the pool's live histograms; read only.
 	Meter *observe.Meter
+	// Listeners is how many shared listening connections the pool has
+	// open (0 or 1), outside its size.
+	Listeners int
 }
 
 // Stats returns a snapshot of every pool, sorted by name; a retired pool
@@ -362,7 +373,7 @@ func (a *App) Stats() []PoolStats {
 	out := make([]PoolStats, 0, len(entries))
 	for _, e := range entries {
 		out = append(out, PoolStats{Stats: e.pool.Stats(), Database: e.key.db, User: e.key.user,
-			Mode: e.route.Mode, Clients: e.clients.Load(), Meter: &e.meter})
+			Mode: e.route.Mode, Clients: e.clients.Load(), Meter: &e.meter, Listeners: e.listeners()})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Name != out[j].Name {

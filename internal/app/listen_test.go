@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/app"
 	"github.com/pgvalve/pgvalve/internal/testutil"
+	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
 
 // waitNotification waits up to 10 seconds for l's next notification.
@@ -106,4 +107,37 @@ func TestALostListeningConnectionIsReopenedWithANotice(t *testing.T) {
 	default:
 		t.Error("no NOTICE about the lost listening connection")
 	}
+}
+
+// listeners is how many listening connections the app's pools have open.
+func listeners(s *valvetest.Server) int {
+	n := 0
+	for _, st := range s.App.Stats() {
+		n += st.Listeners
+	}
+	return n
+}
+
+// The listening connection opens at the first LISTEN, is counted, and
+// closes when its last client leaves.
+func TestTheListeningConnectionClosesWhenItsLastClientLeaves(t *testing.T) {
+	s, url := startValve(t, txnConfig(2))
+	if listeners(s) != 0 {
+		t.Fatal("a listening connection before any LISTEN")
+	}
+	a, b := connectTx(t, url), connectTx(t, url)
+	testutil.MustExec(t, a, "listen jobs")
+	testutil.MustExec(t, b, "listen jobs")
+	if listeners(s) != 1 {
+		t.Fatalf("%d listening connections, want 1", listeners(s))
+	}
+	a.Close(context.Background())
+	testutil.MustExec(t, b, "select 1")
+	if listeners(s) != 1 {
+		t.Fatal("the listening connection closed while a client still listens")
+	}
+	b.Close(context.Background())
+	testutil.EventuallyWithin(t, 10*time.Second, "the listening connection to close", func() bool {
+		return listeners(s) == 0
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/notify"
 	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/sqlscan"
 	"github.com/pgvalve/pgvalve/internal/wire"
@@ -66,7 +67,7 @@ func (b *inbox) flushLocked() {
 	}
 	if b.lost {
 		b.lost = false
-		b.held = wire.AppendNotice(b.held, reason.Queued.Code(),
+		b.held = wire.AppendNotice(b.held, notify.GapCode,
 			"pgvalve: notifications were dropped: the client did not read them")
 	}
 	_, _ = b.s.sock.Write(b.held) // a dead client is the session's to notice
