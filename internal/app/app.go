@@ -23,6 +23,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/frontend"
 	"github.com/pgvalve/pgvalve/internal/hba"
 	"github.com/pgvalve/pgvalve/internal/listener"
+	"github.com/pgvalve/pgvalve/internal/notify"
 	"github.com/pgvalve/pgvalve/internal/observe"
 	"github.com/pgvalve/pgvalve/internal/pool"
 	"github.com/pgvalve/pgvalve/internal/session"
@@ -91,6 +92,23 @@ type entry struct {
 	clients atomic.Int64
 	retired atomic.Bool
 	meter   observe.Meter // what the relay measures for this pool
+	notify  *notify.Hub   // the shared listening connection; nil in session pooling
+}
+
+// listeners is how many listening connections e has open.
+func (e *entry) listeners() int {
+	if e.notify == nil {
+		return 0
+	}
+	return e.notify.Conns()
+}
+
+// close closes e's pool and its listening connection.
+func (e *entry) close() {
+	e.pool.Close()
+	if e.notify != nil {
+		e.notify.Close()
+	}
 }
 
 // passwordFresh is how long a passthrough password the server accepted is
@@ -306,7 +324,7 @@ func (a *App) startDrain() {
 
 func (a *App) closePools() {
 	for _, e := range a.entries(func() { a.mu.closed = true }) {
-		e.pool.Close()
+		e.close()
 	}
 }
 
@@ -343,6 +361,9 @@ type PoolStats struct {
 	Clients int64
 	// Meter is the pool's live histograms; read only.
 	Meter *observe.Meter
+	// Listeners is how many shared listening connections the pool has
+	// open (0 or 1), outside its size.
+	Listeners int
 }
 
 // Stats returns a snapshot of every pool, sorted by name; a retired pool
@@ -352,7 +373,7 @@ func (a *App) Stats() []PoolStats {
 	out := make([]PoolStats, 0, len(entries))
 	for _, e := range entries {
 		out = append(out, PoolStats{Stats: e.pool.Stats(), Database: e.key.db, User: e.key.user,
-			Mode: e.route.Mode, Clients: e.clients.Load(), Meter: &e.meter})
+			Mode: e.route.Mode, Clients: e.clients.Load(), Meter: &e.meter, Listeners: e.listeners()})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Name != out[j].Name {

@@ -120,7 +120,7 @@ func (a *App) leave(e *entry) {
 // last client leaving races the reload that retired it), which Close
 // allows.
 func (a *App) closeRetired(e *entry) {
-	e.pool.Close()
+	e.close()
 	a.mu.Lock()
 	delete(a.mu.retired, e)
 	a.mu.Unlock()

@@ -3,12 +3,14 @@ package app
 import (
 	"context"
 	"errors"
+	"maps"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/notify"
 	"github.com/pgvalve/pgvalve/internal/pool"
 	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/session"
@@ -54,15 +56,7 @@ func (a *App) entryLocked(db, user string) (*entry, bool) {
 		Closed:   func(c *backend.Conn, why reason.Reason) { a.serverClosed(e, c, why) },
 		Limits:   a.limitsLocked(db, dial.User),
 		Dial: func(ctx context.Context) (*backend.Conn, error) {
-			cfg := e.dial
-			switch {
-			case a.auth == config.AuthPassthrough:
-				cfg.Password, _ = a.passwords.Get(key.String())
-			case cfg.Password == "":
-				cfg.Cred = a.serverCredential(cfg.User)
-			}
-			cfg.TLS = a.serverTLS.Load().Attempts
-			c, err := backend.Dial(ctx, cfg)
+			c, err := backend.Dial(ctx, a.serverDial(e))
 			if err == nil {
 				e.params.Store(c.Params())
 				a.serverOpened(e, c)
@@ -70,12 +64,52 @@ func (a *App) entryLocked(db, user string) (*entry, bool) {
 			return c, err
 		},
 	})
+	e.notify = a.listenHub(e, route)
 	if a.mu.paused || a.mu.pausedDBs[db] {
 		e.pool.Pause() // a new pool has no server: nothing to close
 	}
-	e.route = session.Route{Pool: e.pool, Mode: route.PoolMode, Params: e.params, Leave: func() { a.leave(e) }, Meter: &e.meter}
+	e.route = session.Route{Pool: e.pool, Mode: route.PoolMode, Params: e.params, Leave: func() { a.leave(e) },
+		Meter: &e.meter, Notify: e.notify}
 	a.mu.pools[key] = e
 	return e, true
+}
+
+// serverDial is how a server of e's pool logs in now.
+func (a *App) serverDial(e *entry) backend.Config {
+	cfg := e.dial
+	switch {
+	case a.auth == config.AuthPassthrough:
+		cfg.Password, _ = a.passwords.Get(e.key.String())
+	case cfg.Password == "":
+		cfg.Cred = a.serverCredential(cfg.User)
+	}
+	cfg.TLS = a.serverTLS.Load().Attempts
+	return cfg
+}
+
+// ListenerAppName is the application_name of a pool's listening connection.
+const ListenerAppName = "pgvalve listener"
+
+// listenHub is e's shared listening connection (notify.Hub), for LISTEN
+// in transaction and statement pooling; nil in session pooling. It logs in
+// as the pool's servers do, outside the pool's size.
+func (a *App) listenHub(e *entry, route config.Database) *notify.Hub {
+	if route.PoolMode == config.PoolSession {
+		return nil
+	}
+	return notify.New(notify.Config{
+		Name: e.key.String(),
+		Log:  a.log,
+		Dial: func(ctx context.Context) (*backend.Conn, error) {
+			cfg := a.serverDial(e)
+			cfg.Params = maps.Clone(cfg.Params)
+			if cfg.Params == nil {
+				cfg.Params = map[string]string{}
+			}
+			cfg.Params["application_name"] = ListenerAppName
+			return backend.Dial(ctx, cfg)
+		},
+	})
 }
 
 // serverClosed counts and logs a server connection e's pool closed: why

@@ -60,6 +60,7 @@ func (m *pool) add(p *observe.Pool) {
 	m.ServersUsed += p.ServersUsed
 	m.ServersLogin += p.ServersLogin
 	m.ServersClosing += p.ServersClosing
+	m.Listeners += p.Listeners
 	m.MaxWait = max(m.MaxWait, p.MaxWait)
 	m.Acquires += p.Acquires
 	m.Waits += p.Waits

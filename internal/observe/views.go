@@ -32,7 +32,10 @@ type Pool struct {
 	// but to be checked before reuse (sv_used), dialing (sv_login),
 	// being closed.
 	ServersActive, ServersIdle, ServersUsed, ServersLogin, ServersClosing int
-	MaxWait                                                               time.Duration // the oldest waiting client's wait so far
+	// Listeners: the shared listening connection for LISTEN in
+	// transaction pooling (0 or 1), outside the pool's size.
+	Listeners int
+	MaxWait   time.Duration // the oldest waiting client's wait so far
 
 	// Totals since start.
 	Acquires, Waits, WaitTimeouts, DialErrors int64

@@ -182,6 +182,7 @@ func (s *Session) notePinsLocked(frames []wire.Frame) {
 			effects := sqlscan.Effects(string(q))
 			s.mu.pins.apply(effects)
 			s.mu.sets.sent(q, effects)
+			s.unlistenedLocked(effects)
 			if !replayable(q, effects) {
 				s.mu.pins.unknownSet = true
 			}

@@ -248,6 +248,9 @@ func (s *Session) forwardOnce(ctx context.Context, span []byte, requests int, la
 			return err
 		}
 	}
+	if done, err := s.answerListen(ctx, span, requests, last); done || err != nil {
+		return err
+	}
 	if s.tr != nil && s.current() == nil && !s.txLost {
 		if done, err := s.answerDeferred(); done || err != nil {
 			return err

@@ -86,7 +86,7 @@ func (ss *serverSide) run() {
 				if m := s.route.Meter; m != nil {
 					m.Sent.AddAt(int64(len(span)), time.Now())
 				}
-				if _, werr := s.sock.Write(span); werr != nil && !detach {
+				if werr := s.writeClient(span, rd.StreamLeft() > 0); werr != nil && !detach {
 					err = fmt.Errorf("write to client: %w", werr)
 				}
 				if s.idleWanted.Load() {

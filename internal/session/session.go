@@ -17,6 +17,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/cancel"
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/notify"
 	"github.com/pgvalve/pgvalve/internal/observe"
 	"github.com/pgvalve/pgvalve/internal/pool"
 	"github.com/pgvalve/pgvalve/internal/reason"
@@ -41,6 +42,9 @@ type Route struct {
 	// Meter, if set, is where the pool's waits, requests and transactions
 	// are measured.
 	Meter *observe.Meter
+	// Notify, if set, is the pool's shared listening connection, for
+	// LISTEN in transaction and statement pooling.
+	Notify *notify.Hub
 }
 
 // Live are the settings a reload may change while sessions run. Each is
@@ -178,6 +182,11 @@ type Session struct {
 	batch    []stmt.Message
 	deferBuf []byte
 
+	// inbox holds notifications from route.Notify on their way to the
+	// client (nil without one); inboxReady: its writer runs.
+	inbox      *inbox
+	inboxReady bool
+
 	// wmu is held while the client side books and writes a batch, and
 	// while the server side puts the client's settings back (resync), so
 	// the two never write to the server at once.
@@ -266,6 +275,10 @@ func Run(ctx context.Context, env *Env, c Client) error {
 	if s.route.Mode != config.PoolSession && s.maxStmts > 0 {
 		s.tr = stmt.NewTracker(stmt.NewRegistry())
 		s.rd.SetWhole(stmt.Decoded)
+	}
+	if s.route.Notify != nil && s.route.Mode != config.PoolSession {
+		s.inbox = &inbox{s: s, kick: make(chan struct{}, 1)}
+		defer s.closeInbox()
 	}
 	return s.serve(ctx, key)
 }
