@@ -36,6 +36,8 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 	listen := fs.String("listen", def.Listen, "address to accept clients on")
 	upstream := fs.String("upstream", def.Upstream, "PostgreSQL server for every database name: postgres://USER:PASS@HOST:PORT/DB")
 	mode := fs.String("pool-mode", string(def.PoolMode), "session, transaction or statement")
+	sessionState := fs.String("session-state", string(def.SessionState), "session state in transaction pooling: track, pin-all or off")
+	maxPinned := fs.Int("max-pinned-servers", def.MaxPinnedServers, "servers a pool's clients may hold pinned by session state (0: half the pool)")
 	size := fs.Int("pool-size", def.PoolSize, "server connections per database and user")
 	wait := seconds(def.QueryWaitTimeout)
 	fs.Var(&wait, "query-wait-timeout", "how long a client waits for a server before 53300: a duration (20s) or seconds (0: forever)")
@@ -98,6 +100,8 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 		"listen":               func() { cfg.Listen = *listen },
 		"upstream":             func() { cfg.Upstream = *upstream },
 		"pool-mode":            func() { cfg.PoolMode = config.PoolMode(*mode) },
+		"session-state":        func() { cfg.SessionState = config.SessionState(*sessionState) },
+		"max-pinned-servers":   func() { cfg.MaxPinnedServers = *maxPinned },
 		"pool-size":            func() { cfg.PoolSize = *size },
 		"query-wait-timeout":   func() { cfg.QueryWaitTimeout = time.Duration(wait) },
 		"max-client-conn":      func() { cfg.MaxClientConn = *maxClients },

@@ -27,6 +27,24 @@ func (m PoolMode) Valid() bool {
 	return false
 }
 
+// SessionState says what transaction and statement pooling do with the
+// session state a client leaves on its server (README: "Session state").
+type SessionState string
+
+const (
+	// StateTrack carries what can follow the client and pins it to its
+	// server while the rest exists (the default).
+	StateTrack SessionState = "track"
+	// StatePinAll pins the client to its server from its first
+	// session-level statement until it leaves.
+	StatePinAll SessionState = "pin-all"
+	// StateOff looks at nothing, as PgBouncer: state stays on the server.
+	StateOff SessionState = "off"
+)
+
+// Valid reports whether s is one of the known values.
+func (s SessionState) Valid() bool { return s == StateTrack || s == StatePinAll || s == StateOff }
+
 // TLS is one side's TLS settings, PgBouncer's client_tls_* or
 // server_tls_* keys.
 type TLS struct {
@@ -111,6 +129,8 @@ type Config struct {
 	Listen                 string              // default "127.0.0.1:6432"
 	Upstream               string              // default route: postgres URL for any database without its own route; "" = none
 	PoolMode               PoolMode            // default session
+	SessionState           SessionState        // session_state: default track
+	MaxPinnedServers       int                 // max_pinned_servers: servers a pool's clients may hold pinned; 0 = half pool_size (at least 1)
 	PoolSize               int                 // default 20, must be >= 1
 	QueryWaitTimeout       time.Duration       // default 20s; 0 means wait forever (as in PgBouncer)
 	QueryWaitNotify        time.Duration       // default 5s: NOTICE a client that has waited this long; 0 = never
@@ -164,8 +184,10 @@ type Database struct {
 	Name     string   // the key
 	Upstream string   // postgres URL, required
 	PoolMode PoolMode // "" = inherit Config.PoolMode
-	PoolSize int      // 0 = inherit Config.PoolSize
-	Line     int      // line of the [databases.NAME] header, for messages; 0 if unknown
+	// SessionState: "" = inherit Config.SessionState.
+	SessionState SessionState
+	PoolSize     int // 0 = inherit Config.PoolSize
+	Line         int // line of the [databases.NAME] header, for messages; 0 if unknown
 }
 
 // source is what Parse knew about the file a Config came from.
@@ -186,6 +208,7 @@ func Default() Config {
 	return Config{
 		Listen:                "127.0.0.1:6432",
 		PoolMode:              PoolSession,
+		SessionState:          StateTrack,
 		PoolSize:              20,
 		QueryWaitTimeout:      20 * time.Second,
 		QueryWaitNotify:       5 * time.Second,
@@ -258,6 +281,9 @@ func (c Config) PoolFor(db string) (route Database, ok bool) {
 	}
 	if route.PoolSize == 0 {
 		route.PoolSize = c.PoolSize
+	}
+	if route.SessionState == "" {
+		route.SessionState = c.SessionState
 	}
 	return route, true
 }

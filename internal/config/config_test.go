@@ -17,6 +17,7 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 	want := Config{
 		Listen:                "127.0.0.1:6432",
 		PoolMode:              PoolSession,
+		SessionState:          StateTrack,
 		PoolSize:              20,
 		QueryWaitTimeout:      20 * time.Second,
 		QueryWaitNotify:       5 * time.Second,
@@ -147,6 +148,7 @@ upstream = "postgres://main/main"
 		Listen:               "0.0.0.0:7432",
 		Upstream:             "postgres://app@db.internal/app",
 		PoolMode:             PoolTransaction,
+		SessionState:         StateTrack,
 		PoolSize:             5,
 		QueryWaitTimeout:     time.Minute,
 		QueryWaitNotify:      2 * time.Second,
@@ -204,7 +206,7 @@ func TestPoolForResolvesRoutes(t *testing.T) {
 	withGlobal.PoolMode = PoolTransaction
 	withGlobal.PoolSize = 7
 	withGlobal.Databases = map[string]Database{
-		"own":      {Name: "own", Upstream: "postgres://own/own", PoolMode: PoolStatement, PoolSize: 3, Line: 4},
+		"own":      {Name: "own", Upstream: "postgres://own/own", PoolMode: PoolStatement, SessionState: StateOff, PoolSize: 3, Line: 4},
 		"inherits": {Name: "inherits", Upstream: "postgres://inh/inh", Line: 9},
 	}
 	noGlobal := withGlobal
@@ -218,13 +220,13 @@ func TestPoolForResolvesRoutes(t *testing.T) {
 		wantOK bool
 	}{
 		{"route overrides mode and size", withGlobal, "own",
-			Database{Name: "own", Upstream: "postgres://own/own", PoolMode: PoolStatement, PoolSize: 3, Line: 4}, true},
+			Database{Name: "own", Upstream: "postgres://own/own", PoolMode: PoolStatement, SessionState: StateOff, PoolSize: 3, Line: 4}, true},
 		{"route inherits mode and size", withGlobal, "inherits",
-			Database{Name: "inherits", Upstream: "postgres://inh/inh", PoolMode: PoolTransaction, PoolSize: 7, Line: 9}, true},
+			Database{Name: "inherits", Upstream: "postgres://inh/inh", PoolMode: PoolTransaction, SessionState: StateTrack, PoolSize: 7, Line: 9}, true},
 		{"unrouted name uses global upstream", withGlobal, "other",
-			Database{Name: "other", Upstream: "postgres://global/x", PoolMode: PoolTransaction, PoolSize: 7}, true},
+			Database{Name: "other", Upstream: "postgres://global/x", PoolMode: PoolTransaction, SessionState: StateTrack, PoolSize: 7}, true},
 		{"route still wins without global", noGlobal, "own",
-			Database{Name: "own", Upstream: "postgres://own/own", PoolMode: PoolStatement, PoolSize: 3, Line: 4}, true},
+			Database{Name: "own", Upstream: "postgres://own/own", PoolMode: PoolStatement, SessionState: StateOff, PoolSize: 3, Line: 4}, true},
 		{"unrouted name without global has no route", noGlobal, "other", Database{}, false},
 		{"names are case-sensitive", noGlobal, "OWN", Database{}, false},
 	}

@@ -146,6 +146,10 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 			}
 		case "auth_file":
 			d.str(path, val, &cfg.AuthFile)
+		case "session_state":
+			d.str(path, val, (*string)(&cfg.SessionState))
+		case "max_pinned_servers":
+			d.int(path, val, &cfg.MaxPinnedServers)
 		case "auth_user":
 			d.str(path, val, &cfg.AuthUser)
 		case "auth_query":
@@ -241,6 +245,8 @@ func (d *decoder) databases(path toml.Key, val any, into map[string]Database) {
 				d.str(kp, val, &db.Upstream)
 			case "pool_mode":
 				d.str(kp, val, (*string)(&db.PoolMode))
+			case "session_state":
+				d.str(kp, val, (*string)(&db.SessionState))
 			case "pool_size":
 				d.int(kp, val, &db.PoolSize)
 			default:

@@ -66,6 +66,8 @@ var settings = []setting{
 	{"server_tls_ciphers", func(c Config) any { return c.ServerTLS.Ciphers }, false},
 	{"upstream", func(c Config) any { return c.Upstream }, false},
 	{"pool_mode", func(c Config) any { return c.PoolMode }, false},
+	{"session_state", func(c Config) any { return c.SessionState }, false},
+	{"max_pinned_servers", func(c Config) any { return c.MaxPinnedServers }, false},
 	{"pool_size", func(c Config) any { return c.PoolSize }, false},
 	{"min_pool_size", func(c Config) any { return c.MinPoolSize }, false},
 	{"reserve_pool_size", func(c Config) any { return c.ReservePoolSize }, false},
@@ -138,6 +140,9 @@ func diffRoute(name string, old, new map[string]Database) []Change {
 	if o.Upstream != n.Upstream {
 		old, new := redactPair(o.Upstream, n.Upstream)
 		out = append(out, Change{Key: key + ".upstream", Old: old, New: new})
+	}
+	if o.SessionState != n.SessionState {
+		out = append(out, Change{Key: key + ".session_state", Old: string(o.SessionState), New: string(n.SessionState)})
 	}
 	if o.PoolMode != n.PoolMode {
 		out = append(out, Change{Key: key + ".pool_mode", Old: string(o.PoolMode), New: string(n.PoolMode)})

@@ -66,6 +66,12 @@ func (c Config) problems() []problem {
 			k.add(top("upstream"), c.Upstream == f.Upstream, nil, "%v", err)
 		}
 	}
+	if !c.SessionState.Valid() {
+		k.add(top("session_state"), c.SessionState == f.SessionState, nil, "%q is not one of track, pin-all, off", c.SessionState)
+	}
+	if c.MaxPinnedServers < 0 {
+		k.add(top("max_pinned_servers"), c.MaxPinnedServers == f.MaxPinnedServers, nil, "must not be negative (0: half of each pool)")
+	}
 	if !c.PoolMode.Valid() {
 		k.add(top("pool_mode"), c.PoolMode == f.PoolMode, nil, "%q is not one of session, transaction, statement", c.PoolMode)
 	}
@@ -189,6 +195,10 @@ func (c Config) problems() []problem {
 		if d.PoolMode != "" && !d.PoolMode.Valid() {
 			k.add(field("pool_mode"), inFile && d.PoolMode == fd.PoolMode, at,
 				"%q is not one of session, transaction, statement", d.PoolMode)
+		}
+		if d.SessionState != "" && !d.SessionState.Valid() {
+			k.add(field("session_state"), inFile && d.SessionState == fd.SessionState, at,
+				"%q is not one of track, pin-all, off", d.SessionState)
 		}
 		if d.PoolSize < 0 {
 			k.add(field("pool_size"), inFile && d.PoolSize == fd.PoolSize, at, "must be at least 1 (or 0 to inherit pool_size)")

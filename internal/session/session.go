@@ -45,6 +45,12 @@ type Route struct {
 	// Notify, if set, is the pool's shared listening connection, for
 	// LISTEN in transaction and statement pooling.
 	Notify *notify.Hub
+	// State is session_state: what transaction pooling does with the
+	// session state its clients leave on servers.
+	State config.SessionState
+	// Pinned counts the pool's clients pinned to a server by session
+	// state, against max_pinned_servers (nil: no bound).
+	Pinned *PinCount
 }
 
 // Live are the settings a reload may change while sessions run. Each is
