@@ -364,6 +364,9 @@ type PoolStats struct {
 	// Listeners is how many shared listening connections the pool has
 	// open (0 or 1), outside its size.
 	Listeners int
+	// Pinned is how many of the pool's clients session state keeps on
+	// their servers (max_pinned_servers bounds it).
+	Pinned int64
 }
 
 // Stats returns a snapshot of every pool, sorted by name; a retired pool
@@ -373,7 +376,8 @@ func (a *App) Stats() []PoolStats {
 	out := make([]PoolStats, 0, len(entries))
 	for _, e := range entries {
 		out = append(out, PoolStats{Stats: e.pool.Stats(), Database: e.key.db, User: e.key.user,
-			Mode: e.route.Mode, Clients: e.clients.Load(), Meter: &e.meter, Listeners: e.listeners()})
+			Mode: e.route.Mode, Clients: e.clients.Load(), Meter: &e.meter, Listeners: e.listeners(),
+			Pinned: e.route.Pinned.Pinned()})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Name != out[j].Name {

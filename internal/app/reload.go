@@ -38,6 +38,7 @@ func (a *App) Reload(next config.Config) []config.Change {
 		route, ok := cfg.PoolFor(key.db)
 		if ok && sameRoute(e, cfg, route) {
 			tunes = append(tunes, tune{e.pool, poolSettings(cfg, route)})
+			e.route.Pinned.SetMax(maxPinned(cfg, route))
 			continue
 		}
 		delete(a.mu.pools, key)
@@ -80,7 +81,7 @@ func (a *App) Reload(next config.Config) []config.Change {
 // server, same login, same pool mode. A size or timeout may differ.
 func sameRoute(e *entry, cfg config.Config, route config.Database) bool {
 	dial, err := dialConfig(cfg, route, e.key.db, e.key.user)
-	return err == nil && route.PoolMode == e.route.Mode && sameDial(dial, e.dial)
+	return err == nil && route.PoolMode == e.route.Mode && route.SessionState == e.route.State && sameDial(dial, e.dial)
 }
 
 func sameDial(a, b backend.Config) bool {

@@ -69,7 +69,8 @@ func (a *App) entryLocked(db, user string) (*entry, bool) {
 		e.pool.Pause() // a new pool has no server: nothing to close
 	}
 	e.route = session.Route{Pool: e.pool, Mode: route.PoolMode, Params: e.params, Leave: func() { a.leave(e) },
-		Meter: &e.meter, Notify: e.notify}
+		Meter: &e.meter, Notify: e.notify, State: route.SessionState,
+		Pinned: session.NewPinCount(maxPinned(cfg, route))}
 	a.mu.pools[key] = e
 	return e, true
 }
@@ -94,7 +95,7 @@ const ListenerAppName = "pgvalve listener"
 // in transaction and statement pooling; nil in session pooling. It logs in
 // as the pool's servers do, outside the pool's size.
 func (a *App) listenHub(e *entry, route config.Database) *notify.Hub {
-	if route.PoolMode == config.PoolSession {
+	if route.PoolMode == config.PoolSession || route.SessionState == config.StateOff {
 		return nil
 	}
 	return notify.New(notify.Config{
@@ -126,6 +127,15 @@ func (a *App) serverClosed(e *entry, c *backend.Conn, why reason.Reason) {
 		attrs = append(attrs, "detail", detail)
 	}
 	a.log.Info("server closed", attrs...)
+}
+
+// maxPinned is max_pinned_servers for route's pool: 0 means half the
+// pool, at least one.
+func maxPinned(cfg config.Config, route config.Database) int {
+	if cfg.MaxPinnedServers > 0 {
+		return cfg.MaxPinnedServers
+	}
+	return max(route.PoolSize/2, 1)
 }
 
 // poolSettings are the pool settings of route under cfg.

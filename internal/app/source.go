@@ -83,7 +83,7 @@ func (s source) Pools() []observe.Pool {
 		p := observe.Pool{Database: st.Database, User: st.User, Mode: string(st.Mode), Size: st.Size,
 			Paused: st.Paused, Draining: st.Draining, ClientsWaiting: st.ClientsWaiting,
 			ServersActive: st.ServersActive, ServersIdle: st.ServersIdle, ServersLogin: st.ServersConnecting,
-			ServersClosing: st.ServersClosing, Listeners: st.Listeners, Acquires: st.Acquires, Waits: st.Waits,
+			ServersClosing: st.ServersClosing, Listeners: st.Listeners, Pinned: st.Pinned, Acquires: st.Acquires, Waits: st.Waits,
 			WaitTimeouts: st.Timeouts, DialErrors: st.DialErrors, WaitTime: st.WaitTotal}
 		p.Latency = &st.Meter.Latency
 		for k := range observe.NumKinds {

@@ -61,6 +61,7 @@ func (m *pool) add(p *observe.Pool) {
 	m.ServersLogin += p.ServersLogin
 	m.ServersClosing += p.ServersClosing
 	m.Listeners += p.Listeners
+	m.Pinned += p.Pinned
 	m.MaxWait = max(m.MaxWait, p.MaxWait)
 	m.Acquires += p.Acquires
 	m.Waits += p.Waits

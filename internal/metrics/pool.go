@@ -63,6 +63,8 @@ var poolSeries = []series{
 	state(serversDesc, "login", func(p *observe.Pool) int { return p.ServersLogin }),
 	state(serversDesc, "closing", func(p *observe.Pool) int { return p.ServersClosing }),
 
+	gauge("pgvalve_pool_pinned_clients", "Clients that session state (advisory locks, temporary tables, ...) keeps on their server across transactions; max_pinned_servers bounds it.",
+		func(p *observe.Pool) float64 { return float64(p.Pinned) }),
 	gauge("pgvalve_pool_listeners", "Shared listening connections open for LISTEN in transaction pooling (0 or 1), outside pool_size.",
 		func(p *observe.Pool) float64 { return float64(p.Listeners) }),
 	gauge("pgvalve_pool_size", "The pool_size in force: most servers the pool leases at once, besides its reserve.",

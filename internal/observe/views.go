@@ -35,7 +35,10 @@ type Pool struct {
 	// Listeners: the shared listening connection for LISTEN in
 	// transaction pooling (0 or 1), outside the pool's size.
 	Listeners int
-	MaxWait   time.Duration // the oldest waiting client's wait so far
+	// Pinned: clients kept on their servers by session state
+	// (transaction pooling), bounded by max_pinned_servers.
+	Pinned  int64
+	MaxWait time.Duration // the oldest waiting client's wait so far
 
 	// Totals since start.
 	Acquires, Waits, WaitTimeouts, DialErrors int64

@@ -77,6 +77,7 @@ const (
 	TxLost
 	InFailedTx
 	CanceledInQueue
+	PinLimit
 	Queued
 	// Server connections: found dead or unusable by the server connection
 	// itself.
@@ -176,7 +177,9 @@ var table = [count]entry{
 	TxLost:          {Request, "transaction_lost", wire.CodeConnectionFailure, "%v; the transaction is rolled back", "server lost under a transaction"},
 	InFailedTx:      {Request, "in_failed_transaction", wire.CodeInFailedTx, "current transaction is aborted, commands ignored until end of transaction block", "request in a lost transaction"},
 	CanceledInQueue: {Request, "canceled_in_queue", wire.CodeQueryCanceled, "canceling statement due to user request (it was still waiting for a server and never ran)", "request cancelled while queued"},
-	Queued:          {Request, "queued", "00000", "no server connection free in pool %q; waiting in line (query_wait_timeout %s)", "client queued"},
+	PinLimit: {Request, "pin_limit", wire.CodeConfigLimitExceeded, "pgvalve: this statement would keep its server for the rest of the session (%s), " +
+		"and %d of its pool's servers are kept so already (max_pinned_servers); end such session state sooner, or use session pooling for this client", "pin refused at max_pinned_servers"},
+	Queued: {Request, "queued", "00000", "no server connection free in pool %q; waiting in line (query_wait_timeout %s)", "client queued"},
 
 	ServerWriteFailed:    {Server, "server_write_failed", "", "", "write failed"},
 	ServerReadFailed:     {Server, "server_read_failed", "", "", "read failed"},

@@ -2,11 +2,29 @@ package session
 
 import "sync/atomic"
 
-// PinCount counts a pool's pinned clients, bounded by Max.
+// PinCount counts a pool's pinned clients, bounded by max_pinned_servers
+// (0: no bound); a reload may change the bound.
 type PinCount struct {
-	n   atomic.Int64
-	Max int64
+	n, max atomic.Int64
 }
+
+// NewPinCount is a count bounded by max.
+func NewPinCount(max int) *PinCount {
+	p := &PinCount{}
+	p.max.Store(int64(max))
+	return p
+}
+
+// Max is the bound now.
+func (p *PinCount) Max() int64 {
+	if p == nil {
+		return 0
+	}
+	return p.max.Load()
+}
+
+// SetMax changes the bound; clients pinned past a lower one stay.
+func (p *PinCount) SetMax(max int) { p.max.Store(int64(max)) }
 
 // Pinned is how many of the pool's clients are pinned now.
 func (p *PinCount) Pinned() int64 {
@@ -23,7 +41,7 @@ func (p *PinCount) take() bool {
 	}
 	for {
 		n := p.n.Load()
-		if p.Max > 0 && n >= p.Max {
+		if max := p.max.Load(); max > 0 && n >= max {
 			return false
 		}
 		if p.n.CompareAndSwap(n, n+1) {

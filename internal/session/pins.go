@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/pgvalve/pgvalve/internal/backend"
@@ -25,6 +26,12 @@ type pins struct {
 	cursors map[string]bool // WITH HOLD cursors open
 	listens map[string]bool // channels LISTENed to
 	loaded  bool            // LOAD ran: nothing undoes it but closing the server
+	// prepared are SQL PREPAREd statements the tracker does not carry
+	// (tracking off, or a name it leaves to the server).
+	prepared map[string]bool
+	// all: session_state = "pin-all" and a session-level statement ran;
+	// only the client's leaving ends it.
+	all bool
 	// unknownSet: a set_config whose name, scope or value is not a
 	// literal changed a setting pgvalve cannot replay elsewhere; RESET
 	// ALL or DISCARD ALL ends it.
@@ -33,7 +40,8 @@ type pins struct {
 
 // pinned reports whether the client must keep its server.
 func (p *pins) pinned() bool {
-	return len(p.locks) > 0 || p.temp || len(p.cursors) > 0 || len(p.listens) > 0 || p.loaded || p.unknownSet
+	return len(p.locks) > 0 || p.temp || len(p.cursors) > 0 || len(p.listens) > 0 || p.loaded || p.unknownSet ||
+		len(p.prepared) > 0 || p.all
 }
 
 // causes names what pins the client, for SHOW CLIENTS and the logs ("" when
@@ -58,6 +66,12 @@ func (p *pins) causes() string {
 	if p.unknownSet {
 		c = append(c, "unknown_setting")
 	}
+	if len(p.prepared) > 0 {
+		c = append(c, "sql_prepare")
+	}
+	if p.all {
+		c = append(c, "pin_all")
+	}
 	return strings.Join(c, ",")
 }
 
@@ -76,9 +90,14 @@ func (p *pins) apply(effects []sqlscan.Effect) {
 		case sqlscan.DiscardTemp:
 			p.temp = false
 		case sqlscan.DiscardAll:
-			// DISCARD ALL also unlocks, closes and unlistens everything.
+			// DISCARD ALL also unlocks, closes, unlistens and deallocates
+			// everything.
 			p.locks, p.temp, p.cursors, p.listens = nil, false, nil, nil
-			p.unknownSet = false
+			p.unknownSet, p.prepared = false, nil
+		case sqlscan.Prepare:
+			p.prepared = set(p.prepared, e.Name, true)
+		case sqlscan.Deallocate:
+			p.prepared = set(p.prepared, e.Name, false)
 		case sqlscan.Reset:
 			if e.Name == "" {
 				p.unknownSet = false // RESET ALL
@@ -125,12 +144,14 @@ func set(m map[string]bool, k string, on bool) map[string]bool {
 // clone is a copy finish can use after the session's lock is let go.
 func (p *pins) clone() pins {
 	return pins{locks: maps.Clone(p.locks), temp: p.temp, cursors: maps.Clone(p.cursors),
-		listens: maps.Clone(p.listens), loaded: p.loaded, unknownSet: p.unknownSet}
+		listens: maps.Clone(p.listens), loaded: p.loaded, unknownSet: p.unknownSet,
+		prepared: maps.Clone(p.prepared), all: p.all}
 }
 
 // cleanup is what a server left with p must run before another client
 // gets it; ok false: it must be closed instead (LOAD cannot be undone).
-// It leaves prepared statements and settings alone: pgvalve tracks those.
+// It leaves protocol-level prepared statements and settings alone:
+// pgvalve tracks those.
 func (p *pins) cleanup() (sql string, ok bool) {
 	if p.loaded {
 		return "", false
@@ -148,7 +169,16 @@ func (p *pins) cleanup() (sql string, ok bool) {
 	if p.temp {
 		parts = append(parts, "DISCARD TEMP")
 	}
+	for _, name := range slices.Sorted(maps.Keys(p.prepared)) {
+		parts = append(parts, "DEALLOCATE "+quoteIdent(name))
+	}
 	return strings.Join(parts, "; "), true
+}
+
+// quoteIdent quotes name as an SQL identifier, as PostgreSQL's
+// quote_ident does when quoting is needed.
+func quoteIdent(name string) string {
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 }
 
 // queryText is the SQL a Query or Parse message carries, nil for any
@@ -177,23 +207,37 @@ func queryText(typ byte, body []byte) []byte {
 // (clientSets). The caller holds s.mu.
 func (s *Session) notePinsLocked(frames []wire.Frame) {
 	was := s.mu.pins.causes()
-	for _, f := range frames {
-		if q := queryText(f.Type, f.Body); len(q) > 0 && mayHaveEffects(q) {
-			effects := sqlscan.Effects(string(q))
-			s.mu.pins.apply(effects)
+	s.effectsOf(frames, true, func(f wire.Frame, q []byte, effects []sqlscan.Effect) {
+		if len(effects) > 0 {
+			s.applyPins(&s.mu.pins, q, effects)
 			s.mu.sets.sent(q, effects)
 			s.unlistenedLocked(effects)
-			if !replayable(q, effects) {
-				s.mu.pins.unknownSet = true
-			}
 		}
 		if _, wantsReady := requestEnds(f.Type); wantsReady {
 			s.mu.sets.asked++
 		}
+	})
+	if s.tooManyEffectStatements() {
+		s.mu.pins.unknownSet = true
 	}
 	if now := s.mu.pins.causes(); now != was {
+		s.countPinLocked()
 		s.status.setPin(now)
 		s.log.Debug("session state pins the client to its server", "pin", now, "was", was)
+	}
+}
+
+// countPinLocked keeps the client's count in the pool's pinned clients
+// (max_pinned_servers) equal to whether it is pinned: a pin that was not
+// refused before it was sent (pinRefused) is counted even past the bound.
+func (s *Session) countPinLocked() {
+	switch pinned := s.mu.pins.pinned(); {
+	case pinned && !s.mu.pinSlot:
+		s.route.Pinned.force()
+		s.mu.pinSlot = true
+	case !pinned && s.mu.pinSlot:
+		s.route.Pinned.put()
+		s.mu.pinSlot = false
 	}
 }
 

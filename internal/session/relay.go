@@ -203,7 +203,7 @@ func (s *Session) scanClient() (requests int, last byte, terminated bool, bad *p
 			s.types = append(s.types, f.Type)
 		}
 		last = f.Type
-		if s.tr != nil || s.txLost {
+		if s.tr != nil || s.txLost || s.detect {
 			s.frames = append(s.frames, f)
 		}
 	}
@@ -228,6 +228,7 @@ func (s *Session) noteQuery(f wire.Frame) {
 // is counted before it is written, so the server side can never see its
 // ReadyForQuery first.
 func (s *Session) forward(ctx context.Context, span []byte, requests int, last byte) error {
+	defer func() { s.raised = nil }()
 	for {
 		err := s.forwardOnce(ctx, span, requests, last)
 		if !errors.Is(err, errDetached) {
@@ -250,6 +251,16 @@ func (s *Session) forwardOnce(ctx context.Context, span []byte, requests int, la
 	}
 	if done, err := s.answerListen(ctx, span, requests, last); done || err != nil {
 		return err
+	}
+	if s.raised != nil {
+		span, last = s.raised, 'Q' // a retry after errDetached
+	} else if refused, cause := s.pinRefused(requests, last); refused {
+		if s.current() == nil {
+			s.reclaim() // the last server side's answers reach the client first
+			return s.refusePin(requests, cause)
+		}
+		span, last = s.raisePinRefused(requests, cause), 'Q'
+		s.raised = span
 	}
 	if s.tr != nil && s.current() == nil && !s.txLost {
 		if done, err := s.answerDeferred(); done || err != nil {
@@ -283,6 +294,9 @@ func (s *Session) forwardOnce(ctx context.Context, span []byte, requests int, la
 		return errDetached
 	}
 	s.partialSent = s.rd.Streaming() != 0
+	if s.detect {
+		s.notePinsLocked(s.frames)
+	}
 	nudge := s.bookLocked(s.types, requests, last, s.partialSent)
 	s.mu.Unlock()
 	return s.write(l, span, nudge)
@@ -340,6 +354,9 @@ func (s *Session) answerDeferred() (done bool, err error) {
 		return true, &protocolViolation{err: err}
 	}
 	s.deferBuf = out
+	if s.detect {
+		s.noteStatements(s.frames)
+	}
 	if _, err := s.sock.Write(out); err != nil {
 		return true, err
 	}

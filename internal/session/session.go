@@ -188,6 +188,17 @@ type Session struct {
 	batch    []stmt.Message
 	deferBuf []byte
 
+	// detect: transaction or statement pooling looks for session state
+	// (session_state is not "off"); pinAll: any of it pins the client
+	// until it leaves ("pin-all"). stmtFx holds the texts of the client's
+	// prepared statements that have effects, by name (effectsOf); only
+	// the client side touches it.
+	detect, pinAll bool
+	stmtFx         map[string]string
+	// raised replaces the batch being forwarded when a pin was refused
+	// inside a transaction (raisePinRefused).
+	raised []byte
+
 	// inbox holds notifications from route.Notify on their way to the
 	// client (nil without one); inboxReady: its writer runs.
 	inbox      *inbox
@@ -212,6 +223,8 @@ type Session struct {
 		pins pins
 		// sets are the settings the client made itself, which follow it.
 		sets clientSets
+		// pinSlot: the client counts in route.Pinned (countPinLocked).
+		pinSlot bool
 		// answered, when set, is closed once the tracker awaits no more
 		// answers (awaitAnswers); allAnswered once no request does and
 		// the answers are relayed (awaitIdle).
@@ -280,13 +293,39 @@ func Run(ctx context.Context, env *Env, c Client) error {
 	s.maxStmts = env.Live().MaxPreparedStatements
 	if s.route.Mode != config.PoolSession && s.maxStmts > 0 {
 		s.tr = stmt.NewTracker(stmt.NewRegistry())
-		s.rd.SetWhole(stmt.Decoded)
 	}
+	s.detect = s.route.Mode != config.PoolSession && s.route.State != config.StateOff
+	s.pinAll = s.detect && s.route.State == config.StatePinAll
+	s.rd.SetWhole(s.wholeTypes())
+	defer s.unpin()
 	if s.route.Notify != nil && s.route.Mode != config.PoolSession {
 		s.inbox = &inbox{s: s, kick: make(chan struct{}, 1)}
 		defer s.closeInbox()
 	}
 	return s.serve(ctx, key)
+}
+
+// wholeTypes is which client messages must arrive whole: those the
+// tracker decodes, and the Queries and Parses whose text may hold session
+// state, however long (nil: none).
+func (s *Session) wholeTypes() func(byte) bool {
+	switch {
+	case s.detect:
+		return func(typ byte) bool { return typ == 'Q' || typ == 'P' || typ == 'B' || stmt.Decoded(typ) }
+	case s.tr != nil:
+		return stmt.Decoded
+	}
+	return nil
+}
+
+// unpin takes a client that leaves out of its pool's pinned count.
+func (s *Session) unpin() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.pinSlot {
+		s.route.Pinned.put()
+		s.mu.pinSlot = false
+	}
 }
 
 // end tells the client FATAL for r, its message filled in with args, as

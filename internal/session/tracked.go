@@ -57,7 +57,7 @@ func (s *Session) sendSegment(l *link, span []byte, frames []wire.Frame, base in
 	}
 	cut, err = s.rewrite(frames, base)
 	waiting = errors.Is(err, stmt.ErrWait)
-	if err == nil || waiting {
+	if (err == nil || waiting) && s.detect {
 		s.notePinsLocked(frames[:cut])
 	}
 	if err != nil && !waiting {

@@ -8,6 +8,7 @@ import (
 // each situation keeps its own code (Prisma maps 53300 to P2037, for one).
 const (
 	CodeTooManyConnections   = "53300" // pool wait timed out, client cap reached
+	CodeConfigLimitExceeded  = "53400" // max_pinned_servers reached
 	CodeConnectionFailure    = "08006" // server unreachable or lost
 	CodeProtocolViolation    = "08P01" // malformed or oversized message
 	CodeQueryCanceled        = "57014"
