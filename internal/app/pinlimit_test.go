@@ -3,6 +3,9 @@ package app_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,7 +13,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/metrics"
 	"github.com/pgvalve/pgvalve/internal/testutil"
+	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 )
 
 // sqlState is err's SQLSTATE, "" if it has none.
@@ -167,4 +172,63 @@ func TestSessionStateOffLooksAtNothing(t *testing.T) {
 		t.Errorf("session_state off: %d pinned, %d listening connections; want none", st.Pinned, st.Listeners)
 	}
 	testutil.MustExec(t, c, "select pg_advisory_unlock_all(); unlisten *")
+}
+
+// A pin shows with its cause where an operator looks: SHOW CLIENTS and
+// SHOW HOLDERS name it, and /metrics counts the pool's pinned clients.
+func TestAPinShowsInTheConsoleAndTheMetrics(t *testing.T) {
+	s, url, admin := adminSetup(t, 2)
+	c := connectTx(t, url+"&application_name=pinned_one")
+	testutil.MustExec(t, c, "create temp table shown (id int)")
+	for _, cmd := range []string{"SHOW CLIENTS", "SHOW HOLDERS"} {
+		var pin string
+		for _, row := range show(t, admin, cmd) {
+			if row["application_name"] == "pinned_one" {
+				pin = row["pinned"]
+			}
+		}
+		if pin != "temp_table" {
+			t.Errorf("%s shows the client's pin as %q, want temp_table", cmd, pin)
+		}
+	}
+	srv := httptest.NewServer(metrics.NewHandler(s.App.Source()))
+	defer srv.Close()
+	want := fmt.Sprintf(`pgvalve_pool_pinned_clients{database=%q,user=%q} 1`, pgtest.TestDatabase, cluster.User)
+	if body := scrape(t, srv.URL+"/metrics"); !strings.Contains(body, want) {
+		t.Fatalf("/metrics lacks %s", want)
+	}
+	testutil.MustExec(t, c, "discard temp")
+	if body := scrape(t, srv.URL+"/metrics"); !strings.Contains(body, strings.TrimSuffix(want, "1")+"0") {
+		t.Fatal("/metrics still counts the client pinned after DISCARD TEMP")
+	}
+}
+
+// A statement PREPAREd with SQL works for its client in every later
+// transaction, no other client can EXECUTE it, and it does not outlive
+// the client on the server.
+func TestASQLPreparedStatementStaysWithItsClientOnly(t *testing.T) {
+	s, url := startValve(t, txnConfig(2))
+	c := connectTx(t, url)
+	testutil.MustExec(t, c, "prepare answer as select 42")
+	for range 10 {
+		var n int
+		if err := c.QueryRow(testutil.Context(t), "execute answer").Scan(&n); err != nil || n != 42 {
+			t.Fatalf("EXECUTE in a later transaction: %d, %v", n, err)
+		}
+	}
+	other := connectTx(t, url)
+	if _, err := other.Exec(testutil.Context(t), "execute answer"); sqlState(err) != "26000" {
+		t.Fatalf("another client's EXECUTE: %v; want 26000", err)
+	}
+	if err := c.Close(testutil.Context(t)); err != nil {
+		t.Fatal(err)
+	}
+	s.WaitIdle(t, 10*time.Second)
+	for range 4 { // whichever server the next clients get
+		n := connectTx(t, url)
+		var found int
+		if err := n.QueryRow(testutil.Context(t), "select count(*) from pg_prepared_statements where name = 'answer'").Scan(&found); err != nil || found != 0 {
+			t.Fatalf("a later client finds the statement on its server: %d, %v", found, err)
+		}
+	}
 }

@@ -107,7 +107,7 @@ var golden = map[string][]string{
 	"STATS_AVERAGES": {"database", "server_assignment_count", "xact_count", "query_count", "bytes_received", "bytes_sent",
 		"xact_time", "query_time", "wait_time", "avg_client_parse_count", "avg_server_parse_count", "avg_bind_count", "avg_client_login_count"},
 	"TOTALS":  {"name", "value"},
-	"CLIENTS": socketCols,
+	"CLIENTS": append(slices.Clip(socketCols), "pinned"), // pgvalve's own column last
 	"SERVERS": socketCols,
 	"DATABASES": {"name", "host", "port", "database", "force_user", "pool_size", "min_pool_size", "reserve_pool_size",
 		"server_lifetime", "pool_mode", "load_balance_hosts", "max_connections", "current_connections",

@@ -271,9 +271,10 @@ func splitAddr(addr string) (string, int) {
 }
 
 // clients is SHOW CLIENTS. Like PgBouncer's it lists clients in pools, not
-// those still logging in.
+// those still logging in; pgvalve adds pinned at the end, the session
+// state keeping a client on its server (transaction pooling).
 func (s *session) clients() table {
-	t := table{cols: socketColumns()}
+	t := table{cols: append(socketColumns(), text("pinned"))}
 	now := s.now()
 	for _, c := range s.b.Clients() {
 		if c.State == "login" {
@@ -293,7 +294,7 @@ func (s *session) clients() table {
 			pgbTime(c.ConnectedAt), pgbTime(c.RequestAt),
 			int(wait/time.Second), int((wait%time.Second)/time.Microsecond), 0,
 			clientPtr(c.ID), link, 0, "",
-			c.ApplicationName, 0, c.ID)
+			c.ApplicationName, 0, c.ID, c.Pinned)
 	}
 	return t
 }

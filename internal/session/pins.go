@@ -244,7 +244,8 @@ func (s *Session) countPinLocked() {
 // effectWords are the words without which a query has no effect pins
 // track: a cheap test before the lexer runs on the hot path.
 var effectWords = [][]byte{[]byte("advisory"), []byte("temp"), []byte("discard"), []byte("hold"),
-	[]byte("close"), []byte("listen"), []byte("load"), []byte("reset"), []byte("set_config")}
+	[]byte("close"), []byte("listen"), []byte("load"), []byte("reset"), []byte("set_config"),
+	[]byte("prepare"), []byte("deallocate")}
 
 // mayHaveEffects looks for any of effectWords, or a SET that may start a
 // statement, in one pass over q.
@@ -270,7 +271,7 @@ func mayHaveEffects(q []byte) bool {
 func startsStatement(q []byte, i int) bool {
 	for i--; i >= 0; i-- {
 		switch q[i] {
-		case ' ', '\t', '\r':
+		case ' ', '\t', '\r', '\v', '\f': // PostgreSQL's blanks
 			continue
 		case '\n', ';', '/':
 			return true
