@@ -49,10 +49,13 @@ func boundStatement(body []byte) (string, bool) {
 // statement a Bind names (prepared in this batch or before). Parses and
 // Closes of statements change stmtFx only when commit is set; otherwise
 // (a look ahead) this batch's own Parses are seen through a copy.
-func (s *Session) effectsOf(frames []wire.Frame, commit bool, fn func(f wire.Frame, q []byte, effects []sqlscan.Effect)) {
+// It reports whether the batch prepares or closes a statement stmtFx
+// holds or would hold.
+func (s *Session) effectsOf(frames []wire.Frame, commit bool, fn func(f wire.Frame, q []byte, effects []sqlscan.Effect)) (touched bool) {
 	fx := s.stmtFx
 	copied := commit
 	own := func() {
+		touched = true
 		if !copied {
 			fx, copied = make(map[string]string, len(fx)+1), true
 			for k, v := range s.stmtFx {
@@ -103,6 +106,19 @@ func (s *Session) effectsOf(frames []wire.Frame, commit bool, fn func(f wire.Fra
 	if commit {
 		s.stmtFx = fx
 	}
+	return touched
+}
+
+// lookAhead reads the batch in s.frames once, before it is sent: quiet
+// says it neither has effects nor changes stmtFx, so that notePinsLocked,
+// which runs under s.mu, only counts its requests (the usual batch, and
+// one with a long text, is read once and outside the lock).
+func (s *Session) lookAhead() {
+	effects := false
+	touched := s.effectsOf(s.frames, false, func(_ wire.Frame, _ []byte, e []sqlscan.Effect) {
+		effects = effects || len(e) > 0
+	})
+	s.quiet = !effects && !touched
 }
 
 // noteStatements records the Parses and Closes of a batch answered

@@ -26,9 +26,7 @@ func (s *Session) pinRefused(requests int, last byte) (refused bool, cause strin
 		!endsWithRequests(requests, last) || s.rd.Streaming() != 0 {
 		return false, ""
 	}
-	var effects bool
-	s.effectsOf(s.frames, false, func(_ wire.Frame, _ []byte, e []sqlscan.Effect) { effects = effects || len(e) > 0 })
-	if !effects {
+	if s.quiet {
 		return false, "" // the usual batch: nothing more to look at
 	}
 	s.mu.Lock()

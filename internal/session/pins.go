@@ -206,6 +206,14 @@ func queryText(typ byte, body []byte) []byte {
 // pins the client to its server, and the settings that follow it
 // (clientSets). The caller holds s.mu.
 func (s *Session) notePinsLocked(frames []wire.Frame) {
+	if s.quiet {
+		for _, f := range frames {
+			if _, wantsReady := requestEnds(f.Type); wantsReady {
+				s.mu.sets.asked++
+			}
+		}
+		return
+	}
 	was := s.mu.pins.causes()
 	s.effectsOf(frames, true, func(f wire.Frame, q []byte, effects []sqlscan.Effect) {
 		if len(effects) > 0 {
@@ -247,10 +255,23 @@ var effectWords = [][]byte{[]byte("advisory"), []byte("temp"), []byte("discard")
 	[]byte("close"), []byte("listen"), []byte("load"), []byte("reset"), []byte("set_config"),
 	[]byte("prepare"), []byte("deallocate")}
 
+// effectStart marks the bytes that may start one of effectWords or SET,
+// in either case: most bytes of a long text are none, and cost one
+// lookup each.
+var effectStart = func() (t [256]bool) {
+	for _, w := range append(effectWords, []byte("set")) {
+		t[w[0]], t[w[0]&^0x20] = true, true
+	}
+	return t
+}()
+
 // mayHaveEffects looks for any of effectWords, or a SET that may start a
 // statement, in one pass over q.
 func mayHaveEffects(q []byte) bool {
 	for i, c := range q {
+		if !effectStart[c] {
+			continue
+		}
 		c |= 0x20 // ASCII lower case
 		for _, w := range effectWords {
 			if c == w[0] && i+len(w) <= len(q) && bytes.EqualFold(q[i:i+len(w)], w) {

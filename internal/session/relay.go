@@ -229,6 +229,9 @@ func (s *Session) noteQuery(f wire.Frame) {
 // ReadyForQuery first.
 func (s *Session) forward(ctx context.Context, span []byte, requests int, last byte) error {
 	defer func() { s.raised = nil }()
+	if s.detect {
+		s.lookAhead()
+	}
 	for {
 		err := s.forwardOnce(ctx, span, requests, last)
 		if !errors.Is(err, errDetached) {
@@ -354,7 +357,7 @@ func (s *Session) answerDeferred() (done bool, err error) {
 		return true, &protocolViolation{err: err}
 	}
 	s.deferBuf = out
-	if s.detect {
+	if s.detect && !s.quiet {
 		s.noteStatements(s.frames)
 	}
 	if _, err := s.sock.Write(out); err != nil {

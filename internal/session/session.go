@@ -195,6 +195,9 @@ type Session struct {
 	// the client side touches it.
 	detect, pinAll bool
 	stmtFx         map[string]string
+	// quiet: the batch being forwarded has no session-state effects
+	// (lookAhead).
+	quiet bool
 	// raised replaces the batch being forwarded when a pin was refused
 	// inside a transaction (raisePinRefused).
 	raised []byte
