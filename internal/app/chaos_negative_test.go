@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/goleak"
 
+	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/session"
 	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/faultnet"
@@ -304,7 +305,9 @@ func (l *chaosLoad) mustConnect(t *testing.T, mode pgx.QueryExecMode) *pgx.Conn 
 func TestChaosLongStatementChecksCatchTheTrackerSkippingStreamedMessages(t *testing.T) {
 	admin := direct(t)
 	table := chaosTable(t, admin, "streamed")
-	s := valvetest.StartWithKnobs(t, chaosConfig(2), &session.Knobs{SkipStreamedBookkeeping: true})
+	cfg := chaosConfig(2)
+	cfg.SessionState = config.StateOff // a long Query streams through the tracker, as in the report
+	s := valvetest.StartWithKnobs(t, cfg, &session.Knobs{SkipStreamedBookkeeping: true})
 	simple := []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol}
 	l := smallLoad(t, s, table, loadShape{clients: 2, modes: simple, alone: 1, large: 1}, 5)
 	if len(l.errors()) == 0 {

@@ -131,6 +131,7 @@ func TestAnErrorBiggerThanTheBufferReachesTheClientWhole(t *testing.T) {
 // the bug report showed.
 func TestTheLargeMessageCheckFailsWhenTheTrackerSkipsStreamedMessages(t *testing.T) {
 	cfg := txnConfig(2)
+	cfg.SessionState = config.StateOff // a long Query streams through the tracker, as in the report
 	s := valvetest.StartWithKnobs(t, cfg, &session.Knobs{SkipStreamedBookkeeping: true})
 	conn := connectSimple(t, s.URL(cluster.User, cluster.Password, pgtest.TestDatabase))
 	_, err := conn.Exec(testutil.Context(t), "select '"+strings.Repeat("x", 20000)+"'")

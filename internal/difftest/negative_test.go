@@ -5,8 +5,10 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/difftest"
 	"github.com/pgvalve/pgvalve/internal/session"
+	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
 
 // closeThenBind prepares s1, closes it and binds it again: PostgreSQL
@@ -69,7 +71,12 @@ func TestTheComparisonFailsWhenTheTrackerSkipsALongQuery(t *testing.T) {
 	long := on(0, difftest.Query(difftest.BigQuery(20_000+6, 42, 0)))
 	conv := conversation(long, on(0, difftest.Query("SELECT id FROM t_items WHERE id = 42")))
 	knobs := &session.Knobs{SkipStreamedBookkeeping: true}
-	diffs := replay(t, txnCell.startWithKnobs(t, 2, knobs), conv, false)
+	// session_state off: nothing reads a long Query whole, so it streams
+	// through the tracker as it did in the bug report.
+	setup(t)
+	cfg := txnCell.config(2)
+	cfg.SessionState = config.StateOff
+	diffs := replay(t, valvetest.StartWithKnobs(t, cfg, knobs), conv, false)
 	if len(diffs) == 0 || diffs[0].Step != 0 {
 		t.Fatalf("the skipped long query went unnoticed: %d differences", len(diffs))
 	}
