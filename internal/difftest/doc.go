@@ -57,8 +57,8 @@
 //     (search_path, work_mem) do not outlive the batch that made them.
 //   - A server keeps the name of a custom setting (myapp.x) once any
 //     client set it; RESET only empties it. Another client of that server
-//     reads current_setting('myapp.x', true) as an empty string where PostgreSQL says
-//     NULL: the session-state cases coalesce the two.
+//     reads current_setting('myapp.x', true) as an empty string where
+//     PostgreSQL says NULL: the session-state cases coalesce the two.
 //   - Without statement tracking pgvalve follows no session state either
 //     (settings, advisory locks, temporary tables, cursors, LISTEN): the
 //     session-state cases run only with tracking, and in session pooling.
