@@ -61,10 +61,12 @@ func TestListenInTransactionPoolingSharesOneListeningConnection(t *testing.T) {
 }
 
 // Killing the listening connection costs its clients only what the NOTICE
-// says: the client is told notifications may have been missed, and later
-// ones arrive again.
+// says: the client is told notifications may have been missed, and every
+// notification sent after the NOTICE reaches it, in order.
 func TestALostListeningConnectionIsReopenedWithANotice(t *testing.T) {
 	_, url := startValve(t, txnConfig(2))
+	stop := busy(t, url, 20)
+	defer stop()
 	su := direct(t)
 	notices := make(chan *pgconn.Notice, 4)
 	cfg, err := pgx.ParseConfig(url)
@@ -79,34 +81,51 @@ func TestALostListeningConnectionIsReopenedWithANotice(t *testing.T) {
 	}
 	defer l.Close(context.Background())
 	testutil.MustExec(t, l, "listen jobs")
-	testutil.MustExec(t, su, "select pg_terminate_backend(pid) from pg_stat_activity where application_name = '"+app.ListenerAppName+"'")
+	var killed int
+	err = su.QueryRow(testutil.Context(t), "select count(pg_terminate_backend(pid)) from pg_stat_activity where application_name = $1",
+		app.ListenerAppName).Scan(&killed)
+	if err != nil || killed != 1 {
+		t.Fatalf("killed %d listening connections (%v), want 1", killed, err)
+	}
 	sender := connectTx(t, url)
+	notice := awaitGapNotice(t, l, sender, notices)
+	if !strings.Contains(notice.Message, "may have been missed") {
+		t.Errorf("notice %q does not say notifications may have been missed", notice.Message)
+	}
+	const n = 20
+	for i := range n {
+		testutil.MustExec(t, sender, fmt.Sprintf("select pg_notify('jobs', 'after the notice %d')", i))
+	}
+	for i := 0; i < n; {
+		got := waitNotification(t, l)
+		if strings.HasPrefix(got.Payload, "before the notice") {
+			continue // sent before the NOTICE: may arrive or not
+		}
+		if want := fmt.Sprintf("after the notice %d", i); got.Payload != want {
+			t.Fatalf("got %q, want %q: a notification sent after the NOTICE was lost", got.Payload, want)
+		}
+		i++
+	}
+}
+
+// awaitGapNotice keeps sending notifications (which may be lost) and
+// reading l until l gets the NOTICE about the lost listening connection.
+func awaitGapNotice(t *testing.T, l, sender *pgx.Conn, notices chan *pgconn.Notice) *pgconn.Notice {
+	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
-	for i := 0; ; i++ {
-		// Until the listener is back, notifications may go missing: keep
-		// sending until one arrives.
-		testutil.MustExec(t, sender, fmt.Sprintf("select pg_notify('jobs', 'after %d')", i))
-		ctx, cancel := context.WithTimeout(testutil.Context(t), 200*time.Millisecond)
-		got, err := l.WaitForNotification(ctx)
+	for i := 0; time.Now().Before(deadline); i++ {
+		testutil.MustExec(t, sender, fmt.Sprintf("select pg_notify('jobs', 'before the notice %d')", i))
+		ctx, cancel := context.WithTimeout(testutil.Context(t), 50*time.Millisecond)
+		_, _ = l.WaitForNotification(ctx) // reads the NOTICE too
 		cancel()
-		if err == nil {
-			if !strings.HasPrefix(got.Payload, "after ") {
-				t.Fatalf("got %+v", got)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no notification after the listening connection was killed")
+		select {
+		case n := <-notices:
+			return n
+		default:
 		}
 	}
-	select {
-	case n := <-notices:
-		if !strings.Contains(n.Message, "may have been missed") {
-			t.Errorf("notice %q does not say notifications may have been missed", n.Message)
-		}
-	default:
-		t.Error("no NOTICE about the lost listening connection")
-	}
+	t.Fatal("no NOTICE after the listening connection was killed")
+	return nil
 }
 
 // listeners is how many listening connections the app's pools have open.

@@ -116,3 +116,14 @@ func TestNodePostgresLogsInWithSCRAMOverTLS(t *testing.T) {
 	url := strings.TrimSuffix(s.URL(cluster.User, cluster.Password, pgtest.TestDatabase), "?sslmode=disable")
 	runNodeEnv(t, node, url, []string{"PGSSLROOTCERT=" + ca.File}, "pg-scram-tls.mjs")
 }
+
+// TestNodePostgresListenersGetEveryNotificationInTransactionMode:
+// client.on('notification') gets every notification three clients send on
+// three channels, in order per channel, while 20 clients keep a pool of 2
+// busy with transactions; none after UNLISTEN (test/node/pg-notify.mjs).
+func TestNodePostgresListenersGetEveryNotificationInTransactionMode(t *testing.T) {
+	node := requireNode(t)
+	s, url := startValve(t, txnConfig(2))
+	runNode(t, node, url, "pg-notify.mjs")
+	s.WaitIdle(t, 10*time.Second)
+}

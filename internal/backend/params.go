@@ -26,7 +26,7 @@ func (c *Conn) SyncParams(ctx context.Context, want []wire.Param) error {
 //   - a parameter pgvalve set for an earlier client that this one does not
 //     want is RESET;
 //   - after another client ran SET, RESET or DISCARD here (MarkDirty),
-//     RESET ALL comes first, since pgvalve cannot know what it changed.
+//     resetAll comes first, since pgvalve cannot know what it changed.
 //
 // It uses set_config rather than SET so values are parsed the way
 // PostgreSQL parses startup parameters (a search_path list stays a list).
@@ -40,6 +40,12 @@ func (c *Conn) SyncParams(ctx context.Context, want []wire.Param) error {
 func (c *Conn) SyncFor(ctx context.Context, owner uint64, key string, want []wire.Param) error {
 	return c.SyncWith(ctx, owner, key, want, Sets{})
 }
+
+// resetAll undoes every session setting a client may have made. RESET ALL
+// leaves role and session_authorization as they are (PostgreSQL marks them
+// GUC_NO_RESET_ALL), so a client's SET ROLE would reach the next client:
+// they are reset first, as DISCARD ALL does.
+const resetAll = "RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL"
 
 // SyncWith is SyncFor for a client that also made session settings of
 // its own (sets): they go after want, so they win where both name a
@@ -61,7 +67,7 @@ func (c *Conn) SyncWith(ctx context.Context, owner uint64, key string, want []wi
 	var stmts, setCalls []string
 	applied := c.applied
 	if !clean {
-		stmts = append(stmts, "RESET ALL")
+		stmts = append(stmts, resetAll)
 		applied = nil
 	}
 	// After a RESET ALL the server reports what it did when it was new.

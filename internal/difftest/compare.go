@@ -18,6 +18,10 @@ import (
 //     are dropped, because the answers pgvalve makes itself (a deferred
 //     PQprepare's 42P05, for one) do not carry PostgreSQL's source location.
 //     Every other field, and their order, is compared.
+//   - NotificationResponse: the sending backend's process ID is zeroed:
+//     the direct and pooled runs' notifications come from different
+//     backends, and through pgvalve from a pool server rather than the
+//     backend of the client's BackendKeyData.
 //
 // The result may share memory with m.
 func Normalize(m Msg) Msg {
@@ -26,8 +30,31 @@ func Normalize(m Msg) Msg {
 		return Msg{Type: m.Type, Body: zeroTableOIDs(m.Body)}
 	case 'E', 'N':
 		return Msg{Type: m.Type, Body: dropSourceFields(m.Body)}
+	case 'A':
+		if len(m.Body) >= 4 {
+			body := bytes.Clone(m.Body)
+			binary.BigEndian.PutUint32(body, 0)
+			return Msg{Type: m.Type, Body: body}
+		}
 	}
 	return m
+}
+
+// Reorder moves a reply's NotificationResponses after its other messages,
+// keeping the order within each: for a step with Notifies, whose
+// notifications pgvalve delivers through its shared listening connection,
+// at a time of its own.
+func Reorder(ms []Msg) []Msg {
+	out := make([]Msg, 0, len(ms))
+	var notes []Msg
+	for _, m := range ms {
+		if m.Type == 'A' {
+			notes = append(notes, m)
+		} else {
+			out = append(out, m)
+		}
+	}
+	return append(out, notes...)
 }
 
 // zeroTableOIDs zeroes the table OID of every RowDescription field; a body
@@ -117,6 +144,11 @@ func DescribeReply(m Msg) string {
 		var ps pgproto3.ParameterStatus
 		if ps.Decode(m.Body) == nil {
 			return fmt.Sprintf("%s %s=%q", head, ps.Name, short(ps.Value, 120))
+		}
+	case 'A':
+		var n pgproto3.NotificationResponse
+		if n.Decode(m.Body) == nil {
+			return fmt.Sprintf("%s pid %d %q %q", head, n.PID, n.Channel, short(n.Payload, 120))
 		}
 	case 'C':
 		return head + " " + short(string(bytes.TrimRight(m.Body, "\x00")), 120)

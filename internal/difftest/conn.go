@@ -74,7 +74,7 @@ func (c *Conn) Exchange(st Step, wire []byte, timeout time.Duration, want []Msg)
 	var wg sync.WaitGroup
 	var werr error
 	wg.Go(func() { werr = c.write(wire, st.Cuts, st.Pause) })
-	r, complete := c.read(st.Ready, st.Extra, want)
+	r, complete := c.read(st.Ready, st.Extra, st.Notifies, want)
 	if !complete {
 		_ = c.nc.SetDeadline(time.Unix(1, 0)) // stops a writer the other side may no longer read
 	}
@@ -104,10 +104,11 @@ func (c *Conn) write(b []byte, cuts []int, pause bool) error {
 	return nil
 }
 
-// read reads the answer; complete is false when it stopped early (an
-// error, a FATAL, a message that differs from want's).
-func (c *Conn) read(ready, extra int, want []Msg) (r Reply, complete bool) {
-	for ready > 0 || extra > 0 {
+// read reads the answer, with notifies NotificationResponses anywhere in
+// it; complete is false when it stopped early (an error, a FATAL, a
+// message that differs from want's).
+func (c *Conn) read(ready, extra, notifies int, want []Msg) (r Reply, complete bool) {
+	for ready > 0 || extra > 0 || notifies > 0 {
 		m, err := ReadMsg(c.rd)
 		if err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) {
@@ -125,6 +126,8 @@ func (c *Conn) read(ready, extra int, want []Msg) (r Reply, complete bool) {
 			return r, false
 		}
 		switch {
+		case m.Type == 'A' && notifies > 0:
+			notifies--
 		case m.Type == 'Z':
 			ready--
 		case ready == 0:

@@ -24,6 +24,17 @@
 //   - RowDescription table OIDs: the two databases' tables differ.
 //   - The File, Line and Routine fields of errors and notices: the answers
 //     pgvalve makes itself carry no PostgreSQL source location.
+//   - The sender's process ID in a NotificationResponse: the two runs'
+//     senders are different backends, and through pgvalve a notification
+//     names the pool server that ran the NOTIFY, not the pid of the
+//     client's BackendKeyData (so a client cannot tell its own
+//     notifications by pid).
+//   - Where a NotificationResponse comes, in a step that expects some
+//     (Step.Notifies): in transaction pooling a LISTEN is served by the
+//     pool's shared listening connection, so a client's notification to
+//     itself comes after the ReadyForQuery that PostgreSQL sends it
+//     before. Such a step's notifications are compared in their order,
+//     after its other messages (Reorder).
 //
 // The generator keeps clear of what no comparison could make equal: pids,
 // OIDs, now(), random(), and row orders PostgreSQL does not promise.
@@ -44,6 +55,13 @@
 //   - Where a client may change servers between batches, the unnamed
 //     statement, SQL-level PREPARE and settings PostgreSQL does not report
 //     (search_path, work_mem) do not outlive the batch that made them.
+//   - A server keeps the name of a custom setting (myapp.x) once any
+//     client set it; RESET only empties it. Another client of that server
+//     reads current_setting('myapp.x', true) as an empty string where
+//     PostgreSQL says NULL: the session-state cases coalesce the two.
+//   - Without statement tracking pgvalve follows no session state either
+//     (settings, advisory locks, temporary tables, cursors, LISTEN): the
+//     session-state cases run only with tracking, and in session pooling.
 //   - pgvalve refuses a message larger than max_message_size with FATAL
 //     08P01 where PostgreSQL (1 GiB) runs it; a named case checks exactly
 //     that answer.

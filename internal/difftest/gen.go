@@ -54,6 +54,12 @@ type Step struct {
 	// many more messages follow the last of them (a batch that ends with
 	// Flush is answered without ReadyForQuery).
 	Ready, Extra int
+	// Notifies is how many NotificationResponses the answer holds
+	// besides: pgvalve delivers them through its shared listening
+	// connection, so they may come after the ReadyForQuery that PostgreSQL
+	// sends them before. Such a step's notifications are compared apart
+	// from its other messages (see Reorder).
+	Notifies int
 	// Cuts are the byte offsets at which the batch is split into separate
 	// writes; Pause sleeps briefly between them so that the reader on the
 	// other side sees the pieces apart.

@@ -93,6 +93,7 @@ func (h *Hub) sleep(d time.Duration) bool {
 type batch struct {
 	waiters []*waiter
 	err     error
+	gap     bool // the first on a reopened connection: its answer sends the NOTICE
 }
 
 // session is what serve and its reader share about one connection.
@@ -112,9 +113,6 @@ func (h *Hub) serve(conn *backend.Conn, lost bool) (done bool, err error) {
 		_ = conn.Close()
 		<-readErr
 	}()
-	if lost {
-		h.deliverAll(wire.AppendNotice(nil, GapCode, GapMessage))
-	}
 	listening := make(map[string]bool)
 	for {
 		h.mu.Lock()
@@ -124,7 +122,10 @@ func (h *Hub) serve(conn *backend.Conn, lost bool) (done bool, err error) {
 			return true, nil
 		}
 		var sql []string
-		b := &batch{}
+		// The NOTICE waits for the answer to the first LISTENs: whatever
+		// is sent after the client has it must reach the client.
+		b := &batch{gap: lost}
+		lost = false
 		for ch := range h.mu.subs {
 			if !listening[ch] {
 				listening[ch] = true
@@ -188,8 +189,9 @@ func (h *Hub) read(conn *backend.Conn, ss *session) error {
 			ss.mu.Unlock()
 		case 'Z':
 			ss.mu.Lock()
+			var b *batch
 			if len(ss.inflight) > 0 {
-				b := ss.inflight[0]
+				b = ss.inflight[0]
 				ss.inflight = ss.inflight[1:]
 				for _, w := range b.waiters {
 					w.answer(b.err)
@@ -199,6 +201,9 @@ func (h *Hub) read(conn *backend.Conn, ss *session) error {
 				}
 			}
 			ss.mu.Unlock()
+			if b != nil && b.gap {
+				h.deliverAll(wire.AppendNotice(nil, GapCode, GapMessage))
+			}
 		}
 	}
 }
