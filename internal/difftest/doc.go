@@ -42,8 +42,11 @@
 //     and statement pooling leave a named statement on the server that ran
 //     its Parse: no named statements there.
 //   - Where a client may change servers between batches, the unnamed
-//     statement, SQL-level PREPARE and settings PostgreSQL does not report
-//     (search_path, work_mem) do not outlive the batch that made them.
+//     statement and settings PostgreSQL does not report (search_path,
+//     work_mem) do not outlive the batch that made them. SQL-level PREPARE
+//     follows the client with statement tracking, as named Parse does
+//     (internal/app's TestSQLPrepareGetsPostgresAnswers); the generator
+//     does not send it yet.
 //   - pgvalve refuses a message larger than max_message_size with FATAL
 //     08P01 where PostgreSQL (1 GiB) runs it; a named case checks exactly
 //     that answer.
