@@ -200,3 +200,15 @@ func TestSQLPrepareGetsPostgresAnswers(t *testing.T) {
 		q("EXECUTE p"), q("EXECUTE c(1)"), q("PREPARE p AS SELECT 11"), q("EXECUTE p"),
 	})
 }
+
+// TestSQLPrepareInStatementPoolingGetsPostgresAnswers: every statement may
+// run on another server, and a SQL-prepared statement still runs.
+func TestSQLPrepareInStatementPoolingGetsPostgresAnswers(t *testing.T) {
+	q := func(sql string) exchange {
+		return exchange{send: []pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}, ready: 1}
+	}
+	sameAsPostgresIn(t, []poolModeCase{{"statement", config.PoolStatement, 200}}, "", []exchange{
+		q("PREPARE p(int) AS SELECT $1 * 3"), q("EXECUTE p(1)"), q("EXECUTE p(2)"), q("EXECUTE p"),
+		q("PREPARE p AS SELECT 1"), q("DEALLOCATE p"), q("EXECUTE p(1)"), q("DEALLOCATE p"),
+	})
+}
