@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -211,4 +212,41 @@ func TestSQLPrepareInStatementPoolingGetsPostgresAnswers(t *testing.T) {
 		q("PREPARE p(int) AS SELECT $1 * 3"), q("EXECUTE p(1)"), q("EXECUTE p(2)"), q("EXECUTE p"),
 		q("PREPARE p AS SELECT 1"), q("DEALLOCATE p"), q("EXECUTE p(1)"), q("DEALLOCATE p"),
 	})
+}
+
+// TestClientsSharingTwoServersEachRunTheirOwnSQLPreparedName: eight
+// clients prepare the same name with their own text, over two servers,
+// and run it concurrently; each always gets its own statement's answer.
+func TestClientsSharingTwoServersEachRunTheirOwnSQLPreparedName(t *testing.T) {
+	_, url := startValve(t, txnConfig(2))
+	ctx := testutil.Context(t)
+	errs := make(chan error, 8)
+	for id := range 8 {
+		go func() {
+			c, err := pgconn.Connect(ctx, url)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close(context.Background())
+			me := strconv.Itoa(id)
+			if _, err := simple(ctx, c, "PREPARE s(int) AS SELECT "+me+" * 1000 + $1"); err != nil {
+				errs <- err
+				return
+			}
+			for i := range 30 {
+				rows, err := simple(ctx, c, "EXECUTE s("+strconv.Itoa(i)+")")
+				if want := strconv.Itoa(id*1000 + i); err != nil || len(rows) != 1 || rows[0] != want {
+					errs <- fmt.Errorf("client %d run %d: %v %v, want %s", id, i, rows, err, want)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
 }
