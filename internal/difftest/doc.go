@@ -53,15 +53,17 @@
 //     and statement pooling leave a named statement on the server that ran
 //     its Parse: no named statements there.
 //   - Where a client may change servers between batches, the unnamed
-//     statement, SQL-level PREPARE and settings PostgreSQL does not report
-//     (search_path, work_mem) do not outlive the batch that made them.
+//     statement and settings PostgreSQL does not report (search_path,
+//     work_mem) do not outlive the batch that made them. SQL-level PREPARE
+//     follows the client with statement tracking, as named Parse does
+//     (internal/app's TestSQLPrepareGetsPostgresAnswers); the generator
+//     does not send it yet.
 //   - A server keeps the name of a custom setting (myapp.x) once any
 //     client set it; RESET only empties it. Another client of that server
 //     reads current_setting('myapp.x', true) as an empty string where
 //     PostgreSQL says NULL: the session-state cases coalesce the two.
-//   - Without statement tracking pgvalve follows no session state either
-//     (settings, advisory locks, temporary tables, cursors, LISTEN): the
-//     session-state cases run only with tracking, and in session pooling.
+//   - max_pinned_servers is set to the pool size, so that no pin is
+//     refused with pgvalve's own 53400 (checked in internal/app).
 //   - pgvalve refuses a message larger than max_message_size with FATAL
 //     08P01 where PostgreSQL (1 GiB) runs it; a named case checks exactly
 //     that answer.

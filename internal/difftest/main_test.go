@@ -126,6 +126,9 @@ func (c cell) config(poolSize int) config.Config {
 	cfg.PoolSize = poolSize
 	cfg.MaxPreparedStatements = c.prepared
 	cfg.QueryWaitNotify = 0 // a queued client must not get a NOTICE PostgreSQL never sends
+	// Every client may pin a server: the bound's 53400 is pgvalve's own
+	// answer (internal/app's pin-limit tests check it).
+	cfg.MaxPinnedServers = poolSize
 	return cfg
 }
 

@@ -125,10 +125,9 @@ func TestSessionStateIsEachClientsOwnAsInPostgreSQL(t *testing.T) {
 	}
 }
 
-// Without statement tracking another client of the server shares the
-// first one's advisory lock, temporary table and cursor.
+// Without statement tracking no client shares another's advisory lock,
+// temporary table or cursor either.
 func TestSessionStateWithoutTrackingIsEachClientsOwn(t *testing.T) {
-	t.Skip("known issue, reported to the lead: with max_prepared_statements = 0 no session state pins its client (pins are noted only on the tracked path, session/tracked.go)")
 	for _, tc := range sessionStateCases[2:5] {
 		t.Run(tc.name, func(t *testing.T) { runCase(t, txnPlainCell, 2, tc.conv) })
 	}

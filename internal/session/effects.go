@@ -131,10 +131,13 @@ func (s *Session) noteStatements(frames []wire.Frame) {
 // statements with effects than pgvalve follows.
 func (s *Session) tooManyEffectStatements() bool { return len(s.stmtFx) > maxEffectStatements }
 
-// applyPins records in p what effects, made by q, leave on the server
-// that cannot follow the client.
-func (s *Session) applyPins(p *pins, q []byte, effects []sqlscan.Effect) {
-	p.apply(effects)
+// applyPins records in p what effects, made by q (sent in a message of
+// type typ), leave on the server that cannot follow the client.
+func (s *Session) applyPins(p *pins, typ byte, q []byte, effects []sqlscan.Effect) {
+	// The statement tracker carries a SQL PREPARE sent as a simple query
+	// like a Parsed statement; one run through the extended protocol, or
+	// without the tracker, stays on the server and pins.
+	p.apply(effects, typ != 'Q' || !s.tr.FollowsSQLPrepare())
 	if !replayable(q, effects) {
 		p.unknownSet = true
 	}

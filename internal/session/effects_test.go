@@ -74,14 +74,14 @@ func TestEffectsCountWhenAStatementRunsNotWhenItIsPrepared(t *testing.T) {
 // leaves with one has it deallocated under the name PostgreSQL gave it.
 func TestASQLPreparedStatementPinsUntilDeallocated(t *testing.T) {
 	var p pins
-	p.apply(sqlscan.Effects(`PREPARE Mine AS SELECT 1; PREPARE "Odd""Name" AS SELECT 2`))
+	p.apply(sqlscan.Effects(`PREPARE Mine AS SELECT 1; PREPARE "Odd""Name" AS SELECT 2`), true)
 	if p.causes() != "sql_prepare" {
 		t.Fatalf("causes = %q, want sql_prepare", p.causes())
 	}
 	if sql, ok := p.cleanup(); !ok || sql != `DEALLOCATE "Odd""Name"; DEALLOCATE "mine"` {
 		t.Fatalf("cleanup = %q, %v", sql, ok)
 	}
-	p.apply(sqlscan.Effects(`DEALLOCATE mine; deallocate prepare "Odd""Name"`))
+	p.apply(sqlscan.Effects(`DEALLOCATE mine; deallocate prepare "Odd""Name"`), true)
 	if p.pinned() {
 		t.Fatalf("still pinned after both DEALLOCATEs: %q", p.causes())
 	}

@@ -75,8 +75,9 @@ func (p *pins) causes() string {
 	return strings.Join(c, ",")
 }
 
-// apply records the effects of one query text.
-func (p *pins) apply(effects []sqlscan.Effect) {
+// apply records the effects of one query text; sqlPrepare says SQL
+// PREPAREd statements stay on the server (no tracker carries them).
+func (p *pins) apply(effects []sqlscan.Effect, sqlPrepare bool) {
 	for _, e := range effects {
 		switch e.Kind {
 		case sqlscan.AdvisoryLock:
@@ -95,7 +96,9 @@ func (p *pins) apply(effects []sqlscan.Effect) {
 			p.locks, p.temp, p.cursors, p.listens = nil, false, nil, nil
 			p.unknownSet, p.prepared = false, nil
 		case sqlscan.Prepare:
-			p.prepared = set(p.prepared, e.Name, true)
+			if sqlPrepare {
+				p.prepared = set(p.prepared, e.Name, true)
+			}
 		case sqlscan.Deallocate:
 			p.prepared = set(p.prepared, e.Name, false)
 		case sqlscan.Reset:
@@ -217,7 +220,7 @@ func (s *Session) notePinsLocked(frames []wire.Frame) {
 	was := s.mu.pins.causes()
 	s.effectsOf(frames, true, func(f wire.Frame, q []byte, effects []sqlscan.Effect) {
 		if len(effects) > 0 {
-			s.applyPins(&s.mu.pins, q, effects)
+			s.applyPins(&s.mu.pins, f.Type, q, effects)
 			s.mu.sets.sent(q, effects)
 			s.unlistenedLocked(effects)
 		}

@@ -8,7 +8,7 @@ import (
 
 func TestPinsHoldWhileStateIsLeftAndCleanWhatTheyHold(t *testing.T) {
 	var p pins
-	step := func(q string) { p.apply(sqlscan.Effects(q)) }
+	step := func(q string) { p.apply(sqlscan.Effects(q), true) }
 	step("select pg_advisory_lock(1); select pg_advisory_lock(1)")
 	step("select pg_advisory_unlock(1)")
 	if !p.pinned() || p.causes() != "advisory_lock" {

@@ -121,8 +121,13 @@ func (t *Tracker) completed(h *entry, body []byte, off, n int) {
 	ours := false
 	if h.typ == 'Q' && !x.reset {
 		t.sessionReset(body)
-		if ours = t.queryDeallocated(h); ours {
-			tag = "DEALLOCATE"
+		ranTag, hide := t.queryRan(h)
+		if hide {
+			t.outEdits.Replace(off, n, len(t.outEdits.Buf))
+			return
+		}
+		if ranTag != "" {
+			tag, ours = ranTag, true
 		}
 	}
 	if tag != "" {
@@ -255,6 +260,11 @@ func (t *Tracker) rewriteError(h *entry, er *pgproto3.ErrorResponse, off, n int)
 	case h.stmt != "" && strings.Contains(er.Message, `"`+h.stmt+`"`):
 		// The server named the statement as it knows it.
 		code, msg = er.Code, strings.ReplaceAll(er.Message, `"`+h.stmt+`"`, `"`+h.name+`"`)
+	case h.typ == 'Q' && renamedIn(h.get().renames, er.Message):
+		code, msg = er.Code, er.Message
+		for _, r := range h.x.renames {
+			msg = strings.ReplaceAll(msg, `"`+r[0]+`"`, `"`+r[1]+`"`)
+		}
 	default:
 		return
 	}
@@ -264,27 +274,57 @@ func (t *Tracker) rewriteError(h *entry, er *pgproto3.ErrorResponse, off, n int)
 	t.outEdits.Replace(off, n, from)
 }
 
-// queryDeallocated makes, for good, the effects of a DEALLOCATE of a
-// client's statement inside a simple query once PostgreSQL says it ran
-// (it stays done even if a later statement of the query fails), and
-// reports whether this CommandComplete is one: its tag is DEALLOCATE.
-func (t *Tracker) queryDeallocated(h *entry) bool {
+// queryRan makes, for good, the effects of a statement of a simple query
+// that changes the client's statements once PostgreSQL says it ran (they
+// stay even if a later statement of the query fails, or its transaction
+// rolls back), and returns the tag the client sees for this
+// CommandComplete ("" for the server's), or hide for pgvalve's own.
+func (t *Tracker) queryRan(h *entry) (tag string, hide bool) {
 	x := h.x
-	if x == nil || len(x.deallocs) == 0 {
-		return false
+	if x == nil || len(x.items) == 0 {
+		return "", false
 	}
 	index := x.done
 	x.done++
-	for _, d := range x.deallocs {
-		if d.index != index {
+	for _, it := range x.items {
+		if it.index != index {
 			continue
 		}
-		ran := []effect{t.regDel(d.name)}
-		if d.held {
-			ran = append(ran, t.srvDel(d.server))
+		switch it.kind {
+		case itemDealloc:
+			ran := []effect{t.regDel(it.name)}
+			if it.held {
+				ran = append(ran, t.srvDel(it.server))
+			}
+			t.ranInQuery(ran)
+			return "DEALLOCATE", false
+		case itemPrepare:
+			ran := []effect{t.regSet(it.name, it.st)}
+			if it.held {
+				ran = append(ran, t.prepared(it.server))
+			}
+			t.ranInQuery(ran)
+			return "PREPARE", false
+		default:
+			t.ranInQuery([]effect{t.prepared(it.server)})
+			return "", true
 		}
-		t.ranInQuery(ran)
-		return true
+	}
+	return "", false
+}
+
+// prepared records a copy a SQL PREPARE made: of a shape not yet known.
+func (t *Tracker) prepared(name string) effect {
+	t.srv.closed(name)
+	return t.srvAdd(name)
+}
+
+// renamedIn reports whether msg names one of the server names.
+func renamedIn(renames [][2]string, msg string) bool {
+	for _, r := range renames {
+		if strings.Contains(msg, `"`+r[0]+`"`) {
+			return true
+		}
 	}
 	return false
 }

@@ -21,6 +21,12 @@ type Statement struct {
 	// act is what executing it does to prepared statements, when it is a
 	// DEALLOCATE or DISCARD ALL.
 	act action
+	// sql is what followed the name in the client's SQL PREPARE ("" for a
+	// statement made with Parse): "[(types)] AS statement". typed says it
+	// declares parameter types, which a Parse cannot say by name: such a
+	// statement is prepared again only with PREPARE.
+	sql   string
+	typed bool
 }
 
 // NewStatement makes a client's statement from its Parse. Its server name

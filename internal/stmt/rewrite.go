@@ -123,6 +123,11 @@ func (t *Tracker) clientStatement(off, n int, typ byte, name string) (st *Statem
 		t.unknown(off, n, typ, name)
 		return nil, 0, 0, nil
 	}
+	if st.typed && !t.aborted() && !(t.srv.Ready(st.Server) && !t.tentative(st.Server)) {
+		t.failAs(off, n, typ, "0A000", `pgvalve: prepared statement "`+name+
+			`", made with PREPARE and parameter types, is not prepared on the server this runs on; run it with EXECUTE`)
+		return nil, 0, 0, nil
+	}
 	from = len(t.in.Buf)
 	use, err = t.use(st)
 	if err != nil {

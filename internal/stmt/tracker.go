@@ -96,10 +96,13 @@ type extra struct {
 	errAs *errRewrite
 	tag   string // CommandComplete tag the client sees instead (a rewritten DEALLOCATE)
 	reset bool   // a DEALLOCATE ALL or DISCARD ALL already applied when sent
-	// deallocs are the query's DEALLOCATEs of client statements, made
-	// when their CommandComplete comes; done counts those come so far.
-	deallocs []queryDealloc
-	done     int
+	// items are the query's statements that change the client's
+	// statements, made when their CommandComplete comes; done counts
+	// those come so far. renames are the server names it uses for the
+	// client's, for its errors.
+	items   []queryItem
+	done    int
+	renames [][2]string
 	// prepares and closes name the server statement pgvalve's own Parse
 	// or Close is for. describes is the one this hidden Describe learns
 	// the shape of, for shapeOf too when it has none yet; shape, desc and
@@ -266,3 +269,9 @@ func (t *Tracker) copyStarted() {
 	t.q = t.q[:1+len(rest)]
 	t.copyIn = open
 }
+
+// FollowsSQLPrepare reports whether the tracker takes over SQL-level
+// PREPARE, EXECUTE and DEALLOCATE: a client's SQL PREPARE then joins its
+// statements and follows it to every server, so it leaves nothing on the
+// server it ran on that pins the client there.
+func (t *Tracker) FollowsSQLPrepare() bool { return t != nil }
