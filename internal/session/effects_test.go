@@ -2,6 +2,7 @@ package session
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -106,4 +107,24 @@ func FuzzThePrefilterNeverHidesAnEffect(f *testing.F) {
 			t.Fatalf("mayHaveEffects(%q) = false, but Effects finds %v", q, effects)
 		}
 	})
+}
+
+// What detection costs the hot path: the prefilter over a pgbench query,
+// and over a 1 MiB INSERT padded with a comment, which it must read whole.
+func BenchmarkThePrefilter(b *testing.B) {
+	for _, c := range []struct{ name, q string }{
+		{"pgbench_update", "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;"},
+		{"pgbench_select", "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"},
+		{"insert_1MiB", "insert into t values (1) /*" + strings.Repeat("x", 1<<20) + "*/"},
+	} {
+		q := []byte(c.q)
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(q)))
+			for b.Loop() {
+				if mayHaveEffects(q) {
+					b.Fatal("no effect here")
+				}
+			}
+		})
+	}
 }

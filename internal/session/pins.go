@@ -258,12 +258,13 @@ var effectWords = [][]byte{[]byte("advisory"), []byte("temp"), []byte("discard")
 	[]byte("close"), []byte("listen"), []byte("load"), []byte("reset"), []byte("set_config"),
 	[]byte("prepare"), []byte("deallocate")}
 
-// effectStart marks the bytes that may start one of effectWords or SET,
-// in either case: most bytes of a long text are none, and cost one
-// lookup each.
-var effectStart = func() (t [256]bool) {
-	for _, w := range append(effectWords, []byte("set")) {
-		t[w[0]], t[w[0]&^0x20] = true, true
+// effectStart holds, for each byte, the effectWords it may start, in
+// either case ('s' also starts SET, checked apart): most bytes of a text
+// start none and cost one lookup each.
+var effectStart = func() (t [256][][]byte) {
+	for _, w := range effectWords {
+		t[w[0]] = append(t[w[0]], w)
+		t[w[0]&^0x20] = t[w[0]]
 	}
 	return t
 }()
@@ -272,16 +273,12 @@ var effectStart = func() (t [256]bool) {
 // statement, in one pass over q.
 func mayHaveEffects(q []byte) bool {
 	for i, c := range q {
-		if !effectStart[c] {
-			continue
-		}
-		c |= 0x20 // ASCII lower case
-		for _, w := range effectWords {
-			if c == w[0] && i+len(w) <= len(q) && bytes.EqualFold(q[i:i+len(w)], w) {
+		for _, w := range effectStart[c] {
+			if i+len(w) <= len(q) && bytes.EqualFold(q[i:i+len(w)], w) {
 				return true
 			}
 		}
-		if c == 's' && i+3 <= len(q) && bytes.EqualFold(q[i:i+3], []byte("set")) && startsStatement(q, i) &&
+		if c|0x20 == 's' && i+3 <= len(q) && bytes.EqualFold(q[i:i+3], []byte("set")) && startsStatement(q, i) &&
 			(i+3 == len(q) || !isWordByte(q[i+3])) {
 			return true
 		}
