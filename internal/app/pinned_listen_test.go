@@ -41,11 +41,11 @@ func exactlyOnce(t *testing.T, l, sender *pgx.Conn, channel string, n int) {
 // listener) or after it (on its own server, which its LISTEN goes to); after
 // the unlock it still does.
 func TestAPinnedListenerGetsEachNotificationOnce(t *testing.T) {
-	for _, order := range []string{"listen then lock", "lock then listen", "listen, lock, listen again"} {
+	// Not "listen, lock, listen again": the second LISTEN goes to the
+	// pinned server, so each notification comes twice (a limit the README
+	// states).
+	for _, order := range []string{"listen then lock", "lock then listen"} {
 		t.Run(order, func(t *testing.T) {
-			if order == "listen, lock, listen again" {
-				t.Skip("documented limit (README): the second LISTEN goes to the pinned server, so each notification comes twice")
-			}
 			s, url := startValve(t, txnConfig(2))
 			stop := busy(t, url, 10)
 			defer stop()
@@ -54,8 +54,6 @@ func TestAPinnedListenerGetsEachNotificationOnce(t *testing.T) {
 			switch order {
 			case "lock then listen":
 				steps[0], steps[1] = steps[1], steps[0]
-			case "listen, lock, listen again":
-				steps = append(steps, "listen pinned_events")
 			}
 			for _, sql := range steps {
 				testutil.MustExec(t, l, sql)
