@@ -57,11 +57,18 @@ func (t *Tracker) parse(body []byte, off, n int) error {
 	if t.regTentative(p.Name) {
 		return ErrWait
 	}
-	st := NewStatement(p)
+	st, err := t.parsedStatement(p)
+	if err != nil {
+		return err
+	}
 	from := len(t.in.Buf)
+	if !t.copyFor(st) {
+		t.failAs(off, n, 'P', "0A000", noCopyMessage(st.ref))
+		return nil
+	}
 	if p.Name == "" {
 		// PostgreSQL drops the unnamed statement before parsing.
-		if st.sent() != p.Query {
+		if st.sent() != p.Query || len(t.in.Buf) > from {
 			t.in.Buf = AppendParse(t.in.Buf, "", st.sent(), st.ParamTypes)
 			t.in.Replace(off, n, from)
 		}
@@ -128,7 +135,18 @@ func (t *Tracker) clientStatement(off, n int, typ byte, name string) (st *Statem
 			`", made with PREPARE and parameter types, is not prepared on the server this runs on; run it with EXECUTE`)
 		return nil, 0, 0, nil
 	}
+	if typ == 'B' && st.ref != "" && t.regTentative(st.ref) {
+		return nil, 0, 0, ErrWait
+	}
+	if typ == 'B' && t.refMoved(st) {
+		t.failAs(off, n, typ, "0A000", movedMessage(st.ref))
+		return nil, 0, 0, nil
+	}
 	from = len(t.in.Buf)
+	if !t.copyFor(st) {
+		t.failAs(off, n, typ, "0A000", noCopyMessage(st.ref))
+		return nil, 0, 0, nil
+	}
 	use, err = t.use(st)
 	if err != nil {
 		t.in.Replace(off, 0, from) // what use sent goes before the wait
@@ -230,8 +248,21 @@ func (t *Tracker) bind(body []byte, off, n int) error {
 	if t.regTentative(name) {
 		return ErrWait
 	}
-	t.lastStmt = ""
+	t.lastStmt, t.lastRenames = "", nil
 	if name == "" {
+		st := t.reg.unnamed
+		if st != nil && st.ref != "" && t.regTentative(st.ref) {
+			return ErrWait
+		}
+		if t.refMoved(st) || st != nil && !t.copyFor(st) {
+			msg := movedMessage(st.ref)
+			if !t.refMoved(st) {
+				msg = noCopyMessage(st.ref)
+			}
+			t.failAs(off, n, 'B', "0A000", msg)
+			return nil
+		}
+		t.lastRenames = bindRenames(st)
 		from := len(t.in.Buf)
 		if t.ensureUnnamed() {
 			t.in.Buf = AppendRenamed(t.in.Buf, 'B', body, start, end, "")
@@ -255,7 +286,7 @@ func (t *Tracker) bind(body []byte, off, n int) error {
 	}
 	t.in.Buf = AppendRenamed(t.in.Buf, 'B', body, start, end, st.Server)
 	t.in.Replace(off, n, from)
-	t.lastStmt = st.Server
+	t.lastStmt, t.lastRenames = st.Server, bindRenames(st)
 	t.push(entry{typ: 'B', stmt: st.Server, name: name, ok: t.bindPortal(body, st)})
 	return nil
 }
@@ -296,7 +327,8 @@ func (t *Tracker) describe(body []byte, off, n int) error {
 	}
 	if name == "" {
 		from := len(t.in.Buf)
-		if t.ensureUnnamed() {
+		t.copyFor(t.reg.unnamed) // for its description; its Bind refuses
+		if t.ensureUnnamed() || len(t.in.Buf) > from {
 			t.in.Buf = AppendTarget(t.in.Buf, 'D', 'S', "")
 			t.in.Replace(off, n, from)
 		}
@@ -354,6 +386,9 @@ func (t *Tracker) close(body []byte, off, n int) error {
 // DISCARD ALL changes the client's statements and the server's as it runs.
 func (t *Tracker) execute(body []byte, off, n int) error {
 	e := entry{typ: 'E', stmt: t.lastStmt}
+	if t.lastRenames != nil {
+		e.more().renames = t.lastRenames
+	}
 	if len(t.portals) == 0 {
 		t.push(e) // the usual Execute: no portal runs a DEALLOCATE
 		return nil
@@ -369,6 +404,10 @@ func (t *Tracker) execute(body []byte, off, n int) error {
 		return ErrWait
 	case t.status == 'E' && !t.ran:
 		// PostgreSQL refuses to run it (25P02), so nothing is dropped.
+	case act.prep != "":
+		if err := t.executePrepare(&e, string(portal), act.action, off, n); err != nil {
+			return err
+		}
 	case act.reset:
 		e.ok = []effect{t.srvClear(), t.regClearNamed(), t.portalSet(string(portal), action{})}
 		e.more().reset = true

@@ -1,0 +1,113 @@
+package app_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/testutil"
+	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
+)
+
+// serverStep is one exchange of a conversation over two servers, both
+// held by holders between steps: free lets holder free's server go
+// before it (-1: none), take makes holder take one back after it, so
+// the client runs on the server that holder let go.
+type serverStep struct {
+	ex         exchange
+	free, take int
+}
+
+// on runs ex on the server of holder k.
+func on(k int, ex exchange) serverStep { return serverStep{ex, k, k} }
+
+// sameAsPostgresAcrossServers holds steps on a dedicated PostgreSQL
+// connection, then through pgvalve in each mode over two servers that
+// two other clients hold between steps, and compares the transcripts.
+func sameAsPostgresAcrossServers(t *testing.T, modes []poolModeCase, setup string, steps []serverStep) {
+	t.Helper()
+	owner := cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase)
+	runSetup(t, owner, setup)
+	direct := dialWire(t, owner)
+	var want []string
+	for _, st := range steps {
+		want = append(want, converse(direct, []exchange{st.ex}))
+	}
+	_ = direct.nc.Close()
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			s, url := m.start(t, 2)
+			runSetup(t, owner, setup)
+			conn := dialWire(t, url)
+			h := []*holder{{c: testutil.Connect(t, url).PgConn()}, {c: testutil.Connect(t, url).PgConn()}}
+			h[0].begin(t)
+			h[1].begin(t)
+			for i, st := range steps {
+				if st.free >= 0 {
+					h[st.free].commit(t)
+				}
+				if got := converse(conn, []exchange{st.ex}); got != want[i] {
+					t.Fatalf("step %d through pgvalve:\n  %s\nPostgreSQL itself:\n  %s", i, got, want[i])
+				}
+				if st.take >= 0 {
+					h[st.take].begin(t)
+				}
+			}
+			h[0].commit(t)
+			h[1].commit(t)
+			conn.send(&pgproto3.Terminate{})
+			s.WaitIdle(t, 10*time.Second)
+		})
+	}
+}
+
+// pgxExec sends sql as pgx's exec mode does: Parse of the unnamed
+// statement, Bind, Describe of the portal, Execute, Sync.
+func pgxExec(sql string) exchange {
+	return exchange{send: []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{},
+		&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}}, ready: 1}
+}
+
+func simpleQuery(sql string) exchange {
+	return exchange{send: []pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}, ready: 1}
+}
+
+// TestSQLPrepareAcrossProtocolsGetsPostgresAnswers mixes SQL PREPARE,
+// EXECUTE and DEALLOCATE sent as simple queries and through Parse, Bind
+// and Execute, each run on either of two servers, and gets PostgreSQL's
+// answers.
+func TestSQLPrepareAcrossProtocolsGetsPostgresAnswers(t *testing.T) {
+	x, q := pgxExec, simpleQuery
+	parseS := func(name, sql string) exchange {
+		return exchange{send: []pgproto3.FrontendMessage{&pgproto3.Parse{Name: name, Query: sql},
+			&pgproto3.Describe{ObjectType: 'S', Name: name}, &pgproto3.Sync{}}, ready: 1}
+	}
+	run := func(name string) exchange {
+		return exchange{send: []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: name},
+			&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}}, ready: 1}
+	}
+	modes := []poolModeCase{
+		{"transaction", config.PoolTransaction, 200},
+		{"transaction with a cache of one", config.PoolTransaction, 1},
+	}
+	sameAsPostgresAcrossServers(t, modes, "DROP TABLE IF EXISTS xct", []serverStep{
+		on(0, q("PREPARE a AS SELECT 42")), on(1, x("EXECUTE a")), on(0, x("execute A")),
+		on(1, x("PREPARE b(int) AS SELECT $1 * 2")), on(0, q("EXECUTE b(21)")), on(1, x("EXECUTE b(4)")),
+		on(0, x("EXECUTE b(5)")), on(0, x("EXECUTE b")), on(1, x("EXECUTE b('x')")),
+		on(0, x("PREPARE c AS SELECT 'c'")), on(1, q("EXECUTE c")), on(1, x("EXPLAIN (COSTS OFF) EXECUTE c")),
+		on(0, x("explain execute a")), on(1, x("EXECUTE nope")), on(0, x("DEALLOCATE nope")),
+		on(1, x("PREPARE a AS SELECT 1")), on(0, x("PREPARE c AS SELECT 1; SELECT 2")),
+		on(0, parseS("s", "EXECUTE c")), on(1, run("s")), on(0, run("s")),
+		on(1, parseS("u", "EXECUTE nope")), on(0, run("u")),
+		on(1, x("CREATE TABLE xct AS EXECUTE a")), on(0, q("SELECT * FROM xct")), on(1, q("DROP TABLE xct")),
+		on(0, x("DEALLOCATE a")), on(1, x("EXECUTE a")), on(0, q("EXECUTE a")), on(1, q("PREPARE a AS SELECT 7")),
+		on(0, x("EXECUTE a")), on(1, x("DEALLOCATE PREPARE a")), on(0, q("EXECUTE a")),
+		{q("BEGIN"), 1, -1}, {x("PREPARE e AS SELECT 5"), -1, -1}, {q("ROLLBACK"), -1, 1}, on(0, x("EXECUTE e")),
+		{q("BEGIN"), 0, -1}, {q("SELECT 1/0"), -1, -1}, {x("EXECUTE e"), -1, -1}, {x("PREPARE f AS SELECT 6"), -1, -1},
+		{q("ROLLBACK"), -1, 0}, on(1, x("EXECUTE f")),
+		on(1, x("DEALLOCATE ALL")), on(0, q("EXECUTE c")), on(1, x("EXECUTE b(1)")), on(0, x("PREPARE b AS SELECT 8")),
+		on(1, x("EXECUTE b")),
+	})
+}

@@ -1,0 +1,167 @@
+package stmt
+
+import (
+	"strings"
+
+	"github.com/pgvalve/pgvalve/internal/sqlscan"
+)
+
+// SQL-level PREPARE and EXECUTE sent through the extended protocol (a
+// Parse whose text is the statement, then Bind and Execute) name the
+// client's statements as the same statements sent as a simple query do
+// (sqlnames.go), so the text the server parses is rewritten:
+//
+//   - EXECUTE name (also inside EXPLAIN and CREATE TABLE … AS) runs the
+//     server copy of the client's statement name as it is when the Parse
+//     comes; that copy is prepared before the Parse, and before every
+//     Bind of it, on a server that lacks it. A name the client does not
+//     have becomes pgv_refused, so the Execute fails with 26000 naming
+//     the client's name, as PostgreSQL's does. PostgreSQL looks the name
+//     up when it executes: a Bind after the client deallocated or
+//     prepared the name again since the Parse fails with 0A000 instead;
+//   - PREPARE name … runs as PREPARE of its server copy; its Execute
+//     makes name the client's, or fails with 42P05 (42939 for pgv_ names)
+//     as PostgreSQL's would, and closes any copy the server holds first;
+//   - DEALLOCATE needs no rewrite: see Statement.sent.
+
+// parsedStatement makes the client's statement of a Parse, with its text
+// rewritten where it names one of the client's statements. It returns
+// ErrWait when that name's existence awaits an earlier Sync group.
+func (t *Tracker) parsedStatement(p Parse) (*Statement, error) {
+	st := NewStatement(p)
+	verb, s, at, ok := sqlTarget(p.Query)
+	if !ok {
+		return st, nil
+	}
+	w := s.Words[at]
+	name, target := w.Name(), ""
+	switch verb {
+	case "prepare":
+		sq := NewSQLStatement(p.Query[w.End:s.End])
+		st.act = action{prep: name, prepSt: sq}
+		target = sq.Server
+	case "execute":
+		if t.regTentative(name) {
+			return nil, ErrWait
+		}
+		st.ref, target = name, refusedName
+		if dep, ok := t.reg.Get(name); ok && !strings.HasPrefix(name, serverPrefix) {
+			st.uses, target = dep, dep.Server
+		}
+	default:
+		return st, nil // DEALLOCATE: see Statement.sent
+	}
+	st.rewritten = p.Query[:w.Pos] + target + p.Query[w.End:]
+	st.Server = ServerName(st.sent(), p.ParamTypes)
+	return st, nil
+}
+
+// sqlTarget reads a Parse's text for one statement naming a prepared
+// statement: PREPARE, EXECUTE or DEALLOCATE (see preparedName).
+func sqlTarget(query string) (verb string, s sqlscan.Statement, at int, ok bool) {
+	if !namesPrepared([]byte(query)) {
+		return "", s, 0, false
+	}
+	sts := sqlscan.Statements(query, 8)
+	if len(sts) != 1 {
+		return "", s, 0, false // PostgreSQL refuses more than one
+	}
+	s = explainOptions(query, sts[0])
+	verb, at, ok = preparedName(s.Words)
+	return verb, s, at, ok
+}
+
+// namesStatement reports whether a Parse's text is a PREPARE or EXECUTE
+// that the tracker rewrites: it cannot be deferred, since what it names
+// is read when it is parsed.
+func namesStatement(query string) bool {
+	verb, _, _, ok := sqlTarget(query)
+	return ok && verb != "deallocate"
+}
+
+// copyFor makes sure the server holds, before what comes next in the
+// batch, a copy of dep, the statement that st EXECUTEs: prepared with a
+// hidden Parse where it lacks one. ok is false where a Parse cannot make
+// it (declared types by name, or itself a statement pgvalve rewrites).
+func (t *Tracker) copyFor(st *Statement) bool {
+	if st == nil || st.uses == nil {
+		return true
+	}
+	dep := st.uses
+	t.keep[dep.Server] = true
+	if t.usableCopy(dep) {
+		return true
+	}
+	if dep.typed || dep.uses != nil || dep.act != (action{}) {
+		return false
+	}
+	t.prepare(dep, entry{hide: true})
+	return true
+}
+
+// refMoved reports whether the client's statement that st EXECUTEs is no
+// longer the one it named when parsed (deallocated, or prepared again).
+func (t *Tracker) refMoved(st *Statement) bool {
+	if st == nil || st.ref == "" {
+		return false
+	}
+	cur, _ := t.reg.Get(st.ref)
+	if strings.HasPrefix(st.ref, serverPrefix) {
+		cur = nil
+	}
+	return cur != st.uses
+}
+
+// refusals of a Parse-made EXECUTE pgvalve cannot run as PostgreSQL would.
+func noCopyMessage(ref string) string {
+	return `pgvalve: prepared statement "` + ref + `" is not prepared on the server this runs on, and a Parse cannot make it ` +
+		`(PREPARE with parameter types); send this EXECUTE as a simple query`
+}
+
+func movedMessage(ref string) string {
+	return `pgvalve: prepared statement "` + ref + `" was deallocated or prepared again since this EXECUTE was parsed; parse it again`
+}
+
+// bindRenames are the server names a Bind of st makes its portal use for
+// the client's: its Execute's errors name them as the client does.
+func bindRenames(st *Statement) [][2]string {
+	if st == nil || st.ref == "" {
+		return nil
+	}
+	if st.uses == nil {
+		return [][2]string{{refusedName, st.ref}}
+	}
+	return [][2]string{{st.uses.Server, st.ref}}
+}
+
+// executePrepare books the Execute of a portal that runs PREPARE name:
+// PostgreSQL's error where the client has the name (or it is pgvalve's),
+// else the client's name made once it ran, after any copy the server
+// holds is closed (PREPARE of it would fail there).
+func (t *Tracker) executePrepare(e *entry, portal string, act action, off, n int) error {
+	name, sq := act.prep, act.prepSt
+	if t.regTentative(name) {
+		return ErrWait
+	}
+	from := len(t.in.Buf)
+	code, msg := "", ""
+	if _, known := t.reg.Get(name); known {
+		code, msg = "42P05", `prepared statement "`+name+`" already exists`
+	}
+	if strings.HasPrefix(name, serverPrefix) {
+		code, msg = "42939", `prepared statement names starting with "`+serverPrefix+`" are reserved by pgvalve`
+	}
+	if code != "" {
+		t.in.Buf = appendExecuteNoop(t.in.Buf)
+		t.in.Replace(off, n, from)
+		e.more().errAs = &errRewrite{"34000", code, msg, noopName}
+		return nil
+	}
+	t.keep[sq.Server] = true
+	if t.srv.Has(sq.Server) || t.srv.unsure || t.tentative(sq.Server) {
+		t.closeHidden(sq.Server)
+		t.in.Replace(off, 0, from)
+	}
+	e.ok = []effect{t.regSet(name, sq), t.prepared(sq.Server), t.portalSet(portal, action{})}
+	return nil
+}
