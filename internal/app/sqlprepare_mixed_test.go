@@ -1,9 +1,12 @@
 package app_test
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgvalve/pgvalve/internal/config"
@@ -110,4 +113,69 @@ func TestSQLPrepareAcrossProtocolsGetsPostgresAnswers(t *testing.T) {
 		on(1, x("DEALLOCATE ALL")), on(0, q("EXECUTE c")), on(1, x("EXECUTE b(1)")), on(0, x("PREPARE b AS SELECT 8")),
 		on(1, x("EXECUTE b")),
 	})
+}
+
+// execParams runs sql with Parse, Bind and Execute and returns its rows,
+// each row's columns joined by commas.
+func execParams(ctx context.Context, c *pgconn.PgConn, sql string) ([]string, error) {
+	res := c.ExecParams(ctx, sql, nil, nil, nil, nil).Read()
+	var rows []string
+	for _, r := range res.Rows {
+		var cols []string
+		for _, v := range r {
+			cols = append(cols, string(v))
+		}
+		rows = append(rows, strings.Join(cols, ","))
+	}
+	return rows, res.Err
+}
+
+// TestAPrepareThroughTheExtendedProtocolLeavesTheServerFree: on a single
+// server, a client's PREPARE sent with Parse, Bind and Execute does not
+// keep the server from another client, and the statement still runs.
+func TestAPrepareThroughTheExtendedProtocolLeavesTheServerFree(t *testing.T) {
+	url := oneServer(t)
+	ctx := testutil.Context(t)
+	a, b := testutil.Connect(t, url).PgConn(), testutil.Connect(t, url).PgConn()
+	if _, err := execParams(ctx, a, "PREPARE mine AS SELECT 'a'"); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if rows, err := simple(short, b, "SELECT 'b'"); err != nil || rows[0] != "b" {
+		t.Fatalf("another client on the single server: %v %v", rows, err)
+	}
+	if rows, err := execParams(ctx, a, "EXECUTE mine"); err != nil || len(rows) != 1 || rows[0] != "a" {
+		t.Fatalf("EXECUTE: %v %v", rows, err)
+	}
+	_, err := execParams(ctx, b, "EXECUTE mine")
+	if pgErr := wantCode(t, err, "26000"); pgErr.Message != `prepared statement "mine" does not exist` {
+		t.Fatalf("another client's EXECUTE: %q", pgErr.Message)
+	}
+}
+
+// TestABindOfAParsedExecuteWhoseNameWasPreparedAgainFailsClearly:
+// PostgreSQL reads the name when it executes, pgvalve when it parses; a
+// Bind after the name changed gets pgvalve's 0A000, never the old
+// statement.
+func TestABindOfAParsedExecuteWhoseNameWasPreparedAgainFailsClearly(t *testing.T) {
+	url := oneServer(t)
+	ctx := testutil.Context(t)
+	c := testutil.Connect(t, url).PgConn()
+	if _, err := simple(ctx, c, "PREPARE a AS SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Prepare(ctx, "s", "EXECUTE a", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := simple(ctx, c, "DEALLOCATE a; PREPARE a AS SELECT 2"); err != nil {
+		t.Fatal(err)
+	}
+	res := c.ExecPrepared(ctx, "s", nil, nil, nil).Read()
+	if pgErr := wantCode(t, res.Err, "0A000"); !strings.Contains(pgErr.Message, `"a"`) {
+		t.Fatalf("the Bind: %q", pgErr.Message)
+	}
+	if rows, err := execParams(ctx, c, "EXECUTE a"); err != nil || rows[0] != "2" {
+		t.Fatalf("EXECUTE parsed again: %v %v", rows, err)
+	}
 }

@@ -254,7 +254,8 @@ func (t *Tracker) bind(body []byte, off, n int) error {
 		if st != nil && st.ref != "" && t.regTentative(st.ref) {
 			return ErrWait
 		}
-		if t.refMoved(st) || st != nil && !t.copyFor(st) {
+		from := len(t.in.Buf)
+		if t.refMoved(st) || !t.copyFor(st) {
 			msg := movedMessage(st.ref)
 			if !t.refMoved(st) {
 				msg = noCopyMessage(st.ref)
@@ -263,8 +264,7 @@ func (t *Tracker) bind(body []byte, off, n int) error {
 			return nil
 		}
 		t.lastRenames = bindRenames(st)
-		from := len(t.in.Buf)
-		if t.ensureUnnamed() {
+		if t.ensureUnnamed() || len(t.in.Buf) > from {
 			t.in.Buf = AppendRenamed(t.in.Buf, 'B', body, start, end, "")
 			t.in.Replace(off, n, from)
 		}

@@ -133,3 +133,18 @@ func TestAParseOfAnExecuteIsNotDeferred(t *testing.T) {
 		t.Fatal("a Parse of EXECUTE is deferred: what it names is read when it is parsed")
 	}
 }
+
+func TestABindOfAParsedExecuteMakesTheCopyItRunsAgainAfterItWasEvicted(t *testing.T) {
+	tr := NewTracker(NewRegistry())
+	tr.Attach(NewServerSet(1))
+	a := sqlPrepared(t, tr, "a", " AS SELECT 1")
+	sendBatch(t, tr, mParse("", "EXECUTE a", 0), mSync)
+	answerWith(t, tr, &pgproto3.ParseComplete{}, ready)
+	sendBatch(t, tr, mParse("q", "SELECT 2", 0), mSync) // evicts a's copy
+	answerWith(t, tr, &pgproto3.CloseComplete{}, &pgproto3.ParseComplete{}, &pgproto3.ParameterDescription{},
+		&pgproto3.RowDescription{}, ready)
+	got := strings.Join(sendBatch(t, tr, mBind("", "", 0), mExecute(""), mSync), " ")
+	if !strings.Contains(got, "P:"+a.Server+":SELECT 1 D:S:"+a.Server) || !strings.HasSuffix(got, " B: E S") {
+		t.Fatalf("sent %s", got)
+	}
+}
