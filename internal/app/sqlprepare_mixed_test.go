@@ -91,6 +91,17 @@ func TestSQLPrepareAcrossProtocolsGetsPostgresAnswers(t *testing.T) {
 		return exchange{send: []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: name},
 			&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}}, ready: 1}
 	}
+	pipe := func(sqls ...string) exchange {
+		var msgs []pgproto3.FrontendMessage
+		for _, sql := range sqls {
+			msgs = append(msgs, &pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{})
+		}
+		return exchange{send: append(msgs, &pgproto3.Sync{}), ready: 1}
+	}
+	dropNamed := func(name, sql string) exchange {
+		return exchange{send: []pgproto3.FrontendMessage{&pgproto3.Parse{Name: name, Query: sql},
+			&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{}}, ready: 1}
+	}
 	modes := []poolModeCase{
 		{"transaction", config.PoolTransaction, 200},
 		{"transaction with a cache of one", config.PoolTransaction, 1},
@@ -112,6 +123,11 @@ func TestSQLPrepareAcrossProtocolsGetsPostgresAnswers(t *testing.T) {
 		{q("ROLLBACK"), -1, 0}, on(1, x("EXECUTE f")),
 		on(1, x("DEALLOCATE ALL")), on(0, q("EXECUTE c")), on(1, x("EXECUTE b(1)")), on(0, x("PREPARE b AS SELECT 8")),
 		on(1, x("EXECUTE b")),
+		on(0, pipe("PREPARE g AS SELECT 'g'", "EXECUTE g", "DEALLOCATE g", "EXECUTE g", "SELECT 1")), on(1, q("EXECUTE g")),
+		on(1, pipe("PREPARE h AS SELECT 'h'", "EXECUTE h", "PREPARE h AS SELECT 1")), on(0, x("EXECUTE h")),
+		on(1, parseS("r", "EXECUTE h")), on(0, q("DEALLOCATE h")), on(1, run("r")), on(0, q("PREPARE h AS SELECT 2, 3")),
+		on(1, run("r")), on(0, run("r")), on(1, parseS("r", "EXECUTE h")), on(0, x("EXECUTE h")),
+		on(1, parseS("", "EXECUTE h")), on(0, run("")), on(1, dropNamed("dd", "DEALLOCATE h")), on(0, run("")),
 	})
 }
 
@@ -151,31 +167,5 @@ func TestAPrepareThroughTheExtendedProtocolLeavesTheServerFree(t *testing.T) {
 	_, err := execParams(ctx, b, "EXECUTE mine")
 	if pgErr := wantCode(t, err, "26000"); pgErr.Message != `prepared statement "mine" does not exist` {
 		t.Fatalf("another client's EXECUTE: %q", pgErr.Message)
-	}
-}
-
-// TestABindOfAParsedExecuteWhoseNameWasPreparedAgainFailsClearly:
-// PostgreSQL reads the name when it executes, pgvalve when it parses; a
-// Bind after the name changed gets pgvalve's 0A000, never the old
-// statement.
-func TestABindOfAParsedExecuteWhoseNameWasPreparedAgainFailsClearly(t *testing.T) {
-	url := oneServer(t)
-	ctx := testutil.Context(t)
-	c := testutil.Connect(t, url).PgConn()
-	if _, err := simple(ctx, c, "PREPARE a AS SELECT 1"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Prepare(ctx, "s", "EXECUTE a", nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := simple(ctx, c, "DEALLOCATE a; PREPARE a AS SELECT 2"); err != nil {
-		t.Fatal(err)
-	}
-	res := c.ExecPrepared(ctx, "s", nil, nil, nil).Read()
-	if pgErr := wantCode(t, res.Err, "0A000"); !strings.Contains(pgErr.Message, `"a"`) {
-		t.Fatalf("the Bind: %q", pgErr.Message)
-	}
-	if rows, err := execParams(ctx, c, "EXECUTE a"); err != nil || rows[0] != "2" {
-		t.Fatalf("EXECUTE parsed again: %v %v", rows, err)
 	}
 }

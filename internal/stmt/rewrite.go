@@ -139,8 +139,7 @@ func (t *Tracker) clientStatement(off, n int, typ byte, name string) (st *Statem
 		return nil, 0, 0, ErrWait
 	}
 	if typ == 'B' && t.refMoved(st) {
-		t.failAs(off, n, typ, "0A000", movedMessage(st.ref))
-		return nil, 0, 0, nil
+		st = t.rebound(st)
 	}
 	from = len(t.in.Buf)
 	if !t.copyFor(st) {
@@ -219,12 +218,13 @@ func (t *Tracker) earlierPending() bool {
 // changed since it was prepared.
 const staleMessage = "cached plan must not change result type"
 
-// ensureUnnamed makes the server's unnamed statement the client's before
-// a Bind or Describe of it: prepared again when the client made it on an
-// earlier server, closed when the client has none, so another client's is
-// never used. It reports whether it injected a message.
-func (t *Tracker) ensureUnnamed() bool {
-	st, sure := t.reg.unnamed, !t.tentative("")
+// ensureUnnamed makes the server's unnamed statement st, the client's
+// (or its EXECUTE parsed again: see rebound), before a Bind or Describe
+// of it: prepared again when the client made it on an earlier server,
+// closed when the client has none, so another client's is never used. It
+// reports whether it injected a message.
+func (t *Tracker) ensureUnnamed(st *Statement) bool {
+	sure := !t.tentative("")
 	switch {
 	case st == nil && t.srv.unnamed == "" && sure:
 		return false
@@ -255,20 +255,19 @@ func (t *Tracker) bind(body []byte, off, n int) error {
 			return ErrWait
 		}
 		from := len(t.in.Buf)
-		if t.refMoved(st) || !t.copyFor(st) {
-			msg := movedMessage(st.ref)
-			if !t.refMoved(st) {
-				msg = noCopyMessage(st.ref)
-			}
-			t.failAs(off, n, 'B', "0A000", msg)
+		if t.refMoved(st) {
+			st = t.rebound(st)
+		}
+		if !t.copyFor(st) {
+			t.failAs(off, n, 'B', "0A000", noCopyMessage(st.ref))
 			return nil
 		}
 		t.lastRenames = bindRenames(st)
-		if t.ensureUnnamed() || len(t.in.Buf) > from {
+		if t.ensureUnnamed(st) || len(t.in.Buf) > from {
 			t.in.Buf = AppendRenamed(t.in.Buf, 'B', body, start, end, "")
 			t.in.Replace(off, n, from)
 		}
-		t.push(entry{typ: 'B', ok: t.bindPortal(body, t.reg.unnamed)})
+		t.push(entry{typ: 'B', ok: t.bindPortal(body, st)})
 		return nil
 	}
 	st, use, from, err := t.clientStatement(off, n, 'B', name)
@@ -328,7 +327,7 @@ func (t *Tracker) describe(body []byte, off, n int) error {
 	if name == "" {
 		from := len(t.in.Buf)
 		t.copyFor(t.reg.unnamed) // for its description; its Bind refuses
-		if t.ensureUnnamed() || len(t.in.Buf) > from {
+		if t.ensureUnnamed(t.reg.unnamed) || len(t.in.Buf) > from {
 			t.in.Buf = AppendTarget(t.in.Buf, 'D', 'S', "")
 			t.in.Replace(off, n, from)
 		}

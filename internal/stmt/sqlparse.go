@@ -18,7 +18,8 @@ import (
 //     have becomes pgv_refused, so the Execute fails with 26000 naming
 //     the client's name, as PostgreSQL's does. PostgreSQL looks the name
 //     up when it executes: a Bind after the client deallocated or
-//     prepared the name again since the Parse fails with 0A000 instead;
+//     prepared the name again since the Parse binds the text parsed again
+//     (see rebound);
 //   - PREPARE name … runs as PREPARE of its server copy; its Execute
 //     makes name the client's, or fails with 42P05 (42939 for pgv_ names)
 //     as PostgreSQL's would, and closes any copy the server holds first;
@@ -118,8 +119,17 @@ func noCopyMessage(ref string) string {
 		`(PREPARE with parameter types); send this EXECUTE as a simple query`
 }
 
-func movedMessage(ref string) string {
-	return `pgvalve: prepared statement "` + ref + `" was deallocated or prepared again since this EXECUTE was parsed; parse it again`
+// rebound is st parsed again now, for one Bind: PostgreSQL reads the name
+// an EXECUTE names when it runs, so a Bind after the client deallocated
+// or prepared that name again runs what the name is now (a Describe of
+// the statement still answers as when it was parsed, as PostgreSQL's
+// does). The caller checked that the name is not tentative.
+func (t *Tracker) rebound(st *Statement) *Statement {
+	re, err := t.parsedStatement(Parse{Query: st.Query, ParamTypes: st.ParamTypes})
+	if err != nil {
+		return st
+	}
+	return re
 }
 
 // bindRenames are the server names a Bind of st makes its portal use for
