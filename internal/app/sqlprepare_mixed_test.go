@@ -102,6 +102,14 @@ func TestSQLPrepareAcrossProtocolsGetsPostgresAnswers(t *testing.T) {
 		return exchange{send: []pgproto3.FrontendMessage{&pgproto3.Parse{Name: name, Query: sql},
 			&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{}}, ready: 1}
 	}
+	bindRun := func(name string, params ...string) exchange {
+		var vals [][]byte
+		for _, p := range params {
+			vals = append(vals, []byte(p))
+		}
+		return exchange{send: []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: name, Parameters: vals},
+			&pgproto3.Execute{}, &pgproto3.Sync{}}, ready: 1}
+	}
 	modes := []poolModeCase{
 		{"transaction", config.PoolTransaction, 200},
 		{"transaction with a cache of one", config.PoolTransaction, 1},
@@ -128,6 +136,16 @@ func TestSQLPrepareAcrossProtocolsGetsPostgresAnswers(t *testing.T) {
 		on(1, parseS("r", "EXECUTE h")), on(0, q("DEALLOCATE h")), on(1, run("r")), on(0, q("PREPARE h AS SELECT 2, 3")),
 		on(1, run("r")), on(0, run("r")), on(1, parseS("r", "EXECUTE h")), on(0, x("EXECUTE h")),
 		on(1, parseS("", "EXECUTE h")), on(0, run("")), on(1, dropNamed("dd", "DEALLOCATE h")), on(0, run("")),
+		on(0, q("PREPARE k(int) AS SELECT $1 + 100")), on(1, x("EXECUTE k(1)")), on(1, x("EXECUTE k(2)")),
+		on(1, q("PREPARE k2(int, text) AS SELECT $1 + 1, $2")), {q("BEGIN"), 0, -1}, {x("EXECUTE k2(1, 'x')"), -1, -1},
+		{x("SELECT 1"), -1, -1}, {q("COMMIT"), -1, 0}, on(0, parseS("t", "EXPLAIN (COSTS OFF) EXECUTE k(5)")), on(1, run("t")),
+		on(1, q("PREPARE k3(int) AS SELECT $1")), on(0, exchange{send: []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "SELECT 'u'"}, &pgproto3.Parse{Name: "s3", Query: "EXECUTE k3(7)"}, &pgproto3.Bind{},
+			&pgproto3.Execute{}, &pgproto3.Bind{PreparedStatement: "s3"}, &pgproto3.Execute{}, &pgproto3.Bind{},
+			&pgproto3.Execute{}, &pgproto3.Sync{}}, ready: 1}),
+		on(0, q("PREPARE k4(int, int) AS SELECT $1 * $2")), on(1, bindRun("k4", "6", "7")), on(1, bindRun("k4", "2")),
+		on(0, q("PREPARE k5(text) AS SELECT $1 || '!'")), on(1, exchange{send: []pgproto3.FrontendMessage{
+			&pgproto3.Describe{ObjectType: 'S', Name: "k5"}, &pgproto3.Sync{}}, ready: 1}), on(1, bindRun("k5", "hi")),
 	})
 }
 

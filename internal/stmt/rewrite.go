@@ -130,10 +130,12 @@ func (t *Tracker) clientStatement(off, n int, typ byte, name string) (st *Statem
 		t.unknown(off, n, typ, name)
 		return nil, 0, 0, nil
 	}
-	if st.typed && !t.aborted() && !(t.srv.Ready(st.Server) && !t.tentative(st.Server)) {
-		t.failAs(off, n, typ, "0A000", `pgvalve: prepared statement "`+name+
-			`", made with PREPARE and parameter types, is not prepared on the server this runs on; run it with EXECUTE`)
-		return nil, 0, 0, nil
+	if sql, ok := st.sqlPrepare(); ok && st.typed && !t.aborted() && !(t.srv.Ready(st.Server) && !t.tentative(st.Server)) {
+		// Made with PREPARE and parameter types, which a Parse cannot
+		// name: its own PREPARE makes it, and its shape is not checked.
+		from = len(t.in.Buf)
+		t.prepareBySQL(st.Server, sql)
+		return st, useReady, from, nil
 	}
 	if typ == 'B' && st.ref != "" && t.regTentative(st.ref) {
 		return nil, 0, 0, ErrWait

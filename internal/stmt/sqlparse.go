@@ -1,6 +1,7 @@
 package stmt
 
 import (
+	"encoding/binary"
 	"strings"
 
 	"github.com/pgvalve/pgvalve/internal/sqlscan"
@@ -82,8 +83,9 @@ func namesStatement(query string) bool {
 
 // copyFor makes sure the server holds, before what comes next in the
 // batch, a copy of dep, the statement that st EXECUTEs: prepared with a
-// hidden Parse where it lacks one. ok is false where a Parse cannot make
-// it (declared types by name, or itself a statement pgvalve rewrites).
+// hidden Parse where it lacks one, or its own PREPARE where it declares
+// types by name. ok is false where neither can make it (a statement that
+// itself names statements, or drops them).
 func (t *Tracker) copyFor(st *Statement) bool {
 	if st == nil || st.uses == nil {
 		return true
@@ -93,11 +95,62 @@ func (t *Tracker) copyFor(st *Statement) bool {
 	if t.usableCopy(dep) {
 		return true
 	}
-	if dep.typed || dep.uses != nil || dep.act != (action{}) {
+	if dep.uses != nil || dep.act != (action{}) {
+		return false
+	}
+	if sql, ok := dep.sqlPrepare(); ok && dep.typed {
+		t.prepareBySQL(dep.Server, sql)
+		return true
+	}
+	if dep.typed {
 		return false
 	}
 	t.prepare(dep, entry{hide: true})
 	return true
+}
+
+// sqlPortal is the portal pgvalve runs its own PREPARE in.
+const sqlPortal = serverPrefix + "prepare"
+
+// prepareBySQL makes the server copy name with its SQL PREPARE, run with
+// hidden Parse, Bind and Execute (a simple query would end the extended
+// protocol's implicit transaction). It uses the unnamed statement, which
+// the client's next use of its own makes again (see ensureUnnamed), and
+// a portal of pgvalve's, closed after it.
+func (t *Tracker) prepareBySQL(name, sql string) {
+	t.keep[name] = true
+	if t.srv.Has(name) || t.srv.unsure || t.tentative(name) {
+		t.closeHidden(name)
+	}
+	for _, victim := range t.srv.victims(t.keep) {
+		t.closeHidden(victim)
+	}
+	t.in.Buf = AppendParse(t.in.Buf, "", sql, []byte{0, 0})
+	t.push(entry{typ: 'P', hide: true, ok: []effect{t.serverUnnamed(noopName)}})
+	t.in.Buf = appendBindPortal(t.in.Buf, sqlPortal)
+	t.push(entry{typ: 'B', hide: true})
+	t.in.Buf = appendExecutePortal(t.in.Buf, sqlPortal)
+	t.push(entry{typ: 'E', hide: true, ok: []effect{t.prepared(name)}})
+	t.in.Buf = AppendTarget(t.in.Buf, 'C', 'P', sqlPortal)
+	t.push(entry{typ: 'C', hide: true})
+}
+
+// appendBindPortal appends a Bind of the unnamed statement, without
+// parameters, to portal.
+func appendBindPortal(dst []byte, portal string) []byte {
+	body := append([]byte(portal), 0, 0)  // portal, unnamed statement
+	body = append(body, 0, 0, 0, 0, 0, 0) // no formats, no params, no result formats
+	dst = append(dst, 'B')
+	dst = binary.BigEndian.AppendUint32(dst, uint32(4+len(body)))
+	return append(dst, body...)
+}
+
+// appendExecutePortal appends an Execute of portal, without a row limit.
+func appendExecutePortal(dst []byte, portal string) []byte {
+	dst = append(dst, 'E')
+	dst = binary.BigEndian.AppendUint32(dst, uint32(4+len(portal)+1+4))
+	dst = append(dst, portal...)
+	return append(dst, 0, 0, 0, 0, 0)
 }
 
 // refMoved reports whether the client's statement that st EXECUTEs is no
@@ -115,8 +168,8 @@ func (t *Tracker) refMoved(st *Statement) bool {
 
 // refusals of a Parse-made EXECUTE pgvalve cannot run as PostgreSQL would.
 func noCopyMessage(ref string) string {
-	return `pgvalve: prepared statement "` + ref + `" is not prepared on the server this runs on, and a Parse cannot make it ` +
-		`(PREPARE with parameter types); send this EXECUTE as a simple query`
+	return `pgvalve: prepared statement "` + ref + `" is not prepared on the server this runs on, and pgvalve cannot prepare it there ` +
+		`(it names or drops prepared statements itself)`
 }
 
 // rebound is st parsed again now, for one Bind: PostgreSQL reads the name

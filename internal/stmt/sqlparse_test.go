@@ -146,3 +146,23 @@ func TestABindOfAParsedExecuteMakesTheCopyItRunsAgainAfterItWasEvicted(t *testin
 		t.Fatalf("sent %s", got)
 	}
 }
+
+func TestAParsedExecuteOfATypedStatementRunsItsPrepareFirst(t *testing.T) {
+	tr := NewTracker(NewRegistry())
+	tr.Attach(NewServerSet(10))
+	k := sqlPrepared(t, tr, "k", "(int) AS SELECT $1 + 1")
+	tr.Attach(NewServerSet(10)) // another server, which lacks it
+	got := strings.Join(sendBatch(t, tr, mParse("", "EXECUTE k(1)", 0), mBind("", "", 0), mExecute(""), mSync), " ")
+	want := "P::PREPARE " + k.Server + "(int) AS SELECT $1 + 1 B:" + " E C:P:" + sqlPortal + " P::EXECUTE " + k.Server + "(1) B: E S"
+	if got != want {
+		t.Fatalf("sent %s\nwant %s", got, want)
+	}
+	seen := answerWith(t, tr, &pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, cc("PREPARE"), &pgproto3.CloseComplete{},
+		&pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, &pgproto3.DataRow{}, cc("EXECUTE"), ready)
+	if strings.Join(seen, " ") != "1 2 D C:EXECUTE Z" {
+		t.Fatalf("the client saw %v", seen)
+	}
+	if !tr.srv.Has(k.Server) {
+		t.Fatal("the server's copy is not booked")
+	}
+}
