@@ -61,7 +61,7 @@ func (t *Tracker) parsedStatement(p Parse) (*Statement, error) {
 // sqlTarget reads a Parse's text for one statement naming a prepared
 // statement: PREPARE, EXECUTE or DEALLOCATE (see preparedName).
 func sqlTarget(query string) (verb string, s sqlscan.Statement, at int, ok bool) {
-	if !namesPrepared([]byte(query)) {
+	if !textNamesPrepared(query) {
 		return "", s, 0, false
 	}
 	sts := sqlscan.Statements(query, 8)
@@ -227,4 +227,20 @@ func (t *Tracker) executePrepare(e *entry, portal string, act action, off, n int
 	}
 	e.ok = []effect{t.regSet(name, sq), t.prepared(sq.Server), t.portalSet(portal, action{})}
 	return nil
+}
+
+// textNamesPrepared is namesPrepared for a Parse's text, without copying
+// it: every Parse passes here.
+func textNamesPrepared(q string) bool {
+	for i := 0; i < len(q); i++ {
+		switch q[i] | 0x20 {
+		case 'p', 'e', 'd':
+			rest := q[i:]
+			if len(rest) >= 7 && (strings.EqualFold(rest[:7], "prepare") || strings.EqualFold(rest[:7], "execute")) ||
+				len(rest) >= 10 && strings.EqualFold(rest[:10], "deallocate") {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -166,3 +166,11 @@ func TestAParsedExecuteOfATypedStatementRunsItsPrepareFirst(t *testing.T) {
 		t.Fatal("the server's copy is not booked")
 	}
 }
+
+func TestTextNamesPreparedAgreesWithNamesPrepared(t *testing.T) {
+	for _, q := range []string{"select 1", "EXECUTE a", "explain execute a", "xPrEpArE", "DEALLOCATE x", "dealloc", "prepar", "ée execute"} {
+		if textNamesPrepared(q) != namesPrepared([]byte(q)) {
+			t.Errorf("%q: %v, namesPrepared says %v", q, textNamesPrepared(q), namesPrepared([]byte(q)))
+		}
+	}
+}
