@@ -187,3 +187,26 @@ func TestAPrepareThroughTheExtendedProtocolLeavesTheServerFree(t *testing.T) {
 		t.Fatalf("another client's EXECUTE: %q", pgErr.Message)
 	}
 }
+
+// TestPgxStatementCacheRunsASQLPreparedStatementOnEitherServer: pgx's
+// default mode parses "execute answer" once as a named statement and
+// binds it in later transactions, each forced onto one of two servers.
+func TestPgxStatementCacheRunsASQLPreparedStatementOnEitherServer(t *testing.T) {
+	_, url := startValve(t, txnConfig(2))
+	ctx := testutil.Context(t)
+	c := testutil.Connect(t, url)
+	testutil.MustExec(t, c, "prepare answer(int) as select $1 + 40")
+	h := []*holder{{c: testutil.Connect(t, url).PgConn()}, {c: testutil.Connect(t, url).PgConn()}}
+	h[0].begin(t)
+	h[1].begin(t)
+	for i := range 6 {
+		h[i%2].commit(t)
+		var n int
+		if err := c.QueryRow(ctx, "execute answer(2)").Scan(&n); err != nil || n != 42 {
+			t.Fatalf("run %d: %d, %v", i, n, err)
+		}
+		h[i%2].begin(t)
+	}
+	h[0].commit(t)
+	h[1].commit(t)
+}
