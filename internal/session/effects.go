@@ -134,10 +134,10 @@ func (s *Session) tooManyEffectStatements() bool { return len(s.stmtFx) > maxEff
 // applyPins records in p what effects, made by q (sent in a message of
 // type typ), leave on the server that cannot follow the client.
 func (s *Session) applyPins(p *pins, typ byte, q []byte, effects []sqlscan.Effect) {
-	// The statement tracker carries a SQL PREPARE sent as a simple query
-	// like a Parsed statement; one run through the extended protocol, or
-	// without the tracker, stays on the server and pins.
-	p.apply(effects, typ != 'Q' || !s.tr.FollowsSQLPrepare())
+	// The statement tracker carries a SQL PREPARE, sent as a simple query
+	// or through the extended protocol, like a Parsed statement; without
+	// the tracker it stays on the server and pins.
+	p.apply(effects, !s.tr.FollowsSQLPrepare())
 	if !replayable(q, effects) {
 		p.unknownSet = true
 	}

@@ -260,7 +260,7 @@ func (t *Tracker) rewriteError(h *entry, er *pgproto3.ErrorResponse, off, n int)
 	case h.stmt != "" && strings.Contains(er.Message, `"`+h.stmt+`"`):
 		// The server named the statement as it knows it.
 		code, msg = er.Code, strings.ReplaceAll(er.Message, `"`+h.stmt+`"`, `"`+h.name+`"`)
-	case h.typ == 'Q' && renamedIn(h.get().renames, er.Message):
+	case renamedIn(h.get().renames, er.Message):
 		code, msg = er.Code, er.Message
 		for _, r := range h.x.renames {
 			msg = strings.ReplaceAll(msg, `"`+r[0]+`"`, `"`+r[1]+`"`)

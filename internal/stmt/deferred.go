@@ -28,7 +28,7 @@ func (t *Tracker) Deferrable(batch []Message) bool {
 			if err != nil || p.Name == "" {
 				return false // malformed: PostgreSQL's error; unnamed: it lives on one server only
 			}
-			if _, used := t.reg.Get(p.Name); used || parsedIn(batch[:i], p.Name) {
+			if _, used := t.reg.Get(p.Name); used || parsedIn(batch[:i], p.Name) || namesStatement(p.Query) {
 				return false
 			}
 		default:

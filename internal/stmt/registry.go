@@ -27,6 +27,13 @@ type Statement struct {
 	// statement is prepared again only with PREPARE.
 	sql   string
 	typed bool
+	// ref is the client's name a Parse-made EXECUTE (or EXPLAIN/CREATE
+	// TABLE AS EXECUTE) names, uses the client's statement it named when
+	// parsed (nil: none), and rewritten the text the server gets, with
+	// ref renamed to uses' server copy (see sqlparse.go).
+	ref       string
+	uses      *Statement
+	rewritten string
 }
 
 // NewStatement makes a client's statement from its Parse. Its server name
@@ -44,6 +51,9 @@ func NewStatement(p Parse) *Statement {
 func (s *Statement) sent() string {
 	if s.act.dealloc != "" {
 		return "DEALLOCATE ALL"
+	}
+	if s.rewritten != "" {
+		return s.rewritten
 	}
 	return s.Query
 }

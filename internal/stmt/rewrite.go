@@ -57,11 +57,18 @@ func (t *Tracker) parse(body []byte, off, n int) error {
 	if t.regTentative(p.Name) {
 		return ErrWait
 	}
-	st := NewStatement(p)
+	st, err := t.parsedStatement(p)
+	if err != nil {
+		return err
+	}
 	from := len(t.in.Buf)
+	if !t.copyFor(st) {
+		t.failAs(off, n, 'P', "0A000", noCopyMessage(st.ref))
+		return nil
+	}
 	if p.Name == "" {
 		// PostgreSQL drops the unnamed statement before parsing.
-		if st.sent() != p.Query {
+		if st.sent() != p.Query || len(t.in.Buf) > from {
 			t.in.Buf = AppendParse(t.in.Buf, "", st.sent(), st.ParamTypes)
 			t.in.Replace(off, n, from)
 		}
@@ -123,12 +130,24 @@ func (t *Tracker) clientStatement(off, n int, typ byte, name string) (st *Statem
 		t.unknown(off, n, typ, name)
 		return nil, 0, 0, nil
 	}
-	if st.typed && !t.aborted() && !(t.srv.Ready(st.Server) && !t.tentative(st.Server)) {
-		t.failAs(off, n, typ, "0A000", `pgvalve: prepared statement "`+name+
-			`", made with PREPARE and parameter types, is not prepared on the server this runs on; run it with EXECUTE`)
-		return nil, 0, 0, nil
+	if sql, ok := st.sqlPrepare(); ok && st.typed && !t.aborted() && !(t.srv.Ready(st.Server) && !t.tentative(st.Server)) {
+		// Made with PREPARE and parameter types, which a Parse cannot
+		// name: its own PREPARE makes it, and its shape is not checked.
+		from = len(t.in.Buf)
+		t.prepareBySQL(st.Server, sql)
+		return st, useReady, from, nil
+	}
+	if typ == 'B' && st.ref != "" && t.regTentative(st.ref) {
+		return nil, 0, 0, ErrWait
+	}
+	if typ == 'B' && t.refMoved(st) {
+		st = t.rebound(st)
 	}
 	from = len(t.in.Buf)
+	if !t.copyFor(st) {
+		t.failAs(off, n, typ, "0A000", noCopyMessage(st.ref))
+		return nil, 0, 0, nil
+	}
 	use, err = t.use(st)
 	if err != nil {
 		t.in.Replace(off, 0, from) // what use sent goes before the wait
@@ -201,12 +220,13 @@ func (t *Tracker) earlierPending() bool {
 // changed since it was prepared.
 const staleMessage = "cached plan must not change result type"
 
-// ensureUnnamed makes the server's unnamed statement the client's before
-// a Bind or Describe of it: prepared again when the client made it on an
-// earlier server, closed when the client has none, so another client's is
-// never used. It reports whether it injected a message.
-func (t *Tracker) ensureUnnamed() bool {
-	st, sure := t.reg.unnamed, !t.tentative("")
+// ensureUnnamed makes the server's unnamed statement st, the client's
+// (or its EXECUTE parsed again: see rebound), before a Bind or Describe
+// of it: prepared again when the client made it on an earlier server,
+// closed when the client has none, so another client's is never used. It
+// reports whether it injected a message.
+func (t *Tracker) ensureUnnamed(st *Statement) bool {
+	sure := !t.tentative("")
 	switch {
 	case st == nil && t.srv.unnamed == "" && sure:
 		return false
@@ -230,14 +250,26 @@ func (t *Tracker) bind(body []byte, off, n int) error {
 	if t.regTentative(name) {
 		return ErrWait
 	}
-	t.lastStmt = ""
+	t.lastStmt, t.lastRenames = "", nil
 	if name == "" {
+		st := t.reg.unnamed
+		if st != nil && st.ref != "" && t.regTentative(st.ref) {
+			return ErrWait
+		}
 		from := len(t.in.Buf)
-		if t.ensureUnnamed() {
+		if t.refMoved(st) {
+			st = t.rebound(st)
+		}
+		if !t.copyFor(st) {
+			t.failAs(off, n, 'B', "0A000", noCopyMessage(st.ref))
+			return nil
+		}
+		t.lastRenames = bindRenames(st)
+		if t.ensureUnnamed(st) || len(t.in.Buf) > from {
 			t.in.Buf = AppendRenamed(t.in.Buf, 'B', body, start, end, "")
 			t.in.Replace(off, n, from)
 		}
-		t.push(entry{typ: 'B', ok: t.bindPortal(body, t.reg.unnamed)})
+		t.push(entry{typ: 'B', ok: t.bindPortal(body, st)})
 		return nil
 	}
 	st, use, from, err := t.clientStatement(off, n, 'B', name)
@@ -255,7 +287,7 @@ func (t *Tracker) bind(body []byte, off, n int) error {
 	}
 	t.in.Buf = AppendRenamed(t.in.Buf, 'B', body, start, end, st.Server)
 	t.in.Replace(off, n, from)
-	t.lastStmt = st.Server
+	t.lastStmt, t.lastRenames = st.Server, bindRenames(st)
 	t.push(entry{typ: 'B', stmt: st.Server, name: name, ok: t.bindPortal(body, st)})
 	return nil
 }
@@ -296,7 +328,8 @@ func (t *Tracker) describe(body []byte, off, n int) error {
 	}
 	if name == "" {
 		from := len(t.in.Buf)
-		if t.ensureUnnamed() {
+		t.copyFor(t.reg.unnamed) // for its description; its Bind refuses
+		if t.ensureUnnamed(t.reg.unnamed) || len(t.in.Buf) > from {
 			t.in.Buf = AppendTarget(t.in.Buf, 'D', 'S', "")
 			t.in.Replace(off, n, from)
 		}
@@ -354,6 +387,9 @@ func (t *Tracker) close(body []byte, off, n int) error {
 // DISCARD ALL changes the client's statements and the server's as it runs.
 func (t *Tracker) execute(body []byte, off, n int) error {
 	e := entry{typ: 'E', stmt: t.lastStmt}
+	if t.lastRenames != nil {
+		e.more().renames = t.lastRenames
+	}
 	if len(t.portals) == 0 {
 		t.push(e) // the usual Execute: no portal runs a DEALLOCATE
 		return nil
@@ -369,6 +405,10 @@ func (t *Tracker) execute(body []byte, off, n int) error {
 		return ErrWait
 	case t.status == 'E' && !t.ran:
 		// PostgreSQL refuses to run it (25P02), so nothing is dropped.
+	case act.prep != "":
+		if err := t.executePrepare(&e, string(portal), act.action, off, n); err != nil {
+			return err
+		}
 	case act.reset:
 		e.ok = []effect{t.srvClear(), t.regClearNamed(), t.portalSet(string(portal), action{})}
 		e.more().reset = true

@@ -88,6 +88,10 @@ func hasFoldPrefix(b []byte, w string) bool {
 type action struct {
 	reset   bool   // DEALLOCATE ALL or DISCARD ALL: every one goes
 	dealloc string // DEALLOCATE name: that one goes
+	// prep: PREPARE prep AS …, run by the server as PREPARE of
+	// prepSt's server name: the client's name prep becomes prepSt.
+	prep   string
+	prepSt *Statement
 }
 
 // actionOf reads a statement's text for a DEALLOCATE or DISCARD ALL.

@@ -223,7 +223,7 @@ func (t *Tracker) sqlExecute(q *queryNames, st *Statement, name string, s sqlsca
 // usableCopy reports whether the server's copy of st can run it now: for
 // a Parse-made statement, only a copy of its shape.
 func (t *Tracker) usableCopy(st *Statement) bool {
-	if !t.srv.Ready(st.Server) || t.tentative(st.Server) {
+	if st.uses != nil || !t.srv.Ready(st.Server) || t.tentative(st.Server) {
 		return false
 	}
 	return st.sql != "" || st.shape != 0 && t.srv.shape(st.Server) == st.shape

@@ -39,6 +39,9 @@ type Tracker struct {
 	qbase []entry
 	// lastStmt is the server statement of the latest Bind, for Execute.
 	lastStmt string
+	// lastRenames are the server names the latest Bind's portal uses
+	// for the client's (a Parse-made EXECUTE), for its Execute's errors.
+	lastRenames [][2]string
 	// portals are the client's portals whose Execute drops prepared
 	// statements (bound to a DEALLOCATE or DISCARD ALL).
 	portals map[string]portalAction
@@ -148,7 +151,7 @@ func NewTracker(reg *Registry) *Tracker {
 func (t *Tracker) Attach(srv *ServerSet) {
 	t.srv = srv
 	t.q = t.qbase[:0]
-	t.lastStmt, t.waitedFor = "", ""
+	t.lastStmt, t.lastRenames, t.waitedFor = "", nil, ""
 	clear(t.portals)
 	t.status, t.copyIn, t.skipping = 'I', false, false
 	t.settle()
