@@ -203,10 +203,10 @@ func TestAPinShowsInTheConsoleAndTheMetrics(t *testing.T) {
 	}
 }
 
-// A statement PREPAREd with SQL through the extended protocol (which the
-// statement tracker does not rewrite) pins its client: it works for its
-// client in every later transaction, no other client can EXECUTE it, and
-// it does not outlive the client on the server.
+// A statement PREPAREd with SQL (pgx sends it as a simple query, and the
+// EXECUTE through the extended protocol) works for its client in every
+// later transaction, no other client can EXECUTE it, and it does not
+// outlive the client on the server.
 func TestASQLPreparedStatementStaysWithItsClientOnly(t *testing.T) {
 	s, url := startValve(t, txnConfig(2))
 	c := connectTx(t, url)

@@ -131,9 +131,9 @@ func (s *Session) noteStatements(frames []wire.Frame) {
 // statements with effects than pgvalve follows.
 func (s *Session) tooManyEffectStatements() bool { return len(s.stmtFx) > maxEffectStatements }
 
-// applyPins records in p what effects, made by q (sent in a message of
-// type typ), leave on the server that cannot follow the client.
-func (s *Session) applyPins(p *pins, typ byte, q []byte, effects []sqlscan.Effect) {
+// applyPins records in p what effects, made by q, leave on the server
+// that cannot follow the client.
+func (s *Session) applyPins(p *pins, q []byte, effects []sqlscan.Effect) {
 	// The statement tracker carries a SQL PREPARE, sent as a simple query
 	// or through the extended protocol, like a Parsed statement; without
 	// the tracker it stays on the server and pins.

@@ -35,9 +35,9 @@ func (s *Session) pinRefused(requests int, last byte) (refused bool, cause strin
 		return false, ""
 	}
 	after := s.mu.pins.clone()
-	s.effectsOf(s.frames, false, func(f wire.Frame, q []byte, e []sqlscan.Effect) {
+	s.effectsOf(s.frames, false, func(_ wire.Frame, q []byte, e []sqlscan.Effect) {
 		if len(e) > 0 {
-			s.applyPins(&after, f.Type, q, e)
+			s.applyPins(&after, q, e)
 		}
 	})
 	if !after.pinned() {

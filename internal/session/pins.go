@@ -220,7 +220,7 @@ func (s *Session) notePinsLocked(frames []wire.Frame) {
 	was := s.mu.pins.causes()
 	s.effectsOf(frames, true, func(f wire.Frame, q []byte, effects []sqlscan.Effect) {
 		if len(effects) > 0 {
-			s.applyPins(&s.mu.pins, f.Type, q, effects)
+			s.applyPins(&s.mu.pins, q, effects)
 			s.mu.sets.sent(q, effects)
 			s.unlistenedLocked(effects)
 		}
