@@ -215,6 +215,7 @@ func (s *Session) notePinsLocked(frames []wire.Frame) {
 				s.mu.sets.asked++
 			}
 		}
+		s.countPinLocked() // a place taken for a batch that never went
 		return
 	}
 	was := s.mu.pins.causes()
