@@ -14,20 +14,15 @@ import (
 const migrationLock = 72707369
 
 // tryLock is pg_try_advisory_lock(migrationLock) run by c.
-func tryLock(t *testing.T, c *pgx.Conn) bool {
-	t.Helper()
-	var got bool
-	if err := c.QueryRow(testutil.Context(t), "select pg_try_advisory_lock(72707369)").Scan(&got); err != nil {
-		t.Fatal(err)
-	}
-	return got
-}
+func tryLock(t *testing.T, c *pgx.Conn) bool { return lockCall(t, c, "pg_try_advisory_lock") }
 
 // unlock is pg_advisory_unlock(migrationLock) run by c.
-func unlock(t *testing.T, c *pgx.Conn) bool {
+func unlock(t *testing.T, c *pgx.Conn) bool { return lockCall(t, c, "pg_advisory_unlock") }
+
+// lockCall runs fn(migrationLock) on c and returns its answer.
+func lockCall(t *testing.T, c *pgx.Conn, fn string) (got bool) {
 	t.Helper()
-	var got bool
-	if err := c.QueryRow(testutil.Context(t), "select pg_advisory_unlock(72707369)").Scan(&got); err != nil {
+	if err := c.QueryRow(testutil.Context(t), "select "+fn+"($1)", migrationLock).Scan(&got); err != nil {
 		t.Fatal(err)
 	}
 	return got

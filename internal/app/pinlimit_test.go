@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http/httptest"
@@ -91,16 +90,7 @@ func TestANamedStatementPinsEachTimeItRunsAndNotWhenPrepared(t *testing.T) {
 	s, url := startValve(t, txnConfig(2))
 	stop := busy(t, url, 10)
 	defer stop()
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
-	c, err := pgx.ConnectConfig(testutil.Context(t), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
+	c := connectMode(t, url, pgx.QueryExecModeCacheStatement)
 	ctx := testutil.Context(t)
 	if _, err := c.Prepare(ctx, "never_run", "select pg_advisory_lock(700)"); err != nil {
 		t.Fatal(err)
