@@ -16,13 +16,23 @@ import (
 
 // A panic inside one client's session ends that client only: it gets an
 // error, its server goes back to the pool, and other clients on the same
-// servers never notice.
+// servers never notice; also a panic while the session's lock is held,
+// where the statement tracker and the session-state detector run.
 func TestAPanicInOneSessionEndsOnlyThatSession(t *testing.T) {
-	knobs := &session.Knobs{BeforeForward: func(span []byte) {
+	boom := func(span []byte) {
 		if bytes.Contains(span, []byte("boom_please")) {
 			panic("injected panic")
 		}
-	}}
+	}
+	for name, knobs := range map[string]*session.Knobs{
+		"before forwarding": {BeforeForward: boom},
+		"under the lock":    {UnderLock: boom},
+	} {
+		t.Run(name, func(t *testing.T) { panicEndsOnlyItsSession(t, knobs) })
+	}
+}
+
+func panicEndsOnlyItsSession(t *testing.T, knobs *session.Knobs) {
 	s := valvetest.StartWithKnobs(t, txnConfig(2), knobs)
 	url := s.URL(cluster.User, cluster.Password, poolDB())
 	ctx := testutil.Context(t)

@@ -291,18 +291,29 @@ func (s *Session) forwardOnce(ctx context.Context, span []byte, requests int, la
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	nudge, err := s.book(l, span, requests, last)
+	if err != nil {
+		return err
+	}
+	return s.write(l, span, nudge)
+}
+
+// book records an untracked batch under s.mu (deferred unlock: see
+// bookSegment).
+func (s *Session) book(l *link, span []byte, requests int, last byte) (nudge bool, err error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.mu.cur != l {
-		s.mu.Unlock()
-		return errDetached
+		return false, errDetached
+	}
+	if k := s.env.Knobs; k != nil && k.UnderLock != nil {
+		k.UnderLock(span)
 	}
 	s.partialSent = s.rd.Streaming() != 0
 	if s.detect {
 		s.notePinsLocked(s.frames)
 	}
-	nudge := s.bookLocked(s.types, requests, last, s.partialSent)
-	s.mu.Unlock()
-	return s.write(l, span, nudge)
+	return s.bookLocked(s.types, requests, last, s.partialSent), nil
 }
 
 // bookLocked records a span of client messages about to be written in the

@@ -121,6 +121,10 @@ type Knobs struct {
 	// with the batch; a test may panic in it to check that one session's
 	// panic ends only that session and returns its server.
 	BeforeForward func(span []byte)
+	// UnderLock runs where the batch is booked, while the session's lock
+	// is held (as the statement tracker and the detector run); a panic
+	// there must end only that session too.
+	UnderLock func(span []byte)
 	// SkipStreamedBookkeeping makes the statement tracker skip messages
 	// bigger than the read buffer, the defect that once turned a long
 	// simple query that ran into an 08006 error.

@@ -50,29 +50,11 @@ func (s *Session) forwardTracked(ctx context.Context, l *link, span []byte, last
 func (s *Session) sendSegment(l *link, span []byte, frames []wire.Frame, base int, last byte, idle *bool) (waiting bool, cut int, err error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	s.mu.Lock()
-	if s.mu.cur != l {
-		s.mu.Unlock()
-		return false, 0, errDetached
+	seg, err := s.bookSegment(l, span, frames, base, last)
+	if err != nil {
+		return false, 0, err
 	}
-	cut, err = s.rewrite(frames, base)
-	waiting = errors.Is(err, stmt.ErrWait)
-	if (err == nil || waiting) && s.detect {
-		s.notePinsLocked(frames[:cut])
-	}
-	if err != nil && !waiting {
-		s.mu.Unlock()
-		return false, 0, &protocolViolation{err: err}
-	}
-	end, segLast, partial := len(span), last, s.rd.Streaming() != 0
-	s.partialSent = partial
-	if waiting {
-		end, segLast, partial = frames[cut].Off, 0, true
-		s.partialSent = false
-	}
-	types, requests := s.counts(frames[:cut])
-	nudge := s.bookLocked(types, requests, segLast, partial)
-	s.mu.Unlock()
+	waiting, cut, end, nudge := seg.waiting, seg.cut, seg.end, seg.nudge
 	out := s.tr.ApplyBatch(span[base:end])
 	if waiting && len(out) == 0 {
 		if *idle {
@@ -89,6 +71,45 @@ func (s *Session) sendSegment(l *link, span []byte, frames []wire.Frame, base in
 		out = s.waitBuf
 	}
 	return waiting, cut, s.write(l, out, nudge)
+}
+
+// segment is what bookSegment decided for a part of a batch.
+type segment struct {
+	waiting  bool // it ends before frames[cut], which waits for answers
+	cut, end int  // frames[:cut] go, up to end in the span
+	nudge    bool // see bookLocked
+}
+
+// bookSegment rewrites frames and books what goes, under s.mu. The unlock
+// is deferred: a panic in the tracker or the detector must not leave s.mu
+// held, since ending the session takes it again.
+func (s *Session) bookSegment(l *link, span []byte, frames []wire.Frame, base int, last byte) (seg segment, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.cur != l {
+		return seg, errDetached
+	}
+	if k := s.env.Knobs; k != nil && k.UnderLock != nil {
+		k.UnderLock(span)
+	}
+	seg.cut, err = s.rewrite(frames, base)
+	seg.waiting = errors.Is(err, stmt.ErrWait)
+	if (err == nil || seg.waiting) && s.detect {
+		s.notePinsLocked(frames[:seg.cut])
+	}
+	if err != nil && !seg.waiting {
+		return seg, &protocolViolation{err: err}
+	}
+	segLast, partial := last, s.rd.Streaming() != 0
+	seg.end = len(span)
+	s.partialSent = partial
+	if seg.waiting {
+		seg.end, segLast, partial = frames[seg.cut].Off, 0, true
+		s.partialSent = false
+	}
+	types, requests := s.counts(frames[:seg.cut])
+	seg.nudge = s.bookLocked(types, requests, segLast, partial)
+	return seg, nil
 }
 
 // rewrite offers frames, whose span starts at base in the batch, to the
