@@ -1,0 +1,90 @@
+package app_test
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
+	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
+)
+
+var idleClients = flag.Int("idle.clients", 2000, "logged-in idle clients BenchmarkIdleClientMemory holds")
+
+// What an idle logged-in client costs pgvalve (issue 14's goal: at most
+// 4 KiB each): the growth of the Go heap and goroutine stacks in use, and
+// of goroutines, divided by the clients holding a connection, each logged
+// in and idle between transactions (both ends live in this process, so
+// with a 20,000 file limit 9,000 is about the most). The clients' own few
+// hundred bytes each are counted too: the figure is an upper bound. Run
+// with
+//
+//	go test -run '^$' -bench IdleClientMemory -benchtime 1x ./internal/app -args -idle.clients 9000
+func BenchmarkIdleClientMemory(b *testing.B) {
+	cfg := txnConfig(2)
+	cfg.MaxClientConn = *idleClients + 10
+	s := valvetest.Start(b, cfg)
+	for range b.N {
+		before, goroutines := inUse(), runtime.NumGoroutine()
+		conns := make([]net.Conn, 0, *idleClients)
+		for i := range *idleClients {
+			c, err := loggedIn(s.Addr.String())
+			if err != nil {
+				b.Fatalf("client %d: %v", i, err)
+			}
+			conns = append(conns, c)
+		}
+		after, grown := inUse(), runtime.NumGoroutine()-goroutines
+		b.ReportMetric(float64(after-before)/float64(len(conns)), "B/client")
+		b.ReportMetric(float64(grown)/float64(len(conns)), "goroutines/client")
+		for _, c := range conns {
+			c.Close()
+		}
+		s.WaitIdle(b, 30*time.Second)
+	}
+}
+
+// inUse is the Go heap and stack memory in use, after a collection.
+func inUse() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse + m.StackInuse
+}
+
+// loggedIn is a raw connection to addr that has logged in (trust) and
+// read its ReadyForQuery.
+func loggedIn(addr string) (net.Conn, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	fe := pgproto3.NewFrontend(c, c)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		Parameters: map[string]string{"user": cluster.User, "database": pgtest.TestDatabase}})
+	if err := fe.Flush(); err != nil {
+		return nil, err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("login: %w", err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ErrorResponse:
+			c.Close()
+			return nil, fmt.Errorf("login refused: %s %s", m.Code, m.Message)
+		case *pgproto3.ReadyForQuery:
+			_ = c.SetReadDeadline(time.Time{})
+			return c, nil
+		}
+	}
+}
