@@ -30,7 +30,7 @@ func BenchmarkIdleClientMemory(b *testing.B) {
 	cfg.MaxClientConn = *idleClients + 10
 	s := valvetest.Start(b, cfg)
 	for range b.N {
-		before, goroutines := inUse(), runtime.NumGoroutine()
+		before, goroutines := memInUse(), runtime.NumGoroutine()
 		conns := make([]net.Conn, 0, *idleClients)
 		for i := range *idleClients {
 			c, err := loggedIn(s.Addr.String())
@@ -39,8 +39,11 @@ func BenchmarkIdleClientMemory(b *testing.B) {
 			}
 			conns = append(conns, c)
 		}
-		after, grown := inUse(), runtime.NumGoroutine()-goroutines
-		b.ReportMetric(float64(after-before)/float64(len(conns)), "B/client")
+		after, grown := memInUse(), runtime.NumGoroutine()-goroutines
+		n := float64(len(conns))
+		b.ReportMetric(float64(after.total()-before.total())/n, "B/client")
+		b.ReportMetric(float64(after.heap-before.heap)/n, "heap-B/client")
+		b.ReportMetric(float64(after.stack-before.stack)/n, "stack-B/client")
 		b.ReportMetric(float64(grown)/float64(len(conns)), "goroutines/client")
 		for _, c := range conns {
 			c.Close()
@@ -49,13 +52,18 @@ func BenchmarkIdleClientMemory(b *testing.B) {
 	}
 }
 
-// inUse is the Go heap and stack memory in use, after a collection.
-func inUse() uint64 {
+// inUse is the Go heap and goroutine stack memory in use.
+type inUse struct{ heap, stack uint64 }
+
+func (u inUse) total() uint64 { return u.heap + u.stack }
+
+// memInUse reads the memory in use after a collection.
+func memInUse() inUse {
 	var m runtime.MemStats
 	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(&m)
-	return m.HeapInuse + m.StackInuse
+	return inUse{heap: m.HeapInuse, stack: m.StackInuse}
 }
 
 // loggedIn is a raw connection to addr that has logged in (trust) and
