@@ -19,12 +19,14 @@ import (
 	"github.com/pgvalve/pgvalve/internal/authquery"
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/cancel"
+	"github.com/pgvalve/pgvalve/internal/cleanup"
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/frontend"
 	"github.com/pgvalve/pgvalve/internal/hba"
 	"github.com/pgvalve/pgvalve/internal/listener"
 	"github.com/pgvalve/pgvalve/internal/notify"
 	"github.com/pgvalve/pgvalve/internal/observe"
+	"github.com/pgvalve/pgvalve/internal/park"
 	"github.com/pgvalve/pgvalve/internal/pool"
 	"github.com/pgvalve/pgvalve/internal/session"
 	"github.com/pgvalve/pgvalve/internal/tlsconf"
@@ -37,8 +39,9 @@ type App struct {
 	auth      config.AuthMode // clients were admitted under it: a reload cannot change it
 	env       *session.Env
 	front     *frontend.Config
-	clients   *registry // live sessions, for Sessions
-	hooks     Hooks     // the owner's, for the console
+	clients   *registry                // live sessions, for Sessions
+	lot       atomic.Pointer[park.Lot] // where idle clients park, once Serve runs (nil: they never do)
+	hooks     Hooks                    // the owner's, for the console
 	passwords *auth.Passwords
 	authQuery *authquery.Cache               // auth_query's answers, briefly
 	users     atomic.Pointer[auth.Userlist]  // auth_file; reloads replace it
@@ -253,13 +256,13 @@ func (a *App) Serve(ln net.Listener) error {
 		MaxConns: func() int { return int(a.maxClients.Load() + 4*a.maxLogins.Load()) },
 		Log:      a.log,
 		Admit:    a.admit,
-		Handle: func(_ context.Context, conn net.Conn) {
+		Handle: func(_ context.Context, conn net.Conn, ends *cleanup.Stack) {
 			g := conn.(*gated)
-			defer g.tk.Done()
+			ends.Push(g.tk.Done)
 			st, ctx, unlist := a.clients.add(a.sessions, g.Conn)
-			defer unlist()
+			ends.Push(unlist)
 			frontend.Serve(ctx, a.front, g.Conn, st, frontend.Gate{Talking: g.tk.Talking,
-				Admit: func() bool { return g.tk.Admit(int(a.maxClients.Load())) }})
+				Admit: func() bool { return g.tk.Admit(int(a.maxClients.Load())) }}, ends)
 		},
 		Refuse: func(conn net.Conn) {
 			if g, ok := conn.(*gated); ok {
@@ -269,9 +272,11 @@ func (a *App) Serve(ln net.Listener) error {
 			frontend.Refuse(a.front, conn)
 		},
 	}
+	closeLot := a.openLot(cfg.ClientParkDelay)
 	waitUnix := a.serveUnix(ln, lc)
 	err := listener.Serve(a.accepting, ln, lc)
 	waitUnix()
+	closeLot() // every client has ended: none is parked
 	a.closePools()
 	return err
 }

@@ -28,6 +28,7 @@ var idleClients = flag.Int("idle.clients", 2000, "logged-in idle clients Benchma
 func BenchmarkIdleClientMemory(b *testing.B) {
 	cfg := txnConfig(2)
 	cfg.MaxClientConn = *idleClients + 10
+	cfg.ClientParkDelay = 20 * time.Millisecond
 	s := valvetest.Start(b, cfg)
 	for range b.N {
 		before, goroutines := memInUse(), runtime.NumGoroutine()
@@ -39,6 +40,7 @@ func BenchmarkIdleClientMemory(b *testing.B) {
 			}
 			conns = append(conns, c)
 		}
+		time.Sleep(time.Second) // parked
 		after, grown := memInUse(), runtime.NumGoroutine()-goroutines
 		n := float64(len(conns))
 		b.ReportMetric(float64(after.total()-before.total())/n, "B/client")

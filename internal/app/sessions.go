@@ -37,6 +37,16 @@ func newRegistry() *registry {
 	return r
 }
 
+// statuses appends every listed client's entry to buf.
+func (r *registry) statuses(buf []*session.Status) []*session.Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range r.mu.m {
+		buf = append(buf, l.st)
+	}
+	return buf
+}
+
 // add lists a client just accepted on conn under a fresh id, with the
 // context it is served under: ending it ends the client with cause. The
 // returned func removes it and must be deferred.

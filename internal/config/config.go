@@ -148,6 +148,7 @@ type Config struct {
 	IdleTransactionTimeout time.Duration       // default 0 (off): a client idle this long inside a transaction is disconnected
 	QueryTimeout           time.Duration       // default 0 (off): a query running longer is cancelled
 	ClientIdleTimeout      time.Duration       // default 0 (off): a client idle this long outside a transaction is disconnected
+	ClientParkDelay        time.Duration       // client_park_delay: default 1s: a client idle this long, holding no server, waits with no goroutine or buffer of its own; 0 = never
 	MaxClientConn          int                 // default 1000, >= 1: clients that logged in
 	MaxLoginConn           int                 // default 2000: connections still logging in; over it the oldest is shed
 	MaxLoginConnPerAddr    int                 // default 200: the same from one address; 0 = no per-address bound
@@ -218,6 +219,7 @@ func Default() Config {
 		ServerIdleTimeout:     600 * time.Second,
 		ServerLifetime:        3600 * time.Second,
 		ServerCheckDelay:      30 * time.Second,
+		ClientParkDelay:       time.Second,
 		ReservePoolTimeout:    5 * time.Second,
 		MaxClientConn:         1000,
 		MaxLoginConn:          2000,

@@ -27,6 +27,7 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 		ServerIdleTimeout:     600 * time.Second, // PgBouncer's defaults
 		ServerLifetime:        3600 * time.Second,
 		ServerCheckDelay:      30 * time.Second,
+		ClientParkDelay:       time.Second,
 		ReservePoolTimeout:    5 * time.Second,
 		MaxClientConn:         1000,
 		MaxLoginConn:          2000,
@@ -124,6 +125,7 @@ metrics_listen = "127.0.0.1:9187"
 server_idle_timeout = "90s"
 server_lifetime = 7200
 server_check_delay = "0"
+client_park_delay = "250ms"
 min_pool_size = 2
 reserve_pool_size = 3
 reserve_pool_timeout = "1.5s"
@@ -184,6 +186,7 @@ upstream = "postgres://main/main"
 		ServerIdleTimeout:      90 * time.Second,
 		ServerLifetime:         2 * time.Hour,
 		ServerCheckDelay:       0,
+		ClientParkDelay:        250 * time.Millisecond,
 		MinPoolSize:            2,
 		ReservePoolSize:        3,
 		ReservePoolTimeout:     1500 * time.Millisecond,
@@ -191,8 +194,8 @@ upstream = "postgres://main/main"
 		QueryTimeout:           30 * time.Second,
 		ClientIdleTimeout:      10 * time.Minute,
 		Databases: map[string]Database{
-			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 57},
-			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 62},
+			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 58},
+			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 63},
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {

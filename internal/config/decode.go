@@ -122,6 +122,8 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 			d.duration(path, val, &cfg.ServerLifetime)
 		case "server_check_delay":
 			d.duration(path, val, &cfg.ServerCheckDelay)
+		case "client_park_delay":
+			d.duration(path, val, &cfg.ClientParkDelay)
 		case "min_pool_size":
 			d.int(path, val, &cfg.MinPoolSize)
 		case "reserve_pool_size":

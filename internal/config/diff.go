@@ -90,6 +90,7 @@ var settings = []setting{
 	{"server_idle_timeout", func(c Config) any { return c.ServerIdleTimeout }, false},
 	{"server_lifetime", func(c Config) any { return c.ServerLifetime }, false},
 	{"server_check_delay", func(c Config) any { return c.ServerCheckDelay }, false},
+	{"client_park_delay", func(c Config) any { return c.ClientParkDelay }, true},
 	{"server_reset_query", func(c Config) any { return fmt.Sprintf("%q", c.ServerResetQuery) }, false},
 	{"shutdown_timeout", func(c Config) any { return c.ShutdownTimeout }, false},
 	{"log_level", func(c Config) any { return c.LogLevel }, false},
@@ -162,6 +163,7 @@ func Reloaded(running, next Config) (Config, []Change) {
 	next.Auth = running.Auth
 	next.LogFormat = running.LogFormat
 	next.MetricsListen = running.MetricsListen
+	next.ClientParkDelay = running.ClientParkDelay
 	return next, changes
 }
 

@@ -24,6 +24,9 @@ type Replayer struct {
 	// check several clients), except those of the client that saw it: its
 	// pooled connection is no longer in step with its direct one.
 	KeepGoing bool
+	// Pause, if set, is waited before each step, so that clients idle
+	// between their steps have time to park (client_park_delay).
+	Pause time.Duration
 }
 
 // Difference is the first place where pgvalve's answer differed from
@@ -67,6 +70,7 @@ func (r *Replayer) Run(ctx context.Context, conv Conversation) ([]*Difference, e
 		if ended[st.Client] {
 			continue
 		}
+		time.Sleep(r.Pause)
 		want, got := r.exchange(direct[st.Client], valve[st.Client], st)
 		if want.Err != nil {
 			return diffs, fmt.Errorf("step %d (client %d, %s): PostgreSQL did not answer as the generator expected "+

@@ -160,11 +160,17 @@ func replayer(s *valvetest.Server) *difftest.Replayer {
 // (the first, unless keepGoing). A harness failure ends the test.
 func replay(t *testing.T, s *valvetest.Server, conv difftest.Conversation, keepGoing bool) []*difftest.Difference {
 	t.Helper()
+	return replayPaused(t, s, conv, keepGoing, 0)
+}
+
+// replayPaused is replay waiting pause before each step.
+func replayPaused(t *testing.T, s *valvetest.Server, conv difftest.Conversation, keepGoing bool, pause time.Duration) []*difftest.Difference {
+	t.Helper()
 	resetSchema(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	r := replayer(s)
-	r.KeepGoing = keepGoing
+	r.KeepGoing, r.Pause = keepGoing, pause
 	diffs, err := r.Run(ctx, conv)
 	if err != nil {
 		t.Fatalf("the harness failed, not pgvalve: %v\nthe conversation:\n%s", err, conv.Summary(len(conv.Steps)))

@@ -17,6 +17,7 @@ import (
 	"github.com/xdg-go/scram"
 
 	"github.com/pgvalve/pgvalve/internal/auth"
+	"github.com/pgvalve/pgvalve/internal/cleanup"
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/console"
 	"github.com/pgvalve/pgvalve/internal/hba"
@@ -64,6 +65,9 @@ type door struct {
 	cfg  *Config
 	conn net.Conn // the TLS connection once tls is set
 	log  *slog.Logger
+	// ends, when the caller gave them, are handed to the relay, which may
+	// park the client and end it on another goroutine.
+	ends *cleanup.Stack
 	// tlsSrv is the TLS configuration this client is offered (nil: none);
 	// tls says the connection is encrypted, binding is its SCRAM channel
 	// binding (tls-server-end-point).
@@ -112,18 +116,34 @@ func (d *door) loginTimedOut(err error, limit time.Duration) {
 // then whatever handoff chose. A panic inside is recovered and ends only
 // this client. st, if not nil, is the client's entry in the list of live
 // sessions: the front door records who logged in, the relay its state.
-func Serve(ctx context.Context, cfg *Config, conn net.Conn, st *session.Status, gate Gate) {
+//
+// ends is what the layers above undo when the connection is done (nil:
+// nothing); Serve adds its own and runs them all as it returns, unless the
+// relay parked the client (session.ErrParked): the relay then owns them
+// and runs them when the client ends on another goroutine.
+func Serve(ctx context.Context, cfg *Config, conn net.Conn, st *session.Status, gate Gate, ends *cleanup.Stack) {
 	d := &door{cfg: cfg, conn: conn, log: cfg.Log.With("client", ClientAddr(conn)), gate: gate, local: IsLocal(conn)}
-	defer conn.Close()
+	if ends != nil {
+		d.ends = ends // the relay may take them over and park the client
+	} else {
+		ends = new(cleanup.Stack)
+	}
+	ends.Push(func() { _ = conn.Close() })
+	parked := false
 	defer func() {
 		if r := recover(); r != nil {
 			d.log.Error("session panic", "panic", r, "stack", string(debug.Stack()))
 			d.cfg.Relay.Fatal(conn, reason.Panic)
 		}
+		if !parked {
+			ends.Run()
+		}
 	}()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if err := d.run(ctx, st); err != nil {
+	ends.Push(func() { stop() })
+	err := d.run(ctx, st)
+	parked = errors.Is(err, session.ErrParked)
+	if err != nil && !parked {
 		d.log.Debug("session ended", "err", err)
 	}
 }
@@ -201,7 +221,11 @@ func (d *door) run(ctx context.Context, status *session.Status) (err error) {
 		return errNoRoute(c.Database)
 	}
 	if route.Leave != nil {
-		defer route.Leave()
+		if d.ends != nil {
+			d.ends.Push(route.Leave) // the client may end on another goroutine
+		} else {
+			defer route.Leave()
+		}
 	}
 	if err := d.authenticate(ctx, c); err != nil {
 		return err
@@ -212,6 +236,7 @@ func (d *door) run(ctx context.Context, status *session.Status) (err error) {
 	_ = d.conn.SetDeadline(time.Time{})
 	d.handedOff = true
 	c.Route = route
+	c.Ends = d.ends
 	return session.Run(ctx, d.cfg.Relay, c)
 }
 

@@ -47,7 +47,7 @@ func TestAStartupWithoutAUserIsRefusedAfterSSLIsDeclined(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		Serve(context.Background(), cfg, server, nil, Gate{})
+		Serve(context.Background(), cfg, server, nil, Gate{}, nil)
 	}()
 	fe := pgproto3.NewFrontend(client, client)
 	fe.Send(&pgproto3.SSLRequest{})

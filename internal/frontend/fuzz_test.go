@@ -60,7 +60,7 @@ func frontDoor(t *testing.T, mode config.AuthMode, users *auth.Userlist, in []by
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		Serve(context.Background(), cfg, server, nil, Gate{Admit: func() bool { admitted.Store(true); return false }})
+		Serve(context.Background(), cfg, server, nil, Gate{Admit: func() bool { admitted.Store(true); return false }}, nil)
 	}()
 	go func() { _, _ = io.Copy(io.Discard, client) }()
 	_, _ = client.Write(in) // fails once the door has closed

@@ -11,10 +11,15 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pgvalve/pgvalve/internal/cleanup"
 )
 
-// Handler serves one connection and closes it.
-type Handler func(ctx context.Context, conn net.Conn)
+// Handler serves one connection and closes it. It runs ends once the
+// connection is done, perhaps after returning: a client parked while idle
+// (internal/park) ends on whichever goroutine resumes it, and Serve waits
+// for ends, not for Handler, before it returns.
+type Handler func(ctx context.Context, conn net.Conn, ends *cleanup.Stack)
 
 // Config configures Serve.
 type Config struct {
@@ -69,11 +74,10 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config) error {
 			conn, admitted = cfg.Admit(conn)
 		}
 		if admitted && served.Add(1) <= int64(max(cfg.MaxConns(), 1)) {
-			go func() {
-				defer wg.Done()
-				defer served.Add(-1)
-				cfg.Handle(ctx, conn)
-			}()
+			ends := new(cleanup.Stack)
+			ends.Push(wg.Done)
+			ends.Push(func() { served.Add(-1) })
+			go cfg.Handle(ctx, conn, ends)
 			continue
 		}
 		if admitted {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/pgvalve/pgvalve/internal/cleanup"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -27,7 +29,8 @@ func TestServeAdmitsUpToMaxConnsRefusesTheRestAndWaitsForHandlers(t *testing.T) 
 		done <- Serve(ctx, ln, Config{
 			MaxConns: func() int { return 2 },
 			Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Handle: func(ctx context.Context, c net.Conn) {
+			Handle: func(ctx context.Context, c net.Conn, ends *cleanup.Stack) {
+				defer ends.Run()
 				defer c.Close()
 				handled.Add(1)
 				<-release
@@ -65,5 +68,44 @@ func TestServeAdmitsUpToMaxConnsRefusesTheRestAndWaitsForHandlers(t *testing.T) 
 	}
 	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
 		t.Fatal("the listener must be closed once ctx ends")
+	}
+}
+
+func TestServeWaitsForAConnectionThatOutlivesItsHandler(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	handed := make(chan *cleanup.Stack, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(ctx, ln, Config{
+			MaxConns: func() int { return 1 },
+			Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+			// The handler returns at once and leaves the connection's end
+			// to someone else, as a parked client does.
+			Handle: func(ctx context.Context, c net.Conn, ends *cleanup.Stack) {
+				ends.Push(func() { c.Close() })
+				handed <- ends
+			},
+			Refuse: func(c net.Conn) { c.Close() },
+		})
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ends := <-handed
+	cancel()
+	select {
+	case <-done:
+		t.Fatal("Serve returned while a connection it accepted had not ended")
+	case <-time.After(100 * time.Millisecond):
+	}
+	ends.Run()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

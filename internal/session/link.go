@@ -296,7 +296,7 @@ func (s *Session) drain() {
 	idle := s.mu.cur == nil
 	s.mu.Unlock()
 	if idle {
-		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+		s.wakeClient()
 	}
 }
 
@@ -310,7 +310,7 @@ func (s *Session) detachLocked(l *link) bool {
 		if s.mu.draining {
 			// A pinned client keeps its server, so a drain ends it here,
 			// at its safe point: endLink cleans the server.
-			_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+			s.wakeClient()
 		}
 		return false
 	}
@@ -331,7 +331,7 @@ func (s *Session) release(l *link) {
 	draining := s.mu.draining
 	s.mu.Unlock()
 	if draining {
-		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+		s.wakeClient()
 	}
 }
 

@@ -28,11 +28,11 @@ var errTxInStatementMode = errors.New(reason.TxInStatementMode.Message())
 // serve greets the client and relays its requests. A client holds a server
 // only while it has work in flight (transaction and statement pooling) or
 // from its first request to disconnect (session pooling).
-func (s *Session) serve(ctx context.Context, key cancel.Key) error {
+func (s *Session) serve(ctx context.Context) error {
 	greeting, err := s.greetingParams(ctx)
 	if err != nil {
 		s.sendError(wire.SeverityFatal, err)
-		return err
+		return &toldAlready{err}
 	}
 	for i, p := range s.params {
 		// Setting names are case-insensitive: a startup "timezone" is the
@@ -47,19 +47,61 @@ func (s *Session) serve(ctx context.Context, key cancel.Key) error {
 		}
 	}
 	s.view = &clientView{reported: greeting}
-	if _, err := s.conn.Write(loginReply(greeting, key)); err != nil {
-		return err
+	if _, err := s.conn.Write(loginReply(greeting, s.key)); err != nil {
+		return &toldAlready{err}
 	}
-	defer s.unlink(ctx) // also when clientSide panics: the server goes back
-	defer s.stopQueryTimer()
+	s.own.Push(func() { s.unlink(ctx) }) // also when clientSide panics: the server goes back
+	s.own.Push(s.stopQueryTimer)
 	s.watch.notify = s.queuedNotice
-	defer s.watch.close()
+	s.own.Push(s.watch.close)
 	s.lastRead = time.Now() // idle from the greeting on
-	err = s.clientSide(ctx)
-	if l := s.unlink(ctx); l != nil && l.err != nil {
-		err = l.err
+	return s.clientSide(ctx)
+}
+
+// toldAlready is an error that ended the session before its greeting: the
+// client has heard what it will hear.
+type toldAlready struct{ err error }
+
+func (e *toldAlready) Error() string { return e.err.Error() }
+func (e *toldAlready) Unwrap() error { return e.err }
+
+// proceed runs the client side from step until the client ends, which it
+// returns, or parks (ErrParked: the goroutine that wakes it goes on). A
+// panic still ends the session, giving its server back, on its way to the
+// goroutine's recovery.
+func (s *Session) proceed(ctx context.Context, step func(context.Context) error) (err error) {
+	done := false
+	defer func() {
+		if !done {
+			s.own.Run()
+		}
+	}()
+	err = step(ctx)
+	for errors.Is(err, errParked) {
+		if s.park() {
+			done = true
+			return ErrParked
+		}
+		err = s.carryOn(ctx)
 	}
-	s.reportEnd(err)
+	err = s.endWith(ctx, err)
+	done = true
+	return err
+}
+
+// endWith ends the session: its server goes back, the client hears why it
+// ends when it did not choose to, and what the session set up is undone.
+func (s *Session) endWith(ctx context.Context, err error) error {
+	var told *toldAlready
+	if errors.As(err, &told) {
+		err = told.err
+	} else {
+		if l := s.unlink(ctx); l != nil && l.err != nil {
+			err = l.err
+		}
+		s.reportEnd(err)
+	}
+	s.own.Run()
 	return err
 }
 
@@ -151,7 +193,7 @@ func (s *Session) clientSide(ctx context.Context) error {
 		if terminated {
 			return errClientTerminated
 		}
-		if err := s.readClient(ctx); err != nil {
+		if err := s.readClient(ctx, false); err != nil {
 			return err
 		}
 	}

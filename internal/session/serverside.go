@@ -58,7 +58,7 @@ func (ss *serverSide) run() {
 	// finds the failure when it looks.
 	defer func() {
 		if l.err != nil {
-			_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+			s.wakeClient()
 		}
 	}()
 	defer close(l.done)

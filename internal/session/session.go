@@ -16,9 +16,11 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/cancel"
+	"github.com/pgvalve/pgvalve/internal/cleanup"
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/notify"
 	"github.com/pgvalve/pgvalve/internal/observe"
+	"github.com/pgvalve/pgvalve/internal/park"
 	"github.com/pgvalve/pgvalve/internal/pool"
 	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/stmt"
@@ -103,6 +105,8 @@ type Env struct {
 	// Errors counts the errors pgvalve itself tells clients (not the ones
 	// it relays from servers), by SQLSTATE.
 	Errors observe.Codes
+	// Lot, if set, is where idle clients park (park.go); nil: they never do.
+	Lot *park.Lot
 }
 
 // Live returns the settings in force now; the caller must not change them.
@@ -133,6 +137,12 @@ type Knobs struct {
 
 // Session is one client connection.
 type Session struct {
+	// own is what the session undoes as it ends, on whichever goroutine
+	// ends it (it may have parked: park.go).
+	own cleanup.Stack
+	pk  parking
+	key cancel.Key
+
 	env    *Env
 	conn   net.Conn
 	rd     *wire.Reader
@@ -279,10 +289,15 @@ type Client struct {
 	// Status is the client's entry in the list of live sessions; nil when
 	// nobody lists it. The relay keeps its state.
 	Status *Status
+	// Ends, if set, is what the layers above undo when the client ends:
+	// the relay may then park an idle client, return ErrParked, and run
+	// Ends itself when the client ends later on another goroutine.
+	Ends *cleanup.Stack
 }
 
 // Run greets a logged-in client and relays its requests until it leaves or
-// fails; it leaves closing the connection to the caller.
+// fails, or until it is parked while idle (ErrParked: see Client.Ends); it
+// leaves closing the connection to the caller.
 func Run(ctx context.Context, env *Env, c Client) error {
 	s := &Session{env: env, conn: c.Conn, rd: c.Reader, sock: c.Sock, log: c.Log,
 		user: c.User, db: c.Database, route: c.Route, params: c.Params, status: c.Status}
@@ -292,10 +307,11 @@ func Run(ctx context.Context, env *Env, c Client) error {
 	s.status.set(Idle, 0, time.Now())
 	if env.Drain != nil {
 		stopDrain := context.AfterFunc(env.Drain, s.drain)
-		defer stopDrain()
+		s.own.Push(func() { stopDrain() })
 	}
 	key, unregister := env.Cancels.Register(s)
-	defer unregister()
+	s.own.Push(unregister)
+	s.key = key
 	s.id = uint64(key.PID)<<32 | uint64(binary.BigEndian.Uint32(key.Secret))
 	s.maxStmts = env.Live().MaxPreparedStatements
 	if s.route.Mode != config.PoolSession && s.maxStmts > 0 {
@@ -304,12 +320,13 @@ func Run(ctx context.Context, env *Env, c Client) error {
 	s.detect = s.route.Mode != config.PoolSession && s.route.State != config.StateOff
 	s.pinAll = s.detect && s.route.State == config.StatePinAll
 	s.rd.SetWhole(s.wholeTypes())
-	defer s.unpin()
+	s.own.Push(s.unpin)
 	if s.route.Notify != nil && s.route.Mode != config.PoolSession {
 		s.inbox = &inbox{s: s, kick: make(chan struct{}, 1)}
-		defer s.closeInbox()
+		s.own.Push(s.closeInbox)
 	}
-	return s.serve(ctx, key)
+	s.preparePark(ctx, c.Ends)
+	return s.proceed(ctx, s.serve)
 }
 
 // wholeTypes is which client messages must arrive whole: those the

@@ -56,6 +56,20 @@ type Status struct {
 	// is its pool's, which counts the same time for the whole pool.
 	served observe.Window
 	meter  *observe.Meter
+	// owner is the session, once it can park (park.go).
+	owner atomic.Pointer[Session]
+}
+
+// AskPark asks the client, if it has been idle (holding no server) since
+// before cutoff, to park: to wait with no goroutine or buffer of its own.
+// The app's park.Lot calls it for every client now and then.
+func (st *Status) AskPark(cutoff time.Time) {
+	if State(st.link.Load()>>32) != Idle || st.since.Load() > cutoff.UnixNano() {
+		return
+	}
+	if s := st.owner.Load(); s != nil {
+		s.askPark()
+	}
 }
 
 // Hold is what a client holding a server does with it.

@@ -24,9 +24,11 @@ func (e *idleTimeout) Error() string { return e.r.Message(e.limit) }
 // readClient reads more client input. Whatever woke it instead (a server
 // side that failed, a drain, a deadline) is handled between reads: a lost
 // server is answered for and the client goes on; an idle timeout ends it.
-func (s *Session) readClient(ctx context.Context) error {
+//
+// woke says the wait was ended already (a parked client resumed). A client
+// asked to park (park.go) returns errParked from here, its wait unfinished.
+func (s *Session) readClient(ctx context.Context, woke bool) error {
 	live := s.liveTimeouts()
-	woke := false
 	for {
 		if woke || s.timed {
 			if woke {
@@ -34,7 +36,7 @@ func (s *Session) readClient(ctx context.Context) error {
 			}
 			// Reset before looking, so a wake-up after the look is not lost.
 			deadline, expired := s.idleDeadline(time.Now(), live)
-			_ = s.conn.SetReadDeadline(deadline)
+			s.setReadDeadline(deadline)
 			if woke {
 				if ctx.Err() != nil {
 					return context.Cause(ctx) // pgvalve closes at once, or an admin KILLed the client
@@ -56,8 +58,11 @@ func (s *Session) readClient(ctx context.Context) error {
 			if expired != nil {
 				return expired
 			}
+			if woke && s.wantsPark() {
+				return errParked
+			}
 		}
-		err := s.rd.Fill()
+		err := s.fill()
 		if err == nil {
 			if s.timed {
 				s.lastRead = time.Now()

@@ -1,0 +1,191 @@
+package app_test
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
+)
+
+var rssClients = flag.Int("rss.clients", 2000, "idle logged-in clients BenchmarkIdleClientRSS holds")
+
+// What an idle logged-in client costs in resident memory, measured the way
+// issue 14 states its goal (at most 4 KiB each), on a pgvalve built from
+// this tree and run as its own process, and, when pgbouncer is on PATH, on
+// PgBouncer beside it in the same run: the growth of the process's VmRSS
+// while the clients log in and go idle (transaction pooling; pgvalve parks
+// them after client_park_delay), divided by the clients. Run with
+//
+//	go test -run '^$' -bench IdleClientRSS -benchtime 1x ./internal/app -args -rss.clients 10000
+func BenchmarkIdleClientRSS(b *testing.B) {
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "pgvalve")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/pgvalve").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	targets := []struct {
+		name  string
+		start func(b *testing.B, dir string, port int) *exec.Cmd
+	}{{"pgvalve", startPgvalve(bin)}}
+	if _, err := exec.LookPath("pgbouncer"); err == nil {
+		targets = append(targets, struct {
+			name  string
+			start func(b *testing.B, dir string, port int) *exec.Cmd
+		}{"pgbouncer", startPgbouncer})
+	}
+	for range b.N {
+		for _, tg := range targets {
+			port := freePort(b)
+			cmd := tg.start(b, dir, port)
+			addr := fmt.Sprintf("127.0.0.1:%d", port)
+			waitListening(b, addr)
+			before := vmRSS(b, cmd.Process.Pid)
+			conns := make([]net.Conn, 0, *rssClients)
+			for i := range *rssClients {
+				c, err := loggedIn(addr)
+				if err != nil {
+					b.Fatalf("%s client %d: %v", tg.name, i, err)
+				}
+				conns = append(conns, c)
+			}
+			time.Sleep(3 * time.Second) // idle long enough to park
+			after := vmRSS(b, cmd.Process.Pid)
+			b.ReportMetric(float64(after-before)/float64(len(conns)), tg.name+"-RSS-B/client")
+			for _, c := range conns {
+				c.Close()
+			}
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}
+}
+
+// startPgvalve runs the pgvalve binary bin on port, in transaction
+// pooling, parking clients idle for 100 ms.
+func startPgvalve(bin string) func(b *testing.B, dir string, port int) *exec.Cmd {
+	return func(b *testing.B, dir string, port int) *exec.Cmd {
+		conf := filepath.Join(dir, "pgvalve.toml")
+		body := fmt.Sprintf(`listen = "127.0.0.1:%d"
+upstream = %q
+pool_mode = "transaction"
+pool_size = 2
+max_client_conn = %d
+unix_socket_dir = ""
+client_park_delay = "100ms"
+log_level = "warn"
+`, port, cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase), *rssClients+10)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		return startProcess(b, bin, "run", "--config", conf)
+	}
+}
+
+// startPgbouncer runs PgBouncer on port in transaction pooling, trusting
+// its clients, with room for the clients in its file limit.
+func startPgbouncer(b *testing.B, dir string, port int) *exec.Cmd {
+	users := filepath.Join(dir, "userlist.txt")
+	if err := os.WriteFile(users, []byte(fmt.Sprintf("%q %q\n", cluster.User, cluster.Password)), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	ini := filepath.Join(dir, "pgbouncer.ini")
+	body := fmt.Sprintf(`[databases]
+%s = host=%s port=%d dbname=%s user=%s password=%s
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = %d
+unix_socket_dir =
+auth_type = trust
+auth_file = %s
+pool_mode = transaction
+default_pool_size = 2
+max_client_conn = %d
+logfile = %s
+`, pgtest.TestDatabase, cluster.Host, cluster.Port, pgtest.TestDatabase, cluster.User, cluster.Password,
+		port, users, *rssClients+10, filepath.Join(dir, "pgbouncer.log"))
+	if err := os.WriteFile(ini, []byte(body), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	args := []string{"-c", "ulimit -n " + strconv.Itoa(*rssClients+100) + " && exec pgbouncer " + ini}
+	if os.Geteuid() == 0 {
+		args = []string{"-c", "ulimit -n " + strconv.Itoa(*rssClients+100) + " && exec pgbouncer -u nobody " + ini}
+		_ = os.Chmod(dir, 0o755)
+		_ = os.Chmod(ini, 0o644)
+		_ = os.Chmod(users, 0o644)
+	}
+	return startProcess(b, "sh", args...)
+}
+
+func startProcess(b *testing.B, name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		if b.Failed() {
+			b.Logf("%s output:\n%s", name, out.String())
+		}
+	})
+	return cmd
+}
+
+func freePort(b *testing.B) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitListening(b *testing.B, addr string) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := loggedIn(addr)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s never let a client in: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// vmRSS is the resident set of process pid, in bytes.
+func vmRSS(b *testing.B, pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}
