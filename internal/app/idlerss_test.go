@@ -110,9 +110,8 @@ auth_file = %s
 pool_mode = transaction
 default_pool_size = 2
 max_client_conn = %d
-logfile = %s
 `, pgtest.TestDatabase, cluster.Host, cluster.Port, pgtest.TestDatabase, cluster.User, cluster.Password,
-		port, users, *rssClients+10, filepath.Join(dir, "pgbouncer.log"))
+		port, users, *rssClients+10)
 	if err := os.WriteFile(ini, []byte(body), 0o600); err != nil {
 		b.Fatal(err)
 	}

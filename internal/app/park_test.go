@@ -2,11 +2,14 @@ package app_test
 
 import (
 	"context"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgvalve/pgvalve/internal/metrics"
 	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
@@ -86,6 +89,12 @@ func TestAParkedClientThatHangsUpIsForgotten(t *testing.T) {
 	c := connectTx(t, url)
 	testutil.MustExec(t, c, "select 1")
 	waitParked(t, s, 1)
+	srv := httptest.NewServer(metrics.NewHandler(s.App.Source()))
+	defer srv.Close()
+	if body := scrape(t, srv.URL+"/metrics"); !strings.Contains(body, "pgvalve_clients_parked 1\n") ||
+		!strings.Contains(body, "pgvalve_client_parks_total 1\n") {
+		t.Fatal("/metrics does not count the parked client")
+	}
 	c.Close(context.Background())
 	waitParked(t, s, 0)
 	testutil.EventuallyWithin(t, 10*time.Second, "the client to leave the list", func() bool {

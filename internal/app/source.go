@@ -146,6 +146,12 @@ func (s source) Servers() []observe.Server {
 // relay and console logins), by SQLSTATE.
 func (s source) ClientErrors() map[string]int64 { return s.a.env.Errors.Counts() }
 
+// Parking counts the clients parked now and the parks so far.
+func (s source) Parking() observe.Parking {
+	now, total := s.a.Parking()
+	return observe.Parking{Parked: now, Parks: total}
+}
+
 func (s source) Diagnosis() []string {
 	return observe.Diagnose(s.Pools(), s.Clients(), time.Now())
 }

@@ -34,6 +34,7 @@ func (f *fakeBackend) Servers() []observe.Server { f.mu.Lock(); defer f.mu.Unloc
 func (f *fakeBackend) ClientErrors() map[string]int64 {
 	return map[string]int64{"53300": 1}
 }
+func (f *fakeBackend) Parking() observe.Parking { return observe.Parking{} }
 func (f *fakeBackend) Diagnosis() []string {
 	return observe.Diagnose(f.Pools(), f.Clients(), f.now)
 }

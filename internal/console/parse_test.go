@@ -62,6 +62,7 @@ func (stubBackend) Clients() []observe.Client {
 func (stubBackend) Servers() []observe.Server               { return []observe.Server{{PID: 7, State: "login"}} }
 func (stubBackend) ClientErrors() map[string]int64          { return nil }
 func (stubBackend) Diagnosis() []string                     { return []string{"pool d/u: trouble"} }
+func (stubBackend) Parking() observe.Parking                { return observe.Parking{} }
 func (stubBackend) Databases() []Database                   { return []Database{{Name: "d"}} }
 func (stubBackend) Users() []User                           { return []User{{Name: "u", PoolSize: -1}} }
 func (stubBackend) Config() []Setting                       { return []Setting{{Key: "k"}} }

@@ -34,6 +34,10 @@ var (
 		"When pgvalve started, in seconds since the epoch.", nil, nil)
 	clientErrorsDesc = prometheus.NewDesc("pgvalve_client_errors_total",
 		"Errors pgvalve itself sent to clients, by SQLSTATE.", []string{"sqlstate"}, nil)
+	parkedDesc = prometheus.NewDesc("pgvalve_clients_parked",
+		"Idle clients parked now: waiting with no goroutine or read buffer of their own (client_park_delay).", nil, nil)
+	parksDesc = prometheus.NewDesc("pgvalve_client_parks_total",
+		"Times an idle client parked.", nil, nil)
 )
 
 // Describe sends every metric's description.
@@ -41,6 +45,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- infoDesc
 	ch <- startDesc
 	ch <- clientErrorsDesc
+	ch <- parkedDesc
+	ch <- parksDesc
 	for _, d := range poolDescs() {
 		ch <- d
 	}
@@ -53,6 +59,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range merge(c.src.Pools()) {
 		collectPool(ch, &p, c.start)
 	}
+	parking := c.src.Parking()
+	ch <- prometheus.MustNewConstMetric(parkedDesc, prometheus.GaugeValue, float64(parking.Parked))
+	ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(parksDesc, prometheus.CounterValue, float64(parking.Parks), c.start)
 	for state, n := range bounded(c.src.ClientErrors(), sqlstate) {
 		ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(clientErrorsDesc,
 			prometheus.CounterValue, float64(n), c.start, state)

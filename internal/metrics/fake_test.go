@@ -21,6 +21,7 @@ type fakeSource struct {
 	pools   []observe.Pool
 	clients []observe.Client
 	errors  map[string]int64
+	parking observe.Parking
 }
 
 func (f *fakeSource) Pools() []observe.Pool          { return f.pools }
@@ -28,6 +29,7 @@ func (f *fakeSource) Clients() []observe.Client      { return f.clients }
 func (f *fakeSource) Servers() []observe.Server      { return nil }
 func (f *fakeSource) ClientErrors() map[string]int64 { return f.errors }
 func (f *fakeSource) Diagnosis() []string            { return nil }
+func (f *fakeSource) Parking() observe.Parking       { return f.parking }
 
 var started = time.Unix(1_800_000_000, 0)
 
@@ -63,7 +65,8 @@ func appSource() *fakeSource {
 			ID: 1, Addr: "10.1.2.3:51234", User: "app", Database: "app", State: "waiting",
 			Query: "SELECT secret FROM t",
 		}},
-		errors: map[string]int64{"53300": 2, "08P01": 1},
+		errors:  map[string]int64{"53300": 2, "08P01": 1},
+		parking: observe.Parking{Parked: 7, Parks: 31},
 	}
 }
 

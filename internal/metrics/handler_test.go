@@ -63,6 +63,8 @@ func TestEveryNumberOfAPoolIsExported(t *testing.T) {
 		{"pgvalve_server_connections_closed_total", app("reason", "idle_timeout"), 4},
 		{"pgvalve_server_connections_closed_total", app("reason", "lost"), 1},
 		{"pgvalve_client_errors_total", map[string]string{"sqlstate": "53300"}, 2},
+		{"pgvalve_clients_parked", nil, 7},
+		{"pgvalve_client_parks_total", nil, 31},
 		{"pgvalve_info", map[string]string{"version": "1.2.3"}, 1},
 		{"pgvalve_start_time_seconds", nil, float64(started.Unix())},
 	} {

@@ -114,4 +114,13 @@ type Source interface {
 	ClientErrors() map[string]int64
 	// Diagnosis is one line per pool in trouble, in plain words.
 	Diagnosis() []string
+	// Parking says how many idle clients are parked (client_park_delay).
+	Parking() Parking
+}
+
+// Parking is how idle clients wait: parked, with no goroutine or read
+// buffer of their own.
+type Parking struct {
+	Parked int    // parked now
+	Parks  uint64 // times a client parked since pgvalve started
 }

@@ -44,6 +44,8 @@ func (f *fakeSource) ClientErrors() map[string]int64 {
 	return f.errors
 }
 
+func (f *fakeSource) Parking() observe.Parking { return observe.Parking{} }
+
 func (f *fakeSource) Diagnosis() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
