@@ -158,6 +158,7 @@ func (s *Session) wantsPark() bool {
 // false: it was woken meanwhile, and the caller carries on.
 func (s *Session) park() bool {
 	s.reclaim() // the last server side has ended
+	s.shed()
 	pk := &s.pk
 	wakes := pk.wakes.Load()
 	if d, _ := s.idleDeadline(time.Now(), s.env.Live()); !d.IsZero() {
@@ -175,6 +176,13 @@ func (s *Session) park() bool {
 		return false
 	}
 	return true
+}
+
+// shed drops the scratch space the client side grew for the batches it
+// relayed; a parked client keeps only its state.
+func (s *Session) shed() {
+	s.frames, s.types, s.segTypes, s.waitBuf = nil, nil, nil, nil
+	s.batch, s.deferBuf = nil, nil
 }
 
 // unpark resumes a parked client on a new goroutine; only the first of
