@@ -57,6 +57,9 @@ func (s *Session) readClient(ctx context.Context) error {
 				return expired
 			}
 		}
+		// Nothing of the batch is held past here (frames are reset, the
+		// span written), so an idle client waits holding no buffer.
+		s.rd.Release()
 		err := s.rd.Fill()
 		if err == nil {
 			if s.timed {
