@@ -181,6 +181,7 @@ func (s *Session) park() bool {
 // shed drops the scratch space the client side grew for the batches it
 // relayed; a parked client keeps only its state.
 func (s *Session) shed() {
+	s.rd.Release() // nothing is unread: wantsPark checked
 	s.frames, s.types, s.segTypes, s.waitBuf = nil, nil, nil, nil
 	s.batch, s.deferBuf = nil, nil
 }

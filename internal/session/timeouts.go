@@ -62,6 +62,9 @@ func (s *Session) readClient(ctx context.Context, woke bool) error {
 				return errParked
 			}
 		}
+		// Nothing of the batch is held past here (frames are reset, the
+		// span written), so an idle client waits holding no buffer.
+		s.rd.Release()
 		err := s.fill()
 		if err == nil {
 			if s.timed {

@@ -70,13 +70,34 @@ type Reader struct {
 }
 
 // NewReader returns a Reader with a buffer of size bytes that refuses
-// messages larger than maxLen bytes (header included).
+// messages larger than maxLen bytes (header included). The buffer is taken
+// at the first Fill, not before.
 func NewReader(src io.Reader, size, maxLen int) *Reader {
 	if size < 64 {
 		size = 64
 	}
-	return &Reader{src: src, buf: make([]byte, size), maxLen: maxLen, size: size}
+	return &Reader{src: src, maxLen: maxLen, size: size}
 }
+
+// Release gives the buffer back to a pool shared by every reader when it
+// holds nothing unread, so that a connection idle between messages holds
+// no buffer; the next Fill takes one again. Any Body or Take slice from
+// before is invalid from then on: another connection may be reading into
+// that memory. Only buffers of DefaultBufferSize are shared; a reader of
+// another size keeps its own.
+func (r *Reader) Release() {
+	if r.buf == nil || r.r != r.w || r.size != DefaultBufferSize {
+		return
+	}
+	if len(r.buf) == DefaultBufferSize {
+		putBuf(r.buf) // a grown buffer is dropped instead
+	}
+	r.buf = nil
+	r.r, r.scan, r.w = 0, 0, 0
+}
+
+// Holding reports whether the reader holds a buffer now.
+func (r *Reader) Holding() bool { return r.buf != nil }
 
 // SetWhole makes messages of the types whole reports arrive whole: the
 // buffer grows for them, up to the reader's message limit, and shrinks back
@@ -196,11 +217,14 @@ func (r *Reader) Fill() error {
 	if r.r != r.scan {
 		panic("wire: Fill called with scanned bytes not taken")
 	}
+	if r.buf == nil {
+		return r.fillEmpty()
+	}
 	if len(r.buf) > r.size && r.w == r.r {
 		// A whole large message has gone and nothing is pending: return to
 		// the usual size.
-		r.buf = make([]byte, r.size)
-		r.r, r.scan, r.w = 0, 0, 0
+		r.buf = nil
+		return r.fillEmpty()
 	} else if r.r > 0 {
 		n := copy(r.buf, r.buf[r.r:r.w])
 		r.w = n
@@ -220,6 +244,23 @@ func (r *Reader) Fill() error {
 		err = io.ErrNoProgress
 	}
 	return err
+}
+
+// fillEmpty reads into a buffer taken for the read. From a Socket, the
+// buffer is taken only once bytes are there: the read waits holding none.
+func (r *Reader) fillEmpty() error {
+	r.r, r.scan, r.w = 0, 0, 0
+	if s, ok := r.src.(*Socket); ok && r.size == DefaultBufferSize {
+		buf, n, err := s.readPooled()
+		r.buf, r.w = buf, n
+		return err
+	}
+	if r.size == DefaultBufferSize {
+		r.buf = getBuf()
+	} else {
+		r.buf = make([]byte, r.size)
+	}
+	return r.Fill()
 }
 
 // ReadMessage reads one whole message, filling as needed, and consumes it.

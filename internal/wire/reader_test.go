@@ -19,6 +19,13 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // the message the batch ends inside, if any.
 func relay(t *testing.T, r *Reader) (frames []Frame, out []byte, err error) {
 	t.Helper()
+	return relayReleasing(t, r, false)
+}
+
+// relayReleasing is relay, giving the buffer back before each Fill when
+// release is set, as the session does before it waits for its client.
+func relayReleasing(t *testing.T, r *Reader, release bool) (frames []Frame, out []byte, err error) {
+	t.Helper()
 	covered := 0 // bytes of the frames seen
 	for {
 		for {
@@ -40,6 +47,12 @@ func relay(t *testing.T, r *Reader) (frames []Frame, out []byte, err error) {
 		}
 		if got := r.Streaming(); got != inside {
 			t.Fatalf("after %d bytes Streaming() = %q, want %q", len(out), got, inside)
+		}
+		if release {
+			r.Release()
+			if r.Holding() && r.Buffered() == 0 {
+				t.Fatal("Release kept a buffer that held nothing")
+			}
 		}
 		if err := r.Fill(); err != nil {
 			return frames, out, err
@@ -150,14 +163,18 @@ func FuzzReader(f *testing.F) {
 	f.Add(bytes.Join([][]byte{testutil.Message('Q', "select 1\x00"), testutil.Message('Z', "I")}, nil), 64)
 	f.Add([]byte{'d', 0, 0, 1, 0, 1, 2, 3}, 16)
 	f.Add([]byte{'X', 0, 0, 0, 1}, 100)
+	f.Add(bytes.Join([][]byte{testutil.Message('Q', "select 1\x00"), testutil.Message('P', string(make([]byte, 20000)))}, nil), 3)
 	f.Fuzz(func(t *testing.T, data []byte, size int) {
-		whole := size%2 == 0
+		whole, release := size%2 == 0, size%3 == 0
 		size = 16 + (size&0xffff)%4096
+		if release {
+			size = DefaultBufferSize // the only size Release gives back
+		}
 		r := NewReader(iotest.HalfReader(bytes.NewReader(data)), size, 1<<16)
 		if whole {
 			r.SetWhole(func(typ byte) bool { return typ == 'P' || typ == 'B' })
 		}
-		frames, out, err := relay(t, r)
+		frames, out, err := relayReleasing(t, r, release)
 		if !bytes.Equal(out, data[:len(out)]) {
 			t.Fatal("forwarded bytes differ from the input")
 		}

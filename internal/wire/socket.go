@@ -32,6 +32,7 @@ type Socket struct {
 	rn   int
 	rerr syscall.Errno
 	rfn  func(fd uintptr) bool // built once: a Read allocates nothing
+	rpfn func(fd uintptr) bool // readPooled's
 
 	wmu  sync.Mutex
 	wbuf []byte
@@ -53,7 +54,7 @@ func NewSocket(c net.Conn) io.ReadWriter {
 		return c
 	}
 	s := &Socket{raw: raw}
-	s.rfn, s.wfn = s.read, s.write
+	s.rfn, s.rpfn, s.wfn = s.read, s.readPool, s.write
 	return s
 }
 
@@ -86,6 +87,54 @@ func (s *Socket) read(fd uintptr) bool {
 	case 0:
 		s.rn = n
 	case syscall.EAGAIN:
+		return false
+	default:
+		s.rerr = e
+	}
+	return true
+}
+
+// readPooled reads what is there into a buffer of DefaultBufferSize from
+// the pool, waiting for at least one byte without holding one: the
+// callback takes a buffer for each read it tries and gives it back before
+// it waits. It costs no system call more than Read, and an idle
+// connection parked in the poller holds no buffer. buf is nil when n is 0
+// and err is not.
+func (s *Socket) readPooled() (buf []byte, n int, err error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	s.rbuf, s.rn, s.rerr = nil, 0, 0
+	err = s.raw.Read(s.rpfn)
+	buf, s.rbuf = s.rbuf, nil
+	switch {
+	case err != nil:
+	case s.rerr != 0:
+		err = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", s.rerr)}
+	case s.rn == 0:
+		err = io.EOF
+	default:
+		raceWrite(buf[:s.rn])
+		return buf, s.rn, nil
+	}
+	if buf != nil {
+		putBuf(buf)
+	}
+	return nil, 0, err
+}
+
+// readPool is readPooled's RawConn callback: false means "wait until
+// readable", with the buffer given back.
+func (s *Socket) readPool(fd uintptr) bool {
+	if s.rbuf == nil {
+		s.rbuf = getBuf()
+	}
+	n, e := rawIO(syscall.SYS_READ, fd, s.rbuf)
+	switch e {
+	case 0:
+		s.rn = n
+	case syscall.EAGAIN:
+		putBuf(s.rbuf)
+		s.rbuf = nil
 		return false
 	default:
 		s.rerr = e

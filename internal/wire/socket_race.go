@@ -12,3 +12,10 @@ import (
 
 func raceRead(p []byte)  { runtime.RaceReadRange(unsafe.Pointer(&p[0]), len(p)) }
 func raceWrite(p []byte) { runtime.RaceWriteRange(unsafe.Pointer(&p[0]), len(p)) }
+
+// poison overwrites a released buffer (see putBuf).
+func poison(buf []byte) {
+	for i := range buf {
+		buf[i] = 0xDB
+	}
+}

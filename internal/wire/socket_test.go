@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 func TestNewSocketWrapsOnlyPlainSockets(t *testing.T) {
@@ -182,5 +184,35 @@ func BenchmarkSocketRoundTrip(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A reader over a socket that gives its buffer back between messages
+// still sees every byte, in order, a message larger than the buffer
+// included, and holds no buffer after Release.
+func TestAReleasingReaderOverASocketSeesEveryMessage(t *testing.T) {
+	c, peer := tcpPair(t)
+	r := NewReader(NewSocket(c), DefaultBufferSize, 1<<20)
+	r.SetWhole(func(byte) bool { return true })
+	big := string(bytes.Repeat([]byte("b"), 3*DefaultBufferSize))
+	msgs := []string{"one\x00", big, "three\x00"}
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		for _, m := range msgs {
+			_, _ = peer.Write(testutil.Message('Q', m))
+			time.Sleep(10 * time.Millisecond) // the reader parks between them
+		}
+	}()
+	defer func() { <-wrote }()
+	for i, want := range msgs {
+		r.Release()
+		if r.Holding() {
+			t.Fatalf("message %d: Release kept the buffer of an empty reader", i)
+		}
+		typ, body, err := r.ReadMessage()
+		if err != nil || typ != 'Q' || string(body) != want {
+			t.Fatalf("message %d: got %q of %d bytes (%v), want %d bytes", i, typ, len(body), err, len(want))
+		}
 	}
 }
