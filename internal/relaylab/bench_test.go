@@ -96,17 +96,23 @@ func runBenchCase(b *testing.B, c benchCase) {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(c.procs))
 	}
 	port := cluster.Port
+	var relay *relaylab.Relay
 	if c.relay != nil {
-		port = startRelay(b, *c.relay).Addr().Port
+		relay = startRelay(b, *c.relay)
+		port = relay.Addr().Port
 	}
 	var txns int
 	var tps float64
 	var cost usage
+	var waits, events int64
 	for range b.N {
 		before := sample(b)
+		w0, e0 := relayWaits(relay)
 		out, err := pgbench(port, "-n", "-S", "-M", *benchProtocol, "-c", strconv.Itoa(*benchClients),
 			"-j", "2", "-T", strconv.Itoa(*benchSeconds))
 		cost = cost.plus(sample(b).minus(before))
+		w1, e1 := relayWaits(relay)
+		waits, events = waits+w1-w0, events+e1-e0
 		if err != nil {
 			b.Fatalf("pgbench: %v\n%s", err, out)
 		}
@@ -125,6 +131,17 @@ func runBenchCase(b *testing.B, c benchCase) {
 	b.ReportMetric(per(float64(cost.ivcsw)), "ivcs/txn")
 	b.ReportMetric(per(float64(cost.syscr)), "reads/txn")
 	b.ReportMetric(per(float64(cost.syscw)), "writes/txn")
+	if waits > 0 {
+		b.ReportMetric(per(float64(waits)), "epollwaits/txn")
+		b.ReportMetric(float64(events)/float64(waits), "events/epollwait")
+	}
+}
+
+func relayWaits(r *relaylab.Relay) (calls, events int64) {
+	if r == nil {
+		return 0, 0
+	}
+	return r.Waits()
 }
 
 // usage is this process's resource use: all its threads, not its children

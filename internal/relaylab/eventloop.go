@@ -6,6 +6,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -50,6 +51,15 @@ func (e *eventLoops) add(client, server net.Conn) {
 	e.next++
 }
 
+// waits sums the loops' epoll_wait calls and the events they returned.
+func (e *eventLoops) waits() (calls, events int64) {
+	for _, l := range e.loops {
+		calls += l.waitCalls.Load()
+		events += l.waitEvents.Load()
+	}
+	return calls, events
+}
+
 func (e *eventLoops) close() {
 	for _, l := range e.loops {
 		l.stop()
@@ -90,6 +100,9 @@ type loop struct {
 	mu      sync.Mutex
 	queue   [][2]int // client and server sockets handed over, not yet registered
 	closing bool
+
+	// For the benchmark: how much one epoll_wait gathers.
+	waitCalls, waitEvents atomic.Int64
 
 	ends   []*end // by socket
 	buf    []byte // every read lands here first
@@ -163,12 +176,14 @@ func (l *loop) run() {
 	defer l.shutdown()
 	for {
 		n, err := unix.EpollWait(l.epfd, l.events, -1)
+		l.waitCalls.Add(1)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return
 		}
+		l.waitEvents.Add(int64(n))
 		// A closed socket's number may come back in a later registration
 		// while stale events for it are still in this batch: every handler
 		// only tries non-blocking calls, so such an event costs a read

@@ -94,6 +94,16 @@ func Start(opts Options) (*Relay, error) {
 // Addr is where clients connect.
 func (r *Relay) Addr() *net.TCPAddr { return r.ln.Addr().(*net.TCPAddr) }
 
+// Waits returns how many times the event loops have called epoll_wait and
+// how many events those calls returned, all loops together; zeros for
+// Goroutines, whose waits happen inside Go's netpoller.
+func (r *Relay) Waits() (calls, events int64) {
+	if e, ok := r.eng.(*eventLoops); ok {
+		return e.waits()
+	}
+	return 0, 0
+}
+
 // Close stops accepting, closes every pair and waits for every goroutine
 // the relay started.
 func (r *Relay) Close() error {
