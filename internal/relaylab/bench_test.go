@@ -29,22 +29,26 @@ var (
 	benchRounds   = flag.Int("relaylab.rounds", 1, "rounds, each running every design once in turn")
 )
 
-// benchCase is one sub-benchmark: relay nil is pgbench straight to
-// PostgreSQL; procs > 0 sets GOMAXPROCS for the run.
+// benchCase is one sub-benchmark: relay nil and bouncer empty is pgbench
+// straight to PostgreSQL; procs > 0 sets GOMAXPROCS for the run; bouncer
+// names a PgBouncer pool_mode to run as the reference.
 type benchCase struct {
-	name  string
-	procs int
-	relay *relaylab.Options
+	name    string
+	procs   int
+	relay   *relaylab.Options
+	bouncer string
 }
 
 var benchCases = []benchCase{
 	{name: "direct"},
-	{"goroutines/procs=2", 2, &relaylab.Options{Design: relaylab.Goroutines}},
-	{"goroutines/procs=1", 1, &relaylab.Options{Design: relaylab.Goroutines}},
-	{"eventloop/edge/loops=2", 2, &relaylab.Options{Design: relaylab.EventLoop, Loops: 2, Trigger: relaylab.Edge}},
-	{"eventloop/edge/loops=1", 2, &relaylab.Options{Design: relaylab.EventLoop, Loops: 1, Trigger: relaylab.Edge}},
-	{"eventloop/edge/loops=1/procs=1", 1, &relaylab.Options{Design: relaylab.EventLoop, Loops: 1, Trigger: relaylab.Edge}},
-	{"eventloop/level/loops=2", 2, &relaylab.Options{Design: relaylab.EventLoop, Loops: 2, Trigger: relaylab.Level}},
+	{"goroutines/procs=2", 2, &relaylab.Options{Design: relaylab.Goroutines}, ""},
+	{"goroutines/procs=1", 1, &relaylab.Options{Design: relaylab.Goroutines}, ""},
+	{"eventloop/edge/loops=2", 2, &relaylab.Options{Design: relaylab.EventLoop, Loops: 2, Trigger: relaylab.Edge}, ""},
+	{"eventloop/edge/loops=1", 2, &relaylab.Options{Design: relaylab.EventLoop, Loops: 1, Trigger: relaylab.Edge}, ""},
+	{"eventloop/edge/loops=1/procs=1", 1, &relaylab.Options{Design: relaylab.EventLoop, Loops: 1, Trigger: relaylab.Edge}, ""},
+	{"eventloop/level/loops=2", 2, &relaylab.Options{Design: relaylab.EventLoop, Loops: 2, Trigger: relaylab.Level}, ""},
+	{name: "pgbouncer/session", bouncer: "session"},
+	{name: "pgbouncer/transaction/pool=20", bouncer: "transaction"},
 }
 
 // BenchmarkRelayDesigns runs pgbench -S through each design and reports
@@ -97,20 +101,30 @@ func runBenchCase(b *testing.B, c benchCase) {
 	}
 	port := cluster.Port
 	var relay *relaylab.Relay
-	if c.relay != nil {
+	sample := func() usage { return sampleSelf(b) }
+	switch {
+	case c.relay != nil:
 		relay = startRelay(b, *c.relay)
 		port = relay.Addr().Port
+	case c.bouncer != "":
+		poolSize := *benchClients
+		if c.bouncer == "transaction" {
+			poolSize = 20
+		}
+		var pid int
+		port, pid = startPgBouncer(b, c.bouncer, poolSize)
+		sample = func() usage { return sampleProc(b, pid) }
 	}
 	var txns int
 	var tps float64
 	var cost usage
 	var waits, events int64
 	for range b.N {
-		before := sample(b)
+		before := sample()
 		w0, e0 := relayWaits(relay)
 		out, err := pgbench(port, "-n", "-S", "-M", *benchProtocol, "-c", strconv.Itoa(*benchClients),
 			"-j", "2", "-T", strconv.Itoa(*benchSeconds))
-		cost = cost.plus(sample(b).minus(before))
+		cost = cost.plus(sample().minus(before))
 		w1, e1 := relayWaits(relay)
 		waits, events = waits+w1-w0, events+e1-e0
 		if err != nil {
@@ -129,8 +143,10 @@ func runBenchCase(b *testing.B, c benchCase) {
 	b.ReportMetric(per(float64(cost.sys.Microseconds())), "sys-µs/txn")
 	b.ReportMetric(per(float64(cost.vcsw)), "vcs/txn")
 	b.ReportMetric(per(float64(cost.ivcsw)), "ivcs/txn")
-	b.ReportMetric(per(float64(cost.syscr)), "reads/txn")
-	b.ReportMetric(per(float64(cost.syscw)), "writes/txn")
+	if c.bouncer == "" { // PgBouncer's recv and send are not in /proc/PID/io's counts
+		b.ReportMetric(per(float64(cost.syscr)), "reads/txn")
+		b.ReportMetric(per(float64(cost.syscw)), "writes/txn")
+	}
 	if waits > 0 {
 		b.ReportMetric(per(float64(waits)), "epollwaits/txn")
 		b.ReportMetric(float64(events)/float64(waits), "events/epollwait")
@@ -144,15 +160,15 @@ func relayWaits(r *relaylab.Relay) (calls, events int64) {
 	return r.Waits()
 }
 
-// usage is this process's resource use: all its threads, not its children
-// (pgbench) nor PostgreSQL.
+// usage is a process's resource use: for this process all its threads, not
+// its children (pgbench) nor PostgreSQL.
 type usage struct {
 	user, sys    time.Duration
 	vcsw, ivcsw  int64
-	syscr, syscw int64 // read and write system calls (read, recvfrom, ...), EAGAIN included
+	syscr, syscw int64 // read(2) and write(2) calls (not recv/send), EAGAIN included
 }
 
-func sample(b *testing.B) usage {
+func sampleSelf(b *testing.B) usage {
 	var ru unix.Rusage
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
 		b.Fatal(err)
@@ -161,14 +177,14 @@ func sample(b *testing.B) usage {
 		user: time.Duration(ru.Utime.Nano()), sys: time.Duration(ru.Stime.Nano()),
 		vcsw: ru.Nvcsw, ivcsw: ru.Nivcsw,
 	}
-	u.syscr, u.syscw = ioCounts(b)
+	u.syscr, u.syscw = ioCounts(b, "/proc/self/io")
 	return u
 }
 
-// ioCounts reads syscr and syscw from /proc/self/io (per process, kept by
+// ioCounts reads syscr and syscw from a /proc/PID/io (per process, kept by
 // the kernel at no cost).
-func ioCounts(b *testing.B) (syscr, syscw int64) {
-	data, err := os.ReadFile("/proc/self/io")
+func ioCounts(b *testing.B, path string) (syscr, syscw int64) {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		b.Fatalf("read and write counts: %v", err)
 	}

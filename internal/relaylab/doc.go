@@ -18,7 +18,8 @@
 // test process and an external pgbench against it, and reports the test
 // process's CPU, context switches and read/write system calls per
 // transaction (pgbench and PostgreSQL run in other processes, so they are
-// not counted), beside a direct pgbench run for the throughput ratio:
+// not counted), beside a direct pgbench run for the throughput ratio and
+// PgBouncer (from /proc, when it is installed) as a reference:
 //
 //	go test ./internal/relaylab -run '^$' -bench RelayDesigns -benchtime 1x \
 //	    -relaylab.T 5 -relaylab.clients 50 -relaylab.rounds 2
