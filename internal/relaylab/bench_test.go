@@ -46,6 +46,7 @@ var benchCases = []benchCase{
 	{"eventloop/edge/loops=2", 2, &relaylab.Options{Design: relaylab.EventLoop, Loops: 2, Trigger: relaylab.Edge}, ""},
 	{"eventloop/edge/loops=1", 2, &relaylab.Options{Design: relaylab.EventLoop, Loops: 1, Trigger: relaylab.Edge}, ""},
 	{"eventloop/edge/loops=1/procs=1", 1, &relaylab.Options{Design: relaylab.EventLoop, Loops: 1, Trigger: relaylab.Edge}, ""},
+	{"eventloop/edge/loops=1/spin=20", 2, &relaylab.Options{Design: relaylab.EventLoop, Loops: 1, Trigger: relaylab.Edge, Spin: 20}, ""},
 	{"eventloop/level/loops=2", 2, &relaylab.Options{Design: relaylab.EventLoop, Loops: 2, Trigger: relaylab.Level}, ""},
 	{name: "pgbouncer/session", bouncer: "session"},
 	{name: "pgbouncer/transaction/pool=20", bouncer: "transaction"},
@@ -148,12 +149,12 @@ func runBenchCase(b *testing.B, c benchCase) {
 		b.ReportMetric(per(float64(cost.syscw)), "writes/txn")
 	}
 	if waits > 0 {
-		b.ReportMetric(per(float64(waits)), "epollwaits/txn")
-		b.ReportMetric(float64(events)/float64(waits), "events/epollwait")
+		b.ReportMetric(per(float64(waits)), "sleeps/txn")
+		b.ReportMetric(per(float64(events)), "events/txn")
 	}
 }
 
-func relayWaits(r *relaylab.Relay) (calls, events int64) {
+func relayWaits(r *relaylab.Relay) (sleeps, events int64) {
 	if r == nil {
 		return 0, 0
 	}

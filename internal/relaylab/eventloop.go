@@ -20,10 +20,10 @@ type eventLoops struct {
 	wg    sync.WaitGroup
 }
 
-func newEventLoops(n int, trig Trigger) (*eventLoops, error) {
+func newEventLoops(n int, trig Trigger, spin int) (*eventLoops, error) {
 	e := &eventLoops{}
 	for range n {
-		l, err := newLoop(trig)
+		l, err := newLoop(trig, spin)
 		if err != nil {
 			e.close()
 			return nil, err
@@ -51,13 +51,13 @@ func (e *eventLoops) add(client, server net.Conn) {
 	e.next++
 }
 
-// waits sums the loops' epoll_wait calls and the events they returned.
-func (e *eventLoops) waits() (calls, events int64) {
+// waits sums the loops' sleeps in epoll_wait and the events returned.
+func (e *eventLoops) waits() (sleeps, events int64) {
 	for _, l := range e.loops {
-		calls += l.waitCalls.Load()
+		sleeps += l.sleeps.Load()
 		events += l.waitEvents.Load()
 	}
-	return calls, events
+	return sleeps, events
 }
 
 func (e *eventLoops) close() {
@@ -96,13 +96,14 @@ func takeFD(c net.Conn) (int, error) {
 type loop struct {
 	epfd, wakefd int
 	trig         Trigger
+	spin         int
 
 	mu      sync.Mutex
 	queue   [][2]int // client and server sockets handed over, not yet registered
 	closing bool
 
-	// For the benchmark: how much one epoll_wait gathers.
-	waitCalls, waitEvents atomic.Int64
+	// For the benchmark: how often the loop sleeps, how many events it gathers.
+	sleeps, waitEvents atomic.Int64
 
 	ends   []*end // by socket
 	buf    []byte // every read lands here first
@@ -118,7 +119,7 @@ type end struct {
 	closed  bool
 }
 
-func newLoop(trig Trigger) (*loop, error) {
+func newLoop(trig Trigger, spin int) (*loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -135,7 +136,7 @@ func newLoop(trig Trigger) (*loop, error) {
 		return nil, err
 	}
 	return &loop{
-		epfd: epfd, wakefd: wakefd, trig: trig,
+		epfd: epfd, wakefd: wakefd, trig: trig, spin: spin,
 		buf: make([]byte, bufSize), events: make([]unix.EpollEvent, 128),
 	}, nil
 }
@@ -175,8 +176,7 @@ func (l *loop) run() {
 	defer runtime.UnlockOSThread()
 	defer l.shutdown()
 	for {
-		n, err := unix.EpollWait(l.epfd, l.events, -1)
-		l.waitCalls.Add(1)
+		n, err := l.wait()
 		if err == unix.EINTR {
 			continue
 		}
@@ -200,6 +200,18 @@ func (l *loop) run() {
 			}
 		}
 	}
+}
+
+// wait returns the next batch of events, polling up to spin times before
+// it sleeps.
+func (l *loop) wait() (int, error) {
+	for range l.spin {
+		if n, err := unix.EpollWait(l.epfd, l.events, 0); n > 0 || (err != nil && err != unix.EINTR) {
+			return n, err
+		}
+	}
+	l.sleeps.Add(1)
+	return unix.EpollWait(l.epfd, l.events, -1)
 }
 
 // admit registers the queued pairs; false when the loop must end.

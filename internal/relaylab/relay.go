@@ -39,6 +39,10 @@ type Options struct {
 	Upstream string // PostgreSQL's host:port; each client gets its own connection
 	Loops    int    // EventLoop: how many loops; GOMAXPROCS when 0
 	Trigger  Trigger
+	// Spin is how many times an event loop polls (epoll_wait with no
+	// timeout) before it sleeps in epoll_wait: Go's scheduler spins the
+	// same way before parking a thread, to save the sleep and wake-up.
+	Spin int
 }
 
 // engine moves bytes for the pairs handed to it.
@@ -75,7 +79,7 @@ func Start(opts Options) (*Relay, error) {
 			n = runtime.GOMAXPROCS(0)
 		}
 		var err error
-		if eng, err = newEventLoops(n, opts.Trigger); err != nil {
+		if eng, err = newEventLoops(n, opts.Trigger, opts.Spin); err != nil {
 			return nil, err
 		}
 	default:
@@ -94,10 +98,10 @@ func Start(opts Options) (*Relay, error) {
 // Addr is where clients connect.
 func (r *Relay) Addr() *net.TCPAddr { return r.ln.Addr().(*net.TCPAddr) }
 
-// Waits returns how many times the event loops have called epoll_wait and
-// how many events those calls returned, all loops together; zeros for
-// Goroutines, whose waits happen inside Go's netpoller.
-func (r *Relay) Waits() (calls, events int64) {
+// Waits returns how many times the event loops have slept in epoll_wait
+// and how many events all their epoll_wait calls returned, all loops
+// together; zeros for Goroutines, whose waits happen inside Go's netpoller.
+func (r *Relay) Waits() (sleeps, events int64) {
 	if e, ok := r.eng.(*eventLoops); ok {
 		return e.waits()
 	}
