@@ -27,29 +27,34 @@ var (
 	benchProtocol = flag.String("relaylab.protocol", "simple", "pgbench protocol (-M)")
 	benchScale    = flag.Int("relaylab.scale", 10, "pgbench scale factor (-i -s)")
 	benchRounds   = flag.Int("relaylab.rounds", 1, "rounds, each running every design once in turn")
+	benchPgvalve  = flag.String("relaylab.pgvalve", "", "a pgvalve binary to run as a reference (none when empty)")
 )
 
 // benchCase is one sub-benchmark: relay nil and bouncer empty is pgbench
-// straight to PostgreSQL; procs > 0 sets GOMAXPROCS for the run; bouncer
-// names a PgBouncer pool_mode to run as the reference.
+// straight to PostgreSQL; procs > 0 sets GOMAXPROCS for the run; pooler
+// starts an external pooler as a reference, in mode (session: one server
+// per client, as the lab's relays; transaction: a pool of 20).
 type benchCase struct {
-	name    string
-	procs   int
-	relay   *relaylab.Options
-	bouncer string
+	name   string
+	procs  int
+	relay  *relaylab.Options
+	pooler func(b *testing.B, mode string, poolSize int) (port, pid int)
+	mode   string
 }
 
 var benchCases = []benchCase{
 	{name: "direct"},
-	{"goroutines/procs=2", 2, &relaylab.Options{Design: relaylab.Goroutines}, ""},
-	{"goroutines/procs=1", 1, &relaylab.Options{Design: relaylab.Goroutines}, ""},
-	{"eventloop/edge/loops=2", 2, &relaylab.Options{Design: relaylab.EventLoop, Loops: 2, Trigger: relaylab.Edge}, ""},
-	{"eventloop/edge/loops=1", 2, &relaylab.Options{Design: relaylab.EventLoop, Loops: 1, Trigger: relaylab.Edge}, ""},
-	{"eventloop/edge/loops=1/procs=1", 1, &relaylab.Options{Design: relaylab.EventLoop, Loops: 1, Trigger: relaylab.Edge}, ""},
-	{"eventloop/edge/loops=1/spin=20", 2, &relaylab.Options{Design: relaylab.EventLoop, Loops: 1, Trigger: relaylab.Edge, Spin: 20}, ""},
-	{"eventloop/level/loops=2", 2, &relaylab.Options{Design: relaylab.EventLoop, Loops: 2, Trigger: relaylab.Level}, ""},
-	{name: "pgbouncer/session", bouncer: "session"},
-	{name: "pgbouncer/transaction/pool=20", bouncer: "transaction"},
+	{name: "goroutines/procs=2", procs: 2, relay: &relaylab.Options{Design: relaylab.Goroutines}},
+	{name: "goroutines/procs=1", procs: 1, relay: &relaylab.Options{Design: relaylab.Goroutines}},
+	{name: "eventloop/edge/loops=2", procs: 2, relay: &relaylab.Options{Design: relaylab.EventLoop, Loops: 2, Trigger: relaylab.Edge}},
+	{name: "eventloop/edge/loops=1", procs: 2, relay: &relaylab.Options{Design: relaylab.EventLoop, Loops: 1, Trigger: relaylab.Edge}},
+	{name: "eventloop/edge/loops=1/procs=1", procs: 1, relay: &relaylab.Options{Design: relaylab.EventLoop, Loops: 1, Trigger: relaylab.Edge}},
+	{name: "eventloop/edge/loops=1/spin=20", procs: 2, relay: &relaylab.Options{Design: relaylab.EventLoop, Loops: 1, Trigger: relaylab.Edge, Spin: 20}},
+	{name: "eventloop/level/loops=2", procs: 2, relay: &relaylab.Options{Design: relaylab.EventLoop, Loops: 2, Trigger: relaylab.Level}},
+	{name: "pgbouncer/session", pooler: startPgBouncer, mode: "session"},
+	{name: "pgbouncer/transaction/pool=20", pooler: startPgBouncer, mode: "transaction"},
+	{name: "pgvalve/session", pooler: startPgvalve, mode: "session"},
+	{name: "pgvalve/transaction/pool=20", pooler: startPgvalve, mode: "transaction"},
 }
 
 // BenchmarkRelayDesigns runs pgbench -S through each design and reports
@@ -107,13 +112,13 @@ func runBenchCase(b *testing.B, c benchCase) {
 	case c.relay != nil:
 		relay = startRelay(b, *c.relay)
 		port = relay.Addr().Port
-	case c.bouncer != "":
+	case c.pooler != nil:
 		poolSize := *benchClients
-		if c.bouncer == "transaction" {
+		if c.mode == "transaction" {
 			poolSize = 20
 		}
 		var pid int
-		port, pid = startPgBouncer(b, c.bouncer, poolSize)
+		port, pid = c.pooler(b, c.mode, poolSize)
 		sample = func() usage { return sampleProc(b, pid) }
 	}
 	var txns int
@@ -144,7 +149,7 @@ func runBenchCase(b *testing.B, c benchCase) {
 	b.ReportMetric(per(float64(cost.sys.Microseconds())), "sys-µs/txn")
 	b.ReportMetric(per(float64(cost.vcsw)), "vcs/txn")
 	b.ReportMetric(per(float64(cost.ivcsw)), "ivcs/txn")
-	if c.bouncer == "" { // PgBouncer's recv and send are not in /proc/PID/io's counts
+	if c.pooler == nil { // PgBouncer's recv and send are not in /proc/PID/io's counts
 		b.ReportMetric(per(float64(cost.syscr)), "reads/txn")
 		b.ReportMetric(per(float64(cost.syscw)), "writes/txn")
 	}

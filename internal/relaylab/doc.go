@@ -25,6 +25,8 @@
 //	    -relaylab.T 5 -relaylab.clients 50 -relaylab.rounds 2
 //
 // -relaylab.protocol picks pgbench's -M (simple, extended, prepared) and
-// -relaylab.scale its -i -s. Rounds interleave the designs, so that a
+// -relaylab.scale its -i -s. -relaylab.pgvalve names a pgvalve binary
+// (go build -o /tmp/pgvalve ./cmd/pgvalve) to run in session and
+// transaction mode beside the designs, measured from /proc as PgBouncer is. Rounds interleave the designs, so that a
 // neighbour's load on a shared machine falls on all of them alike.
 package relaylab

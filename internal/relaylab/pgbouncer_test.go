@@ -56,6 +56,31 @@ max_client_conn = 1000
 	if os.Geteuid() == 0 {
 		args = []string{"-u", "postgres", ini} // PgBouncer refuses to run as root
 	}
+	return port, startProc(b, port, bin, args...)
+}
+
+// startPgvalve runs the pgvalve binary that -relaylab.pgvalve names in
+// front of the cluster, as the product to compare the lab's relays with,
+// and returns its port and process id; it skips without the flag.
+func startPgvalve(b *testing.B, mode string, poolSize int) (port, pid int) {
+	b.Helper()
+	if *benchPgvalve == "" {
+		b.Skip("no -relaylab.pgvalve binary (go build -o /tmp/pgvalve ./cmd/pgvalve): no pgvalve run")
+	}
+	port, err := pgtest.FreePort()
+	if err != nil {
+		b.Fatal(err)
+	}
+	upstream := fmt.Sprintf("postgres://%s@%s:%d/%s", cluster.User, cluster.Host, cluster.Port, cluster.Database)
+	return port, startProc(b, port, *benchPgvalve, "run", "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"--upstream", upstream, "--auth-type", "trust", "--pool-mode", mode, "--pool-size", strconv.Itoa(poolSize),
+		"--max-client-conn", "1000", "--log-level", "warn")
+}
+
+// startProc starts a pooler, stops it when b ends, and waits until it
+// listens on port.
+func startProc(b *testing.B, port int, bin string, args ...string) (pid int) {
+	b.Helper()
 	cmd := exec.Command(bin, args...)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
@@ -69,17 +94,17 @@ max_client_conn = 1000
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
 			c.Close()
-			return port, cmd.Process.Pid
+			return cmd.Process.Pid
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("pgbouncer did not listen on %d:\n%s", port, log.String())
+			b.Fatalf("%s did not listen on %d:\n%s", bin, port, log.String())
 		}
 	}
 }
 
 // sampleProc is another process's resource use from /proc: clock ticks
-// (10 ms) of CPU, the main thread's context switches (PgBouncer has one
-// thread) and read(2)/write(2) counts.
+// (10 ms) of CPU, its live threads' context switches and read(2)/write(2)
+// counts.
 func sampleProc(b *testing.B, pid int) usage {
 	b.Helper()
 	var u usage
@@ -94,18 +119,24 @@ func sampleProc(b *testing.B, pid int) usage {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	u.user, u.sys = time.Duration(ut)*tick, time.Duration(st)*tick
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		k, v, _ := strings.Cut(line, ":")
-		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		switch k {
-		case "voluntary_ctxt_switches":
-			u.vcsw = n
-		case "nonvoluntary_ctxt_switches":
-			u.ivcsw = n
+	for _, path := range tasks {
+		status, err := os.ReadFile(path)
+		if err != nil {
+			continue // the thread has just ended
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			switch k {
+			case "voluntary_ctxt_switches":
+				u.vcsw += n
+			case "nonvoluntary_ctxt_switches":
+				u.ivcsw += n
+			}
 		}
 	}
 	u.syscr, u.syscw = ioCounts(b, fmt.Sprintf("/proc/%d/io", pid))
