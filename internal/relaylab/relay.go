@@ -26,7 +26,10 @@ type Trigger int
 const (
 	// Edge registers each socket once for input and output, edge-triggered,
 	// and never changes the registration: a read shorter than the buffer
-	// means the socket is drained, so a message costs one read.
+	// means the socket is drained, so a message costs one read. A sender
+	// that keeps the buffer full (a big COPY) is read until it stops, which
+	// holds up the loop's other sockets meanwhile: a product would cap the
+	// reads per wake-up and keep its own list of sockets left unread.
 	Edge Trigger = iota
 	// Level registers for input only and switches to output (and stops
 	// the peer's input) with epoll_ctl while a write waits.
