@@ -50,6 +50,8 @@ var benchCases = []benchCase{
 	{name: "eventloop/edge/loops=1", procs: 2, relay: &relaylab.Options{Design: relaylab.EventLoop, Loops: 1, Trigger: relaylab.Edge}},
 	{name: "eventloop/edge/loops=1/procs=1", procs: 1, relay: &relaylab.Options{Design: relaylab.EventLoop, Loops: 1, Trigger: relaylab.Edge}},
 	{name: "eventloop/edge/loops=1/spin=20", procs: 2, relay: &relaylab.Options{Design: relaylab.EventLoop, Loops: 1, Trigger: relaylab.Edge, Spin: 20}},
+	{name: "eventloop/edge/loops=2/unlocked", procs: 2, relay: &relaylab.Options{Design: relaylab.EventLoop, Loops: 2, Unlocked: true}},
+	{name: "eventloop/edge/loops=1/unlocked", procs: 2, relay: &relaylab.Options{Design: relaylab.EventLoop, Loops: 1, Unlocked: true}},
 	{name: "eventloop/level/loops=2", procs: 2, relay: &relaylab.Options{Design: relaylab.EventLoop, Loops: 2, Trigger: relaylab.Level}},
 	{name: "pgbouncer/session", pooler: startPgBouncer, mode: "session"},
 	{name: "pgbouncer/transaction/pool=20", pooler: startPgBouncer, mode: "transaction"},

@@ -20,10 +20,10 @@ type eventLoops struct {
 	wg    sync.WaitGroup
 }
 
-func newEventLoops(n int, trig Trigger, spin int) (*eventLoops, error) {
+func newEventLoops(n int, opts Options) (*eventLoops, error) {
 	e := &eventLoops{}
 	for range n {
-		l, err := newLoop(trig, spin)
+		l, err := newLoop(opts)
 		if err != nil {
 			e.close()
 			return nil, err
@@ -97,6 +97,7 @@ type loop struct {
 	epfd, wakefd int
 	trig         Trigger
 	spin         int
+	locked       bool
 
 	mu      sync.Mutex
 	queue   [][2]int // client and server sockets handed over, not yet registered
@@ -119,7 +120,7 @@ type end struct {
 	closed  bool
 }
 
-func newLoop(trig Trigger, spin int) (*loop, error) {
+func newLoop(opts Options) (*loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -136,7 +137,7 @@ func newLoop(trig Trigger, spin int) (*loop, error) {
 		return nil, err
 	}
 	return &loop{
-		epfd: epfd, wakefd: wakefd, trig: trig, spin: spin,
+		epfd: epfd, wakefd: wakefd, trig: opts.Trigger, spin: opts.Spin, locked: !opts.Unlocked,
 		buf: make([]byte, bufSize), events: make([]unix.EpollEvent, 128),
 	}, nil
 }
@@ -170,10 +171,13 @@ func (l *loop) wake() {
 }
 
 // run waits in epoll_wait (through Syscall, so the runtime may lend the P
-// out meanwhile and a stop-the-world never waits on it) until stop.
+// out meanwhile and a stop-the-world never waits on it) until stop. Locked
+// to its thread, as PgBouncer's loop is its own thread, unless Unlocked.
 func (l *loop) run() {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	if l.locked {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	defer l.shutdown()
 	for {
 		n, err := l.wait()

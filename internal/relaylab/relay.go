@@ -46,6 +46,10 @@ type Options struct {
 	// timeout) before it sleeps in epoll_wait: Go's scheduler spins the
 	// same way before parking a thread, to save the sleep and wake-up.
 	Spin int
+	// Unlocked leaves an event loop's goroutine free to move between
+	// threads: a locked one that finds its P taken while it slept must be
+	// handed one by another thread, a wake-up more.
+	Unlocked bool
 }
 
 // engine moves bytes for the pairs handed to it.
@@ -82,7 +86,7 @@ func Start(opts Options) (*Relay, error) {
 			n = runtime.GOMAXPROCS(0)
 		}
 		var err error
-		if eng, err = newEventLoops(n, opts.Trigger, opts.Spin); err != nil {
+		if eng, err = newEventLoops(n, opts); err != nil {
 			return nil, err
 		}
 	default:

@@ -42,6 +42,7 @@ var variants = []struct {
 	{"eventloop/edge/loops=2", relaylab.Options{Design: relaylab.EventLoop, Loops: 2, Trigger: relaylab.Edge}},
 	{"eventloop/level/loops=2", relaylab.Options{Design: relaylab.EventLoop, Loops: 2, Trigger: relaylab.Level}},
 	{"eventloop/edge/loops=2/spin=20", relaylab.Options{Design: relaylab.EventLoop, Loops: 2, Spin: 20}},
+	{"eventloop/edge/loops=2/unlocked", relaylab.Options{Design: relaylab.EventLoop, Loops: 2, Unlocked: true}},
 }
 
 func upstream() string { return net.JoinHostPort(cluster.Host, strconv.Itoa(cluster.Port)) }
