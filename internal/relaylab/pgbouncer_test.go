@@ -1,0 +1,144 @@
+//go:build linux
+
+package relaylab_test
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
+)
+
+// startPgBouncer runs PgBouncer in front of the cluster as a reference for
+// the designs, in mode (session: one server per client, as the lab's relay;
+// transaction: a pool of poolSize) and returns its port and process id. It
+// skips when PgBouncer is not installed.
+func startPgBouncer(b *testing.B, mode string, poolSize int) (port, pid int) {
+	b.Helper()
+	bin, err := exec.LookPath("pgbouncer")
+	if err != nil {
+		b.Skip("pgbouncer is not on PATH: no reference run")
+	}
+	if port, err = pgtest.FreePort(); err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	os.Chmod(dir, 0o755) // run as postgres when we are root: it must read its files
+	ini := filepath.Join(dir, "pgbouncer.ini")
+	users := filepath.Join(dir, "userlist.txt")
+	conf := fmt.Sprintf(`[databases]
+* = host=%s port=%d
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = %d
+unix_socket_dir =
+auth_type = trust
+auth_file = %s
+pool_mode = %s
+default_pool_size = %d
+max_client_conn = 1000
+`, cluster.Host, cluster.Port, port, users, mode, poolSize)
+	if err := os.WriteFile(ini, []byte(conf), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(users, []byte(fmt.Sprintf("%q \"\"\n", cluster.User)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	args := []string{ini}
+	if os.Geteuid() == 0 {
+		args = []string{"-u", "postgres", ini} // PgBouncer refuses to run as root
+	}
+	return port, startProc(b, port, bin, args...)
+}
+
+// startPgvalve runs the pgvalve binary that -relaylab.pgvalve names in
+// front of the cluster, as the product to compare the lab's relays with,
+// and returns its port and process id; it skips without the flag.
+func startPgvalve(b *testing.B, mode string, poolSize int) (port, pid int) {
+	b.Helper()
+	if *benchPgvalve == "" {
+		b.Skip("no -relaylab.pgvalve binary (go build -o /tmp/pgvalve ./cmd/pgvalve): no pgvalve run")
+	}
+	port, err := pgtest.FreePort()
+	if err != nil {
+		b.Fatal(err)
+	}
+	upstream := fmt.Sprintf("postgres://%s@%s:%d/%s", cluster.User, cluster.Host, cluster.Port, cluster.Database)
+	return port, startProc(b, port, *benchPgvalve, "run", "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"--upstream", upstream, "--auth-type", "trust", "--pool-mode", mode, "--pool-size", strconv.Itoa(poolSize),
+		"--max-client-conn", "1000", "--log-level", "warn")
+}
+
+// startProc starts a pooler, stops it when b ends, and waits until it
+// listens on port.
+func startProc(b *testing.B, port int, bin string, args ...string) (pid int) {
+	b.Helper()
+	cmd := exec.Command(bin, args...)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			c.Close()
+			return cmd.Process.Pid
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s did not listen on %d:\n%s", bin, port, log.String())
+		}
+	}
+}
+
+// sampleProc is another process's resource use from /proc: clock ticks
+// (10 ms) of CPU, its live threads' context switches and read(2)/write(2)
+// counts.
+func sampleProc(b *testing.B, pid int) usage {
+	b.Helper()
+	var u usage
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command's closing parenthesis: utime and stime are
+	// the 12th and 13th.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	const tick = 10 * time.Millisecond
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	u.user, u.sys = time.Duration(ut)*tick, time.Duration(st)*tick
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, path := range tasks {
+		status, err := os.ReadFile(path)
+		if err != nil {
+			continue // the thread has just ended
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			switch k {
+			case "voluntary_ctxt_switches":
+				u.vcsw += n
+			case "nonvoluntary_ctxt_switches":
+				u.ivcsw += n
+			}
+		}
+	}
+	u.syscr, u.syscw = ioCounts(b, fmt.Sprintf("/proc/%d/io", pid))
+	return u
+}
