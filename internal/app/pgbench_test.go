@@ -59,13 +59,17 @@ func atoiMatch(t *testing.T, out []byte, pattern string) int {
 	return n
 }
 
-// watchBackends samples pg_stat_activity until stop is closed and returns
-// the most server backends the test user had at once.
-func watchBackends(t *testing.T, stop <-chan struct{}) func() int {
+// watchBackends samples pg_stat_activity until the returned func is
+// called, which returns the most server backends the test user had at once.
+// A test that fails first stops it too, before its connection closes.
+func watchBackends(t *testing.T) (peakSoFar func() int) {
 	t.Helper()
 	admin := direct(t)
 	var peak atomic.Int64
-	done := make(chan struct{})
+	stop, done := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	halt := func() { once.Do(func() { close(stop) }); <-done }
+	t.Cleanup(halt) // runs before direct's Close
 	go func() {
 		defer close(done)
 		for {
@@ -80,7 +84,7 @@ func watchBackends(t *testing.T, stop <-chan struct{}) func() int {
 			}
 		}
 	}()
-	return func() int { <-done; return int(peak.Load()) }
+	return func() int { halt(); return int(peak.Load()) }
 }
 
 func TestPgbenchWithANewConnectionPerTransactionNeverExceedsThePool(t *testing.T) {
@@ -91,14 +95,13 @@ func TestPgbenchWithANewConnectionPerTransactionNeverExceedsThePool(t *testing.T
 			admin := direct(t)
 			waitNoBackends(t, admin)
 			s, _ := startValve(t, sessionConfig(poolSize))
-			stop := make(chan struct{})
-			peak := watchBackends(t, stop)
+			peak := watchBackends(t)
 			processed, failed := runPgbench(t, s.Port(), "-C", "-c", "20", "-j", "2", "-T", "5", "-M", protocol)
-			close(stop)
+			maxBackends := peak()
 			if failed != 0 || processed == 0 {
 				t.Fatalf("pgbench: %d processed, %d failed; want some and none failed", processed, failed)
 			}
-			if p := peak(); p > poolSize || p == 0 {
+			if p := maxBackends; p > poolSize || p == 0 {
 				t.Fatalf("pg_stat_activity showed up to %d backends for the pool of %d", p, poolSize)
 			}
 			s.WaitIdle(t, 10*time.Second)
@@ -129,14 +132,13 @@ func TestPgbenchWithAThousandClientsInTransactionModeNeverExceedsThePool(t *test
 			cfg := txnConfig(poolSize)
 			cfg.MaxClientConn = 1100
 			s, _ := startValve(t, cfg)
-			stop := make(chan struct{})
-			peak := watchBackends(t, stop)
+			peak := watchBackends(t)
 			processed, failed := runPgbench(t, s.Port(), "-c", "1000", "-j", "2", "-T", pgbenchSeconds(), "-M", protocol)
-			close(stop)
+			maxBackends := peak()
 			if failed != 0 || processed == 0 {
 				t.Fatalf("pgbench: %d processed, %d failed; want some and none failed", processed, failed)
 			}
-			if p := peak(); p > poolSize || p == 0 {
+			if p := maxBackends; p > poolSize || p == 0 {
 				t.Fatalf("pg_stat_activity showed up to %d backends for the pool of %d", p, poolSize)
 			}
 			s.WaitIdle(t, 10*time.Second)

@@ -94,8 +94,7 @@ func TestFiftyClientsShareAPoolOfFiveWithoutMixingResults(t *testing.T) {
 	cfg := sessionConfig(poolSize)
 	cfg.QueryWaitTimeout = 20 * time.Second
 	s, url := startValve(t, cfg)
-	stop := make(chan struct{})
-	peak := watchBackends(t, stop)
+	peak := watchBackends(t)
 
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
@@ -109,7 +108,6 @@ func TestFiftyClientsShareAPoolOfFiveWithoutMixingResults(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(stop)
 	peakBackends := peak()
 	close(errs)
 	var hung []error
