@@ -156,9 +156,6 @@ func (t *Tracker) portalSet(portal string, act action) effect {
 		prev, had := t.portals[portal]
 		switch {
 		case act != (action{}):
-			if t.portals == nil {
-				t.portals = make(map[string]portalAction)
-			}
 			t.portals[portal] = portalAction{act, grp}
 		case !had:
 			return nop
@@ -172,19 +169,8 @@ func (t *Tracker) portalSet(portal string, act action) effect {
 	}
 }
 
-func (t *Tracker) touch(name string) {
-	if t.touched == nil {
-		t.touched = make(map[string]int)
-	}
-	t.touched[name] = t.group
-}
-
-func (t *Tracker) regTouch(name string) {
-	if t.regTouched == nil {
-		t.regTouched = make(map[string]int)
-	}
-	t.regTouched[name] = t.group
-}
+func (t *Tracker) touch(name string)    { t.touched[name] = t.group }
+func (t *Tracker) regTouch(name string) { t.regTouched[name] = t.group }
 
 // tentative reports whether name's presence on the server depends on a
 // message of an earlier Sync group still unanswered: if that group fails,

@@ -15,7 +15,7 @@ import (
 // The Parse's own entry is e.
 func (t *Tracker) prepare(st *Statement, e entry) {
 	name := st.Server
-	t.keepName(name)
+	t.keep[name] = true
 	if t.srv.Has(name) || t.srv.unsure || t.tentative(name) {
 		t.closeHidden(name)
 	}
@@ -180,7 +180,7 @@ func (t *Tracker) unknown(off, n int, typ byte, name string) {
 // server decides).
 func (t *Tracker) use(st *Statement) (usable, error) {
 	name := st.Server
-	t.keepName(name)
+	t.keep[name] = true
 	ready := t.srv.Ready(name) && !t.tentative(name) // Ready marks it used
 	waited := t.waitedFor == name
 	t.waitedFor = ""

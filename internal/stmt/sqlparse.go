@@ -91,7 +91,7 @@ func (t *Tracker) copyFor(st *Statement) bool {
 		return true
 	}
 	dep := st.uses
-	t.keepName(dep.Server)
+	t.keep[dep.Server] = true
 	if t.usableCopy(dep) {
 		return true
 	}
@@ -118,7 +118,7 @@ const sqlPortal = serverPrefix + "prepare"
 // the client's next use of its own makes again (see ensureUnnamed), and
 // a portal of pgvalve's, closed after it.
 func (t *Tracker) prepareBySQL(name, sql string) {
-	t.keepName(name)
+	t.keep[name] = true
 	if t.srv.Has(name) || t.srv.unsure || t.tentative(name) {
 		t.closeHidden(name)
 	}
@@ -220,7 +220,7 @@ func (t *Tracker) executePrepare(e *entry, portal string, act action, off, n int
 		e.more().errAs = &errRewrite{"34000", code, msg, noopName}
 		return nil
 	}
-	t.keepName(sq.Server)
+	t.keep[sq.Server] = true
 	if t.srv.Has(sq.Server) || t.srv.unsure || t.tentative(sq.Server) {
 		t.closeHidden(sq.Server)
 		t.in.Replace(off, 0, from)

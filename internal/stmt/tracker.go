@@ -143,17 +143,8 @@ type errRewrite struct{ when, code, msg, about string }
 
 // NewTracker returns a tracker over a client's registry.
 func NewTracker(reg *Registry) *Tracker {
-	// The maps are made at their first write: most clients never write
-	// some of them, and an idle client should cost little.
-	return &Tracker{reg: reg, status: 'I', clearedAt: -1, regClearedAt: -1}
-}
-
-// keepName notes a statement the batch being rewritten needs.
-func (t *Tracker) keepName(name string) {
-	if t.keep == nil {
-		t.keep = make(map[string]bool)
-	}
-	t.keep[name] = true
+	return &Tracker{reg: reg, keep: make(map[string]bool), touched: make(map[string]int),
+		regTouched: make(map[string]int), portals: make(map[string]portalAction), status: 'I', clearedAt: -1, regClearedAt: -1}
 }
 
 // Attach starts tracking on a newly leased server with its statements.
