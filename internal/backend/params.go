@@ -325,11 +325,14 @@ func (c *ParamCache) Store(params map[string]string) {
 	c.p.Store(&cp)
 }
 
-// Load returns a copy of the recorded parameters, or nil if none yet.
+// Load returns the recorded parameters, or nil if none yet. The map is
+// shared by every caller (a pool's clients keep it as their greeting, and
+// a copy each would be a few hundred bytes per idle client): never write
+// it.
 func (c *ParamCache) Load() map[string]string {
 	p := c.p.Load()
 	if p == nil {
 		return nil
 	}
-	return maps.Clone(*p)
+	return *p
 }

@@ -208,9 +208,9 @@ func (s *Session) attach(ctx context.Context, srv *backend.Conn) error {
 	if told := srv.ReportedKey(); told != v.toldKey {
 		var buf []byte
 		for k, val := range srv.ReportedParams() {
-			if old, ok := v.reported[k]; !ok || old != val {
+			if old, ok := v.reported.get(k); !ok || old != val {
 				buf = wire.Append(buf, &pgproto3.ParameterStatus{Name: k, Value: val})
-				v.reported[k] = val
+				v.reported.set(k, val)
 			}
 		}
 		if len(buf) > 0 {
@@ -253,14 +253,14 @@ func isFollowed(name string) bool {
 func (v *clientView) wanted(params []wire.Param) []wire.Param {
 	out := v.want[:0]
 	for _, name := range followed {
-		if val, ok := v.reported[name]; ok {
+		if val, ok := v.reported.get(name); ok {
 			out = append(out, wire.Param{Name: name, Value: val})
 		}
 	}
 	for _, p := range params {
 		// Followed names the server does not report (search_path before
 		// PostgreSQL 18) come from the startup parameters.
-		if _, known := v.reported[p.Name]; !known || !isFollowed(p.Name) {
+		if _, known := v.reported.get(p.Name); !known || !isFollowed(p.Name) {
 			out = append(out, p)
 		}
 	}

@@ -34,6 +34,7 @@ func (s *Session) serve(ctx context.Context) error {
 		s.sendError(wire.SeverityFatal, err)
 		return &toldAlready{err}
 	}
+	s.view = &clientView{reported: reportedParams{base: greeting}} // shared: read only
 	for i, p := range s.params {
 		// Setting names are case-insensitive: a startup "timezone" is the
 		// TimeZone the server reports.
@@ -43,11 +44,10 @@ func (s *Session) serve(ctx context.Context) error {
 			}
 		}
 		if _, reported := greeting[s.params[i].Name]; reported {
-			greeting[s.params[i].Name] = p.Value
+			s.view.reported.set(s.params[i].Name, p.Value)
 		}
 	}
-	s.view = &clientView{reported: greeting}
-	if _, err := s.conn.Write(loginReply(greeting, s.key)); err != nil {
+	if _, err := s.conn.Write(loginReply(&s.view.reported, s.key)); err != nil {
 		return &toldAlready{err}
 	}
 	s.own.Push(func() { s.unlink(ctx) }) // also when clientSide panics: the server goes back
@@ -449,11 +449,11 @@ func (s *Session) greetingParams(ctx context.Context) (map[string]string, error)
 // loginReply is what PostgreSQL sends after authentication: AuthenticationOk,
 // the reported parameters, the client's cancel key (pgvalve's own, never a
 // server's) and ReadyForQuery.
-func loginReply(params map[string]string, key cancel.Key) []byte {
+func loginReply(params *reportedParams, key cancel.Key) []byte {
 	buf := wire.Append(nil, &pgproto3.AuthenticationOk{})
-	for k, v := range params {
+	params.each(func(k, v string) {
 		buf = wire.Append(buf, &pgproto3.ParameterStatus{Name: k, Value: v})
-	}
+	})
 	buf = wire.Append(buf, &pgproto3.BackendKeyData{ProcessID: key.PID, SecretKey: key.Secret})
 	return wire.Append(buf, &pgproto3.ReadyForQuery{TxStatus: 'I'})
 }

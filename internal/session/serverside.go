@@ -39,7 +39,7 @@ type serverSide struct {
 // the server side while one does (handed over in linkFor, back in reclaim).
 type clientView struct {
 	// reported is what the client has been told each parameter is.
-	reported map[string]string
+	reported reportedParams
 	// wantKey is backend.ParamsKey(want), toldKey the ReportedKey of the
 	// server whose reports the client was last brought up to date with;
 	// both "" when reported changes.
@@ -236,7 +236,7 @@ func (ss *serverSide) scan() (detach bool, keep int, err error) {
 					break
 				}
 			}
-			ss.v.reported[ps.Name] = ps.Value
+			ss.v.reported.set(ps.Name, ps.Value)
 			ss.v.wantKey, ss.v.toldKey = "", ""
 		}
 	}
@@ -259,10 +259,10 @@ func (ss *serverSide) resetReport(ps *pgproto3.ParameterStatus) (out []byte, ok 
 	}
 	ss.resync = true
 	ss.v.wantKey, ss.v.toldKey = "", ""
-	if ss.v.reported[ps.Name] == sv {
+	if cur, _ := ss.v.reported.get(ps.Name); cur == sv {
 		return nil, true // no change, as far as the client can tell
 	}
-	ss.v.reported[ps.Name] = sv
+	ss.v.reported.set(ps.Name, sv)
 	return wire.Append(nil, &pgproto3.ParameterStatus{Name: ps.Name, Value: sv}), true
 }
 
