@@ -85,3 +85,29 @@ func TestPeekSeesAPlainClose(t *testing.T) {
 		}
 	}
 }
+
+// A Peeker sees what Peek sees, look after look, and allocates nothing.
+func TestPeekerSeesQuietThenDataThenCloseWithoutAllocating(t *testing.T) {
+	client, server := tcpPair(t)
+	pk := NewPeeker(client)
+	if st, err := pk.Peek(); st != PeekQuiet {
+		t.Fatalf("idle: Peek = %d (%v), want quiet", st, err)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _, _ = pk.Peek() }); allocs != 0 {
+		t.Fatalf("Peek allocates %.0f times, want none", allocs)
+	}
+	if _, err := server.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	for st, _ := pk.Peek(); st != PeekData; st, _ = pk.Peek() {
+		time.Sleep(time.Millisecond)
+	}
+	server.Close()
+	buf := make([]byte, 1)
+	if _, err := client.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	for st, _ := pk.Peek(); st != PeekClosed; st, _ = pk.Peek() {
+		time.Sleep(time.Millisecond)
+	}
+}
