@@ -74,7 +74,7 @@ func (t *Tracker) parse(body []byte, off, n int) error {
 		}
 		st.parsed = true
 		t.push(entry{typ: 'P', ok: []effect{t.clientUnnamed(st), t.serverUnnamed(st.Server)},
-			failed: []effect{t.clientUnnamed(nil), t.serverUnnamed("")}})
+			failed: t.dropUnnamed()})
 		return nil
 	}
 	if _, dup := t.reg.Get(p.Name); dup {
@@ -439,7 +439,7 @@ func (t *Tracker) execute(body []byte, off, n int) error {
 // client's statements; SQL naming the client's statements is rewritten
 // (see sqlnames.go).
 func (t *Tracker) query(body []byte, off, n int) error {
-	drop := []effect{t.clientUnnamed(nil), t.serverUnnamed("")}
+	drop := t.dropUnnamed()
 	e := entry{typ: 'Q', ok: drop, failed: drop}
 	switch {
 	case resetCommand(body) != "" || doesDeallocateAll(body):
