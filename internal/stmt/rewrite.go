@@ -120,6 +120,15 @@ const (
 	useAborted               // it cannot be prepared: the transaction failed
 )
 
+// typedSQL is st's sqlPrepare where st was made by PREPARE with parameter
+// types; others need no text built on every Bind.
+func typedSQL(st *Statement) (string, bool) {
+	if !st.typed {
+		return "", false
+	}
+	return st.sqlPrepare()
+}
+
 // clientStatement finds the client's statement of a Bind or Describe (typ,
 // at off) and makes it usable on the server (see use); from is where what
 // use added to the batch begins. st is nil when there is none: the
@@ -130,7 +139,7 @@ func (t *Tracker) clientStatement(off, n int, typ byte, name string) (st *Statem
 		t.unknown(off, n, typ, name)
 		return nil, 0, 0, nil
 	}
-	if sql, ok := st.sqlPrepare(); ok && st.typed && !t.aborted() && !(t.srv.Ready(st.Server) && !t.tentative(st.Server)) {
+	if sql, ok := typedSQL(st); ok && !t.aborted() && !(t.srv.Ready(st.Server) && !t.tentative(st.Server)) {
 		// Made with PREPARE and parameter types, which a Parse cannot
 		// name: its own PREPARE makes it, and its shape is not checked.
 		from = len(t.in.Buf)
