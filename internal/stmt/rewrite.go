@@ -450,11 +450,12 @@ func (t *Tracker) execute(body []byte, off, n int) error {
 func (t *Tracker) query(body []byte, off, n int) error {
 	drop := t.dropUnnamed()
 	e := entry{typ: 'Q', ok: drop, failed: drop}
+	words := sqlWordsIn(body) // most queries: none, and nothing more to look at
 	switch {
-	case resetCommand(body) != "" || doesDeallocateAll(body):
+	case words&(wordDeallocate|wordDiscard) != 0 && (resetCommand(body) != "" || doesDeallocateAll(body)):
 		e.ok = slices.Concat(drop, []effect{t.srvClear(), t.regClear()})
 		e.more().reset = true
-	case len(body) > 1 && namesPrepared(body):
+	case len(body) > 1 && words != 0 && namesPrepared(body):
 		if err := t.querySQLNames(body, off, n, &e); err != nil {
 			return err
 		}
