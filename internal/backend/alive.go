@@ -2,6 +2,7 @@ package backend
 
 import (
 	"crypto/tls"
+	"net"
 
 	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/wire"
@@ -22,11 +23,7 @@ func (c *Conn) Alive() bool {
 	if c.closed.Load() || c.broken != reason.None {
 		return false
 	}
-	sock := c.netConn
-	if tc, ok := sock.(*tls.Conn); ok {
-		sock = tc.NetConn()
-	}
-	switch st, err := wire.Peek(sock); st {
+	switch st, err := c.peeker.Peek(); st {
 	case wire.PeekQuiet:
 		return true
 	case wire.PeekFailed:
@@ -39,4 +36,12 @@ func (c *Conn) Alive() bool {
 		c.MarkBroken(reason.ServerSpokeWhileIdle, "")
 	}
 	return false
+}
+
+// tcpOf is the socket under c: the TCP connection under TLS.
+func tcpOf(c net.Conn) net.Conn {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc.NetConn()
+	}
+	return c
 }

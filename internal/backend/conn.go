@@ -61,6 +61,7 @@ type Config struct {
 type Conn struct {
 	netConn net.Conn      // a *tls.Conn over TLS
 	sock    io.ReadWriter // netConn's hot path: see wire.Socket
+	peeker  *wire.Peeker  // Alive's look at the socket (under TLS too)
 	rd      *wire.Reader
 	cancel  cancelTarget
 	created time.Time
@@ -140,6 +141,7 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		txStatus:  hc.TxStatus,
 		cancel:    cancelTarget{pid: hc.PID, secret: hc.SecretKey},
 	}
+	c.peeker = wire.NewPeeker(tcpOf(hc.Conn))
 	c.rd = wire.NewReader(c.sock, wire.DefaultBufferSize, maxLen)
 	c.rd.SetWhole(decoded)
 	c.cancel.network, c.cancel.address = cancelAddr(hc.Conn, cfg)

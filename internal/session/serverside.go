@@ -50,6 +50,47 @@ type clientView struct {
 	edits wire.Edits
 }
 
+// deliver passes what the server answered, up to keep (all: -1), to the
+// client, rewritten, and returns err or the client's write failure. Apart
+// from run, so that run's frame stays small: the server side is a new
+// goroutine per link, and a frame chain past its first stack made it grow
+// (copy) its stack on every transaction.
+func (ss *serverSide) deliver(rd *wire.Reader, keep int, err error, detach bool) error {
+	s := ss.s
+	span := rd.Take()
+	if keep >= 0 {
+		span = span[:keep] // up to a server's FATAL, which the client side answers for
+	}
+	if s.tr != nil {
+		span = s.tr.ApplyAnswers(span)
+	} else {
+		span = ss.v.edits.Apply(span)
+	}
+	if ss.resync && err == nil && !detach {
+		// Before the client hears the answer, or its next request
+		// could reach the server first and see the reset values.
+		// SyncFor reads through the reader span lies in.
+		span = bytes.Clone(span)
+		ss.resyncSettings(context.Background())
+	}
+	if len(span) > 0 {
+		if m := s.route.Meter; m != nil {
+			m.Sent.AddAt(int64(len(span)), time.Now())
+		}
+		if werr := s.writeClient(span, rd.StreamLeft() > 0); werr != nil && !detach {
+			err = fmt.Errorf("write to client: %w", werr)
+		}
+		if s.idleWanted.Load() {
+			s.mu.Lock()
+			s.answeredAllLocked()
+			s.mu.Unlock()
+		}
+		// At a safe point the server goes back whatever became of
+		// the client; the client side notices a lost client itself.
+	}
+	return err
+}
+
 // run relays what l's server sends until a safe point (then it
 // releases the server) or a failure or stop.
 func (ss *serverSide) run() {
@@ -66,37 +107,7 @@ func (ss *serverSide) run() {
 	for {
 		detach, keep, err := ss.scan()
 		if err == nil || keep >= 0 {
-			span := rd.Take()
-			if keep >= 0 {
-				span = span[:keep] // up to a server's FATAL, which the client side answers for
-			}
-			if s.tr != nil {
-				span = s.tr.ApplyAnswers(span)
-			} else {
-				span = ss.v.edits.Apply(span)
-			}
-			if ss.resync && err == nil && !detach {
-				// Before the client hears the answer, or its next request
-				// could reach the server first and see the reset values.
-				// SyncFor reads through the reader span lies in.
-				span = bytes.Clone(span)
-				ss.resyncSettings(context.Background())
-			}
-			if len(span) > 0 {
-				if m := s.route.Meter; m != nil {
-					m.Sent.AddAt(int64(len(span)), time.Now())
-				}
-				if werr := s.writeClient(span, rd.StreamLeft() > 0); werr != nil && !detach {
-					err = fmt.Errorf("write to client: %w", werr)
-				}
-				if s.idleWanted.Load() {
-					s.mu.Lock()
-					s.answeredAllLocked()
-					s.mu.Unlock()
-				}
-				// At a safe point the server goes back whatever became of
-				// the client; the client side notices a lost client itself.
-			}
+			err = ss.deliver(rd, keep, err, detach)
 		}
 		if detach {
 			// Detached under the lock: the session no longer owns the
@@ -185,31 +196,8 @@ func (ss *serverSide) scan() (detach bool, keep int, err error) {
 			s.mu.st.copyStarted()
 			s.mu.Unlock()
 		case 'Z':
-			l.srv.Observe(f)
-			status := l.srv.TxStatus()
-			if ss.reset {
-				ss.resetInTx = status == 'T'
-			} else if status == 'I' {
-				ss.resetInTx = false
-			}
-			ss.reset = false
-			s.mu.Lock()
-			if noted, key := s.mu.sets.ready(status); noted {
-				l.srv.NoteSets(s.id, key)
-			}
-			s.mu.st.ready(status)
-			slow := s.measureLocked(status)
-			s.status.setHold(s.mu.st.hold())
-			idle := s.mu.st.idle()
-			detach = detach || s.detachLocked(l)
-			s.readyLocked(idle)
-			s.mu.Unlock()
-			if slow > 0 {
-				s.logSlow(slow)
-			}
-			if s.route.Mode == config.PoolStatement && idle && status != 'I' {
-				rd.Take() // the client will not see this ReadyForQuery
-				return false, -1, errTxInStatementMode
+			if detach, err = ss.ready(rd, f, detach); err != nil {
+				return false, -1, err
 			}
 		case 'C':
 			if resetsSettings(f.Body) {
@@ -225,21 +213,61 @@ func (ss *serverSide) scan() (detach bool, keep int, err error) {
 				s.mu.Unlock()
 			}
 		case 'S':
-			l.srv.Observe(f)
-			var ps pgproto3.ParameterStatus
-			if ps.Decode(f.Body) != nil {
-				break
-			}
-			if ss.reset {
-				if out, ok := ss.resetReport(&ps); ok {
-					ss.replaceAnswer(f.Off, f.Total(), out)
-					break
-				}
-			}
-			ss.v.reported.set(ps.Name, ps.Value)
-			ss.v.wantKey, ss.v.toldKey = "", ""
+			ss.paramStatus(f)
 		}
 	}
+}
+
+// ready handles the server's ReadyForQuery f: the transaction state, the
+// timings, and whether the server goes back now (detach, or already
+// detaching). The cases of scan are apart from it to keep its frame small
+// (see deliver).
+func (ss *serverSide) ready(rd *wire.Reader, f wire.Frame, detach bool) (bool, error) {
+	s, l := ss.s, ss.l
+	l.srv.Observe(f)
+	status := l.srv.TxStatus()
+	if ss.reset {
+		ss.resetInTx = status == 'T'
+	} else if status == 'I' {
+		ss.resetInTx = false
+	}
+	ss.reset = false
+	s.mu.Lock()
+	if noted, key := s.mu.sets.ready(status); noted {
+		l.srv.NoteSets(s.id, key)
+	}
+	s.mu.st.ready(status)
+	slow := s.measureLocked(status)
+	s.status.setHold(s.mu.st.hold())
+	idle := s.mu.st.idle()
+	detach = detach || s.detachLocked(l)
+	s.readyLocked(idle)
+	s.mu.Unlock()
+	if slow > 0 {
+		s.logSlow(slow)
+	}
+	if s.route.Mode == config.PoolStatement && idle && status != 'I' {
+		rd.Take() // the client will not see this ReadyForQuery
+		return false, errTxInStatementMode
+	}
+	return detach, nil
+}
+
+// paramStatus handles the server's ParameterStatus f.
+func (ss *serverSide) paramStatus(f wire.Frame) {
+	ss.l.srv.Observe(f)
+	var ps pgproto3.ParameterStatus
+	if ps.Decode(f.Body) != nil {
+		return
+	}
+	if ss.reset {
+		if out, ok := ss.resetReport(&ps); ok {
+			ss.replaceAnswer(f.Off, f.Total(), out)
+			return
+		}
+	}
+	ss.v.reported.set(ps.Name, ps.Value)
+	ss.v.wantKey, ss.v.toldKey = "", ""
 }
 
 // resetReport handles a ParameterStatus that follows a reset in the

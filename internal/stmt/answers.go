@@ -40,7 +40,7 @@ func (t *Tracker) Server(typ byte, body []byte, off int) error {
 		t.pop()
 	}
 	if len(t.q) == 0 {
-		return fmt.Errorf("%w: %q with nothing pending", ErrDesync, typ)
+		return desync("%w: %q with nothing pending", typ, 0)
 	}
 	h := &t.q[0]
 	if typ == 'E' {
@@ -48,13 +48,13 @@ func (t *Tracker) Server(typ byte, body []byte, off int) error {
 	}
 	done, ok := answers(h, typ)
 	if !ok {
-		return fmt.Errorf("%w: %q answering %q", ErrDesync, typ, h.typ)
+		return desync("%w: %q answering %q", typ, h.typ)
 	}
 	n := 5 + len(body)
 	if body == nil && (h.hide || done && h.get().answer != nil) {
 		// Only whole messages can be dropped or replaced (the reader
 		// reads the ones pgvalve hides whole); never cut one in two.
-		return fmt.Errorf("%w: %q to rewrite is bigger than the read buffer", ErrDesync, typ)
+		return desync("%w: %q to rewrite is bigger than the read buffer", typ, 0)
 	}
 	switch typ {
 	case 'G':
@@ -67,13 +67,8 @@ func (t *Tracker) Server(typ byte, body []byte, off int) error {
 		if len(body) == 1 {
 			t.status = body[0]
 		}
-		if t.status == 'I' {
-			// Every portal bound up to this Sync ended with its transaction.
-			for name, p := range t.portals {
-				if p.grp <= h.grp {
-					delete(t.portals, name)
-				}
-			}
+		if t.status == 'I' && len(t.portals) > 0 {
+			t.endPortals(h.grp)
 		}
 	case 't', 'T', 'n':
 		if x := h.x; x != nil && x.describes != "" {
@@ -104,6 +99,32 @@ func (t *Tracker) Server(typ byte, body []byte, off int) error {
 	return nil
 }
 
+// desync is ErrDesync over the answer typ (and what it answered, when
+// the format names it): apart from Server, whose frame its arguments
+// would grow (see endPortals).
+//
+//go:noinline
+func desync(format string, typ, answering byte) error {
+	if answering == 0 {
+		return fmt.Errorf(format, ErrDesync, typ)
+	}
+	return fmt.Errorf(format, ErrDesync, typ, answering)
+}
+
+// endPortals forgets every portal bound up to Sync group grp: they ended
+// with its transaction. Apart from Server, whose frame a map iterator
+// would grow: the server side's new goroutine per link then grew its
+// stack on every transaction.
+//
+//go:noinline
+func (t *Tracker) endPortals(grp int) {
+	for name, p := range t.portals {
+		if p.grp <= grp {
+			delete(t.portals, name)
+		}
+	}
+}
+
 // described records the shape a hidden Describe learned.
 func (t *Tracker) described(x *extra) {
 	shape := shapeDone(x.shape)
@@ -121,7 +142,10 @@ func (t *Tracker) completed(h *entry, body []byte, off, n int) {
 	ours := false
 	if h.typ == 'Q' && !x.reset {
 		t.sessionReset(body)
-		ranTag, hide := t.queryRan(h)
+		ranTag, hide := "", false
+		if len(x.items) > 0 { // most queries: no call, no frame to grow the stack
+			ranTag, hide = t.queryRan(h)
+		}
 		if hide {
 			t.outEdits.Replace(off, n, len(t.outEdits.Buf))
 			return

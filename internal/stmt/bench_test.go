@@ -15,10 +15,26 @@ func BenchmarkTrackerPreparedTransaction(b *testing.B) {
 	tr.Attach(NewServerSet(100))
 	m := newModelBackend()
 	exchange(b, tr, m, mParse("P0_1", "SELECT 1", 1), mDescribe('S', "P0_1"), mSync)
-	batch := fe(mBind("", "P0_1", 1), mExecute(""), mSync)
-	frames := frameBatch(b, batch)
-	answers := fe2(&pgproto3.BindComplete{}, &pgproto3.DataRow{Values: [][]byte{[]byte("1")}},
+	benchTransaction(b, tr, fe(mBind("", "P0_1", 1), mExecute(""), mSync),
+		&pgproto3.BindComplete{}, &pgproto3.DataRow{Values: [][]byte{[]byte("1")}},
 		&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+}
+
+// BenchmarkTrackerSimpleTransaction is the tracker's share of one pgbench
+// select-only transaction in the simple protocol.
+func BenchmarkTrackerSimpleTransaction(b *testing.B) {
+	tr := NewTracker(NewRegistry())
+	tr.Attach(NewServerSet(100))
+	benchTransaction(b, tr, fe(mQuery("SELECT abalance FROM pgbench_accounts WHERE aid = 4711;")),
+		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("abalance"), DataTypeOID: 23, DataTypeSize: 4}}},
+		&pgproto3.DataRow{Values: [][]byte{[]byte("0")}},
+		&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+}
+
+// benchTransaction has tr rewrite batch and match its answers, per op.
+func benchTransaction(b *testing.B, tr *Tracker, batch []byte, answered ...pgproto3.BackendMessage) {
+	frames := frameBatch(b, batch)
+	answers := fe2(answered...)
 	ans := splitMessages(b, answers)
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -5,7 +5,8 @@ import "maps"
 // An effect is one change a message makes to the client's Registry or the
 // server's ServerSet. It is made when the message is sent, so the rest of
 // a pipeline is rewritten as if the message succeeded, and returns how to
-// revert it.
+// revert it: nil when there is nothing to revert, which costs nothing to
+// record (most simple queries drop an unnamed statement already gone).
 //
 // When the server fails or skips a message, reverting only that message's
 // effects would restore values captured before later messages of the
@@ -15,12 +16,12 @@ import "maps"
 // messages still to be answered are made again (replay).
 type effect func() (undo func())
 
-func nop() {}
-
 // apply makes e's effects, recording how to revert them.
 func (t *Tracker) apply(e *entry) {
 	for _, f := range e.ok {
-		e.undo = append(e.undo, f())
+		if u := f(); u != nil {
+			e.undo = append(e.undo, u)
+		}
 	}
 }
 
@@ -62,7 +63,7 @@ func (t *Tracker) regDel(name string) effect {
 	return func() func() {
 		prev, had := t.reg.Get(name)
 		if !had {
-			return nop
+			return nil
 		}
 		t.reg.Remove(name)
 		return func() { t.reg.Add(name, prev) }
@@ -74,6 +75,9 @@ func (t *Tracker) clientUnnamed(st *Statement) effect {
 	t.regTouch("")
 	return func() func() {
 		prev := t.reg.unnamed
+		if prev == st {
+			return nil
+		}
 		t.reg.unnamed = st
 		return func() { t.reg.unnamed = prev }
 	}
@@ -85,9 +89,24 @@ func (t *Tracker) serverUnnamed(name string) effect {
 	t.touch("")
 	return func() func() {
 		prev := t.srv.unnamed
+		if prev == name {
+			return nil
+		}
 		t.srv.unnamed = name
 		return func() { t.srv.unnamed = prev }
 	}
+}
+
+// dropUnnamed is clientUnnamed(nil) and serverUnnamed(""), what every
+// simple query does: made once per Tracker, and shared, as effects keep
+// no state of their own until applied.
+func (t *Tracker) dropUnnamed() []effect {
+	t.regTouch("")
+	t.touch("")
+	if t.drop == nil {
+		t.drop = []effect{t.clientUnnamed(nil), t.serverUnnamed("")}
+	}
+	return t.drop
 }
 
 // srvAdd records name as prepared on the server; room was made for it.
@@ -95,7 +114,7 @@ func (t *Tracker) srvAdd(name string) effect {
 	t.touch(name)
 	return func() func() {
 		if t.srv.Has(name) {
-			return nop
+			return nil
 		}
 		t.srv.insert(name)
 		return func() { t.srv.Remove(name) }
@@ -108,7 +127,7 @@ func (t *Tracker) srvDel(name string) effect {
 	return func() func() {
 		v, ok := t.srv.get(name)
 		if !ok {
-			return nop
+			return nil
 		}
 		t.srv.Remove(name)
 		return func() { t.srv.restore(v) }
@@ -158,7 +177,7 @@ func (t *Tracker) portalSet(portal string, act action) effect {
 		case act != (action{}):
 			t.portals[portal] = portalAction{act, grp}
 		case !had:
-			return nop
+			return nil
 		default:
 			delete(t.portals, portal)
 		}

@@ -36,12 +36,12 @@ const serverPrefix = "pgv_"
 // ServerName derives a statement's server-side name from its content: the
 // query text and the parameter type OIDs as sent.
 func ServerName(query string, paramTypes []byte) string {
-	h := sha256.New()
-	h.Write([]byte(query))
-	h.Write([]byte{0})
-	h.Write(paramTypes)
-	sum := h.Sum(nil)
-	return serverPrefix + hex.EncodeToString(sum[:12])
+	var stack [512]byte // most queries: hashed without a heap copy
+	sum := sha256.Sum256(append(append(append(stack[:0], query...), 0), paramTypes...))
+	var name [len(serverPrefix) + 24]byte
+	copy(name[:], serverPrefix)
+	hex.Encode(name[len(serverPrefix):], sum[:12])
+	return string(name[:]) // the one allocation
 }
 
 // cstr reads a NUL-terminated string at the start of b.
@@ -77,8 +77,16 @@ func DecodeParse(body []byte) (Parse, error) {
 	if len(rest) != 2+4*n {
 		return Parse{}, ErrMalformed
 	}
-	return Parse{Name: string(name), Query: string(query), ParamTypes: bytes.Clone(rest)}, nil
+	types := noParamTypes
+	if !bytes.Equal(rest, noParamTypes) {
+		types = bytes.Clone(rest)
+	}
+	return Parse{Name: string(name), Query: string(query), ParamTypes: types}, nil
 }
+
+// noParamTypes is the ParamTypes of every Parse with a count of 0,
+// shared: never modified.
+var noParamTypes = []byte{0, 0}
 
 // AppendParse appends a whole Parse message for the named statement.
 func AppendParse(dst []byte, name, query string, paramTypes []byte) []byte {

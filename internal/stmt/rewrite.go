@@ -74,7 +74,7 @@ func (t *Tracker) parse(body []byte, off, n int) error {
 		}
 		st.parsed = true
 		t.push(entry{typ: 'P', ok: []effect{t.clientUnnamed(st), t.serverUnnamed(st.Server)},
-			failed: []effect{t.clientUnnamed(nil), t.serverUnnamed("")}})
+			failed: t.dropUnnamed()})
 		return nil
 	}
 	if _, dup := t.reg.Get(p.Name); dup {
@@ -120,6 +120,15 @@ const (
 	useAborted               // it cannot be prepared: the transaction failed
 )
 
+// typedSQL is st's sqlPrepare where st was made by PREPARE with parameter
+// types; others need no text built on every Bind.
+func typedSQL(st *Statement) (string, bool) {
+	if !st.typed {
+		return "", false
+	}
+	return st.sqlPrepare()
+}
+
 // clientStatement finds the client's statement of a Bind or Describe (typ,
 // at off) and makes it usable on the server (see use); from is where what
 // use added to the batch begins. st is nil when there is none: the
@@ -130,7 +139,7 @@ func (t *Tracker) clientStatement(off, n int, typ byte, name string) (st *Statem
 		t.unknown(off, n, typ, name)
 		return nil, 0, 0, nil
 	}
-	if sql, ok := st.sqlPrepare(); ok && st.typed && !t.aborted() && !(t.srv.Ready(st.Server) && !t.tentative(st.Server)) {
+	if sql, ok := typedSQL(st); ok && !t.aborted() && !(t.srv.Ready(st.Server) && !t.tentative(st.Server)) {
 		// Made with PREPARE and parameter types, which a Parse cannot
 		// name: its own PREPARE makes it, and its shape is not checked.
 		from = len(t.in.Buf)
@@ -439,13 +448,14 @@ func (t *Tracker) execute(body []byte, off, n int) error {
 // client's statements; SQL naming the client's statements is rewritten
 // (see sqlnames.go).
 func (t *Tracker) query(body []byte, off, n int) error {
-	drop := []effect{t.clientUnnamed(nil), t.serverUnnamed("")}
+	drop := t.dropUnnamed()
 	e := entry{typ: 'Q', ok: drop, failed: drop}
+	words := sqlWordsIn(body) // most queries: none, and nothing more to look at
 	switch {
-	case resetCommand(body) != "" || doesDeallocateAll(body):
+	case words&(wordDeallocate|wordDiscard) != 0 && (resetCommand(body) != "" || doesDeallocateAll(body)):
 		e.ok = slices.Concat(drop, []effect{t.srvClear(), t.regClear()})
 		e.more().reset = true
-	case len(body) > 1 && namesPrepared(body):
+	case len(body) > 1 && words != 0 && namesPrepared(body):
 		if err := t.querySQLNames(body, off, n, &e); err != nil {
 			return err
 		}

@@ -136,6 +136,42 @@ func doesDeallocateAll(q []byte) bool {
 	return false
 }
 
+// The words whose presence in a simple query makes it worth a closer look
+// (see sqlWordsIn).
+const (
+	wordDeallocate = 1 << iota
+	wordDiscard
+	wordPrepare
+	wordExecute
+)
+
+// sqlWordsIn is which of DEALLOCATE, DISCARD, PREPARE and EXECUTE b
+// contains anywhere, ignoring ASCII case, in one pass: what
+// namesDeallocateOrDiscard (short of its length limit), doesDeallocateAll
+// and namesPrepared first look for, each in a pass of its own, so that a
+// query with none of them costs one.
+func sqlWordsIn(b []byte) (words int) {
+	for i, c := range b {
+		switch c | 0x20 {
+		case 'd':
+			if hasFoldPrefix(b[i+1:], "eallocate") {
+				words |= wordDeallocate
+			} else if hasFoldPrefix(b[i+1:], "iscard") {
+				words |= wordDiscard
+			}
+		case 'p':
+			if hasFoldPrefix(b[i+1:], "repare") {
+				words |= wordPrepare
+			}
+		case 'e':
+			if hasFoldPrefix(b[i+1:], "xecute") {
+				words |= wordExecute
+			}
+		}
+	}
+	return words
+}
+
 // containsFold reports whether b contains the lower-case ASCII word w,
 // ignoring ASCII case.
 func containsFold(b []byte, w string) bool {

@@ -27,3 +27,27 @@ func TestTheFirstLookNeverMissesAResetCommand(t *testing.T) {
 		}
 	}
 }
+
+// The one-pass look at a simple query finds each word exactly where the
+// per-word looks it gates would.
+func TestTheOnePassLookFindsWhatEachWordsLookFinds(t *testing.T) {
+	for _, sql := range []string{
+		"DEALLOCATE ALL", "  DiScArD ALL", "select 1", "PREPARE p AS SELECT 1", "execute p(1)",
+		"DO $$BEGIN EXECUTE 'DEALLOCATE ALL'; END$$", "dealloc", "discar", "prepar", "EXECUT",
+		"SELECT abalance FROM pgbench_accounts WHERE aid = 1", "xdeallocatex", "", "d", "DEALLOCATEDISCARD",
+	} {
+		b := []byte(sql)
+		w := sqlWordsIn(b)
+		for _, c := range []struct {
+			bit  int
+			word string
+		}{{wordDeallocate, "deallocate"}, {wordDiscard, "discard"}, {wordPrepare, "prepare"}, {wordExecute, "execute"}} {
+			if got, want := w&c.bit != 0, containsFold(b, c.word); got != want {
+				t.Errorf("%q: %s found %v, containsFold says %v", sql, c.word, got, want)
+			}
+		}
+		if w&(wordDeallocate|wordPrepare|wordExecute) != 0 != namesPrepared(b) {
+			t.Errorf("%q: words %b disagree with namesPrepared", sql, w)
+		}
+	}
+}

@@ -70,6 +70,7 @@ type Tracker struct {
 
 	in, outEdits wire.Edits
 	keep         map[string]bool // statements the batch being rewritten needs
+	drop         []effect        // see dropUnnamed; never changed in place
 }
 
 // entry is the answer expected to one message sent to the server. It is

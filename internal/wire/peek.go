@@ -2,6 +2,7 @@ package wire
 
 import (
 	"net"
+	"sync"
 	"syscall"
 )
 
@@ -25,6 +26,52 @@ func Peek(c net.Conn) (PeekState, error) {
 	var buf [1]byte
 	st, _, err := peek(c, buf[:], false)
 	return st, err
+}
+
+// Peeker is Peek for one connection looked at again and again (a pooled
+// server before each lease): built once, each Peek allocates nothing.
+// Its Peeks are serialized.
+type Peeker struct {
+	mu  sync.Mutex
+	one [1]byte
+	p   *peeker // nil: c cannot be looked at
+}
+
+// NewPeeker returns a Peeker for c.
+func NewPeeker(c net.Conn) *Peeker {
+	pk := &Peeker{}
+	if raw, ok := rawOf(c); ok {
+		pk.p = newPeeker(raw, pk.one[:], false)
+	}
+	return pk
+}
+
+// Peek is Peek(c).
+func (pk *Peeker) Peek() (PeekState, error) {
+	if pk.p == nil {
+		return PeekQuiet, nil
+	}
+	pk.mu.Lock()
+	defer pk.mu.Unlock()
+	st, _, err := pk.p.peek()
+	return st, err
+}
+
+// peek is Peek and PeekInto: one look through a peeker built for it.
+func peek(c net.Conn, buf []byte, hangup bool) (st PeekState, n int, err error) {
+	raw, ok := rawOf(c)
+	if !ok {
+		return PeekQuiet, 0, nil
+	}
+	return newPeeker(raw, buf, hangup).peek()
+}
+
+// newPeeker returns a peeker of raw into buf, its callback bound once so
+// that a look allocates nothing.
+func newPeeker(raw syscall.RawConn, buf []byte, hangup bool) *peeker {
+	p := &peeker{raw: raw, buf: buf, hangup: hangup}
+	p.fn = p.look
+	return p
 }
 
 // PeekInto is Peek that also copies up to len(buf) waiting bytes into buf

@@ -4,7 +4,6 @@ package wire
 
 import (
 	"errors"
-	"net"
 	"syscall"
 	"unsafe"
 
@@ -13,45 +12,56 @@ import (
 
 const peekSeesCloseBehindData = true
 
-// peek is Peek and PeekInto on Linux: raw calls (neither can block), a
-// ppoll for POLLRDHUP when hangup is set, then a recvfrom with
+// peeker is one look at a socket on Linux: raw calls (neither can block),
+// a ppoll for POLLRDHUP when hangup is set, then a recvfrom with
 // MSG_PEEK|MSG_DONTWAIT.
-func peek(c net.Conn, buf []byte, hangup bool) (st PeekState, n int, err error) {
-	raw, ok := rawOf(c)
-	if !ok {
-		return PeekQuiet, 0, nil
-	}
-	var revents int16
-	var perr syscall.Errno
-	err = raw.Read(func(fd uintptr) bool {
-		// Raw calls, as in Socket: neither can block.
-		if hangup {
-			fds := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
-			var zero unix.Timespec
-			for {
-				_, _, perr = syscall.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), 1,
-					uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
-				if perr != syscall.EINTR {
-					break
-				}
-			}
-			if perr == 0 {
-				revents = fds[0].Revents
-			} // else the recv below still tells a plain close
-		}
+type peeker struct {
+	raw     syscall.RawConn
+	buf     []byte
+	hangup  bool
+	fn      func(fd uintptr) bool // look, bound once
+	revents int16
+	n       int
+	perr    syscall.Errno
+}
+
+// look is the raw part, run by raw.Read.
+func (p *peeker) look(fd uintptr) bool {
+	// Raw calls, as in Socket: neither can block.
+	if p.hangup {
+		fds := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
+		var zero unix.Timespec
+		var perr syscall.Errno
 		for {
-			r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
-				syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-			if e != syscall.EINTR {
-				n, perr = int(r), e
-				return true // never wait
+			_, _, perr = syscall.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), 1,
+				uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
+			if perr != syscall.EINTR {
+				break
 			}
 		}
-	})
+		if perr == 0 {
+			p.revents = fds[0].Revents
+		} // else the recv below still tells a plain close
+	}
+	for {
+		r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.buf[0])), uintptr(len(p.buf)),
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if e != syscall.EINTR {
+			p.n, p.perr = int(r), e
+			return true // never wait
+		}
+	}
+}
+
+// peek looks once.
+func (p *peeker) peek() (st PeekState, n int, err error) {
+	p.revents, p.n, p.perr = 0, 0, 0
+	err = p.raw.Read(p.fn)
+	revents, n, perr := p.revents, p.n, p.perr
 	if perr != 0 {
 		n = 0
 	} else if n > 0 {
-		raceWrite(buf[:n])
+		raceWrite(p.buf[:n])
 	}
 	switch {
 	case err != nil:

@@ -3,7 +3,7 @@
 package wire
 
 import (
-	"net"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -12,32 +12,42 @@ import (
 // data: PeekInto reports PeekData, and PeekClosed once the bytes are read.
 const peekSeesCloseBehindData = false
 
-// peek is Peek and PeekInto where there is no POLLRDHUP: the portable half
-// of the Linux implementation, one recv with MSG_PEEK|MSG_DONTWAIT inside
-// syscall.RawConn.Read (so it never waits), through golang.org/x/sys/unix
-// rather than raw system call numbers (darwin allows only libc's). hangup
-// changes nothing here. A conn that is not a syscall.Conn reports
-// PeekQuiet, which callers take as "nothing known". This is for the Unix
-// systems x/sys/unix covers; pgvalve does not build for others (Socket
-// uses raw read and write calls too).
-func peek(c net.Conn, buf []byte, _ bool) (st PeekState, n int, err error) {
-	raw, ok := rawOf(c)
-	if !ok {
-		return PeekQuiet, 0, nil
-	}
-	var perr error
-	err = raw.Read(func(fd uintptr) bool {
-		for {
-			n, _, perr = unix.Recvfrom(int(fd), buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
-			if perr != unix.EINTR {
-				return true // never wait
-			}
+// peeker is one look at a socket where there is no POLLRDHUP: the
+// portable half of the Linux implementation, one recv with
+// MSG_PEEK|MSG_DONTWAIT inside syscall.RawConn.Read (so it never waits),
+// through golang.org/x/sys/unix rather than raw system call numbers
+// (darwin allows only libc's). hangup changes nothing here. A conn that is
+// not a syscall.Conn reports PeekQuiet, which callers take as "nothing
+// known". This is for the Unix systems x/sys/unix covers; pgvalve does not
+// build for others (Socket uses raw read and write calls too).
+type peeker struct {
+	raw    syscall.RawConn
+	buf    []byte
+	hangup bool
+	fn     func(fd uintptr) bool // look, bound once
+	n      int
+	perr   error
+}
+
+// look is the raw part, run by raw.Read.
+func (p *peeker) look(fd uintptr) bool {
+	for {
+		p.n, _, p.perr = unix.Recvfrom(int(fd), p.buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		if p.perr != unix.EINTR {
+			return true // never wait
 		}
-	})
+	}
+}
+
+// peek looks once.
+func (p *peeker) peek() (st PeekState, n int, err error) {
+	p.n, p.perr = 0, nil
+	err = p.raw.Read(p.fn)
+	n, perr := p.n, p.perr
 	if perr != nil {
 		n = 0
 	} else if n > 0 {
-		raceWrite(buf[:n])
+		raceWrite(p.buf[:n])
 	}
 	switch {
 	case err != nil:

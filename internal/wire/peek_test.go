@@ -85,3 +85,38 @@ func TestPeekSeesAPlainClose(t *testing.T) {
 		}
 	}
 }
+
+// A Peeker sees what Peek sees, look after look, and allocates nothing.
+func TestPeekerSeesQuietThenDataThenCloseWithoutAllocating(t *testing.T) {
+	client, server := tcpPair(t)
+	pk := NewPeeker(client)
+	if st, err := pk.Peek(); st != PeekQuiet {
+		t.Fatalf("idle: Peek = %d (%v), want quiet", st, err)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _, _ = pk.Peek() }); allocs != 0 {
+		t.Fatalf("Peek allocates %.0f times, want none", allocs)
+	}
+	if _, err := server.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	peekerSees(t, pk, PeekData)
+	server.Close()
+	buf := make([]byte, 1)
+	if _, err := client.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	peekerSees(t, pk, PeekClosed)
+}
+
+// peekerSees polls pk until it reports want (the kernel delivers bytes and
+// a close asynchronously) or a few seconds pass.
+func peekerSees(t *testing.T, pk *Peeker, want PeekState) {
+	t.Helper()
+	var got PeekState
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if got, _ = pk.Peek(); got == want {
+			return
+		}
+	}
+	t.Fatalf("Peek = %d, want %d", got, want)
+}
