@@ -325,6 +325,11 @@ func (a *App) Close() {
 func (a *App) startDrain() {
 	a.stopAccepting()
 	a.drain()
+	// Sessions watch no drain context of their own: each is told through
+	// its entry (one that starts after this sees the drain itself).
+	for _, st := range a.clients.statuses(nil) {
+		st.Drain()
+	}
 }
 
 func (a *App) closePools() {

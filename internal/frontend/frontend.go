@@ -139,7 +139,10 @@ func Serve(ctx context.Context, cfg *Config, conn net.Conn, st *session.Status, 
 			ends.Run()
 		}
 	}()
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() {
+		_ = conn.SetDeadline(time.Unix(1, 0))
+		st.Wake() // the relay's wait, parked or not
+	})
 	ends.Push(func() { stop() })
 	err := d.run(ctx, st)
 	parked = errors.Is(err, session.ErrParked)

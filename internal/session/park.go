@@ -89,10 +89,9 @@ func (s *Session) preparePark(ctx context.Context, ends *cleanup.Stack) {
 	if raw.Control(func(f uintptr) { fd = int(f) }) != nil || fd < 0 {
 		return
 	}
+	// A kill or a hard stop reaches a parked client through its Status
+	// (the front door's watch of ctx calls Status.Wake).
 	s.pk.lot, s.pk.fd, s.pk.ends, s.pk.ctx = lot, fd, ends, ctx
-	stop := context.AfterFunc(ctx, s.wakeClient) // a kill or a hard stop
-	s.own.Push(func() { stop() })
-	s.status.owner.Store(s)
 }
 
 // wakeClient ends the client side's wait for the client: a past read
@@ -109,6 +108,9 @@ func (s *Session) wakeClient() {
 // askPark wakes a client side waiting for its client so that it parks.
 func (s *Session) askPark() {
 	pk := &s.pk
+	if pk.lot == nil {
+		return // this client never parks
+	}
 	pk.mu.Lock()
 	defer pk.mu.Unlock()
 	if pk.reading && !pk.want.Load() {

@@ -305,7 +305,18 @@ func Run(ctx context.Context, env *Env, c Client) error {
 		s.status.meter = s.route.Meter // before anything can count a hold
 	}
 	s.status.set(Idle, 0, time.Now())
-	if env.Drain != nil {
+	s.preparePark(ctx, c.Ends) // before the app can reach the session
+	s.status.setOwner(s)
+	switch {
+	case env.Drain == nil:
+	case s.status != nil:
+		// The app drains every listed client through its Status (one walk,
+		// not a context watch per client); one that comes after the walk
+		// sees the drain here.
+		if env.Drain.Err() != nil {
+			s.drain()
+		}
+	default:
 		stopDrain := context.AfterFunc(env.Drain, s.drain)
 		s.own.Push(func() { stopDrain() })
 	}
@@ -325,7 +336,6 @@ func Run(ctx context.Context, env *Env, c Client) error {
 		s.inbox = &inbox{s: s, kick: make(chan struct{}, 1)}
 		s.own.Push(s.closeInbox)
 	}
-	s.preparePark(ctx, c.Ends)
 	return s.proceed(ctx, s.serve)
 }
 

@@ -56,8 +56,39 @@ type Status struct {
 	// is its pool's, which counts the same time for the whole pool.
 	served observe.Window
 	meter  *observe.Meter
-	// owner is the session, once it can park (park.go).
+	// owner is the session relaying for the client, once it runs: the app
+	// reaches it through here to drain it, wake it or ask it to park,
+	// instead of a context watch per client.
 	owner atomic.Pointer[Session]
+}
+
+// setOwner records the session relaying for the client.
+func (st *Status) setOwner(s *Session) {
+	if st != nil {
+		st.owner.Store(s)
+	}
+}
+
+// Wake ends the relay's wait for its client, parked or not, so that it
+// looks at what changed (its context ended: a kill, a hard stop).
+func (st *Status) Wake() {
+	if st == nil {
+		return
+	}
+	if s := st.owner.Load(); s != nil {
+		s.wakeClient()
+	}
+}
+
+// Drain asks the client's session to end at its next safe point (a
+// graceful shutdown).
+func (st *Status) Drain() {
+	if st == nil {
+		return
+	}
+	if s := st.owner.Load(); s != nil {
+		s.drain()
+	}
 }
 
 // AskPark asks the client, if it has been idle (holding no server) since
