@@ -68,12 +68,20 @@ func (e *TLSError) Error() string {
 
 func (e *TLSError) Unwrap() error { return e.Err }
 
-// tlsFailure returns err as a *TLSError when it is one, else err.
+// tlsFailure returns err as a *TLSError when the login's last attempt
+// failed at TLS, else err. pgconn joins the errors of every attempt
+// (sslmode=prefer tries TLS, then the clear); only the last says why the
+// login failed.
 func tlsFailure(err error, cfg Config) error {
 	addr := net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port))
+	last := lastAttempt(err)
 	var verify *tls.CertificateVerificationError
 	var op *net.OpError
 	switch {
+	case last != err:
+		if tlsErr := tlsFailure(last, cfg); tlsErr != last {
+			return tlsErr
+		}
 	case errors.As(err, &verify):
 		return &TLSError{Addr: addr, Err: fmt.Errorf("certificate not accepted: %w", verify.Err)}
 	case errors.As(err, &op) && op.Op == "remote error":
@@ -83,6 +91,20 @@ func tlsFailure(err error, cfg Config) error {
 		// pgconn's words when the server answers SSLRequest with N; it
 		// has no error type for it.
 		return &TLSError{Addr: addr, Err: errors.New("the server does not accept TLS")}
+	}
+	return err
+}
+
+// lastAttempt is the error of the last of the attempts err joins, or err.
+func lastAttempt(err error) error {
+	for e := err; e != nil; {
+		if joined, ok := e.(interface{ Unwrap() []error }); ok {
+			if errs := joined.Unwrap(); len(errs) > 0 {
+				return lastAttempt(errs[len(errs)-1])
+			}
+			return err
+		}
+		e = errors.Unwrap(e)
 	}
 	return err
 }

@@ -95,3 +95,17 @@ func TestServerTLSRequiredOfAServerWithoutSSLIsATLSErrorAndUnixSocketsStayPlain(
 	}
 	mustExec(t, c, "select 1")
 }
+
+// With sslmode=prefer, a server without TLS is tried again in the clear;
+// when that attempt fails too (a wrong password), the login error is
+// what the server said, not the TLS refusal of the first attempt (the
+// benchmark's SCRAM logins were once reported as "does not accept TLS").
+func TestAPreferredTLSLoginThatFailsInTheClearSaysWhy(t *testing.T) {
+	cfg := withTLS(tcpConfig(), attempts(t, "prefer", ""))
+	cfg.Password = "not the password"
+	_, err := backend.Dial(testutil.Context(t), cfg)
+	var tlsErr *backend.TLSError
+	if err == nil || errors.As(err, &tlsErr) || !strings.Contains(err.Error(), "28P01") {
+		t.Fatalf("prefer against ssl=off with a wrong password: %v, want the server's 28P01 and no TLSError", err)
+	}
+}
