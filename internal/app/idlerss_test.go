@@ -45,7 +45,10 @@ func BenchmarkIdleClientRSS(b *testing.B) {
 	}
 	for range b.N {
 		for _, tg := range targets {
-			port := freePort(b)
+			port, err := pgtest.FreePort()
+			if err != nil {
+				b.Fatal(err)
+			}
 			cmd := tg.start(b, dir, port)
 			addr := fmt.Sprintf("127.0.0.1:%d", port)
 			waitListening(b, addr)
@@ -142,15 +145,6 @@ func startProcess(b *testing.B, name string, args ...string) *exec.Cmd {
 		}
 	})
 	return cmd
-}
-
-func freePort(b *testing.B) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func waitListening(b *testing.B, addr string) {
