@@ -118,6 +118,43 @@ func TestAClientThatLeavesTheQueueNeverRunsItsQuery(t *testing.T) {
 	}
 }
 
+// The wait watch keeps its timer between waits: a client that already
+// waited once and was served is still watched in its next wait.
+func TestAClientLeavingItsSecondWaitNeverRunsItsQuery(t *testing.T) {
+	s, url := startValve(t, txnConfig(1))
+	tag := fmt.Sprint(time.Now().UnixNano())
+	holder, commit := holdTheOnlyServer(t, url)
+	c := dialRaw(t, s)
+	c.login()
+	c.send(&pgproto3.Query{String: "select 1"})
+	waitQueue(t, s, 1)
+	commit()
+	for { // served after its first wait
+		if _, ok := c.receive().(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+
+	// Long enough for the watch's timer to look once and find no wait
+	// (it looks every 200ms): the second wait must start it again.
+	time.Sleep(500 * time.Millisecond)
+	ctx := testutil.Context(t)
+	tx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.MustExec(t, holder, "select 1")
+	c.send(&pgproto3.Query{String: "insert into gone_rows values ('" + tag + "')"})
+	waitQueue(t, s, 1)
+	_ = c.nc.Close()
+	waitQueue(t, s, 0)
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testutil.MustExec(t, holder, "select 1")
+	wantNoRow(t, "gone_rows", tag)
+}
+
 // A cancel for a request still queued takes it out of the queue: the
 // client gets 57014 at once, the request never runs, the client goes on.
 func TestACancelReachesARequestStillQueued(t *testing.T) {
@@ -234,5 +271,23 @@ func TestAQueuedClientIsToldItIsWaiting(t *testing.T) {
 	}
 	if len(notices) != 0 {
 		t.Fatalf("%d more notices; one per wait", len(notices))
+	}
+
+	// A second wait is told too, after the watch's timer found no wait
+	// (it looks every 200ms) and stopped.
+	time.Sleep(500 * time.Millisecond)
+	_, commit = holdTheOnlyServer(t, url)
+	go func() { _, err := c.Exec(ctx, "select 1"); done <- err }()
+	waitQueue(t, s, 1)
+	select {
+	case <-notices:
+	case err := <-done:
+		t.Fatalf("the second query finished while the only server was held: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no NOTICE in the second wait")
+	}
+	commit()
+	if err := <-done; err != nil {
+		t.Fatalf("the second queued query failed: %v", err)
 	}
 }

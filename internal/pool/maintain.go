@@ -29,7 +29,7 @@ func (h held[S]) expired(now time.Time, limit time.Duration) bool {
 func (p *Pool[S]) sizeLocked(now time.Time) int {
 	set := &p.mu.set
 	if set.ReserveSize > 0 {
-		if e := p.mu.waiters.Front(); e != nil && now.Sub(e.Value.(*waiter[S]).since) >= set.ReserveTimeout {
+		if w := p.mu.waiters.Front(); w != nil && now.Sub(w.since) >= set.ReserveTimeout {
 			return set.Size + set.ReserveSize
 		}
 	}

@@ -5,7 +5,6 @@
 package pool
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -105,6 +104,7 @@ type Pool[S Server] struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // dial, retry and janitor goroutines
 	retuned chan struct{}  // tells the janitor the settings changed
+	spare   sync.Pool      // of *waiter[S] (newWaiter, recycle)
 
 	// mu guards the pool state; it is never held across I/O.
 	mu struct {
@@ -114,7 +114,8 @@ type Pool[S Server] struct {
 		active     int
 		connecting int
 		closing    int
-		waiters    list.List // of *waiter[S], oldest first
+		waiters    waitQueue[S] // oldest first
+		expiry     expiry
 		closed     bool
 		paused     bool // Pause: no server is handed out or kept
 		draining   bool // Drain: servers nobody waits for are closed
@@ -135,17 +136,6 @@ type counters struct {
 	// When the last failed and the last good dial started: the error is
 	// current only if no dial that started after it succeeded.
 	lastErrStart, lastOKStart time.Time
-}
-
-type waiter[S Server] struct {
-	ch    chan grant[S] // buffered: a grant never blocks the granter
-	elem  *list.Element // nil once granted or removed
-	since time.Time     // queued at
-}
-
-type grant[S Server] struct {
-	srv held[S]
-	err error
 }
 
 // held is a server with what the pool knows of its life.
@@ -221,26 +211,23 @@ func (p *Pool[S]) Acquire(ctx context.Context) (*Lease[S], error) {
 		p.mu.Unlock()
 		return p.newLease(h), nil
 	}
-	w := &waiter[S]{ch: make(chan grant[S], 1), since: start}
-	w.elem = p.mu.waiters.PushBack(w)
+	w := p.newWaiter(start)
+	p.queueLocked(w, p.mu.set.WaitTimeout) // a reload changes it for later waits only
 	blocked := p.dialLocked()
-	wait := p.mu.set.WaitTimeout // a reload changes it for later waits only
 	p.mu.Unlock()
 	p.reclaim(blocked)
 
-	var timeout <-chan time.Time
-	if wait > 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		timeout = t.C
-	}
 	select {
 	case g := <-w.ch:
+		p.recycle(w)
+		if g.expired {
+			return nil, g.err
+		}
 		return p.granted(g, start)
 	case <-ctx.Done():
-		return p.abandon(w, start, context.Cause(ctx))
-	case <-timeout:
-		return p.abandon(w, start, &WaitTimeoutError{Pool: p.cfg.Name, Timeout: wait})
+		lease, err := p.abandon(w, context.Cause(ctx))
+		p.recycle(w)
+		return lease, err
 	}
 }
 
@@ -260,24 +247,25 @@ func (p *Pool[S]) granted(g grant[S], start time.Time) (*Lease[S], error) {
 	return p.newLease(g.srv), nil
 }
 
-// abandon leaves the queue. If a grant raced with the timeout, the server
-// was already counted as active for us, so it goes back through release.
-func (p *Pool[S]) abandon(w *waiter[S], start time.Time, cause error) (*Lease[S], error) {
+// abandon leaves the queue. If a grant raced with the caller's context,
+// the server was already counted as active for us, so it goes back through
+// release; either way w's channel is empty after.
+func (p *Pool[S]) abandon(w *waiter[S], cause error) (*Lease[S], error) {
 	p.mu.Lock()
-	if w.elem != nil {
-		p.mu.waiters.Remove(w.elem)
-		w.elem = nil
+	if w.queued {
+		p.mu.waiters.remove(w)
 		p.mu.st.timeouts++
-		var wte *WaitTimeoutError
-		if p.mu.out.down && errors.As(cause, &wte) {
-			cause = &UnreachableError{Pool: p.cfg.Name, Waited: wte.Timeout, Err: p.mu.st.lastDialErr}
-		}
 		p.mu.Unlock()
 		return nil, cause
 	}
-	p.mu.st.timeouts++
 	p.mu.Unlock()
 	g := <-w.ch
+	if g.expired {
+		return nil, g.err // timed out first, and counted then
+	}
+	p.mu.Lock()
+	p.mu.st.timeouts++
+	p.mu.Unlock()
 	if g.err == nil {
 		p.release(g.srv)
 	}
@@ -402,12 +390,10 @@ func (p *Pool[S]) dial(timeout time.Duration) {
 }
 
 func (p *Pool[S]) popWaiterLocked() *waiter[S] {
-	e := p.mu.waiters.Front()
-	if e == nil {
-		return nil
+	w := p.mu.waiters.Front()
+	if w != nil {
+		p.mu.waiters.remove(w)
 	}
-	w := p.mu.waiters.Remove(e).(*waiter[S])
-	w.elem = nil
 	return w
 }
 
@@ -504,6 +490,7 @@ func (p *Pool[S]) Close() {
 		w.ch <- grant[S]{err: ErrClosed}
 	}
 	p.stopRetryLocked()
+	p.stopExpiryLocked()
 	idle := p.evictAllIdleLocked()
 	p.mu.Unlock()
 	p.cancel()

@@ -159,7 +159,7 @@ func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], erro
 	}
 	start := time.Now()
 	s.status.set(Waiting, 0, start)
-	ctx = s.watch.begin(ctx, s.conn, s.rd.Buffered() == 0, s.queueCancellable, s.env.Live().WaitNotify)
+	ctx = s.watch.begin(ctx, start, s.conn, s.rd.Buffered() == 0, s.queueCancellable, s.env.Live().WaitNotify)
 	defer s.watch.end()
 	lease, err := s.route.Pool.Acquire(ctx)
 	if err == nil && m != nil {

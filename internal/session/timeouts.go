@@ -265,10 +265,15 @@ type waitWatch struct {
 	atBoundary  bool // the socket's next byte starts a message
 	cancellable bool
 	closed      bool
+	armed       bool      // the timer will fire (at at): check has not yet found no wait
+	at          time.Time // when the armed timer fires
 }
 
-// begin starts watching a wait; the wait must use the returned context.
-func (w *waitWatch) begin(parent context.Context, conn net.Conn, atBoundary, cancellable bool, notifyAfter time.Duration) context.Context {
+// begin starts watching a wait that began at now; the wait must use the
+// returned context. The timer is left running between waits (check stops
+// it once it finds no wait), so a client that waits for a server on every
+// transaction does not arm and stop a timer on every one.
+func (w *waitWatch) begin(parent context.Context, now time.Time, conn net.Conn, atBoundary, cancellable bool, notifyAfter time.Duration) context.Context {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.notifyAfter = notifyAfter
@@ -276,12 +281,17 @@ func (w *waitWatch) begin(parent context.Context, conn net.Conn, atBoundary, can
 		w.ctx, w.cancel = context.WithCancelCause(parent)
 	}
 	w.conn, w.waiting, w.atBoundary, w.cancellable = conn, true, atBoundary, cancellable
-	w.since, w.notified = time.Now(), false
-	if w.t == nil {
-		w.t = time.AfterFunc(w.nextLocked(w.since), w.check)
-	} else {
-		w.t.Reset(w.nextLocked(w.since))
+	w.since, w.notified = now, false
+	next := w.nextLocked(now)
+	switch {
+	case w.t == nil:
+		w.t = time.AfterFunc(next, w.check)
+	case !w.armed || now.Add(next).Before(w.at):
+		w.t.Reset(next)
+	default:
+		return w.ctx // the running timer looks soon enough
 	}
+	w.armed, w.at = true, now.Add(next)
 	return w.ctx
 }
 
@@ -295,12 +305,11 @@ func (w *waitWatch) nextLocked(now time.Time) time.Duration {
 	return next
 }
 
-// end stops watching the wait.
+// end stops watching the wait; the timer stops at its next look.
 func (w *waitWatch) end() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.waiting = false
-	w.t.Stop()
 }
 
 // check looks at the waiting client's socket without reading it.
@@ -308,6 +317,7 @@ func (w *waitWatch) check() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.waiting || w.closed {
+		w.armed = false
 		return
 	}
 	var buf [5]byte
@@ -321,7 +331,9 @@ func (w *waitWatch) check() {
 		w.notified = true
 		w.notify() // under mu: end waits for it, so it never races the relay's writes
 	}
-	w.t.Reset(w.nextLocked(now))
+	next := w.nextLocked(now)
+	w.t.Reset(next)
+	w.at = now.Add(next)
 }
 
 // cancelQueued ends a cancellable wait in progress; it reports whether
