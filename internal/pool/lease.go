@@ -14,8 +14,9 @@ type Lease[S Server] struct {
 	done     atomic.Bool
 }
 
-func (p *Pool[S]) newLease(h held[S]) *Lease[S] {
-	return &Lease[S]{pool: p, srv: h, acquired: time.Now()}
+// newLease grants h, acquired at now.
+func (p *Pool[S]) newLease(h held[S], now time.Time) *Lease[S] {
+	return &Lease[S]{pool: p, srv: h, acquired: now}
 }
 
 // Server is the leased server connection. It must not be used after Release.

@@ -26,10 +26,10 @@ func (h held[S]) expired(now time.Time, limit time.Duration) bool {
 
 // sizeLocked is how many servers the pool may hold now: its size, plus the
 // reserve once the oldest waiting client has waited ReserveTimeout.
-func (p *Pool[S]) sizeLocked(now time.Time) int {
+func (p *Pool[S]) sizeLocked() int {
 	set := &p.mu.set
 	if set.ReserveSize > 0 {
-		if w := p.mu.waiters.Front(); w != nil && now.Sub(w.since) >= set.ReserveTimeout {
+		if w := p.mu.waiters.Front(); w != nil && time.Since(w.since) >= set.ReserveTimeout {
 			return set.Size + set.ReserveSize
 		}
 	}

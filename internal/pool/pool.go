@@ -180,7 +180,7 @@ func (p *Pool[S]) TryAcquire() *Lease[S] {
 	if !ok {
 		return nil
 	}
-	return p.newLease(h)
+	return p.newLease(h, time.Now())
 }
 
 // takeIdleLocked grants the most recently parked server, if there is one
@@ -209,7 +209,7 @@ func (p *Pool[S]) Acquire(ctx context.Context) (*Lease[S], error) {
 	}
 	if h, ok := p.takeIdleLocked(); ok {
 		p.mu.Unlock()
-		return p.newLease(h), nil
+		return p.newLease(h, start), nil
 	}
 	w := p.newWaiter(start)
 	p.queueLocked(w, p.mu.set.WaitTimeout) // a reload changes it for later waits only
@@ -232,7 +232,8 @@ func (p *Pool[S]) Acquire(ctx context.Context) (*Lease[S], error) {
 }
 
 func (p *Pool[S]) granted(g grant[S], start time.Time) (*Lease[S], error) {
-	waited := time.Since(start)
+	now := time.Now()
+	waited := now.Sub(start)
 	p.mu.Lock()
 	p.mu.st.waits++
 	p.mu.st.waitTotal += waited
@@ -244,7 +245,7 @@ func (p *Pool[S]) granted(g grant[S], start time.Time) (*Lease[S], error) {
 	if g.err != nil {
 		return nil, g.err
 	}
-	return p.newLease(g.srv), nil
+	return p.newLease(g.srv, now), nil
 }
 
 // abandon leaves the queue. If a grant raced with the caller's context,
@@ -281,7 +282,7 @@ func (p *Pool[S]) dialLocked() (blocked *Limit) {
 		return nil // backing off after a failed dial (the timer dials), or paused
 	}
 	total := p.mu.active + len(p.mu.idle) + p.mu.connecting + p.mu.closing
-	size := p.sizeLocked(time.Now())
+	size := p.sizeLocked()
 	need := p.mu.waiters.Len() - p.mu.connecting
 	if p.mu.out.down {
 		// While the server is unreachable one dial probes at a time.
@@ -405,7 +406,7 @@ func (p *Pool[S]) putLocked(h held[S]) (parked bool) {
 		w.ch <- grant[S]{srv: h}
 		return false
 	}
-	h.since = time.Now()
+	h.since = time.Now() // only when parked: a hand-over reads no clock
 	p.mu.idle = append(p.mu.idle, h)
 	return true
 }
@@ -459,7 +460,11 @@ func (p *Pool[S]) release(h held[S]) {
 	}
 	why := reason.NotReusable
 	if s.Reusable() {
-		why = p.dropLocked(h, time.Now())
+		var now time.Time // read only for a lifetime: a release reads no clock
+		if p.mu.set.Lifetime > 0 {
+			now = time.Now()
+		}
+		why = p.dropLocked(h, now)
 	}
 	if why == reason.None {
 		parked := p.putLocked(h)

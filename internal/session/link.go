@@ -84,7 +84,7 @@ func (s *Session) linkFor(ctx context.Context) (*link, error) {
 		s.tr.Attach(srv.Statements(s.maxStmts))
 	}
 	s.mu.Unlock()
-	s.status.set(Active, srv.PID(), time.Now())
+	s.status.set(Active, srv.PID(), lease.Acquired())
 	l.side = serverSide{s: s, l: l, v: s.view}
 	s.view = nil // lent to the server side until reclaim
 	s.last = l
@@ -107,7 +107,7 @@ func (s *Session) leaseReady(ctx context.Context) (*pool.Lease[*backend.Conn], e
 			return nil, err
 		}
 		srv := lease.Server()
-		if i < maxDeadServers && !s.checked(ctx, srv) {
+		if i < maxDeadServers && !s.checked(ctx, srv, lease.Acquired()) {
 			s.log.Debug("skipping dead idle server", "pid", srv.PID(), "reason", srv.Broken())
 			s.releaseLease(lease)
 			continue
@@ -132,11 +132,11 @@ func (s *Session) leaseReady(ctx context.Context) (*pool.Lease[*backend.Conn], e
 // non-blocking syscall, finds one that closed while parked; one parked
 // longer than server_check_delay also answers an empty query, which finds
 // what a peek cannot (a cut network).
-func (s *Session) checked(ctx context.Context, srv *backend.Conn) bool {
+func (s *Session) checked(ctx context.Context, srv *backend.Conn, now time.Time) bool {
 	if !srv.Alive() {
 		return false
 	}
-	if srv.IdleFor(time.Now()) < s.env.Live().CheckDelay {
+	if srv.IdleFor(now) < s.env.Live().CheckDelay {
 		return true
 	}
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
@@ -153,7 +153,7 @@ func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], erro
 	m := s.route.Meter
 	if lease := s.route.Pool.TryAcquire(); lease != nil {
 		if m != nil {
-			m.Latency[observe.Wait].Observe(0)
+			m.Latency[observe.Wait].ObserveAt(0, lease.Acquired())
 		}
 		return lease, nil // the common case: no wait, no timer
 	}
@@ -163,7 +163,7 @@ func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], erro
 	defer s.watch.end()
 	lease, err := s.route.Pool.Acquire(ctx)
 	if err == nil && m != nil {
-		now := time.Now()
+		now := lease.Acquired()
 		m.Latency[observe.Wait].ObserveAt(now.Sub(start), now)
 	}
 	if cause := context.Cause(ctx); err != nil && (cause == errCanceledInQueue || cause == errClientGone || cause == ErrKilled) {

@@ -260,8 +260,7 @@ var effectWords = [][]byte{[]byte("advisory"), []byte("temp"), []byte("discard")
 	[]byte("prepare"), []byte("deallocate")}
 
 // effectStart holds, for each byte, the effectWords it may start, in
-// either case ('s' also starts SET, checked apart): most bytes of a text
-// start none and cost one lookup each.
+// either case ('s' also starts SET, checked apart).
 var effectStart = func() (t [256][][]byte) {
 	for _, w := range effectWords {
 		t[w[0]] = append(t[w[0]], w)
@@ -270,10 +269,26 @@ var effectStart = func() (t [256][][]byte) {
 	return t
 }()
 
+// effectPair has, for each byte, a bit per letter that may follow it in an
+// effect word or SET ('a' is bit 0), in either case: most pairs of a text
+// start none and cost two lookups, with no word compared.
+var effectPair = func() (t [256]uint32) {
+	for _, w := range append(effectWords, []byte("set")) {
+		t[w[0]] |= 1 << (w[1] - 'a')
+		t[w[0]&^0x20] = t[w[0]]
+	}
+	return t
+}()
+
 // mayHaveEffects looks for any of effectWords, or a SET that may start a
 // statement, in one pass over q.
 func mayHaveEffects(q []byte) bool {
-	for i, c := range q {
+	for i := 0; i+1 < len(q); i++ {
+		next := q[i+1] | 0x20
+		if next < 'a' || next > 'z' || effectPair[q[i]]&(1<<(next-'a')) == 0 {
+			continue
+		}
+		c := q[i]
 		for _, w := range effectStart[c] {
 			if i+len(w) <= len(q) && bytes.EqualFold(q[i:i+len(w)], w) {
 				return true
