@@ -31,6 +31,18 @@ func BenchmarkTrackerSimpleTransaction(b *testing.B) {
 		&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, &pgproto3.ReadyForQuery{TxStatus: 'I'})
 }
 
+// BenchmarkTrackerUnnamedTransaction is the tracker's share of one pgbench
+// -M extended transaction: the same text parsed as the unnamed statement,
+// bound, executed and synced every time.
+func BenchmarkTrackerUnnamedTransaction(b *testing.B) {
+	tr := NewTracker(NewRegistry())
+	tr.Attach(NewServerSet(100))
+	benchTransaction(b, tr, fe(mParse("", "SELECT abalance FROM pgbench_accounts WHERE aid = $1;", 0),
+		mBind("", "", 1), mExecute(""), mSync),
+		&pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, &pgproto3.DataRow{Values: [][]byte{[]byte("0")}},
+		&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+}
+
 // benchTransaction has tr rewrite batch and match its answers, per op.
 func benchTransaction(b *testing.B, tr *Tracker, batch []byte, answered ...pgproto3.BackendMessage) {
 	frames := frameBatch(b, batch)

@@ -62,7 +62,11 @@ type Parse struct {
 }
 
 // DecodeParse decodes a Parse body.
-func DecodeParse(body []byte) (Parse, error) {
+func DecodeParse(body []byte) (Parse, error) { return decodeParse(body, nil) }
+
+// decodeParse decodes a Parse body, taking the query and parameter types
+// from like instead of copying them when they are the same.
+func decodeParse(body []byte, like *Parse) (Parse, error) {
 	name, rest, ok := cstr(body)
 	if !ok {
 		return Parse{}, ErrMalformed
@@ -76,6 +80,9 @@ func DecodeParse(body []byte) (Parse, error) {
 	n := max(int(int16(binary.BigEndian.Uint16(rest))), 0)
 	if len(rest) != 2+4*n {
 		return Parse{}, ErrMalformed
+	}
+	if like != nil && string(query) == like.Query && bytes.Equal(rest, like.ParamTypes) {
+		return Parse{Name: string(name), Query: like.Query, ParamTypes: like.ParamTypes}, nil
 	}
 	types := noParamTypes
 	if !bytes.Equal(rest, noParamTypes) {

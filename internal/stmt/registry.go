@@ -1,6 +1,9 @@
 package stmt
 
-import "container/list"
+import (
+	"bytes"
+	"container/list"
+)
 
 // Statement is one prepared statement's content and its server-side name.
 type Statement struct {
@@ -42,6 +45,44 @@ func NewStatement(p Parse) *Statement {
 	st := &Statement{Query: p.Query, ParamTypes: p.ParamTypes, act: actionOf(p.Query)}
 	st.Server = ServerName(st.sent(), p.ParamTypes)
 	return st
+}
+
+// recentParse is the content of the client's latest plain Parse (one
+// whose text names no statement and drops none) and its server name.
+// Drivers that use the unnamed statement (pgx, pgbench -M extended) parse
+// the same text on every execution: its strings are shared with the last
+// one instead of copied, scanned and hashed again. A Statement is still
+// made afresh for every Parse, as its shape may differ.
+type recentParse struct {
+	Parse
+	server string
+}
+
+// decodeParse is DecodeParse, sharing the latest plain Parse's strings.
+func (t *Tracker) decodeParse(body []byte) (Parse, error) {
+	var like *Parse
+	if t.recent != nil {
+		like = &t.recent.Parse
+	}
+	return decodeParse(body, like)
+}
+
+// recentStatement is the statement of p if p is the latest plain Parse
+// again.
+func (t *Tracker) recentStatement(p Parse) (*Statement, bool) {
+	r := t.recent
+	if r == nil || p.Query != r.Query || !bytes.Equal(p.ParamTypes, r.ParamTypes) {
+		return nil, false
+	}
+	return &Statement{Query: p.Query, ParamTypes: p.ParamTypes, Server: r.server}, true
+}
+
+// notePlain remembers st, made from a Parse found plain, for recentStatement.
+func (t *Tracker) notePlain(st *Statement) {
+	if t.recent == nil {
+		t.recent = &recentParse{}
+	}
+	*t.recent = recentParse{Parse: Parse{Query: st.Query, ParamTypes: st.ParamTypes}, server: st.Server}
 }
 
 // sent is the text PostgreSQL gets for the statement: a DEALLOCATE of one

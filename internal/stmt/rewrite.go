@@ -50,7 +50,7 @@ func (t *Tracker) preparing(name string) bool {
 }
 
 func (t *Tracker) parse(body []byte, off, n int) error {
-	p, err := DecodeParse(body)
+	p, err := t.decodeParse(body)
 	if err != nil {
 		return err
 	}

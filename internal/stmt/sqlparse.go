@@ -30,9 +30,15 @@ import (
 // rewritten where it names one of the client's statements. It returns
 // ErrWait when that name's existence awaits an earlier Sync group.
 func (t *Tracker) parsedStatement(p Parse) (*Statement, error) {
+	if st, ok := t.recentStatement(p); ok {
+		return st, nil
+	}
 	st := NewStatement(p)
 	verb, s, at, ok := sqlTarget(p.Query)
 	if !ok {
+		if st.act == (action{}) {
+			t.notePlain(st)
+		}
 		return st, nil
 	}
 	w := s.Words[at]
