@@ -47,7 +47,7 @@ func (s *Session) serve(ctx context.Context) error {
 			s.view.reported.set(s.params[i].Name, p.Value)
 		}
 	}
-	if _, err := s.conn.Write(loginReply(&s.view.reported, s.key)); err != nil {
+	if _, err := s.sock.Write(loginReply(&s.view.reported, s.key)); err != nil {
 		return &toldAlready{err}
 	}
 	s.own.Push(func() { s.unlink(ctx) }) // also when clientSide panics: the server goes back
