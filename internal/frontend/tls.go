@@ -22,6 +22,9 @@ import (
 // instead of a packet length.
 const tlsRecordHandshake = 0x16
 
+// declined answers an SSLRequest or GSSENCRequest pgvalve does not take.
+var declined = []byte{'N'}
+
 // readStartup reads packets until a StartupMessage or CancelRequest. An
 // SSLRequest is answered 'S' and the handshake done when TLS is on ('N'
 // otherwise), a direct TLS handshake is accepted, and GSSENCRequest is
@@ -63,7 +66,7 @@ func (d *door) readStartup() (*wire.Startup, error) {
 			}
 			src = d.conn // encrypted from here on
 		case st.Kind == wire.KindSSLRequest, st.Kind == wire.KindGSSENCRequest:
-			if _, err := d.sock.Write([]byte{'N'}); err != nil {
+			if _, err := d.sock.Write(declined); err != nil {
 				return nil, err
 			}
 			src = d.sock

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -112,9 +113,12 @@ func ParseStartup(body []byte) (*Startup, error) {
 	return s, nil
 }
 
-// parseParams decodes NUL-terminated name/value pairs ended by an empty name.
-func parseParams(b []byte) ([]Param, error) {
-	var params []Param
+// parseParams decodes NUL-terminated name/value pairs ended by an empty
+// name. The names and values are parts of one string made of b, and the
+// slice is made once.
+func parseParams(raw []byte) ([]Param, error) {
+	b := string(raw)
+	params := make([]Param, 0, strings.Count(b, "\x00")/2)
 	for {
 		name, rest, ok := cstring(b)
 		if !ok {
@@ -135,13 +139,11 @@ func parseParams(b []byte) ([]Param, error) {
 	}
 }
 
-func cstring(b []byte) (s string, rest []byte, ok bool) {
-	for i, c := range b {
-		if c == 0 {
-			return string(b[:i]), b[i+1:], true
-		}
+func cstring(b string) (s, rest string, ok bool) {
+	if i := strings.IndexByte(b, 0); i >= 0 {
+		return b[:i], b[i+1:], true
 	}
-	return "", nil, false
+	return "", "", false
 }
 
 // IsFrontendType reports whether a client may send messages of type t after
