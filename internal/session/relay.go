@@ -450,9 +450,9 @@ func (s *Session) greetingParams(ctx context.Context) (map[string]string, error)
 // the reported parameters, the client's cancel key (pgvalve's own, never a
 // server's) and ReadyForQuery.
 func loginReply(params *reportedParams, key cancel.Key) []byte {
-	size := 9 + 13 + 6 // AuthenticationOk, BackendKeyData, ReadyForQuery
-	params.each(func(k, v string) { size += 5 + len(k) + 1 + len(v) + 1 })
-	buf := wire.Append(make([]byte, 0, size), &pgproto3.AuthenticationOk{}) // one allocation
+	// PostgreSQL's greeting is under 600 bytes: one allocation, without a
+	// pass over the parameters to size it.
+	buf := wire.Append(make([]byte, 0, 1024), &pgproto3.AuthenticationOk{})
 	params.each(func(k, v string) {
 		buf = wire.Append(buf, &pgproto3.ParameterStatus{Name: k, Value: v})
 	})
