@@ -63,20 +63,23 @@ func (s *Startup) Get(name string) (string, bool) {
 // ErrBadStartup wraps every startup-packet decoding failure.
 var ErrBadStartup = errors.New("invalid startup packet")
 
-// ReadStartup reads exactly one pre-authentication packet from src. It reads
-// with io.ReadFull and never past the packet, so bytes a client pipelines
-// after an SSLRequest are never consumed here.
+// ReadStartup reads exactly one pre-authentication packet from src, and
+// never past it, so bytes a client pipelines after an SSLRequest are never
+// consumed here. Every valid packet is 8 bytes at least, so the first read
+// asks for 8: an SSLRequest, sent whole, takes one system call, not two.
 func ReadStartup(src io.Reader) (*Startup, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(src, hdr[:]); err != nil {
+	var head [8]byte
+	got, err := io.ReadAtLeast(src, head[:], 4) // the length, at least
+	if err != nil {
 		return nil, err
 	}
-	n := int(binary.BigEndian.Uint32(hdr[:]))
+	n := int(binary.BigEndian.Uint32(head[:4]))
 	if n < 8 || n > MaxStartupPacket {
 		return nil, fmt.Errorf("%w: length %d", ErrBadStartup, n)
 	}
 	body := make([]byte, n-4)
-	if _, err := io.ReadFull(src, body); err != nil {
+	copy(body, head[4:got])
+	if _, err := io.ReadFull(src, body[got-4:]); err != nil {
 		return nil, err
 	}
 	return ParseStartup(body)
