@@ -5,6 +5,7 @@ package app_test
 import (
 	"encoding/binary"
 	"log/slog"
+	"runtime/metrics"
 	"syscall"
 	"testing"
 
@@ -22,7 +23,8 @@ import (
 // client at that level count. The client is raw blocking system calls
 // that allocate next to nothing, so allocs/op is pgvalve's own (what a
 // client's teardown allocates after its socket closes may land in the
-// next iteration). ns/op is only worth comparing within one run. Run with
+// next iteration); goroutines/op counts those pgvalve starts per client.
+// ns/op is only worth comparing within one run. Run with
 //
 //	go test -run '^$' -bench Login -benchmem ./internal/app -cpuprofile cpu.out
 func BenchmarkLogin(b *testing.B) {
@@ -54,10 +56,20 @@ func BenchmarkLogin(b *testing.B) {
 	}
 	login() // warm: the pool has its server, and it knows application_name
 	b.ReportAllocs()
+	created := goroutinesCreated()
 	b.ResetTimer()
 	for range b.N {
 		login()
 	}
+	b.StopTimer()
+	b.ReportMetric(float64(goroutinesCreated()-created)/float64(b.N), "goroutines/op")
+}
+
+// goroutinesCreated is how many goroutines the process has started.
+func goroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
 
 // dialBlocking connects a blocking TCP socket to to.
