@@ -128,13 +128,14 @@ func (d *door) loginTimedOut(err error, limit time.Duration) {
 // relay parked the client (session.ErrParked): the relay then owns them
 // and runs them when the client ends on another goroutine.
 func Serve(ctx context.Context, cfg *Config, conn net.Conn, st *session.Status, gate Gate, ends *cleanup.Stack) {
-	addr := ""
+	var addr string // ClientAddr's, made once when the client was listed
 	if st != nil {
-		addr = st.Remote // ClientAddr's, made once
+		addr = st.Remote
 	} else {
 		addr = ClientAddr(conn)
 	}
-	d := &door{cfg: cfg, conn: conn, sock: wire.NewSocket(conn), log: withClient(cfg.Log, slog.String("client", addr)), gate: gate, local: IsLocal(conn)}
+	d := &door{cfg: cfg, conn: conn, sock: wire.NewSocket(conn), gate: gate, local: IsLocal(conn),
+		log: withClient(cfg.Log, slog.String("client", addr))}
 	if ends != nil {
 		d.ends = ends // the relay may take them over and park the client
 	} else {
