@@ -259,7 +259,7 @@ func (a *App) Serve(ln net.Listener) error {
 		Handle: func(_ context.Context, conn net.Conn, ends *cleanup.Stack) {
 			g := conn.(*gated)
 			ends.Push(g.tk.Done)
-			st, ctx, unlist := a.clients.add(a.sessions, g.Conn)
+			st, ctx, unlist := a.clients.add(a.sessions, g.addr)
 			ends.Push(unlist)
 			frontend.Serve(ctx, a.front, g.Conn, st, frontend.Gate{Talking: g.tk.Talking,
 				Admit: func() bool { return g.tk.Admit(int(a.maxClients.Load())) }}, ends)
@@ -281,10 +281,13 @@ func (a *App) Serve(ln net.Listener) error {
 	return err
 }
 
-// gated is an accepted connection with its place at admission.
+// gated is an accepted connection with its place at admission and its
+// address (frontend.ClientAddr: made once, for admission, the registry
+// and the logs).
 type gated struct {
 	net.Conn
-	tk *admission.Ticket
+	tk   *admission.Ticket
+	addr string
 }
 
 // admit gives a connection its place at admission, in the accept loop:
@@ -293,11 +296,12 @@ type gated struct {
 // no address: they count as one, "unix", under max_login_conn_per_addr
 // like any other address, so a local flood is shed the same way.
 func (a *App) admit(conn net.Conn) (net.Conn, bool) {
-	tk := a.gate.Enter(frontend.ClientHost(conn), func() { _ = conn.Close() })
+	addr := frontend.ClientAddr(conn)
+	tk := a.gate.Enter(frontend.HostOf(addr), func() { _ = conn.Close() })
 	if tk == nil {
 		return conn, false
 	}
-	return &gated{Conn: conn, tk: tk}, true
+	return &gated{Conn: conn, tk: tk, addr: addr}, true
 }
 
 // Shutdown stops accepting clients and lets each session finish: one that

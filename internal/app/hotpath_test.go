@@ -23,19 +23,8 @@ import (
 //
 //	go test -run '^$' -bench Transaction -benchmem ./internal/app -cpuprofile cpu.out
 func BenchmarkTransaction(b *testing.B) {
-	admin := testutil.Connect(b, cluster.SuperuserURL(pgtest.TestDatabase))
-	ctx := context.Background()
-	for _, sql := range []string{
-		"CREATE TABLE IF NOT EXISTS hot_accounts (aid int PRIMARY KEY, abalance int NOT NULL)",
-		"INSERT INTO hot_accounts SELECT g, 0 FROM generate_series(1, 100) g ON CONFLICT DO NOTHING",
-		"GRANT SELECT ON hot_accounts TO " + cluster.User,
-	} {
-		if _, err := admin.Exec(ctx, sql); err != nil {
-			b.Fatal(err)
-		}
-	}
+	hotAccounts(b)
 	s := valvetest.Start(b, txnConfig(2))
-	const query = "SELECT abalance FROM hot_accounts WHERE aid = "
 	simple := encode(b, &pgproto3.Query{String: query + "7"})
 	bind := func(stmt string) []byte {
 		return encode(b, &pgproto3.Bind{PreparedStatement: stmt, Parameters: [][]byte{[]byte("7")}})
@@ -76,6 +65,24 @@ func BenchmarkTransaction(b *testing.B) {
 				roundTrip(b, conn, r, c.txn)
 			}
 		})
+	}
+}
+
+// query is pgbench's select-only statement, on hotAccounts' table.
+const query = "SELECT abalance FROM hot_accounts WHERE aid = "
+
+// hotAccounts makes the table query reads, as pgbench -i would, small.
+func hotAccounts(b *testing.B) {
+	admin := testutil.Connect(b, cluster.SuperuserURL(pgtest.TestDatabase))
+	ctx := context.Background()
+	for _, sql := range []string{
+		"CREATE TABLE IF NOT EXISTS hot_accounts (aid int PRIMARY KEY, abalance int NOT NULL)",
+		"INSERT INTO hot_accounts SELECT g, 0 FROM generate_series(1, 100) g ON CONFLICT DO NOTHING",
+		"GRANT SELECT ON hot_accounts TO " + cluster.User,
+	} {
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

@@ -31,7 +31,7 @@ func (l *Listeners) Close() error {
 // empty, the unix socket named after the port bound (so a listen port of
 // 0, as in tests, gets a socket of its own).
 func (a *App) Listen() (net.Listener, error) {
-	ln, err := net.Listen("tcp", a.listen)
+	ln, err := listener.TCP(a.listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", a.listen, err)
 	}

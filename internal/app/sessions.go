@@ -3,13 +3,11 @@ package app
 import (
 	"cmp"
 	"context"
-	"net"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/pgvalve/pgvalve/internal/admission"
-	"github.com/pgvalve/pgvalve/internal/frontend"
 	"github.com/pgvalve/pgvalve/internal/observe"
 	"github.com/pgvalve/pgvalve/internal/session"
 )
@@ -47,14 +45,14 @@ func (r *registry) statuses(buf []*session.Status) []*session.Status {
 	return buf
 }
 
-// add lists a client just accepted on conn under a fresh id, with the
-// context it is served under: ending it ends the client with cause. The
-// returned func removes it and must be deferred.
-func (r *registry) add(ctx context.Context, conn net.Conn) (*session.Status, context.Context, func()) {
+// add lists a client just accepted from addr (frontend.ClientAddr) under
+// a fresh id, with the context it is served under: ending it ends the
+// client with cause. The returned func removes it and must be deferred.
+func (r *registry) add(ctx context.Context, addr string) (*session.Status, context.Context, func()) {
 	ctx, kill := context.WithCancelCause(ctx)
 	r.mu.Lock()
 	r.mu.next++
-	st := session.NewStatus(r.mu.next, frontend.ClientAddr(conn), time.Now())
+	st := session.NewStatus(r.mu.next, addr, time.Now())
 	r.mu.m[st.ID] = listed{st: st, kill: kill}
 	r.mu.Unlock()
 	return st, ctx, func() {

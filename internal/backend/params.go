@@ -126,6 +126,11 @@ func (c *Conn) SyncWith(ctx context.Context, owner uint64, key string, want []wi
 // ParamsKey identifies a list of parameters by content, for SyncFor.
 func ParamsKey(ps []wire.Param) string {
 	var b strings.Builder
+	n := 0
+	for _, p := range ps {
+		n += len(p.Name) + len(p.Value) + 2
+	}
+	b.Grow(n) // one allocation, not one per growth
 	for _, p := range ps {
 		b.WriteString(p.Name)
 		b.WriteByte(0)

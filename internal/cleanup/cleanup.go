@@ -12,6 +12,9 @@ type Stack struct {
 	mu  sync.Mutex
 	fns []func()
 	ran bool
+	// first holds the first functions pushed, so that a connection's
+	// stack (a handful) grows no slice.
+	first [8]func()
 }
 
 // Push adds f, to run before everything pushed so far. Pushed after Run,
@@ -22,6 +25,9 @@ func (s *Stack) Push(f func()) {
 		s.mu.Unlock()
 		f()
 		return
+	}
+	if s.fns == nil {
+		s.fns = s.first[:0]
 	}
 	s.fns = append(s.fns, f)
 	s.mu.Unlock()
@@ -40,6 +46,7 @@ func (s *Stack) Run() {
 	s.fns = nil
 	s.mu.Unlock()
 	runFrom(fns, len(fns)-1)
+	clear(s.first[:]) // what they hold may be freed
 }
 
 func runFrom(fns []func(), i int) {

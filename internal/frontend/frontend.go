@@ -9,6 +9,7 @@ package frontend
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"runtime/debug"
@@ -64,6 +65,11 @@ type Config struct {
 type door struct {
 	cfg  *Config
 	conn net.Conn // the TLS connection once tls is set
+	// sock reads and writes conn: a wire.Socket's raw system calls while
+	// conn is a plain socket (each login's first reads and writes would
+	// otherwise go through the scheduler's syscall path, see wire.Socket),
+	// conn itself once it is TLS.
+	sock io.ReadWriter
 	log  *slog.Logger
 	// ends, when the caller gave them, are handed to the relay, which may
 	// park the client and end it on another goroutine.
@@ -122,7 +128,14 @@ func (d *door) loginTimedOut(err error, limit time.Duration) {
 // relay parked the client (session.ErrParked): the relay then owns them
 // and runs them when the client ends on another goroutine.
 func Serve(ctx context.Context, cfg *Config, conn net.Conn, st *session.Status, gate Gate, ends *cleanup.Stack) {
-	d := &door{cfg: cfg, conn: conn, log: cfg.Log.With("client", ClientAddr(conn)), gate: gate, local: IsLocal(conn)}
+	var addr string // ClientAddr's, made once when the client was listed
+	if st != nil {
+		addr = st.Remote
+	} else {
+		addr = ClientAddr(conn)
+	}
+	d := &door{cfg: cfg, conn: conn, sock: wire.NewSocket(conn), gate: gate, local: IsLocal(conn),
+		log: withClient(cfg.Log, slog.String("client", addr))}
 	if ends != nil {
 		d.ends = ends // the relay may take them over and park the client
 	} else {
@@ -156,7 +169,7 @@ func Serve(ctx context.Context, cfg *Config, conn net.Conn, st *session.Status, 
 func Refuse(cfg *Config, conn net.Conn) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	d := &door{cfg: cfg, conn: conn, log: cfg.Log, local: IsLocal(conn)}
+	d := &door{cfg: cfg, conn: conn, sock: conn, log: cfg.Log, local: IsLocal(conn)}
 	st, err := d.readStartup()
 	switch {
 	case err != nil:
@@ -204,7 +217,7 @@ func (d *door) run(ctx context.Context, status *session.Status) (err error) {
 	}
 	status.SetLogin(session.Login{User: c.User, Database: c.Database, ApplicationName: appName(c.Params)})
 	c.Status = status
-	c.Sock = wire.NewSocket(d.conn)
+	c.Sock = d.sock
 	c.Reader = wire.NewReader(c.Sock, wire.DefaultBufferSize, live.MaxMessageSize)
 	if d.toConsole(c.Database) {
 		if err := d.authenticate(ctx, c); err != nil {

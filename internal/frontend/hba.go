@@ -30,11 +30,14 @@ func ClientAddr(conn net.Conn) string {
 
 // ClientHost is conn's client address without the port: what failures
 // and logins in progress are counted by.
-func ClientHost(conn net.Conn) string {
-	if IsLocal(conn) {
+func ClientHost(conn net.Conn) string { return HostOf(ClientAddr(conn)) }
+
+// HostOf is ClientHost from what ClientAddr returned (part of it: no copy).
+func HostOf(addr string) string {
+	if addr == UnixAddr {
 		return UnixAddr
 	}
-	h, _, _ := net.SplitHostPort(conn.RemoteAddr().String())
+	h, _, _ := net.SplitHostPort(addr)
 	return h
 }
 

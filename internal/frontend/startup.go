@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,14 +60,16 @@ func (d *door) checkStartup(st *wire.Startup) (session.Client, error) {
 // PostgreSQL does (NegotiateProtocolVersion); the login goes on. It
 // returns the startup parameters left, which st keeps too.
 func (d *door) negotiate(st *wire.Startup) ([]wire.Param, error) {
-	var unknown []string
-	var kept []wire.Param
-	for _, p := range st.Params {
-		if strings.HasPrefix(p.Name, "_pq_.") {
-			unknown = append(unknown, p.Name)
-			continue
+	kept, unknown := st.Params, []string(nil)
+	if slices.ContainsFunc(st.Params, isProtocolOption) { // rare: a copy without them
+		kept = make([]wire.Param, 0, len(st.Params))
+		for _, p := range st.Params {
+			if isProtocolOption(p) {
+				unknown = append(unknown, p.Name)
+			} else {
+				kept = append(kept, p)
+			}
 		}
-		kept = append(kept, p)
 	}
 	if st.Minor > 0 || len(unknown) > 0 {
 		msg := &pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unknown}
@@ -77,6 +80,9 @@ func (d *door) negotiate(st *wire.Startup) ([]wire.Param, error) {
 	st.Params = kept
 	return kept, nil
 }
+
+// isProtocolOption says p is a _pq_. protocol option, not a setting.
+func isProtocolOption(p wire.Param) bool { return strings.HasPrefix(p.Name, "_pq_.") }
 
 // authenticate proves who the client is: trust lets everyone in;
 // passthrough asks for a cleartext password and has the upstream check it;

@@ -22,18 +22,21 @@ import (
 // instead of a packet length.
 const tlsRecordHandshake = 0x16
 
+// declined answers an SSLRequest or GSSENCRequest pgvalve does not take.
+var declined = []byte{'N'}
+
 // readStartup reads packets until a StartupMessage or CancelRequest. An
 // SSLRequest is answered 'S' and the handshake done when TLS is on ('N'
 // otherwise), a direct TLS handshake is accepted, and GSSENCRequest is
 // declined.
 func (d *door) readStartup() (*wire.Startup, error) {
-	var src io.Reader = d.conn
+	var src io.Reader = d.sock
 	if d.cfg.TLS != nil && !d.tls && d.tlsSrv == nil && !d.local {
 		d.tlsSrv = d.cfg.TLS() // one configuration for the whole handshake
 	}
 	if !d.tls && d.tlsSrv != nil {
 		var first [1]byte
-		if _, err := io.ReadFull(d.conn, first[:]); err != nil {
+		if _, err := io.ReadFull(d.sock, first[:]); err != nil {
 			return nil, err
 		}
 		if first[0] == tlsRecordHandshake {
@@ -42,7 +45,7 @@ func (d *door) readStartup() (*wire.Startup, error) {
 			}
 			src = d.conn
 		} else {
-			src = io.MultiReader(bytes.NewReader(first[:]), d.conn)
+			src = io.MultiReader(bytes.NewReader(first[:]), d.sock)
 		}
 	}
 	for {
@@ -63,10 +66,10 @@ func (d *door) readStartup() (*wire.Startup, error) {
 			}
 			src = d.conn // encrypted from here on
 		case st.Kind == wire.KindSSLRequest, st.Kind == wire.KindGSSENCRequest:
-			if _, err := d.conn.Write([]byte{'N'}); err != nil {
+			if _, err := d.sock.Write(declined); err != nil {
 				return nil, err
 			}
-			src = d.conn
+			src = d.sock
 		default:
 			return st, nil
 		}
@@ -102,7 +105,7 @@ func (d *door) handshake(raw net.Conn, direct bool) error {
 		d.log.Info("direct TLS without ALPN postgresql refused")
 		return errors.New("direct TLS without ALPN postgresql")
 	}
-	d.conn, d.tls = tc, true
+	d.conn, d.sock, d.tls = tc, tc, true
 	state := tc.ConnectionState()
 	state.PeerCertificates = []*x509.Certificate{h.Leaf} // tls-server-end-point hashes pgvalve's own certificate
 	if cb, err := scram.NewTLSServerEndpointBinding(&state); err == nil {

@@ -64,10 +64,7 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config) error {
 			}
 			continue
 		}
-		delay = 0
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.SetNoDelay(true)
-		}
+		delay = 0 // Go sets TCP_NODELAY on every connection it accepts
 		wg.Add(1)
 		admitted := true
 		if cfg.Admit != nil {

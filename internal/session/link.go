@@ -252,6 +252,9 @@ func isFollowed(name string) bool {
 // then whatever it SET since), and its other startup parameters (params).
 func (v *clientView) wanted(params []wire.Param) []wire.Param {
 	out := v.want[:0]
+	if n := len(followed) + len(params); cap(out) < n {
+		out = make([]wire.Param, 0, n) // once, not a growth per append
+	}
 	for _, name := range followed {
 		if val, ok := v.reported.get(name); ok {
 			out = append(out, wire.Param{Name: name, Value: val})

@@ -47,7 +47,7 @@ func (s *Session) serve(ctx context.Context) error {
 			s.view.reported.set(s.params[i].Name, p.Value)
 		}
 	}
-	if _, err := s.conn.Write(loginReply(&s.view.reported, s.key)); err != nil {
+	if _, err := s.sock.Write(loginReply(&s.view.reported, s.key)); err != nil {
 		return &toldAlready{err}
 	}
 	s.own.Push(func() { s.unlink(ctx) }) // also when clientSide panics: the server goes back
@@ -450,7 +450,9 @@ func (s *Session) greetingParams(ctx context.Context) (map[string]string, error)
 // the reported parameters, the client's cancel key (pgvalve's own, never a
 // server's) and ReadyForQuery.
 func loginReply(params *reportedParams, key cancel.Key) []byte {
-	buf := wire.Append(nil, &pgproto3.AuthenticationOk{})
+	// PostgreSQL's greeting is under 600 bytes: one allocation, without a
+	// pass over the parameters to size it.
+	buf := wire.Append(make([]byte, 0, 1024), &pgproto3.AuthenticationOk{})
 	params.each(func(k, v string) {
 		buf = wire.Append(buf, &pgproto3.ParameterStatus{Name: k, Value: v})
 	})

@@ -331,6 +331,11 @@ func Run(ctx context.Context, env *Env, c Client) error {
 	s.detect = s.route.Mode != config.PoolSession && s.route.State != config.StateOff
 	s.pinAll = s.detect && s.route.State == config.StatePinAll
 	s.rd.SetWhole(s.wholeTypes())
+	// Last of the ends: the read buffer goes back to the pool rather than
+	// to the collector, or every client would make a new one (16 KiB, most
+	// of what a login allocated under pgbench -C). Only the client side
+	// reads it, and it has ended.
+	s.own.Push(s.rd.Release)
 	s.own.Push(s.unpin)
 	if s.route.Notify != nil && s.route.Mode != config.PoolSession {
 		s.inbox = &inbox{s: s, kick: make(chan struct{}, 1)}

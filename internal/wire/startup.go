@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -62,20 +63,23 @@ func (s *Startup) Get(name string) (string, bool) {
 // ErrBadStartup wraps every startup-packet decoding failure.
 var ErrBadStartup = errors.New("invalid startup packet")
 
-// ReadStartup reads exactly one pre-authentication packet from src. It reads
-// with io.ReadFull and never past the packet, so bytes a client pipelines
-// after an SSLRequest are never consumed here.
+// ReadStartup reads exactly one pre-authentication packet from src, and
+// never past it, so bytes a client pipelines after an SSLRequest are never
+// consumed here. Every valid packet is 8 bytes at least, so the first read
+// asks for 8: an SSLRequest, sent whole, takes one system call, not two.
 func ReadStartup(src io.Reader) (*Startup, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(src, hdr[:]); err != nil {
+	var head [8]byte
+	got, err := io.ReadAtLeast(src, head[:], 4) // the length, at least
+	if err != nil {
 		return nil, err
 	}
-	n := int(binary.BigEndian.Uint32(hdr[:]))
+	n := int(binary.BigEndian.Uint32(head[:4]))
 	if n < 8 || n > MaxStartupPacket {
 		return nil, fmt.Errorf("%w: length %d", ErrBadStartup, n)
 	}
 	body := make([]byte, n-4)
-	if _, err := io.ReadFull(src, body); err != nil {
+	copy(body, head[4:got])
+	if _, err := io.ReadFull(src, body[got-4:]); err != nil {
 		return nil, err
 	}
 	return ParseStartup(body)
@@ -112,9 +116,12 @@ func ParseStartup(body []byte) (*Startup, error) {
 	return s, nil
 }
 
-// parseParams decodes NUL-terminated name/value pairs ended by an empty name.
-func parseParams(b []byte) ([]Param, error) {
-	var params []Param
+// parseParams decodes NUL-terminated name/value pairs ended by an empty
+// name. The names and values are parts of one string made of b, and the
+// slice is made once.
+func parseParams(raw []byte) ([]Param, error) {
+	b := string(raw)
+	params := make([]Param, 0, strings.Count(b, "\x00")/2)
 	for {
 		name, rest, ok := cstring(b)
 		if !ok {
@@ -135,13 +142,11 @@ func parseParams(b []byte) ([]Param, error) {
 	}
 }
 
-func cstring(b []byte) (s string, rest []byte, ok bool) {
-	for i, c := range b {
-		if c == 0 {
-			return string(b[:i]), b[i+1:], true
-		}
+func cstring(b string) (s, rest string, ok bool) {
+	if i := strings.IndexByte(b, 0); i >= 0 {
+		return b[:i], b[i+1:], true
 	}
-	return "", nil, false
+	return "", "", false
 }
 
 // IsFrontendType reports whether a client may send messages of type t after

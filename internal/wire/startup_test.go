@@ -56,6 +56,28 @@ func TestReadStartupDecodesEachPacketKind(t *testing.T) {
 	}
 }
 
+// countingReader counts the reads made of it.
+type countingReader struct {
+	r     *bytes.Reader
+	reads int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.reads++
+	return c.r.Read(p)
+}
+
+func TestAnSSLRequestSentWholeIsReadInOneReadAndNothingPastIt(t *testing.T) {
+	src := &countingReader{r: bytes.NewReader(append(packet(codeSSLRequest, ""), "\x16pipelined"...))}
+	s, err := ReadStartup(src)
+	if err != nil || s.Kind != KindSSLRequest {
+		t.Fatalf("read %+v, %v", s, err)
+	}
+	if src.reads != 1 || src.r.Len() != len("\x16pipelined") {
+		t.Fatalf("%d reads, %d bytes left after it", src.reads, src.r.Len())
+	}
+}
+
 func TestReadStartupRejectsMalformedPackets(t *testing.T) {
 	cases := map[string][]byte{
 		"length too small":         {0, 0, 0, 4, 0, 3, 0, 0},

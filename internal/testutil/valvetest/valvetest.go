@@ -34,7 +34,15 @@ func Start(t testing.TB, cfg config.Config) *Server {
 // StartWithKnobs is Start with test seams that break invariants on purpose.
 func StartWithKnobs(t testing.TB, cfg config.Config, knobs *session.Knobs) *Server {
 	t.Helper()
-	return start(t, cfg, knobs, nil)
+	return start(t, cfg, knobs, nil, slog.LevelDebug)
+}
+
+// StartAt is Start logging at level, as pgvalve run --log-level does: a
+// benchmark of what a client costs counts only the log lines a deployment
+// at that level writes (Start logs everything, even unread).
+func StartAt(t testing.TB, cfg config.Config, level slog.Level) *Server {
+	t.Helper()
+	return start(t, cfg, nil, nil, level)
 }
 
 // StartLogged is Start that also writes pgvalve's log to logs, as JSON
@@ -42,10 +50,10 @@ func StartWithKnobs(t testing.TB, cfg config.Config, knobs *session.Knobs) *Serv
 // safe for concurrent writes.
 func StartLogged(t testing.TB, cfg config.Config, logs io.Writer) *Server {
 	t.Helper()
-	return start(t, cfg, nil, logs)
+	return start(t, cfg, nil, logs, slog.LevelDebug)
 }
 
-func start(t testing.TB, cfg config.Config, knobs *session.Knobs, logs io.Writer) *Server {
+func start(t testing.TB, cfg config.Config, knobs *session.Knobs, logs io.Writer, level slog.Level) *Server {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	if cfg.UnixSocketDir == config.Default().UnixSocketDir {
@@ -60,7 +68,7 @@ func start(t testing.TB, cfg config.Config, knobs *session.Knobs, logs io.Writer
 	if testing.Verbose() || os.Getenv("PGVALVE_TEST_LOG") != "" {
 		w = os.Stderr
 	}
-	opts := &slog.HandlerOptions{Level: slog.LevelDebug}
+	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if logs != nil {
 		h = slog.NewMultiHandler(h, slog.NewJSONHandler(logs, opts))
