@@ -319,6 +319,7 @@ func (a *App) Shutdown(ctx context.Context) {
 func (a *App) Close() {
 	a.startDrain()
 	a.stopSessions()
+	a.clients.endAll(context.Canceled) // wakes each: none watches its context
 	<-a.served
 }
 

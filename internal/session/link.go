@@ -108,7 +108,7 @@ func (s *Session) leaseReady(ctx context.Context) (*pool.Lease[*backend.Conn], e
 		}
 		srv := lease.Server()
 		if i < maxDeadServers && !s.checked(ctx, srv) {
-			s.log.Debug("skipping dead idle server", "pid", srv.PID(), "reason", srv.Broken())
+			s.log().Debug("skipping dead idle server", "pid", srv.PID(), "reason", srv.Broken())
 			s.releaseLease(lease)
 			continue
 		}
@@ -124,7 +124,7 @@ func (s *Session) leaseReady(ctx context.Context) (*pool.Lease[*backend.Conn], e
 		if srv.Broken() == "" || i >= maxDeadServers {
 			return nil, err // the client's own settings failed, or too many dead servers
 		}
-		s.log.Debug("skipping a server that failed while being prepared", "pid", srv.PID(), "err", err)
+		s.log().Debug("skipping a server that failed while being prepared", "pid", srv.PID(), "err", err)
 	}
 }
 
@@ -180,7 +180,7 @@ func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], erro
 // which the pool has just taken out of its queue.
 func (s *Session) logWaitTimeout(waited time.Duration) {
 	st := s.route.Pool.Stats()
-	s.log.Warn("wait for a server timed out", "pool", st.Name, "waited", waited,
+	s.log().Warn("wait for a server timed out", "pool", st.Name, "waited", waited,
 		"clients_waiting", st.ClientsWaiting+1, "servers_busy", st.ServersActive, "pool_size", st.Size,
 		"application_name", s.status.Login().ApplicationName)
 }

@@ -124,7 +124,7 @@ func (s *Session) reportEnd(err error) {
 	switch {
 	case err == nil, errors.Is(err, errClientTerminated):
 	case errors.As(err, &pv):
-		s.log.Info(reason.ProtocolViolation.Log(), "err", pv.err)
+		s.log().Info(reason.ProtocolViolation.Log(), "err", pv.err)
 		s.end(reason.ProtocolViolation, pv)
 		s.lingerClose()
 	case errors.Is(err, errTxInStatementMode):
@@ -132,12 +132,12 @@ func (s *Session) reportEnd(err error) {
 	case errors.Is(err, errServerLost):
 		s.sendError(wire.SeverityFatal, err)
 	case errors.As(err, &idle):
-		s.log.Info(idle.r.Log(), "err", err)
+		s.log().Info(idle.r.Log(), "err", err)
 		s.end(idle.r, idle.limit)
 	case errors.Is(err, errShuttingDown):
 		s.end(reason.ShuttingDown)
 	case errors.Is(err, ErrKilled):
-		s.log.Info(reason.Killed.Log())
+		s.log().Info(reason.Killed.Log())
 		s.end(reason.Killed)
 	}
 }

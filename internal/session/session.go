@@ -147,10 +147,10 @@ type Session struct {
 	conn   net.Conn
 	rd     *wire.Reader
 	sock   io.ReadWriter // conn's hot path: see wire.Socket
-	log    *slog.Logger
+	remote string        // the client's address, for logs
 	user   string
 	db     string
-	route  Route
+	route  *Route       // shared with the route's other clients: read only
 	params []wire.Param // settings to apply on every server this client uses
 	id     uint64       // tells this client's server changes from others' (backend.MarkDirty)
 	// status is the client's entry in the list of live sessions (may be
@@ -190,17 +190,11 @@ type Session struct {
 	// timeouts (set only when one is on).
 	lastRead time.Time
 	// tr tracks named prepared statements in transaction and statement
-	// pooling (nil otherwise); calls hold mu. frames is the client batch
-	// being forwarded, for it.
-	tr     *stmt.Tracker
-	frames []wire.Frame
-	types  []byte // the batch's message types that txState counts
-	// segTypes is types for a part of a batch, waitBuf a part of a batch
-	// and a Flush (forwardTracked).
-	segTypes, waitBuf []byte
-
-	batch    []stmt.Message
-	deferBuf []byte
+	// pooling (nil otherwise); calls hold mu.
+	tr *stmt.Tracker
+	// scratch is the client side's space for the batch it forwards; a
+	// parked client has none (nil: park.go).
+	*scratch
 
 	// detect: transaction or statement pooling looks for session state
 	// (session_state is not "off"); pinAll: any of it pins the client
@@ -212,12 +206,11 @@ type Session struct {
 	// quiet: the batch being forwarded has no session-state effects
 	// (lookAhead).
 	quiet bool
-	// raised replaces the batch being forwarded when a pin was refused
-	// inside a transaction (raisePinRefused).
-	raised []byte
 
 	// inbox holds notifications from route.Notify on their way to the
-	// client (nil without one); inboxReady: its writer runs.
+	// client (nil until its first LISTEN through it); inboxReady: its
+	// writer runs. Only the client side sets it, while no server side
+	// runs.
 	inbox      *inbox
 	inboxReady bool
 
@@ -268,6 +261,23 @@ type Session struct {
 	}
 }
 
+// scratch is what the client side grows to forward batches, kept apart
+// so that a parked client drops it all at once.
+type scratch struct {
+	// frames is the client batch being forwarded, for the tracker.
+	frames []wire.Frame
+	types  []byte // the batch's message types that txState counts
+	// segTypes is types for a part of a batch, waitBuf a part of a batch
+	// and a Flush (forwardTracked).
+	segTypes, waitBuf []byte
+
+	batch    []stmt.Message
+	deferBuf []byte
+	// raised replaces the batch being forwarded when a pin was refused
+	// inside a transaction (raisePinRefused).
+	raised []byte
+}
+
 // Client is a logged-in client, handed over by the front door with its
 // connection: the relay owns it from then on (the front door still closes
 // it once Run returns).
@@ -277,12 +287,15 @@ type Client struct {
 	// may hold bytes the client sent already.
 	Reader *wire.Reader
 	Sock   io.ReadWriter
-	Log    *slog.Logger
+	// Remote is the client's address, for logs: the session adds it, the
+	// user and the database to each line it logs (a logger of its own
+	// would cost every idle client a few hundred bytes).
+	Remote string
 	User   string
 	// Database is the database the client asked for; Route is where it
 	// leads (zero for the admin console).
 	Database string
-	Route    Route
+	Route    *Route
 	// Params are the startup settings to apply on every server the client
 	// uses (backend.StartupParams).
 	Params []wire.Param
@@ -299,8 +312,9 @@ type Client struct {
 // fails, or until it is parked while idle (ErrParked: see Client.Ends); it
 // leaves closing the connection to the caller.
 func Run(ctx context.Context, env *Env, c Client) error {
-	s := &Session{env: env, conn: c.Conn, rd: c.Reader, sock: c.Sock, log: c.Log,
-		user: c.User, db: c.Database, route: c.Route, params: c.Params, status: c.Status}
+	s := &Session{env: env, conn: c.Conn, rd: c.Reader, sock: c.Sock, remote: c.Remote,
+		user: c.User, db: c.Database, route: c.Route, params: c.Params, status: c.Status,
+		scratch: new(scratch)}
 	if s.status != nil {
 		s.status.meter = s.route.Meter // before anything can count a hold
 	}
@@ -333,10 +347,14 @@ func Run(ctx context.Context, env *Env, c Client) error {
 	s.rd.SetWhole(s.wholeTypes())
 	s.own.Push(s.unpin)
 	if s.route.Notify != nil && s.route.Mode != config.PoolSession {
-		s.inbox = &inbox{s: s, kick: make(chan struct{}, 1)}
-		s.own.Push(s.closeInbox)
+		s.own.Push(s.closeInbox) // the inbox is made by the first LISTEN
 	}
 	return s.proceed(ctx, s.serve)
+}
+
+// log is the logger for this client's lines, made when one is logged.
+func (s *Session) log() *slog.Logger {
+	return s.env.Log.With("client", s.remote, "db", s.db, "user", s.user)
 }
 
 // wholeTypes is which client messages must arrive whole: those the

@@ -231,7 +231,7 @@ func (s *Session) queryTimedOut() {
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), queryGrace(limit))
 	defer cancel()
-	s.log.Info("query_timeout: cancelling the running request", "after", limit)
+	s.log().Info("query_timeout: cancelling the running request", "after", limit)
 	_ = s.CancelCurrent(ctx)
 }
 
