@@ -41,6 +41,7 @@ type App struct {
 	front     *frontend.Config
 	clients   *registry                // live sessions, for Sessions
 	lot       atomic.Pointer[park.Lot] // where idle clients park, once Serve runs (nil: they never do)
+	giveBack  atomic.Pointer[giveBack] // the lot's memory return (park.go), with the lot
 	hooks     Hooks                    // the owner's, for the console
 	passwords *auth.Passwords
 	authQuery *authquery.Cache               // auth_query's answers, briefly
