@@ -81,7 +81,7 @@ func (s *Session) linkFor(ctx context.Context) (*link, error) {
 	s.mu.st = st
 	s.mu.sets.linked()
 	if s.tr != nil {
-		s.tr.Attach(srv.Statements(s.maxStmts))
+		s.tr.Attach(srv.Statements(int(s.maxStmts)))
 	}
 	s.mu.Unlock()
 	s.status.set(Active, srv.PID(), time.Now())

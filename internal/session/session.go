@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -156,20 +157,22 @@ type Session struct {
 	// status is the client's entry in the list of live sessions (may be
 	// nil); only the session goroutine and the server side set it.
 	status *Status
-	// maxStmts is max_prepared_statements as the client connected.
-	maxStmts int
-	// timed: the idle timeouts were on at the last read; lastRead is kept
-	// only while they are.
-	timed bool
 	// view is the client view (what the client was told of its
 	// settings), nil while lent to a server side: see clientView.
 	view *clientView
 	// last is the most recent link, whose server side may still be
 	// exiting; only the session goroutine touches it (reclaim).
 	last *link
+	// timed: the idle timeouts were on at the last read; lastRead is kept
+	// only while they are.
+	timed bool
 	// txLost: the client's transaction went with a lost server; its next
 	// server starts in a failed transaction block (enterLostTx).
 	txLost bool
+	// maxStmts is max_prepared_statements as the client connected (beside
+	// the flags: a Session under 1 KiB, with the allocator's header, fits
+	// a smaller size class).
+	maxStmts int32
 	// lostWhy: the client has not heard of that loss yet (it was idle in
 	// its transaction); its next request is told.
 	lostWhy error
@@ -179,8 +182,8 @@ type Session struct {
 	// rest is still to come; firstFrame is where the first message that
 	// starts in the batch being read starts (-1: none).
 	skip        int
-	partialSent bool
 	firstFrame  int
+	partialSent bool
 	// queueCancellable: the batch waiting for a server can be answered
 	// without one if the client cancels it (it ends its requests).
 	queueCancellable bool
@@ -190,7 +193,8 @@ type Session struct {
 	// timeouts (set only when one is on).
 	lastRead time.Time
 	// tr tracks named prepared statements in transaction and statement
-	// pooling (nil otherwise); calls hold mu.
+	// pooling (nil otherwise, and until the client's first batch:
+	// startTracking); calls hold mu.
 	tr *stmt.Tracker
 	// scratch is the client side's space for the batch it forwards; a
 	// parked client has none (nil: park.go).
@@ -202,10 +206,10 @@ type Session struct {
 	// prepared statements that have effects, by name (effectsOf); only
 	// the client side touches it.
 	detect, pinAll bool
-	stmtFx         map[string]string
 	// quiet: the batch being forwarded has no session-state effects
 	// (lookAhead).
-	quiet bool
+	quiet  bool
+	stmtFx map[string]string
 
 	// inbox holds notifications from route.Notify on their way to the
 	// client (nil until its first LISTEN through it); inboxReady: its
@@ -338,10 +342,7 @@ func Run(ctx context.Context, env *Env, c Client) error {
 	s.own.Push(unregister)
 	s.key = key
 	s.id = uint64(key.PID)<<32 | uint64(binary.BigEndian.Uint32(key.Secret))
-	s.maxStmts = env.Live().MaxPreparedStatements
-	if s.route.Mode != config.PoolSession && s.maxStmts > 0 {
-		s.tr = stmt.NewTracker(stmt.NewRegistry())
-	}
+	s.maxStmts = int32(min(env.Live().MaxPreparedStatements, math.MaxInt32))
 	s.detect = s.route.Mode != config.PoolSession && s.route.State != config.StateOff
 	s.pinAll = s.detect && s.route.State == config.StatePinAll
 	s.rd.SetWhole(s.wholeTypes())
@@ -364,10 +365,26 @@ func (s *Session) wholeTypes() func(byte) bool {
 	switch {
 	case s.detect:
 		return func(typ byte) bool { return typ == 'Q' || typ == 'P' || typ == 'B' || stmt.Decoded(typ) }
-	case s.tr != nil:
+	case s.tracks():
 		return stmt.Decoded
 	}
 	return nil
+}
+
+// tracks reports whether the client's prepared statements are tracked:
+// transaction and statement pooling, with max_prepared_statements on.
+func (s *Session) tracks() bool {
+	return s.route.Mode != config.PoolSession && s.maxStmts > 0
+}
+
+// startTracking makes the client's statement tracker once its first
+// batch is read, before it is scanned: a client that never sends one
+// (connected, idle) keeps none. Only a batch starts a server side, so
+// none has run yet to see it change.
+func (s *Session) startTracking() {
+	if s.tr == nil && s.rd.Buffered() > 0 && s.tracks() {
+		s.tr = stmt.NewTracker(stmt.NewRegistry())
+	}
 }
 
 // unpin takes a client that leaves out of its pool's pinned count.
