@@ -150,7 +150,7 @@ var errServerLost = errors.New("server connection lost")
 // the server side fails in a way the client cannot survive.
 func (s *Session) clientSide(ctx context.Context) error {
 	for {
-		s.startTracking()
+		s.startBatches()
 		requests, last, terminated, bad := s.scanClient()
 		taken := s.rd.Take()
 		if m := s.route.Meter; m != nil {

@@ -194,7 +194,7 @@ type Session struct {
 	lastRead time.Time
 	// tr tracks named prepared statements in transaction and statement
 	// pooling (nil otherwise, and until the client's first batch:
-	// startTracking); calls hold mu.
+	// startBatches); calls hold mu.
 	tr *stmt.Tracker
 	// scratch is the client side's space for the batch it forwards; a
 	// parked client has none (nil: park.go).
@@ -233,10 +233,9 @@ type Session struct {
 		cur      *link
 		st       txState
 		draining bool
-		// pins is the session state holding the client on its server.
-		pins pins
-		// sets are the settings the client made itself, which follow it.
-		sets clientSets
+		// state is the session state the client made (nil until its first
+		// batch: startBatches), whose fields pins and sets read as mu's.
+		*state
 		// pinSlot: the client counts in route.Pinned (countPinLocked).
 		pinSlot bool
 		// answered, when set, is closed once the tracker awaits no more
@@ -263,6 +262,14 @@ type Session struct {
 		sync.RWMutex
 		srv *backend.Conn
 	}
+}
+
+// state is the session state a client makes with its batches.
+type state struct {
+	// pins is the session state holding the client on its server.
+	pins pins
+	// sets are the settings the client made itself, which follow it.
+	sets clientSets
 }
 
 // scratch is what the client side grows to forward batches, kept apart
@@ -377,14 +384,20 @@ func (s *Session) tracks() bool {
 	return s.route.Mode != config.PoolSession && s.maxStmts > 0
 }
 
-// startTracking makes the client's statement tracker once its first
-// batch is read, before it is scanned: a client that never sends one
-// (connected, idle) keeps none. Only a batch starts a server side, so
-// none has run yet to see it change.
-func (s *Session) startTracking() {
-	if s.tr == nil && s.rd.Buffered() > 0 && s.tracks() {
+// startBatches makes the client's statement tracker and session state
+// once its first batch is read, before it is scanned: a client that never
+// sends one (connected, idle) keeps neither. Only a batch starts a server
+// side, so none has run yet to see them change.
+func (s *Session) startBatches() {
+	if s.mu.state != nil || s.rd.Buffered() == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.mu.state = new(state)
+	if s.tracks() {
 		s.tr = stmt.NewTracker(stmt.NewRegistry())
 	}
+	s.mu.Unlock()
 }
 
 // unpin takes a client that leaves out of its pool's pinned count.
