@@ -187,6 +187,15 @@ func (s *Session) park() bool {
 func (s *Session) shed() {
 	s.rd.Release() // nothing is unread: wantsPark checked
 	s.scratch = nil
+	if s.tr != nil {
+		s.mu.Lock()
+		s.tr.Shed()
+		s.mu.Unlock()
+	}
+	if v := s.view; v != nil {
+		// Made again by the next attach (wantKey "" says so).
+		v.wantKey, v.want, v.edits = "", nil, wire.Edits{}
+	}
 }
 
 // unpark resumes a parked client on a new goroutine; only the first of
