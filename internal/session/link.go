@@ -159,8 +159,13 @@ func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], erro
 	}
 	start := time.Now()
 	s.status.set(Waiting, 0, start)
-	ctx = s.watch.begin(ctx, s.conn, s.rd.Buffered() == 0, s.queueCancellable, s.env.Live().WaitNotify)
-	defer s.watch.end()
+	w := s.watch.Load()
+	if w == nil {
+		w = &waitWatch{notify: s.queuedNotice}
+		s.watch.Store(w)
+	}
+	ctx = w.begin(ctx, s.conn, s.rd.Buffered() == 0, s.queueCancellable, s.env.Live().WaitNotify)
+	defer w.end()
 	lease, err := s.route.Pool.Acquire(ctx)
 	if err == nil && m != nil {
 		now := time.Now()

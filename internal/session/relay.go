@@ -52,8 +52,7 @@ func (s *Session) serve(ctx context.Context) error {
 	}
 	s.own.Push(func() { s.unlink(ctx) }) // also when clientSide panics: the server goes back
 	s.own.Push(s.stopQueryTimer)
-	s.watch.notify = s.queuedNotice
-	s.own.Push(s.watch.close)
+	s.own.Push(s.closeWatch)
 	s.lastRead = time.Now() // idle from the greeting on
 	return s.clientSide(ctx)
 }

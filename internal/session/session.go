@@ -187,8 +187,9 @@ type Session struct {
 	// queueCancellable: the batch waiting for a server can be answered
 	// without one if the client cancels it (it ends its requests).
 	queueCancellable bool
-	// watch watches the client while it waits for a server.
-	watch waitWatch
+	// watch watches the client while it waits for a server; made at its
+	// first wait (acquire), read by CancelCurrent on another goroutine.
+	watch atomic.Pointer[waitWatch]
 	// lastRead is when the client last sent something, for the idle
 	// timeouts (set only when one is on).
 	lastRead time.Time
@@ -432,7 +433,9 @@ func (s *Session) CancelCurrent(ctx context.Context) error {
 		return srv.Cancel(ctx)
 	}
 	s.cancelTo.RUnlock()
-	s.watch.cancelQueued()
+	if w := s.watch.Load(); w != nil {
+		w.cancelQueued()
+	}
 	return nil
 }
 

@@ -248,9 +248,9 @@ func (s *Session) stopQueryTimer() {
 // wait if the client hangs up or says Terminate (pgx sends Terminate and
 // then waits for the close), so a client that left does not take a server
 // and run its request; and, for a batch that can be answered alone
-// (cancellable), if the client cancels it (CancelCurrent). One lives as
-// long as its session and serves every wait, so a wait costs a timer
-// reset, not a new timer and context.
+// (cancellable), if the client cancels it (CancelCurrent). One is made at
+// the client's first wait and lives as long as its session, serving every
+// wait, so a wait costs a timer reset, not a new timer and context.
 type waitWatch struct {
 	mu          sync.Mutex
 	t           *time.Timer
@@ -334,6 +334,13 @@ func (w *waitWatch) cancelQueued() bool {
 	}
 	w.cancel(errCanceledInQueue)
 	return true
+}
+
+// closeWatch ends the client's watch, if it ever waited, with its session.
+func (s *Session) closeWatch() {
+	if w := s.watch.Load(); w != nil {
+		w.close()
+	}
 }
 
 // close ends the watch with its session.
