@@ -51,8 +51,7 @@ func (s *Session) serve(ctx context.Context) error {
 		return &toldAlready{err}
 	}
 	s.own.Push(func() { s.unlink(ctx) }) // also when clientSide panics: the server goes back
-	s.own.Push(s.stopQueryTimer)
-	s.own.Push(s.closeWatch)
+	s.own.Push(s.stopTimers)
 	s.lastRead = time.Now() // idle from the greeting on
 	return s.clientSide(ctx)
 }

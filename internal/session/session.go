@@ -354,10 +354,7 @@ func Run(ctx context.Context, env *Env, c Client) error {
 	s.detect = s.route.Mode != config.PoolSession && s.route.State != config.StateOff
 	s.pinAll = s.detect && s.route.State == config.StatePinAll
 	s.rd.SetWhole(s.wholeTypes())
-	s.own.Push(s.unpin)
-	if s.route.Notify != nil && s.route.Mode != config.PoolSession {
-		s.own.Push(s.closeInbox) // the inbox is made by the first LISTEN
-	}
+	s.own.Push(s.leaveRoute) // one entry, not one each: every client keeps its entries
 	return s.proceed(ctx, s.serve)
 }
 
@@ -399,6 +396,13 @@ func (s *Session) startBatches() {
 		s.tr = stmt.NewTracker(stmt.NewRegistry())
 	}
 	s.mu.Unlock()
+}
+
+// leaveRoute takes a client that leaves off the pool's listening
+// connection and out of its pinned count.
+func (s *Session) leaveRoute() {
+	defer s.unpin()
+	s.closeInbox()
 }
 
 // unpin takes a client that leaves out of its pool's pinned count.
