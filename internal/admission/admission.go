@@ -57,9 +57,9 @@ type Ticket struct {
 	addr    string
 	since   time.Time
 	shed    func()
-	talking bool          // sent its whole startup packet
 	elem    *list.Element // in g.mu.logins; nil once out
 	addrEl  *list.Element // in g.mu.byAddr[addr]
+	talking bool          // sent its whole startup packet
 	client  bool
 	settled bool
 }

@@ -41,6 +41,7 @@ type App struct {
 	front     *frontend.Config
 	clients   *registry                // live sessions, for Sessions
 	lot       atomic.Pointer[park.Lot] // where idle clients park, once Serve runs (nil: they never do)
+	giveBack  atomic.Pointer[giveBack] // the lot's memory return (park.go), with the lot
 	hooks     Hooks                    // the owner's, for the console
 	passwords *auth.Passwords
 	authQuery *authquery.Cache               // auth_query's answers, briefly
@@ -259,7 +260,7 @@ func (a *App) Serve(ln net.Listener) error {
 		Handle: func(_ context.Context, conn net.Conn, ends *cleanup.Stack) {
 			g := conn.(*gated)
 			ends.Push(g.tk.Done)
-			st, ctx, unlist := a.clients.add(a.sessions, g.addr)
+			st, ctx, unlist := a.clients.add(a.sessions, g.Conn, g.addr)
 			ends.Push(unlist)
 			frontend.Serve(ctx, a.front, g.Conn, st, frontend.Gate{Talking: g.tk.Talking,
 				Admit: func() bool { return g.tk.Admit(int(a.maxClients.Load())) }}, ends)
@@ -323,6 +324,7 @@ func (a *App) Shutdown(ctx context.Context) {
 func (a *App) Close() {
 	a.startDrain()
 	a.stopSessions()
+	a.clients.endAll(context.Canceled) // wakes each: none watches its context
 	<-a.served
 }
 

@@ -14,7 +14,10 @@ import (
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
 
-var idleClients = flag.Int("idle.clients", 2000, "logged-in idle clients BenchmarkIdleClientMemory holds")
+var (
+	idleClients = flag.Int("idle.clients", 2000, "logged-in idle clients BenchmarkIdleClientMemory holds")
+	idleQuery   = flag.Bool("idle.query", false, "BenchmarkIdleClientMemory's clients run a query and a prepared statement before they go idle")
+)
 
 // What an idle logged-in client costs pgvalve (issue 14's goal: at most
 // 4 KiB each): the growth of the Go heap and goroutine stacks in use, and
@@ -25,6 +28,11 @@ var idleClients = flag.Int("idle.clients", 2000, "logged-in idle clients Benchma
 // with
 //
 //	go test -run '^$' -bench IdleClientMemory -benchtime 1x ./internal/app -args -idle.clients 9000
+//
+// A client that never sent anything keeps less than one that did (its
+// statement tracker and session state are made by its first batch); add
+// -idle.query to have each run a simple query and prepare, bind and run
+// a named statement before it goes idle.
 func BenchmarkIdleClientMemory(b *testing.B) {
 	cfg := txnConfig(2)
 	cfg.MaxClientConn = *idleClients + 10
@@ -35,6 +43,9 @@ func BenchmarkIdleClientMemory(b *testing.B) {
 		conns := make([]net.Conn, 0, *idleClients)
 		for i := range *idleClients {
 			c, err := loggedIn(s.Addr.String())
+			if err == nil && *idleQuery {
+				err = runQueries(c)
+			}
 			if err != nil {
 				b.Fatalf("client %d: %v", i, err)
 			}
@@ -66,6 +77,35 @@ func memInUse() inUse {
 	runtime.GC()
 	runtime.ReadMemStats(&m)
 	return inUse{heap: m.HeapInuse, stack: m.StackInuse}
+}
+
+// runQueries runs a simple query, then prepares, binds and runs a named
+// statement, on a logged-in connection c.
+func runQueries(c net.Conn) error {
+	fe := pgproto3.NewFrontend(c, c)
+	fe.Send(&pgproto3.Query{String: "select 1"})
+	fe.Send(&pgproto3.Parse{Name: "s1", Query: "select $1::int"})
+	fe.Send(&pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte("1")}})
+	fe.Send(&pgproto3.Execute{})
+	fe.Send(&pgproto3.Sync{})
+	if err := fe.Flush(); err != nil {
+		return err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	for ready := 0; ready < 2; {
+		msg, err := fe.Receive()
+		if err != nil {
+			return err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("%s %s", m.Code, m.Message)
+		case *pgproto3.ReadyForQuery:
+			ready++
+		}
+	}
+	return nil
 }
 
 // loggedIn is a raw connection to addr that has logged in (trust) and

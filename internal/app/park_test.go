@@ -180,3 +180,22 @@ func TestAParkedListenerGetsItsNotifications(t *testing.T) {
 		t.Fatalf("notification to a parked client: %+v, %v", n, err)
 	}
 }
+
+// Once a wave of clients has logged in and parked, pgvalve gives back to
+// the system the memory their logins left behind, instead of keeping it
+// as room for a heap twice the live one.
+func TestAWaveOfParkedClientsGivesItsLoginsMemoryBack(t *testing.T) {
+	s, _ := parkingValve(t, 2)
+	const clients = 300 // more than a wave's least (giveBackAfter)
+	for i := range clients {
+		c, err := loggedIn(s.Addr.String())
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		defer c.Close()
+	}
+	waitParked(t, s, clients)
+	testutil.EventuallyWithin(t, 20*time.Second, "the memory to be given back", func() bool {
+		return s.App.MemoryGivenBack() > 0
+	})
+}

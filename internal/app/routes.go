@@ -19,15 +19,15 @@ import (
 
 // lookup finds or creates the pool for a client's database and user, and
 // counts the client in until the route's Leave.
-func (a *App) lookup(db, user string) (session.Route, bool) {
+func (a *App) lookup(db, user string) (*session.Route, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	e, ok := a.entryLocked(db, user)
 	if !ok {
-		return session.Route{}, false
+		return nil, false
 	}
 	e.clients.Add(1)
-	return e.route, true
+	return &e.route, true // set once, when e was made
 }
 
 // entryLocked returns the pool of db and user, creating it from the

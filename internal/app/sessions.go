@@ -3,11 +3,13 @@ package app
 import (
 	"cmp"
 	"context"
+	"net"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/pgvalve/pgvalve/internal/admission"
+	"github.com/pgvalve/pgvalve/internal/frontend"
 	"github.com/pgvalve/pgvalve/internal/observe"
 	"github.com/pgvalve/pgvalve/internal/session"
 )
@@ -26,7 +28,14 @@ type registry struct {
 // listed is a live session and how to end it (KILL, KILL_CLIENT).
 type listed struct {
 	st   *session.Status
+	conn net.Conn
 	kill context.CancelCauseFunc
+}
+
+// end ends l's context with cause and wakes the client to see it.
+func (l listed) end(cause error) {
+	l.kill(cause)
+	frontend.Wake(l.conn, l.st)
 }
 
 func newRegistry() *registry {
@@ -45,21 +54,32 @@ func (r *registry) statuses(buf []*session.Status) []*session.Status {
 	return buf
 }
 
-// add lists a client just accepted from addr (frontend.ClientAddr) under
-// a fresh id, with the context it is served under: ending it ends the
-// client with cause. The returned func removes it and must be deferred.
-func (r *registry) add(ctx context.Context, addr string) (*session.Status, context.Context, func()) {
+// add lists a client just accepted on conn from addr (frontend.ClientAddr)
+// under a fresh id, with the context it is served under: ending it ends
+// the client with cause. The returned func removes it and must be deferred.
+func (r *registry) add(ctx context.Context, conn net.Conn, addr string) (*session.Status, context.Context, func()) {
 	ctx, kill := context.WithCancelCause(ctx)
 	r.mu.Lock()
 	r.mu.next++
 	st := session.NewStatus(r.mu.next, addr, time.Now())
-	r.mu.m[st.ID] = listed{st: st, kill: kill}
+	r.mu.m[st.ID] = listed{st: st, conn: conn, kill: kill}
 	r.mu.Unlock()
 	return st, ctx, func() {
 		r.mu.Lock()
 		delete(r.mu.m, st.ID)
 		r.mu.Unlock()
 		kill(nil)
+	}
+}
+
+// endAll ends every listed client with cause (a hard stop). One added
+// later is served under a context that has ended already: the front door
+// sees it.
+func (r *registry) endAll(cause error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range r.mu.m {
+		l.end(cause)
 	}
 }
 
@@ -71,7 +91,7 @@ func (r *registry) kill(pick func(*session.Status) bool) int {
 	n := 0
 	for _, l := range r.mu.m {
 		if pick(l.st) {
-			l.kill(session.ErrKilled)
+			l.end(session.ErrKilled)
 			n++
 		}
 	}

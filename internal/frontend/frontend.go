@@ -36,7 +36,7 @@ type Config struct {
 	// live settings, the cancel registry and the drain signal from it.
 	Relay *session.Env
 	// Lookup finds the route for a client; ok=false means no such database.
-	Lookup func(db, user string) (session.Route, bool)
+	Lookup func(db, user string) (*session.Route, bool)
 	// Verify proves a passthrough client's password against the upstream.
 	Verify func(ctx context.Context, db, user, password string) error
 	// HBA is auth_hba_file's rules as they are now (auth_type hba;
@@ -71,6 +71,8 @@ type door struct {
 	// conn itself once it is TLS.
 	sock io.ReadWriter
 	log  *slog.Logger
+	// remote is the client's address (ClientAddr), the relay's for its logs.
+	remote string
 	// ends, when the caller gave them, are handed to the relay, which may
 	// park the client and end it on another goroutine.
 	ends *cleanup.Stack
@@ -123,6 +125,9 @@ func (d *door) loginTimedOut(err error, limit time.Duration) {
 // this client. st, if not nil, is the client's entry in the list of live
 // sessions: the front door records who logged in, the relay its state.
 //
+// Serve does not watch ctx: whoever ends it calls Wake afterwards (one
+// watch per client would cost every idle client half a kilobyte).
+//
 // ends is what the layers above undo when the connection is done (nil:
 // nothing); Serve adds its own and runs them all as it returns, unless the
 // relay parked the client (session.ErrParked): the relay then owns them
@@ -135,7 +140,7 @@ func Serve(ctx context.Context, cfg *Config, conn net.Conn, st *session.Status, 
 		addr = ClientAddr(conn)
 	}
 	d := &door{cfg: cfg, conn: conn, sock: wire.NewSocket(conn), gate: gate, local: IsLocal(conn),
-		log: withClient(cfg.Log, slog.String("client", addr))}
+		log: withClient(cfg.Log, slog.String("client", addr)), remote: addr}
 	if ends != nil {
 		d.ends = ends // the relay may take them over and park the client
 	} else {
@@ -152,16 +157,19 @@ func Serve(ctx context.Context, cfg *Config, conn net.Conn, st *session.Status, 
 			ends.Run()
 		}
 	}()
-	stop := context.AfterFunc(ctx, func() {
-		_ = conn.SetDeadline(time.Unix(1, 0))
-		st.Wake() // the relay's wait, parked or not
-	})
-	ends.Push(func() { stop() })
 	err := d.run(ctx, st)
 	parked = errors.Is(err, session.ErrParked)
 	if err != nil && !parked {
 		d.log.Debug("session ended", "err", err)
 	}
+}
+
+// Wake ends whatever a client served by Serve waits for (a read at the
+// front door, the relay's wait, parked or not), so that it sees that its
+// context ended. Call it after ending the context.
+func Wake(conn net.Conn, st *session.Status) {
+	_ = conn.SetDeadline(time.Unix(1, 0))
+	st.Wake()
 }
 
 // Refuse answers a client that is over max_client_conn: it reads the
@@ -191,6 +199,11 @@ func (d *door) run(ctx context.Context, status *session.Status) (err error) {
 		d.loginBy = time.Now().Add(live.LoginTimeout)
 		_ = d.conn.SetDeadline(d.loginBy)
 		defer func() { d.loginTimedOut(err, live.LoginTimeout) }()
+	}
+	if ctx.Err() != nil {
+		// Ended before the deadline above was set, which may have undone
+		// Wake's: a wake after this check finds the deadline set.
+		return context.Cause(ctx)
 	}
 	// A drain (graceful shutdown) ends a client still logging in; the
 	// relay watches for it itself once the client is handed over.

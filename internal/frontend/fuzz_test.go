@@ -47,7 +47,7 @@ func frontDoor(t *testing.T, mode config.AuthMode, users *auth.Userlist, in []by
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Auth:   mode,
 		Relay:  &session.Env{},
-		Lookup: func(db, user string) (session.Route, bool) { return session.Route{}, db != "nosuchdb" },
+		Lookup: func(db, user string) (*session.Route, bool) { return &session.Route{}, db != "nosuchdb" },
 		Verify: func(context.Context, string, string, string) error { return errors.New("wrong password") },
 		Secret: func(_ context.Context, _, user string) (auth.Secret, bool, error) {
 			s, ok := users.Lookup(user)

@@ -46,7 +46,7 @@ func (d *door) checkStartup(st *wire.Startup) (session.Client, error) {
 		return c, errors.New("replication connection")
 	}
 	d.log = d.log.With("db", c.Database, "user", c.User)
-	c.Log = d.log
+	c.Remote = d.remote
 	c.Params, err = backend.StartupParams(kept)
 	if err != nil {
 		d.cfg.Relay.Fatal(d.conn, reason.BadStartupParam, err)

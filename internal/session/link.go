@@ -81,7 +81,7 @@ func (s *Session) linkFor(ctx context.Context) (*link, error) {
 	s.mu.st = st
 	s.mu.sets.linked()
 	if s.tr != nil {
-		s.tr.Attach(srv.Statements(s.maxStmts))
+		s.tr.Attach(srv.Statements(int(s.maxStmts)))
 	}
 	s.mu.Unlock()
 	s.status.set(Active, srv.PID(), lease.Acquired())
@@ -108,7 +108,7 @@ func (s *Session) leaseReady(ctx context.Context) (*pool.Lease[*backend.Conn], e
 		}
 		srv := lease.Server()
 		if i < maxDeadServers && !s.checked(ctx, srv, lease.Acquired()) {
-			s.log.Debug("skipping dead idle server", "pid", srv.PID(), "reason", srv.Broken())
+			s.log().Debug("skipping dead idle server", "pid", srv.PID(), "reason", srv.Broken())
 			s.releaseLease(lease)
 			continue
 		}
@@ -124,7 +124,7 @@ func (s *Session) leaseReady(ctx context.Context) (*pool.Lease[*backend.Conn], e
 		if srv.Broken() == "" || i >= maxDeadServers {
 			return nil, err // the client's own settings failed, or too many dead servers
 		}
-		s.log.Debug("skipping a server that failed while being prepared", "pid", srv.PID(), "err", err)
+		s.log().Debug("skipping a server that failed while being prepared", "pid", srv.PID(), "err", err)
 	}
 }
 
@@ -159,8 +159,13 @@ func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], erro
 	}
 	start := time.Now()
 	s.status.set(Waiting, 0, start)
-	ctx = s.watch.begin(ctx, start, s.conn, s.rd.Buffered() == 0, s.queueCancellable, s.env.Live().WaitNotify)
-	defer s.watch.end()
+	w := s.watch.Load()
+	if w == nil {
+		w = &waitWatch{notify: s.queuedNotice}
+		s.watch.Store(w)
+	}
+	ctx = w.begin(ctx, start, s.conn, s.rd.Buffered() == 0, s.queueCancellable, s.env.Live().WaitNotify)
+	defer w.end()
 	lease, err := s.route.Pool.Acquire(ctx)
 	if err == nil && m != nil {
 		now := lease.Acquired()
@@ -180,7 +185,7 @@ func (s *Session) acquire(ctx context.Context) (*pool.Lease[*backend.Conn], erro
 // which the pool has just taken out of its queue.
 func (s *Session) logWaitTimeout(waited time.Duration) {
 	st := s.route.Pool.Stats()
-	s.log.Warn("wait for a server timed out", "pool", st.Name, "waited", waited,
+	s.log().Warn("wait for a server timed out", "pool", st.Name, "waited", waited,
 		"clients_waiting", st.ClientsWaiting+1, "servers_busy", st.ServersActive, "pool_size", st.Size,
 		"application_name", s.status.Login().ApplicationName)
 }

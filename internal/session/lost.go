@@ -34,7 +34,7 @@ func (s *Session) recoverLost(ctx context.Context, l *link, cause error) error {
 	st := s.mu.st // final: the server side has ended
 	s.mu.idleSince = time.Now()
 	s.mu.Unlock()
-	s.log.Info("server lost under a client", "pid", l.srv.PID(), "pending", st.pending, "status", string(st.status), "err", cause)
+	s.log().Info("server lost under a client", "pid", l.srv.PID(), "pending", st.pending, "status", string(st.status), "err", cause)
 
 	status := byte('I')
 	if st.status != 'I' {
@@ -80,7 +80,7 @@ func (s *Session) trackAnswers(out []byte) []byte {
 			break
 		}
 		if err := s.tr.Server(f.Type, f.Body, f.Off); err != nil {
-			s.log.Debug("statement tracker on made-up answers", "err", err)
+			s.log().Debug("statement tracker on made-up answers", "err", err)
 			break
 		}
 	}

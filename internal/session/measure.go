@@ -47,5 +47,5 @@ func (s *Session) logSlow(took time.Duration) {
 	if s.env.Live().QueryText {
 		attrs = append(attrs, "query", s.status.Query())
 	}
-	s.log.Warn("slow query", attrs...)
+	s.log().Warn("slow query", attrs...)
 }

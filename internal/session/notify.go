@@ -147,11 +147,14 @@ func (s *Session) answerListen(ctx context.Context, span []byte, requests int, l
 	var out []byte
 	switch e.Kind {
 	case sqlscan.Listen:
+		if s.inbox == nil {
+			s.inbox = &inbox{s: s, kick: make(chan struct{}, 1)} // no server side runs: see reclaim above
+		}
 		sctx, cancel := context.WithTimeout(ctx, subscribeTimeout)
 		err := hub.Subscribe(sctx, s.inbox, e.Name)
 		cancel()
 		if err != nil {
-			s.log.Warn("LISTEN through the pool's listening connection failed", "channel", e.Name, "err", err)
+			s.log().Warn("LISTEN through the pool's listening connection failed", "channel", e.Name, "err", err)
 			out = wire.AppendError(out, wire.SeverityError, reason.ServerLost.Code(),
 				"pgvalve: could not LISTEN on the pool's listening connection: "+err.Error())
 			break
@@ -159,7 +162,9 @@ func (s *Session) answerListen(ctx context.Context, span []byte, requests int, l
 		s.startInbox()
 		out = wire.Append(out, &pgproto3.CommandComplete{CommandTag: []byte("LISTEN")})
 	case sqlscan.Unlisten:
-		hub.Unsubscribe(s.inbox, e.Name)
+		if s.inbox != nil {
+			hub.Unsubscribe(s.inbox, e.Name)
+		}
 		out = wire.Append(out, &pgproto3.CommandComplete{CommandTag: []byte("UNLISTEN")})
 	}
 	out = wire.Append(out, &pgproto3.ReadyForQuery{TxStatus: 'I'})

@@ -170,11 +170,13 @@ func (s *Session) park() bool {
 	if err := pk.lot.Wait(pk.fd, s.unpark); err != nil {
 		pk.state.Store(running)
 		s.stopParkTimer()
+		s.scratch = new(scratch)
 		return false
 	}
 	if pk.wakes.Load() != wakes && pk.state.CompareAndSwap(parked, running) {
 		pk.lot.Forget(pk.fd)
 		s.stopParkTimer()
+		s.scratch = new(scratch)
 		return false
 	}
 	return true
@@ -184,8 +186,16 @@ func (s *Session) park() bool {
 // relayed; a parked client keeps only its state.
 func (s *Session) shed() {
 	s.rd.Release() // nothing is unread: wantsPark checked
-	s.frames, s.types, s.segTypes, s.waitBuf = nil, nil, nil, nil
-	s.batch, s.deferBuf = nil, nil
+	s.scratch = nil
+	if s.tr != nil {
+		s.mu.Lock()
+		s.tr.Shed()
+		s.mu.Unlock()
+	}
+	if v := s.view; v != nil {
+		// Made again by the next attach (wantKey "" says so).
+		v.wantKey, v.want, v.edits = "", nil, wire.Edits{}
+	}
 }
 
 // unpark resumes a parked client on a new goroutine; only the first of
@@ -196,6 +206,7 @@ func (s *Session) unpark() {
 	}
 	s.pk.lot.Forget(s.pk.fd)
 	s.stopParkTimer()
+	s.scratch = new(scratch) // before the go statement: resume sees it
 	go s.resume()
 }
 
@@ -213,7 +224,7 @@ func (s *Session) resume() {
 	parked := false
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("session panic", "panic", r, "stack", string(debug.Stack()))
+			s.log().Error("session panic", "panic", r, "stack", string(debug.Stack()))
 			s.env.Fatal(s.conn, reason.Panic)
 		}
 		if !parked {
@@ -223,7 +234,7 @@ func (s *Session) resume() {
 	err := s.proceed(s.pk.ctx, s.carryOn)
 	parked = errors.Is(err, ErrParked)
 	if err != nil && !parked {
-		s.log.Debug("session ended", "err", err)
+		s.log().Debug("session ended", "err", err)
 	}
 }
 

@@ -53,7 +53,7 @@ func (s *Session) pinRefused(requests int, last byte) (refused bool, cause strin
 // refusePin answers a refused batch from a client holding no server: each
 // request gets the error, as if it failed first thing.
 func (s *Session) refusePin(requests int, cause string) error {
-	s.log.Warn("refused a statement that would pin its client past max_pinned_servers", "pin", cause,
+	s.log().Warn("refused a statement that would pin its client past max_pinned_servers", "pin", cause,
 		"max_pinned_servers", s.route.Pinned.Max())
 	var out []byte
 	for range requests {
@@ -67,7 +67,7 @@ func (s *Session) refusePin(requests int, cause string) error {
 // the transaction fails and the server says so as PostgreSQL would have
 // for the batch's first request (the others get 25P02 there).
 func (s *Session) raisePinRefused(requests int, cause string) []byte {
-	s.log.Warn("refused a statement that would pin its client past max_pinned_servers", "pin", cause,
+	s.log().Warn("refused a statement that would pin its client past max_pinned_servers", "pin", cause,
 		"max_pinned_servers", s.route.Pinned.Max())
 	s.env.Errors.Add(reason.PinLimit.Code())
 	msg := strings.ReplaceAll(reason.PinLimit.Message(cause, s.route.Pinned.Max()), "'", "''")

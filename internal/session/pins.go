@@ -235,7 +235,7 @@ func (s *Session) notePinsLocked(frames []wire.Frame) {
 	if now := s.mu.pins.causes(); now != was {
 		s.countPinLocked()
 		s.status.setPin(now)
-		s.log.Debug("session state pins the client to its server", "pin", now, "was", was)
+		s.log().Debug("session state pins the client to its server", "pin", now, "was", was)
 	}
 }
 
@@ -339,6 +339,6 @@ func (s *Session) cleaned(ctx context.Context, srv *backend.Conn, left pins) boo
 		srv.MarkBroken(reason.ResetQueryFailed, err.Error())
 		return false
 	}
-	s.log.Debug("cleaned the session state the client left on its server", "pin", left.causes())
+	s.log().Debug("cleaned the session state the client left on its server", "pin", left.causes())
 	return true
 }

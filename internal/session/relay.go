@@ -51,9 +51,7 @@ func (s *Session) serve(ctx context.Context) error {
 		return &toldAlready{err}
 	}
 	s.own.Push(func() { s.unlink(ctx) }) // also when clientSide panics: the server goes back
-	s.own.Push(s.stopQueryTimer)
-	s.watch.notify = s.queuedNotice
-	s.own.Push(s.watch.close)
+	s.own.Push(s.stopTimers)
 	s.lastRead = time.Now() // idle from the greeting on
 	return s.clientSide(ctx)
 }
@@ -124,7 +122,7 @@ func (s *Session) reportEnd(err error) {
 	switch {
 	case err == nil, errors.Is(err, errClientTerminated):
 	case errors.As(err, &pv):
-		s.log.Info(reason.ProtocolViolation.Log(), "err", pv.err)
+		s.log().Info(reason.ProtocolViolation.Log(), "err", pv.err)
 		s.end(reason.ProtocolViolation, pv)
 		s.lingerClose()
 	case errors.Is(err, errTxInStatementMode):
@@ -132,12 +130,12 @@ func (s *Session) reportEnd(err error) {
 	case errors.Is(err, errServerLost):
 		s.sendError(wire.SeverityFatal, err)
 	case errors.As(err, &idle):
-		s.log.Info(idle.r.Log(), "err", err)
+		s.log().Info(idle.r.Log(), "err", err)
 		s.end(idle.r, idle.limit)
 	case errors.Is(err, errShuttingDown):
 		s.end(reason.ShuttingDown)
 	case errors.Is(err, ErrKilled):
-		s.log.Info(reason.Killed.Log())
+		s.log().Info(reason.Killed.Log())
 		s.end(reason.Killed)
 	}
 }
@@ -150,6 +148,7 @@ var errServerLost = errors.New("server connection lost")
 // the server side fails in a way the client cannot survive.
 func (s *Session) clientSide(ctx context.Context) error {
 	for {
+		s.startBatches()
 		requests, last, terminated, bad := s.scanClient()
 		taken := s.rd.Take()
 		if m := s.route.Meter; m != nil {

@@ -346,6 +346,6 @@ func (ss *serverSide) resyncSettings(ctx context.Context) {
 	want := ss.v.wanted(s.params)
 	ss.v.wantKey = ""
 	if err := l.srv.SyncWith(ctx, s.id, "", want, s.setsToReplay()); err != nil {
-		s.log.Debug("putting the client's settings back after its reset", "err", err)
+		s.log().Debug("putting the client's settings back after its reset", "err", err)
 	}
 }

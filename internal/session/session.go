@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -147,29 +148,31 @@ type Session struct {
 	conn   net.Conn
 	rd     *wire.Reader
 	sock   io.ReadWriter // conn's hot path: see wire.Socket
-	log    *slog.Logger
+	remote string        // the client's address, for logs
 	user   string
 	db     string
-	route  Route
+	route  *Route       // shared with the route's other clients: read only
 	params []wire.Param // settings to apply on every server this client uses
 	id     uint64       // tells this client's server changes from others' (backend.MarkDirty)
 	// status is the client's entry in the list of live sessions (may be
 	// nil); only the session goroutine and the server side set it.
 	status *Status
-	// maxStmts is max_prepared_statements as the client connected.
-	maxStmts int
-	// timed: the idle timeouts were on at the last read; lastRead is kept
-	// only while they are.
-	timed bool
 	// view is the client view (what the client was told of its
 	// settings), nil while lent to a server side: see clientView.
 	view *clientView
 	// last is the most recent link, whose server side may still be
 	// exiting; only the session goroutine touches it (reclaim).
 	last *link
+	// timed: the idle timeouts were on at the last read; lastRead is kept
+	// only while they are.
+	timed bool
 	// txLost: the client's transaction went with a lost server; its next
 	// server starts in a failed transaction block (enterLostTx).
 	txLost bool
+	// maxStmts is max_prepared_statements as the client connected (beside
+	// the flags: a Session under 1 KiB, with the allocator's header, fits
+	// a smaller size class).
+	maxStmts int32
 	// lostWhy: the client has not heard of that loss yet (it was idle in
 	// its transaction); its next request is told.
 	lostWhy error
@@ -179,28 +182,24 @@ type Session struct {
 	// rest is still to come; firstFrame is where the first message that
 	// starts in the batch being read starts (-1: none).
 	skip        int
-	partialSent bool
 	firstFrame  int
+	partialSent bool
 	// queueCancellable: the batch waiting for a server can be answered
 	// without one if the client cancels it (it ends its requests).
 	queueCancellable bool
-	// watch watches the client while it waits for a server.
-	watch waitWatch
+	// watch watches the client while it waits for a server; made at its
+	// first wait (acquire), read by CancelCurrent on another goroutine.
+	watch atomic.Pointer[waitWatch]
 	// lastRead is when the client last sent something, for the idle
 	// timeouts (set only when one is on).
 	lastRead time.Time
 	// tr tracks named prepared statements in transaction and statement
-	// pooling (nil otherwise); calls hold mu. frames is the client batch
-	// being forwarded, for it.
-	tr     *stmt.Tracker
-	frames []wire.Frame
-	types  []byte // the batch's message types that txState counts
-	// segTypes is types for a part of a batch, waitBuf a part of a batch
-	// and a Flush (forwardTracked).
-	segTypes, waitBuf []byte
-
-	batch    []stmt.Message
-	deferBuf []byte
+	// pooling (nil otherwise, and until the client's first batch:
+	// startBatches); calls hold mu.
+	tr *stmt.Tracker
+	// scratch is the client side's space for the batch it forwards; a
+	// parked client has none (nil: park.go).
+	*scratch
 
 	// detect: transaction or statement pooling looks for session state
 	// (session_state is not "off"); pinAll: any of it pins the client
@@ -208,16 +207,15 @@ type Session struct {
 	// prepared statements that have effects, by name (effectsOf); only
 	// the client side touches it.
 	detect, pinAll bool
-	stmtFx         map[string]string
 	// quiet: the batch being forwarded has no session-state effects
 	// (lookAhead).
-	quiet bool
-	// raised replaces the batch being forwarded when a pin was refused
-	// inside a transaction (raisePinRefused).
-	raised []byte
+	quiet  bool
+	stmtFx map[string]string
 
 	// inbox holds notifications from route.Notify on their way to the
-	// client (nil without one); inboxReady: its writer runs.
+	// client (nil until its first LISTEN through it); inboxReady: its
+	// writer runs. Only the client side sets it, while no server side
+	// runs.
 	inbox      *inbox
 	inboxReady bool
 
@@ -236,10 +234,9 @@ type Session struct {
 		cur      *link
 		st       txState
 		draining bool
-		// pins is the session state holding the client on its server.
-		pins pins
-		// sets are the settings the client made itself, which follow it.
-		sets clientSets
+		// state is the session state the client made (nil until its first
+		// batch: startBatches), whose fields pins and sets read as mu's.
+		*state
 		// pinSlot: the client counts in route.Pinned (countPinLocked).
 		pinSlot bool
 		// answered, when set, is closed once the tracker awaits no more
@@ -268,6 +265,31 @@ type Session struct {
 	}
 }
 
+// state is the session state a client makes with its batches.
+type state struct {
+	// pins is the session state holding the client on its server.
+	pins pins
+	// sets are the settings the client made itself, which follow it.
+	sets clientSets
+}
+
+// scratch is what the client side grows to forward batches, kept apart
+// so that a parked client drops it all at once.
+type scratch struct {
+	// frames is the client batch being forwarded, for the tracker.
+	frames []wire.Frame
+	types  []byte // the batch's message types that txState counts
+	// segTypes is types for a part of a batch, waitBuf a part of a batch
+	// and a Flush (forwardTracked).
+	segTypes, waitBuf []byte
+
+	batch    []stmt.Message
+	deferBuf []byte
+	// raised replaces the batch being forwarded when a pin was refused
+	// inside a transaction (raisePinRefused).
+	raised []byte
+}
+
 // Client is a logged-in client, handed over by the front door with its
 // connection: the relay owns it from then on (the front door still closes
 // it once Run returns).
@@ -277,12 +299,15 @@ type Client struct {
 	// may hold bytes the client sent already.
 	Reader *wire.Reader
 	Sock   io.ReadWriter
-	Log    *slog.Logger
+	// Remote is the client's address, for logs: the session adds it, the
+	// user and the database to each line it logs (a logger of its own
+	// would cost every idle client a few hundred bytes).
+	Remote string
 	User   string
 	// Database is the database the client asked for; Route is where it
 	// leads (zero for the admin console).
 	Database string
-	Route    Route
+	Route    *Route
 	// Params are the startup settings to apply on every server the client
 	// uses (backend.StartupParams).
 	Params []wire.Param
@@ -299,8 +324,9 @@ type Client struct {
 // fails, or until it is parked while idle (ErrParked: see Client.Ends); it
 // leaves closing the connection to the caller.
 func Run(ctx context.Context, env *Env, c Client) error {
-	s := &Session{env: env, conn: c.Conn, rd: c.Reader, sock: c.Sock, log: c.Log,
-		user: c.User, db: c.Database, route: c.Route, params: c.Params, status: c.Status}
+	s := &Session{env: env, conn: c.Conn, rd: c.Reader, sock: c.Sock, remote: c.Remote,
+		user: c.User, db: c.Database, route: c.Route, params: c.Params, status: c.Status,
+		scratch: new(scratch)}
 	if s.status != nil {
 		s.status.meter = s.route.Meter // before anything can count a hold
 	}
@@ -324,10 +350,7 @@ func Run(ctx context.Context, env *Env, c Client) error {
 	s.own.Push(unregister)
 	s.key = key
 	s.id = uint64(key.PID)<<32 | uint64(binary.BigEndian.Uint32(key.Secret))
-	s.maxStmts = env.Live().MaxPreparedStatements
-	if s.route.Mode != config.PoolSession && s.maxStmts > 0 {
-		s.tr = stmt.NewTracker(stmt.NewRegistry())
-	}
+	s.maxStmts = int32(min(env.Live().MaxPreparedStatements, math.MaxInt32))
 	s.detect = s.route.Mode != config.PoolSession && s.route.State != config.StateOff
 	s.pinAll = s.detect && s.route.State == config.StatePinAll
 	s.rd.SetWhole(s.wholeTypes())
@@ -336,12 +359,13 @@ func Run(ctx context.Context, env *Env, c Client) error {
 	// of what a login allocated under pgbench -C). Only the client side
 	// reads it, and it has ended.
 	s.own.Push(s.rd.Release)
-	s.own.Push(s.unpin)
-	if s.route.Notify != nil && s.route.Mode != config.PoolSession {
-		s.inbox = &inbox{s: s, kick: make(chan struct{}, 1)}
-		s.own.Push(s.closeInbox)
-	}
+	s.own.Push(s.leaveRoute) // one entry, not one each: every client keeps its entries
 	return s.proceed(ctx, s.serve)
+}
+
+// log is the logger for this client's lines, made when one is logged.
+func (s *Session) log() *slog.Logger {
+	return s.env.Log.With("client", s.remote, "db", s.db, "user", s.user)
 }
 
 // wholeTypes is which client messages must arrive whole: those the
@@ -351,10 +375,39 @@ func (s *Session) wholeTypes() func(byte) bool {
 	switch {
 	case s.detect:
 		return func(typ byte) bool { return typ == 'Q' || typ == 'P' || typ == 'B' || stmt.Decoded(typ) }
-	case s.tr != nil:
+	case s.tracks():
 		return stmt.Decoded
 	}
 	return nil
+}
+
+// tracks reports whether the client's prepared statements are tracked:
+// transaction and statement pooling, with max_prepared_statements on.
+func (s *Session) tracks() bool {
+	return s.route.Mode != config.PoolSession && s.maxStmts > 0
+}
+
+// startBatches makes the client's statement tracker and session state
+// once its first batch is read, before it is scanned: a client that never
+// sends one (connected, idle) keeps neither. Only a batch starts a server
+// side, so none has run yet to see them change.
+func (s *Session) startBatches() {
+	if s.mu.state != nil || s.rd.Buffered() == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.mu.state = new(state)
+	if s.tracks() {
+		s.tr = stmt.NewTracker(stmt.NewRegistry())
+	}
+	s.mu.Unlock()
+}
+
+// leaveRoute takes a client that leaves off the pool's listening
+// connection and out of its pinned count.
+func (s *Session) leaveRoute() {
+	defer s.unpin()
+	s.closeInbox()
 }
 
 // unpin takes a client that leaves out of its pool's pinned count.
@@ -389,7 +442,9 @@ func (s *Session) CancelCurrent(ctx context.Context) error {
 		return srv.Cancel(ctx)
 	}
 	s.cancelTo.RUnlock()
-	s.watch.cancelQueued()
+	if w := s.watch.Load(); w != nil {
+		w.cancelQueued()
+	}
 	return nil
 }
 

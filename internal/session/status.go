@@ -54,7 +54,7 @@ type Status struct {
 	// served is the server time the client held over the last minute
 	// (ns), added as each hold ends; meter, set before the relay starts,
 	// is its pool's, which counts the same time for the whole pool.
-	served observe.Window
+	served atomic.Pointer[observe.Window] // made by the first hold
 	meter  *observe.Meter
 	// owner is the session relaying for the client, once it runs: the app
 	// reaches it through here to drain it, wake it or ask it to park,
@@ -186,7 +186,12 @@ func (st *Status) set(s State, pid uint32, now time.Time) {
 	since := st.since.Swap(now.UnixNano())
 	if State(old>>32) == Active && s != Active {
 		held := min(now.Sub(time.Unix(0, since)), observe.MaxHold)
-		st.served.AddAt(int64(held), now)
+		w := st.served.Load()
+		if w == nil {
+			st.served.CompareAndSwap(nil, new(observe.Window))
+			w = st.served.Load()
+		}
+		w.AddAt(int64(held), now)
 		if st.meter != nil {
 			st.meter.Served.AddAt(int64(held), now)
 		}
@@ -196,7 +201,10 @@ func (st *Status) set(s State, pid uint32, now time.Time) {
 // Served is the server time the client held over the last minute as seen
 // at now, in holds that ended (the one it is in, if any, is not counted).
 func (st *Status) Served(now time.Time) time.Duration {
-	return time.Duration(st.served.LastMinute(now))
+	if w := st.served.Load(); w != nil {
+		return time.Duration(w.LastMinute(now))
+	}
+	return 0
 }
 
 // Meter is the pool meter the client's holds count in (nil before it

@@ -231,7 +231,7 @@ func (s *Session) queryTimedOut() {
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), queryGrace(limit))
 	defer cancel()
-	s.log.Info("query_timeout: cancelling the running request", "after", limit)
+	s.log().Info("query_timeout: cancelling the running request", "after", limit)
 	_ = s.CancelCurrent(ctx)
 }
 
@@ -248,9 +248,10 @@ func (s *Session) stopQueryTimer() {
 // wait if the client hangs up or says Terminate (pgx sends Terminate and
 // then waits for the close), so a client that left does not take a server
 // and run its request; and, for a batch that can be answered alone
-// (cancellable), if the client cancels it (CancelCurrent). One lives as
-// long as its session and serves every wait, so a wait costs a timer
-// reset, not a new timer and context.
+// (cancellable), if the client cancels it (CancelCurrent). One is made at
+// the client's first wait and lives as long as its session, serving every
+// wait: no new timer or context per wait, and its timer runs on between
+// waits (see begin).
 type waitWatch struct {
 	mu          sync.Mutex
 	t           *time.Timer
@@ -346,6 +347,19 @@ func (w *waitWatch) cancelQueued() bool {
 	}
 	w.cancel(errCanceledInQueue)
 	return true
+}
+
+// stopTimers stops the client's wait watch and query_timeout as it ends.
+func (s *Session) stopTimers() {
+	defer s.stopQueryTimer()
+	s.closeWatch()
+}
+
+// closeWatch ends the client's watch, if it ever waited, with its session.
+func (s *Session) closeWatch() {
+	if w := s.watch.Load(); w != nil {
+		w.close()
+	}
 }
 
 // close ends the watch with its session.

@@ -159,6 +159,17 @@ func (t *Tracker) Attach(srv *ServerSet) {
 	t.settle()
 }
 
+// Shed drops the space the tracker grew for the messages it rewrote and
+// the answers it expected, if it expects none now (a client about to
+// park): what it knows of the client's statements stays.
+func (t *Tracker) Shed() {
+	if len(t.q) != 0 {
+		return
+	}
+	t.q, t.qbase = nil, nil
+	t.in, t.outEdits = wire.Edits{}, wire.Edits{}
+}
+
 // Pending reports answers still expected.
 func (t *Tracker) Pending() int {
 	n := len(t.q)
