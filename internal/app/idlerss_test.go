@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"bufio"
-	"bytes"
 	"flag"
 	"fmt"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
+	"github.com/pgvalve/pgvalve/internal/testutil/poolers"
 )
 
 var rssClients = flag.Int("rss.clients", 2000, "idle logged-in clients BenchmarkIdleClientRSS holds")
@@ -33,15 +33,13 @@ func BenchmarkIdleClientRSS(b *testing.B) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/pgvalve").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
-	targets := []struct {
+	type target struct {
 		name  string
 		start func(b *testing.B, dir string, port int) *exec.Cmd
-	}{{"pgvalve", startPgvalve(bin)}}
+	}
+	targets := []target{{"pgvalve", startPgvalve(bin)}}
 	if _, err := exec.LookPath("pgbouncer"); err == nil {
-		targets = append(targets, struct {
-			name  string
-			start func(b *testing.B, dir string, port int) *exec.Cmd
-		}{"pgbouncer", startPgbouncer})
+		targets = append(targets, target{"pgbouncer", startPgbouncer})
 	}
 	for range b.N {
 		for _, tg := range targets {
@@ -51,7 +49,7 @@ func BenchmarkIdleClientRSS(b *testing.B) {
 			}
 			cmd := tg.start(b, dir, port)
 			addr := fmt.Sprintf("127.0.0.1:%d", port)
-			waitListening(b, addr)
+			waitLoggedIn(b, addr)
 			before := vmRSS(b, cmd.Process.Pid)
 			conns := make([]net.Conn, 0, *rssClients)
 			for i := range *rssClients {
@@ -90,64 +88,18 @@ log_level = "warn"
 		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 			b.Fatal(err)
 		}
-		return startProcess(b, bin, "run", "--config", conf)
+		return poolers.Start(b, port, bin, "run", "--config", conf)
 	}
 }
 
-// startPgbouncer runs PgBouncer on port in transaction pooling, trusting
-// its clients, with room for the clients in its file limit.
+// startPgbouncer runs PgBouncer on port in the same pooling.
 func startPgbouncer(b *testing.B, dir string, port int) *exec.Cmd {
-	users := filepath.Join(dir, "userlist.txt")
-	if err := os.WriteFile(users, []byte(fmt.Sprintf("%q %q\n", cluster.User, cluster.Password)), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	ini := filepath.Join(dir, "pgbouncer.ini")
-	body := fmt.Sprintf(`[databases]
-%s = host=%s port=%d dbname=%s user=%s password=%s
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = %d
-unix_socket_dir =
-auth_type = trust
-auth_file = %s
-pool_mode = transaction
-default_pool_size = 2
-max_client_conn = %d
-`, pgtest.TestDatabase, cluster.Host, cluster.Port, pgtest.TestDatabase, cluster.User, cluster.Password,
-		port, users, *rssClients+10)
-	if err := os.WriteFile(ini, []byte(body), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	args := []string{"-c", "ulimit -n " + strconv.Itoa(*rssClients+100) + " && exec pgbouncer " + ini}
-	if os.Geteuid() == 0 {
-		args = []string{"-c", "ulimit -n " + strconv.Itoa(*rssClients+100) + " && exec pgbouncer -u nobody " + ini}
-		_ = os.Chmod(dir, 0o755)
-		_ = os.Chmod(ini, 0o644)
-		_ = os.Chmod(users, 0o644)
-	}
-	return startProcess(b, "sh", args...)
+	return poolers.StartPgBouncer(b, poolers.PgBouncer{Dir: dir, Host: cluster.Host, Port: cluster.Port,
+		User: cluster.User, Password: cluster.Password, Mode: "transaction", PoolSize: 2, MaxClients: *rssClients + 10}, port)
 }
 
-func startProcess(b *testing.B, name string, args ...string) *exec.Cmd {
-	cmd := exec.Command(name, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-		if b.Failed() {
-			b.Logf("%s output:\n%s", name, out.String())
-		}
-	})
-	return cmd
-}
-
-func waitListening(b *testing.B, addr string) {
+// waitLoggedIn waits until a client can log in at addr, not only connect.
+func waitLoggedIn(b *testing.B, addr string) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c, err := loggedIn(addr)

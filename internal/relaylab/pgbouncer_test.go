@@ -5,9 +5,7 @@ package relaylab_test
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
+	"github.com/pgvalve/pgvalve/internal/testutil/poolers"
 )
 
 // startPgBouncer runs PgBouncer in front of the cluster as a reference for
@@ -23,40 +22,13 @@ import (
 // skips when PgBouncer is not installed.
 func startPgBouncer(b *testing.B, mode string, poolSize int) (port, pid int) {
 	b.Helper()
-	bin, err := exec.LookPath("pgbouncer")
+	port, err := pgtest.FreePort()
 	if err != nil {
-		b.Skip("pgbouncer is not on PATH: no reference run")
-	}
-	if port, err = pgtest.FreePort(); err != nil {
 		b.Fatal(err)
 	}
-	dir := b.TempDir()
-	os.Chmod(dir, 0o755) // run as postgres when we are root: it must read its files
-	ini := filepath.Join(dir, "pgbouncer.ini")
-	users := filepath.Join(dir, "userlist.txt")
-	conf := fmt.Sprintf(`[databases]
-* = host=%s port=%d
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = %d
-unix_socket_dir =
-auth_type = trust
-auth_file = %s
-pool_mode = %s
-default_pool_size = %d
-max_client_conn = 1000
-`, cluster.Host, cluster.Port, port, users, mode, poolSize)
-	if err := os.WriteFile(ini, []byte(conf), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(users, []byte(fmt.Sprintf("%q \"\"\n", cluster.User)), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	args := []string{ini}
-	if os.Geteuid() == 0 {
-		args = []string{"-u", "postgres", ini} // PgBouncer refuses to run as root
-	}
-	return port, startProc(b, port, bin, args...)
+	cmd := poolers.StartPgBouncer(b, poolers.PgBouncer{Dir: b.TempDir(), Host: cluster.Host, Port: cluster.Port,
+		User: cluster.User, Password: cluster.Password, Mode: mode, PoolSize: poolSize, MaxClients: 1000}, port)
+	return port, cmd.Process.Pid
 }
 
 // startPgvalve runs the pgvalve binary that -relaylab.pgvalve names in
@@ -72,34 +44,10 @@ func startPgvalve(b *testing.B, mode string, poolSize int) (port, pid int) {
 		b.Fatal(err)
 	}
 	upstream := fmt.Sprintf("postgres://%s@%s:%d/%s", cluster.User, cluster.Host, cluster.Port, cluster.Database)
-	return port, startProc(b, port, *benchPgvalve, "run", "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+	cmd := poolers.Start(b, port, *benchPgvalve, "run", "--listen", fmt.Sprintf("127.0.0.1:%d", port),
 		"--upstream", upstream, "--auth-type", "trust", "--pool-mode", mode, "--pool-size", strconv.Itoa(poolSize),
 		"--max-client-conn", "1000", "--log-level", "warn")
-}
-
-// startProc starts a pooler, stops it when b ends, and waits until it
-// listens on port.
-func startProc(b *testing.B, port int, bin string, args ...string) (pid int) {
-	b.Helper()
-	cmd := exec.Command(bin, args...)
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
-			c.Close()
-			return cmd.Process.Pid
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%s did not listen on %d:\n%s", bin, port, log.String())
-		}
-	}
+	return port, cmd.Process.Pid
 }
 
 // sampleProc is another process's resource use from /proc: clock ticks
