@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -14,20 +16,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // pair is a connected loopback TCP pair and the server end's fd.
 func pair(t *testing.T) (client, server net.Conn, fd int) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
+	client, server = testutil.LoopbackPair(t)
 	raw, err := server.(syscall.Conn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)

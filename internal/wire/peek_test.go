@@ -4,27 +4,9 @@ import (
 	"net"
 	"testing"
 	"time"
-)
 
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
-}
+	"github.com/pgvalve/pgvalve/internal/testutil"
+)
 
 // waitPeek polls Peek until it reports want (the kernel delivers a close
 // asynchronously) or a few seconds pass.
@@ -56,7 +38,7 @@ func TestPeekIntoTellsQuietDataAndCloseApart(t *testing.T) {
 			if tc.name == "closed behind unread bytes" && !peekSeesCloseBehindData {
 				t.Skip("this system's Peek cannot see a close behind unread bytes (no POLLRDHUP)")
 			}
-			c, s := tcpPair(t)
+			c, s := testutil.LoopbackPair(t)
 			tc.do(c)
 			waitPeek(t, s, tc.want)
 			if tc.want == PeekData {
@@ -72,7 +54,7 @@ func TestPeekIntoTellsQuietDataAndCloseApart(t *testing.T) {
 // Peek alone (one recv) tells an idle peer that closed from one that did
 // not, and never consumes.
 func TestPeekSeesAPlainClose(t *testing.T) {
-	c, s := tcpPair(t)
+	c, s := testutil.LoopbackPair(t)
 	if st, err := Peek(s); st != PeekQuiet || err != nil {
 		t.Fatalf("open and quiet: Peek = %d, %v", st, err)
 	}
@@ -88,7 +70,7 @@ func TestPeekSeesAPlainClose(t *testing.T) {
 
 // A Peeker sees what Peek sees, look after look, and allocates nothing.
 func TestPeekerSeesQuietThenDataThenCloseWithoutAllocating(t *testing.T) {
-	client, server := tcpPair(t)
+	client, server := testutil.LoopbackPair(t)
 	pk := NewPeeker(client)
 	if st, err := pk.Peek(); st != PeekQuiet {
 		t.Fatalf("idle: Peek = %d (%v), want quiet", st, err)

@@ -14,7 +14,7 @@ import (
 )
 
 func TestNewSocketWrapsOnlyPlainSockets(t *testing.T) {
-	c, _ := tcpPair(t)
+	c, _ := testutil.LoopbackPair(t)
 	if _, ok := NewSocket(c).(*Socket); !ok {
 		t.Fatal("a TCP connection was not wrapped")
 	}
@@ -31,7 +31,7 @@ func TestNewSocketWrapsOnlyPlainSockets(t *testing.T) {
 // read (the EAGAIN path) while the peer writes at the same time.
 func TestSocketCarriesBytesBothWays(t *testing.T) {
 	for _, size := range []int{1, 5, 16 << 10, 4 << 20} {
-		c, peer := tcpPair(t)
+		c, peer := testutil.LoopbackPair(t)
 		s := NewSocket(c)
 		out := bytes.Repeat([]byte("pgvalve!"), size/8+1)[:size]
 		in := bytes.Repeat([]byte("postgres"), size/8+1)[:size]
@@ -61,21 +61,21 @@ func TestSocketCarriesBytesBothWays(t *testing.T) {
 
 func TestSocketReportsEOFDeadlinesAndClose(t *testing.T) {
 	t.Run("the peer closes", func(t *testing.T) {
-		c, peer := tcpPair(t)
+		c, peer := testutil.LoopbackPair(t)
 		peer.Close()
 		if _, err := NewSocket(c).Read(make([]byte, 8)); err != io.EOF {
 			t.Fatalf("Read = %v, want io.EOF", err)
 		}
 	})
 	t.Run("a read deadline passes", func(t *testing.T) {
-		c, _ := tcpPair(t)
+		c, _ := testutil.LoopbackPair(t)
 		_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
 		if _, err := NewSocket(c).Read(make([]byte, 8)); !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("Read = %v, want a deadline error", err)
 		}
 	})
 	t.Run("a write blocked on a peer that reads nothing is woken by a deadline", func(t *testing.T) {
-		c, _ := tcpPair(t)
+		c, _ := testutil.LoopbackPair(t)
 		big := make([]byte, 64<<20)
 		// As pgvalve unblocks a relay writing to a client that stopped reading.
 		time.AfterFunc(200*time.Millisecond, func() { _ = c.SetWriteDeadline(time.Unix(1, 0)) })
@@ -85,14 +85,14 @@ func TestSocketReportsEOFDeadlinesAndClose(t *testing.T) {
 		}
 	})
 	t.Run("the connection is closed during a read", func(t *testing.T) {
-		c, _ := tcpPair(t)
+		c, _ := testutil.LoopbackPair(t)
 		time.AfterFunc(20*time.Millisecond, func() { c.Close() })
 		if _, err := NewSocket(c).Read(make([]byte, 8)); !errors.Is(err, net.ErrClosed) {
 			t.Fatalf("Read = %v, want net.ErrClosed", err)
 		}
 	})
 	t.Run("the peer resets the connection", func(t *testing.T) {
-		c, peer := tcpPair(t)
+		c, peer := testutil.LoopbackPair(t)
 		_ = peer.(*net.TCPConn).SetLinger(0)
 		peer.Close()
 		var err error
@@ -110,7 +110,7 @@ func TestSocketReportsEOFDeadlinesAndClose(t *testing.T) {
 // Two goroutines writing at once (a server handed to the next client while
 // the last one's write call returns) each get their bytes out whole.
 func TestSocketSerializesConcurrentWrites(t *testing.T) {
-	c, peer := tcpPair(t)
+	c, peer := testutil.LoopbackPair(t)
 	s := NewSocket(c)
 	const writers, each = 8, 200
 	var wg sync.WaitGroup
@@ -191,7 +191,7 @@ func BenchmarkSocketRoundTrip(b *testing.B) {
 // still sees every byte, in order, a message larger than the buffer
 // included, and holds no buffer after Release.
 func TestAReleasingReaderOverASocketSeesEveryMessage(t *testing.T) {
-	c, peer := tcpPair(t)
+	c, peer := testutil.LoopbackPair(t)
 	r := NewReader(NewSocket(c), DefaultBufferSize, 1<<20)
 	r.SetWhole(func(byte) bool { return true })
 	big := string(bytes.Repeat([]byte("b"), 3*DefaultBufferSize))
