@@ -202,14 +202,9 @@ func (l *chaosLoad) waitCommits(n int64, timeout time.Duration) bool {
 }
 
 func (l *chaosLoad) connect(mode pgx.QueryExecMode) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(l.url)
-	if err != nil {
-		return nil, err
-	}
-	cfg.DefaultQueryExecMode = mode
 	ctx, cancel := context.WithTimeout(context.Background(), l.txnTimeout)
 	defer cancel()
-	return pgx.ConnectConfig(ctx, cfg)
+	return dialMode(ctx, l.url, mode)
 }
 
 // loop is one client: transactions until the load stops, reconnecting

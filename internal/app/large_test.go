@@ -185,14 +185,20 @@ func connectExtended(t *testing.T, url string, named bool) *pgx.Conn {
 	return connectMode(t, url, pgx.QueryExecModeExec)
 }
 
-func connectMode(t *testing.T, url string, mode pgx.QueryExecMode) *pgx.Conn {
-	t.Helper()
+// dialMode connects to url with pgx's mode; unlike connectMode, a
+// client's own goroutine may call it.
+func dialMode(ctx context.Context, url string, mode pgx.QueryExecMode) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cfg.DefaultQueryExecMode = mode
-	conn, err := pgx.ConnectConfig(testutil.Context(t), cfg)
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
+func connectMode(t *testing.T, url string, mode pgx.QueryExecMode) *pgx.Conn {
+	t.Helper()
+	conn, err := dialMode(testutil.Context(t), url, mode)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}

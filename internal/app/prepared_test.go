@@ -52,12 +52,7 @@ func TestPgxInEveryExecModeWithFiftyClientsOnAPoolOfFive(t *testing.T) {
 // pgxClient runs a mix of queries, several of them named statements that
 // every client shares, and a transaction, checking each answer.
 func pgxClient(ctx context.Context, url string, mode pgx.QueryExecMode, id int) error {
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		return err
-	}
-	cfg.DefaultQueryExecMode = mode
-	c, err := pgx.ConnectConfig(ctx, cfg)
+	c, err := dialMode(ctx, url, mode)
 	if err != nil {
 		return err
 	}

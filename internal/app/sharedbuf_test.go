@@ -47,12 +47,7 @@ func TestClientsSharingPooledReadBuffersEachGetTheirOwnAnswers(t *testing.T) {
 // ownAnswers sends queries carrying tag and checks each answer carries it
 // back intact.
 func ownAnswers(ctx context.Context, url string, mode pgx.QueryExecMode, tag string) error {
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		return err
-	}
-	cfg.DefaultQueryExecMode = mode
-	c, err := pgx.ConnectConfig(ctx, cfg)
+	c, err := dialMode(ctx, url, mode)
 	if err != nil {
 		return err
 	}
