@@ -71,7 +71,7 @@ type Tracker struct {
 	in, outEdits wire.Edits
 	keep         map[string]bool // statements the batch being rewritten needs
 	drop         []effect        // see dropUnnamed; never changed in place
-	recent       *recentParse    // see parseAgain; nil until a first Parse
+	recent       *recentParse    // see recentStatement; nil until a first plain Parse
 }
 
 // entry is the answer expected to one message sent to the server. It is
