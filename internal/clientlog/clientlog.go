@@ -1,4 +1,6 @@
-package frontend
+// Package clientlog gives a client's log lines its attributes (address,
+// database, user) without formatting them for lines never written.
+package clientlog
 
 import (
 	"context"
@@ -17,8 +19,8 @@ type lazyAttrs struct {
 	attrs []slog.Attr
 }
 
-// withClient is log with attrs added lazily.
-func withClient(log *slog.Logger, attrs ...slog.Attr) *slog.Logger {
+// With is log with attrs added lazily.
+func With(log *slog.Logger, attrs ...slog.Attr) *slog.Logger {
 	return slog.New(&lazyAttrs{h: log.Handler(), attrs: attrs})
 }
 

@@ -1,4 +1,4 @@
-package frontend
+package clientlog
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ func TestAClientsLazyLoggerWritesTheLinesTheEagerOneWould(t *testing.T) {
 		log.WithGroup("tls").Info("handshake failed", "err", "eof")
 	}
 	lines(slog.New(slog.NewTextHandler(&eager, opts)).With("client", "10.0.0.1:5000"))
-	lines(withClient(slog.New(slog.NewTextHandler(&lazy, opts)), slog.String("client", "10.0.0.1:5000")))
+	lines(With(slog.New(slog.NewTextHandler(&lazy, opts)), slog.String("client", "10.0.0.1:5000")))
 	if eager.String() != lazy.String() {
 		t.Fatalf("the lazy logger wrote\n%s\nwhere the eager one wrote\n%s", lazy.String(), eager.String())
 	}

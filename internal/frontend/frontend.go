@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/auth"
 	"github.com/pgvalve/pgvalve/internal/cleanup"
+	"github.com/pgvalve/pgvalve/internal/clientlog"
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/console"
 	"github.com/pgvalve/pgvalve/internal/hba"
@@ -140,7 +141,7 @@ func Serve(ctx context.Context, cfg *Config, conn net.Conn, st *session.Status, 
 		addr = ClientAddr(conn)
 	}
 	d := &door{cfg: cfg, conn: conn, sock: wire.NewSocket(conn), gate: gate, local: IsLocal(conn),
-		log: withClient(cfg.Log, slog.String("client", addr)), remote: addr}
+		log: clientlog.With(cfg.Log, slog.String("client", addr)), remote: addr}
 	if ends != nil {
 		d.ends = ends // the relay may take them over and park the client
 	} else {

@@ -18,6 +18,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/cancel"
 	"github.com/pgvalve/pgvalve/internal/cleanup"
+	"github.com/pgvalve/pgvalve/internal/clientlog"
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/notify"
 	"github.com/pgvalve/pgvalve/internal/observe"
@@ -363,9 +364,10 @@ func Run(ctx context.Context, env *Env, c Client) error {
 	return s.proceed(ctx, s.serve)
 }
 
-// log is the logger for this client's lines, made when one is logged.
+// log is the logger for this client's lines: its attributes are formatted
+// only for a line that is written (most never are, at the default level).
 func (s *Session) log() *slog.Logger {
-	return s.env.Log.With("client", s.remote, "db", s.db, "user", s.user)
+	return clientlog.With(s.env.Log, slog.String("client", s.remote), slog.String("db", s.db), slog.String("user", s.user))
 }
 
 // wholeTypes is which client messages must arrive whole: those the
