@@ -68,6 +68,15 @@ func (s *Socket) Read(p []byte) (int, error) {
 	s.rbuf, s.rn, s.rerr = p, 0, 0
 	err := s.raw.Read(s.rfn)
 	s.rbuf = nil
+	n, err := s.readResult(err)
+	if err == nil {
+		raceWrite(p[:n])
+	}
+	return n, err
+}
+
+// readResult is what a read that RawConn.Read ended with err came to.
+func (s *Socket) readResult(err error) (int, error) {
 	switch {
 	case err != nil:
 		return 0, err // a deadline or Close, as net.Conn reports them
@@ -76,7 +85,6 @@ func (s *Socket) Read(p []byte) (int, error) {
 	case s.rn == 0:
 		return 0, io.EOF
 	}
-	raceWrite(p[:s.rn])
 	return s.rn, nil
 }
 
@@ -106,20 +114,14 @@ func (s *Socket) readPooled() (buf []byte, n int, err error) {
 	s.rbuf, s.rn, s.rerr = nil, 0, 0
 	err = s.raw.Read(s.rpfn)
 	buf, s.rbuf = s.rbuf, nil
-	switch {
-	case err != nil:
-	case s.rerr != 0:
-		err = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", s.rerr)}
-	case s.rn == 0:
-		err = io.EOF
-	default:
-		raceWrite(buf[:s.rn])
-		return buf, s.rn, nil
+	if n, err = s.readResult(err); err != nil {
+		if buf != nil {
+			putBuf(buf)
+		}
+		return nil, 0, err
 	}
-	if buf != nil {
-		putBuf(buf)
-	}
-	return nil, 0, err
+	raceWrite(buf[:n])
+	return buf, n, nil
 }
 
 // readPool is readPooled's RawConn callback: false means "wait until
@@ -128,18 +130,12 @@ func (s *Socket) readPool(fd uintptr) bool {
 	if s.rbuf == nil {
 		s.rbuf = getBuf()
 	}
-	n, e := rawIO(syscall.SYS_READ, fd, s.rbuf)
-	switch e {
-	case 0:
-		s.rn = n
-	case syscall.EAGAIN:
-		putBuf(s.rbuf)
-		s.rbuf = nil
-		return false
-	default:
-		s.rerr = e
+	if s.read(fd) {
+		return true
 	}
-	return true
+	putBuf(s.rbuf)
+	s.rbuf = nil
+	return false
 }
 
 // Write writes all of p, waiting while the socket's buffer is full.
