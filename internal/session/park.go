@@ -90,7 +90,7 @@ func (s *Session) preparePark(ctx context.Context, ends *cleanup.Stack) {
 		return
 	}
 	// A kill or a hard stop reaches a parked client through its Status
-	// (the front door's watch of ctx calls Status.Wake).
+	// (whoever ends ctx then calls frontend.Wake, which calls Status.Wake).
 	s.pk.lot, s.pk.fd, s.pk.ends, s.pk.ctx = lot, fd, ends, ctx
 }
 
@@ -169,14 +169,12 @@ func (s *Session) park() bool {
 	pk.state.Store(parked)
 	if err := pk.lot.Wait(pk.fd, s.unpark); err != nil {
 		pk.state.Store(running)
-		s.stopParkTimer()
-		s.scratch = new(scratch)
+		s.unparked()
 		return false
 	}
 	if pk.wakes.Load() != wakes && pk.state.CompareAndSwap(parked, running) {
 		pk.lot.Forget(pk.fd)
-		s.stopParkTimer()
-		s.scratch = new(scratch)
+		s.unparked()
 		return false
 	}
 	return true
@@ -205,16 +203,18 @@ func (s *Session) unpark() {
 		return
 	}
 	s.pk.lot.Forget(s.pk.fd)
-	s.stopParkTimer()
-	s.scratch = new(scratch) // before the go statement: resume sees it
+	s.unparked() // before the go statement: resume sees it
 	go s.resume()
 }
 
-func (s *Session) stopParkTimer() {
+// unparked undoes park's preparations for a client running again: its
+// idle timer stops and the client side gets scratch space back.
+func (s *Session) unparked() {
 	if t := s.pk.timer; t != nil {
 		t.Stop()
 		s.pk.timer = nil
 	}
+	s.scratch = new(scratch)
 }
 
 // resume carries a woken client on from its wait, until it ends or parks
