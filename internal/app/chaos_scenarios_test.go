@@ -332,7 +332,7 @@ func (l *chaosLoad) kill(c *chaosClient, kind string) error {
 		if _, err := pc.Exec(ctx, "begin").ReadAll(); err != nil {
 			return err
 		}
-		hc, err := pc.Hijack()
+		hc, err := testutil.Hijack(ctx, pc)
 		if err != nil {
 			return err
 		}
@@ -342,7 +342,7 @@ func (l *chaosLoad) kill(c *chaosClient, kind string) error {
 		}
 		time.Sleep(time.Duration(rand.IntN(10)) * time.Millisecond)
 	case "mid-copy":
-		hc, err := pc.Hijack()
+		hc, err := testutil.Hijack(ctx, pc)
 		if err != nil {
 			return err
 		}

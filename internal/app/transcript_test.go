@@ -33,7 +33,7 @@ func dialWire(t *testing.T, url string) *wireConn {
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
-	hc, err := pc.Hijack()
+	hc, err := testutil.Hijack(testutil.Context(t), pc)
 	if err != nil {
 		t.Fatalf("hijack: %v", err)
 	}

@@ -36,6 +36,12 @@ func Dial(ctx context.Context, connString string, params map[string]string) (*Co
 	if err != nil {
 		return nil, err
 	}
+	// A background read pgconn may still have in flight from login would
+	// swallow the first answer: SyncConn stops it, as Hijack asks.
+	if err := pc.SyncConn(ctx); err != nil {
+		pc.Close(ctx)
+		return nil, err
+	}
 	hc, err := pc.Hijack()
 	if err != nil {
 		pc.Close(ctx)
