@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bytes"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -150,6 +151,48 @@ func TestAMessageOverTheLimitEndsTheClientAfterAnsweringWhatCameBefore(t *testin
 			c2.send(&pgproto3.Query{String: "select count(*) from over_limit"})
 			if rows := c2.until(1, false); !strings.Contains(rows, "D(2)") {
 				t.Fatalf("rows: %s, want both inserts", rows)
+			}
+			s.WaitIdle(t, 10*time.Second)
+		})
+	}
+}
+
+// The answers to what came before an oversized message reach the client
+// even when the server side has counted them and not yet written them as
+// the client side gives up on the client: ending the link then once cut
+// that write short, and the client heard only its FATAL. The knob holds
+// the first delivery while the oversized message arrives.
+func TestAnswersCountedButNotYetRelayedReachTheClientBeforeItsFatal(t *testing.T) {
+	readyIdle := []byte{'Z', 0, 0, 0, 5, 'I'}
+	owner := cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase)
+	runSetup(t, owner, "drop table if exists over_held; create table over_held (v int)")
+	for _, m := range pooledModes {
+		t.Run(m.name, func(t *testing.T) {
+			var held atomic.Bool
+			holding := make(chan struct{})
+			knobs := &session.Knobs{BeforeDeliver: func(span []byte) {
+				if bytes.HasSuffix(span, readyIdle) && held.CompareAndSwap(false, true) {
+					close(holding)
+					time.Sleep(time.Second)
+				}
+			}}
+			cfg := txnConfig(2)
+			cfg.PoolMode, cfg.MaxPreparedStatements, cfg.MaxMessageSize = m.mode, m.stmts, 4096
+			s := valvetest.StartWithKnobs(t, cfg, knobs)
+			c := dialWire(t, s.URL(cluster.User, cluster.Password, pgtest.TestDatabase))
+			c.send(&pgproto3.Query{String: "insert into over_held values (1)"})
+			select {
+			case <-holding:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the server side never delivered an answer")
+			}
+			c.send(&pgproto3.Query{String: "select '" + strings.Repeat("x", 8192) + "'"})
+			if got := c.until(1, false); got != "C(INSERT 0 1) ZI" {
+				t.Fatalf("before the oversized message: %s, want its insert's answer", got)
+			}
+			msg, err := c.fe.Receive()
+			if e, ok := msg.(*pgproto3.ErrorResponse); err != nil || !ok || e.Code != "08P01" {
+				t.Fatalf("then: %#v %v, want FATAL 08P01", msg, err)
 			}
 			s.WaitIdle(t, 10*time.Second)
 		})

@@ -58,6 +58,9 @@ type clientView struct {
 func (ss *serverSide) deliver(rd *wire.Reader, keep int, err error, detach bool) error {
 	s := ss.s
 	span := rd.Take()
+	if k := s.env.Knobs; k != nil && k.BeforeDeliver != nil {
+		k.BeforeDeliver(span)
+	}
 	if keep >= 0 {
 		span = span[:keep] // up to a server's FATAL, which the client side answers for
 	}
@@ -80,13 +83,16 @@ func (ss *serverSide) deliver(rd *wire.Reader, keep int, err error, detach bool)
 		if werr := s.writeClient(span, rd.StreamLeft() > 0); werr != nil && !detach {
 			err = fmt.Errorf("write to client: %w", werr)
 		}
-		if s.idleWanted.Load() {
-			s.mu.Lock()
-			s.answeredAllLocked()
-			s.mu.Unlock()
-		}
 		// At a safe point the server goes back whatever became of
 		// the client; the client side notices a lost client itself.
+	}
+	// Stored before idleWanted is loaded, as awaitIdle stores idleWanted
+	// before it loads owed: one of the two sees the other.
+	s.owed.Store(false)
+	if s.idleWanted.Load() {
+		s.mu.Lock()
+		s.answeredAllLocked()
+		s.mu.Unlock()
 	}
 	return err
 }
@@ -103,6 +109,7 @@ func (ss *serverSide) run() {
 		}
 	}()
 	defer close(l.done)
+	defer s.owed.Store(false) // nothing more will be written
 	rd := l.srv.Reader()
 	for {
 		detach, keep, err := ss.scan()
@@ -237,6 +244,9 @@ func (ss *serverSide) ready(rd *wire.Reader, f wire.Frame, detach bool) (bool, e
 		l.srv.NoteSets(s.id, key)
 	}
 	s.mu.st.ready(status)
+	if s.mu.st.pending == 0 {
+		s.owed.Store(true) // until deliver has written this answer
+	}
 	slow := s.measureLocked(status)
 	s.status.setHold(s.mu.st.hold())
 	idle := s.mu.st.idle()

@@ -131,6 +131,9 @@ type Knobs struct {
 	// is held (as the statement tracker and the detector run); a panic
 	// there must end only that session too.
 	UnderLock func(span []byte)
+	// BeforeDeliver runs in the server side with the answers it has
+	// scanned (and counted), before it writes them to the client.
+	BeforeDeliver func(span []byte)
 	// SkipStreamedBookkeeping makes the statement tracker skip messages
 	// bigger than the read buffer, the defect that once turned a long
 	// simple query that ran into an 08006 error.
@@ -227,6 +230,11 @@ type Session struct {
 	// idleWanted says awaitIdle waits: the server side then tells it when
 	// it has relayed the last answer.
 	idleWanted atomic.Bool
+	// owed: the server side has counted the last answer awaited (pending
+	// is 0) and not yet written it to the client. awaitIdle waits for it:
+	// ending the link then would cut that write short, and the client
+	// would hear its FATAL without the answers that came before.
+	owed atomic.Bool
 
 	// mu guards the link and its protocol state. Lock order: mu before
 	// link; never held across I/O.

@@ -189,13 +189,18 @@ const violationGrace = 5 * time.Second
 func (s *Session) awaitIdle(ctx context.Context) {
 	s.mu.Lock()
 	l := s.mu.cur
-	if l == nil || s.mu.st.pending == 0 {
+	if l == nil {
+		s.mu.Unlock()
+		return // a detached server side's answers are awaited by reclaim
+	}
+	s.idleWanted.Store(true) // before owed is loaded: see deliver
+	if s.mu.st.pending == 0 && !s.owed.Load() {
+		s.idleWanted.Store(false)
 		s.mu.Unlock()
 		return
 	}
 	idle := make(chan struct{})
 	s.mu.allAnswered = idle
-	s.idleWanted.Store(true)
 	s.mu.Unlock()
 	defer s.idleWanted.Store(false)
 	t := time.NewTimer(violationGrace)
@@ -211,7 +216,7 @@ func (s *Session) awaitIdle(ctx context.Context) {
 // answeredAllLocked wakes awaitIdle once no request awaits its answer
 // and the answers went to the client. The caller holds s.mu.
 func (s *Session) answeredAllLocked() {
-	if s.mu.allAnswered != nil && s.mu.st.pending == 0 {
+	if s.mu.allAnswered != nil && s.mu.st.pending == 0 && !s.owed.Load() {
 		close(s.mu.allAnswered)
 		s.mu.allAnswered = nil
 	}
