@@ -317,8 +317,13 @@ func (s *Session) detachLocked(l *link) bool {
 	if s.mu.pins.pinned() {
 		if s.mu.draining {
 			// A pinned client keeps its server, so a drain ends it here,
-			// at its safe point: endLink cleans the server.
-			s.wakeClient()
+			// at its safe point: endLink cleans the server. Once the
+			// answer that made it safe is written, not before (see owed).
+			if s.owed.Load() {
+				s.wakeAfter.Store(true)
+			} else {
+				s.wakeClient()
+			}
 		}
 		return false
 	}

@@ -203,7 +203,8 @@ func (s *Session) isDraining() bool {
 	defer s.mu.Unlock()
 	// A pinned client never gives its server back: it ends at its safe
 	// point, and its server is cleaned as it goes.
-	return s.mu.draining && (s.mu.cur == nil || s.mu.pins.pinned() && s.mu.st.safe())
+	// Nor while the answer that made it safe is still to be written.
+	return s.mu.draining && (s.mu.cur == nil || s.mu.pins.pinned() && s.mu.st.safe() && !s.owed.Load())
 }
 
 // scanClient scans the client messages buffered, checking each type, and

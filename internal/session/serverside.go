@@ -94,6 +94,9 @@ func (ss *serverSide) deliver(rd *wire.Reader, keep int, err error, detach bool)
 		s.answeredAllLocked()
 		s.mu.Unlock()
 	}
+	if s.wakeAfter.Swap(false) {
+		s.wakeClient()
+	}
 	return err
 }
 
@@ -109,7 +112,12 @@ func (ss *serverSide) run() {
 		}
 	}()
 	defer close(l.done)
-	defer s.owed.Store(false) // nothing more will be written
+	defer func() { // nothing more will be written
+		s.owed.Store(false)
+		if s.wakeAfter.Swap(false) {
+			s.wakeClient()
+		}
+	}()
 	rd := l.srv.Reader()
 	for {
 		detach, keep, err := ss.scan()

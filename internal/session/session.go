@@ -235,6 +235,9 @@ type Session struct {
 	// ending the link then would cut that write short, and the client
 	// would hear its FATAL without the answers that came before.
 	owed atomic.Bool
+	// wakeAfter: wake the client side once the owed answer is written
+	// (a drain ends a pinned client there).
+	wakeAfter atomic.Bool
 
 	// mu guards the link and its protocol state. Lock order: mu before
 	// link; never held across I/O.
