@@ -94,7 +94,7 @@ func (ss *serverSide) deliver(rd *wire.Reader, keep int, err error, detach bool)
 		s.answeredAllLocked()
 		s.mu.Unlock()
 	}
-	if s.wakeAfter.Swap(false) {
+	if s.wakeAfter.Load() && s.wakeAfter.Swap(false) { // a load is cheaper on the hot path
 		s.wakeClient()
 	}
 	return err
