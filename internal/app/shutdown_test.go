@@ -32,21 +32,7 @@ func TestShutdownLetsARunningTransactionFinishAndEndsIdleClients(t *testing.T) {
 	if _, err := tx.Exec(ctx, "create temp table drained(x int)"); err != nil {
 		t.Fatal(err)
 	}
-	shutdown := make(chan struct{})
-	go func() {
-		defer close(shutdown)
-		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		s.App.Shutdown(sctx)
-	}()
-	// New clients are refused as soon as the listener closes.
-	testutil.EventuallyWithin(t, 5*time.Second, "the listener to close", func() bool {
-		c, err := net.Dial("tcp", s.Addr.String())
-		if err == nil {
-			c.Close()
-		}
-		return err != nil
-	})
+	shutdown := startShutdown(t, s) // new clients are refused from here on
 	// The idle client was ended with 57P01.
 	_, err = idle.Exec(ctx, "select 1")
 	if err == nil {
@@ -141,20 +127,7 @@ func TestADrainedPinnedClientHearsItsCommitBeforeItEnds(t *testing.T) {
 	if _, err := tx.Exec(ctx, "create temp table pinned_commit(x int); insert into drained_commit values (1)"); err != nil {
 		t.Fatal(err) // the temp table pins the client to its server
 	}
-	shutdown := make(chan struct{})
-	go func() {
-		defer close(shutdown)
-		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		s.App.Shutdown(sctx)
-	}()
-	testutil.EventuallyWithin(t, 5*time.Second, "the listener to close", func() bool {
-		conn, err := net.Dial("tcp", s.Addr.String())
-		if err == nil {
-			conn.Close()
-		}
-		return err != nil
-	})
+	shutdown := startShutdown(t, s)
 	armed.Store(true)
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatalf("a COMMIT that ran is reported as failed: %v", err)
@@ -167,4 +140,26 @@ func TestADrainedPinnedClientHearsItsCommitBeforeItEnds(t *testing.T) {
 	if err := direct(t).QueryRow(ctx, "select count(*) from drained_commit").Scan(&rows); err != nil || rows != 1 {
 		t.Fatalf("rows committed: %d (%v), want the one the client was told of", rows, err)
 	}
+}
+
+// startShutdown starts a graceful shutdown of s (20 s at most) and
+// returns once its listener refuses new clients; the channel closes when
+// Shutdown returns.
+func startShutdown(t *testing.T, s *valvetest.Server) <-chan struct{} {
+	t.Helper()
+	shutdown := make(chan struct{})
+	go func() {
+		defer close(shutdown)
+		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		s.App.Shutdown(sctx)
+	}()
+	testutil.EventuallyWithin(t, 5*time.Second, "the listener to close", func() bool {
+		c, err := net.Dial("tcp", s.Addr.String())
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	return shutdown
 }
