@@ -102,6 +102,10 @@ func TestKillDropsADatabasesClientsAndServersUntilResume(t *testing.T) {
 	testutil.MustExec(t, idle, "select 1")
 	running := inBackground(t, connectTx(t, url), "select pg_sleep(60)")
 	testutil.Eventually(t, "two servers in use", func() bool { return poolView(t, s).ServersActive == 2 })
+	// Running in PostgreSQL, not just sent: a cancel that lands before the
+	// query starts is ignored, and the sleep would outlive the test.
+	pg := direct(t)
+	testutil.Eventually(t, "the sleep to run", func() bool { return activeQueries(ctx, pg, "select pg_sleep(60)") == 1 })
 
 	testutil.MustExec(t, admin, "KILL "+pgtest.TestDatabase)
 	wantCode(t, outcomeOf(t, running, "the running query"), "57P01")
