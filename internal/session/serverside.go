@@ -86,6 +86,14 @@ func (ss *serverSide) deliver(rd *wire.Reader, keep int, err error, detach bool)
 		// At a safe point the server goes back whatever became of
 		// the client; the client side notices a lost client itself.
 	}
+	s.written()
+	return err
+}
+
+// written says the answers counted so far are out (or, as the server side
+// ends, never will be): it wakes whoever waited for that (awaitIdle, a
+// drain of a pinned client).
+func (s *Session) written() {
 	// Stored before idleWanted is loaded, as awaitIdle stores idleWanted
 	// before it loads owed: one of the two sees the other.
 	s.owed.Store(false)
@@ -97,7 +105,6 @@ func (ss *serverSide) deliver(rd *wire.Reader, keep int, err error, detach bool)
 	if s.wakeAfter.Load() && s.wakeAfter.Swap(false) { // a load is cheaper on the hot path
 		s.wakeClient()
 	}
-	return err
 }
 
 // run relays what l's server sends until a safe point (then it
@@ -112,12 +119,7 @@ func (ss *serverSide) run() {
 		}
 	}()
 	defer close(l.done)
-	defer func() { // nothing more will be written
-		s.owed.Store(false)
-		if s.wakeAfter.Swap(false) {
-			s.wakeClient()
-		}
-	}()
+	defer s.written() // nothing more will be
 	rd := l.srv.Reader()
 	for {
 		detach, keep, err := ss.scan()

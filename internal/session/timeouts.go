@@ -349,14 +349,10 @@ func (w *waitWatch) cancelQueued() bool {
 	return true
 }
 
-// stopTimers stops the client's wait watch and query_timeout as it ends.
+// stopTimers stops the client's wait watch (if it ever waited) and
+// query_timeout as it ends.
 func (s *Session) stopTimers() {
 	defer s.stopQueryTimer()
-	s.closeWatch()
-}
-
-// closeWatch ends the client's watch, if it ever waited, with its session.
-func (s *Session) closeWatch() {
 	if w := s.watch.Load(); w != nil {
 		w.close()
 	}
