@@ -178,7 +178,7 @@ func Wake(conn net.Conn, st *session.Status) {
 func Refuse(cfg *Config, conn net.Conn) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	d := &door{cfg: cfg, conn: conn, sock: conn, log: cfg.Log, local: IsLocal(conn)}
+	d := &door{cfg: cfg, conn: conn, sock: conn, log: cfg.Log, local: IsLocal(conn), remote: ClientAddr(conn)}
 	st, err := d.readStartup()
 	switch {
 	case err != nil:
@@ -188,7 +188,7 @@ func Refuse(cfg *Config, conn net.Conn) {
 	default:
 		d.cfg.Relay.Fatal(d.conn, reason.TooManyClients)
 		user, _ := st.Get("user")
-		d.log.Info("login refused", "client", ClientAddr(conn), "user", user,
+		d.log.Info("login refused", "client", d.remote, "user", user,
 			"code", reason.TooManyClients.Code(), "reason", reason.TooManyClients.Log())
 	}
 }

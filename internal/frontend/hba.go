@@ -28,11 +28,8 @@ func ClientAddr(conn net.Conn) string {
 	return conn.RemoteAddr().String()
 }
 
-// ClientHost is conn's client address without the port: what failures
-// and logins in progress are counted by.
-func ClientHost(conn net.Conn) string { return HostOf(ClientAddr(conn)) }
-
-// HostOf is ClientHost from what ClientAddr returned (part of it: no copy).
+// HostOf is a client address (what ClientAddr returned) without the port:
+// what failures and logins in progress are counted by (part of it: no copy).
 func HostOf(addr string) string {
 	if addr == UnixAddr {
 		return UnixAddr

@@ -232,7 +232,7 @@ func (d *door) passed() {
 	}
 }
 
-func (d *door) host() string { return ClientHost(d.conn) }
+func (d *door) host() string { return HostOf(d.remote) }
 
 // forwardCancel handles a CancelRequest connection. PostgreSQL answers
 // nothing, whether or not the key was known, and so do we.
