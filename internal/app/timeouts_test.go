@@ -252,22 +252,9 @@ func TestAQueuedClientIsToldItIsWaiting(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close(ctx)
-	done := make(chan error, 1)
-	go func() { _, err := c.Exec(ctx, "select 1"); done <- err }()
-	waitQueue(t, s, 1)
-	select {
-	case n := <-notices:
-		if !strings.Contains(n.Message, "waiting in line") || !strings.Contains(n.Message, cluster.User) {
-			t.Fatalf("notice %q does not say the client is queued in its pool", n.Message)
-		}
-	case err := <-done:
-		t.Fatalf("the query finished while the only server was held: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("no NOTICE while queued")
-	}
-	commit()
-	if err := <-done; err != nil {
-		t.Fatalf("the queued query failed: %v", err)
+	n := queuedNotice(t, s, c, notices, commit, "the first")
+	if !strings.Contains(n.Message, "waiting in line") || !strings.Contains(n.Message, cluster.User) {
+		t.Fatalf("notice %q does not say the client is queued in its pool", n.Message)
 	}
 	if len(notices) != 0 {
 		t.Fatalf("%d more notices; one per wait", len(notices))
@@ -277,17 +264,28 @@ func TestAQueuedClientIsToldItIsWaiting(t *testing.T) {
 	// (it looks every 200ms) and stopped.
 	time.Sleep(500 * time.Millisecond)
 	_, commit = holdTheOnlyServer(t, url)
-	go func() { _, err := c.Exec(ctx, "select 1"); done <- err }()
+	queuedNotice(t, s, c, notices, commit, "the second")
+}
+
+// queuedNotice runs a query on c while the only server is held, and
+// returns the NOTICE it gets while queued; commit then frees the server,
+// and the query must succeed. which names the wait in failures.
+func queuedNotice(t *testing.T, s *valvetest.Server, c *pgx.Conn, notices <-chan *pgconn.Notice, commit func(), which string) *pgconn.Notice {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { _, err := c.Exec(testutil.Context(t), "select 1"); done <- err }()
 	waitQueue(t, s, 1)
+	var n *pgconn.Notice
 	select {
-	case <-notices:
+	case n = <-notices:
 	case err := <-done:
-		t.Fatalf("the second query finished while the only server was held: %v", err)
+		t.Fatalf("%s query finished while the only server was held: %v", which, err)
 	case <-time.After(30 * time.Second):
-		t.Fatal("no NOTICE in the second wait")
+		t.Fatalf("no NOTICE in %s wait", which)
 	}
 	commit()
 	if err := <-done; err != nil {
-		t.Fatalf("the second queued query failed: %v", err)
+		t.Fatalf("%s queued query failed: %v", which, err)
 	}
+	return n
 }
