@@ -28,6 +28,7 @@ var (
 	benchScale    = flag.Int("relaylab.scale", 10, "pgbench scale factor (-i -s)")
 	benchRounds   = flag.Int("relaylab.rounds", 1, "rounds, each running every design once in turn")
 	benchPgvalve  = flag.String("relaylab.pgvalve", "", "a pgvalve binary to run as a reference (none when empty)")
+	benchOnly     = flag.String("relaylab.only", "", "a regular expression: run only the cases whose names it matches")
 )
 
 // benchCase is one sub-benchmark: relay nil and bouncer empty is pgbench
@@ -53,6 +54,8 @@ var benchCases = []benchCase{
 	{name: "eventloop/edge/loops=2/unlocked", procs: 2, relay: &relaylab.Options{Design: relaylab.EventLoop, Loops: 2, Unlocked: true}},
 	{name: "eventloop/edge/loops=1/unlocked", procs: 2, relay: &relaylab.Options{Design: relaylab.EventLoop, Loops: 1, Unlocked: true}},
 	{name: "eventloop/level/loops=2", procs: 2, relay: &relaylab.Options{Design: relaylab.EventLoop, Loops: 2, Trigger: relaylab.Level}},
+	{name: "pooled/pool=20", procs: 2, relay: &relaylab.Options{Design: relaylab.Pooled, PoolSize: 20}},
+	{name: "pooled/pool=20/procs=1", procs: 1, relay: &relaylab.Options{Design: relaylab.Pooled, PoolSize: 20}},
 	{name: "pgbouncer/session", pooler: startPgBouncer, mode: "session"},
 	{name: "pgbouncer/transaction/pool=20", pooler: startPgBouncer, mode: "transaction"},
 	{name: "pgvalve/session", pooler: startPgvalve, mode: "session"},
@@ -63,8 +66,15 @@ var benchCases = []benchCase{
 // this process's cost per transaction; see the package comment.
 func BenchmarkRelayDesigns(b *testing.B) {
 	initPgbench(b)
+	only, err := regexp.Compile(*benchOnly)
+	if err != nil {
+		b.Fatalf("-relaylab.only: %v", err)
+	}
 	for round := range *benchRounds {
 		for _, c := range benchCases {
+			if !only.MatchString(c.name) {
+				continue
+			}
 			name := c.name
 			if *benchRounds > 1 {
 				name = fmt.Sprintf("%s/round=%d", c.name, round+1)

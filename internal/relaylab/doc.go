@@ -9,9 +9,14 @@
 //   - EventLoop: a few loops, each a goroutine locked to its OS thread that
 //     waits in epoll_wait on its own epoll instance and moves bytes
 //     between whichever sockets are ready, as PgBouncer and Odyssey do.
+//   - Pooled: the least a transaction pooler of goroutines can do, as a
+//     floor for pgvalve's own cost: it answers logins itself (no
+//     authentication), leases one of Options.PoolSize servers per batch
+//     of whole requests, and reads the answers on the client's goroutine
+//     until each request has its ReadyForQuery.
 //
-// Startup and authentication pass through untouched, so clients log in to
-// PostgreSQL itself. The package is Linux-only (epoll); elsewhere it is
+// Except through Pooled, startup and authentication pass through
+// untouched, so clients log in to PostgreSQL itself. The package is Linux-only (epoll); elsewhere it is
 // empty.
 //
 // BenchmarkRelayDesigns starts a throwaway cluster, runs the relay in the

@@ -18,6 +18,9 @@ const (
 	Goroutines Design = "goroutines"
 	// EventLoop runs Options.Loops epoll loops on locked OS threads.
 	EventLoop Design = "eventloop"
+	// Pooled answers logins itself and leases one of Options.PoolSize
+	// servers per batch of requests, one goroutine per client.
+	Pooled Design = "pooled"
 )
 
 // Trigger is how an event loop registers its sockets with epoll.
@@ -40,7 +43,11 @@ const (
 type Options struct {
 	Design   Design
 	Upstream string // PostgreSQL's host:port; each client gets its own connection
-	Loops    int    // EventLoop: how many loops; GOMAXPROCS when 0
+	// URL logs Pooled's servers in (a PostgreSQL URL); PoolSize is how
+	// many (20 when 0).
+	URL      string
+	PoolSize int
+	Loops    int // EventLoop: how many loops; GOMAXPROCS when 0
 	Trigger  Trigger
 	// Spin is how many times an event loop polls (epoll_wait with no
 	// timeout) before it sleeps in epoll_wait: Go's scheduler spins the
@@ -54,7 +61,8 @@ type Options struct {
 
 // engine moves bytes for the pairs handed to it.
 type engine interface {
-	// add takes over both connections: the engine closes them.
+	// add takes over both connections (server is nil for Pooled): the
+	// engine closes them.
 	add(client, server net.Conn)
 	// close ends every pair and every goroutine the engine started.
 	close()
@@ -89,6 +97,15 @@ func Start(opts Options) (*Relay, error) {
 		if eng, err = newEventLoops(n, opts); err != nil {
 			return nil, err
 		}
+	case Pooled:
+		size := opts.PoolSize
+		if size <= 0 {
+			size = 20
+		}
+		var err error
+		if eng, err = newPooled(opts.URL, size); err != nil {
+			return nil, err
+		}
 	default:
 		return nil, fmt.Errorf("relaylab: unknown design %q", opts.Design)
 	}
@@ -98,6 +115,9 @@ func Start(opts Options) (*Relay, error) {
 		return nil, err
 	}
 	r := &Relay{ln: ln, upstream: opts.Upstream, eng: eng, done: make(chan struct{})}
+	if opts.Design == Pooled {
+		r.upstream = "" // the engine has its servers
+	}
 	go r.accept()
 	return r, nil
 }
@@ -137,10 +157,12 @@ func (r *Relay) accept() {
 		if err != nil {
 			continue
 		}
-		s, err := net.DialTimeout("tcp", r.upstream, dialTimeout)
-		if err != nil {
-			c.Close()
-			continue
+		var s net.Conn
+		if r.upstream != "" {
+			if s, err = net.DialTimeout("tcp", r.upstream, dialTimeout); err != nil {
+				c.Close()
+				continue
+			}
 		}
 		r.eng.add(c, s)
 	}

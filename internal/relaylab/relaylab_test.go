@@ -50,6 +50,9 @@ func upstream() string { return net.JoinHostPort(cluster.Host, strconv.Itoa(clus
 func startRelay(tb testing.TB, opts relaylab.Options) *relaylab.Relay {
 	tb.Helper()
 	opts.Upstream = upstream()
+	if opts.Design == relaylab.Pooled {
+		opts.URL = cluster.UserURL()
+	}
 	r, err := relaylab.Start(opts)
 	if err != nil {
 		tb.Fatalf("start relay: %v", err)

@@ -1,0 +1,235 @@
+//go:build linux
+
+package relaylab
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgvalve/pgvalve/internal/wire"
+)
+
+// pooled is the least a transaction pooler built of goroutines can do: one
+// goroutine per client answers the client's login itself (no
+// authentication), and for each batch of whole requests leases one of a
+// fixed set of logged-in servers (a buffered channel: FIFO, a wait parks
+// the goroutine), writes the batch, reads the answers on the same
+// goroutine until every request has its ReadyForQuery, gives the server
+// back and writes the answers to the client. No statement tracking, no
+// settings, no timeouts, no metering: pgvalve's relay minus everything
+// pgvalve adds, so its CPU per transaction is the floor of that design.
+type pooled struct {
+	servers  chan *server
+	all      []*server
+	greeting []byte
+
+	mu      sync.Mutex
+	clients map[net.Conn]struct{}
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+type server struct {
+	conn net.Conn
+	sock io.ReadWriter
+}
+
+// newPooled logs size servers in to url (a PostgreSQL URL) and learns the
+// greeting its clients get from the first one.
+func newPooled(url string, size int) (*pooled, error) {
+	p := &pooled{servers: make(chan *server, size), clients: make(map[net.Conn]struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	defer cancel()
+	for range size {
+		pc, err := pgconn.Connect(ctx, url)
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		if err := pc.SyncConn(ctx); err != nil {
+			pc.Close(ctx)
+			p.close()
+			return nil, err
+		}
+		hc, err := pc.Hijack()
+		if err != nil {
+			pc.Close(ctx)
+			p.close()
+			return nil, err
+		}
+		if p.greeting == nil {
+			p.greeting = greeting(hc.ParameterStatuses)
+		}
+		s := &server{conn: hc.Conn, sock: wire.NewSocket(hc.Conn)}
+		p.all = append(p.all, s)
+		p.servers <- s
+	}
+	return p, nil
+}
+
+// greeting is AuthenticationOk, the server's parameters, a made-up cancel
+// key and ReadyForQuery.
+func greeting(params map[string]string) []byte {
+	buf := wire.Append(nil, &pgproto3.AuthenticationOk{})
+	for k, v := range params {
+		buf = wire.Append(buf, &pgproto3.ParameterStatus{Name: k, Value: v})
+	}
+	buf = wire.Append(buf, &pgproto3.BackendKeyData{ProcessID: 1, SecretKey: []byte{0, 0, 0, 1}})
+	return wire.Append(buf, &pgproto3.ReadyForQuery{TxStatus: 'I'})
+}
+
+func (p *pooled) add(client, _ net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		client.Close()
+		return
+	}
+	p.clients[client] = struct{}{}
+	p.wg.Add(1)
+	go p.serve(client)
+}
+
+func (p *pooled) serve(c net.Conn) {
+	defer p.wg.Done()
+	defer func() {
+		c.Close()
+		p.mu.Lock()
+		delete(p.clients, c)
+		p.mu.Unlock()
+	}()
+	cs := wire.NewSocket(c)
+	if login(cs, p.greeting) != nil {
+		return
+	}
+	buf := make([]byte, bufSize)
+	for {
+		n, requests, err := readWhole(cs, buf)
+		if err != nil || requests < 0 {
+			return // gone, Terminate, or more than the lab handles
+		}
+		srv := <-p.servers
+		m, err := srv.exchange(buf[:n], requests, buf)
+		p.servers <- srv // even after a failure: a lab has no broken-server handling
+
+		if err != nil {
+			return
+		}
+		if _, err := cs.Write(buf[:m]); err != nil {
+			return
+		}
+	}
+}
+
+// exchange writes batch and reads into buf until requests ReadyForQuery
+// messages have come; it returns how much of buf they fill.
+func (s *server) exchange(batch []byte, requests int, buf []byte) (int, error) {
+	if _, err := s.sock.Write(batch); err != nil {
+		return 0, err
+	}
+	n, seen, scanned := 0, 0, 0
+	for seen < requests {
+		if n == len(buf) {
+			return 0, errors.New("relaylab: answer larger than the buffer")
+		}
+		r, err := s.sock.Read(buf[n:])
+		if err != nil {
+			return 0, err
+		}
+		n += r
+		for scanned+5 <= n {
+			size := 1 + int(binary.BigEndian.Uint32(buf[scanned+1:]))
+			if scanned+size > n {
+				break
+			}
+			if buf[scanned] == 'Z' {
+				seen++
+			}
+			scanned += size
+		}
+	}
+	return n, nil
+}
+
+// readWhole reads client messages into buf until it holds only whole
+// ones, and counts the requests among them (Query, Sync); requests is -1
+// for a Terminate or a batch the lab does not handle.
+func readWhole(cs io.Reader, buf []byte) (n, requests int, err error) {
+	for {
+		r, err := cs.Read(buf[n:])
+		if err != nil {
+			return 0, 0, err
+		}
+		n += r
+		requests, at := 0, 0
+		for at+5 <= n {
+			size := 1 + int(binary.BigEndian.Uint32(buf[at+1:]))
+			if at+size > n {
+				break
+			}
+			switch buf[at] {
+			case 'Q', 'S':
+				requests++
+			case 'X', 'F', 'd', 'c', 'f', 'H':
+				return n, -1, nil
+			}
+			at += size
+		}
+		if at == n && requests > 0 {
+			return n, requests, nil
+		}
+		if n == len(buf) {
+			return n, -1, nil
+		}
+	}
+}
+
+// login answers a client's startup with greeting, refusing SSL and GSS
+// encryption as a server without them does.
+func login(cs io.ReadWriter, greeting []byte) error {
+	var head [8]byte
+	for {
+		if _, err := io.ReadFull(cs, head[:]); err != nil {
+			return err
+		}
+		size := int(binary.BigEndian.Uint32(head[:4]))
+		if size < 8 || size > 10000 {
+			return fmt.Errorf("relaylab: startup message of %d bytes", size)
+		}
+		if _, err := io.CopyN(io.Discard, cs, int64(size-8)); err != nil {
+			return err
+		}
+		switch binary.BigEndian.Uint32(head[4:]) {
+		case 80877103, 80877104: // SSLRequest, GSSENCRequest
+			if _, err := cs.Write([]byte{'N'}); err != nil {
+				return err
+			}
+		case 80877102: // CancelRequest: not in the lab
+			return errors.New("relaylab: cancel request")
+		default:
+			_, err := cs.Write(greeting)
+			return err
+		}
+	}
+}
+
+func (p *pooled) close() {
+	p.mu.Lock()
+	p.closed = true
+	for c := range p.clients {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+	for _, s := range p.all {
+		s.conn.Close()
+	}
+}

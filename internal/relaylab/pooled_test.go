@@ -1,0 +1,105 @@
+//go:build linux
+
+package relaylab_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/pgvalve/pgvalve/internal/relaylab"
+)
+
+// startPooled starts the lab's minimal pooler over size servers.
+func startPooled(tb testing.TB, size int) *relaylab.Relay {
+	tb.Helper()
+	return startRelay(tb, relaylab.Options{Design: relaylab.Pooled, PoolSize: size})
+}
+
+// simpleThrough connects with the simple protocol: the lab's pooler
+// follows no prepared statement from server to server.
+func simpleThrough(t *testing.T, r *relaylab.Relay) *pgx.Conn {
+	t.Helper()
+	url := fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable&default_query_exec_mode=simple_protocol",
+		cluster.User, r.Addr().Port, cluster.Database)
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatalf("connect through the pooled relay: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func TestThePooledRelayServesMoreClientsThanItHasServers(t *testing.T) {
+	r := startPooled(t, 2)
+	const clients, rounds = 6, 20
+	conns := make([]*pgx.Conn, clients)
+	for i := range conns {
+		conns[i] = simpleThrough(t, r)
+	}
+	var mu sync.Mutex
+	pids := map[uint32]bool{}
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i, conn := range conns {
+		wg.Go(func() {
+			for j := range rounds {
+				var sum int
+				var pid uint32
+				err := conn.QueryRow(context.Background(), "SELECT $1::int + $2::int, pg_backend_pid()", i, j).Scan(&sum, &pid)
+				if err != nil || sum != i+j {
+					errs <- fmt.Errorf("client %d round %d: %d + %d = %d, %v", i, j, i, j, sum, err)
+					return
+				}
+				mu.Lock()
+				pids[pid] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if len(pids) == 0 || len(pids) > 2 {
+		t.Fatalf("%d clients were served by %d backends, want 1 or 2 (the pool's size)", clients, len(pids))
+	}
+}
+
+func TestThePooledRelayPassesPostgreSQLsErrorsOn(t *testing.T) {
+	conn := simpleThrough(t, startPooled(t, 1))
+	_, err := conn.Exec(context.Background(), "SELECT 1/0")
+	if err == nil || err.Error() != "ERROR: division by zero (SQLSTATE 22012)" {
+		t.Fatalf("SELECT 1/0 returned %v, want PostgreSQL's division by zero", err)
+	}
+	var n int
+	if err := conn.QueryRow(context.Background(), "SELECT 7").Scan(&n); err != nil || n != 7 {
+		t.Fatalf("the next query returned %d, %v", n, err)
+	}
+}
+
+func TestClosingThePooledRelayEndsItsGoroutinesAndServers(t *testing.T) {
+	admin := connectTo(t, cluster.Port)
+	before := goleak.IgnoreCurrent()
+	r := startPooled(t, 2)
+	pids := map[uint32]bool{}
+	for range 3 {
+		var pid uint32
+		if err := simpleThrough(t, r).QueryRow(context.Background(), "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		pids[pid] = true
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	goleak.VerifyNone(t, before)
+	for pid := range pids {
+		waitBackendGone(t, admin, pid)
+	}
+}
