@@ -4,7 +4,9 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 var (
 	idleClients = flag.Int("idle.clients", 2000, "logged-in idle clients BenchmarkIdleClientMemory holds")
 	idleQuery   = flag.Bool("idle.query", false, "BenchmarkIdleClientMemory's clients run a query and a prepared statement before they go idle")
+	idleHeap    = flag.String("idle.heap", "", "BenchmarkIdleClientMemory writes a heap profile here while its clients are idle")
 )
 
 // What an idle logged-in client costs pgvalve (issue 14's goal: at most
@@ -32,7 +35,8 @@ var (
 // A client that never sent anything keeps less than one that did (its
 // statement tracker and session state are made by its first batch); add
 // -idle.query to have each run a simple query and prepare, bind and run
-// a named statement before it goes idle.
+// a named statement before it goes idle; -idle.heap FILE (with
+// -test.memprofilerate 1 to see every allocation) to see what they hold.
 func BenchmarkIdleClientMemory(b *testing.B) {
 	cfg := txnConfig(2)
 	cfg.MaxClientConn = *idleClients + 10
@@ -53,6 +57,9 @@ func BenchmarkIdleClientMemory(b *testing.B) {
 		}
 		time.Sleep(time.Second) // parked
 		after, grown := memInUse(), runtime.NumGoroutine()-goroutines
+		if *idleHeap != "" {
+			writeHeapProfile(b, *idleHeap)
+		}
 		n := float64(len(conns))
 		b.ReportMetric(float64(after.total()-before.total())/n, "B/client")
 		b.ReportMetric(float64(after.heap-before.heap)/n, "heap-B/client")
@@ -62,6 +69,20 @@ func BenchmarkIdleClientMemory(b *testing.B) {
 			c.Close()
 		}
 		s.WaitIdle(b, 30*time.Second)
+	}
+}
+
+// writeHeapProfile writes what the heap holds now to path, for go tool
+// pprof -sample_index inuse_space (the heap profile's rate is the
+// runtime's default unless the test sets -memprofilerate).
+func writeHeapProfile(b *testing.B, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
 	}
 }
 

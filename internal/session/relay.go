@@ -52,7 +52,7 @@ func (s *Session) serve(ctx context.Context) error {
 	}
 	s.own.Push(func() { s.unlink(ctx) }) // also when clientSide panics: the server goes back
 	s.own.Push(s.stopTimers)
-	s.lastRead = time.Now() // idle from the greeting on
+	s.readNow() // idle from the greeting on
 	return s.clientSide(ctx)
 }
 

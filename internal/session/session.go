@@ -173,30 +173,33 @@ type Session struct {
 	// txLost: the client's transaction went with a lost server; its next
 	// server starts in a failed transaction block (enterLostTx).
 	txLost bool
-	// maxStmts is max_prepared_statements as the client connected (beside
-	// the flags: a Session under 1 KiB, with the allocator's header, fits
-	// a smaller size class).
+	// partialSent says the last span sent ended inside a message, whose
+	// rest is still to come.
+	partialSent bool
+	// queueCancellable: the batch waiting for a server can be answered
+	// without one if the client cancels it (it ends its requests).
+	queueCancellable bool
+	// maxStmts is max_prepared_statements as the client connected. It
+	// and the flags sit together, with no padding between them: a Session
+	// of at most 768 bytes fits a size class 128 bytes smaller, on every
+	// idle client (TestASessionFitsItsSizeClass).
 	maxStmts int32
 	// lostWhy: the client has not heard of that loss yet (it was idle in
 	// its transaction); its next request is told.
 	lostWhy error
 	// skip is how many bytes still to come belong to a message answered
 	// already without a server: they are dropped, not forwarded.
-	// partialSent says the last span sent ended inside a message, whose
-	// rest is still to come; firstFrame is where the first message that
-	// starts in the batch being read starts (-1: none).
-	skip        int
-	firstFrame  int
-	partialSent bool
-	// queueCancellable: the batch waiting for a server can be answered
-	// without one if the client cancels it (it ends its requests).
-	queueCancellable bool
+	// firstFrame is where the first message that starts in the batch
+	// being read starts (-1: none).
+	skip       int
+	firstFrame int
 	// watch watches the client while it waits for a server; made at its
 	// first wait (acquire), read by CancelCurrent on another goroutine.
 	watch atomic.Pointer[waitWatch]
 	// lastRead is when the client last sent something, for the idle
-	// timeouts (set only when one is on).
-	lastRead time.Time
+	// timeouts (set only when one is on), as an offset from clockBase:
+	// a time.Time would take 24 bytes.
+	lastRead time.Duration
 	// tr tracks named prepared statements in transaction and statement
 	// pooling (nil otherwise, and until the client's first batch:
 	// startBatches); calls hold mu.
@@ -210,19 +213,18 @@ type Session struct {
 	// until it leaves ("pin-all"). stmtFx holds the texts of the client's
 	// prepared statements that have effects, by name (effectsOf); only
 	// the client side touches it.
-	detect, pinAll bool
-	// quiet: the batch being forwarded has no session-state effects
-	// (lookAhead).
-	quiet  bool
 	stmtFx map[string]string
 
 	// inbox holds notifications from route.Notify on their way to the
 	// client (nil until its first LISTEN through it); inboxReady: its
 	// writer runs. Only the client side sets it, while no server side
 	// runs.
-	inbox      *inbox
-	inboxReady bool
+	inbox *inbox
 
+	inboxReady, detect, pinAll bool
+	// quiet: the batch being forwarded has no session-state effects
+	// (lookAhead).
+	quiet bool
 	// wmu is held while the client side books and writes a batch, and
 	// while the server side puts the client's settings back (resync), so
 	// the two never write to the server at once.
@@ -243,24 +245,26 @@ type Session struct {
 	// link; never held across I/O.
 	mu struct {
 		sync.Mutex
-		cur      *link
-		st       txState
-		draining bool
+		cur *link
+		st  txState
 		// state is the session state the client made (nil until its first
 		// batch: startBatches), whose fields pins and sets read as mu's.
 		*state
+		draining bool
 		// pinSlot: the client counts in route.Pinned (countPinLocked).
 		pinSlot bool
+		// qCancelled: the request query_timeout gave up on was cancelled
+		// already.
+		qCancelled bool
 		// answered, when set, is closed once the tracker awaits no more
 		// answers (awaitAnswers); allAnswered once no request does and
 		// the answers are relayed (awaitIdle).
 		answered, allAnswered chan struct{}
 
-		idleSince  time.Time     // the last answer that left the client waited on
-		qTimer     *time.Timer   // query_timeout; runs queryTimedOut
-		qLimit     time.Duration // the query_timeout it was armed with
-		qArmed     time.Time     // when the oldest running request started
-		qCancelled bool          // it was cancelled already
+		idleSince time.Time     // the last answer that left the client waited on
+		qTimer    *time.Timer   // query_timeout; runs queryTimedOut
+		qLimit    time.Duration // the query_timeout it was armed with
+		qArmed    time.Time     // when the oldest running request started
 
 		// busySince is when the requests being answered started, and
 		// xactSince when the open transaction did; kept only with a Meter.

@@ -68,7 +68,7 @@ func (s *Session) readClient(ctx context.Context, woke bool) error {
 		err := s.fill()
 		if err == nil {
 			if s.timed {
-				s.lastRead = time.Now()
+				s.readNow()
 			}
 			return nil
 		}
@@ -79,6 +79,13 @@ func (s *Session) readClient(ctx context.Context, woke bool) error {
 	}
 }
 
+// clockBase is what Session.lastRead counts from; its monotonic reading
+// keeps the idle timeouts off the wall clock, as a time.Time's would.
+var clockBase = time.Now()
+
+// readNow notes that the client sent something now.
+func (s *Session) readNow() { s.lastRead = time.Since(clockBase) }
+
 // liveTimeouts returns the settings in force and notes whether the idle
 // timeouts are on. lastRead is kept only while they are, so when a reload
 // turns them on the client counts as idle from now, never from before.
@@ -86,7 +93,7 @@ func (s *Session) liveTimeouts() *Live {
 	live := s.env.Live()
 	timed := live.IdleTxTimeout > 0 || live.ClientIdleTimeout > 0
 	if timed && !s.timed {
-		s.lastRead = time.Now()
+		s.readNow()
 	}
 	s.timed = timed
 	return live
@@ -117,8 +124,8 @@ func (s *Session) idleDeadline(now time.Time, live *Live) (deadline time.Time, e
 	s.mu.Lock()
 	linked, st, since := s.mu.cur != nil, s.mu.st, s.mu.idleSince
 	s.mu.Unlock()
-	if s.lastRead.After(since) {
-		since = s.lastRead
+	if last := clockBase.Add(s.lastRead); last.After(since) {
+		since = last
 	}
 	limit, inTx := live.ClientIdleTimeout, linked && st.status != 'I'
 	if inTx {
