@@ -28,6 +28,7 @@ var (
 	benchScale    = flag.Int("relaylab.scale", 10, "pgbench scale factor (-i -s)")
 	benchRounds   = flag.Int("relaylab.rounds", 1, "rounds, each running every design once in turn")
 	benchPgvalve  = flag.String("relaylab.pgvalve", "", "a pgvalve binary to run as a reference (none when empty)")
+	benchConnect  = flag.Bool("relaylab.C", false, "pgbench opens a connection per transaction (-C)")
 	benchOnly     = flag.String("relaylab.only", "", "a regular expression: run only the cases whose names it matches")
 )
 
@@ -140,8 +141,12 @@ func runBenchCase(b *testing.B, c benchCase) {
 	for range b.N {
 		before := sample()
 		w0, e0 := relayWaits(relay)
-		out, err := pgbench(port, "-n", "-S", "-M", *benchProtocol, "-c", strconv.Itoa(*benchClients),
-			"-j", "2", "-T", strconv.Itoa(*benchSeconds))
+		args := []string{"-n", "-S", "-M", *benchProtocol, "-c", strconv.Itoa(*benchClients),
+			"-j", "2", "-T", strconv.Itoa(*benchSeconds)}
+		if *benchConnect {
+			args = append(args, "-C")
+		}
+		out, err := pgbench(port, args...)
 		cost = cost.plus(sample().minus(before))
 		w1, e1 := relayWaits(relay)
 		waits, events = waits+w1-w0, events+e1-e0
@@ -149,7 +154,7 @@ func runBenchCase(b *testing.B, c benchCase) {
 			b.Fatalf("pgbench: %v\n%s", err, out)
 		}
 		txns += int(matchFloat(b, out, `number of transactions actually processed: (\d+)`))
-		tps += matchFloat(b, out, `tps = ([\d.]+) \(without initial connection time\)`)
+		tps += matchFloat(b, out, `tps = ([\d.]+) \((?:without initial connection time|including reconnection times)\)`)
 	}
 	if txns == 0 {
 		b.Fatal("pgbench processed no transactions")
