@@ -23,9 +23,10 @@ import (
 // fixed set of logged-in servers (a buffered channel: FIFO, a wait parks
 // the goroutine), writes the batch, reads the answers on the same
 // goroutine until every request has its ReadyForQuery, gives the server
-// back and writes the answers to the client. No statement tracking, no
-// settings, no timeouts, no metering: pgvalve's relay minus everything
-// pgvalve adds, so its CPU per transaction is the floor of that design.
+// back unless a transaction is open, and writes the answers to the
+// client. No statement tracking, no settings, no timeouts, no metering:
+// pgvalve's relay minus everything pgvalve adds, so its CPU per
+// transaction is the floor of that design.
 type pooled struct {
 	servers  chan *server
 	all      []*server
@@ -111,17 +112,27 @@ func (p *pooled) serve(c net.Conn) {
 		return
 	}
 	buf := make([]byte, bufSize)
+	var srv *server // held from a batch that opens a transaction to one that ends it
+	defer func() {
+		if srv != nil {
+			p.servers <- srv // a lab has no broken-server handling
+		}
+	}()
 	for {
 		n, requests, err := readWhole(cs, buf)
 		if err != nil || requests < 0 {
 			return // gone, Terminate, or more than the lab handles
 		}
-		srv := <-p.servers
+		if srv == nil {
+			srv = <-p.servers
+		}
 		m, err := srv.exchange(buf[:n], requests, buf)
-		p.servers <- srv // even after a failure: a lab has no broken-server handling
-
 		if err != nil {
 			return
+		}
+		if buf[m-1] == 'I' { // the last ReadyForQuery's status: no transaction open
+			p.servers <- srv
+			srv = nil
 		}
 		if _, err := cs.Write(buf[:m]); err != nil {
 			return

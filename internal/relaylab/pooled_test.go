@@ -103,3 +103,32 @@ func TestClosingThePooledRelayEndsItsGoroutinesAndServers(t *testing.T) {
 		waitBackendGone(t, admin, pid)
 	}
 }
+
+func TestThePooledRelayKeepsAClientsServerUntilItsTransactionEnds(t *testing.T) {
+	r := startPooled(t, 2)
+	ctx := context.Background()
+	inTx, other := simpleThrough(t, r), simpleThrough(t, r)
+	pid := func(conn *pgx.Conn) uint32 {
+		t.Helper()
+		var p uint32
+		if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if _, err := inTx.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	first := pid(inTx)
+	for range 5 {
+		if p := pid(other); p == first {
+			t.Fatalf("another client ran on backend %d while a transaction held it", p)
+		}
+	}
+	if p := pid(inTx); p != first {
+		t.Fatalf("the transaction moved from backend %d to %d", first, p)
+	}
+	if _, err := inTx.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+}

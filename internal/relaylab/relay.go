@@ -47,8 +47,10 @@ type Options struct {
 	// many (20 when 0).
 	URL      string
 	PoolSize int
-	Loops    int // EventLoop: how many loops; GOMAXPROCS when 0
-	Trigger  Trigger
+	// Listen is where clients connect (127.0.0.1 at a free port when "").
+	Listen  string
+	Loops   int // EventLoop: how many loops; GOMAXPROCS when 0
+	Trigger Trigger
 	// Spin is how many times an event loop polls (epoll_wait with no
 	// timeout) before it sleeps in epoll_wait: Go's scheduler spins the
 	// same way before parking a thread, to save the sleep and wake-up.
@@ -81,8 +83,8 @@ type Relay struct {
 // the accept loop.
 const dialTimeout = 5 * time.Second
 
-// Start listens on 127.0.0.1 at a free port and relays in the background
-// until Close.
+// Start listens on Options.Listen and relays in the background until
+// Close.
 func Start(opts Options) (*Relay, error) {
 	var eng engine
 	switch opts.Design {
@@ -109,7 +111,11 @@ func Start(opts Options) (*Relay, error) {
 	default:
 		return nil, fmt.Errorf("relaylab: unknown design %q", opts.Design)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	listen := opts.Listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		eng.close()
 		return nil, err
