@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
@@ -132,30 +133,5 @@ func runQueries(c net.Conn) error {
 // loggedIn is a raw connection to addr that has logged in (trust) and
 // read its ReadyForQuery.
 func loggedIn(addr string) (net.Conn, error) {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	fe := pgproto3.NewFrontend(c, c)
-	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
-		Parameters: map[string]string{"user": cluster.User, "database": pgtest.TestDatabase}})
-	if err := fe.Flush(); err != nil {
-		return nil, err
-	}
-	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			c.Close()
-			return nil, fmt.Errorf("login: %w", err)
-		}
-		switch m := msg.(type) {
-		case *pgproto3.ErrorResponse:
-			c.Close()
-			return nil, fmt.Errorf("login refused: %s %s", m.Code, m.Message)
-		case *pgproto3.ReadyForQuery:
-			_ = c.SetReadDeadline(time.Time{})
-			return c, nil
-		}
-	}
+	return testutil.RawLogin(addr, cluster.User, pgtest.TestDatabase)
 }

@@ -5,13 +5,16 @@ package relaylab_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/goleak"
 
 	"github.com/pgvalve/pgvalve/internal/relaylab"
+	"github.com/pgvalve/pgvalve/internal/testutil"
 )
 
 // startPooled starts the lab's minimal pooler over size servers.
@@ -131,4 +134,27 @@ func TestThePooledRelayKeepsAClientsServerUntilItsTransactionEnds(t *testing.T) 
 	if _, err := inTx.Exec(ctx, "COMMIT"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// BenchmarkPooledUnderLoad is internal/app's BenchmarkTransactionsUnderLoad
+// through the least goroutine pooler: the floor for pgvalve's CPU per
+// transaction, in the same units. Run with
+//
+//	go test -run '^$' -bench PooledUnderLoad -benchtime 60000x ./internal/relaylab
+func BenchmarkPooledUnderLoad(b *testing.B) {
+	r := startPooled(b, 20)
+	txn, err := (&pgproto3.Query{String: testutil.LoadQuery}).Encode(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	conns := make([]net.Conn, 50)
+	for i := range conns {
+		c, err := testutil.RawLogin(r.Addr().String(), cluster.User, cluster.Database)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	testutil.BenchUnderLoad(b, conns, txn)
 }
