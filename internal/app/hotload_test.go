@@ -12,9 +12,8 @@ import (
 
 // The hot path under load (issue 14): 50 clients through a pool of 20 in
 // transaction pooling, each sending testutil.LoadQuery as raw bytes, b.N
-// transactions in all. user-ns/op and sys-ns/op are this
-// process's CPU per transaction: pgvalve's, plus the clients' reads and
-// writes. Unlike a single client, 50 keep the runtime from idling between
+// transactions in all. user-ns/op and sys-ns/op are this process's CPU
+// per transaction: pgvalve's, plus the clients' reads and writes. Unlike a single client, 50 keep the runtime from idling between
 // transactions, so the figure follows what pgvalve does per transaction.
 // internal/relaylab's BenchmarkPooledUnderLoad runs the same load through
 // the least goroutine pooler, the floor to compare with. Run with

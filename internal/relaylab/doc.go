@@ -16,8 +16,8 @@
 //     until each request has its ReadyForQuery.
 //
 // Except through Pooled, startup and authentication pass through
-// untouched, so clients log in to PostgreSQL itself. The package is Linux-only (epoll); elsewhere it is
-// empty.
+// untouched, so clients log in to PostgreSQL itself. The package is
+// Linux-only (epoll); elsewhere it is empty.
 //
 // BenchmarkRelayDesigns starts a throwaway cluster, runs the relay in the
 // test process and an external pgbench against it, and reports the test
