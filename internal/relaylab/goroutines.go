@@ -5,7 +5,6 @@ package relaylab
 import (
 	"io"
 	"net"
-	"sync"
 
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
@@ -15,36 +14,20 @@ const bufSize = 16 << 10
 
 // goroutines relays each pair with one goroutine per direction, blocking
 // in Go's netpoller between messages.
-type goroutines struct {
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
-}
+type goroutines struct{ open openConns }
 
-func newGoroutines() *goroutines {
-	return &goroutines{conns: make(map[net.Conn]struct{})}
-}
+func newGoroutines() *goroutines { return &goroutines{} }
 
 func (g *goroutines) add(client, server net.Conn) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		client.Close()
-		server.Close()
-		return
-	}
-	g.conns[client], g.conns[server] = struct{}{}, struct{}{}
 	cs, ss := wire.NewSocket(client), wire.NewSocket(server)
-	g.wg.Add(2)
-	go g.pipe(cs, ss, client, server)
-	go g.pipe(ss, cs, server, client)
+	g.open.start([]net.Conn{client, server},
+		func() { g.pipe(cs, ss, client, server) },
+		func() { g.pipe(ss, cs, server, client) })
 }
 
 // pipe copies src to dst until either fails, then closes both, which ends
 // the other direction's pipe too.
 func (g *goroutines) pipe(src io.Reader, dst io.Writer, srcConn, dstConn net.Conn) {
-	defer g.wg.Done()
 	buf := make([]byte, bufSize)
 	for {
 		n, err := src.Read(buf)
@@ -57,20 +40,7 @@ func (g *goroutines) pipe(src io.Reader, dst io.Writer, srcConn, dstConn net.Con
 			break
 		}
 	}
-	srcConn.Close()
-	dstConn.Close()
-	g.mu.Lock()
-	delete(g.conns, srcConn)
-	delete(g.conns, dstConn)
-	g.mu.Unlock()
+	g.open.done(srcConn, dstConn)
 }
 
-func (g *goroutines) close() {
-	g.mu.Lock()
-	g.closed = true
-	for c := range g.conns {
-		c.Close()
-	}
-	g.mu.Unlock()
-	g.wg.Wait()
-}
+func (g *goroutines) close() { g.open.closeAll() }

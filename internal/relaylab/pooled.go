@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -31,11 +30,7 @@ type pooled struct {
 	servers  chan *server
 	all      []*server
 	greeting []byte
-
-	mu      sync.Mutex
-	clients map[net.Conn]struct{}
-	closed  bool
-	wg      sync.WaitGroup
+	open     openConns // the clients
 }
 
 type server struct {
@@ -46,7 +41,7 @@ type server struct {
 // newPooled logs size servers in to url (a PostgreSQL URL) and learns the
 // greeting its clients get from the first one.
 func newPooled(url string, size int) (*pooled, error) {
-	p := &pooled{servers: make(chan *server, size), clients: make(map[net.Conn]struct{})}
+	p := &pooled{servers: make(chan *server, size)}
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 	defer cancel()
 	for range size {
@@ -88,25 +83,11 @@ func greeting(params map[string]string) []byte {
 }
 
 func (p *pooled) add(client, _ net.Conn) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		client.Close()
-		return
-	}
-	p.clients[client] = struct{}{}
-	p.wg.Add(1)
-	go p.serve(client)
+	p.open.start([]net.Conn{client}, func() { p.serve(client) })
 }
 
 func (p *pooled) serve(c net.Conn) {
-	defer p.wg.Done()
-	defer func() {
-		c.Close()
-		p.mu.Lock()
-		delete(p.clients, c)
-		p.mu.Unlock()
-	}()
+	defer p.open.done(c)
 	cs := wire.NewSocket(c)
 	if login(cs, p.greeting) != nil {
 		return
@@ -233,13 +214,7 @@ func login(cs io.ReadWriter, greeting []byte) error {
 }
 
 func (p *pooled) close() {
-	p.mu.Lock()
-	p.closed = true
-	for c := range p.clients {
-		c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
+	p.open.closeAll()
 	for _, s := range p.all {
 		s.conn.Close()
 	}
