@@ -166,7 +166,9 @@ type Session struct {
 	view *clientView
 	// last is the most recent link, whose server side may still be
 	// exiting; only the session goroutine touches it (reclaim).
-	last *link
+	// runSide starts the server side of last (linkFor).
+	last    *link
+	runSide func()
 	// timed: the idle timeouts were on at the last read; lastRead is kept
 	// only while they are.
 	timed bool
