@@ -3,8 +3,6 @@ package app_test
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
-	"fmt"
 	"net"
 	"testing"
 
@@ -98,24 +96,7 @@ func encode(b *testing.B, msg pgproto3.FrontendMessage) []byte {
 // roundTrip sends req and reads the replies up to ReadyForQuery, failing
 // on an ErrorResponse; it allocates nothing.
 func roundTrip(b *testing.B, conn net.Conn, r *bufio.Reader, req []byte) {
-	if _, err := conn.Write(req); err != nil {
+	if err := testutil.RoundTrip(conn, r, req); err != nil {
 		b.Fatal(err)
-	}
-	for {
-		head, err := r.Peek(5)
-		if err != nil {
-			b.Fatal(err)
-		}
-		kind, n := head[0], int(binary.BigEndian.Uint32(head[1:]))+1
-		if kind == 'E' {
-			body, _ := r.Peek(min(n, r.Buffered()))
-			b.Fatal(fmt.Sprintf("error response: %q", body))
-		}
-		if _, err := r.Discard(n); err != nil {
-			b.Fatal(err)
-		}
-		if kind == 'Z' {
-			return
-		}
 	}
 }

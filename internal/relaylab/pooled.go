@@ -128,6 +128,12 @@ func (s *server) exchange(batch []byte, requests int, buf []byte) (int, error) {
 		return 0, err
 	}
 	n, seen, scanned := 0, 0, 0
+	countReady := func(typ byte) bool {
+		if typ == 'Z' {
+			seen++
+		}
+		return true
+	}
 	for seen < requests {
 		if n == len(buf) {
 			return 0, errors.New("relaylab: answer larger than the buffer")
@@ -137,16 +143,7 @@ func (s *server) exchange(batch []byte, requests int, buf []byte) (int, error) {
 			return 0, err
 		}
 		n += r
-		for scanned+5 <= n {
-			size := 1 + int(binary.BigEndian.Uint32(buf[scanned+1:]))
-			if scanned+size > n {
-				break
-			}
-			if buf[scanned] == 'Z' {
-				seen++
-			}
-			scanned += size
-		}
+		scanned = wholeMessages(buf[:n], scanned, countReady)
 	}
 	return n, nil
 }
@@ -155,33 +152,49 @@ func (s *server) exchange(batch []byte, requests int, buf []byte) (int, error) {
 // ones, and counts the requests among them (Query, Sync); requests is -1
 // for a Terminate or a batch the lab does not handle.
 func readWhole(cs io.Reader, buf []byte) (n, requests int, err error) {
+	countRequests := func(typ byte) bool {
+		switch typ {
+		case 'Q', 'S':
+			requests++
+		case 'X', 'F', 'd', 'c', 'f', 'H':
+			return false
+		}
+		return true
+	}
 	for {
 		r, err := cs.Read(buf[n:])
 		if err != nil {
 			return 0, 0, err
 		}
 		n += r
-		requests, at := 0, 0
-		for at+5 <= n {
-			size := 1 + int(binary.BigEndian.Uint32(buf[at+1:]))
-			if at+size > n {
-				break
-			}
-			switch buf[at] {
-			case 'Q', 'S':
-				requests++
-			case 'X', 'F', 'd', 'c', 'f', 'H':
-				return n, -1, nil
-			}
-			at += size
-		}
-		if at == n && requests > 0 {
+		requests = 0
+		at := wholeMessages(buf[:n], 0, countRequests)
+		switch {
+		case at < 0:
+			return n, -1, nil
+		case at == n && requests > 0:
 			return n, requests, nil
-		}
-		if n == len(buf) {
+		case n == len(buf):
 			return n, -1, nil
 		}
 	}
+}
+
+// wholeMessages calls visit with the type of each whole message in buf
+// from at on, and returns where the first incomplete one starts (len(buf)
+// when none is), or -1 once visit returns false.
+func wholeMessages(buf []byte, at int, visit func(typ byte) bool) int {
+	for at+5 <= len(buf) {
+		size := 1 + int(binary.BigEndian.Uint32(buf[at+1:]))
+		if at+size > len(buf) {
+			break
+		}
+		if !visit(buf[at]) {
+			return -1
+		}
+		at += size
+	}
+	return at
 }
 
 // login answers a client's startup with greeting, refusing SSL and GSS

@@ -100,6 +100,7 @@ func Start(opts Options) (*Relay, error) {
 			return nil, err
 		}
 	case Pooled:
+		opts.Upstream = "" // the engine logs in its own servers
 		size := opts.PoolSize
 		if size <= 0 {
 			size = 20
@@ -121,9 +122,6 @@ func Start(opts Options) (*Relay, error) {
 		return nil, err
 	}
 	r := &Relay{ln: ln, upstream: opts.Upstream, eng: eng, done: make(chan struct{})}
-	if opts.Design == Pooled {
-		r.upstream = "" // the engine has its servers
-	}
 	go r.accept()
 	return r, nil
 }

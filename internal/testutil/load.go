@@ -87,7 +87,7 @@ func UnderLoad(conns []net.Conn, req []byte, n int) (user, sys time.Duration, er
 		wg.Go(func() {
 			r := bufio.NewReaderSize(c, 8192)
 			for left.Add(-1) >= 0 {
-				if err := roundTrip(c, r, req); err != nil {
+				if err := RoundTrip(c, r, req); err != nil {
 					errs <- err
 					return
 				}
@@ -103,8 +103,10 @@ func UnderLoad(conns []net.Conn, req []byte, n int) (user, sys time.Duration, er
 	return u1 - u0, s1 - s0, err
 }
 
-// roundTrip sends req and reads the answers up to ReadyForQuery.
-func roundTrip(conn net.Conn, r *bufio.Reader, req []byte) error {
+// RoundTrip sends req on conn and reads the answers from r (a reader of
+// conn) up to ReadyForQuery; an ErrorResponse is a failure. It allocates
+// nothing when it succeeds.
+func RoundTrip(conn net.Conn, r *bufio.Reader, req []byte) error {
 	if _, err := conn.Write(req); err != nil {
 		return err
 	}
@@ -115,7 +117,8 @@ func roundTrip(conn net.Conn, r *bufio.Reader, req []byte) error {
 		}
 		kind, size := head[0], int(binary.BigEndian.Uint32(head[1:]))+1
 		if kind == 'E' {
-			return fmt.Errorf("error response to %q", req)
+			body, _ := r.Peek(min(size, r.Buffered()))
+			return fmt.Errorf("error response to %q: %q", req, body)
 		}
 		if _, err := r.Discard(size); err != nil {
 			return err
