@@ -55,7 +55,7 @@ func (a *App) entryLocked(db, user string) (*entry, bool) {
 		Refused:  refusedLogin,
 		Closed:   func(c *backend.Conn, why reason.Reason) { a.serverClosed(e, c, why) },
 		Limits:   a.limitsLocked(db, dial.User),
-		Dial: func(ctx context.Context) (*backend.Conn, error) {
+		Dial: func(ctx context.Context, _ int) (*backend.Conn, error) {
 			c, err := backend.Dial(ctx, a.serverDial(e))
 			if err == nil {
 				e.params.Store(c.Params())

@@ -24,6 +24,7 @@ var errDial = errors.New("fake dial failure")
 // fakeServer is an in-memory server connection.
 type fakeServer struct {
 	id       int64
+	host     int // the index of the host it was dialled to
 	d        *fakeDialer
 	reusable atomic.Bool
 	closed   atomic.Int32 // how many times Close was called
@@ -53,6 +54,9 @@ type fakeDialer struct {
 	hook func(ctx context.Context, n int64) error
 	// onClose runs at the start of every Close.
 	onClose func(s *fakeServer)
+	// unreachable, if set, fails every dial to a host for which it holds;
+	// hangs makes such a dial wait until its context ends instead.
+	unreachable, hangs func(host int) bool
 
 	dials   atomic.Int64 // Dial calls
 	live    atomic.Int64 // servers opened and not closed
@@ -62,14 +66,21 @@ type fakeDialer struct {
 	servers []*fakeServer
 }
 
-func (d *fakeDialer) Dial(ctx context.Context) (*fakeServer, error) {
+func (d *fakeDialer) Dial(ctx context.Context, host int) (*fakeServer, error) {
 	n := d.dials.Add(1)
 	if d.hook != nil {
 		if err := d.hook(ctx, n); err != nil {
 			return nil, err
 		}
 	}
-	s := &fakeServer{id: n, d: d}
+	if d.hangs != nil && d.hangs(host) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	if d.unreachable != nil && d.unreachable(host) {
+		return nil, fmt.Errorf("host %d: %w", host, errDial)
+	}
+	s := &fakeServer{id: n, host: host, d: d}
 	s.reusable.Store(true)
 	live := d.live.Add(1)
 	for {

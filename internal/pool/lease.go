@@ -22,6 +22,9 @@ func (p *Pool[S]) newLease(h held[S], now time.Time) *Lease[S] {
 // Server is the leased server connection. It must not be used after Release.
 func (l *Lease[S]) Server() S { return l.srv.s }
 
+// Host is the index of the leased server's host (Config.Hosts).
+func (l *Lease[S]) Host() int { return l.srv.host }
+
 // Acquired is when the lease was granted.
 func (l *Lease[S]) Acquired() time.Time { return l.acquired }
 

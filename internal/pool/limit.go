@@ -108,7 +108,8 @@ func (l *Limit) leave(m member) {
 	l.mu.Unlock()
 }
 
-// take reserves a slot for m, or records m as waiting for one.
+// take reserves a slot for m, or records m as waiting for one; with a nil
+// m it records nothing.
 func (l *Limit) take(m member) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -116,7 +117,9 @@ func (l *Limit) take(m member) bool {
 		l.mu.used++
 		return true
 	}
-	l.mu.waiting[m] = struct{}{}
+	if m != nil {
+		l.mu.waiting[m] = struct{}{}
+	}
 	return false
 }
 
@@ -170,7 +173,8 @@ func (l *Limit) untake() {
 	l.mu.Unlock()
 }
 
-// takeAll reserves a slot in every limit or in none.
+// takeAll reserves a slot in every limit or in none; a nil m is recorded
+// as waiting nowhere.
 func takeAll(limits []*Limit, m member) (blocked *Limit) {
 	for i, l := range limits {
 		if !l.take(m) {

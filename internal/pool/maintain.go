@@ -8,8 +8,8 @@ import (
 )
 
 // newHeld is a server dialled at now, with its share of lifetime jitter.
-func newHeld[S Server](s S, now time.Time) held[S] {
-	return held[S]{s: s, born: now, jitter: rand.Float64() / 5}
+func newHeld[S Server](s S, now time.Time, host int) held[S] {
+	return held[S]{s: s, born: now, jitter: rand.Float64() / 5, host: host}
 }
 
 // lifetime is how long this server may live under the pool's lifetime:
@@ -114,14 +114,15 @@ func (p *Pool[S]) maintain(now time.Time) {
 	p.mu.idle = keep
 	p.mu.closing += len(doomed)
 	blocked := p.dialLocked() // reserve servers, once clients waited long enough
-	for n := set.MinSize - (total - len(doomed)); blocked == nil && n > 0 && !p.mu.out.retrying && (!p.mu.out.down || p.mu.connecting == 0); n-- {
+	for n := set.MinSize - (total - len(doomed)); blocked == nil && n > 0; n-- {
+		host := p.dialHostLocked() // none backing off; one probe to an unreachable one
+		if host < 0 {
+			break
+		}
 		if blocked = takeAll(p.cfg.Limits, p); blocked != nil {
 			break // a shared cap is full: reclaim below
 		}
-		p.startDialLocked()
-		if p.mu.out.down {
-			break // one probe at a time while the server is unreachable
-		}
+		p.startDialLocked(host)
 	}
 	p.mu.Unlock()
 	for i, s := range doomed {

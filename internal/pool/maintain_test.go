@@ -50,7 +50,7 @@ func TestLifetimesAreJitteredSoServersDoNotAllExpireTogether(t *testing.T) {
 	now := time.Now()
 	seen := map[time.Duration]bool{}
 	for range 20 {
-		life := newHeld(&fakeServer{}, now).lifetime(time.Hour)
+		life := newHeld(&fakeServer{}, now, 0).lifetime(time.Hour)
 		if life < 48*time.Minute || life > time.Hour {
 			t.Fatalf("lifetime %s outside [lifetime-20%%, lifetime]", life)
 		}

@@ -34,24 +34,25 @@ func (o *outage) recovered() {
 	o.backoff = 0
 }
 
-// dialFailedLocked handles a failed dial. A refusal reaches every waiting
-// client now, as the server would have answered each of them the same; an
-// unreachable server is retried with backoff while clients keep waiting.
-func (p *Pool[S]) dialFailedLocked(err error) {
+// dialFailedLocked handles a failed dial to host. A refusal reaches every
+// waiting client now, as the server would have answered each of them the
+// same; an unreachable host is retried with backoff while clients keep
+// waiting, and the other hosts serve meanwhile.
+func (p *Pool[S]) dialFailedLocked(host int, err error) {
 	p.mu.st.dialErrors++
 	p.mu.st.lastDialErr = err
+	o := &p.mu.hosts[host].out
 	if p.cfg.Refused != nil && p.cfg.Refused(err) {
-		p.mu.out.recovered()
+		o.recovered()
 		for w := p.popWaiterLocked(); w != nil; w = p.popWaiterLocked() {
 			w.ch <- grant[S]{err: err}
 		}
 		return
 	}
-	p.mu.out.down = true
-	if p.mu.closed || p.mu.out.retrying {
+	o.down = true
+	if p.mu.closed || o.retrying {
 		return
 	}
-	o := &p.mu.out
 	o.backoff = min(max(2*o.backoff, p.mu.set.RetryMin), p.mu.set.RetryMax)
 	delay := o.backoff*3/4 + rand.N(o.backoff/2+1)
 	o.retrying = true
@@ -59,16 +60,18 @@ func (p *Pool[S]) dialFailedLocked(err error) {
 	o.timer = time.AfterFunc(delay, func() {
 		defer p.wg.Done()
 		p.mu.Lock()
-		p.mu.out.retrying = false
+		o.retrying = false
 		p.mu.Unlock()
 		p.retry()
 	})
 }
 
-// stopRetryLocked cancels a pending retry (the pool is closing).
+// stopRetryLocked cancels the pending retries (the pool is closing).
 func (p *Pool[S]) stopRetryLocked() {
-	if o := &p.mu.out; o.retrying && o.timer.Stop() {
-		o.retrying = false
-		p.wg.Done()
+	for i := range p.mu.hosts {
+		if o := &p.mu.hosts[i].out; o.retrying && o.timer.Stop() {
+			o.retrying = false
+			p.wg.Done()
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,7 +29,19 @@ type Server interface {
 // may change later (Reconfigure).
 type Config[S Server] struct {
 	Name string
-	Dial func(ctx context.Context) (S, error)
+	// Dial logs in a new server on host (an index into Hosts; 0 when
+	// Hosts is empty).
+	Dial func(ctx context.Context, host int) (S, error)
+	// Hosts are where the servers log in, at most MaxHosts; empty: one
+	// host, which Dial knows.
+	Hosts []Host
+	// Balance says which host a new lease goes to.
+	Balance Balance
+	// TierOf, if set, puts a server's host in a tier once it is dialled:
+	// the choice takes hosts of the lowest tier that can serve, the others
+	// only when none of those can (prefer-standby: standbys, then the
+	// primary).
+	TierOf func(s S) int
 	// Limits are caps shared with other pools (max_db_connections,
 	// max_user_connections); nil entries are ignored.
 	Limits []*Limit
@@ -125,7 +138,8 @@ type Pool[S Server] struct {
 		renewBefore time.Time
 		stale       int
 		st          counters
-		out         outage
+		hosts       []hostState // at least one; each with its own outage
+		next        int         // where pickLocked's round robin starts
 	}
 }
 
@@ -144,6 +158,7 @@ type held[S Server] struct {
 	born   time.Time
 	jitter float64   // share of the lifetime taken off this server, in [0, 0.2)
 	since  time.Time // parked idle since
+	host   int       // index of its host
 }
 
 // New returns an empty pool; servers are dialled on demand.
@@ -157,6 +172,7 @@ func New[S Server](cfg Config[S]) *Pool[S] {
 	cfg.Limits = limits
 	p := &Pool[S]{cfg: cfg, retuned: make(chan struct{}, 1)}
 	p.mu.set = cfg.Settings.normalized()
+	p.mu.hosts = hostsOf(cfg.Hosts)
 	p.cfg.Settings = Settings{}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	for _, l := range limits {
@@ -183,18 +199,24 @@ func (p *Pool[S]) TryAcquire() *Lease[S] {
 	return p.newLease(h, time.Now())
 }
 
-// takeIdleLocked grants the most recently parked server, if there is one
-// and no client waits ahead.
+// takeIdleLocked grants the most recently parked server (of the host the
+// balance chooses among several), if there is one and no client waits
+// ahead.
 func (p *Pool[S]) takeIdleLocked() (held[S], bool) {
-	n := len(p.mu.idle)
-	if p.mu.closed || p.mu.paused || n == 0 || p.mu.waiters.Len() > 0 {
+	if p.mu.closed || p.mu.paused || len(p.mu.idle) == 0 || p.mu.waiters.Len() > 0 {
 		return held[S]{}, false
 	}
-	h := p.mu.idle[n-1]
-	p.mu.idle[n-1] = held[S]{}
-	p.mu.idle = p.mu.idle[:n-1]
-	p.mu.active++
+	i := p.idleIndexLocked()
+	if i < 0 {
+		return held[S]{}, false
+	}
+	h := p.mu.idle[i]
+	p.mu.idle = slices.Delete(p.mu.idle, i, i+1) // the rest keep their order
+	p.grantLocked(h.host)
 	p.mu.st.acquires++
+	if len(p.mu.hosts) > 1 {
+		p.rebalanceLocked(h.host)
+	}
 	return h, true
 }
 
@@ -277,23 +299,35 @@ func (p *Pool[S]) abandon(w *waiter[S], cause error) (*Lease[S], error) {
 // will serve, within the pool size and the shared limits. It returns the
 // limit that refused a slot, if any; the caller passes it to reclaim after
 // unlocking.
+// A host backing off after a failed dial (its timer dials again), or still
+// unreachable with a probe in flight, gets none. A probe to an unreachable
+// host is counted for nobody: the clients waiting get dials to the others
+// at the same time.
 func (p *Pool[S]) dialLocked() (blocked *Limit) {
-	if p.mu.out.retrying || p.mu.paused {
-		return nil // backing off after a failed dial (the timer dials), or paused
+	if p.mu.paused {
+		return nil
 	}
 	total := p.mu.active + len(p.mu.idle) + p.mu.connecting + p.mu.closing
 	size := p.sizeLocked()
-	need := p.mu.waiters.Len() - p.mu.connecting
-	if p.mu.out.down {
-		// While the server is unreachable one dial probes at a time.
-		need = min(need, 1-p.mu.connecting)
+	need := p.mu.waiters.Len()
+	for i := range p.mu.hosts {
+		if h := &p.mu.hosts[i]; !h.out.down {
+			need -= h.connecting
+		}
 	}
-	for ; need > 0 && total < size; need-- {
+	for need > 0 && total < size {
+		host := p.dialHostLocked()
+		if host < 0 {
+			return nil
+		}
 		if blocked = takeAll(p.cfg.Limits, p); blocked != nil {
 			return blocked
 		}
 		total++
-		p.startDialLocked()
+		if !p.mu.hosts[host].out.down {
+			need--
+		}
+		p.startDialLocked(host)
 	}
 	return nil
 }
@@ -347,24 +381,27 @@ func (p *Pool[S]) closeServer(s S, why reason.Reason) {
 	p.reclaim(blocked)
 }
 
-// startDialLocked dials one server; the caller took its limit slots.
-func (p *Pool[S]) startDialLocked() {
+// startDialLocked dials one server to host; the caller took its limit
+// slots.
+func (p *Pool[S]) startDialLocked(host int) {
 	p.mu.connecting++
+	p.mu.hosts[host].connecting++
 	p.wg.Add(1)
-	go p.dial(p.mu.set.DialTimeout)
+	go p.dial(p.mu.set.DialTimeout, host)
 }
 
-func (p *Pool[S]) dial(timeout time.Duration) {
+func (p *Pool[S]) dial(timeout time.Duration, host int) {
 	defer p.wg.Done()
 	ctx, cancel := context.WithTimeout(p.ctx, timeout)
 	started := time.Now()
-	s, err := p.cfg.Dial(ctx)
+	s, err := p.cfg.Dial(ctx, host)
 	cancel()
 	p.mu.Lock()
 	p.mu.connecting--
+	p.mu.hosts[host].connecting--
 	if err != nil {
 		p.mu.st.lastErrStart = later(p.mu.st.lastErrStart, started)
-		p.dialFailedLocked(err)
+		p.dialFailedLocked(host, err)
 		var blocked *Limit
 		if !p.mu.closed {
 			blocked = p.dialLocked()
@@ -374,9 +411,12 @@ func (p *Pool[S]) dial(timeout time.Duration) {
 		p.reclaim(blocked)
 		return
 	}
-	p.mu.out.recovered()
+	p.mu.hosts[host].out.recovered()
+	if p.cfg.TierOf != nil {
+		p.mu.hosts[host].tier = p.cfg.TierOf(s)
+	}
 	p.mu.st.lastOKStart = later(p.mu.st.lastOKStart, started)
-	h := newHeld(s, time.Now())
+	h := newHeld(s, time.Now(), host)
 	if why := p.dropLocked(h, h.born); why != reason.None {
 		p.mu.closing++
 		p.mu.Unlock()
@@ -402,7 +442,7 @@ func (p *Pool[S]) popWaiterLocked() *waiter[S] {
 // and reports so.
 func (p *Pool[S]) putLocked(h held[S]) (parked bool) {
 	if w := p.popWaiterLocked(); w != nil {
-		p.mu.active++
+		p.grantLocked(h.host)
 		w.ch <- grant[S]{srv: h}
 		return false
 	}
@@ -434,6 +474,8 @@ func (p *Pool[S]) dropLocked(h held[S], now time.Time) reason.Reason {
 		return reason.PoolClosed
 	case p.mu.paused:
 		return reason.PoolPaused
+	case p.mu.hosts[h.host].down:
+		return reason.HostDown
 	case h.born.Before(p.mu.renewBefore):
 		return reason.Reconnect
 	case h.expired(now, p.mu.set.Lifetime):
@@ -455,6 +497,7 @@ func (p *Pool[S]) release(h held[S]) {
 	s := h.s
 	p.mu.Lock()
 	p.mu.active--
+	p.mu.hosts[h.host].active--
 	if h.born.Before(p.mu.renewBefore) {
 		p.mu.stale--
 	}

@@ -24,6 +24,9 @@ type Stats struct {
 	WaitTotal      time.Duration
 	WaitMax        time.Duration
 	LastDialError  error // nil once a dial started after the last failed one succeeded
+	// Hosts are the pool's hosts in their configured order; nil for a pool
+	// given none (one host, which Dial knows).
+	Hosts []HostStats
 }
 
 // Stats returns a snapshot of the pool's counters.
@@ -48,6 +51,7 @@ func (p *Pool[S]) Stats() Stats {
 		WaitTotal:         p.mu.st.waitTotal,
 		WaitMax:           p.mu.st.waitMax,
 		LastDialError:     p.mu.st.currentDialErr(),
+		Hosts:             p.hostStatsLocked(),
 	}
 }
 

@@ -148,7 +148,7 @@ func (p *Pool[S]) expireDue() {
 // waitTimeoutLocked is the error a client gets after waiting timeout: the
 // outage that kept servers away, when there is one.
 func (p *Pool[S]) waitTimeoutLocked(timeout time.Duration) error {
-	if p.mu.out.down {
+	if p.unreachableLocked() {
 		return &UnreachableError{Pool: p.cfg.Name, Waited: timeout, Err: p.mu.st.lastDialErr}
 	}
 	return &WaitTimeoutError{Pool: p.cfg.Name, Timeout: timeout}

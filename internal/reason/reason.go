@@ -107,6 +107,7 @@ const (
 	PoolPaused
 	Reconnect
 	PoolDraining
+	HostDown
 	PoolClosed
 	count
 )
@@ -207,6 +208,7 @@ var table = [count]entry{
 	PoolPaused:   {Server, "pool_paused", "", "", "pool paused"},
 	Reconnect:    {Server, "reconnect", "", "", "RECONNECT renews the pool's servers"},
 	PoolDraining: {Server, "pool_draining", "", "", "pool retired"},
+	HostDown:     {Server, "host_down", "", "", "its host left the choice (failed its health check, or no longer has the role)"},
 	PoolClosed:   {Server, "pool_closed", "", "", "pool closed"},
 }
 

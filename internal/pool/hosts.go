@@ -1,0 +1,263 @@
+package pool
+
+import (
+	"math/rand/v2"
+	"slices"
+
+	"github.com/pgvalve/pgvalve/internal/reason"
+)
+
+// MaxHosts bounds the hosts of one pool (a primary and its replicas).
+const MaxHosts = 64
+
+// Host is one of the hosts a pool's servers log in to. A pool with several
+// keeps track of each one's servers; its size and shared caps count them
+// together.
+type Host struct {
+	Name   string // "10.0.0.1:5432": for stats and errors
+	Weight int    // its share of the leases against the others'; <= 0 counts as 1
+}
+
+// Balance says which host a new lease goes to.
+type Balance uint8
+
+const (
+	// LeastBusy picks the host with the fewest leases outstanding for its
+	// weight; ties go round robin.
+	LeastBusy Balance = iota
+	// FirstUp keeps the hosts' order: the first one up serves
+	// (libpq's load_balance_hosts=disable).
+	FirstUp
+	// RoundRobin takes the hosts up in turn (PgBouncer's load_balance_hosts).
+	RoundRobin
+	// Random picks any host up (libpq's load_balance_hosts=random).
+	Random
+)
+
+// hostState is what the pool knows of one host. Its counters change only
+// where the pool's own do, under the pool's lock.
+type hostState struct {
+	Host
+	down       bool  // SetHostUp(false): out of the choice; its servers close as they come back
+	active     int   // leases outstanding on it
+	connecting int   // dials in flight to it
+	chosen     int64 // leases granted on it
+	// tier: the choice takes a host of the lowest tier it can
+	// (Config.TierOf its last server dialled).
+	tier int
+	out  outage
+}
+
+func (h *hostState) weight() int { return max(h.Weight, 1) }
+
+// HostStats is one host of a pool, as Stats reports it.
+type HostStats struct {
+	Name        string
+	Up          bool  // in the choice (SetHostUp)
+	Unreachable bool  // its last dial failed and none succeeded since
+	Outstanding int   // leases held on it now
+	Idle        int   // its idle servers
+	Connecting  int   // dials in flight to it
+	Chosen      int64 // leases granted on it
+}
+
+// hostsOf is the pool's hosts: one nameless host when the config names none.
+func hostsOf(hs []Host) []hostState {
+	if len(hs) == 0 {
+		return []hostState{{}}
+	}
+	out := make([]hostState, len(hs))
+	for i, h := range hs {
+		out[i].Host = h
+	}
+	return out
+}
+
+// grantLocked counts a lease granted on host i.
+func (p *Pool[S]) grantLocked(i int) {
+	p.mu.active++
+	p.mu.hosts[i].active++
+	p.mu.hosts[i].chosen++
+}
+
+// pickLocked chooses among the hosts up for which ok holds, of the lowest
+// tier among them, under the pool's balance; load is what LeastBusy
+// compares. It returns -1 if none.
+func (p *Pool[S]) pickLocked(ok func(i int) bool, load func(h *hostState) int) int {
+	hs := p.mu.hosts
+	n, best, seen, tier := len(hs), -1, 0, -1
+	for i := range hs {
+		if h := &hs[i]; !h.down && (tier < 0 || h.tier < tier) && ok(i) {
+			tier = h.tier
+		}
+	}
+scan:
+	for k := range n {
+		i := (p.mu.next + k) % n
+		if p.cfg.Balance == FirstUp {
+			i = k
+		}
+		h := &hs[i]
+		if h.down || h.tier != tier || !ok(i) {
+			continue
+		}
+		switch p.cfg.Balance {
+		case FirstUp, RoundRobin:
+			best = i
+			break scan
+		case Random:
+			// Reservoir sampling: every candidate has the same odds.
+			if seen++; rand.N(seen) == 0 {
+				best = i
+			}
+		default:
+			// a/wa < b/wb without division. On a tie the first from the
+			// cursor stays, and the cursor moves past the one chosen.
+			if b := best; b < 0 || load(h)*hs[b].weight() < load(&hs[b])*h.weight() {
+				best = i
+			}
+		}
+	}
+	if best >= 0 {
+		p.mu.next = best + 1
+	}
+	return best
+}
+
+// idleIndexLocked is the index in p.mu.idle of the server a lease takes
+// now: the most recently parked one of the host chosen among those with
+// an idle server, or -1.
+func (p *Pool[S]) idleIndexLocked() int {
+	n := len(p.mu.idle)
+	if len(p.mu.hosts) == 1 {
+		return n - 1 // one host: no choice to make
+	}
+	var has uint64
+	for _, h := range p.mu.idle {
+		has |= 1 << h.host
+	}
+	host := p.pickLocked(func(i int) bool { return has&(1<<i) != 0 }, outstanding)
+	for i := n - 1; i >= 0 && host >= 0; i-- {
+		if p.mu.idle[i].host == host {
+			return i
+		}
+	}
+	return -1
+}
+
+// outstanding is the load LeastBusy compares when an idle server is there
+// to take: the leases held on the host.
+func outstanding(h *hostState) int { return h.active }
+
+// committed is the load it compares for a dial: leases held plus dials in
+// flight, which will become leases for clients waiting now.
+func committed(h *hostState) int { return h.active + h.connecting }
+
+// dialHostLocked chooses the host a new server is dialled to, or -1: only
+// a host whose dials are not backing off, and while its last dial failed,
+// one probe at a time.
+func (p *Pool[S]) dialHostLocked() int {
+	return p.pickLocked(func(i int) bool {
+		h := &p.mu.hosts[i]
+		return !h.out.retrying && (!h.out.down || h.connecting == 0)
+	}, committed)
+}
+
+// unreachableLocked reports whether no host up can be reached: every one
+// is down or its last dial failed.
+func (p *Pool[S]) unreachableLocked() bool {
+	for i := range p.mu.hosts {
+		if h := &p.mu.hosts[i]; !h.down && !h.out.down {
+			return false
+		}
+	}
+	return true
+}
+
+// SetHostUp puts host i into the choice or takes it out, as a health check
+// finds it. Taken out, its idle servers close now and leased ones as their
+// clients give them back; clients waiting get servers of the other hosts.
+func (p *Pool[S]) SetHostUp(i int, up bool) {
+	p.mu.Lock()
+	if p.mu.closed || i < 0 || i >= len(p.mu.hosts) || p.mu.hosts[i].down != up {
+		p.mu.Unlock()
+		return
+	}
+	p.mu.hosts[i].down = !up
+	var doomed []S
+	if up {
+		p.mu.hosts[i].out.recovered()
+	} else {
+		doomed = p.evictHostIdleLocked(i)
+	}
+	blocked := p.dialLocked()
+	p.mu.Unlock()
+	for _, s := range doomed {
+		p.closeServer(s, reason.HostDown)
+	}
+	p.reclaim(blocked)
+}
+
+// evictHostIdleLocked takes host i's idle servers, counted as closing.
+func (p *Pool[S]) evictHostIdleLocked(i int) []S {
+	var out []S
+	p.mu.idle = slices.DeleteFunc(p.mu.idle, func(h held[S]) bool {
+		if h.host == i {
+			out = append(out, h.s)
+			return true
+		}
+		return false
+	})
+	p.mu.closing += len(out)
+	return out
+}
+
+// hostStatsLocked is Stats' view of the hosts; nil for the one nameless
+// host of a pool given none.
+func (p *Pool[S]) hostStatsLocked() []HostStats {
+	if len(p.cfg.Hosts) == 0 {
+		return nil
+	}
+	out := make([]HostStats, len(p.mu.hosts))
+	for i := range p.mu.hosts {
+		h := &p.mu.hosts[i]
+		out[i] = HostStats{Name: h.Name, Up: !h.down, Unreachable: h.out.down,
+			Outstanding: h.active, Connecting: h.connecting, Chosen: h.chosen}
+	}
+	for _, h := range p.mu.idle {
+		out[h.host].Idle++
+	}
+	return out
+}
+
+// rebalanceLocked dials the least busy host when a lease just went to a
+// busier one only because that one had an idle server and the other none
+// (as after it came back up), so that the next lease finds a server there.
+// It dials within the pool's size only, one dial per host at a time.
+func (p *Pool[S]) rebalanceLocked(took int) {
+	if p.cfg.Balance != LeastBusy || p.mu.paused || p.mu.draining {
+		return
+	}
+	hs := p.mu.hosts
+	best := -1
+	for i := range hs {
+		h := &hs[i]
+		if i == took || h.down || h.tier > hs[took].tier || h.out.down || h.out.retrying || h.connecting > 0 {
+			continue
+		}
+		if best < 0 || committed(h)*hs[best].weight() < committed(&hs[best])*h.weight() {
+			best = i
+		}
+	}
+	// Busier: even without the lease just granted, which must not tip it.
+	if best < 0 || committed(&hs[best])*hs[took].weight() >= (hs[took].active-1)*hs[best].weight() {
+		return
+	}
+	if p.mu.active+len(p.mu.idle)+p.mu.connecting+p.mu.closing >= p.sizeLocked() {
+		return
+	}
+	if takeAll(p.cfg.Limits, nil) != nil {
+		return // a shared cap is full: balance is not worth another pool's idle server
+	}
+	p.startDialLocked(best)
+}
