@@ -90,6 +90,9 @@ type entry struct {
 	pool   *session.ServerPool
 	route  session.Route
 	dial   backend.Config
+	// target is where the servers log in: the hosts (dial names the
+	// first), target_session_attrs and load_balance_hosts.
+	target config.Upstream
 	params *backend.ParamCache
 	// clients counts sessions from Lookup until they end; a retired entry
 	// is closed when it reaches 0.

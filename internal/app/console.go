@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/console"
 	"github.com/pgvalve/pgvalve/internal/frontend"
 	"github.com/pgvalve/pgvalve/internal/session"
@@ -58,7 +60,7 @@ func (b consoleBackend) Databases() []console.Database {
 		}
 		seen[e.key.db] = true
 		st := e.pool.Stats()
-		out = append(out, console.Database{Name: e.key.db, Host: e.dial.Host, Port: e.dial.Port, DBName: e.dial.Database,
+		out = append(out, console.Database{Name: e.key.db, Host: hostNames(e.target), Port: e.dial.Port, DBName: e.dial.Database,
 			PoolSize: st.Size, PoolMode: string(e.route.Mode), Paused: st.Paused})
 	}
 	slices.SortFunc(out, func(x, y console.Database) int { return cmp.Compare(x.Name, y.Name) })
@@ -163,4 +165,18 @@ func (e coded) SQLState() string { return e.code }
 
 func notYet(what string) error {
 	return coded{code: wire.CodeFeatureNotSupported, msg: fmt.Sprintf("%s is not supported by pgvalve yet", what)}
+}
+
+// hostNames is SHOW DATABASES' host column: the hosts' names, comma
+// separated as PgBouncer's host setting, with a port where one differs
+// from the first host's (the port column).
+func hostNames(target config.Upstream) string {
+	names := make([]string, len(target.Hosts))
+	for i, h := range target.Hosts {
+		names[i] = h.Host
+		if h.Port != target.Hosts[0].Port {
+			names[i] = h.String()
+		}
+	}
+	return strings.Join(names, ",")
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"maps"
+	"slices"
 	"strings"
 
 	"github.com/pgvalve/pgvalve/internal/backend"
@@ -78,10 +79,19 @@ func (a *App) Reload(next config.Config) []config.Change {
 }
 
 // sameRoute reports whether e's pool still serves route under cfg: same
-// server, same login, same pool mode. A size or timeout may differ.
+// servers, same login, same pool mode, same choice of host. A size or
+// timeout may differ.
 func sameRoute(e *entry, cfg config.Config, route config.Database) bool {
 	dial, err := dialConfig(cfg, route, e.key.db, e.key.user)
-	return err == nil && route.PoolMode == e.route.Mode && route.SessionState == e.route.State && sameDial(dial, e.dial)
+	target, terr := cfg.Target(route)
+	return err == nil && terr == nil && route.PoolMode == e.route.Mode && route.SessionState == e.route.State &&
+		sameDial(dial, e.dial) && sameTarget(target, e.target)
+}
+
+// sameTarget reports whether two targets name the same hosts, weights and
+// choice.
+func sameTarget(a, b config.Upstream) bool {
+	return slices.Equal(a.Hosts, b.Hosts) && a.TargetSessionAttrs == b.TargetSessionAttrs && a.LoadBalanceHosts == b.LoadBalanceHosts
 }
 
 func sameDial(a, b backend.Config) bool {

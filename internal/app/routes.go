@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"maps"
@@ -43,26 +44,23 @@ func (a *App) entryLocked(db, user string) (*entry, bool) {
 		return nil, false
 	}
 	dial, err := dialConfig(cfg, route, db, user)
-	if err != nil {
+	target, terr := cfg.Target(route)
+	if err = cmp.Or(err, terr); err != nil {
 		// Validate already parsed every upstream; this cannot happen.
 		a.log.Error("bad upstream", "db", db, "err", err)
 		return nil, false
 	}
-	e := &entry{key: key, dial: dial, params: &backend.ParamCache{}}
+	e := &entry{key: key, dial: dial, target: target, params: &backend.ParamCache{}}
 	e.pool = pool.New(pool.Config[*backend.Conn]{
 		Name:     key.String(),
 		Settings: poolSettings(cfg, route),
 		Refused:  refusedLogin,
 		Closed:   func(c *backend.Conn, why reason.Reason) { a.serverClosed(e, c, why) },
 		Limits:   a.limitsLocked(db, dial.User),
-		Dial: func(ctx context.Context, _ int) (*backend.Conn, error) {
-			c, err := backend.Dial(ctx, a.serverDial(e))
-			if err == nil {
-				e.params.Store(c.Params())
-				a.serverOpened(e, c)
-			}
-			return c, err
-		},
+		Hosts:    poolHosts(target),
+		Balance:  balances[target.LoadBalanceHosts],
+		TierOf:   tierOf(target),
+		Dial:     func(ctx context.Context, host int) (*backend.Conn, error) { return a.dialHost(ctx, e, host) },
 	})
 	e.notify = a.listenHub(e, route)
 	if a.mu.paused || a.mu.pausedDBs[db] {
@@ -73,6 +71,59 @@ func (a *App) entryLocked(db, user string) (*entry, bool) {
 		Pinned: session.NewPinCount(maxPinned(cfg, route))}
 	a.mu.pools[key] = e
 	return e, true
+}
+
+// dialHost logs in a server of e's pool on its host-th host, and checks
+// that the server is what the route's target_session_attrs asks for.
+func (a *App) dialHost(ctx context.Context, e *entry, host int) (*backend.Conn, error) {
+	cfg := a.serverDial(e)
+	addr := e.target.Hosts[host]
+	cfg.Host, cfg.Port = addr.Host, addr.Port
+	attrs := e.target.TargetSessionAttrs
+	cfg.LearnRole = attrs != "any"
+	c, err := backend.Dial(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if !c.Role().Fits(attrs) {
+		_ = c.Close()
+		return nil, &backend.RoleError{Addr: addr.String(), Role: c.Role(), Attrs: attrs}
+	}
+	e.params.Store(c.Params())
+	a.serverOpened(e, c)
+	return c, nil
+}
+
+// balances maps load_balance_hosts to the pool's choice.
+var balances = map[string]pool.Balance{
+	"least-busy": pool.LeastBusy, "round-robin": pool.RoundRobin, "random": pool.Random, "disable": pool.FirstUp,
+}
+
+// poolHosts are a pool's hosts; none for one host, which keeps a
+// single-host pool's stats as they were.
+func poolHosts(target config.Upstream) []pool.Host {
+	if len(target.Hosts) < 2 {
+		return nil
+	}
+	out := make([]pool.Host, len(target.Hosts))
+	for i, h := range target.Hosts {
+		out[i] = pool.Host{Name: h.String(), Weight: h.Weight}
+	}
+	return out
+}
+
+// tierOf puts a primary behind the standbys for prefer-standby; the other
+// target_session_attrs have one tier.
+func tierOf(target config.Upstream) func(*backend.Conn) int {
+	if target.TargetSessionAttrs != "prefer-standby" {
+		return nil
+	}
+	return func(c *backend.Conn) int {
+		if c.Role().Standby {
+			return 0
+		}
+		return 1
+	}
 }
 
 // serverDial is how a server of e's pool logs in now.
@@ -158,12 +209,12 @@ func poolSettings(cfg config.Config, route config.Database) pool.Settings {
 // named route's URL may fix the server database and user; the global
 // upstream passes the client's own database and user name through.
 func dialConfig(c config.Config, route config.Database, db, user string) (backend.Config, error) {
-	up, err := config.ParseUpstream(route.Upstream)
+	up, err := c.Target(route)
 	if err != nil {
 		return backend.Config{}, err
 	}
 	cfg := backend.Config{
-		Host: up.Host, Port: up.Port, Database: db, User: user,
+		Host: up.Hosts[0].Host, Port: up.Hosts[0].Port, Database: db, User: user,
 		Params: up.Params, MaxMessageSize: wire.MaxServerMessage,
 	}
 	if _, named := c.Databases[db]; named {

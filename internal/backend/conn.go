@@ -48,6 +48,9 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// MaxMessageSize bounds server messages; 0 means 1 GiB.
 	MaxMessageSize int
+	// LearnRole has Dial learn whether the server is a standby or
+	// read-only (Conn.Role), for target_session_attrs.
+	LearnRole bool
 	// TLS, when set, says how to try reaching a host, in order (a nil
 	// entry: plaintext), in place of the sslmode pgconn would read (see
 	// tlsconf.Upstream.Attempts). A URL naming one of urlTLSKeys keeps
@@ -65,6 +68,7 @@ type Conn struct {
 	rd      *wire.Reader
 	cancel  cancelTarget
 	created time.Time
+	role    Role // known when Config.LearnRole asked
 
 	params    map[string]string
 	initial   map[string]string // what the server reported at login: its values after RESET ALL
@@ -110,6 +114,13 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	if err != nil {
 		return nil, tlsFailure(err, cfg)
 	}
+	var role Role
+	if cfg.LearnRole {
+		if role, err = learnRole(ctx, pg); err != nil {
+			pg.Close(context.Background())
+			return nil, err
+		}
+	}
 	// pgconn's background reader may still hold the socket after login;
 	// SyncConn stops it and leaves nothing buffered, as Hijack requires.
 	if err := pg.SyncConn(ctx); err != nil {
@@ -135,6 +146,7 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		netConn:   hc.Conn,
 		sock:      wire.NewSocket(hc.Conn),
 		created:   time.Now(),
+		role:      role,
 		idleSince: time.Now(),
 		params:    hc.ParameterStatuses,
 		initial:   maps.Clone(hc.ParameterStatuses),

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"cmp"
 	"os"
 	"time"
 )
@@ -129,6 +130,7 @@ type Config struct {
 	Listen                 string              // default "127.0.0.1:6432"
 	Upstream               string              // default route: postgres URL for any database without its own route; "" = none
 	PoolMode               PoolMode            // default session
+	LoadBalanceHosts       string              // load_balance_hosts: which of a route's hosts a new lease goes to; default least-busy
 	SessionState           SessionState        // session_state: default track
 	MaxPinnedServers       int                 // max_pinned_servers: servers a pool's clients may hold pinned; 0 = half pool_size (at least 1)
 	PoolSize               int                 // default 20, must be >= 1
@@ -182,9 +184,16 @@ type Config struct {
 
 // Database is one [databases.NAME] route.
 type Database struct {
-	Name     string   // the key
-	Upstream string   // postgres URL, required
-	PoolMode PoolMode // "" = inherit Config.PoolMode
+	Name     string // the key
+	Upstream string // postgres URL, required
+	// Hosts (the host key), when set, replace the URL's hosts.
+	Hosts []Address
+	// TargetSessionAttrs says which hosts may serve the route, as libpq's
+	// target_session_attrs: "" = the URL's, else any.
+	TargetSessionAttrs string
+	// LoadBalanceHosts: "" = the URL's, else Config.LoadBalanceHosts.
+	LoadBalanceHosts string
+	PoolMode         PoolMode // "" = inherit Config.PoolMode
 	// SessionState: "" = inherit Config.SessionState.
 	SessionState SessionState
 	PoolSize     int // 0 = inherit Config.PoolSize
@@ -209,6 +218,7 @@ func Default() Config {
 	return Config{
 		Listen:                "127.0.0.1:6432",
 		PoolMode:              PoolSession,
+		LoadBalanceHosts:      "least-busy",
 		SessionState:          StateTrack,
 		PoolSize:              20,
 		QueryWaitTimeout:      20 * time.Second,
@@ -263,6 +273,23 @@ func Parse(name string, data []byte) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// Target is where route's servers log in: its upstream URL, with the
+// route's own host list, target_session_attrs and load_balance_hosts in
+// place of the URL's where it sets them, the global load_balance_hosts
+// where neither does, and target_session_attrs any where neither does.
+func (c Config) Target(route Database) (Upstream, error) {
+	up, err := ParseUpstream(route.Upstream)
+	if err != nil {
+		return Upstream{}, err
+	}
+	if len(route.Hosts) > 0 {
+		up.Hosts = route.Hosts
+	}
+	up.TargetSessionAttrs = cmp.Or(route.TargetSessionAttrs, up.TargetSessionAttrs, "any")
+	up.LoadBalanceHosts = cmp.Or(route.LoadBalanceHosts, up.LoadBalanceHosts, c.LoadBalanceHosts, "least-busy")
+	return up, nil
 }
 
 // PoolFor returns the route for a client's database name: its own

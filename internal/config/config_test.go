@@ -17,6 +17,7 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 	want := Config{
 		Listen:                "127.0.0.1:6432",
 		PoolMode:              PoolSession,
+		LoadBalanceHosts:      "least-busy",
 		SessionState:          StateTrack,
 		PoolSize:              20,
 		QueryWaitTimeout:      20 * time.Second,
@@ -80,6 +81,7 @@ func TestParseReadsEveryKey(t *testing.T) {
 listen = "0.0.0.0:7432"
 upstream = "postgres://app@db.internal/app"
 pool_mode = "transaction"
+load_balance_hosts = "random"
 pool_size = 5
 query_wait_timeout = "1m"
 query_wait_notify = "2s"
@@ -135,6 +137,9 @@ client_idle_timeout = 600
 
 [databases.reports]
 upstream = "postgresql://ro@replica:5433/reports"
+host = ["replica1:5433", { host = "[::1]", weight = 3 }]
+target_session_attrs = "prefer-standby"
+load_balance_hosts = "disable"
 pool_mode = "statement"
 pool_size = 2
 
@@ -150,6 +155,7 @@ upstream = "postgres://main/main"
 		Listen:               "0.0.0.0:7432",
 		Upstream:             "postgres://app@db.internal/app",
 		PoolMode:             PoolTransaction,
+		LoadBalanceHosts:     "random",
 		SessionState:         StateTrack,
 		PoolSize:             5,
 		QueryWaitTimeout:     time.Minute,
@@ -194,8 +200,10 @@ upstream = "postgres://main/main"
 		QueryTimeout:           30 * time.Second,
 		ClientIdleTimeout:      10 * time.Minute,
 		Databases: map[string]Database{
-			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 58},
-			"main":    {Name: "main", Upstream: "postgres://main/main", Line: 63},
+			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 59,
+				Hosts:              []Address{{Host: "replica1", Port: 5433}, {Host: "::1", Port: 5432, Weight: 3}},
+				TargetSessionAttrs: "prefer-standby", LoadBalanceHosts: "disable"},
+			"main": {Name: "main", Upstream: "postgres://main/main", Line: 67},
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -236,7 +244,7 @@ func TestPoolForResolvesRoutes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, ok := tt.cfg.PoolFor(tt.db)
-			if ok != tt.wantOK || got != tt.want {
+			if ok != tt.wantOK || !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("PoolFor(%q) = %+v, %v; want %+v, %v", tt.db, got, ok, tt.want, tt.wantOK)
 			}
 		})

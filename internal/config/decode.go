@@ -88,6 +88,8 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 			d.str(path, val, &cfg.Listen)
 		case "upstream":
 			d.str(path, val, &cfg.Upstream)
+		case "load_balance_hosts":
+			d.str(path, val, &cfg.LoadBalanceHosts)
 		case "pool_mode":
 			d.str(path, val, (*string)(&cfg.PoolMode))
 		case "pool_size", "default_pool_size":
@@ -245,6 +247,12 @@ func (d *decoder) databases(path toml.Key, val any, into map[string]Database) {
 			switch key {
 			case "upstream":
 				d.str(kp, val, &db.Upstream)
+			case "host":
+				d.hosts(kp, val, &db.Hosts)
+			case "target_session_attrs":
+				d.str(kp, val, &db.TargetSessionAttrs)
+			case "load_balance_hosts":
+				d.str(kp, val, &db.LoadBalanceHosts)
 			case "pool_mode":
 				d.str(kp, val, (*string)(&db.PoolMode))
 			case "session_state":
@@ -410,4 +418,76 @@ func typeName(v any) string {
 		return "table"
 	}
 	return fmt.Sprintf("%T", v)
+}
+
+// hosts reads a route's host key: PgBouncer's comma list in a string
+// ("h1:5432,h2"), or a list whose items are such strings or tables with a
+// host and a weight ({ host = "h1:5432", weight = 2 }).
+func (d *decoder) hosts(path toml.Key, val any, dst *[]Address) {
+	var out []Address
+	add := func(s string, weight int64) bool {
+		for _, h := range strings.Split(s, ",") {
+			a, err := ParseAddress(strings.TrimSpace(h))
+			if err != nil {
+				d.fail(path, "%v", err)
+				return false
+			}
+			a.Weight = int(weight)
+			out = append(out, a)
+		}
+		return true
+	}
+	switch v := val.(type) {
+	case string:
+		if !add(v, 0) {
+			return
+		}
+	case []any:
+		for _, item := range v {
+			switch it := item.(type) {
+			case string:
+				if !add(it, 0) {
+					return
+				}
+			case map[string]any:
+				if !d.hostTable(path, it, add) {
+					return
+				}
+			default:
+				d.fail(path, "expected a host string or a { host, weight } table, got %s", typeName(item))
+				return
+			}
+		}
+	default:
+		d.fail(path, "expected a string of hosts or a list, got %s", typeName(val))
+		return
+	}
+	*dst = out
+}
+
+// hostTable reads { host = "h:port", weight = N }.
+func (d *decoder) hostTable(path toml.Key, t map[string]any, add func(string, int64) bool) bool {
+	host, ok := t["host"].(string)
+	if !ok {
+		d.fail(path, "a host table needs host = \"name:port\"")
+		return false
+	}
+	weight, _ := t["weight"].(int64)
+	if w, set := t["weight"]; set {
+		if _, isInt := w.(int64); !isInt || weight < 1 || weight > 1000 {
+			d.fail(path, "weight of %s: want an integer from 1 to 1000", host)
+			return false
+		}
+	}
+	for k := range t {
+		if k != "host" && k != "weight" {
+			d.fail(path, "unknown key %q in a host table", k)
+			return false
+		}
+	}
+	if strings.Contains(host, ",") {
+		d.fail(path, "a host table names one host; got %q", host)
+		return false
+	}
+	return add(host, weight)
 }

@@ -66,6 +66,7 @@ var settings = []setting{
 	{"server_tls_ciphers", func(c Config) any { return c.ServerTLS.Ciphers }, false},
 	{"upstream", func(c Config) any { return c.Upstream }, false},
 	{"pool_mode", func(c Config) any { return c.PoolMode }, false},
+	{"load_balance_hosts", func(c Config) any { return c.LoadBalanceHosts }, false},
 	{"session_state", func(c Config) any { return c.SessionState }, false},
 	{"max_pinned_servers", func(c Config) any { return c.MaxPinnedServers }, false},
 	{"pool_size", func(c Config) any { return c.PoolSize }, false},
@@ -142,6 +143,15 @@ func diffRoute(name string, old, new map[string]Database) []Change {
 		old, new := redactPair(o.Upstream, n.Upstream)
 		out = append(out, Change{Key: key + ".upstream", Old: old, New: new})
 	}
+	if !slices.Equal(o.Hosts, n.Hosts) {
+		out = append(out, Change{Key: key + ".host", Old: hostList(o.Hosts), New: hostList(n.Hosts)})
+	}
+	if o.TargetSessionAttrs != n.TargetSessionAttrs {
+		out = append(out, Change{Key: key + ".target_session_attrs", Old: o.TargetSessionAttrs, New: n.TargetSessionAttrs})
+	}
+	if o.LoadBalanceHosts != n.LoadBalanceHosts {
+		out = append(out, Change{Key: key + ".load_balance_hosts", Old: o.LoadBalanceHosts, New: n.LoadBalanceHosts})
+	}
 	if o.SessionState != n.SessionState {
 		out = append(out, Change{Key: key + ".session_state", Old: string(o.SessionState), New: string(n.SessionState)})
 	}
@@ -209,4 +219,16 @@ func redact(s string) string {
 		return "(unparsable URL)" // never echo what may hold a password
 	}
 	return u.Redacted()
+}
+
+// hostList shows a route's host key as the comma list PgBouncer writes.
+func hostList(hs []Address) string {
+	parts := make([]string, len(hs))
+	for i, h := range hs {
+		parts[i] = h.String()
+		if h.Weight > 0 {
+			parts[i] += fmt.Sprintf(" (weight %d)", h.Weight)
+		}
+	}
+	return strings.Join(parts, ",")
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -176,8 +177,8 @@ databases.b = { upstream = "postgres://b/b", pool_size = 4 }
 		t.Fatal(err)
 	}
 	a, b := cfg.Databases["a"], cfg.Databases["b"]
-	if a != (Database{Name: "a", Upstream: "postgres://a/a", Line: 1}) ||
-		b != (Database{Name: "b", Upstream: "postgres://b/b", PoolSize: 4, Line: 2}) {
+	if !reflect.DeepEqual(a, Database{Name: "a", Upstream: "postgres://a/a", Line: 1}) ||
+		!reflect.DeepEqual(b, Database{Name: "b", Upstream: "postgres://b/b", PoolSize: 4, Line: 2}) {
 		t.Fatalf("got a=%+v b=%+v", a, b)
 	}
 }

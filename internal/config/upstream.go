@@ -10,16 +10,50 @@ import (
 
 // Upstream is a parsed postgres URL.
 type Upstream struct {
-	Host     string            // required; IPv6 without brackets
-	Port     int               // default 5432
-	User     string            // "" if absent
-	Password string            // "" if absent
-	Database string            // "" if absent (the path)
-	Params   map[string]string // query parameters such as sslmode, kept as given; nil if none
+	// Hosts are the URL's hosts, at least one, in order: libpq's
+	// multi-host form "h1:5432,h2:5433".
+	Hosts    []Address
+	User     string // "" if absent
+	Password string // "" if absent
+	Database string // "" if absent (the path)
+	// TargetSessionAttrs and LoadBalanceHosts are the URL's own
+	// target_session_attrs and load_balance_hosts, "" if absent; pgvalve
+	// reads them itself, so Params leaves them out.
+	TargetSessionAttrs string
+	LoadBalanceHosts   string
+	Params             map[string]string // other query parameters such as sslmode, kept as given; nil if none
+}
+
+// Address is one host of an upstream.
+type Address struct {
+	Host string // required; IPv6 without brackets
+	Port int    // default 5432
+	// Weight is its share of the leases against the route's other hosts
+	// (a route's host list); 0 counts as 1.
+	Weight int
+}
+
+// String is the address as host:port, IPv6 in brackets.
+func (a Address) String() string {
+	if strings.Contains(a.Host, ":") {
+		return "[" + a.Host + "]:" + strconv.Itoa(a.Port)
+	}
+	return a.Host + ":" + strconv.Itoa(a.Port)
 }
 
 // DefaultPort is the port of an upstream URL that names none.
 const DefaultPort = 5432
+
+// MaxHosts bounds the hosts of one route.
+const MaxHosts = 64
+
+// TargetSessionAttrs are the values of target_session_attrs, as libpq's.
+var TargetSessionAttrs = []string{"any", "read-write", "read-only", "primary", "standby", "prefer-standby"}
+
+// LoadBalanceHosts are the values of load_balance_hosts: pgvalve's
+// least-busy (the default), PgBouncer's round-robin, libpq's random and
+// disable (the hosts in their order, the first usable one serving).
+var LoadBalanceHosts = []string{"least-busy", "round-robin", "random", "disable"}
 
 // ParseUpstream parses a postgres:// or postgresql:// URL, percent-decoding
 // its parts. Errors start with "upstream: " and never repeat the URL, which
@@ -38,6 +72,9 @@ func parseUpstream(s string) (Upstream, error) {
 	if s == "" {
 		return Upstream{}, errors.New("empty URL")
 	}
+	// net/url reads one host; the others of a multi-host URL are cut out
+	// here and parsed one by one.
+	s, rest := splitHosts(s)
 	u, err := url.Parse(s)
 	if err != nil {
 		var ue *url.Error
@@ -58,20 +95,20 @@ func parseUpstream(s string) (Upstream, error) {
 	if u.Fragment != "" {
 		return Upstream{}, errors.New("unexpected #fragment")
 	}
-	host := u.Hostname()
-	if host == "" {
-		return Upstream{}, errors.New("missing host")
+	first, err := urlAddress(u)
+	if err != nil {
+		return Upstream{}, err
 	}
-	if strings.Contains(u.Host, ",") {
-		return Upstream{}, errors.New("multiple hosts are not supported")
-	}
-	out := Upstream{Host: host, Port: DefaultPort}
-	if p := u.Port(); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
-			return Upstream{}, fmt.Errorf("invalid port %q", p)
+	out := Upstream{Hosts: []Address{first}}
+	for _, h := range rest {
+		a, err := ParseAddress(h)
+		if err != nil {
+			return Upstream{}, err
 		}
-		out.Port = n
+		out.Hosts = append(out.Hosts, a)
+	}
+	if len(out.Hosts) > MaxHosts {
+		return Upstream{}, fmt.Errorf("%d hosts; at most %d", len(out.Hosts), MaxHosts)
 	}
 	if u.User != nil {
 		out.User = u.User.Username()
@@ -79,17 +116,100 @@ func parseUpstream(s string) (Upstream, error) {
 	}
 	out.Database = strings.TrimPrefix(u.Path, "/")
 	if u.RawQuery != "" {
-		q, err := url.ParseQuery(u.RawQuery)
-		if err != nil {
-			return Upstream{}, fmt.Errorf("invalid query: %v", err)
-		}
-		out.Params = make(map[string]string, len(q))
-		for k, vs := range q {
-			if len(vs) > 1 {
-				return Upstream{}, fmt.Errorf("parameter %q given more than once", k)
-			}
-			out.Params[k] = vs[0]
+		if err := out.readQuery(u.RawQuery); err != nil {
+			return Upstream{}, err
 		}
 	}
 	return out, nil
+}
+
+// splitHosts cuts the hosts after the first out of a multi-host URL's
+// authority: "postgres://u@h1:1,h2:2/db" is "postgres://u@h1:1/db" and
+// ["h2:2"].
+func splitHosts(s string) (string, []string) {
+	i := strings.Index(s, "://")
+	if i < 0 {
+		return s, nil
+	}
+	start := i + 3
+	end := len(s)
+	if j := strings.IndexAny(s[start:], "/?#"); j >= 0 {
+		end = start + j
+	}
+	authority := s[start:end]
+	hostStart := start + strings.LastIndex(authority, "@") + 1
+	hosts := strings.Split(s[hostStart:end], ",")
+	if len(hosts) == 1 {
+		return s, nil
+	}
+	return s[:hostStart] + hosts[0] + s[end:], hosts[1:]
+}
+
+// urlAddress is the one host net/url found.
+func urlAddress(u *url.URL) (Address, error) {
+	host := u.Hostname()
+	if host == "" {
+		return Address{}, errors.New("missing host")
+	}
+	out := Address{Host: host, Port: DefaultPort}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return Address{}, fmt.Errorf("invalid port %q", p)
+		}
+		out.Port = n
+	}
+	return out, nil
+}
+
+// ParseAddress parses one host as "host", "host:port", "[v6]" or
+// "[v6]:port", percent-decoded as in a URL.
+func ParseAddress(s string) (Address, error) {
+	u, err := url.Parse("postgres://" + s)
+	if err != nil || u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
+		return Address{}, fmt.Errorf("invalid host %q", s)
+	}
+	return urlAddress(u)
+}
+
+// readQuery takes the URL's parameters: the two pgvalve reads itself,
+// checked, and the rest for the server's login.
+func (out *Upstream) readQuery(raw string) error {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return fmt.Errorf("invalid query: %v", err)
+	}
+	for k, vs := range q {
+		if len(vs) > 1 {
+			return fmt.Errorf("parameter %q given more than once", k)
+		}
+		switch v := vs[0]; k {
+		case "target_session_attrs":
+			if err := oneOf(k, v, TargetSessionAttrs); err != nil {
+				return err
+			}
+			out.TargetSessionAttrs = v
+		case "load_balance_hosts":
+			if err := oneOf(k, v, LoadBalanceHosts); err != nil {
+				return err
+			}
+			out.LoadBalanceHosts = v
+		default:
+			if out.Params == nil {
+				out.Params = make(map[string]string, len(q))
+			}
+			out.Params[k] = v
+		}
+	}
+	return nil
+}
+
+// oneOf checks that key's value v is one of values.
+func oneOf(key, v string, values []string) error {
+	for _, ok := range values {
+		if v == ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s %q: want one of %s", key, v, strings.Join(values, ", "))
 }

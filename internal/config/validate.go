@@ -66,6 +66,9 @@ func (c Config) problems() []problem {
 			k.add(top("upstream"), c.Upstream == f.Upstream, nil, "%v", err)
 		}
 	}
+	if err := oneOf("load_balance_hosts", c.LoadBalanceHosts, LoadBalanceHosts); err != nil {
+		k.add(top("load_balance_hosts"), c.LoadBalanceHosts == f.LoadBalanceHosts, nil, "%v", err)
+	}
 	if !c.SessionState.Valid() {
 		k.add(top("session_state"), c.SessionState == f.SessionState, nil, "%q is not one of track, pin-all, off", c.SessionState)
 	}
@@ -203,6 +206,19 @@ func (c Config) problems() []problem {
 		}
 		if d.PoolSize < 0 {
 			k.add(field("pool_size"), inFile && d.PoolSize == fd.PoolSize, at, "must be at least 1 (or 0 to inherit pool_size)")
+		}
+		if len(d.Hosts) > MaxHosts {
+			k.add(field("host"), inFile && len(d.Hosts) == len(fd.Hosts), at, "%d hosts; at most %d", len(d.Hosts), MaxHosts)
+		}
+		if v := d.TargetSessionAttrs; v != "" {
+			if err := oneOf("target_session_attrs", v, TargetSessionAttrs); err != nil {
+				k.add(field("target_session_attrs"), inFile && v == fd.TargetSessionAttrs, at, "%v", err)
+			}
+		}
+		if v := d.LoadBalanceHosts; v != "" {
+			if err := oneOf("load_balance_hosts", v, LoadBalanceHosts); err != nil {
+				k.add(field("load_balance_hosts"), inFile && v == fd.LoadBalanceHosts, at, "%v", err)
+			}
 		}
 	}
 	return k.probs

@@ -1,0 +1,172 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/testutil"
+	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
+)
+
+// secondHost is a second PostgreSQL beside the package's cluster, with the
+// same test user and database; it trusts that user, so the password
+// pgvalve logs in with on the first host works here too.
+// A read-only one has default_transaction_read_only on for every login.
+func secondHost(t *testing.T, readOnly bool) *pgtest.Cluster {
+	t.Helper()
+	c, err := pgtest.Start(pgtest.Options{User: cluster.User, Database: pgtest.TestDatabase,
+		HBA: []string{"host all " + cluster.User + " 127.0.0.1/32 trust"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	if readOnly {
+		su := testutil.Connect(t, c.SuperuserURL(c.Database))
+		ctx := testutil.Context(t)
+		if _, err := su.Exec(ctx, "alter system set default_transaction_read_only = on"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := su.Exec(ctx, "select pg_reload_conf()"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// hostsRoute is a transaction-pooled route "app" over the given hosts.
+func hostsRoute(poolSize int, attrs string, hosts ...*pgtest.Cluster) config.Config {
+	cfg := sessionConfig(poolSize)
+	cfg.PoolMode = config.PoolTransaction
+	cfg.Upstream = ""
+	var addrs []config.Address
+	for _, h := range hosts {
+		addrs = append(addrs, config.Address{Host: h.Host, Port: h.Port})
+	}
+	cfg.Databases = map[string]config.Database{"app": {Name: "app",
+		Upstream: cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase), Hosts: addrs, TargetSessionAttrs: attrs}}
+	return cfg
+}
+
+// serverPorts opens n clients through url, each holding a transaction
+// open, and returns the port of the server each one got. The clients are
+// closed when the test ends.
+func serverPorts(t *testing.T, url string, n int) map[int]int {
+	t.Helper()
+	ctx := testutil.Context(t)
+	ports := map[int]int{}
+	for range n {
+		c := testutil.Connect(t, url)
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var port int
+		if err := tx.QueryRow(ctx, "select inet_server_port()").Scan(&port); err != nil {
+			t.Fatal(err)
+		}
+		ports[port]++
+	}
+	return ports
+}
+
+func TestARouteOverTwoHostsSpreadsTransactionsByOutstandingLeases(t *testing.T) {
+	second := secondHost(t, false)
+	s := startValveOn(t, hostsRoute(4, "", cluster, second))
+	ports := serverPorts(t, s, 4)
+	if ports[cluster.Port] != 2 || ports[second.Port] != 2 {
+		t.Fatalf("four open transactions went to ports %v; want two on %d and two on %d", ports, cluster.Port, second.Port)
+	}
+}
+
+func TestTargetSessionAttrsPicksTheHostsThatFit(t *testing.T) {
+	readOnly := secondHost(t, true)
+	for _, tt := range []struct {
+		attrs string
+		want  *pgtest.Cluster
+	}{
+		{"read-write", cluster},
+		{"primary", nil}, // both are primaries
+		{"read-only", readOnly},
+	} {
+		t.Run(tt.attrs, func(t *testing.T) {
+			// The host that does not fit comes first, so a choice that
+			// ignored the attributes would use it.
+			hosts := []*pgtest.Cluster{readOnly, cluster}
+			if tt.want == readOnly {
+				hosts = []*pgtest.Cluster{cluster, readOnly}
+			}
+			ports := serverPorts(t, startValveOn(t, hostsRoute(4, tt.attrs, hosts...)), 3)
+			if tt.want == nil {
+				if len(ports) != 2 {
+					t.Fatalf("with two fitting hosts, transactions went to %v; want both", ports)
+				}
+				return
+			}
+			if ports[tt.want.Port] != 3 {
+				t.Fatalf("target_session_attrs=%s sent transactions to ports %v; want all on %d", tt.attrs, ports, tt.want.Port)
+			}
+		})
+	}
+}
+
+func TestNoHostThatFitsEndsTheWaitWith08006NamingTheHosts(t *testing.T) {
+	cfg := hostsRoute(2, "standby", cluster) // a primary: no standby anywhere
+	cfg.QueryWaitTimeout = 500 * time.Millisecond
+	// The login itself waits for a server, as the first query would.
+	_, err := pgx.Connect(testutil.Context(t), startValveOn(t, cfg))
+	pgErr := wantCode(t, err, "08006")
+	addr := fmt.Sprintf("%s:%d", cluster.Host, cluster.Port)
+	if !strings.Contains(pgErr.Message, addr) || !strings.Contains(pgErr.Message, "target_session_attrs=standby") {
+		t.Fatalf("message %q; want it to name %s and target_session_attrs=standby", pgErr.Message, addr)
+	}
+}
+
+func TestAStoppedHostLeavesTheOtherServingWithoutAnError(t *testing.T) {
+	second := secondHost(t, false)
+	url := startValveOn(t, hostsRoute(4, "", cluster, second))
+	ctx := testutil.Context(t)
+	if err := second.StopServer("fast"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4*25)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := pgx.Connect(ctx, url)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close(context.Background())
+			for range 25 {
+				var port int
+				if err := c.QueryRow(ctx, "select inet_server_port()").Scan(&port); err != nil {
+					errs <- err
+				} else if port != cluster.Port {
+					errs <- fmt.Errorf("a transaction ran on port %d, which is stopped", port)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("with one host stopped: %v", err)
+	}
+}
+
+// startValveOn runs pgvalve with cfg and returns the URL of its route "app".
+func startValveOn(t *testing.T, cfg config.Config) string {
+	t.Helper()
+	s, _ := startValve(t, cfg)
+	return s.URL(cluster.User, cluster.Password, "app")
+}
