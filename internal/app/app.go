@@ -86,10 +86,10 @@ type poolKey struct{ db, user string }
 func (k poolKey) String() string { return k.db + "/" + k.user }
 
 type entry struct {
-	key    poolKey
-	pool   *session.ServerPool
-	route  session.Route
-	dial   backend.Config
+	key   poolKey
+	pool  *session.ServerPool
+	route session.Route
+	dial  backend.Config
 	// target is where the servers log in: the hosts (dial names the
 	// first), target_session_attrs and load_balance_hosts.
 	target config.Upstream
