@@ -100,6 +100,7 @@ type entry struct {
 	retired atomic.Bool
 	meter   observe.Meter // what the relay measures for this pool
 	notify  *notify.Hub   // the shared listening connection; nil in session pooling
+	watch   *hostWatch    // the health checks of a route with several hosts; nil for one
 }
 
 // listeners is how many listening connections e has open.
@@ -112,6 +113,9 @@ func (e *entry) listeners() int {
 
 // close closes e's pool and its listening connection.
 func (e *entry) close() {
+	if e.watch != nil {
+		e.watch.stop()
+	}
 	e.pool.Close()
 	if e.notify != nil {
 		e.notify.Close()

@@ -13,6 +13,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
+	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
 
 // secondHost is a second PostgreSQL beside the package's cluster, with the
@@ -169,4 +170,61 @@ func startValveOn(t *testing.T, cfg config.Config) string {
 	t.Helper()
 	s, _ := startValve(t, cfg)
 	return s.URL(cluster.User, cluster.Password, "app")
+}
+
+// hostUp reports whether the route "app"'s pool has host i in its choice.
+func hostUp(s *valvetest.Server, i int) bool {
+	st, ok := s.PoolStats("app/" + cluster.User)
+	return ok && len(st.Hosts) > i && st.Hosts[i].Up && !st.Hosts[i].Unreachable
+}
+
+func TestAHostThatFailsItsCheckLeavesTheChoiceAndComesBackWhenItPasses(t *testing.T) {
+	second := secondHost(t, false)
+	cfg := hostsRoute(4, "", cluster, second)
+	cfg.HealthCheckPeriod = 50 * time.Millisecond
+	s, _ := startValve(t, cfg)
+	url := s.URL(cluster.User, cluster.Password, "app")
+	testutil.Connect(t, url) // the pool exists from the first login
+	testutil.Eventually(t, "both hosts checked and up", func() bool { return hostUp(s, 0) && hostUp(s, 1) })
+	if err := second.StopServer("fast"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, "the stopped host to leave the choice", func() bool { return !hostUp(s, 1) })
+	if err := second.StartServer(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, "the host to come back", func() bool { return hostUp(s, 1) })
+	if ports := serverPorts(t, url, 4); ports[second.Port] != 2 {
+		t.Fatalf("after the host came back, four open transactions went to %v; want two on %d", ports, second.Port)
+	}
+}
+
+func TestAHostThatTurnsReadOnlyLeavesAReadWriteRoute(t *testing.T) {
+	second := secondHost(t, false)
+	cfg := hostsRoute(4, "read-write", cluster, second)
+	cfg.HealthCheckPeriod = 50 * time.Millisecond
+	s, _ := startValve(t, cfg)
+	url := s.URL(cluster.User, cluster.Password, "app")
+	if ports := serverPorts(t, url, 2); ports[second.Port] != 1 {
+		st, _ := s.PoolStats("app/" + cluster.User)
+		t.Fatalf("two open transactions went to %v; want one on each host; %+v", ports, st.Hosts)
+	}
+	su := testutil.Connect(t, second.SuperuserURL(second.Database))
+	ctx := testutil.Context(t)
+	setReadOnly := func(on string) {
+		if _, err := su.Exec(ctx, "alter system set default_transaction_read_only = "+on); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := su.Exec(ctx, "select pg_reload_conf()"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setReadOnly("on")
+	testutil.Eventually(t, "the read-only host to leave the read-write route", func() bool { return !hostUp(s, 1) })
+	// Two of the pool's four servers are still held by the transactions above.
+	if ports := serverPorts(t, url, 2); ports[cluster.Port] != 2 {
+		t.Fatalf("with the second host read-only, transactions went to %v; want both on %d", ports, cluster.Port)
+	}
+	setReadOnly("off")
+	testutil.Eventually(t, "the host to come back once writable", func() bool { return hostUp(s, 1) })
 }

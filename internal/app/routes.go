@@ -62,6 +62,9 @@ func (a *App) entryLocked(db, user string) (*entry, bool) {
 		TierOf:   tierOf(target),
 		Dial:     func(ctx context.Context, host int) (*backend.Conn, error) { return a.dialHost(ctx, e, host) },
 	})
+	if len(target.Hosts) > 1 {
+		e.watch = a.watchHosts(e)
+	}
 	e.notify = a.listenHub(e, route)
 	if a.mu.paused || a.mu.pausedDBs[db] {
 		e.pool.Pause() // a new pool has no server: nothing to close
@@ -118,12 +121,15 @@ func tierOf(target config.Upstream) func(*backend.Conn) int {
 	if target.TargetSessionAttrs != "prefer-standby" {
 		return nil
 	}
-	return func(c *backend.Conn) int {
-		if c.Role().Standby {
-			return 0
-		}
-		return 1
+	return func(c *backend.Conn) int { return roleTier(c.Role()) }
+}
+
+// roleTier is a host's tier for prefer-standby: standbys first.
+func roleTier(r backend.Role) int {
+	if r.Standby {
+		return 0
 	}
+	return 1
 }
 
 // serverDial is how a server of e's pool logs in now.

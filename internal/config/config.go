@@ -144,6 +144,7 @@ type Config struct {
 	ServerIdleTimeout      time.Duration       // default 600s: close servers idle longer (down to MinPoolSize); 0 = never
 	ServerLifetime         time.Duration       // default 3600s: close a server once its lease ends past this age (less up to 20% jitter); 0 = never
 	ServerCheckDelay       time.Duration       // default 30s: a server idle longer is checked with an empty query before reuse; 0 = always
+	HealthCheckPeriod      time.Duration       // health_check_period: default 5s: each host of a route with several is checked this often; 0 = never
 	MinPoolSize            int                 // default 0: servers kept open per pool even with no client
 	ReservePoolSize        int                 // default 0: extra servers per pool for clients that waited ReservePoolTimeout
 	ReservePoolTimeout     time.Duration       // default 5s
@@ -229,6 +230,7 @@ func Default() Config {
 		ServerIdleTimeout:     600 * time.Second,
 		ServerLifetime:        3600 * time.Second,
 		ServerCheckDelay:      30 * time.Second,
+		HealthCheckPeriod:     5 * time.Second,
 		ClientParkDelay:       time.Second,
 		ReservePoolTimeout:    5 * time.Second,
 		MaxClientConn:         1000,

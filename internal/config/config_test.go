@@ -28,6 +28,7 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 		ServerIdleTimeout:     600 * time.Second, // PgBouncer's defaults
 		ServerLifetime:        3600 * time.Second,
 		ServerCheckDelay:      30 * time.Second,
+		HealthCheckPeriod:     5 * time.Second,
 		ClientParkDelay:       time.Second,
 		ReservePoolTimeout:    5 * time.Second,
 		MaxClientConn:         1000,
@@ -127,6 +128,7 @@ metrics_listen = "127.0.0.1:9187"
 server_idle_timeout = "90s"
 server_lifetime = 7200
 server_check_delay = "0"
+health_check_period = "750ms"
 client_park_delay = "250ms"
 min_pool_size = 2
 reserve_pool_size = 3
@@ -192,6 +194,7 @@ upstream = "postgres://main/main"
 		ServerIdleTimeout:      90 * time.Second,
 		ServerLifetime:         2 * time.Hour,
 		ServerCheckDelay:       0,
+		HealthCheckPeriod:      750 * time.Millisecond,
 		ClientParkDelay:        250 * time.Millisecond,
 		MinPoolSize:            2,
 		ReservePoolSize:        3,
@@ -200,10 +203,10 @@ upstream = "postgres://main/main"
 		QueryTimeout:           30 * time.Second,
 		ClientIdleTimeout:      10 * time.Minute,
 		Databases: map[string]Database{
-			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 59,
+			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 60,
 				Hosts:              []Address{{Host: "replica1", Port: 5433}, {Host: "::1", Port: 5432, Weight: 3}},
 				TargetSessionAttrs: "prefer-standby", LoadBalanceHosts: "disable"},
-			"main": {Name: "main", Upstream: "postgres://main/main", Line: 67},
+			"main": {Name: "main", Upstream: "postgres://main/main", Line: 68},
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {

@@ -124,6 +124,8 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 			d.duration(path, val, &cfg.ServerLifetime)
 		case "server_check_delay":
 			d.duration(path, val, &cfg.ServerCheckDelay)
+		case "health_check_period":
+			d.duration(path, val, &cfg.HealthCheckPeriod)
 		case "client_park_delay":
 			d.duration(path, val, &cfg.ClientParkDelay)
 		case "min_pool_size":

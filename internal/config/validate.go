@@ -140,6 +140,7 @@ func (c Config) problems() []problem {
 		{"server_idle_timeout", c.ServerIdleTimeout, f.ServerIdleTimeout},
 		{"server_lifetime", c.ServerLifetime, f.ServerLifetime},
 		{"server_check_delay", c.ServerCheckDelay, f.ServerCheckDelay},
+		{"health_check_period", c.HealthCheckPeriod, f.HealthCheckPeriod},
 		{"client_park_delay", c.ClientParkDelay, f.ClientParkDelay},
 		{"reserve_pool_timeout", c.ReservePoolTimeout, f.ReservePoolTimeout},
 		{"idle_transaction_timeout", c.IdleTransactionTimeout, f.IdleTransactionTimeout},

@@ -177,16 +177,23 @@ func (p *Pool[S]) unreachableLocked() bool {
 // SetHostUp puts host i into the choice or takes it out, as a health check
 // finds it. Taken out, its idle servers close now and leased ones as their
 // clients give them back; clients waiting get servers of the other hosts.
+// Put in, it also counts as reachable again: a check just logged in.
 func (p *Pool[S]) SetHostUp(i int, up bool) {
 	p.mu.Lock()
-	if p.mu.closed || i < 0 || i >= len(p.mu.hosts) || p.mu.hosts[i].down != up {
+	if p.mu.closed || i < 0 || i >= len(p.mu.hosts) {
 		p.mu.Unlock()
 		return
 	}
-	p.mu.hosts[i].down = !up
+	h := &p.mu.hosts[i]
+	if h.down == !up && !(up && h.out.down) {
+		p.mu.Unlock()
+		return // nothing changes
+	}
+	h.down = !up
 	var doomed []S
 	if up {
-		p.mu.hosts[i].out.recovered()
+		h.out.recovered()
+		p.stopHostRetryLocked(i)
 	} else {
 		doomed = p.evictHostIdleLocked(i)
 	}
@@ -196,6 +203,16 @@ func (p *Pool[S]) SetHostUp(i int, up bool) {
 		p.closeServer(s, reason.HostDown)
 	}
 	p.reclaim(blocked)
+}
+
+// SetHostTier puts host i in a tier, as a health check learns its role
+// (Config.TierOf does the same from each server dialled).
+func (p *Pool[S]) SetHostTier(i, tier int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i >= 0 && i < len(p.mu.hosts) {
+		p.mu.hosts[i].tier = tier
+	}
 }
 
 // evictHostIdleLocked takes host i's idle servers, counted as closing.

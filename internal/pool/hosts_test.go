@@ -325,3 +325,26 @@ func TestALowerTierServesFirstAndAHigherOneOnlyWithoutIt(t *testing.T) {
 		t.Fatal("with the standby up but unreachable, a lease did not go to the primary")
 	}
 }
+
+func TestAHostThatPassesACheckIsReachableAgainAtOnce(t *testing.T) {
+	var aUnreachable atomic.Bool
+	aUnreachable.Store(true)
+	p, _ := newTestPool(t, Config[*fakeServer]{Hosts: []Host{{Name: "a"}, {Name: "b"}},
+		Settings: Settings{Size: 4, WaitTimeout: eventually, RetryMin: time.Hour, RetryMax: time.Hour}},
+		func(d *fakeDialer) { d.unreachable = func(host int) bool { return host == 0 && aUnreachable.Load() } })
+	held := hold(t, p, 2) // a fails once and backs off for an hour; b serves
+	defer releaseAll(held)
+	if st := p.Stats(); !st.Hosts[0].Unreachable {
+		t.Fatalf("host a after a failed dial: %+v; want unreachable", st.Hosts[0])
+	}
+	aUnreachable.Store(false)
+	p.SetHostUp(0, true) // a health check logged in
+	if st := p.Stats(); st.Hosts[0].Unreachable {
+		t.Fatalf("host a after passing a check: %+v; want reachable", st.Hosts[0])
+	}
+	if l := mustAcquire(t, p); l.Host() != 0 {
+		t.Fatal("the next lease did not go to host a, the less busy one, once it passed a check")
+	} else {
+		l.Release()
+	}
+}

@@ -69,9 +69,15 @@ func (p *Pool[S]) dialFailedLocked(host int, err error) {
 // stopRetryLocked cancels the pending retries (the pool is closing).
 func (p *Pool[S]) stopRetryLocked() {
 	for i := range p.mu.hosts {
-		if o := &p.mu.hosts[i].out; o.retrying && o.timer.Stop() {
-			o.retrying = false
-			p.wg.Done()
-		}
+		p.stopHostRetryLocked(i)
+	}
+}
+
+// stopHostRetryLocked cancels host i's pending retry, if its timer has not
+// fired yet.
+func (p *Pool[S]) stopHostRetryLocked(i int) {
+	if o := &p.mu.hosts[i].out; o.retrying && o.timer.Stop() {
+		o.retrying = false
+		p.wg.Done()
 	}
 }
