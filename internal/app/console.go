@@ -61,7 +61,7 @@ func (b consoleBackend) Databases() []console.Database {
 		seen[e.key.db] = true
 		st := e.pool.Stats()
 		out = append(out, console.Database{Name: e.key.db, Host: hostNames(e.target), Port: e.dial.Port, DBName: e.dial.Database,
-			PoolSize: st.Size, PoolMode: string(e.route.Mode), Paused: st.Paused})
+			PoolSize: st.Size, PoolMode: string(e.route.Mode), Paused: st.Paused, LoadBalanceHosts: balanceOf(e.target)})
 	}
 	slices.SortFunc(out, func(x, y console.Database) int { return cmp.Compare(x.Name, y.Name) })
 	return out
@@ -179,4 +179,13 @@ func hostNames(target config.Upstream) string {
 		}
 	}
 	return strings.Join(names, ",")
+}
+
+// balanceOf is SHOW DATABASES' load_balance_hosts: the route's, when it
+// has several hosts.
+func balanceOf(target config.Upstream) string {
+	if len(target.Hosts) < 2 {
+		return ""
+	}
+	return target.LoadBalanceHosts
 }

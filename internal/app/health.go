@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -174,4 +175,11 @@ func (w *hostWatch) lastUpLocked(i int) bool {
 		}
 	}
 	return true
+}
+
+// snapshot is what the checks found of each host.
+func (w *hostWatch) snapshot() []hostHealth {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.hosts)
 }

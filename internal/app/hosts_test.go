@@ -182,6 +182,7 @@ func TestAHostThatFailsItsCheckLeavesTheChoiceAndComesBackWhenItPasses(t *testin
 	second := secondHost(t, false)
 	cfg := hostsRoute(4, "", cluster, second)
 	cfg.HealthCheckPeriod = 50 * time.Millisecond
+	cfg.AdminUsers = []string{"admin"}
 	s, _ := startValve(t, cfg)
 	url := s.URL(cluster.User, cluster.Password, "app")
 	testutil.Connect(t, url) // the pool exists from the first login
@@ -190,6 +191,15 @@ func TestAHostThatFailsItsCheckLeavesTheChoiceAndComesBackWhenItPasses(t *testin
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, "the stopped host to leave the choice", func() bool { return !hostUp(s, 1) })
+	admin, err := consoleConn(t, s, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := show(t, admin, "SHOW HOSTS")
+	if len(rows) != 2 || rows[0]["state"] != "up" || rows[0]["role"] != "primary" ||
+		rows[1]["host"] != fmt.Sprintf("127.0.0.1:%d", second.Port) || rows[1]["state"] != "down" || rows[1]["last_error"] == "" {
+		t.Fatalf("SHOW HOSTS with the second host stopped: %v; want the first up as a primary, the second down with its error", rows)
+	}
 	if err := second.StartServer(); err != nil {
 		t.Fatal(err)
 	}

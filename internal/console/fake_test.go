@@ -42,6 +42,12 @@ func (f *fakeBackend) Databases() []console.Database {
 	return []console.Database{{Name: "app", Host: "10.0.0.5", Port: 5432, DBName: "app", PoolSize: 2, ServerLifetime: time.Hour,
 		PoolMode: "transaction", CurrentConnections: 2, CurrentClientConnections: 3}}
 }
+func (f *fakeBackend) Hosts() []observe.Host {
+	return []observe.Host{
+		{Database: "app", User: "app", Host: "10.0.0.5:5432", State: "up", Role: "primary", Weight: 1, Outstanding: 2, Chosen: 9},
+		{Database: "app", User: "app", Host: "10.0.0.6:5432", State: "down", Role: "standby", Weight: 1, LastError: "connection refused"},
+	}
+}
 func (f *fakeBackend) Users() []console.User {
 	return []console.User{{Name: "app", PoolSize: -1, ReservePoolSize: 3}}
 }

@@ -64,6 +64,7 @@ func (stubBackend) ClientErrors() map[string]int64          { return nil }
 func (stubBackend) Diagnosis() []string                     { return []string{"pool d/u: trouble"} }
 func (stubBackend) Parking() observe.Parking                { return observe.Parking{} }
 func (stubBackend) Databases() []Database                   { return []Database{{Name: "d"}} }
+func (stubBackend) Hosts() []observe.Host                   { return nil }
 func (stubBackend) Users() []User                           { return []User{{Name: "u", PoolSize: -1}} }
 func (stubBackend) Config() []Setting                       { return []Setting{{Key: "k"}} }
 func (stubBackend) State() State                            { return State{Paused: true} }

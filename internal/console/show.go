@@ -34,6 +34,7 @@ var shows = map[string]func(*session) table{
 	"holders":        (*session).holders,
 	"latency":        (*session).latency,
 	"diagnosis":      (*session).diagnosis,
+	"hosts":          (*session).hosts,
 }
 
 // show answers SHOW subject.
@@ -64,7 +65,7 @@ func (s *session) help() {
 		"\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n" +
 		"\tSHOW LISTS|STATE\n" +
 		"\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n" +
-		"\tSHOW HOLDERS|LATENCY|DIAGNOSIS (pgvalve's own)\n" +
+		"\tSHOW HOLDERS|LATENCY|DIAGNOSIS|HOSTS (pgvalve's own)\n" +
 		"\tRELOAD\n" +
 		"\tPAUSE [<db>]\n" +
 		"\tRESUME [<db>]\n" +

@@ -50,6 +50,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range poolDescs() {
 		ch <- d
 	}
+	describeHosts(ch)
 }
 
 // Collect reads the source once and sends every metric.
@@ -59,6 +60,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range merge(c.src.Pools()) {
 		collectPool(ch, &p, c.start)
 	}
+	collectHosts(ch, c.src.Hosts(), c.start)
 	parking := c.src.Parking()
 	ch <- prometheus.MustNewConstMetric(parkedDesc, prometheus.GaugeValue, float64(parking.Parked))
 	ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(parksDesc, prometheus.CounterValue, float64(parking.Parks), c.start)

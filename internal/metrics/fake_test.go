@@ -22,6 +22,7 @@ type fakeSource struct {
 	clients []observe.Client
 	errors  map[string]int64
 	parking observe.Parking
+	hosts   []observe.Host
 }
 
 func (f *fakeSource) Pools() []observe.Pool          { return f.pools }
@@ -30,6 +31,7 @@ func (f *fakeSource) Servers() []observe.Server      { return nil }
 func (f *fakeSource) ClientErrors() map[string]int64 { return f.errors }
 func (f *fakeSource) Diagnosis() []string            { return nil }
 func (f *fakeSource) Parking() observe.Parking       { return f.parking }
+func (f *fakeSource) Hosts() []observe.Host          { return f.hosts }
 
 var started = time.Unix(1_800_000_000, 0)
 

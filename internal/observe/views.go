@@ -116,6 +116,27 @@ type Source interface {
 	Diagnosis() []string
 	// Parking says how many idle clients are parked (client_park_delay).
 	Parking() Parking
+	// Hosts are the hosts of every pool: by pool, then in each pool's
+	// order.
+	Hosts() []Host
+}
+
+// Host is one host of one pool, as SHOW HOSTS lists it.
+type Host struct {
+	Database, User string
+	Host           string // host:port
+	// State: "up"; "unreachable", its last login failed; "down", out of
+	// the pool's choice (its health check failed, or its role does not
+	// fit the route).
+	State string
+	Role  string // "primary", "read-only primary", "standby"; "" when not checked
+	// Weight is its share of the leases (1 unless set).
+	Weight int
+	// Outstanding is how many leases are held on it: the count the
+	// choice of host reads.
+	Outstanding, Idle, Connecting int
+	Chosen                        int64 // leases granted on it
+	LastError                     string
 }
 
 // Parking is how idle clients wait: parked, with no goroutine or read

@@ -45,6 +45,7 @@ func (f *fakeSource) ClientErrors() map[string]int64 {
 }
 
 func (f *fakeSource) Parking() observe.Parking { return observe.Parking{} }
+func (f *fakeSource) Hosts() []observe.Host    { return nil }
 
 func (f *fakeSource) Diagnosis() []string {
 	f.mu.Lock()

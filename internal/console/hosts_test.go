@@ -1,0 +1,19 @@
+package console_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestShowHostsListsEachHostWithItsStateAndCounts(t *testing.T) {
+	s := startConsole(t, saturated(time.Now()))
+	r := run(t, connect(t, s, "stats"), "SHOW HOSTS")
+	want := [][]string{
+		{"app", "app", "10.0.0.5:5432", "up", "primary", "1", "2", "0", "0", "9", "<null>"},
+		{"app", "app", "10.0.0.6:5432", "down", "standby", "1", "0", "0", "0", "0", "connection refused"},
+	}
+	if !slices.EqualFunc(r.rows, want, slices.Equal) {
+		t.Fatalf("SHOW HOSTS rows %q; want %q", r.rows, want)
+	}
+}
