@@ -158,8 +158,10 @@ func (a *App) checked(e *entry, w *hostWatch, i int, role backend.Role, err erro
 	}
 	addr := e.target.Hosts[i].String()
 	switch {
-	case err != nil && up && fails == 1:
-		a.log.Warn("host failed its health check; kept as the last host of the pool", "pool", e.key.String(), "host", addr, "err", err)
+	case err != nil && up:
+		if fails == 1 {
+			a.log.Warn("host failed its health check; kept as the last host of the pool", "pool", e.key.String(), "host", addr, "err", err)
+		}
 	case err != nil && was:
 		a.log.Warn("host down", "pool", e.key.String(), "host", addr, "err", err)
 	case err == nil && (!was || !wasChecked):

@@ -238,3 +238,42 @@ func TestAHostThatTurnsReadOnlyLeavesAReadWriteRoute(t *testing.T) {
 	setReadOnly("off")
 	testutil.Eventually(t, "the host to come back once writable", func() bool { return hostUp(s, 1) })
 }
+
+func TestTheLastHostThatFitsStaysInTheChoiceAndClientsGetItsError(t *testing.T) {
+	readOnly, writable := secondHost(t, true), secondHost(t, false)
+	cfg := hostsRoute(2, "read-write", readOnly, writable)
+	cfg.HealthCheckPeriod = 50 * time.Millisecond
+	cfg.QueryWaitTimeout = 500 * time.Millisecond
+	cfg.AdminUsers = []string{"admin"}
+	s, _ := startValve(t, cfg)
+	url := s.URL(cluster.User, cluster.Password, "app")
+	testutil.Connect(t, url)
+	testutil.Eventually(t, "the read-only host to leave the read-write route", func() bool { return !hostUp(s, 0) })
+	if err := writable.StopServer("fast"); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := consoleConn(t, s, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, "the writable host's check to fail", func() bool {
+		rows := show(t, admin, "SHOW HOSTS")
+		return len(rows) == 2 && rows[1]["last_error"] != ""
+	})
+	time.Sleep(5 * cfg.HealthCheckPeriod) // more checks fail: none may take it out
+	if st, _ := s.PoolStats("app/" + cluster.User); !st.Hosts[1].Up {
+		t.Fatalf("the last host that fits left the choice: %+v", st.Hosts)
+	}
+	// A login may be answered from what the pool already knows; the
+	// first statement needs a server.
+	if c, cerr := pgx.Connect(testutil.Context(t), url); cerr != nil {
+		err = cerr
+	} else {
+		defer c.Close(context.Background())
+		_, err = c.Exec(testutil.Context(t), "select 1")
+	}
+	pgErr := wantCode(t, err, "08006")
+	if addr := fmt.Sprintf("127.0.0.1:%d", writable.Port); !strings.Contains(pgErr.Message, addr) {
+		t.Fatalf("message %q; want it to name the last host, %s", pgErr.Message, addr)
+	}
+}
