@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pgvalve/pgvalve/internal/auth"
@@ -34,7 +35,8 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (TOML); flags override it")
 	listen := fs.String("listen", def.Listen, "address to accept clients on")
-	upstream := fs.String("upstream", def.Upstream, "PostgreSQL server for every database name: postgres://USER:PASS@HOST:PORT/DB")
+	var upstreams stringList
+	fs.Var(&upstreams, "upstream", "PostgreSQL server for every database name: postgres://USER:PASS@HOST:PORT/DB; given again, another host of it")
 	mode := fs.String("pool-mode", string(def.PoolMode), "session, transaction or statement")
 	sessionState := fs.String("session-state", string(def.SessionState), "session state in transaction pooling: track, pin-all or off")
 	maxPinned := fs.Int("max-pinned-servers", def.MaxPinnedServers, "servers a pool's clients may hold pinned by session state (0: half the pool)")
@@ -85,6 +87,10 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, opts, err
 	}
+	joined, err := config.JoinUpstreams(upstreams)
+	if err != nil {
+		return config.Config{}, opts, err
+	}
 	if fs.NArg() > 0 {
 		return config.Config{}, opts, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
@@ -98,7 +104,7 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 	}
 	set := map[string]func(){
 		"listen":               func() { cfg.Listen = *listen },
-		"upstream":             func() { cfg.Upstream = *upstream },
+		"upstream":             func() { cfg.Upstream = joined },
 		"pool-mode":            func() { cfg.PoolMode = config.PoolMode(*mode) },
 		"session-state":        func() { cfg.SessionState = config.SessionState(*sessionState) },
 		"max-pinned-servers":   func() { cfg.MaxPinnedServers = *maxPinned },
@@ -214,3 +220,13 @@ func (a aliasOf) String() string {
 }
 
 func (a aliasOf) Set(v string) error { return a.f.Value.Set(v) }
+
+// stringList is a flag that may be given several times.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, " ") }
+
+func (l *stringList) Set(v string) error {
+	*l = append(*l, v)
+	return nil
+}

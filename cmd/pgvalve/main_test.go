@@ -73,6 +73,20 @@ func TestFlagsOverrideTheConfigFile(t *testing.T) {
 	}
 }
 
+func TestUpstreamGivenTwiceNamesTwoHostsOfOneServer(t *testing.T) {
+	var errOut strings.Builder
+	cfg, err := loadConfig("run", []string{"--upstream", "postgres://u@10.0.0.1/db", "--upstream", "postgres://u@10.0.0.2:5433/db"}, &errOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "postgres://u@10.0.0.1:5432,10.0.0.2:5433/db"; cfg.Upstream != want {
+		t.Fatalf("upstream %q; want %q", cfg.Upstream, want)
+	}
+	if _, err := loadConfig("run", []string{"--upstream", "postgres://u@h1/db", "--upstream", "postgres://v@h2/db"}, &errOut); err == nil {
+		t.Fatal("two --upstream URLs for different users were taken together")
+	}
+}
+
 func TestRunRefusesBadFlagValuesWithAMessage(t *testing.T) {
 	cases := map[string][]string{
 		"bad pool mode": {"run", "--upstream", "postgres://u@h/db", "--pool-mode", "sesion"},

@@ -86,3 +86,21 @@ func TestATargetTakesTheRouteOverTheURLOverTheGlobal(t *testing.T) {
 		})
 	}
 }
+
+func TestUpstreamsGivenTogetherBecomeOneURLOfTheirHosts(t *testing.T) {
+	got, err := JoinUpstreams([]string{"postgres://u:p@h1:5433/app?sslmode=disable", "postgres://u:p@[::1]/app?sslmode=disable"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "postgres://u:p@h1:5433,[::1]:5432/app?sslmode=disable"; got != want {
+		t.Fatalf("joined %q; want %q", got, want)
+	}
+	up, err := ParseUpstream(got)
+	if err != nil || len(up.Hosts) != 2 {
+		t.Fatalf("the joined URL parses to %+v, %v; want two hosts", up, err)
+	}
+	if _, err := JoinUpstreams([]string{"postgres://u@h1/app", "postgres://u@h2/other"}); err == nil ||
+		err.Error() != "upstream: URLs given together may differ only in their hosts" {
+		t.Fatalf("URLs for two databases joined with error %v; want them refused", err)
+	}
+}

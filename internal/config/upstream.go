@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 )
@@ -127,22 +128,54 @@ func parseUpstream(s string) (Upstream, error) {
 // authority: "postgres://u@h1:1,h2:2/db" is "postgres://u@h1:1/db" and
 // ["h2:2"].
 func splitHosts(s string) (string, []string) {
-	i := strings.Index(s, "://")
-	if i < 0 {
-		return s, nil
-	}
-	start := i + 3
-	end := len(s)
-	if j := strings.IndexAny(s[start:], "/?#"); j >= 0 {
-		end = start + j
-	}
-	authority := s[start:end]
-	hostStart := start + strings.LastIndex(authority, "@") + 1
-	hosts := strings.Split(s[hostStart:end], ",")
+	start, end := hostSpan(s)
+	hosts := strings.Split(s[start:end], ",")
 	if len(hosts) == 1 {
 		return s, nil
 	}
-	return s[:hostStart] + hosts[0] + s[end:], hosts[1:]
+	return s[:start] + hosts[0] + s[end:], hosts[1:]
+}
+
+// hostSpan is where a URL's hosts are: after "://" and any user info, up
+// to the path, query or fragment.
+func hostSpan(s string) (start, end int) {
+	i := strings.Index(s, "://")
+	if i < 0 {
+		return 0, 0
+	}
+	start, end = i+3, len(s)
+	if j := strings.IndexAny(s[start:], "/?#"); j >= 0 {
+		end = start + j
+	}
+	return start + strings.LastIndex(s[start:end], "@") + 1, end
+}
+
+// JoinUpstreams makes one multi-host URL of URLs that differ only in their
+// hosts, as --upstream given several times.
+func JoinUpstreams(urls []string) (string, error) {
+	if len(urls) < 2 {
+		return strings.Join(urls, ""), nil
+	}
+	first, err := ParseUpstream(urls[0])
+	if err != nil {
+		return "", err
+	}
+	var hosts []string
+	for _, u := range urls {
+		up, err := ParseUpstream(u)
+		if err != nil {
+			return "", err
+		}
+		for _, h := range up.Hosts {
+			hosts = append(hosts, h.String())
+		}
+		up.Hosts = first.Hosts
+		if !reflect.DeepEqual(up, first) {
+			return "", errors.New("upstream: URLs given together may differ only in their hosts")
+		}
+	}
+	start, end := hostSpan(urls[0])
+	return urls[0][:start] + strings.Join(hosts, ",") + urls[0][end:], nil
 }
 
 // urlAddress is the one host net/url found.
