@@ -110,6 +110,13 @@ func TestChaosLeakCheckCatchesALeakedGoroutine(t *testing.T) {
 // committed n times.
 func smallLoad(t *testing.T, s *valvetest.Server, table string, shape loadShape, n int64) *chaosLoad {
 	t.Helper()
+	return smallLoadUntil(t, s, table, shape, n, nil)
+}
+
+// smallLoadUntil is smallLoad that also goes on until done holds: the
+// clients' pace differs, so n commits alone may not reach a given one.
+func smallLoadUntil(t *testing.T, s *valvetest.Server, table string, shape loadShape, n int64, done func() bool) *chaosLoad {
+	t.Helper()
 	l := newChaosLoad(s.URL(cluster.User, cluster.Password, poolDB()), table, 10*time.Second)
 	l.shape = shape
 	l.start(shape.clients)
@@ -117,6 +124,9 @@ func smallLoad(t *testing.T, s *valvetest.Server, table string, shape loadShape,
 	if !l.waitCommits(n, 30*time.Second) {
 		l.stop()
 		t.Fatalf("the load made no progress: %v", errorsBy(l.errors(), nil))
+	}
+	if done != nil {
+		testutil.EventuallyWithin(t, 30*time.Second, "the load to reach the statement the test waits for", done)
 	}
 	l.stop()
 	return l
@@ -139,7 +149,7 @@ func TestChaosRowCheckCatchesAStatementReplayedByTheNetwork(t *testing.T) {
 	s := valvetest.Start(t, cfg)
 	// Client 0 speaks the simple protocol: its INSERT is one message.
 	relay.DuplicateNext([]byte("insert into " + table + " (client, seq, tag) values (0, 3,"))
-	l := smallLoad(t, s, table, loadShape{clients: 2}, 20)
+	l := smallLoadUntil(t, s, table, loadShape{clients: 2}, 20, func() bool { return relay.Duplicated() > 0 })
 	if relay.Duplicated() != 1 {
 		t.Fatalf("the relay duplicated %d statements", relay.Duplicated())
 	}
