@@ -155,6 +155,10 @@ func TestReloadedUpstreamServesNewClientsWhileConnectedOnesKeepTheOld(t *testing
 
 func TestReloadedTimeoutsReachClientsAlreadyConnected(t *testing.T) {
 	cfg := txnConfig(2)
+	// Parked, the idler would meet the new client_idle_timeout in the park
+	// lot before its next message whenever the sleeper's part takes over
+	// client_park_delay (a loaded machine): not what this test is about.
+	cfg.ClientParkDelay = time.Hour
 	s, url := startValve(t, cfg)
 	ctx := testutil.Context(t)
 	sleeper := connectTx(t, url)
