@@ -2,7 +2,7 @@ package app
 
 import (
 	"context"
-	"maps"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -109,25 +109,16 @@ func (a *App) checkDue(ctx context.Context, e *entry, w *hostWatch, period, time
 // checkHost logs in to e's host-th host as the pool's servers do, learns
 // its role and runs SELECT 1.
 func (a *App) checkHost(ctx context.Context, e *entry, host int) (backend.Role, error) {
-	cfg := a.serverDial(e)
-	addr := e.target.Hosts[host]
-	cfg.Host, cfg.Port, cfg.LearnRole = addr.Host, addr.Port, true
-	cfg.Params = maps.Clone(cfg.Params)
-	if cfg.Params == nil {
-		cfg.Params = map[string]string{}
+	c, err := a.loginTo(ctx, e, host, HealthCheckAppName, true)
+	if wrong, ok := errors.AsType[*backend.RoleError](err); ok {
+		return wrong.Role, err
 	}
-	cfg.Params["application_name"] = HealthCheckAppName
-	c, err := backend.Dial(ctx, cfg)
 	if err != nil {
 		return backend.Role{}, err
 	}
 	defer c.Close()
 	if err := c.Exec(ctx, "SELECT 1"); err != nil {
 		return backend.Role{}, err
-	}
-	attrs := e.target.TargetSessionAttrs
-	if !c.Role().Fits(attrs) {
-		return c.Role(), &backend.RoleError{Addr: addr.String(), Role: c.Role(), Attrs: attrs}
 	}
 	return c.Role(), nil
 }

@@ -277,3 +277,24 @@ func TestTheLastHostThatFitsStaysInTheChoiceAndClientsGetItsError(t *testing.T) 
 		t.Fatalf("message %q; want it to name the last host, %s", pgErr.Message, addr)
 	}
 }
+
+func TestListenOnAReadWriteRouteListensOnTheHostThatTakesTheNotifies(t *testing.T) {
+	readOnly := secondHost(t, true)
+	// The read-only host comes first: a listener there would get nothing,
+	// or fail, since LISTEN is refused in a read-only transaction.
+	url := startValveOn(t, hostsRoute(3, "read-write", readOnly, cluster))
+	ctx := testutil.Context(t)
+	listener, notifier := testutil.Connect(t, url), testutil.Connect(t, url)
+	if _, err := listener.Exec(ctx, "listen host_events"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := notifier.Exec(ctx, "select pg_notify('host_events', 'on the primary')"); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	n, err := listener.WaitForNotification(wctx)
+	if err != nil || n.Payload != "on the primary" {
+		t.Fatalf("the listener got %+v, %v; want the notification sent on the primary", n, err)
+	}
+}

@@ -76,14 +76,34 @@ func (a *App) entryLocked(db, user string) (*entry, bool) {
 	return e, true
 }
 
-// dialHost logs in a server of e's pool on its host-th host, and checks
-// that the server is what the route's target_session_attrs asks for.
+// dialHost logs in a server of e's pool on its host-th host.
 func (a *App) dialHost(ctx context.Context, e *entry, host int) (*backend.Conn, error) {
+	c, err := a.loginTo(ctx, e, host, "", false)
+	if err != nil {
+		return nil, err
+	}
+	e.params.Store(c.Params())
+	a.serverOpened(e, c)
+	return c, nil
+}
+
+// loginTo logs in to e's host-th host as e's servers do, under appName
+// when set, and checks that the server is what the route's
+// target_session_attrs asks for (a *backend.RoleError, with the role, if
+// not). learnRole learns the role even where any role fits.
+func (a *App) loginTo(ctx context.Context, e *entry, host int, appName string, learnRole bool) (*backend.Conn, error) {
 	cfg := a.serverDial(e)
 	addr := e.target.Hosts[host]
 	cfg.Host, cfg.Port = addr.Host, addr.Port
 	attrs := e.target.TargetSessionAttrs
-	cfg.LearnRole = attrs != "any"
+	cfg.LearnRole = learnRole || attrs != "any"
+	if appName != "" {
+		cfg.Params = maps.Clone(cfg.Params)
+		if cfg.Params == nil {
+			cfg.Params = map[string]string{}
+		}
+		cfg.Params["application_name"] = appName
+	}
 	c, err := backend.Dial(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -92,8 +112,6 @@ func (a *App) dialHost(ctx context.Context, e *entry, host int) (*backend.Conn, 
 		_ = c.Close()
 		return nil, &backend.RoleError{Addr: addr.String(), Role: c.Role(), Attrs: attrs}
 	}
-	e.params.Store(c.Params())
-	a.serverOpened(e, c)
 	return c, nil
 }
 
@@ -150,7 +168,9 @@ const ListenerAppName = "pgvalve listener"
 
 // listenHub is e's shared listening connection (notify.Hub), for LISTEN
 // in transaction and statement pooling; nil in session pooling. It logs in
-// as the pool's servers do, outside the pool's size.
+// as the pool's servers do, outside the pool's size, to the first of the
+// route's hosts that fits it (libpq's order): for a read-write route, the
+// primary, where the NOTIFYs run.
 func (a *App) listenHub(e *entry, route config.Database) *notify.Hub {
 	if route.PoolMode == config.PoolSession || route.SessionState == config.StateOff {
 		return nil
@@ -159,13 +179,15 @@ func (a *App) listenHub(e *entry, route config.Database) *notify.Hub {
 		Name: e.key.String(),
 		Log:  a.log,
 		Dial: func(ctx context.Context) (*backend.Conn, error) {
-			cfg := a.serverDial(e)
-			cfg.Params = maps.Clone(cfg.Params)
-			if cfg.Params == nil {
-				cfg.Params = map[string]string{}
+			var errs []error
+			for host := range e.target.Hosts {
+				c, err := a.loginTo(ctx, e, host, ListenerAppName, false)
+				if err == nil {
+					return c, nil
+				}
+				errs = append(errs, err)
 			}
-			cfg.Params["application_name"] = ListenerAppName
-			return backend.Dial(ctx, cfg)
+			return nil, errors.Join(errs...)
 		},
 	})
 }
