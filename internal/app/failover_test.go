@@ -93,3 +93,51 @@ func TestAReadWriteRouteFollowsAPromotedStandby(t *testing.T) {
 		t.Fatalf("the new primary holds %v; want the write after the promotion", got)
 	}
 }
+
+// prefer-standby reads from the standby while it is up, and from the
+// primary once it is not.
+func TestPreferStandbyReadsFromTheStandbyAndFallsBackOnThePrimary(t *testing.T) {
+	primary, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = primary.Stop() })
+	standby, err := primary.StartStandby()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = standby.Stop() })
+	cfg := sessionConfig(4)
+	cfg.PoolMode = config.PoolTransaction
+	cfg.Upstream = ""
+	cfg.HealthCheckPeriod = 50 * time.Millisecond
+	cfg.Databases = map[string]config.Database{"app": {Name: "app",
+		Upstream:           primary.URL(primary.User, primary.Password, primary.Database),
+		Hosts:              []config.Address{{Host: primary.Host, Port: primary.Port}, {Host: standby.Host, Port: standby.Port}},
+		TargetSessionAttrs: "prefer-standby"}}
+	s, _ := startValve(t, cfg)
+	url := s.URL(primary.User, primary.Password, "app")
+	ctx := testutil.Context(t)
+	reader := testutil.Connect(t, url)
+	port := func() int {
+		var p int
+		if err := reader.QueryRow(ctx, "select inet_server_port()").Scan(&p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Once each host's role is known, the standby serves every read.
+	testutil.Eventually(t, "reads to settle on the standby", func() bool { return port() == standby.Port })
+	for range 10 {
+		if p := port(); p != standby.Port {
+			t.Fatalf("a read went to port %d while the standby (%d) is up", p, standby.Port)
+		}
+	}
+	if err := standby.StopServer("fast"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, "reads to move to the primary", func() bool {
+		var p int
+		return reader.QueryRow(ctx, "select inet_server_port()").Scan(&p) == nil && p == primary.Port
+	})
+}

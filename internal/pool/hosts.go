@@ -247,12 +247,14 @@ func (p *Pool[S]) hostStatsLocked() []HostStats {
 	return out
 }
 
-// rebalanceLocked dials the least busy host when a lease just went to a
-// busier one only because that one had an idle server and the other none
-// (as after it came back up), so that the next lease finds a server there.
-// It dials within the pool's size only, one dial per host at a time.
+// rebalanceLocked dials a better host when a lease just went to another
+// one only because that one had an idle server and the better none (as
+// after it came back up), so that the next lease finds a server there. A
+// better host is one of a lower tier (prefer-standby's standby, under any
+// balance) or, under LeastBusy, a less busy one of the same tier. It dials
+// within the pool's size only, one dial per host at a time.
 func (p *Pool[S]) rebalanceLocked(took int) {
-	if p.cfg.Balance != LeastBusy || p.mu.paused || p.mu.draining {
+	if p.mu.paused || p.mu.draining {
 		return
 	}
 	hs := p.mu.hosts
@@ -262,13 +264,19 @@ func (p *Pool[S]) rebalanceLocked(took int) {
 		if i == took || h.down || h.tier > hs[took].tier || h.out.down || h.out.retrying || h.connecting > 0 {
 			continue
 		}
-		if best < 0 || committed(h)*hs[best].weight() < committed(&hs[best])*h.weight() {
+		if b := best; b < 0 || h.tier < hs[b].tier ||
+			(h.tier == hs[b].tier && committed(h)*hs[b].weight() < committed(&hs[b])*h.weight()) {
 			best = i
 		}
 	}
-	// Busier: even without the lease just granted, which must not tip it.
-	if best < 0 || committed(&hs[best])*hs[took].weight() >= (hs[took].active-1)*hs[best].weight() {
+	if best < 0 {
 		return
+	}
+	if hs[best].tier == hs[took].tier {
+		// Busier: even without the lease just granted, which must not tip it.
+		if p.cfg.Balance != LeastBusy || committed(&hs[best])*hs[took].weight() >= (hs[took].active-1)*hs[best].weight() {
+			return
+		}
 	}
 	if p.mu.active+len(p.mu.idle)+p.mu.connecting+p.mu.closing >= p.sizeLocked() {
 		return
