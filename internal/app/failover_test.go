@@ -15,33 +15,9 @@ import (
 // it without a restart of pgvalve, and the write in flight at the moment
 // of failure fails without being replayed on the new primary.
 func TestAReadWriteRouteFollowsAPromotedStandby(t *testing.T) {
-	primary, err := pgtest.Start(pgtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = primary.Stop() })
+	primary, standby := primaryAndStandby(t, "create table failover (n int primary key)")
+	url := pairValve(t, primary, standby, "read-write", func(cfg *config.Config) { cfg.QueryWaitTimeout = 30 * time.Second })
 	ctx := testutil.Context(t)
-	su := testutil.Connect(t, primary.URL(primary.User, primary.Password, primary.Database))
-	if _, err := su.Exec(ctx, "create table failover (n int primary key)"); err != nil {
-		t.Fatal(err)
-	}
-	standby, err := primary.StartStandby()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = standby.Stop() })
-
-	cfg := sessionConfig(4)
-	cfg.PoolMode = config.PoolTransaction
-	cfg.Upstream = ""
-	cfg.HealthCheckPeriod = 50 * time.Millisecond
-	cfg.QueryWaitTimeout = 30 * time.Second
-	cfg.Databases = map[string]config.Database{"app": {Name: "app",
-		Upstream:           primary.URL(primary.User, primary.Password, primary.Database),
-		Hosts:              []config.Address{{Host: primary.Host, Port: primary.Port}, {Host: standby.Host, Port: standby.Port}},
-		TargetSessionAttrs: "read-write"}}
-	s, _ := startValve(t, cfg)
-	url := s.URL(primary.User, primary.Password, "app")
 
 	writer := testutil.Connect(t, url)
 	var port int
@@ -97,26 +73,8 @@ func TestAReadWriteRouteFollowsAPromotedStandby(t *testing.T) {
 // prefer-standby reads from the standby while it is up, and from the
 // primary once it is not.
 func TestPreferStandbyReadsFromTheStandbyAndFallsBackOnThePrimary(t *testing.T) {
-	primary, err := pgtest.Start(pgtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = primary.Stop() })
-	standby, err := primary.StartStandby()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = standby.Stop() })
-	cfg := sessionConfig(4)
-	cfg.PoolMode = config.PoolTransaction
-	cfg.Upstream = ""
-	cfg.HealthCheckPeriod = 50 * time.Millisecond
-	cfg.Databases = map[string]config.Database{"app": {Name: "app",
-		Upstream:           primary.URL(primary.User, primary.Password, primary.Database),
-		Hosts:              []config.Address{{Host: primary.Host, Port: primary.Port}, {Host: standby.Host, Port: standby.Port}},
-		TargetSessionAttrs: "prefer-standby"}}
-	s, _ := startValve(t, cfg)
-	url := s.URL(primary.User, primary.Password, "app")
+	primary, standby := primaryAndStandby(t, "")
+	url := pairValve(t, primary, standby, "prefer-standby", nil)
 	ctx := testutil.Context(t)
 	reader := testutil.Connect(t, url)
 	port := func() int {
@@ -140,4 +98,43 @@ func TestPreferStandbyReadsFromTheStandbyAndFallsBackOnThePrimary(t *testing.T) 
 		var p int
 		return reader.QueryRow(ctx, "select inet_server_port()").Scan(&p) == nil && p == primary.Port
 	})
+}
+
+// primaryAndStandby starts a primary, runs setup on it (when given), and
+// then a streaming standby of it.
+func primaryAndStandby(t *testing.T, setup string) (primary, standby *pgtest.Cluster) {
+	t.Helper()
+	primary, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = primary.Stop() })
+	if setup != "" {
+		c := testutil.Connect(t, primary.URL(primary.User, primary.Password, primary.Database))
+		if _, err := c.Exec(testutil.Context(t), setup); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if standby, err = primary.StartStandby(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = standby.Stop() })
+	return primary, standby
+}
+
+// pairValve runs pgvalve with a transaction-pooled route "app" over the
+// primary, then the standby, checked every 50ms, with tune's changes, and
+// returns the URL of "app".
+func pairValve(t *testing.T, primary, standby *pgtest.Cluster, attrs string, tune func(*config.Config)) string {
+	t.Helper()
+	cfg := hostsRoute(4, attrs, primary, standby)
+	route := cfg.Databases["app"]
+	route.Upstream = primary.URL(primary.User, primary.Password, primary.Database)
+	cfg.Databases["app"] = route
+	cfg.HealthCheckPeriod = 50 * time.Millisecond
+	if tune != nil {
+		tune(&cfg)
+	}
+	s, _ := startValve(t, cfg)
+	return s.URL(primary.User, primary.Password, "app")
 }

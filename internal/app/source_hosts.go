@@ -2,7 +2,6 @@ package app
 
 import (
 	"errors"
-	"strings"
 
 	"github.com/pgvalve/pgvalve/internal/backend"
 	"github.com/pgvalve/pgvalve/internal/config"
@@ -50,9 +49,8 @@ func hostRows(e *entry) []observe.Host {
 		}
 		if i < len(checks) && checks[i].checked {
 			c := checks[i]
-			var wrongRole *backend.RoleError
-			if c.err == nil || errors.As(c.err, &wrongRole) {
-				h.Role = strings.TrimPrefix(c.role.String(), "a ")
+			if _, wrongRole := errors.AsType[*backend.RoleError](c.err); c.err == nil || wrongRole {
+				h.Role = c.role.String()
 			}
 			if c.err != nil {
 				h.LastError = c.err.Error()

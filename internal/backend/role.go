@@ -35,11 +35,11 @@ func (r Role) Fits(attrs string) bool {
 func (r Role) String() string {
 	switch {
 	case r.Standby:
-		return "a standby"
+		return "standby"
 	case r.ReadOnly:
-		return "a read-only primary"
+		return "read-only primary"
 	}
-	return "a primary"
+	return "primary"
 }
 
 // RoleError says a server was not what its route's target_session_attrs
@@ -51,7 +51,7 @@ type RoleError struct {
 }
 
 func (e *RoleError) Error() string {
-	return fmt.Sprintf("server at %s is %s, which target_session_attrs=%s does not take", e.Addr, e.Role, e.Attrs)
+	return fmt.Sprintf("server at %s is a %s, which target_session_attrs=%s does not take", e.Addr, e.Role, e.Attrs)
 }
 
 // roleQuery learns the role from servers older than PostgreSQL 14, which

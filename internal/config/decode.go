@@ -474,12 +474,14 @@ func (d *decoder) hostTable(path toml.Key, t map[string]any, add func(string, in
 		d.fail(path, "a host table needs host = \"name:port\"")
 		return false
 	}
-	weight, _ := t["weight"].(int64)
+	var weight int64
 	if w, set := t["weight"]; set {
-		if _, isInt := w.(int64); !isInt || weight < 1 || weight > 1000 {
+		n, isInt := w.(int64)
+		if !isInt || n < 1 || n > 1000 {
 			d.fail(path, "weight of %s: want an integer from 1 to 1000", host)
 			return false
 		}
+		weight = n
 	}
 	for k := range t {
 		if k != "host" && k != "weight" {

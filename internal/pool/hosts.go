@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 
@@ -62,9 +63,13 @@ type HostStats struct {
 }
 
 // hostsOf is the pool's hosts: one nameless host when the config names none.
+// More than MaxHosts is a caller's bug: the choice keeps a bit per host.
 func hostsOf(hs []Host) []hostState {
 	if len(hs) == 0 {
 		return []hostState{{}}
+	}
+	if len(hs) > MaxHosts {
+		panic(fmt.Sprintf("pool: %d hosts; at most %d", len(hs), MaxHosts))
 	}
 	out := make([]hostState, len(hs))
 	for i, h := range hs {
@@ -278,7 +283,7 @@ func (p *Pool[S]) rebalanceLocked(took int) {
 			return
 		}
 	}
-	if p.mu.active+len(p.mu.idle)+p.mu.connecting+p.mu.closing >= p.sizeLocked() {
+	if p.totalLocked() >= p.sizeLocked() {
 		return
 	}
 	if takeAll(p.cfg.Limits, nil) != nil {

@@ -348,3 +348,12 @@ func TestAHostThatPassesACheckIsReachableAgainAtOnce(t *testing.T) {
 		l.Release()
 	}
 }
+
+func TestAPoolOfMoreThanMaxHostsIsRefused(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("a pool of MaxHosts+1 hosts was made; its choice keeps one bit per host")
+		}
+	}()
+	New(Config[*fakeServer]{Hosts: make([]Host, MaxHosts+1)})
+}

@@ -24,6 +24,12 @@ func (h held[S]) expired(now time.Time, limit time.Duration) bool {
 	return limit > 0 && now.Sub(h.born) >= h.lifetime(limit)
 }
 
+// totalLocked is every server the pool holds, opens or closes: what its
+// size bounds.
+func (p *Pool[S]) totalLocked() int {
+	return p.mu.active + len(p.mu.idle) + p.mu.connecting + p.mu.closing
+}
+
 // sizeLocked is how many servers the pool may hold now: its size, plus the
 // reserve once the oldest waiting client has waited ReserveTimeout.
 func (p *Pool[S]) sizeLocked() int {
@@ -97,7 +103,7 @@ func (p *Pool[S]) maintain(now time.Time) {
 	var doomed []S
 	var why []reason.Reason // why[i] is why doomed[i] closes
 	keep := p.mu.idle[:0]
-	total := p.mu.active + len(p.mu.idle) + p.mu.connecting + p.mu.closing
+	total := p.totalLocked()
 	for _, h := range p.mu.idle {
 		idleTooLong := set.IdleTimeout > 0 && now.Sub(h.since) >= set.IdleTimeout && total-len(doomed) > set.MinSize
 		if expired := h.expired(now, set.Lifetime); expired || idleTooLong {

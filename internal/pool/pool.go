@@ -307,7 +307,7 @@ func (p *Pool[S]) dialLocked() (blocked *Limit) {
 	if p.mu.paused {
 		return nil
 	}
-	total := p.mu.active + len(p.mu.idle) + p.mu.connecting + p.mu.closing
+	total := p.totalLocked()
 	size := p.sizeLocked()
 	need := p.mu.waiters.Len()
 	for i := range p.mu.hosts {
