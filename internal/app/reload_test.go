@@ -155,10 +155,6 @@ func TestReloadedUpstreamServesNewClientsWhileConnectedOnesKeepTheOld(t *testing
 
 func TestReloadedTimeoutsReachClientsAlreadyConnected(t *testing.T) {
 	cfg := txnConfig(2)
-	// Parked, the idler would meet the new client_idle_timeout in the park
-	// lot before its next message whenever the sleeper's part takes over
-	// client_park_delay (a loaded machine): not what this test is about.
-	cfg.ClientParkDelay = time.Hour
 	s, url := startValve(t, cfg)
 	ctx := testutil.Context(t)
 	sleeper := connectTx(t, url)
@@ -168,9 +164,13 @@ func TestReloadedTimeoutsReachClientsAlreadyConnected(t *testing.T) {
 	cfg.QueryTimeout = 300 * time.Millisecond
 	cfg.ClientIdleTimeout = 300 * time.Millisecond
 	s.App.Reload(cfg)
+	// A client counts as idle from when it first sees timeouts a reload
+	// turned on: at the latest its next message, or already at the reload
+	// if its session looked then. Its next message goes at once, so that
+	// the 300ms cannot run out before it whichever way the race went.
+	idler.simpleQuery("select 1")
 	_, err := sleeper.Exec(ctx, "select pg_sleep(20)")
 	wantError(t, err, "57014")
-	idler.simpleQuery("select 1") // idle timeouts turned on apply from the next message
 	idler.expectFatalThenEOF("57P05")
 }
 
