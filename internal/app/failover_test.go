@@ -9,6 +9,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/testutil"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
+	"github.com/pgvalve/pgvalve/internal/testutil/valvetest"
 )
 
 // A primary fails and its standby is promoted: a read-write route follows
@@ -16,7 +17,7 @@ import (
 // of failure fails without being replayed on the new primary.
 func TestAReadWriteRouteFollowsAPromotedStandby(t *testing.T) {
 	primary, standby := primaryAndStandby(t, "create table failover (n int primary key)")
-	url := pairValve(t, primary, standby, "read-write", func(cfg *config.Config) { cfg.QueryWaitTimeout = 30 * time.Second })
+	_, url := pairValve(t, primary, standby, "read-write", func(cfg *config.Config) { cfg.QueryWaitTimeout = 30 * time.Second })
 	ctx := testutil.Context(t)
 
 	writer := testutil.Connect(t, url)
@@ -74,7 +75,7 @@ func TestAReadWriteRouteFollowsAPromotedStandby(t *testing.T) {
 // primary once it is not.
 func TestPreferStandbyReadsFromTheStandbyAndFallsBackOnThePrimary(t *testing.T) {
 	primary, standby := primaryAndStandby(t, "")
-	url := pairValve(t, primary, standby, "prefer-standby", nil)
+	_, url := pairValve(t, primary, standby, "prefer-standby", nil)
 	ctx := testutil.Context(t)
 	reader := testutil.Connect(t, url)
 	port := func() int {
@@ -124,8 +125,8 @@ func primaryAndStandby(t *testing.T, setup string) (primary, standby *pgtest.Clu
 
 // pairValve runs pgvalve with a transaction-pooled route "app" over the
 // primary, then the standby, checked every 50ms, with tune's changes, and
-// returns the URL of "app".
-func pairValve(t *testing.T, primary, standby *pgtest.Cluster, attrs string, tune func(*config.Config)) string {
+// returns it and the URL of "app".
+func pairValve(t *testing.T, primary, standby *pgtest.Cluster, attrs string, tune func(*config.Config)) (*valvetest.Server, string) {
 	t.Helper()
 	cfg := hostsRoute(4, attrs, primary, standby)
 	route := cfg.Databases["app"]
@@ -136,5 +137,5 @@ func pairValve(t *testing.T, primary, standby *pgtest.Cluster, attrs string, tun
 		tune(&cfg)
 	}
 	s, _ := startValve(t, cfg)
-	return s.URL(primary.User, primary.Password, "app")
+	return s, s.URL(primary.User, primary.Password, "app")
 }

@@ -33,7 +33,9 @@ type hostWatch struct {
 type hostHealth struct {
 	up      bool // in the pool's choice (a host not checked yet is)
 	role    backend.Role
-	err     error     // the last check's failure
+	lag     time.Duration // a standby's replay lag; -1 unknown (or not a standby)
+	lagging bool          // the last check found it lagging more than max_replica_lag
+	err     error         // the last check's failure
 	fails   int       // checks failed in a row
 	next    time.Time // when it is checked next
 	checked bool
@@ -44,7 +46,7 @@ func (a *App) watchHosts(e *entry) *hostWatch {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &hostWatch{cancel: cancel, done: make(chan struct{}), hosts: make([]hostHealth, len(e.target.Hosts))}
 	for i := range w.hosts {
-		w.hosts[i].up = true
+		w.hosts[i].up, w.hosts[i].lag = true, -1
 	}
 	go a.runWatch(ctx, e, w)
 	return w
@@ -59,11 +61,11 @@ func (w *hostWatch) stop() {
 func (a *App) runWatch(ctx context.Context, e *entry, w *hostWatch) {
 	defer close(w.done)
 	for {
-		period, timeout := a.checkTimes()
+		lim := a.checkLimits()
 		wait := time.Second // checks off: look again for a reload that turns them on
-		if period > 0 {
-			a.checkDue(ctx, e, w, period, timeout)
-			wait = period
+		if lim.period > 0 {
+			a.checkDue(ctx, e, w, lim)
+			wait = lim.period
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -75,17 +77,23 @@ func (a *App) runWatch(ctx context.Context, e *entry, w *hostWatch) {
 	}
 }
 
-// checkTimes are health_check_period and how long one check may take:
-// server_connect_timeout, as a pool's own login.
-func (a *App) checkTimes() (period, timeout time.Duration) {
+// checkLimits are the settings health checks follow, read afresh before
+// each round so that a reload applies them.
+type checkLimits struct {
+	period  time.Duration // health_check_period
+	timeout time.Duration // one check's: server_connect_timeout, as a pool's own login
+	maxLag  time.Duration // max_replica_lag; 0 none
+}
+
+func (a *App) checkLimits() checkLimits {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.mu.cfg.HealthCheckPeriod, a.mu.cfg.ServerConnectTimeout
+	return checkLimits{a.mu.cfg.HealthCheckPeriod, a.mu.cfg.ServerConnectTimeout, a.mu.cfg.MaxReplicaLag}
 }
 
 // checkDue checks every host whose turn it is, at the same time, so that
 // a host slow to answer holds up no other's check.
-func (a *App) checkDue(ctx context.Context, e *entry, w *hostWatch, period, timeout time.Duration) {
+func (a *App) checkDue(ctx context.Context, e *entry, w *hostWatch, lim checkLimits) {
 	var wg sync.WaitGroup
 	for i := range e.target.Hosts {
 		w.mu.Lock()
@@ -95,45 +103,60 @@ func (a *App) checkDue(ctx context.Context, e *entry, w *hostWatch, period, time
 			continue
 		}
 		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, timeout)
-			role, err := a.checkHost(cctx, e, i)
+			cctx, cancel := context.WithTimeout(ctx, lim.timeout)
+			found := a.checkHost(cctx, e, i, lim.maxLag)
 			cancel()
 			if ctx.Err() == nil { // stopping: a check cut short says nothing of the host
-				a.checked(e, w, i, role, err, period)
+				a.checked(e, w, i, found, lim.period)
 			}
 		})
 	}
 	wg.Wait()
 }
 
+// checkFound is what one check found of a host.
+type checkFound struct {
+	role backend.Role
+	lag  time.Duration // -1 unknown
+	err  error
+}
+
 // checkHost logs in to e's host-th host as the pool's servers do, learns
-// its role and runs SELECT 1.
-func (a *App) checkHost(ctx context.Context, e *entry, host int) (backend.Role, error) {
+// its role and runs a query: a standby's replay lag, SELECT 1 on others.
+// A standby lagging more than maxLag (when set) fails with a *LagError.
+func (a *App) checkHost(ctx context.Context, e *entry, host int, maxLag time.Duration) checkFound {
 	c, err := a.loginTo(ctx, e, host, HealthCheckAppName, true)
 	if wrong, ok := errors.AsType[*backend.RoleError](err); ok {
-		return wrong.Role, err
+		return checkFound{role: wrong.Role, lag: -1, err: err}
 	}
 	if err != nil {
-		return backend.Role{}, err
+		return checkFound{lag: -1, err: err}
 	}
 	defer c.Close()
-	if err := c.Exec(ctx, "SELECT 1"); err != nil {
-		return backend.Role{}, err
+	found := checkFound{role: c.Role(), lag: -1}
+	if !found.role.Standby {
+		found.err = c.Exec(ctx, "SELECT 1")
+		return found
 	}
-	return c.Role(), nil
+	if found.lag, found.err = replayLag(ctx, c); found.err == nil && maxLag > 0 && found.lag > maxLag {
+		found.err = &LagError{Lag: found.lag, Max: maxLag}
+	}
+	return found
 }
 
 // checked applies one check's outcome to the pool, and logs a change. The
 // last host in the choice stays in it whatever its check says: clients
 // then wait for it and get its own error when their wait ends, rather
 // than an empty choice.
-func (a *App) checked(e *entry, w *hostWatch, i int, role backend.Role, err error, period time.Duration) {
+func (a *App) checked(e *entry, w *hostWatch, i int, found checkFound, period time.Duration) {
+	role, err := found.role, found.err
+	_, lagging := errors.AsType[*LagError](err)
 	w.mu.Lock()
 	h := &w.hosts[i]
-	was, wasChecked := h.up, h.checked
-	h.role, h.err, h.checked = role, err, true
+	was, wasChecked, wasLagging := h.up, h.checked, h.lagging
+	h.role, h.lag, h.err, h.checked, h.lagging = role, found.lag, err, true, lagging
 	up := err == nil || (h.up && w.lastUpLocked(i))
-	if err == nil {
+	if err == nil || lagging { // a lagging host is up: it is looked at every period
 		h.fails = 0
 	} else {
 		h.fails++
@@ -150,9 +173,11 @@ func (a *App) checked(e *entry, w *hostWatch, i int, role backend.Role, err erro
 	addr := e.target.Hosts[i].String()
 	switch {
 	case err != nil && up:
-		if fails == 1 {
+		if fails == 1 || (lagging && !wasLagging) {
 			a.log.Warn("host failed its health check; kept as the last host of the pool", "pool", e.key.String(), "host", addr, "err", err)
 		}
+	case lagging && was:
+		a.log.Warn("host lagging", "pool", e.key.String(), "host", addr, "err", err)
 	case err != nil && was:
 		a.log.Warn("host down", "pool", e.key.String(), "host", addr, "err", err)
 	case err == nil && (!was || !wasChecked):

@@ -42,6 +42,8 @@ func hostRows(e *entry) []observe.Host {
 		h := row(e.target.Hosts[i])
 		h.Outstanding, h.Idle, h.Connecting, h.Chosen = hs.Outstanding, hs.Idle, hs.Connecting, hs.Chosen
 		switch {
+		case !hs.Up && i < len(checks) && checks[i].lagging:
+			h.State = "lagging"
 		case !hs.Up:
 			h.State = "down"
 		case hs.Unreachable:
@@ -55,6 +57,7 @@ func hostRows(e *entry) []observe.Host {
 			if c.err != nil {
 				h.LastError = c.err.Error()
 			}
+			h.Lag, h.LagKnown = c.lag, c.lag >= 0
 		}
 		out[i] = h
 	}

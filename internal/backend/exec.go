@@ -22,6 +22,43 @@ const defaultExecTimeout = 30 * time.Second
 // *pgconn.PgError and leaves the connection usable; an I/O error or a
 // timeout marks it broken.
 func (c *Conn) Exec(ctx context.Context, sql string) error {
+	return c.exec(ctx, sql, nil)
+}
+
+// QueryRow runs one simple query of pgvalve's own and returns the first
+// row's columns as text, nil for NULL; no row at all is an error. Errors
+// and the connection's state are as Exec's.
+func (c *Conn) QueryRow(ctx context.Context, sql string) ([]*string, error) {
+	var row []*string
+	seen := false
+	err := c.exec(ctx, sql, func(body []byte) error {
+		if seen {
+			return nil
+		}
+		seen = true
+		var d pgproto3.DataRow
+		if err := d.Decode(body); err != nil {
+			return fmt.Errorf("backend: malformed data row: %w", err)
+		}
+		for _, v := range d.Values {
+			if v == nil {
+				row = append(row, nil)
+				continue
+			}
+			s := string(v)
+			row = append(row, &s)
+		}
+		return nil
+	})
+	if err == nil && !seen {
+		err = errors.New("backend: the query returned no row")
+	}
+	return row, err
+}
+
+// exec sends sql and reads its answer, handing each DataRow's body to row
+// (when given; rows are skipped otherwise).
+func (c *Conn) exec(ctx context.Context, sql string, row func([]byte) error) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
@@ -46,13 +83,13 @@ func (c *Conn) Exec(ctx context.Context, sql string) error {
 		c.MarkBroken(reason.ServerWriteFailed, err.Error())
 		return fmt.Errorf("backend: exec: %w", err)
 	}
-	return c.readUntilReady()
+	return c.readUntilReady(row)
 }
 
 // readUntilReady reads the answer to pgvalve's own query up to its
-// ReadyForQuery, returning the first error. Rows and notices are skipped
-// whatever their size.
-func (c *Conn) readUntilReady() error {
+// ReadyForQuery, returning the first error. Rows go to row, or are skipped
+// whatever their size, as notices are.
+func (c *Conn) readUntilReady(row func([]byte) error) error {
 	var firstErr error
 	for {
 		f, ok, err := c.rd.Next()
@@ -69,6 +106,17 @@ func (c *Conn) readUntilReady() error {
 			continue
 		}
 		switch f.Type {
+		case 'D':
+			if row == nil {
+				break
+			}
+			err := errors.New("backend: a row larger than the read buffer") // pgvalve's own rows are small
+			if f.Body != nil {
+				err = row(f.Body)
+			}
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
 		case 'E':
 			if firstErr == nil {
 				firstErr = DecodeError(f.Body) // read whole: see decoded

@@ -195,3 +195,35 @@ func TestExecReadsPastMessagesLargerThanItsBuffer(t *testing.T) {
 		t.Fatalf("after a large error the connection stays usable: %v %s", err, c.Broken())
 	}
 }
+
+func TestQueryRowReturnsTheFirstRowAsTextWithNullAsNil(t *testing.T) {
+	c := dial(t)
+	row, err := c.QueryRow(testutil.Context(t), "select 1, null::text, 'x' union all select 2, 'y', 'z'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(row) != 3 || row[0] == nil || *row[0] != "1" || row[1] != nil || row[2] == nil || *row[2] != "x" {
+		t.Fatalf("QueryRow = %v; want [1 NULL x]", row)
+	}
+	if !c.Reusable() || c.TxStatus() != 'I' {
+		t.Fatalf("after QueryRow: Reusable() = %v, TxStatus() = %q", c.Reusable(), c.TxStatus())
+	}
+}
+
+func TestQueryRowReportsNoRowAnErrorAndARowTooLarge(t *testing.T) {
+	c := dial(t)
+	ctx := testutil.Context(t)
+	if _, err := c.QueryRow(ctx, "select 1 where false"); err == nil || !strings.Contains(err.Error(), "no row") {
+		t.Errorf("QueryRow of no row = %v; want an error saying so", err)
+	}
+	if _, err := c.QueryRow(ctx, "select 1/0"); pgCode(err) != "22012" {
+		t.Errorf("QueryRow(1/0) = %v; want 22012", err)
+	}
+	if _, err := c.QueryRow(ctx, "select repeat('x', 100000)"); err == nil || !strings.Contains(err.Error(), "larger") {
+		t.Errorf("QueryRow of a 100 kB row = %v; want an error saying it is too large", err)
+	}
+	// Each answer was read to its end: the connection goes on.
+	if row, err := c.QueryRow(ctx, "select 7"); err != nil || *row[0] != "7" {
+		t.Fatalf("QueryRow after the errors = %v, %v; want 7", row, err)
+	}
+}

@@ -145,6 +145,7 @@ type Config struct {
 	ServerLifetime         time.Duration       // default 3600s: close a server once its lease ends past this age (less up to 20% jitter); 0 = never
 	ServerCheckDelay       time.Duration       // default 30s: a server idle longer is checked with an empty query before reuse; 0 = always
 	HealthCheckPeriod      time.Duration       // health_check_period: default 5s: each host of a route with several is checked this often; 0 = never
+	MaxReplicaLag          time.Duration       // max_replica_lag: a standby whose replay lags more leaves its pool's choice at its next check; 0 = no limit
 	MinPoolSize            int                 // default 0: servers kept open per pool even with no client
 	ReservePoolSize        int                 // default 0: extra servers per pool for clients that waited ReservePoolTimeout
 	ReservePoolTimeout     time.Duration       // default 5s

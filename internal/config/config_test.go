@@ -129,6 +129,7 @@ server_idle_timeout = "90s"
 server_lifetime = 7200
 server_check_delay = "0"
 health_check_period = "750ms"
+max_replica_lag = "2s"
 client_park_delay = "250ms"
 min_pool_size = 2
 reserve_pool_size = 3
@@ -195,6 +196,7 @@ upstream = "postgres://main/main"
 		ServerLifetime:         2 * time.Hour,
 		ServerCheckDelay:       0,
 		HealthCheckPeriod:      750 * time.Millisecond,
+		MaxReplicaLag:          2 * time.Second,
 		ClientParkDelay:        250 * time.Millisecond,
 		MinPoolSize:            2,
 		ReservePoolSize:        3,
@@ -203,10 +205,10 @@ upstream = "postgres://main/main"
 		QueryTimeout:           30 * time.Second,
 		ClientIdleTimeout:      10 * time.Minute,
 		Databases: map[string]Database{
-			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 60,
+			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 61,
 				Hosts:              []Address{{Host: "replica1", Port: 5433}, {Host: "::1", Port: 5432, Weight: 3}},
 				TargetSessionAttrs: "prefer-standby", LoadBalanceHosts: "disable"},
-			"main": {Name: "main", Upstream: "postgres://main/main", Line: 68},
+			"main": {Name: "main", Upstream: "postgres://main/main", Line: 69},
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {

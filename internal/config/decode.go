@@ -126,6 +126,8 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 			d.duration(path, val, &cfg.ServerCheckDelay)
 		case "health_check_period":
 			d.duration(path, val, &cfg.HealthCheckPeriod)
+		case "max_replica_lag":
+			d.duration(path, val, &cfg.MaxReplicaLag)
 		case "client_park_delay":
 			d.duration(path, val, &cfg.ClientParkDelay)
 		case "min_pool_size":

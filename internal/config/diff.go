@@ -92,6 +92,7 @@ var settings = []setting{
 	{"server_lifetime", func(c Config) any { return c.ServerLifetime }, false},
 	{"server_check_delay", func(c Config) any { return c.ServerCheckDelay }, false},
 	{"health_check_period", func(c Config) any { return c.HealthCheckPeriod }, false},
+	{"max_replica_lag", func(c Config) any { return c.MaxReplicaLag }, false},
 	{"client_park_delay", func(c Config) any { return c.ClientParkDelay }, true},
 	{"server_reset_query", func(c Config) any { return fmt.Sprintf("%q", c.ServerResetQuery) }, false},
 	{"shutdown_timeout", func(c Config) any { return c.ShutdownTimeout }, false},

@@ -141,6 +141,7 @@ func (c Config) problems() []problem {
 		{"server_lifetime", c.ServerLifetime, f.ServerLifetime},
 		{"server_check_delay", c.ServerCheckDelay, f.ServerCheckDelay},
 		{"health_check_period", c.HealthCheckPeriod, f.HealthCheckPeriod},
+		{"max_replica_lag", c.MaxReplicaLag, f.MaxReplicaLag},
 		{"client_park_delay", c.ClientParkDelay, f.ClientParkDelay},
 		{"reserve_pool_timeout", c.ReservePoolTimeout, f.ReservePoolTimeout},
 		{"idle_transaction_timeout", c.IdleTransactionTimeout, f.IdleTransactionTimeout},

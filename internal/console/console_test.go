@@ -122,7 +122,7 @@ var golden = map[string][]string{
 	"LATENCY": {"database", "user", "kind", "count", "p50_ms", "p95_ms", "p99_ms", "max_ms",
 		"total_count", "total_p50_ms", "total_p95_ms", "total_p99_ms", "total_max_ms"},
 	"DIAGNOSIS": {"diagnosis"},
-	"HOSTS": {"database", "user", "host", "state", "role", "weight", "outstanding", "idle", "connecting", "chosen",
+	"HOSTS": {"database", "user", "host", "state", "role", "lag_ms", "weight", "outstanding", "idle", "connecting", "chosen",
 		"last_error"},
 }
 

@@ -46,6 +46,8 @@ func (f *fakeBackend) Hosts() []observe.Host {
 	return []observe.Host{
 		{Database: "app", User: "app", Host: "10.0.0.5:5432", State: "up", Role: "primary", Weight: 1, Outstanding: 2, Chosen: 9},
 		{Database: "app", User: "app", Host: "10.0.0.6:5432", State: "down", Role: "standby", Weight: 1, LastError: "connection refused"},
+		{Database: "app", User: "app", Host: "10.0.0.7:5432", State: "lagging", Role: "standby", Lag: 2500 * time.Millisecond, LagKnown: true,
+			Weight: 2, Outstanding: 1, Chosen: 4, LastError: "replay lags 2.5s behind the primary, more than max_replica_lag (1s)"},
 	}
 }
 func (f *fakeBackend) Users() []console.User {

@@ -127,9 +127,13 @@ type Host struct {
 	Host           string // host:port
 	// State: "up"; "unreachable", its last login failed; "down", out of
 	// the pool's choice (its health check failed, or its role does not
-	// fit the route).
+	// fit the route); "lagging", out of the choice for a replay lag over
+	// max_replica_lag.
 	State string
 	Role  string // "primary", "read-only primary", "standby"; "" when not checked
+	// Lag is a standby's replay lag at its last check, when LagKnown.
+	Lag      time.Duration
+	LagKnown bool
 	// Weight is its share of the leases (1 unless set).
 	Weight int
 	// Outstanding is how many leases are held on it: the count the
