@@ -124,18 +124,26 @@ func primaryAndStandby(t *testing.T, setup string) (primary, standby *pgtest.Clu
 }
 
 // pairValve runs pgvalve with a transaction-pooled route "app" over the
-// primary, then the standby, checked every 50ms, with tune's changes, and
-// returns it and the URL of "app".
+// primary, then the standby: see valveOver.
 func pairValve(t *testing.T, primary, standby *pgtest.Cluster, attrs string, tune func(*config.Config)) (*valvetest.Server, string) {
 	t.Helper()
-	cfg := hostsRoute(4, attrs, primary, standby)
+	return valveOver(t, 4, attrs, tune, primary, standby)
+}
+
+// valveOver runs pgvalve with a transaction-pooled route "app" over hosts,
+// logging in as the first host's user, each host checked every 50ms, with
+// tune's changes, and returns it and the URL of "app".
+func valveOver(t *testing.T, poolSize int, attrs string, tune func(*config.Config), hosts ...*pgtest.Cluster) (*valvetest.Server, string) {
+	t.Helper()
+	cfg := hostsRoute(poolSize, attrs, hosts...)
+	first := hosts[0]
 	route := cfg.Databases["app"]
-	route.Upstream = primary.URL(primary.User, primary.Password, primary.Database)
+	route.Upstream = first.URL(first.User, first.Password, first.Database)
 	cfg.Databases["app"] = route
 	cfg.HealthCheckPeriod = 50 * time.Millisecond
 	if tune != nil {
 		tune(&cfg)
 	}
 	s, _ := startValve(t, cfg)
-	return s, s.URL(primary.User, primary.Password, "app")
+	return s, s.URL(first.User, first.Password, "app")
 }

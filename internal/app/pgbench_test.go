@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -36,12 +37,22 @@ func initPgbench(t *testing.T) {
 // and failed, failing the test if pgbench itself fails.
 func runPgbench(t *testing.T, port int, args ...string) (processed, failed int) {
 	t.Helper()
-	base := []string{"-n", "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", cluster.User}
-	cmd := exec.Command(cluster.PgBench(), append(append(base, args...), pgtest.TestDatabase)...)
-	cmd.Env = []string{"PGPASSWORD=" + cluster.Password}
+	return pgbenchAs(t, cluster, port, pgtest.TestDatabase, append([]string{"-n"}, args...)...)
+}
+
+// pgbenchAs runs pgbench as c's test user against database db on
+// 127.0.0.1:port; with -i it returns zeros, else what runPgbench returns.
+func pgbenchAs(t *testing.T, c *pgtest.Cluster, port int, db string, args ...string) (processed, failed int) {
+	t.Helper()
+	base := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", c.User}
+	cmd := exec.Command(c.PgBench(), append(append(base, args...), db)...)
+	cmd.Env = []string{"PGPASSWORD=" + c.Password}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("pgbench %v: %v\n%s", args, err, out)
+	}
+	if slices.Contains(args, "-i") {
+		return 0, 0
 	}
 	processed = atoiMatch(t, out, `number of transactions actually processed: (\d+)`)
 	failed = atoiMatch(t, out, `number of failed transactions: (\d+)`)
