@@ -36,8 +36,8 @@ type hostHealth struct {
 	lag     time.Duration // a standby's replay lag; -1 unknown (or not a standby)
 	lagging bool          // the last check found it lagging more than max_replica_lag
 	err     error         // the last check's failure
-	fails   int       // checks failed in a row
-	next    time.Time // when it is checked next
+	fails   int           // checks failed in a row
+	next    time.Time     // when it is checked next
 	checked bool
 }
 
