@@ -252,6 +252,56 @@ func (p *Pool[S]) hostStatsLocked() []HostStats {
 	return out
 }
 
+// moveLocked is the host a server of host took, being given back, should
+// move to (it closes, and one is dialled there), or -1: a host of a lower
+// tier (under any balance), or, under LeastBusy, one of the same tier that
+// would still hold fewer servers for its weight than took after the move.
+// That moves servers only from a host over its share to one under it, so
+// a host back after an outage gets its share even in a pool that is full,
+// and no server moves back and forth.
+func (p *Pool[S]) moveLocked(took int) int {
+	if p.mu.paused || p.mu.draining {
+		return -1
+	}
+	hs := p.mu.hosts
+	var held [MaxHosts]int // servers per host: leased, idle, connecting
+	for i := range hs {
+		held[i] = hs[i].active + hs[i].connecting
+	}
+	for _, h := range p.mu.idle {
+		held[h.host]++
+	}
+	held[took]++ // the server being given back
+	best := -1
+	for i := range hs {
+		h := &hs[i]
+		if i == took || h.down || h.out.down || h.out.retrying || h.tier > hs[took].tier {
+			continue
+		}
+		if h.tier == hs[took].tier && (p.cfg.Balance != LeastBusy || held[i]*hs[took].weight() >= (held[took]-1)*h.weight()) {
+			continue // not under its share
+		}
+		if b := best; b < 0 || h.tier < hs[b].tier || (h.tier == hs[b].tier && held[i]*hs[b].weight() < held[b]*h.weight()) {
+			best = i
+		}
+	}
+	return best
+}
+
+// moved dials a server to host to, after one given back closed to move
+// there, unless the pool is full again (a dial for a waiting client took
+// the place, and went to the least busy host) or a shared cap is.
+func (p *Pool[S]) moved(to int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.closed || p.mu.paused || p.totalLocked() >= p.sizeLocked() {
+		return
+	}
+	if takeAll(p.cfg.Limits, nil) == nil {
+		p.startDialLocked(to)
+	}
+}
+
 // rebalanceLocked dials a better host when a lease just went to another
 // one only because that one had an idle server and the better none (as
 // after it came back up), so that the next lease finds a server there. A

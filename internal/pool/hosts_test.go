@@ -247,7 +247,7 @@ func TestOutstandingPerHostIsAlwaysTheLeasesHeld(t *testing.T) {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 7))
 			var unreachable [3]atomic.Bool
-			p, _ := newTestPool(t, Config[*fakeServer]{Hosts: []Host{{Name: "a"}, {Name: "b", Weight: 2}, {Name: "c"}},
+			p, d := newTestPool(t, Config[*fakeServer]{Hosts: []Host{{Name: "a"}, {Name: "b", Weight: 2}, {Name: "c"}},
 				Settings: Settings{Size: 6, WaitTimeout: 20 * time.Millisecond, RetryMin: time.Millisecond, RetryMax: 2 * time.Millisecond}},
 				func(d *fakeDialer) { d.unreachable = func(host int) bool { return unreachable[host].Load() } })
 			var held []*testLease
@@ -282,6 +282,9 @@ func TestOutstandingPerHostIsAlwaysTheLeasesHeld(t *testing.T) {
 			st := assertIdle(t, p)
 			if problem := outstandingProblem(st, nil); problem != "" {
 				t.Fatalf("at rest: %s", problem)
+			}
+			if n := d.maxLive.Load(); n > 6 {
+				t.Fatalf("%d servers were open at once; the pool's size is 6", n) // servers moved between hosts included
 			}
 		})
 	}

@@ -501,13 +501,18 @@ func (p *Pool[S]) release(h held[S]) {
 	if h.born.Before(p.mu.renewBefore) {
 		p.mu.stale--
 	}
-	why := reason.NotReusable
+	why, to := reason.NotReusable, -1
 	if s.Reusable() {
 		var now time.Time // read only for a lifetime: a release reads no clock
 		if p.mu.set.Lifetime > 0 {
 			now = time.Now()
 		}
 		why = p.dropLocked(h, now)
+		if why == reason.None && len(p.mu.hosts) > 1 {
+			if to = p.moveLocked(h.host); to >= 0 {
+				why = reason.HostRebalance
+			}
+		}
 	}
 	if why == reason.None {
 		parked := p.putLocked(h)
@@ -522,6 +527,9 @@ func (p *Pool[S]) release(h held[S]) {
 	p.mu.closing++
 	p.mu.Unlock()
 	p.closeServer(s, why)
+	if to >= 0 {
+		p.moved(to)
+	}
 }
 
 // Close fails every waiter, closes idle servers and waits for dials to end.

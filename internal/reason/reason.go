@@ -108,6 +108,7 @@ const (
 	Reconnect
 	PoolDraining
 	HostDown
+	HostRebalance
 	PoolClosed
 	count
 )
@@ -200,16 +201,17 @@ var table = [count]entry{
 	SafePointFailed:      {Server, "safe_point_failed", "", "", "failed at a safe point"},
 	LostTxSetupFailed:    {Server, "lost_tx_setup_failed", "", "", "entering a lost transaction"},
 
-	NotReusable:  {Server, "not_reusable", "", "", "not reusable when given back"},
-	IdleTimeout:  {Server, "idle_timeout", "", "", "server_idle_timeout"},
-	Lifetime:     {Server, "lifetime", "", "", "server_lifetime"},
-	PoolOverSize: {Server, "pool_over_size", "", "", "pool over its size"},
-	SharedLimit:  {Server, "shared_limit", "", "", "made room under a shared limit"},
-	PoolPaused:   {Server, "pool_paused", "", "", "pool paused"},
-	Reconnect:    {Server, "reconnect", "", "", "RECONNECT renews the pool's servers"},
-	PoolDraining: {Server, "pool_draining", "", "", "pool retired"},
-	HostDown:     {Server, "host_down", "", "", "its host left the choice (failed its health check, or no longer has the role)"},
-	PoolClosed:   {Server, "pool_closed", "", "", "pool closed"},
+	NotReusable:   {Server, "not_reusable", "", "", "not reusable when given back"},
+	IdleTimeout:   {Server, "idle_timeout", "", "", "server_idle_timeout"},
+	Lifetime:      {Server, "lifetime", "", "", "server_lifetime"},
+	PoolOverSize:  {Server, "pool_over_size", "", "", "pool over its size"},
+	SharedLimit:   {Server, "shared_limit", "", "", "made room under a shared limit"},
+	PoolPaused:    {Server, "pool_paused", "", "", "pool paused"},
+	Reconnect:     {Server, "reconnect", "", "", "RECONNECT renews the pool's servers"},
+	PoolDraining:  {Server, "pool_draining", "", "", "pool retired"},
+	HostDown:      {Server, "host_down", "", "", "its host left the choice (failed its health check, or no longer has the role)"},
+	HostRebalance: {Server, "host_rebalance", "", "", "its host holds more than its share of the pool's servers: one is dialled to another host instead"},
+	PoolClosed:    {Server, "pool_closed", "", "", "pool closed"},
 }
 
 // String is the reason's stable snake_case name.
