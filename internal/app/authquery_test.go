@@ -256,3 +256,24 @@ func TestAuthQueryRunsInAuthDBName(t *testing.T) {
 		t.Fatalf("auth_dbname %s: %v", aqDatabase, err)
 	}
 }
+
+// A route of several hosts looks users up on the first that answers: its
+// first host down locks no one out.
+func TestAuthQueryGoesOnToTheNextHostWhenTheFirstIsDown(t *testing.T) {
+	authQueryCluster(t, map[string]string{"aq_scram": "scram-pw"})
+	cfg := authQueryConfig(t, config.AuthSCRAM)
+	port, err := pgtest.FreePort() // nothing listens there
+	if err != nil {
+		t.Fatal(err)
+	}
+	route := cfg.Databases[aqDatabase]
+	route.Hosts = []config.Address{{Host: "127.0.0.1", Port: port}, {Host: cluster.Host, Port: cluster.Port}}
+	cfg.Databases[aqDatabase] = route
+	s := valvetest.Start(t, cfg)
+	if err := aqLogin(t, s, "aq_scram", "scram-pw"); err != nil {
+		t.Fatalf("with the route's first host down: %v", err)
+	}
+	if code, _ := pgCode(aqLogin(t, s, "aq_scram", "wrong-pw")); code != "28P01" {
+		t.Fatalf("a wrong password: code %q; want 28P01, as with one host", code)
+	}
+}

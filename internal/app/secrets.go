@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -40,30 +41,53 @@ func (a *App) secret(ctx context.Context, db, user string) (auth.Secret, bool, e
 	}
 	key := authquery.Key{Database: authDB, AuthUser: cfg.AuthUser, Query: cfg.AuthQuery, User: user}
 	return a.authQuery.Get(ctx, key, func(ctx context.Context) (auth.Secret, bool, error) {
-		conn, err := a.authConn(cfg, authDB)
+		conn, hosts, err := a.authConn(cfg, authDB)
 		if err != nil {
 			return auth.Secret{}, false, &authquery.Error{Step: "finding auth_dbname", Err: err}
 		}
-		return authquery.Run(ctx, conn, cfg.AuthQuery, user)
+		return runOnFirstThatAnswers(ctx, conn, hosts, cfg.AuthQuery, user)
 	})
 }
 
-// authConn is how to log in as auth_user to db's server: the route's host
-// and server database, with auth_user's password from auth_file (a plain
-// secret), else the URL's when it names auth_user or no user, else from
-// PGPASSWORD or the password file.
-func (a *App) authConn(cfg config.Config, db string) (backend.Config, error) {
+// runOnFirstThatAnswers runs auth_query on the route's hosts in their
+// listed order, going on to the next only when one does not answer: any
+// host has the same roles and secrets (a replica's are its primary's), so
+// a host that is down must not lock every client out. A host that answers
+// with an error gives that error.
+func runOnFirstThatAnswers(ctx context.Context, conn backend.Config, hosts []config.Address, sql, user string) (auth.Secret, bool, error) {
+	var err error
+	for _, h := range hosts {
+		conn.Host, conn.Port = h.Host, h.Port
+		var secret auth.Secret
+		var found bool
+		secret, found, err = authquery.Run(ctx, conn, sql, user)
+		if aqErr, ok := errors.AsType[*authquery.Error](err); !ok || !aqErr.Unreachable() || ctx.Err() != nil {
+			return secret, found, err
+		}
+	}
+	return auth.Secret{}, false, err
+}
+
+// authConn is how to log in as auth_user to db's server: the route's
+// server database and hosts, with auth_user's password from auth_file (a
+// plain secret), else the URL's when it names auth_user or no user, else
+// from PGPASSWORD or the password file.
+func (a *App) authConn(cfg config.Config, db string) (backend.Config, []config.Address, error) {
 	route, ok := cfg.PoolFor(db)
 	if !ok {
-		return backend.Config{}, fmt.Errorf("no route for database %q", db)
+		return backend.Config{}, nil, fmt.Errorf("no route for database %q", db)
 	}
 	conn, err := dialConfig(cfg, route, db, cfg.AuthUser)
 	if err != nil {
-		return backend.Config{}, err
+		return backend.Config{}, nil, err
+	}
+	target, err := cfg.Target(route)
+	if err != nil {
+		return backend.Config{}, nil, err
 	}
 	up, err := config.ParseUpstream(route.Upstream)
 	if err != nil {
-		return backend.Config{}, err
+		return backend.Config{}, nil, err
 	}
 	conn.User, conn.Password, conn.EnvPassword = cfg.AuthUser, "", true
 	if s, ok := a.users.Load().Lookup(cfg.AuthUser); ok && s.Kind == auth.KindPlain {
@@ -72,5 +96,5 @@ func (a *App) authConn(cfg config.Config, db string) (backend.Config, error) {
 		conn.Password = up.Password
 	}
 	conn.ConnectTimeout = cfg.ServerConnectTimeout
-	return conn, nil
+	return conn, target.Hosts, nil
 }
