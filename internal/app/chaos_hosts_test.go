@@ -12,7 +12,7 @@ import (
 	"github.com/pgvalve/pgvalve/internal/testutil/faultnet"
 )
 
-// 6. Two hosts: the chaos load over a route whose two hosts are the test
+// 8. Two hosts: the chaos load over a route whose two hosts are the test
 // cluster itself and a relay to it, so both serve the one table the
 // checks read, and pg_stat_activity counts both hosts' servers. The relay
 // host is cut and refused, then stalled, while the direct host serves.
