@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/testutil"
 )
@@ -35,13 +33,13 @@ func TestALaggingStandbyLeavesTheChoiceUntilItCatchesUp(t *testing.T) {
 	// and then stops replaying while the primary goes on.
 	writer := testutil.Connect(t, primary.URL(primary.User, primary.Password, primary.Database))
 	onStandby := testutil.Connect(t, standby.SuperuserURL(standby.Database))
-	mustExec(t, writer, "insert into lag values (1)")
+	testutil.MustExec(t, writer, "insert into lag values (1)")
 	testutil.Eventually(t, "the standby to replay the first row", func() bool {
 		var n int
 		return onStandby.QueryRow(ctx, "select count(*) from lag").Scan(&n) == nil && n == 1
 	})
-	mustExec(t, onStandby, "select pg_wal_replay_pause()")
-	mustExec(t, writer, "insert into lag values (2)")
+	testutil.MustExec(t, onStandby, "select pg_wal_replay_pause()")
+	testutil.MustExec(t, writer, "insert into lag values (2)")
 
 	testutil.Eventually(t, "reads to move to the primary", func() bool { return port() == primary.Port })
 	admin, err := consoleConn(t, s, "admin")
@@ -59,18 +57,10 @@ func TestALaggingStandbyLeavesTheChoiceUntilItCatchesUp(t *testing.T) {
 		}
 	}
 
-	mustExec(t, onStandby, "select pg_wal_replay_resume()")
+	testutil.MustExec(t, onStandby, "select pg_wal_replay_resume()")
 	testutil.Eventually(t, "reads to come back to the standby once it caught up", func() bool { return port() == standby.Port })
 	rows = show(t, admin, "SHOW HOSTS")
 	if rows[1]["state"] != "up" || rows[1]["lag_ms"] != "0.000" {
 		t.Fatalf("SHOW HOSTS after the standby caught up: %v; want it up with no lag", rows)
-	}
-}
-
-// mustExec runs sql on c, failing the test if it fails.
-func mustExec(t *testing.T, c *pgx.Conn, sql string) {
-	t.Helper()
-	if _, err := c.Exec(testutil.Context(t), sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
 	}
 }

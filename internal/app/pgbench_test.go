@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,11 +75,24 @@ func atoiMatch(t *testing.T, out []byte, pattern string) int {
 func watchBackends(t *testing.T) (peakSoFar func() int) {
 	t.Helper()
 	admin := direct(t)
-	var peak atomic.Int64
+	peak := 0
+	halt := sampleEvery10ms(t, func() {
+		if n, err := backendsOf(context.Background(), admin, cluster.User); err == nil {
+			peak = max(peak, n)
+		}
+	})
+	return func() int { halt(); return peak }
+}
+
+// sampleEvery10ms calls sample every 10ms, in a goroutine of its own,
+// until the returned func is called; it returns once the last call has.
+// It is called when the test ends too, before the connections the test
+// opened earlier close.
+func sampleEvery10ms(t *testing.T, sample func()) (halt func()) {
 	stop, done := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	halt := func() { once.Do(func() { close(stop) }); <-done }
-	t.Cleanup(halt) // runs before direct's Close
+	halt = func() { once.Do(func() { close(stop) }); <-done }
+	t.Cleanup(halt)
 	go func() {
 		defer close(done)
 		for {
@@ -89,13 +101,10 @@ func watchBackends(t *testing.T) (peakSoFar func() int) {
 				return
 			case <-time.After(10 * time.Millisecond):
 			}
-			n, err := backendsOf(context.Background(), admin, cluster.User)
-			if err == nil && int64(n) > peak.Load() {
-				peak.Store(int64(n))
-			}
+			sample()
 		}
 	}()
-	return func() int { halt(); return int(peak.Load()) }
+	return halt
 }
 
 func TestPgbenchWithANewConnectionPerTransactionNeverExceedsThePool(t *testing.T) {

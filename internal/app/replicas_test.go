@@ -162,7 +162,7 @@ func startPrimary(t *testing.T) *pgtest.Cluster {
 	t.Cleanup(func() { _ = primary.Stop() })
 	pgbenchAs(t, primary, primary.Port, primary.Database, "-i", "-s", "1", "-q")
 	c := testutil.Connect(t, primary.URL(primary.User, primary.Password, primary.Database))
-	mustExec(t, c, `create function work(slow int) returns int language sql as
+	testutil.MustExec(t, c, `create function work(slow int) returns int language sql as
 		$$ select 1 from pg_sleep(case when inet_server_port() = slow then 0.02 else 0 end) $$`)
 	return primary
 }
@@ -245,29 +245,15 @@ func watchReplicas(t *testing.T, replicas ...*pgtest.Cluster) func() (peaks []in
 	}
 	peaks := make([]int, len(replicas))
 	maxSum := 0
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			sum := 0
-			for i, c := range conns {
-				n, err := poolBackendsOn(context.Background(), c, replicas[i].User)
-				if err != nil {
-					continue
-				}
+	halt := sampleEvery10ms(t, func() {
+		sum := 0
+		for i, c := range conns {
+			if n, err := poolBackendsOn(context.Background(), c, replicas[i].User); err == nil {
 				peaks[i], sum = max(peaks[i], n), sum+n
 			}
-			maxSum = max(maxSum, sum)
 		}
-	}()
-	var once sync.Once
-	halt := func() { once.Do(func() { close(stop) }); <-done }
-	t.Cleanup(halt) // before the connections close
+		maxSum = max(maxSum, sum)
+	})
 	return func() ([]int, int) { halt(); return peaks, maxSum }
 }
 
