@@ -23,6 +23,7 @@ Usage:
   pgvalve run [flags]                 serve clients (see pgvalve run -h)
   pgvalve check-config --config FILE  validate a configuration file
   pgvalve demo                        run in front of a throwaway local PostgreSQL
+  pgvalve bench --target URL ...      replay a web app's load against endpoints (see pgvalve bench -h)
   pgvalve version                     print the version
 `
 
@@ -42,6 +43,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdCheckConfig(args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(args[1:], stdout, stderr)
+	case "bench":
+		return cmdBench(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "pgvalve %s\n", version)
 		return 0
