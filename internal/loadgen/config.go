@@ -44,9 +44,9 @@ type Config struct {
 	SpikeFactor int           // users in the spike phase: Users × SpikeFactor
 	RestartCmd  string        // run by sh -c at the start of the restart phase; none: no such phase
 
-	ObserveURL string // a PostgreSQL whose pg_stat_activity is sampled each second
-	ObservePIDs []int // per target, in order: a local pooler whose CPU and RSS are sampled each second (0: none)
-	Rounds     int    // each target runs Rounds times, in turns
+	ObserveURL  string // a PostgreSQL whose pg_stat_activity is sampled each second
+	ObservePIDs []int  // per target, in order: a local pooler whose CPU and RSS are sampled each second (0: none)
+	Rounds      int    // each target runs Rounds times, in turns
 }
 
 // Defaults are the load of a small web app: 50 users over 4 instances,

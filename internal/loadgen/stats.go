@@ -109,13 +109,13 @@ func (c *counts) phaseResult(p Phase, took time.Duration) PhaseResult {
 
 // Second is one second of a target's timeline.
 type Second struct {
-	At          float64 `json:"t"` // seconds since the target's run began
-	Phase       string  `json:"phase"`
-	Pages       int64   `json:"pages"`
-	Queries     int64   `json:"queries"`
-	Errors      int64   `json:"errors"`
-	PageP95     float64 `json:"page_p95_ms"`
-	QueryP95    float64 `json:"query_p95_ms"`
+	At       float64 `json:"t"` // seconds since the target's run began
+	Phase    string  `json:"phase"`
+	Pages    int64   `json:"pages"`
+	Queries  int64   `json:"queries"`
+	Errors   int64   `json:"errors"`
+	PageP95  float64 `json:"page_p95_ms"`
+	QueryP95 float64 `json:"query_p95_ms"`
 	Sample
 }
 
