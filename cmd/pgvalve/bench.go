@@ -35,7 +35,7 @@ func (p *pids) Set(v string) error {
 
 // benchOpts are bench's flags that are not the load's.
 type benchOpts struct {
-	scenario, setupURL, jsonOut string
+	scenario, setupURL, jsonOut, htmlOut string
 	setup, teardown             bool
 }
 
@@ -70,6 +70,7 @@ func benchFlags(cfg *loadgen.Config, o *benchOpts, stderr io.Writer) *flag.FlagS
 	fs.StringVar(&o.setupURL, "setup-url", "", "where --setup and --teardown work (default: the first target)")
 	fs.BoolVar(&o.teardown, "teardown", false, "drop the benchmark's schema at the end")
 	fs.StringVar(&o.jsonOut, "json", "", "write every measurement to this JSON file")
+	fs.StringVar(&o.htmlOut, "html", "", "write a self-contained HTML report (charts over time) to this file")
 	return fs
 }
 
@@ -115,8 +116,11 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(stderr)
 	if res != nil {
 		_ = res.WriteTable(stdout)
-		if o.jsonOut != "" {
-			if werr := res.WriteJSON(o.jsonOut); werr != nil {
+		for path, write := range map[string]func(string) error{o.jsonOut: res.WriteJSON, o.htmlOut: res.WriteHTML} {
+			if path == "" {
+				continue
+			}
+			if werr := write(path); werr != nil {
 				fmt.Fprintf(stderr, "pgvalve bench: %v\n", werr)
 				return 1
 			}

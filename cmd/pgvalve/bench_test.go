@@ -42,9 +42,10 @@ func TestBenchRefusesABadLoadWithTheFlagToFix(t *testing.T) {
 func TestBenchRunsAgainstPostgreSQLAndWritesItsReports(t *testing.T) {
 	url := cluster.URL(cluster.User, cluster.Password, cluster.Database)
 	out := filepath.Join(t.TempDir(), "bench.json")
+	page := filepath.Join(t.TempDir(), "bench.html")
 	var stdout, stderr strings.Builder
 	rc := realMain([]string{"bench", "--target", url, "--setup", "--teardown", "--duration", "1s", "--users", "2",
-		"--app-instances", "1", "--workers", "0", "--think", "10ms", "--json", out}, &stdout, &stderr)
+		"--app-instances", "1", "--workers", "0", "--think", "10ms", "--json", out, "--html", page}, &stdout, &stderr)
 	if rc != 0 {
 		t.Fatalf("exit %d\n%s%s", rc, stdout.String(), stderr.String())
 	}
@@ -60,6 +61,9 @@ func TestBenchRunsAgainstPostgreSQLAndWritesItsReports(t *testing.T) {
 	var res loadgen.Result
 	if err := json.Unmarshal(b, &res); err != nil || len(res.Runs) != 1 || res.Runs[0].Phases[1].Pages == 0 {
 		t.Fatalf("the JSON: %v, %+v; want one run with pages", err, res.Runs)
+	}
+	if html, err := os.ReadFile(page); err != nil || !strings.Contains(string(html), `id="page-p95"`) {
+		t.Fatalf("the HTML report: %v; want its charts", err)
 	}
 	var exists bool
 	c := testutil.Connect(t, url)

@@ -66,12 +66,15 @@ type recorder struct {
 	second atomic.Pointer[counts]
 }
 
+// page counts a page; its latency only if it succeeded: a page that
+// failed fast (a refused login) must not make a target look quick.
 func (r *recorder) page(d time.Duration, failed bool) {
 	for _, c := range []*counts{r.phase.Load(), r.second.Load()} {
 		c.pages.Add(1)
-		c.pageLat.Record(d)
 		if failed {
 			c.failedPages.Add(1)
+		} else {
+			c.pageLat.Record(d)
 		}
 	}
 }
