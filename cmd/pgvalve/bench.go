@@ -36,7 +36,7 @@ func (p *pids) Set(v string) error {
 // benchOpts are bench's flags that are not the load's.
 type benchOpts struct {
 	scenario, setupURL, jsonOut, htmlOut string
-	setup, teardown             bool
+	setup, teardown                      bool
 }
 
 // benchFlags binds bench's flags to cfg and o; cfg's values are the

@@ -18,7 +18,7 @@ type chart struct {
 
 type series struct {
 	Name   string
-	Class  string      // the target's colour: t0, t1, ...
+	Class  string       // the target's colour: t0, t1, ...
 	Points [][2]float64 // (seconds, value); NaN breaks the line
 }
 

@@ -26,8 +26,8 @@ type htmlReport struct {
 
 type htmlRow struct {
 	Phase, Target, PagesPerSec, P50, P95, P99, Max, QueryP95 string
-	FailedQueries, FailedPages, ServerConns, PoolerCPU        string
-	Users                                                     int
+	FailedQueries, FailedPages, ServerConns, PoolerCPU       string
+	Users                                                    int
 }
 
 // WriteHTML writes a self-contained report to path: the charts inline as
