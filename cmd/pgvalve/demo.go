@@ -35,10 +35,13 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	level := levelVar(cfg.LogLevel)
 	log := newLogger(stderr, cfg.LogFormat, level)
-	user, db, password := "app", "app", ""
+	user, db, password, direct := "app", "app", "", ""
 	if cfg.Upstream == "" && len(cfg.Databases) == 0 {
 		fmt.Fprintln(stderr, "pgvalve demo: starting a throwaway PostgreSQL (initdb in a temp dir)...")
-		cluster, err := pgcluster.Start(pgcluster.Options{User: user, Database: db})
+		// PostgreSQL's own default max_connections, which the bench's
+		// many-pools scenario runs out of, as apps do.
+		cluster, err := pgcluster.Start(pgcluster.Options{User: user, Database: db,
+			Settings: map[string]string{"max_connections": "100"}})
 		if err != nil {
 			fmt.Fprintf(stderr, "pgvalve demo: %v\n(`make run` installs PostgreSQL with apt-get when initdb is missing)\n", err)
 			return 1
@@ -49,6 +52,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 			}
 		}()
 		cfg.Upstream, password = cluster.UserURL(), cluster.Password
+		direct = cluster.URL(user, password, db)
 		fmt.Fprintf(stderr, "pgvalve demo: PostgreSQL %s is on 127.0.0.1:%d (data in %s)\n", cluster.Database, cluster.Port, cluster.DataDir)
 	} else if u, err := url.Parse(cfg.Upstream); err == nil {
 		if u.User != nil && u.User.Username() != "" {
@@ -85,6 +89,12 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		}
 		if cfg.UnixSocketDir != "" {
 			fmt.Fprintf(stdout, "Or over the unix socket (no TLS needed there):\n\n  psql -h %s -p %s -U %s %s\n\n", cfg.UnixSocketDir, port, user, db)
+		}
+		if direct != "" && !secured {
+			fmt.Fprintf(stdout, "Measure what it changes for a web app whose instances each open their own pool:\n\n"+
+				"  pgvalve bench --setup --scenario many-pools --target '%s' --target 'postgres://%s@127.0.0.1:%s/%s' \\\n"+
+				"    --observe-url '%s' --observe-pid 0 --observe-pid %d --html bench.html --json bench.json\n\n",
+				direct, user, port, db, direct, os.Getpid())
 		}
 		fmt.Fprintln(stdout, "Ctrl-C stops pgvalve and removes the throwaway PostgreSQL.")
 	}
