@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/pgcluster"
 )
 
@@ -95,6 +96,10 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 				"  pgvalve bench --setup --scenario many-pools --target '%s' --target 'postgres://%s@127.0.0.1:%s/%s' \\\n"+
 				"    --observe-url '%s' --observe-pid 0 --observe-pid %d --html bench.html --json bench.json\n\n",
 				direct, user, port, db, direct, os.Getpid())
+			if cfg.PoolMode == config.PoolSession {
+				fmt.Fprint(stdout, "  In session pooling each of the app's connections keeps a server until it disconnects;\n"+
+					"  for this comparison run the demo in transaction pooling: make run DEMO_FLAGS=\"--pool-mode transaction\"\n\n")
+			}
 		}
 		fmt.Fprintln(stdout, "Ctrl-C stops pgvalve and removes the throwaway PostgreSQL.")
 	}
