@@ -44,7 +44,7 @@ type benchOpts struct {
 func benchFlags(cfg *loadgen.Config, o *benchOpts, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Var((*targets)(&cfg.Targets), "target", "a PostgreSQL URL to load (PostgreSQL itself, pgvalve, PgBouncer, ...); give it once per target")
+	fs.Var((*targets)(&cfg.Targets), "target", "a PostgreSQL URL to load (PostgreSQL itself, pgvalve, PgBouncer, ...), or name=URL to name it in the reports; once per target")
 	fs.StringVar(&o.scenario, "scenario", "", "a preset load: many-pools (10 app instances × 25-connection pools, naive retry)")
 	fs.IntVar(&cfg.Users, "users", cfg.Users, "virtual users in the steady phase")
 	fs.IntVar(&cfg.AppInstances, "app-instances", cfg.AppInstances, "app instances, each with its own pool")
@@ -104,7 +104,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	setupURL := o.setupURL
 	if setupURL == "" {
-		setupURL = cfg.Targets[0]
+		_, setupURL = loadgen.SplitTarget(cfg.Targets[0])
 	}
 	if o.setup {
 		if err := loadgen.Setup(ctx, setupURL, cfg.Scale); err != nil {

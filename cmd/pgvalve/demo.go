@@ -93,7 +93,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		}
 		if direct != "" && !secured {
 			fmt.Fprintf(stdout, "Measure what it changes for a web app whose instances each open their own pool:\n\n"+
-				"  pgvalve bench --setup --scenario many-pools --target '%s' --target 'postgres://%s@127.0.0.1:%s/%s' \\\n"+
+				"  pgvalve bench --setup --scenario many-pools --target 'direct=%s' --target 'pgvalve=postgres://%s@127.0.0.1:%s/%s' \\\n"+
 				"    --observe-url '%s' --observe-pid 0 --observe-pid %d --html bench.html --json bench.json\n\n",
 				direct, user, port, db, direct, os.Getpid())
 			if cfg.PoolMode == config.PoolSession {

@@ -14,12 +14,13 @@ package loadgen
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
 // Config is one benchmark: its targets and the load.
 type Config struct {
-	Targets []string // connection URLs, each run with the same load
+	Targets []string // connection URLs, each run with the same load; "name=URL" names one in the reports
 
 	Users        int           // virtual users in the steady phase
 	AppInstances int           // app instances, each with its own pool
@@ -112,6 +113,16 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("--duration, --pool-timeout and --query-timeout must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// SplitTarget splits "name=postgres://..." into its name and URL; a bare
+// URL (or a keyword/value string) has no name.
+func SplitTarget(t string) (name, url string) {
+	if i := strings.IndexByte(t, '='); i > 0 && !strings.ContainsAny(t[:i], ":/ ") &&
+		(strings.HasPrefix(t[i+1:], "postgres://") || strings.HasPrefix(t[i+1:], "postgresql://")) {
+		return t[:i], t[i+1:]
+	}
+	return "", t
 }
 
 // observePID is the pooler to sample while target i runs, or 0.

@@ -18,7 +18,7 @@ import (
 func TestTheHTMLReportOpensInABrowserWithItsChartsDrawn(t *testing.T) {
 	ctx := browser.Open(t) // skips without a Chromium unless CI=true
 	seeded(t)
-	cfg := quick(userURL(), refusedURL(t))
+	cfg := quick("fine="+userURL(), "refused="+refusedURL(t))
 	cfg.ObserveURL = cluster.SuperuserURL(cluster.Database)
 	cfg.ObservePIDs = []int{0, os.Getpid()} // any live process: its CPU and RSS are charted
 	res, err := Run(testutil.Context(t), cfg, nil)
@@ -44,7 +44,9 @@ func TestTheHTMLReportOpensInABrowserWithItsChartsDrawn(t *testing.T) {
 	}
 	browser.WaitFor(t, ctx, 10*time.Second, "a row per phase and target",
 		`document.querySelectorAll("#summary tbody tr").length === 8`)
-	browser.WaitFor(t, ctx, 10*time.Second, "the refused target's errors listed",
-		`document.querySelector(".errors").innerText.includes("connect refused")`)
+	browser.WaitFor(t, ctx, 10*time.Second, "the refused target's errors listed under its name",
+		`document.querySelector(".errors").innerText.includes("refused: connect refused")`)
+	browser.WaitFor(t, ctx, 10*time.Second, "the targets' names in the legend",
+		`[...document.querySelectorAll(".legend span")].map(s => s.textContent).join() === "fine,refused"`)
 	t.Logf("screenshot: %s", browser.Screenshot(t, ctx, "bench-report"))
 }

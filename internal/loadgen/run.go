@@ -73,7 +73,7 @@ func Run(ctx context.Context, cfg Config, progress func(Progress)) (*Result, err
 	}
 	res := &Result{Started: time.Now(), Load: cfg.load()}
 	for _, t := range cfg.Targets {
-		res.Targets = append(res.Targets, Redact(t))
+		res.Targets = append(res.Targets, displayName(t))
 	}
 	for round := range cfg.Rounds {
 		for k := range cfg.Targets {
@@ -97,6 +97,16 @@ func (c Config) load() Load {
 		Scale: c.Scale, SlowQueryRate: c.SlowQueryRate, IdleInTransactionRate: c.IdleInTransactionRate,
 		ClientRetry: c.ClientRetry, PhaseSeconds: c.Phase.Seconds(), SpikeFactor: c.SpikeFactor,
 		Restart: c.RestartCmd != "", Rounds: c.Rounds}
+}
+
+// displayName is how the reports name target t: its given name, else its
+// URL without the password.
+func displayName(t string) string {
+	name, url := SplitTarget(t)
+	if name != "" {
+		return name
+	}
+	return Redact(url)
 }
 
 // Redact hides a URL's password.
@@ -141,10 +151,11 @@ type secondCounts struct {
 
 func runTarget(ctx context.Context, cfg Config, i, round int, progress func(Progress)) (TargetRun, error) {
 	r := &runner{cfg: cfg, run: TargetRun{Target: i, Round: round}, rec: &recorder{},
-		obs: &observer{url: cfg.ObserveURL, pid: cfg.observePID(i)}, progress: progress, name: Redact(cfg.Targets[i])}
+		obs: &observer{url: cfg.ObserveURL, pid: cfg.observePID(i)}, progress: progress, name: displayName(cfg.Targets[i])}
 	r.rec.phase.Store(newCounts(3))
 	r.rec.second.Store(newCounts(2))
-	a, err := newApp(cfg, cfg.Targets[i], r.rec, uint64(round+1))
+	_, url := SplitTarget(cfg.Targets[i])
+	a, err := newApp(cfg, url, r.rec, uint64(round+1))
 	if err != nil {
 		return r.run, fmt.Errorf("target %s: %w", r.name, err)
 	}

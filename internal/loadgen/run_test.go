@@ -159,3 +159,34 @@ func byTarget(rows []Row) map[string][]Row {
 	}
 	return m
 }
+
+// With a restart command there is a restart phase: the command runs at its
+// start, beside the load, and its start and end are events of the run.
+func TestARestartCommandRunsAtTheRestartPhaseBesideTheLoad(t *testing.T) {
+	seeded(t)
+	marker := filepath.Join(t.TempDir(), "restarted")
+	cfg := quick(userURL())
+	cfg.RestartCmd = "sleep 0.2; echo restarted > " + marker + "; exit 3"
+	res, err := Run(testutil.Context(t), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range res.Runs[0].Phases {
+		names = append(names, p.Name)
+	}
+	if !slices.Equal(names, []string{"ramp-up", "steady", "spike", "restart", "recovery"}) {
+		t.Fatalf("phases %v; want ramp-up, steady, spike, restart, recovery", names)
+	}
+	ev := res.Runs[0].Events
+	if len(ev) != 2 || ev[0].What != "restart command started" || !strings.Contains(ev[1].What, "failed: exit status 3") ||
+		ev[1].At < ev[0].At+0.2 || ev[0].At < 3 {
+		t.Fatalf("events %+v; want the start 3 s in (after three phases) and its failure (exit 3) 0.2 s later", ev)
+	}
+	if b, err := os.ReadFile(marker); err != nil || string(b) != "restarted\n" {
+		t.Fatalf("the command did not run: %q, %v", b, err)
+	}
+	if res.Runs[0].Phases[3].Pages == 0 {
+		t.Fatal("no pages during the restart phase: the load stopped for the command")
+	}
+}
