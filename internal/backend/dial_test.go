@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
-	"sync"
+	"strconv"
 	"testing"
 	"time"
 
@@ -126,35 +126,12 @@ func TestDialToAClosedPortFailsWithoutAServerError(t *testing.T) {
 }
 
 func TestDialGivesUpAfterConnectTimeoutWhenTheServerIsSilent(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	_, port, err := net.SplitHostPort(testutil.SilentServer(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var accepted []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			accepted = append(accepted, nc)
-			mu.Unlock()
-		}
-	}()
-	defer func() {
-		ln.Close()
-		<-done
-		for _, nc := range accepted {
-			nc.Close()
-		}
-	}()
-
 	cfg := tcpConfig()
-	cfg.Port = ln.Addr().(*net.TCPAddr).Port
+	cfg.Port, _ = strconv.Atoi(port)
 	cfg.ConnectTimeout = 300 * time.Millisecond
 	start := time.Now()
 	c, err := backend.Dial(context.Background(), cfg)
