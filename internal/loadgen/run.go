@@ -130,10 +130,12 @@ type runner struct {
 	name     string
 	restarts sync.WaitGroup
 	mu       sync.Mutex // guards run.Events, which a restart adds to
-	// What each phase and each second counted, read once the app has
-	// stopped: a query that ends just after its phase still counts in it.
+	// What each phase counted, read once the app has stopped: a query
+	// that ends just after its phase still counts in it. A second's counts
+	// are read a second after it ends, and dropped (the histograms are
+	// most of a run's memory).
 	phases []phaseCounts
-	secs   []secondCounts
+	recent []secondCounts
 }
 
 type phaseCounts struct {
@@ -175,7 +177,7 @@ func runTarget(ctx context.Context, cfg Config, i, round int, progress func(Prog
 		r.run.Phases = append(r.run.Phases, pc.c.phaseResult(pc.p, pc.took))
 		r.run.counts = append(r.run.counts, pc.c)
 	}
-	for _, sc := range r.secs {
+	for _, sc := range r.recent {
 		r.run.Timeline = append(r.run.Timeline, sc.c.second(sc.at, sc.phase, sc.sample))
 	}
 	return r.run, nil
@@ -218,7 +220,12 @@ func (r *runner) phase(ctx context.Context, p Phase) {
 func (r *runner) second(ctx context.Context, p Phase) {
 	c := r.rec.second.Swap(newCounts(2))
 	sc := secondCounts{at: time.Since(r.start), phase: p.Name, c: c, sample: r.obs.sample(ctx)}
-	r.secs = append(r.secs, sc)
+	if len(r.recent) == 1 {
+		old := r.recent[0]
+		r.run.Timeline = append(r.run.Timeline, old.c.second(old.at, old.phase, old.sample))
+		r.recent = r.recent[:0]
+	}
+	r.recent = append(r.recent, sc)
 	if r.progress != nil {
 		s := c.second(sc.at, p.Name, sc.sample) // as counted so far
 		r.progress(Progress{Target: r.name, Round: r.run.Round, Phase: p.Name, Users: len(r.app.users),
