@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseStartup -fuzztime $(FUZZTIME) ./internal/wire
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config
 	$(GO) test -run '^$$' -fuzz FuzzKeyLines -fuzztime $(FUZZTIME) ./internal/config
+	$(GO) test -run '^$$' -fuzz FuzzParseINI -fuzztime $(FUZZTIME) ./internal/config
 	$(GO) test -run '^$$' -fuzz FuzzUserlist -fuzztime $(FUZZTIME) ./internal/auth
 	$(GO) test -run '^$$' -fuzz FuzzExchanges -fuzztime $(FUZZTIME) ./internal/auth
 	$(GO) test -run '^$$' -fuzz FuzzFrontDoor -fuzztime $(FUZZTIME) ./internal/frontend

@@ -33,7 +33,7 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 	def := config.Default()
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (TOML); flags override it")
+	path := fs.String("config", "", "configuration file: TOML, or PgBouncer's pgbouncer.ini; flags override it")
 	listen := fs.String("listen", def.Listen, "address to accept clients on")
 	var upstreams stringList
 	fs.Var(&upstreams, "upstream", "PostgreSQL server for every database name: postgres://USER:PASS@HOST:PORT/DB; given again, another host of it")

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"strings"
 
 	"github.com/pgvalve/pgvalve/internal/config"
 )
@@ -24,6 +25,7 @@ Usage:
   pgvalve check-config --config FILE  validate a configuration file
   pgvalve demo                        run in front of a throwaway local PostgreSQL
   pgvalve bench --target URL ...      replay a web app's load against endpoints (see pgvalve bench -h)
+  pgvalve convert pgbouncer.ini       print a PgBouncer configuration as pgvalve's TOML
   pgvalve version                     print the version
 `
 
@@ -45,6 +47,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdDemo(args[1:], stdout, stderr)
 	case "bench":
 		return cmdBench(args[1:], stdout, stderr)
+	case "convert":
+		return cmdConvert(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "pgvalve %s\n", version)
 		return 0
@@ -67,6 +71,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	level := levelVar(cfg.LogLevel)
 	log := newLogger(stderr, cfg.LogFormat, level)
+	for _, n := range cfg.Notices() {
+		log.Warn("a PgBouncer key was ignored", "notice", n)
+	}
 	if opts.cpuProfile != "" {
 		stop, err := startCPUProfile(opts.cpuProfile)
 		if err != nil {
@@ -107,7 +114,7 @@ func startCPUProfile(path string) (func(), error) {
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (TOML)")
+	path := fs.String("config", "", "configuration file: TOML, or PgBouncer's pgbouncer.ini")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -115,9 +122,13 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pgvalve check-config: --config FILE is required")
 		return 2
 	}
-	if _, err := config.Load(*path); err != nil {
+	cfg, err := config.Load(*path)
+	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	for _, n := range cfg.Notices() {
+		fmt.Fprintln(stderr, n)
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *path)
 	return 0
@@ -146,4 +157,25 @@ func setLevel(v *slog.LevelVar, level string) {
 		l = slog.LevelInfo
 	}
 	v.Set(l)
+}
+
+// cmdConvert prints a PgBouncer file as the TOML pgvalve reads, with the
+// keys it ignores as comments; a key it cannot honour is an error.
+func cmdConvert(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(stderr, "usage: pgvalve convert pgbouncer.ini")
+		return 2
+	}
+	data, err := os.ReadFile(args[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "pgvalve convert: %v\n", err)
+		return 1
+	}
+	out, err := config.ConvertINI(args[0], data)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprint(stdout, out)
+	return 0
 }

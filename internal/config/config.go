@@ -182,7 +182,13 @@ type Config struct {
 	// src remembers where Parse found each value so that Validate can
 	// point at file lines; nil for configs not built by Parse.
 	src *source
+	// notices are the keys of a PgBouncer file that were ignored.
+	notices []string
 }
+
+// Notices are the keys of a PgBouncer file that were ignored, each with
+// its file and line and what pgvalve does instead; none for TOML.
+func (c Config) Notices() []string { return c.notices }
 
 // Database is one [databases.NAME] route.
 type Database struct {
@@ -206,6 +212,9 @@ type Database struct {
 type source struct {
 	name  string
 	lines map[string]int // key path (toml.Key.String()) -> line
+	// files names the file of a key whose line is in another file than
+	// name: a PgBouncer file's %include.
+	files map[string]string
 	// poolSizeKey is the spelling used in the file: pool_size or its
 	// alias default_pool_size, so messages name what the user wrote.
 	poolSizeKey string
@@ -254,11 +263,17 @@ func Default() Config {
 	}
 }
 
-// Load reads the TOML file at path and parses it with Parse.
+// Load reads the file at path: a PgBouncer file (IsINI) with ParseINI,
+// else TOML with Parse.
 func Load(path string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, err
+	}
+	if IsINI(data) {
+		cfg, notices, err := ParseINI(path, data)
+		cfg.notices = notices
+		return cfg, err
 	}
 	return Parse(path, data)
 }

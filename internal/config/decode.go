@@ -19,6 +19,7 @@ import (
 // so that all of them can be sorted by line.
 type problem struct {
 	fromFile bool   // the value came from the file named in join
+	file     string // or from this one (a PgBouncer file's %include)
 	line     int    // 1-based file line; 0 = unknown
 	key      string // key path the problem is about; "" for syntax errors
 	msg      string
@@ -31,11 +32,15 @@ func join(name string, probs []problem) error {
 	errs := make([]error, 0, len(probs))
 	for _, p := range probs {
 		var b strings.Builder
+		file := name
+		if p.file != "" {
+			file = p.file
+		}
 		switch {
 		case p.fromFile && p.line > 0:
-			fmt.Fprintf(&b, "%s:%d: ", name, p.line)
+			fmt.Fprintf(&b, "%s:%d: ", file, p.line)
 		case p.fromFile:
-			fmt.Fprintf(&b, "%s: ", name)
+			fmt.Fprintf(&b, "%s: ", file)
 		}
 		if p.key != "" {
 			b.WriteString(p.key)

@@ -37,9 +37,9 @@ type checker struct {
 func (k *checker) add(path toml.Key, fileValue bool, fallback toml.Key, format string, args ...any) {
 	p := problem{key: path.String(), msg: fmt.Sprintf(format, args...)}
 	if k.src != nil && fileValue {
-		p.line = k.src.lines[p.key]
+		p.line, p.file = k.src.lines[p.key], k.src.files[p.key]
 		if p.line == 0 && fallback != nil {
-			p.line = k.src.lines[fallback.String()]
+			p.line, p.file = k.src.lines[fallback.String()], k.src.files[fallback.String()]
 		}
 		p.fromFile = p.line > 0
 	}
