@@ -63,8 +63,8 @@ func (a *App) Reload(next config.Config) []config.Change {
 	for _, l := range dbLimits {
 		l.SetMax(cfg.MaxDBConnections)
 	}
-	for _, l := range userLimits {
-		l.SetMax(cfg.MaxUserConnections)
+	for user, l := range userLimits {
+		l.SetMax(cfg.UserMaxConnections(user))
 	}
 	a.logChanges(changes)
 	for _, e := range retired {
@@ -84,7 +84,7 @@ func (a *App) Reload(next config.Config) []config.Change {
 func sameRoute(e *entry, cfg config.Config, route config.Database) bool {
 	dial, err := dialConfig(cfg, route, e.key.db, e.key.user)
 	target, terr := cfg.Target(route)
-	return err == nil && terr == nil && route.PoolMode == e.route.Mode && route.SessionState == e.route.State &&
+	return err == nil && terr == nil && cfg.UserPoolMode(dial.User, route) == e.route.Mode && route.SessionState == e.route.State &&
 		sameDial(dial, e.dial) && sameTarget(target, e.target)
 }
 

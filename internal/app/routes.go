@@ -50,6 +50,7 @@ func (a *App) entryLocked(db, user string) (*entry, bool) {
 		a.log.Error("bad upstream", "db", db, "err", err)
 		return nil, false
 	}
+	route.PoolMode = cfg.UserPoolMode(dial.User, route) // [users.NAME] wins, as in PgBouncer
 	e := &entry{key: key, dial: dial, target: target, params: &backend.ParamCache{}}
 	e.pool = pool.New(pool.Config[*backend.Conn]{
 		Name:     key.String(),
@@ -319,7 +320,7 @@ func (a *App) limitsLocked(db, user string) []*pool.Limit {
 	}
 	byUser, ok := a.mu.userLimits[user]
 	if !ok {
-		byUser = pool.NewLimit("max_user_connections "+user, a.mu.cfg.MaxUserConnections)
+		byUser = pool.NewLimit("max_user_connections "+user, a.mu.cfg.UserMaxConnections(user))
 		a.mu.userLimits[user] = byUser
 	}
 	return []*pool.Limit{byDB, byUser}

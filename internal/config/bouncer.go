@@ -105,7 +105,7 @@ func (d *tomlDoc) text() string { return strings.Join(d.lines, "\n") + "\n" }
 // bouncer turns a PgBouncer file's entries into TOML, with a notice for
 // every key ignored and a problem for every one that cannot be honoured.
 type bouncer struct {
-	top, dbs tomlDoc
+	top, dbs, users tomlDoc
 	notices  []string
 	probs    []problem
 	listen   struct {
@@ -139,7 +139,7 @@ func (b *bouncer) convert(entries []iniEntry) tomlDoc {
 		case "databases":
 			b.database(e)
 		case "users":
-			b.fail(e, "[users] (per-user pool_mode and max_user_connections) is not supported yet; remove the section or move its limits to [pgbouncer]")
+			b.user(e)
 		case "peers":
 			b.fail(e, "[peers] is not supported yet")
 		default:
@@ -150,7 +150,9 @@ func (b *bouncer) convert(entries []iniEntry) tomlDoc {
 		b.listenKey()
 	}
 	out := b.top
-	out.lines, out.origin = append(out.lines, b.dbs.lines...), append(out.origin, b.dbs.origin...)
+	for _, d := range []tomlDoc{b.dbs, b.users} {
+		out.lines, out.origin = append(out.lines, d.lines...), append(out.origin, d.origin...)
+	}
 	return out
 }
 
@@ -333,4 +335,33 @@ func (b *bouncer) upstreamURL(e iniEntry, kv map[string]string, order []string) 
 	}
 	u.RawQuery = q.Encode()
 	return u.String(), extra, true
+}
+
+// user carries one [users] line over: its pool_mode and
+// max_user_connections, for the pools of that server user.
+func (b *bouncer) user(e iniEntry) {
+	kv, order, err := connString(e.value)
+	if err != nil {
+		b.fail(e, "%v", err)
+		return
+	}
+	lines := []string{fmt.Sprintf("[users.%s]", tomlString(e.key))}
+	for _, k := range order {
+		switch v := kv[k]; k {
+		case "pool_mode":
+			lines = append(lines, "pool_mode = "+tomlString(v))
+		case "max_user_connections":
+			if _, err := strconv.Atoi(v); err != nil {
+				b.fail(e, "max_user_connections %q is not an integer", v)
+				return
+			}
+			lines = append(lines, "max_user_connections = "+v)
+		default:
+			b.fail(e, "%s per user is not supported (pool_mode and max_user_connections are)", k)
+			return
+		}
+	}
+	for _, l := range lines {
+		b.users.add(e, "%s", l)
+	}
 }

@@ -178,6 +178,7 @@ type Config struct {
 	StatsUsers             []string            // may run the console's SHOW commands
 	MetricsListen          string              // address of /metrics, the live page and /api/; "" (default) = off
 	Databases              map[string]Database // routes keyed by the database name clients use
+	Users                  map[string]User     // [users.NAME]: settings of the pools of server user NAME
 
 	// src remembers where Parse found each value so that Validate can
 	// point at file lines; nil for configs not built by Parse.
@@ -260,6 +261,7 @@ func Default() Config {
 		LogFormat:             "text",
 		LogQueryText:          true,
 		Databases:             map[string]Database{},
+		Users:                 map[string]User{},
 	}
 }
 

@@ -49,6 +49,7 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 		LogFormat:          "text",
 		LogQueryText:       true,
 		Databases:          map[string]Database{},
+		Users:              map[string]User{},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Default() = %+v\nwant %+v", got, want)
@@ -148,6 +149,10 @@ pool_size = 2
 
 [databases.main]
 upstream = "postgres://main/main"
+
+[users.reporter]
+pool_mode = "session"
+max_user_connections = 7
 `
 	cfg, err := Parse("pgvalve.toml", []byte(doc))
 	if err != nil {
@@ -210,6 +215,7 @@ upstream = "postgres://main/main"
 				TargetSessionAttrs: "prefer-standby", LoadBalanceHosts: "disable"},
 			"main": {Name: "main", Upstream: "postgres://main/main", Line: 69},
 		},
+		Users: map[string]User{"reporter": {Name: "reporter", PoolMode: PoolSession, MaxUserConnections: 7, Line: 72}},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("got  %+v\nwant %+v", cfg, want)

@@ -223,6 +223,8 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 			d.str(path, val, &cfg.MetricsListen)
 		case "databases":
 			d.databases(path, val, cfg.Databases)
+		case "users":
+			d.users(path, val, cfg.Users)
 		default:
 			d.unknown(path)
 		}
@@ -232,7 +234,7 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 	}
 
 	file := cfg
-	file.Databases = maps.Clone(cfg.Databases)
+	file.Databases, file.Users = maps.Clone(cfg.Databases), maps.Clone(cfg.Users)
 	cfg.src = &source{name: name, lines: d.lines, poolSizeKey: poolSizeKey, file: file}
 	return cfg, d.probs, true
 }

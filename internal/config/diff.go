@@ -127,7 +127,7 @@ func Diff(old, new Config) []Change {
 	for _, name := range names {
 		out = append(out, diffRoute(name, old.Databases, new.Databases)...)
 	}
-	return out
+	return append(out, diffUsers(old.Users, new.Users)...)
 }
 
 func diffRoute(name string, old, new map[string]Database) []Change {

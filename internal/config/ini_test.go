@@ -39,6 +39,9 @@ pidfile = /var/run/pgbouncer/pgbouncer.pid
 server_reset_query = DISCARD ALL
 max_packet_size = 1048576
 %include INCLUDED
+
+[users]
+reporter = pool_mode=session max_user_connections=4
 `
 
 func writeINI(t *testing.T, main, included string) string {
@@ -102,6 +105,10 @@ func TestAPgBouncerFileCarriesOverWithPgBouncersMeaning(t *testing.T) {
 	if err != nil || local.Params["host"] != "/var/run/postgresql" {
 		t.Errorf("route local: %+v, %v; want the unix socket directory", local, err)
 	}
+	if u := cfg.Users["reporter"]; u.PoolMode != PoolSession || u.MaxUserConnections != 4 || cfg.UserMaxConnections("reporter") != 4 ||
+		cfg.UserMaxConnections("app") != cfg.MaxUserConnections || cfg.UserPoolMode("reporter", app) != PoolSession {
+		t.Errorf("[users] reporter: %+v", u)
+	}
 	notices := strings.Join(cfg.Notices(), "\n")
 	for _, want := range []string{path + ":23: logfile: ignored", path + ":24: pidfile: ignored"} {
 		if !strings.Contains(notices, want) {
@@ -122,7 +129,8 @@ func TestAPgBouncerFilesProblemsNameTheirFileAndLine(t *testing.T) {
 		"so_reuseport = 1\n" + // 9
 		"%include INCLUDED\n" +
 		"[users]\n" +
-		"bob = pool_mode=session\n" // 12
+		"bob = pool_mode=sometimes\n" + // 12
+		"eve = max_user_connections=5 reserve_pool=1\n" // 13
 	path := writeINI(t, main, "\nquery_timeout = soon\n")
 	_, err := Load(path)
 	if err == nil {
@@ -137,7 +145,7 @@ func TestAPgBouncerFilesProblemsNameTheirFileAndLine(t *testing.T) {
 		path + ":8: default_pool_size: \"many\" is not an integer",
 		path + ":9: so_reuseport: \"1\" is not supported",
 		inc + ":2: query_timeout: \"soon\" is not a number of seconds",
-		path + ":12: bob: [users]",
+		path + ":13: eve: reserve_pool per user is not supported",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the error lacks %q:\n%v", want, err)
@@ -145,9 +153,9 @@ func TestAPgBouncerFilesProblemsNameTheirFileAndLine(t *testing.T) {
 	}
 	// A value PgBouncer takes but pgvalve's validation refuses is named at
 	// its own line too.
-	_, err = Load(writeINI(t, "[pgbouncer]\nlisten_port = 6432\npool_mode = sometimes\n", ""))
-	if err == nil || !strings.Contains(err.Error(), ":3: pool_mode:") {
-		t.Fatalf("pool_mode = sometimes: %v; want an error at line 3", err)
+	_, err = Load(writeINI(t, "[pgbouncer]\nlisten_port = 6432\npool_mode = sometimes\n[users]\nbob = pool_mode=sometimes\n", ""))
+	if err == nil || !strings.Contains(err.Error(), ":3: pool_mode:") || !strings.Contains(err.Error(), ":5: users.bob.pool_mode:") {
+		t.Fatalf("pool_mode = sometimes: %v; want errors at lines 3 and 5", err)
 	}
 }
 

@@ -223,6 +223,7 @@ func (c Config) problems() []problem {
 			}
 		}
 	}
+	c.checkUsers(k, f)
 	return k.probs
 }
 
