@@ -106,9 +106,9 @@ func (d *tomlDoc) text() string { return strings.Join(d.lines, "\n") + "\n" }
 // every key ignored and a problem for every one that cannot be honoured.
 type bouncer struct {
 	top, dbs, users tomlDoc
-	notices  []string
-	probs    []problem
-	listen   struct {
+	notices         []string
+	probs           []problem
+	listen          struct {
 		addr, port string
 		from       iniEntry
 	}
