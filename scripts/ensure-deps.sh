@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pgvalve's tests and demo need when it is missing: PostgreSQL's
 # server binaries (initdb, pg_ctl, postgres), psql and pgbench, all from
-# Debian's postgresql package. Does nothing when they are already there.
+# Debian's postgresql package, and systemd-analyze. Does nothing when they
+# are already there.
 set -euo pipefail
 
 have_server() {
@@ -15,6 +16,11 @@ have_server() {
   done
   return 1
 }
+
+# deploy/'s test checks the systemd unit with systemd-analyze.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  "$(dirname "$0")/apt-install.sh" ensure-deps systemd
+fi
 
 if have_server; then
   exit 0

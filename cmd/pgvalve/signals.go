@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/app"
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/sdnotify"
 )
 
 // server runs one pgvalve and answers its signals (README, "Signals").
@@ -69,6 +70,7 @@ func (s *server) serve() error {
 	served := make(chan error, 1)
 	go func() { served <- a.Serve(ln) }()
 	s.ready()
+	s.notify(sdnotify.Ready("serving on " + ln.Addr().String()))
 	for {
 		select {
 		case err := <-served:
@@ -77,6 +79,7 @@ func (s *server) serve() error {
 			done <- s.reloadConfig(a)
 		case <-shutdown:
 			s.log.Info("SHUTDOWN from the admin console: closing every client")
+			s.notify(sdnotify.Stopping())
 			a.Close()
 			return <-served
 		case sig := <-sigs:
@@ -95,9 +98,20 @@ func (s *server) serve() error {
 	}
 }
 
+// notify logs a failure to tell systemd how pgvalve is doing; under
+// systemd, a READY=1 that does not arrive fails the start.
+func (s *server) notify(sent bool, err error) {
+	if err != nil {
+		s.log.Warn("could not tell systemd", "err", err)
+	} else if sent {
+		s.log.Debug("told systemd")
+	}
+}
+
 // stop ends pgvalve for SIGTERM or SIGINT. While SIGTERM drains, a second
 // SIGTERM or SIGINT stops waiting; other signals are ignored then.
 func (s *server) stop(a *app.App, sig os.Signal, sigs <-chan os.Signal) {
+	s.notify(sdnotify.Stopping())
 	if sig != syscall.SIGTERM {
 		s.log.Info("SIGINT: closing every client")
 		a.Close()
@@ -131,6 +145,8 @@ func (s *server) reloadConfig(a *app.App) error {
 		return errors.New("pgvalve was started without --config; nothing to reload")
 	}
 	s.log.Info("SIGHUP: reloading the configuration")
+	s.notify(sdnotify.Reloading())
+	defer func() { s.notify(sdnotify.Ready("serving; configuration reloaded")) }()
 	cfg, err := s.reload()
 	if err != nil {
 		for _, e := range each(err) {

@@ -34,10 +34,16 @@ type child struct {
 // waits until it listens. It is ended, by its PID, when the test ends.
 func startChild(t *testing.T, args ...string) *child {
 	t.Helper()
+	return startChildEnv(t, nil, args...)
+}
+
+// startChildEnv is startChild with env added to the child's environment.
+func startChildEnv(t *testing.T, env []string, args ...string) *child {
+	t.Helper()
 	c := &child{log: &testutil.Buffer{}, done: make(chan struct{})}
 	// No unix socket: the default /tmp is shared with other tests and poolers.
 	c.cmd = exec.Command(os.Args[0], append([]string{"run", "--unix-socket-dir", ""}, args...)...)
-	c.cmd.Env = append(os.Environ(), childEnv+"=1")
+	c.cmd.Env = append(append(os.Environ(), childEnv+"=1"), env...)
 	c.cmd.Stderr = c.log
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,62 @@
+// Package deploy holds the files pgvalve ships to run it: the systemd
+// unit (and, later, the container and the Helm chart). Its tests check
+// them with the tools that read them, where those tools are installed.
+package deploy
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// verifyUnit runs systemd-analyze verify on unit text, with ExecStart's
+// binary replaced by one that exists here, and returns what it said.
+func verifyUnit(t *testing.T, unit string) string {
+	t.Helper()
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("systemd-analyze is missing; scripts/ensure-deps.sh installs systemd")
+		}
+		t.Skip("no systemd-analyze here")
+	}
+	path := filepath.Join(t.TempDir(), "pgvalve.service")
+	unit = strings.ReplaceAll(unit, "/usr/local/bin/pgvalve", "/bin/true")
+	if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+	if err != nil {
+		return string(out) + err.Error()
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func TestTheSystemdUnitVerifiesCleanly(t *testing.T) {
+	unit, err := os.ReadFile("systemd/pgvalve.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := verifyUnit(t, string(unit)); out != "" {
+		t.Fatalf("systemd-analyze verify: %s", out)
+	}
+	for _, want := range []string{"Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "NoNewPrivileges=yes", "ProtectSystem=strict"} {
+		if !strings.Contains(string(unit), want) {
+			t.Errorf("the unit lacks %q", want)
+		}
+	}
+}
+
+// The check above would see a unit systemd does not understand.
+func TestTheUnitCheckCatchesAMisspelledKey(t *testing.T) {
+	unit, err := os.ReadFile("systemd/pgvalve.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(unit), "ProtectSystem=", "ProtectSytem=", 1)
+	if out := verifyUnit(t, bad); !strings.Contains(out, "Unknown key") {
+		t.Fatalf("a misspelled key passed: %q", out)
+	}
+}
