@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -58,5 +59,40 @@ func TestTheUnitCheckCatchesAMisspelledKey(t *testing.T) {
 	bad := strings.Replace(string(unit), "ProtectSystem=", "ProtectSytem=", 1)
 	if out := verifyUnit(t, bad); !strings.Contains(out, "Unknown key") {
 		t.Fatalf("a misspelled key passed: %q", out)
+	}
+}
+
+// The Containerfile's build command resolves with CGO_ENABLED=0: every
+// package pgvalve needs builds without cgo, so the binary needs no libc
+// and runs in an image from scratch. It is run dry (go build -n): a real
+// build compiles everything again, minutes that would slow the timing
+// tests beside it. (Building the image needs a registry the tests cannot
+// count on.)
+func TestTheContainerfileBuildsAStaticBinaryForAnEmptyImage(t *testing.T) {
+	cf, err := os.ReadFile("Containerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(cf)
+	for _, want := range []string{"FROM scratch", "USER 65532:65532", `ENTRYPOINT ["/pgvalve", "run"]`, "ca-certificates.crt"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the Containerfile lacks %q", want)
+		}
+	}
+	m := regexp.MustCompile(`RUN (CGO_ENABLED=0 go build) ([^\n]*) -o /out/pgvalve (\./cmd/pgvalve)`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatal("no CGO_ENABLED=0 go build of ./cmd/pgvalve in the Containerfile")
+	}
+	// The Containerfile's own command, run by a shell as its RUN line is.
+	cmd := exec.Command("sh", "-c", m[1]+" -n "+m[2]+" -o /dev/null "+m[3])
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "VERSION=test")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", m[1], err, out)
+	}
+	// The link step lists runtime/cgo when cgo is on.
+	if strings.Contains(string(out), "packagefile runtime/cgo=") {
+		t.Fatal("the build links runtime/cgo: the binary would need libc")
 	}
 }

@@ -12,7 +12,21 @@ import (
 	"github.com/pgvalve/pgvalve/internal/web"
 )
 
-// serveHTTP serves /metrics, the live page and /api/ on metrics_listen
+// healthz answers a readiness check: 200 while pgvalve takes new clients,
+// 503 once it drains. An unreachable PostgreSQL is not a reason to fail
+// it: pgvalve queues clients and rides through outages, and a check that
+// failed every pgvalve at once would refuse them all instead.
+func healthz(w http.ResponseWriter, accepting bool) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !accepting {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("draining\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// serveHTTP serves /metrics, /healthz, the live page and /api/ on metrics_listen
 // until the returned func runs; it returns nil, nil when metrics_listen is
 // off.
 func (s *server) serveHTTP(a *app.App) (stop func(), err error) {
@@ -27,6 +41,7 @@ func (s *server) serveHTTP(a *app.App) (stop func(), err error) {
 	src := a.Source()
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", metrics.NewHandler(src, metrics.WithVersion(version), metrics.WithStart(time.Now())))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { healthz(w, a.Accepting()) })
 	mux.Handle("/", web.NewHandler(ctx, src, web.Options{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})

@@ -335,6 +335,11 @@ func (a *App) Close() {
 	<-a.served
 }
 
+// Accepting reports whether pgvalve takes new clients: false once a
+// shutdown began (a load balancer's readiness check should then send new
+// clients elsewhere while running transactions finish).
+func (a *App) Accepting() bool { return a.accepting.Err() == nil }
+
 func (a *App) startDrain() {
 	a.stopAccepting()
 	a.drain()
