@@ -239,43 +239,58 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 	return cfg, d.probs, true
 }
 
-func (d *decoder) databases(path toml.Key, val any, into map[string]Database) {
+// eachTable walks a table of named tables (what names them, as
+// "[databases.NAME] routes") in name order, calling field once for each
+// table with key "" and then for each of its keys, with the table's line;
+// a value that is not a table is reported.
+func (d *decoder) eachTable(path toml.Key, val any, what string, field func(name string, line int, key string, kp toml.Key, val any)) {
 	tables, ok := val.(map[string]any)
 	if !ok {
-		d.fail(path, "expected a table of [databases.NAME] routes, got %s", typeName(val))
+		d.fail(path, "expected a table of %s, got %s", what, typeName(val))
 		return
 	}
 	for _, name := range slices.Sorted(maps.Keys(tables)) {
-		dbPath := append(slices.Clone(path), name)
+		tPath := append(slices.Clone(path), name)
 		fields, ok := tables[name].(map[string]any)
 		if !ok {
-			d.fail(dbPath, "expected a table, got %s", typeName(tables[name]))
+			d.fail(tPath, "expected a table, got %s", typeName(tables[name]))
 			continue
 		}
-		db := Database{Name: name, Line: d.lines[dbPath.String()]}
+		line := d.lines[tPath.String()]
+		field(name, line, "", nil, nil) // the table itself, even without keys
 		for _, key := range slices.Sorted(maps.Keys(fields)) {
-			val, kp := fields[key], append(slices.Clone(dbPath), key)
-			switch key {
-			case "upstream":
-				d.str(kp, val, &db.Upstream)
-			case "host":
-				d.hosts(kp, val, &db.Hosts)
-			case "target_session_attrs":
-				d.str(kp, val, &db.TargetSessionAttrs)
-			case "load_balance_hosts":
-				d.str(kp, val, &db.LoadBalanceHosts)
-			case "pool_mode":
-				d.str(kp, val, (*string)(&db.PoolMode))
-			case "session_state":
-				d.str(kp, val, (*string)(&db.SessionState))
-			case "pool_size":
-				d.int(kp, val, &db.PoolSize)
-			default:
-				d.unknown(kp)
-			}
+			field(name, line, key, append(slices.Clone(tPath), key), fields[key])
+		}
+	}
+}
+
+func (d *decoder) databases(path toml.Key, val any, into map[string]Database) {
+	d.eachTable(path, val, "[databases.NAME] routes", func(name string, line int, key string, kp toml.Key, val any) {
+		db, seen := into[name]
+		if !seen {
+			db = Database{Name: name, Line: line}
+		}
+		switch key {
+		case "":
+		case "upstream":
+			d.str(kp, val, &db.Upstream)
+		case "host":
+			d.hosts(kp, val, &db.Hosts)
+		case "target_session_attrs":
+			d.str(kp, val, &db.TargetSessionAttrs)
+		case "load_balance_hosts":
+			d.str(kp, val, &db.LoadBalanceHosts)
+		case "pool_mode":
+			d.str(kp, val, (*string)(&db.PoolMode))
+		case "session_state":
+			d.str(kp, val, (*string)(&db.SessionState))
+		case "pool_size":
+			d.int(kp, val, &db.PoolSize)
+		default:
+			d.unknown(kp)
 		}
 		into[name] = db
-	}
+	})
 }
 
 func (d *decoder) str(path toml.Key, val any, dst *string) {

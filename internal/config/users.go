@@ -37,32 +37,22 @@ func (c Config) UserMaxConnections(user string) int {
 }
 
 func (d *decoder) users(path toml.Key, val any, into map[string]User) {
-	tables, ok := val.(map[string]any)
-	if !ok {
-		d.fail(path, "expected a table of [users.NAME] entries, got %s", typeName(val))
-		return
-	}
-	for _, name := range slices.Sorted(maps.Keys(tables)) {
-		uPath := append(slices.Clone(path), name)
-		fields, ok := tables[name].(map[string]any)
-		if !ok {
-			d.fail(uPath, "expected a table, got %s", typeName(tables[name]))
-			continue
+	d.eachTable(path, val, "[users.NAME] entries", func(name string, line int, key string, kp toml.Key, val any) {
+		u, seen := into[name]
+		if !seen {
+			u = User{Name: name, Line: line}
 		}
-		u := User{Name: name, Line: d.lines[uPath.String()]}
-		for _, key := range slices.Sorted(maps.Keys(fields)) {
-			val, kp := fields[key], append(slices.Clone(uPath), key)
-			switch key {
-			case "pool_mode":
-				d.str(kp, val, (*string)(&u.PoolMode))
-			case "max_user_connections":
-				d.int(kp, val, &u.MaxUserConnections)
-			default:
-				d.unknown(kp)
-			}
+		switch key {
+		case "":
+		case "pool_mode":
+			d.str(kp, val, (*string)(&u.PoolMode))
+		case "max_user_connections":
+			d.int(kp, val, &u.MaxUserConnections)
+		default:
+			d.unknown(kp)
 		}
 		into[name] = u
-	}
+	})
 }
 
 // checkUsers validates the [users.NAME] entries.
