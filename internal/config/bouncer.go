@@ -125,12 +125,20 @@ func (b *bouncer) notice(e iniEntry, format string, args ...any) {
 // convert reads entries in order; a later entry of a key wins, as in
 // PgBouncer.
 func (b *bouncer) convert(entries []iniEntry) tomlDoc {
+	// Setting names are case-insensitive, as in PgBouncer; database and
+	// user names are not.
+	id := func(e iniEntry) string {
+		if e.section == "pgbouncer" {
+			return e.section + "\x00" + strings.ToLower(e.key)
+		}
+		return e.section + "\x00" + e.key
+	}
 	last := map[string]int{}
 	for i, e := range entries {
-		last[e.section+"\x00"+strings.ToLower(e.key)] = i
+		last[id(e)] = i
 	}
 	for i, e := range entries {
-		if last[e.section+"\x00"+strings.ToLower(e.key)] != i {
+		if last[id(e)] != i {
 			continue
 		}
 		switch e.section {

@@ -213,3 +213,18 @@ func TestOnlyAFileWithAPgbouncerSectionIsReadAsPgBouncers(t *testing.T) {
 		}
 	}
 }
+
+// Setting names are case-insensitive and a later line wins; database names
+// keep their case, so App and app are two routes.
+func TestLaterLinesWinAndDatabaseNamesKeepTheirCase(t *testing.T) {
+	cfg, err := Load(writeINI(t, "[databases]\nApp = host=a\napp = host=b\n[pgbouncer]\nPOOL_MODE = session\npool_mode = transaction\n", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PoolMode != PoolTransaction {
+		t.Errorf("pool_mode %s; want the later line's, transaction", cfg.PoolMode)
+	}
+	if len(cfg.Databases) != 2 || cfg.Databases["App"].Upstream == "" || cfg.Databases["app"].Upstream == "" {
+		t.Errorf("routes %v; want App and app", cfg.Databases)
+	}
+}
