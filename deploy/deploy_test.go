@@ -1,6 +1,6 @@
 // Package deploy holds the files pgvalve ships to run it: the systemd
-// unit (and, later, the container and the Helm chart). Its tests check
-// them with the tools that read them, where those tools are installed.
+// unit, the Containerfile and the Helm chart. Its tests check them with
+// the tools that read them (or, for the chart, Helm's template functions).
 package deploy
 
 import (
