@@ -258,9 +258,10 @@ func (p *Pool[S]) hostStatsLocked() []HostStats {
 // would still hold fewer servers for its weight than took after the move.
 // That moves servers only from a host over its share to one under it, so
 // a host back after an outage gets its share even in a pool that is full,
-// and no server moves back and forth.
+// and no server moves back and forth. (The caller's dropLocked has ruled
+// out a paused pool.)
 func (p *Pool[S]) moveLocked(took int) int {
-	if p.mu.paused || p.mu.draining {
+	if p.mu.draining {
 		return -1
 	}
 	hs := p.mu.hosts
@@ -272,16 +273,16 @@ func (p *Pool[S]) moveLocked(took int) int {
 		held[h.host]++
 	}
 	held[took]++ // the server being given back
+	servers := func(i int) int { return held[i] }
 	best := -1
 	for i := range hs {
-		h := &hs[i]
-		if i == took || h.down || h.out.down || h.out.retrying || h.tier > hs[took].tier {
+		if !p.mayTakeOverLocked(i, took) {
 			continue
 		}
-		if h.tier == hs[took].tier && (p.cfg.Balance != LeastBusy || held[i]*hs[took].weight() >= (held[took]-1)*h.weight()) {
+		if hs[i].tier == hs[took].tier && (p.cfg.Balance != LeastBusy || held[i]*hs[took].weight() >= (held[took]-1)*hs[i].weight()) {
 			continue // not under its share
 		}
-		if b := best; b < 0 || h.tier < hs[b].tier || (h.tier == hs[b].tier && held[i]*hs[b].weight() < held[b]*h.weight()) {
+		if best < 0 || p.betterLocked(i, best, servers) {
 			best = i
 		}
 	}
@@ -294,11 +295,8 @@ func (p *Pool[S]) moveLocked(took int) int {
 func (p *Pool[S]) moved(to int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.mu.closed || p.mu.paused || p.totalLocked() >= p.sizeLocked() {
-		return
-	}
-	if takeAll(p.cfg.Limits, nil) == nil {
-		p.startDialLocked(to)
+	if !p.mu.closed && !p.mu.paused {
+		p.dialSpareLocked(to)
 	}
 }
 
@@ -313,14 +311,10 @@ func (p *Pool[S]) rebalanceLocked(took int) {
 		return
 	}
 	hs := p.mu.hosts
+	load := func(i int) int { return committed(&hs[i]) }
 	best := -1
 	for i := range hs {
-		h := &hs[i]
-		if i == took || h.down || h.tier > hs[took].tier || h.out.down || h.out.retrying || h.connecting > 0 {
-			continue
-		}
-		if b := best; b < 0 || h.tier < hs[b].tier ||
-			(h.tier == hs[b].tier && committed(h)*hs[b].weight() < committed(&hs[b])*h.weight()) {
+		if p.mayTakeOverLocked(i, took) && hs[i].connecting == 0 && (best < 0 || p.betterLocked(i, best, load)) {
 			best = i
 		}
 	}
@@ -329,15 +323,34 @@ func (p *Pool[S]) rebalanceLocked(took int) {
 	}
 	if hs[best].tier == hs[took].tier {
 		// Busier: even without the lease just granted, which must not tip it.
-		if p.cfg.Balance != LeastBusy || committed(&hs[best])*hs[took].weight() >= (hs[took].active-1)*hs[best].weight() {
+		if p.cfg.Balance != LeastBusy || load(best)*hs[took].weight() >= (hs[took].active-1)*hs[best].weight() {
 			return
 		}
 	}
-	if p.totalLocked() >= p.sizeLocked() {
+	p.dialSpareLocked(best)
+}
+
+// mayTakeOverLocked reports whether host i may take over work that went
+// to host took: another host, in the choice, reachable and not backing
+// off, and of no higher tier.
+func (p *Pool[S]) mayTakeOverLocked(i, took int) bool {
+	h := &p.mu.hosts[i]
+	return i != took && !h.down && !h.out.down && !h.out.retrying && h.tier <= p.mu.hosts[took].tier
+}
+
+// betterLocked reports whether host i is a better place than host b: a
+// lower tier, or the same tier and less load for its weight.
+func (p *Pool[S]) betterLocked(i, b int, load func(int) int) bool {
+	hi, hb := &p.mu.hosts[i], &p.mu.hosts[b]
+	return hi.tier < hb.tier || (hi.tier == hb.tier && load(i)*hb.weight() < load(b)*hi.weight())
+}
+
+// dialSpareLocked dials one more server to host, beyond what waiting
+// clients ask for, if the pool's size and the shared caps have room; a
+// full one is not worth another pool's idle server.
+func (p *Pool[S]) dialSpareLocked(host int) {
+	if p.totalLocked() >= p.sizeLocked() || takeAll(p.cfg.Limits, nil) != nil {
 		return
 	}
-	if takeAll(p.cfg.Limits, nil) != nil {
-		return // a shared cap is full: balance is not worth another pool's idle server
-	}
-	p.startDialLocked(best)
+	p.startDialLocked(host)
 }
