@@ -31,14 +31,11 @@ type hostWatch struct {
 
 // hostHealth is one host as its checks found it.
 type hostHealth struct {
-	up      bool // in the pool's choice (a host not checked yet is)
-	role    backend.Role
-	lag     time.Duration // a standby's replay lag; -1 unknown (or not a standby)
-	lagging bool          // the last check found it lagging more than max_replica_lag
-	err     error         // the last check's failure
-	fails   int           // checks failed in a row
-	next    time.Time     // when it is checked next
-	checked bool
+	checkFound           // the last check's (lag -1 before the first)
+	up         bool      // in the pool's choice (a host not checked yet is)
+	fails      int       // checks failed in a row
+	next       time.Time // when it is checked next
+	checked    bool
 }
 
 // watchHosts starts checking e's hosts.
@@ -46,7 +43,7 @@ func (a *App) watchHosts(e *entry) *hostWatch {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &hostWatch{cancel: cancel, done: make(chan struct{}), hosts: make([]hostHealth, len(e.target.Hosts))}
 	for i := range w.hosts {
-		w.hosts[i].up, w.hosts[i].lag = true, -1
+		w.hosts[i].up, w.hosts[i].lag = true, -1 // up until a check says otherwise
 	}
 	go a.runWatch(ctx, e, w)
 	return w
@@ -117,8 +114,15 @@ func (a *App) checkDue(ctx context.Context, e *entry, w *hostWatch, lim checkLim
 // checkFound is what one check found of a host.
 type checkFound struct {
 	role backend.Role
-	lag  time.Duration // -1 unknown
-	err  error
+	lag  time.Duration // a standby's replay lag; -1 unknown (or not a standby)
+	err  error         // the check's failure
+}
+
+// lagging reports whether the check found a standby lagging more than
+// max_replica_lag.
+func (f checkFound) lagging() bool {
+	_, ok := errors.AsType[*LagError](f.err)
+	return ok
 }
 
 // checkHost logs in to e's host-th host as the pool's servers do, learns
@@ -149,12 +153,11 @@ func (a *App) checkHost(ctx context.Context, e *entry, host int, maxLag time.Dur
 // then wait for it and get its own error when their wait ends, rather
 // than an empty choice.
 func (a *App) checked(e *entry, w *hostWatch, i int, found checkFound, period time.Duration) {
-	role, err := found.role, found.err
-	_, lagging := errors.AsType[*LagError](err)
+	role, err, lagging := found.role, found.err, found.lagging()
 	w.mu.Lock()
 	h := &w.hosts[i]
-	was, wasChecked, wasLagging := h.up, h.checked, h.lagging
-	h.role, h.lag, h.err, h.checked, h.lagging = role, found.lag, err, true, lagging
+	was, wasChecked, wasLagging := h.up, h.checked, h.lagging()
+	h.checkFound, h.checked = found, true
 	up := err == nil || (h.up && w.lastUpLocked(i))
 	if err == nil || lagging { // a lagging host is up: it is looked at every period
 		h.fails = 0

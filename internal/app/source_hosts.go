@@ -42,7 +42,7 @@ func hostRows(e *entry) []observe.Host {
 		h := row(e.target.Hosts[i])
 		h.Outstanding, h.Idle, h.Connecting, h.Chosen = hs.Outstanding, hs.Idle, hs.Connecting, hs.Chosen
 		switch {
-		case !hs.Up && i < len(checks) && checks[i].lagging:
+		case !hs.Up && i < len(checks) && checks[i].lagging():
 			h.State = "lagging"
 		case !hs.Up:
 			h.State = "down"
