@@ -273,9 +273,7 @@ func Load(path string) (Config, error) {
 		return Config{}, err
 	}
 	if IsINI(data) {
-		cfg, notices, err := ParseINI(path, data)
-		cfg.notices = notices
-		return cfg, err
+		return ParseINI(path, data)
 	}
 	return Parse(path, data)
 }

@@ -147,39 +147,25 @@ func connString(s string) (map[string]string, []string, error) {
 
 // ParseINI reads a PgBouncer file (pgbouncer.ini) into a Config: its keys
 // with PgBouncer's meaning and units, each [databases] line a route (the
-// "*" line the global upstream), %include followed. notices say which
-// keys were ignored, each once with its line; a key whose value pgvalve
-// cannot honour is an error, as are the usual validation problems, each
-// with its file and line.
-func ParseINI(name string, data []byte) (cfg Config, notices []string, err error) {
+// "*" line the global upstream), %include followed. The Config's Notices
+// say which keys were ignored, each once with its line; a key whose value
+// pgvalve cannot honour is an error, as are the usual validation
+// problems, each with its file and line.
+func ParseINI(name string, data []byte) (Config, error) {
 	doc, notices, probs := convertINI(name, data)
-	if len(probs) > 0 {
-		return Config{}, notices, join(name, probs)
-	}
-	cfg, dprobs, ok := decode(name, []byte(doc.text()))
-	for i := range dprobs { // TOML lines to the PgBouncer file's
-		dprobs[i].line, dprobs[i].file = doc.at(dprobs[i].line)
-	}
-	if !ok {
-		return Config{}, notices, join(name, dprobs)
-	}
-	cfg.src.files = map[string]string{}
-	for k, l := range cfg.src.lines {
-		cfg.src.lines[k], cfg.src.files[k] = doc.at(l)
-	}
-	if err := join(name, append(dprobs, cfg.problems()...)); err != nil {
-		return Config{}, notices, err
-	}
-	return cfg, notices, nil
+	cfg, err := loadINI(name, doc, probs)
+	cfg.notices = notices
+	return cfg, err
 }
 
 // ConvertINI is the TOML a PgBouncer file becomes, with its notices as
-// comments at the top, for `pgvalve convert`.
+// comments at the top, for `pgvalve convert`; a file ParseINI refuses is
+// refused with the same errors.
 func ConvertINI(name string, data []byte) (string, error) {
-	if _, _, err := ParseINI(name, data); err != nil {
+	doc, notices, probs := convertINI(name, data)
+	if _, err := loadINI(name, doc, probs); err != nil {
 		return "", err
 	}
-	doc, notices, _ := convertINI(name, data)
 	var b strings.Builder
 	fmt.Fprintf(&b, "# pgvalve configuration converted from %s\n", name)
 	for _, n := range notices {
@@ -188,6 +174,30 @@ func ConvertINI(name string, data []byte) (string, error) {
 	b.WriteString("\n")
 	b.WriteString(doc.text())
 	return b.String(), nil
+}
+
+// loadINI decodes and validates the TOML a PgBouncer file became, after
+// the problems its conversion found, with every line number taken back to
+// the PgBouncer file's.
+func loadINI(name string, doc tomlDoc, probs []problem) (Config, error) {
+	if len(probs) > 0 {
+		return Config{}, join(name, probs)
+	}
+	cfg, dprobs, ok := decode(name, []byte(doc.text()))
+	for i := range dprobs {
+		dprobs[i].line, dprobs[i].file = doc.at(dprobs[i].line)
+	}
+	if !ok {
+		return Config{}, join(name, dprobs)
+	}
+	cfg.src.files = map[string]string{}
+	for k, l := range cfg.src.lines {
+		cfg.src.lines[k], cfg.src.files[k] = doc.at(l)
+	}
+	if err := join(name, append(dprobs, cfg.problems()...)); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
 }
 
 func convertINI(name string, data []byte) (tomlDoc, []string, []problem) {
