@@ -14,12 +14,6 @@ import (
 	"github.com/pgvalve/pgvalve/internal/loadgen"
 )
 
-// targets collects --target, which may be given several times.
-type targets []string
-
-func (t *targets) String() string     { return fmt.Sprint(*t) }
-func (t *targets) Set(v string) error { *t = append(*t, v); return nil }
-
 // pids collects --observe-pid, once per target.
 type pids []int
 
@@ -44,7 +38,7 @@ type benchOpts struct {
 func benchFlags(cfg *loadgen.Config, o *benchOpts, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Var((*targets)(&cfg.Targets), "target", "a PostgreSQL URL to load (PostgreSQL itself, pgvalve, PgBouncer, ...), or name=URL to name it in the reports; once per target")
+	fs.Var((*stringList)(&cfg.Targets), "target", "a PostgreSQL URL to load (PostgreSQL itself, pgvalve, PgBouncer, ...), or name=URL to name it in the reports; once per target")
 	fs.StringVar(&o.scenario, "scenario", "", "a preset load: many-pools (10 app instances × 25-connection pools, naive retry)")
 	fs.IntVar(&cfg.Users, "users", cfg.Users, "virtual users in the steady phase")
 	fs.IntVar(&cfg.AppInstances, "app-instances", cfg.AppInstances, "app instances, each with its own pool")

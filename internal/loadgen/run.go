@@ -134,8 +134,8 @@ type runner struct {
 	// that ends just after its phase still counts in it. A second's counts
 	// are read a second after it ends, and dropped (the histograms are
 	// most of a run's memory).
-	phases []phaseCounts
-	recent []secondCounts
+	phases  []phaseCounts
+	pending *secondCounts // the last second, read at the next
 }
 
 type phaseCounts struct {
@@ -177,9 +177,7 @@ func runTarget(ctx context.Context, cfg Config, i, round int, progress func(Prog
 		r.run.Phases = append(r.run.Phases, pc.c.phaseResult(pc.p, pc.took))
 		r.run.counts = append(r.run.counts, pc.c)
 	}
-	for _, sc := range r.recent {
-		r.run.Timeline = append(r.run.Timeline, sc.c.second(sc.at, sc.phase, sc.sample))
-	}
+	r.flushSecond()
 	return r.run, nil
 }
 
@@ -198,20 +196,17 @@ func (r *runner) phase(ctx context.Context, p Phase) {
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	for {
+	for ctx.Err() == nil && time.Since(start) < r.cfg.Phase {
 		select {
 		case <-ctx.Done():
+			continue
 		case <-tick.C:
-			r.second(ctx, p)
-			if p.Ramp {
-				frac := time.Since(start).Seconds() / r.cfg.Phase.Seconds()
-				r.app.setUsers(max(1, min(p.Users, int(math.Ceil(frac*float64(p.Users))))))
-			}
-			if time.Since(start) < r.cfg.Phase {
-				continue
-			}
 		}
-		break
+		r.second(ctx, p)
+		if p.Ramp {
+			frac := time.Since(start).Seconds() / r.cfg.Phase.Seconds()
+			r.app.setUsers(max(1, min(p.Users, int(math.Ceil(frac*float64(p.Users))))))
+		}
 	}
 	r.phases = append(r.phases, phaseCounts{p, c, time.Since(start)})
 }
@@ -219,17 +214,21 @@ func (r *runner) phase(ctx context.Context, p Phase) {
 // second closes the timeline's current second.
 func (r *runner) second(ctx context.Context, p Phase) {
 	c := r.rec.second.Swap(newCounts(2))
-	sc := secondCounts{at: time.Since(r.start), phase: p.Name, c: c, sample: r.obs.sample(ctx)}
-	if len(r.recent) == 1 {
-		old := r.recent[0]
-		r.run.Timeline = append(r.run.Timeline, old.c.second(old.at, old.phase, old.sample))
-		r.recent = r.recent[:0]
-	}
-	r.recent = append(r.recent, sc)
+	sc := &secondCounts{at: time.Since(r.start), phase: p.Name, c: c, sample: r.obs.sample(ctx)}
+	r.flushSecond()
+	r.pending = sc
 	if r.progress != nil {
 		s := c.second(sc.at, p.Name, sc.sample) // as counted so far
 		r.progress(Progress{Target: r.name, Round: r.run.Round, Phase: p.Name, Users: len(r.app.users),
 			Pages: s.Pages, PageP95: s.PageP95, Errors: s.Errors})
+	}
+}
+
+// flushSecond reads the pending second into the timeline.
+func (r *runner) flushSecond() {
+	if sc := r.pending; sc != nil {
+		r.run.Timeline = append(r.run.Timeline, sc.c.second(sc.at, sc.phase, sc.sample))
+		r.pending = nil
 	}
 }
 
