@@ -1,15 +1,12 @@
 package loadgen
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgvalve/pgvalve/internal/procstat"
 )
 
 // Sample is what the observers saw at the end of one second: the client
@@ -67,8 +64,8 @@ func (o *observer) backends(ctx context.Context) (total, idleInTx *int) {
 }
 
 func (o *observer) pooler() (cpu, rss *float64) {
-	used, err := procCPU(o.pid)
-	now := time.Now()
+	user, sys, err := procstat.CPU(o.pid)
+	used, now := (user + sys).Seconds(), time.Now()
 	if err == nil {
 		if !o.lastAt.IsZero() {
 			pct := 100 * (used - o.lastCPU) / now.Sub(o.lastAt).Seconds()
@@ -76,7 +73,8 @@ func (o *observer) pooler() (cpu, rss *float64) {
 		}
 		o.lastCPU, o.lastAt = used, now
 	}
-	if mb, err := procRSS(o.pid); err == nil {
+	if n, err := procstat.RSS(o.pid); err == nil {
+		mb := float64(n) / (1 << 20)
 		rss = &mb
 	}
 	return cpu, rss
@@ -89,47 +87,4 @@ func (o *observer) close() {
 		_ = o.conn.Close(ctx)
 		o.conn = nil
 	}
-}
-
-// clockTicks is USER_HZ, which Linux fixes at 100 for /proc's times.
-const clockTicks = 100
-
-// procCPU is the CPU time process pid has used, in seconds.
-func procCPU(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')') // the name may hold spaces
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	utime, err1 := strconv.ParseFloat(f[11], 64)
-	stime, err2 := strconv.ParseFloat(f[12], 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	return (utime + stime) / clockTicks, nil
-}
-
-// procRSS is process pid's resident memory, in MiB.
-func procRSS(pid int) (float64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024, err
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status has no VmRSS", pid)
 }

@@ -3,15 +3,14 @@
 package relaylab_test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/pgvalve/pgvalve/internal/procstat"
 	"github.com/pgvalve/pgvalve/internal/testutil/pgtest"
 	"github.com/pgvalve/pgvalve/internal/testutil/poolers"
 )
@@ -56,17 +55,10 @@ func startPgvalve(b *testing.B, mode string, poolSize int) (port, pid int) {
 func sampleProc(b *testing.B, pid int) usage {
 	b.Helper()
 	var u usage
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	var err error
+	if u.user, u.sys, err = procstat.CPU(pid); err != nil {
 		b.Fatal(err)
 	}
-	// Fields after the command's closing parenthesis: utime and stime are
-	// the 12th and 13th.
-	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	const tick = 10 * time.Millisecond
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	u.user, u.sys = time.Duration(ut)*tick, time.Duration(st)*tick
 	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
 	if err != nil {
 		b.Fatal(err)
