@@ -78,13 +78,7 @@ func TestPreferStandbyReadsFromTheStandbyAndFallsBackOnThePrimary(t *testing.T) 
 	_, url := pairValve(t, primary, standby, "prefer-standby", nil)
 	ctx := testutil.Context(t)
 	reader := testutil.Connect(t, url)
-	port := func() int {
-		var p int
-		if err := reader.QueryRow(ctx, "select inet_server_port()").Scan(&p); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	port := func() int { return readPort(t, reader) }
 	// Once each host's role is known, the standby serves every read.
 	testutil.Eventually(t, "reads to settle on the standby", func() bool { return port() == standby.Port })
 	for range 10 {
@@ -146,4 +140,15 @@ func valveOver(t *testing.T, poolSize int, attrs string, tune func(*config.Confi
 	}
 	s, _ := startValve(t, cfg)
 	return s, s.URL(first.User, first.Password, "app")
+}
+
+// readPort is the port of the server that answers c's next query: which
+// host served it.
+func readPort(t *testing.T, c *pgx.Conn) int {
+	t.Helper()
+	var p int
+	if err := c.QueryRow(testutil.Context(t), "select inet_server_port()").Scan(&p); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

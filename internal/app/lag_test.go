@@ -20,13 +20,7 @@ func TestALaggingStandbyLeavesTheChoiceUntilItCatchesUp(t *testing.T) {
 	})
 	ctx := testutil.Context(t)
 	reader := testutil.Connect(t, url)
-	port := func() int {
-		var p int
-		if err := reader.QueryRow(ctx, "select inet_server_port()").Scan(&p); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	port := func() int { return readPort(t, reader) }
 	testutil.Eventually(t, "reads to settle on the standby", func() bool { return port() == standby.Port })
 
 	// The standby replays one transaction, so that its lag can be told,
