@@ -82,9 +82,12 @@ func (a *App) Reload(next config.Config) []config.Change {
 // servers, same login, same pool mode, same choice of host. A size or
 // timeout may differ.
 func sameRoute(e *entry, cfg config.Config, route config.Database) bool {
-	dial, err := dialConfig(cfg, route, e.key.db, e.key.user)
-	target, terr := cfg.Target(route)
-	return err == nil && terr == nil && cfg.UserPoolMode(dial.User, route) == e.route.Mode && route.SessionState == e.route.State &&
+	target, err := cfg.Target(route)
+	if err != nil {
+		return false
+	}
+	dial := dialConfig(cfg, target, e.key.db, e.key.user)
+	return cfg.UserPoolMode(dial.User, route) == e.route.Mode && route.SessionState == e.route.State &&
 		sameDial(dial, e.dial) && sameTarget(target, e.target)
 }
 

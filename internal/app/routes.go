@@ -1,7 +1,6 @@
 package app
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"maps"
@@ -43,13 +42,13 @@ func (a *App) entryLocked(db, user string) (*entry, bool) {
 	if !ok || a.mu.closed {
 		return nil, false
 	}
-	dial, err := dialConfig(cfg, route, db, user)
-	target, terr := cfg.Target(route)
-	if err = cmp.Or(err, terr); err != nil {
+	target, err := cfg.Target(route)
+	if err != nil {
 		// Validate already parsed every upstream; this cannot happen.
 		a.log.Error("bad upstream", "db", db, "err", err)
 		return nil, false
 	}
+	dial := dialConfig(cfg, target, db, user)
 	route.PoolMode = cfg.UserPoolMode(dial.User, route) // [users.NAME] wins, as in PgBouncer
 	e := &entry{key: key, dial: dial, target: target, params: &backend.ParamCache{}}
 	e.pool = pool.New(pool.Config[*backend.Conn]{
@@ -234,14 +233,11 @@ func poolSettings(cfg config.Config, route config.Database) pool.Settings {
 	}
 }
 
-// dialConfig says how to log in to the server for a client of route. A
-// named route's URL may fix the server database and user; the global
-// upstream passes the client's own database and user name through.
-func dialConfig(c config.Config, route config.Database, db, user string) (backend.Config, error) {
-	up, err := c.Target(route)
-	if err != nil {
-		return backend.Config{}, err
-	}
+// dialConfig says how to log in to the server for a client of a route
+// whose target (Config.Target) is up. A named route's URL may fix the
+// server database and user; the global upstream passes the client's own
+// database and user name through.
+func dialConfig(c config.Config, up config.Upstream, db, user string) backend.Config {
 	cfg := backend.Config{
 		Host: up.Hosts[0].Host, Port: up.Hosts[0].Port, Database: db, User: user,
 		Params: up.Params, MaxMessageSize: wire.MaxServerMessage,
@@ -261,7 +257,7 @@ func dialConfig(c config.Config, route config.Database, db, user string) (backen
 	// supply it, as for psql; never in passthrough, whose password is the
 	// client's own.
 	cfg.EnvPassword = c.Auth != config.AuthPassthrough
-	return cfg, nil
+	return cfg
 }
 
 // serverCredential is how to log in to a server as user when the upstream

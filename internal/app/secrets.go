@@ -77,23 +77,16 @@ func (a *App) authConn(cfg config.Config, db string) (backend.Config, []config.A
 	if !ok {
 		return backend.Config{}, nil, fmt.Errorf("no route for database %q", db)
 	}
-	conn, err := dialConfig(cfg, route, db, cfg.AuthUser)
-	if err != nil {
-		return backend.Config{}, nil, err
-	}
 	target, err := cfg.Target(route)
 	if err != nil {
 		return backend.Config{}, nil, err
 	}
-	up, err := config.ParseUpstream(route.Upstream)
-	if err != nil {
-		return backend.Config{}, nil, err
-	}
+	conn := dialConfig(cfg, target, db, cfg.AuthUser)
 	conn.User, conn.Password, conn.EnvPassword = cfg.AuthUser, "", true
 	if s, ok := a.users.Load().Lookup(cfg.AuthUser); ok && s.Kind == auth.KindPlain {
 		conn.Password = s.Plain
-	} else if up.User == "" || up.User == cfg.AuthUser {
-		conn.Password = up.Password
+	} else if target.User == "" || target.User == cfg.AuthUser {
+		conn.Password = target.Password
 	}
 	conn.ConnectTimeout = cfg.ServerConnectTimeout
 	return conn, target.Hosts, nil
