@@ -142,18 +142,9 @@ func Start(opts Options) (*Cluster, error) {
 		return nil, err
 	}
 
-	// The postgres user must be able to traverse every parent of the data
-	// directory; root's TMPDIR may point somewhere it cannot, /tmp never does.
-	parent := ""
-	if c.cred != nil {
-		parent = "/tmp"
+	if err := c.makeRoot("pgvalve-pgcluster-"); err != nil {
+		return nil, err
 	}
-	if c.root, err = os.MkdirTemp(parent, "pgvalve-pgcluster-"); err != nil {
-		return nil, fmt.Errorf("pgcluster: create temp dir: %w", err)
-	}
-	c.DataDir = filepath.Join(c.root, "data")
-	c.SocketDir = filepath.Join(c.root, "sock")
-	c.logFile = filepath.Join(c.root, "server.log")
 
 	ok := false
 	defer func() {
@@ -184,6 +175,25 @@ func Start(opts Options) (*Cluster, error) {
 	}
 	ok = true
 	return c, nil
+}
+
+// makeRoot makes the temp directory the cluster lives in, and names its
+// data directory, socket directory and log there.
+func (c *Cluster) makeRoot(prefix string) error {
+	// The postgres user must be able to traverse every parent of the data
+	// directory; root's TMPDIR may point somewhere it cannot, /tmp never does.
+	parent := ""
+	if c.cred != nil {
+		parent = "/tmp"
+	}
+	var err error
+	if c.root, err = os.MkdirTemp(parent, prefix); err != nil {
+		return fmt.Errorf("pgcluster: create temp dir: %w", err)
+	}
+	c.DataDir = filepath.Join(c.root, "data")
+	c.SocketDir = filepath.Join(c.root, "sock")
+	c.logFile = filepath.Join(c.root, "server.log")
+	return nil
 }
 
 // checkNames rejects a User or Database that initdb already created, before

@@ -1,10 +1,7 @@
 package pgcluster
 
 import (
-	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
 	"strconv"
 )
 
@@ -17,17 +14,9 @@ func (c *Cluster) StartStandby() (*Cluster, error) {
 		Superuser: c.Superuser, User: c.User, Password: c.Password, Database: c.Database,
 		superPassword: c.superPassword, settings: maps.Clone(c.settings), env: c.env, cred: c.cred,
 	}
-	parent := ""
-	if s.cred != nil {
-		parent = "/tmp"
+	if err := s.makeRoot("pgvalve-pgcluster-standby-"); err != nil {
+		return nil, err
 	}
-	var err error
-	if s.root, err = os.MkdirTemp(parent, "pgvalve-pgcluster-standby-"); err != nil {
-		return nil, fmt.Errorf("pgcluster: create temp dir: %w", err)
-	}
-	s.DataDir = filepath.Join(s.root, "data")
-	s.SocketDir = filepath.Join(s.root, "sock")
-	s.logFile = filepath.Join(s.root, "server.log")
 	ok := false
 	defer func() {
 		if !ok {
