@@ -20,6 +20,7 @@ import (
 type runOpts struct {
 	cpuProfile string // write a CPU profile here until pgvalve stops
 	configPath string // --config, which SIGHUP reads again; "" if none
+	takeover   bool   // --takeover: take the listeners and clients of a running pgvalve
 }
 
 // loadConfig reads --config (if given) and applies every flag the user set
@@ -84,6 +85,8 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 	metricsListen := fs.String("metrics-listen", def.MetricsListen, "serve /metrics, the live page and /api/ on this address (off when empty)")
 	var opts runOpts
 	fs.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) to this file until pgvalve stops")
+	fs.BoolVar(&opts.takeover, "takeover", false, "online restart: take over the listening sockets and idle clients of the pgvalve running with this configuration (at takeover_socket), which then drains and exits")
+	fs.Var(aliasOf{fs.Lookup("takeover")}, "R", "the same as --takeover (PgBouncer's -R)")
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, opts, err
 	}
@@ -220,6 +223,13 @@ func (a aliasOf) String() string {
 }
 
 func (a aliasOf) Set(v string) error { return a.f.Value.Set(v) }
+
+// IsBoolFlag lets the alias of a boolean flag go without a value, as the
+// flag itself does.
+func (a aliasOf) IsBoolFlag() bool {
+	b, ok := a.f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
 
 // stringList is a flag that may be given several times.
 type stringList []string

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/pgvalve/pgvalve/internal/app"
@@ -26,16 +27,11 @@ func healthz(w http.ResponseWriter, accepting bool) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// serveHTTP serves /metrics, /healthz, the live page and /api/ on metrics_listen
-// until the returned func runs; it returns nil, nil when metrics_listen is
-// off.
-func (s *server) serveHTTP(a *app.App) (stop func(), err error) {
-	if s.cfg.MetricsListen == "" {
-		return func() {}, nil
-	}
-	ln, err := net.Listen("tcp", s.cfg.MetricsListen)
-	if err != nil {
-		return nil, err
+// serveHTTP serves /metrics, /healthz, the live page and /api/ on ln, the
+// listener of metrics_listen (nil: off), until the returned func runs.
+func (s *server) serveHTTP(a *app.App, ln net.Listener) (stop func()) {
+	if ln == nil {
+		return func() {}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	src := a.Source()
@@ -52,11 +48,14 @@ func (s *server) serveHTTP(a *app.App) (stop func(), err error) {
 		}
 	}()
 	s.log.Info("metrics, live page and /api/ listening", "addr", ln.Addr().String())
+	var once sync.Once
 	return func() {
-		cancel()
-		sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
-		defer c()
-		_ = srv.Shutdown(sctx)
-		<-done
-	}, nil
+		once.Do(func() {
+			cancel()
+			sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
+			defer c()
+			_ = srv.Shutdown(sctx)
+			<-done
+		})
+	}
 }

@@ -82,7 +82,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		}
 		defer stop()
 	}
-	srv := &server{cfg: cfg, log: log, level: level, ready: func() {}}
+	srv := &server{cfg: cfg, log: log, level: level, ready: func() {}, takeover: opts.takeover}
 	if opts.configPath != "" {
 		// A reload reads the file again and applies the same flags on top,
 		// as at start.

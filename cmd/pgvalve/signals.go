@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/pgvalve/pgvalve/internal/app"
 	"github.com/pgvalve/pgvalve/internal/config"
 	"github.com/pgvalve/pgvalve/internal/sdnotify"
+	"github.com/pgvalve/pgvalve/internal/takeover"
 )
 
 // server runs one pgvalve and answers its signals (README, "Signals").
@@ -21,6 +23,8 @@ type server struct {
 	ready func()         // runs once pgvalve listens
 	// reload reads the configuration again; nil when there is no file.
 	reload func() (config.Config, error)
+	// takeover: take over from a running pgvalve instead of binding.
+	takeover bool
 }
 
 // serve runs pgvalve until SIGTERM (drain: running transactions finish, up
@@ -54,27 +58,45 @@ func (s *server) serve() error {
 			default:
 			}
 		}})
-	ln, err := a.Listen()
+	b, from, err := s.listen(a)
 	if err != nil {
 		return err
 	}
-	stopHTTP, err := s.serveHTTP(a)
-	if err != nil {
-		ln.Close()
-		return err
-	}
+	stopHTTP := s.serveHTTP(a, b.http)
 	defer stopHTTP()
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 	served := make(chan error, 1)
-	go func() { served <- a.Serve(ln) }()
+	go func() { served <- a.Serve(b.clients) }()
 	s.ready()
-	s.notify(sdnotify.Ready("serving on " + ln.Addr().String()))
+	s.notify(sdnotify.Ready("serving on " + b.clients.Addr().String()))
+	// A takeover this process makes ends (taking), then it offers its own
+	// to the next new process; both goroutines end before serve returns.
+	offering, stopOffer := context.WithCancel(context.Background())
+	took := make(chan *takeover.Conn)
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	defer stopOffer()
+	taking := make(chan error, 1)
+	if from != nil {
+		bg.Go(func() { taking <- s.taken(a, from) })
+	} else {
+		bg.Go(func() { s.offer(offering, b, took) })
+	}
 	for {
 		select {
 		case err := <-served:
 			return err
+		case err := <-taking:
+			if err != nil {
+				s.log.Warn("takeover", "err", err)
+			}
+			bg.Go(func() { s.offer(offering, b, took) })
+		case c := <-took:
+			s.notify(sdnotify.Stopping())
+			s.handOver(a, b, c, stopHTTP)
+			return <-served
 		case done := <-reloads:
 			done <- s.reloadConfig(a)
 		case <-shutdown:

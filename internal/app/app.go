@@ -64,6 +64,10 @@ type App struct {
 	stopAccepting, stopSessions context.CancelFunc
 	drain                       context.CancelFunc
 	served                      chan struct{}
+	// adopting counts the clients a takeover handed this process, which
+	// it serves once started is closed (Serve has made the park.Lot).
+	adopting adoptions
+	started  chan struct{}
 
 	// Lock order: mu before any pool's or limit's lock.
 	mu struct {
@@ -132,7 +136,7 @@ const passwordFresh = 2 * time.Second
 // cannot be loaded.
 func New(cfg config.Config, log *slog.Logger) (*App, error) {
 	a := &App{log: log, listen: cfg.Listen, auth: cfg.Auth, passwords: auth.NewPasswords(passwordFresh),
-		clients: newRegistry(), served: make(chan struct{})}
+		clients: newRegistry(), served: make(chan struct{}), started: make(chan struct{})}
 	a.authQuery = authquery.NewCache(authQueryFresh, authQueryMax)
 	a.maxClients.Store(int64(cfg.MaxClientConn))
 	a.maxLogins.Store(int64(cfg.MaxLoginConn))
@@ -281,9 +285,11 @@ func (a *App) Serve(ln net.Listener) error {
 		},
 	}
 	closeLot := a.openLot(cfg.ClientParkDelay)
+	close(a.started)
 	waitUnix := a.serveUnix(ln, lc)
 	err := listener.Serve(a.accepting, ln, lc)
 	waitUnix()
+	a.adopting.wait()
 	closeLot() // every client has ended: none is parked
 	a.closePools()
 	return err

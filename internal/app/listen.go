@@ -87,3 +87,23 @@ func (a *App) checkHBA(rules *hba.Rules, cfg config.Config) error {
 	}
 	return errors.Join(errs...)
 }
+
+// ListenOn serves listeners another pgvalve handed over (online restart):
+// tcp, and unix (nil: none), the socket file another's. Closing them ends
+// this process's use of them; the file is removed only when this process
+// stops for good (see KeepFile).
+func ListenOn(tcp, unix net.Listener) *Listeners {
+	if ul, ok := unix.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(true) // this process owns the file now
+	}
+	return &Listeners{Listener: tcp, Unix: unix}
+}
+
+// KeepFile makes Close leave the unix socket's file in place: a process
+// that hands its listeners to another still closes its copies, and the
+// other now serves the file.
+func (l *Listeners) KeepFile() {
+	if ul, ok := l.Unix.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false)
+	}
+}

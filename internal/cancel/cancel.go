@@ -8,6 +8,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"sync"
 )
 
@@ -62,6 +64,29 @@ func (r *Registry) Register(t Target) (Key, func()) {
 			delete(r.mu.m, k)
 			r.mu.Unlock()
 		}
+}
+
+// RegisterKey registers t under a key issued before, by another pgvalve
+// process that handed its client over (online restart). The returned func
+// removes it.
+func (r *Registry) RegisterKey(k Key, t Target) (func(), error) {
+	if len(k.Secret) != keyLen-4 || k.PID == 0 {
+		return nil, fmt.Errorf("cancel key of %d bytes, pid %d: not one pgvalve issues", len(k.Secret)+4, k.PID)
+	}
+	var kk key
+	binary.BigEndian.PutUint32(kk[:4], k.PID)
+	copy(kk[4:], k.Secret)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, taken := r.mu.m[kk]; taken {
+		return nil, errors.New("cancel key taken already")
+	}
+	r.mu.m[kk] = t
+	return func() {
+		r.mu.Lock()
+		delete(r.mu.m, kk)
+		r.mu.Unlock()
+	}, nil
 }
 
 // Cancel forwards a CancelRequest to the target registered under the key.

@@ -6,6 +6,8 @@ package config
 import (
 	"cmp"
 	"os"
+	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -164,6 +166,7 @@ type Config struct {
 	AuthHBAFile            string              // auth_hba_file: pg_hba.conf rules for auth_type hba; reread on reload
 	UnixSocketDir          string              // default "/tmp": the unix socket .s.PGSQL.<port> goes here; "" = none
 	UnixSocketMode         os.FileMode         // default 0777: the socket file's permissions
+	TakeoverSocket         string              // takeover_socket: where a new pgvalve asks to take over (online restart); "" = .s.PGVALVE.<port> in unix_socket_dir
 	ClientTLS              TLS                 // client_tls_*: TLS between clients and pgvalve
 	ServerTLS              TLS                 // server_tls_*: TLS between pgvalve and PostgreSQL; a route's URL naming sslmode decides for itself
 	ServerResetQuery       string              // default "DISCARD ALL"; "" disables
@@ -333,4 +336,17 @@ func (c Config) PoolFor(db string) (route Database, ok bool) {
 		route.SessionState = c.SessionState
 	}
 	return route, true
+}
+
+// TakeoverPath is where a pgvalve listening on port waits for a new one to
+// take over from it (online restart): takeover_socket, else .s.PGVALVE.<port>
+// in unix_socket_dir; "" when there is neither, or the port is not known.
+func (c Config) TakeoverPath(port int) string {
+	switch {
+	case c.TakeoverSocket != "":
+		return c.TakeoverSocket
+	case c.UnixSocketDir == "" || port == 0:
+		return ""
+	}
+	return filepath.Join(c.UnixSocketDir, ".s.PGVALVE."+strconv.Itoa(port))
 }

@@ -175,6 +175,8 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 			d.str(path, val, &cfg.UnixSocketDir)
 		case "unix_socket_mode":
 			d.mode(path, val, &cfg.UnixSocketMode)
+		case "takeover_socket":
+			d.str(path, val, &cfg.TakeoverSocket)
 		case "client_tls_sslmode":
 			d.str(path, val, &cfg.ClientTLS.SSLMode)
 		case "client_tls_key_file":

@@ -52,6 +52,7 @@ var settings = []setting{
 	{"auth_hba_file", func(c Config) any { return c.AuthHBAFile }, false},
 	{"unix_socket_dir", func(c Config) any { return c.UnixSocketDir }, true},
 	{"unix_socket_mode", func(c Config) any { return fmt.Sprintf("%04o", uint32(c.UnixSocketMode)) }, true},
+	{"takeover_socket", func(c Config) any { return c.TakeoverSocket }, true},
 	{"client_tls_sslmode", func(c Config) any { return c.ClientTLS.SSLMode }, false},
 	{"client_tls_key_file", func(c Config) any { return c.ClientTLS.KeyFile }, false},
 	{"client_tls_cert_file", func(c Config) any { return c.ClientTLS.CertFile }, false},
@@ -172,6 +173,7 @@ func Reloaded(running, next Config) (Config, []Change) {
 	changes := Diff(running, next)
 	next.Listen = running.Listen
 	next.UnixSocketDir, next.UnixSocketMode = running.UnixSocketDir, running.UnixSocketMode
+	next.TakeoverSocket = running.TakeoverSocket
 	next.Auth = running.Auth
 	next.LogFormat = running.LogFormat
 	next.MetricsListen = running.MetricsListen

@@ -143,6 +143,7 @@ func TestReloadedKeepsEveryRestartOnlySetting(t *testing.T) {
 	next.Listen, next.Auth = "127.0.0.1:7000", AuthPassthrough
 	next.LogFormat, next.MetricsListen = "json", "127.0.0.1:9187"
 	next.UnixSocketDir, next.UnixSocketMode = "/run/pgvalve", 0o700
+	next.TakeoverSocket = "/run/pgvalve/takeover"
 	next.ClientParkDelay = 5 * time.Second
 	applied, changes := Reloaded(running, next)
 	var restartKeys []string

@@ -123,7 +123,11 @@ func (c Config) problems() []problem {
 	if c.Auth == AuthHBA && c.AuthHBAFile == "" {
 		k.add(top("auth_hba_file"), c.AuthHBAFile == f.AuthHBAFile, top("auth_type"), "auth_type hba takes its rules from auth_hba_file; set it")
 	}
-	if c.UnixSocketDir != "" && len(c.UnixSocketDir)+len("/.s.PGSQL.65535") > maxSocketPath {
+	if c.TakeoverSocket != "" && len(c.TakeoverSocket) > maxSocketPath {
+		k.add(top("takeover_socket"), c.TakeoverSocket == f.TakeoverSocket, nil,
+			"too long: a socket's path must fit in %d bytes", maxSocketPath)
+	}
+	if c.UnixSocketDir != "" && len(c.UnixSocketDir)+len("/.s.PGVALVE.65535") > maxSocketPath {
 		k.add(top("unix_socket_dir"), c.UnixSocketDir == f.UnixSocketDir, nil,
 			"too long: the socket's path must fit in %d bytes", maxSocketPath)
 	}

@@ -61,7 +61,7 @@ func (s *Session) linkFor(ctx context.Context) (*link, error) {
 	s.mu.Lock()
 	draining := s.mu.draining
 	s.mu.Unlock()
-	if draining {
+	if draining && !s.mayGo() {
 		return nil, errShuttingDown
 	}
 	lease, err := s.leaseReady(ctx)

@@ -99,6 +99,8 @@ type Env struct {
 	// live is read with one atomic load where a setting is used, so a
 	// reload costs the relay no lock.
 	live atomic.Pointer[Live]
+	// handOff, when set, is where draining clients go (handoff.go).
+	handOff atomic.Pointer[HandOffFunc]
 	// Drain, when done, asks sessions to end at their next safe point
 	// (graceful shutdown); the context passed to Serve ends them at once.
 	Drain context.Context
@@ -346,7 +348,7 @@ func Run(ctx context.Context, env *Env, c Client) error {
 		user: c.User, db: c.Database, route: c.Route, params: c.Params, status: c.Status,
 		scratch: new(scratch)}
 	if s.status != nil {
-		s.status.meter = s.route.Meter // before anything can count a hold
+		s.status.meter.Store(s.route.Meter) // before anything can count a hold
 	}
 	s.status.set(Idle, 0, time.Now())
 	s.preparePark(ctx, c.Ends) // before the app can reach the session

@@ -53,9 +53,10 @@ type Status struct {
 	query atomic.Pointer[string]
 	// served is the server time the client held over the last minute
 	// (ns), added as each hold ends; meter, set before the relay starts,
-	// is its pool's, which counts the same time for the whole pool.
+	// is its pool's, which counts the same time for the whole pool (an
+	// atomic: the live page reads it while a client logs in).
 	served atomic.Pointer[observe.Window] // made by the first hold
-	meter  *observe.Meter
+	meter  atomic.Pointer[observe.Meter]
 	// owner is the session relaying for the client, once it runs: the app
 	// reaches it through here to drain it, wake it or ask it to park,
 	// instead of a context watch per client.
@@ -192,8 +193,8 @@ func (st *Status) set(s State, pid uint32, now time.Time) {
 			w = st.served.Load()
 		}
 		w.AddAt(int64(held), now)
-		if st.meter != nil {
-			st.meter.Served.AddAt(int64(held), now)
+		if m := st.meter.Load(); m != nil {
+			m.Served.AddAt(int64(held), now)
 		}
 	}
 }
@@ -209,7 +210,7 @@ func (st *Status) Served(now time.Time) time.Duration {
 
 // Meter is the pool meter the client's holds count in (nil before it
 // reaches the relay).
-func (st *Status) Meter() *observe.Meter { return st.meter }
+func (st *Status) Meter() *observe.Meter { return st.meter.Load() }
 
 // QueryHeadLen is how much of a query the list of live sessions keeps.
 const QueryHeadLen = 100

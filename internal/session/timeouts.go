@@ -42,6 +42,9 @@ func (s *Session) readClient(ctx context.Context, woke bool) error {
 					return context.Cause(ctx) // pgvalve closes at once, or an admin KILLed the client
 				}
 				if s.isDraining() {
+					if s.handOff() {
+						return errHandedOver
+					}
 					return errShuttingDown
 				}
 				if l := s.endedLink(); l != nil {

@@ -19,14 +19,15 @@ type peeker struct {
 	raw     syscall.RawConn
 	buf     []byte
 	hangup  bool
-	fn      func(fd uintptr) bool // look, bound once
+	fn      func(fd uintptr) // look, bound once
 	revents int16
 	n       int
 	perr    syscall.Errno
 }
 
-// look is the raw part, run by raw.Read.
-func (p *peeker) look(fd uintptr) bool {
+// look is the raw part, run by raw.Control: it never waits, so a read
+// deadline (a past one wakes an idle client's read) does not stop it.
+func (p *peeker) look(fd uintptr) {
 	// Raw calls, as in Socket: neither can block.
 	if p.hangup {
 		fds := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
@@ -48,7 +49,7 @@ func (p *peeker) look(fd uintptr) bool {
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 		if e != syscall.EINTR {
 			p.n, p.perr = int(r), e
-			return true // never wait
+			return // never wait
 		}
 	}
 }
@@ -56,7 +57,7 @@ func (p *peeker) look(fd uintptr) bool {
 // peek looks once.
 func (p *peeker) peek() (st PeekState, n int, err error) {
 	p.revents, p.n, p.perr = 0, 0, 0
-	err = p.raw.Read(p.fn)
+	err = p.raw.Control(p.fn)
 	revents, n, perr := p.revents, p.n, p.perr
 	if perr != 0 {
 		n = 0

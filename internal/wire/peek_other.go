@@ -24,17 +24,18 @@ type peeker struct {
 	raw    syscall.RawConn
 	buf    []byte
 	hangup bool
-	fn     func(fd uintptr) bool // look, bound once
+	fn     func(fd uintptr) // look, bound once
 	n      int
 	perr   error
 }
 
-// look is the raw part, run by raw.Read.
-func (p *peeker) look(fd uintptr) bool {
+// look is the raw part, run by raw.Control: it never waits, so a read
+// deadline (a past one wakes an idle client's read) does not stop it.
+func (p *peeker) look(fd uintptr) {
 	for {
 		p.n, _, p.perr = unix.Recvfrom(int(fd), p.buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		if p.perr != unix.EINTR {
-			return true // never wait
+			return // never wait
 		}
 	}
 }
@@ -42,7 +43,7 @@ func (p *peeker) look(fd uintptr) bool {
 // peek looks once.
 func (p *peeker) peek() (st PeekState, n int, err error) {
 	p.n, p.perr = 0, nil
-	err = p.raw.Read(p.fn)
+	err = p.raw.Control(p.fn)
 	n, perr := p.n, p.perr
 	if perr != nil {
 		n = 0

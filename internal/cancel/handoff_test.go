@@ -1,0 +1,35 @@
+package cancel
+
+import (
+	"context"
+	"testing"
+)
+
+// A key another process issued (an online restart) reaches its client
+// here once registered; a taken or malformed one is refused, and the key
+// goes when its client does.
+func TestAKeyIssuedElsewhereIsRegisteredAsIs(t *testing.T) {
+	old, here := NewRegistry(), NewRegistry()
+	k, _ := old.Register(&countTarget{})
+	c := &countTarget{}
+	unregister, err := here.RegisterKey(k, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := here.RegisterKey(k, &countTarget{}); err == nil {
+		t.Fatal("the same key registered twice")
+	}
+	for _, bad := range []Key{{PID: 0, Secret: []byte{1, 2, 3, 4}}, {PID: 7, Secret: []byte{1, 2}}} {
+		if _, err := here.RegisterKey(bad, c); err == nil {
+			t.Fatalf("registered %+v", bad)
+		}
+	}
+	_, _ = here.Cancel(context.Background(), k.PID, k.Secret)
+	if c.n.Load() != 1 {
+		t.Fatalf("the cancel reached the client %d times", c.n.Load())
+	}
+	unregister()
+	if here.Len() != 0 {
+		t.Fatalf("%d keys left", here.Len())
+	}
+}

@@ -1,0 +1,110 @@
+package takeover
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+)
+
+// Hello opens a takeover: the new process's protocol version and pid.
+type Hello struct {
+	Version int `json:"version"`
+	PID     int `json:"pid"`
+}
+
+// Listeners names the listening sockets whose descriptors come with it,
+// in their order: "tcp" first, then "unix" and "http" where there are.
+type Listeners struct {
+	Version int      `json:"version"`
+	PID     int      `json:"pid"`
+	Names   []string `json:"names"`
+}
+
+// Done ends a takeover: how many clients went to the new process, and
+// how many ended in the old one instead.
+type Done struct {
+	HandedOver int `json:"handed_over"`
+	Ended      int `json:"ended"`
+}
+
+// Listener is the old process's end: where a new process asks to take
+// over.
+type Listener struct {
+	ln *net.UnixListener
+}
+
+// Listen listens on path, a socket file only this user may open (mode
+// 0600). A socket file nothing answers on is removed first; one that
+// something answers on makes Listen fail.
+func Listen(path string) (*Listener, error) {
+	if err := removeStale(path); err != nil {
+		return nil, err
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("takeover socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("takeover socket: %w", err)
+	}
+	return &Listener{ln: ln}, nil
+}
+
+// Accept waits for a new process. One run by another user is refused
+// (the file's mode keeps them out already; this holds even if someone
+// loosens it): whoever takes over gets every client's connection.
+func (l *Listener) Accept() (*Conn, error) {
+	for {
+		c, err := l.ln.AcceptUnix()
+		if err != nil {
+			return nil, err
+		}
+		if err := samePeer(c); err != nil {
+			c.Close()
+			continue
+		}
+		return &Conn{c: c}, nil
+	}
+}
+
+// Close stops listening and removes the socket file.
+func (l *Listener) Close() error { return l.ln.Close() }
+
+// Dial connects a new process to the old one at path.
+func Dial(path string, timeout time.Duration) (*Conn, error) {
+	c, err := net.DialTimeout("unix", path, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("no pgvalve to take over from at %s: %w", path, err)
+	}
+	uc := c.(*net.UnixConn)
+	if err := samePeer(uc); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &Conn{c: uc}, nil
+}
+
+// removeStale removes path if it is a socket nothing answers on.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("%s exists and is not a socket; not removing it", path)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("%s: another pgvalve is listening on it; take over from it with --takeover", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing stale socket: %w", err)
+	}
+	return nil
+}
