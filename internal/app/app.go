@@ -170,6 +170,9 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 	}
 	a.front.Console = a.serveConsole
 	a.env.Cancels.SetPeers(cancelPeers(cfg))
+	if len(cfg.Peers) > 0 && cfg.PeerID == 0 {
+		log.Warn("[peers] is set but peer_id is 0: this instance's cancel keys name no instance and no cancel request is forwarded; give it its peer_id (--peer-id)")
+	}
 	if err := a.loadFiles(cfg); err != nil {
 		return nil, err
 	}

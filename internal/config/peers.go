@@ -79,13 +79,10 @@ func (c Config) checkPeers(k *checker, f Config) {
 	if c.PeerID < 0 || c.PeerID > MaxPeerID {
 		k.add(toml.Key{"peer_id"}, c.PeerID == f.PeerID, nil, "must be from 0 (no fleet) to %d", MaxPeerID)
 	}
-	ids := slices.Sorted(maps.Keys(c.Peers))
-	if len(ids) > 0 && c.PeerID == 0 {
-		first := toml.Key{"peers", strconv.Itoa(ids[0])}
-		k.add(toml.Key{"peer_id"}, c.PeerID == f.PeerID, first,
-			"[peers] forwards cancel requests by the instance their key names: set this instance's peer_id")
-	}
-	for _, id := range ids {
+	// [peers] without peer_id is allowed: a fleet's instances share one
+	// file and each is given its peer_id by flag (--peer-id), which is
+	// applied after the file is read. It forwards nothing then.
+	for _, id := range slices.Sorted(maps.Keys(c.Peers)) {
 		p := c.Peers[id]
 		fp, inFile := f.Peers[id]
 		at := toml.Key{"peers", strconv.Itoa(id)}

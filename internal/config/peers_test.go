@@ -49,8 +49,6 @@ func TestBadPeersAreNamedByTheirLine(t *testing.T) {
 		{"peer without host", "peer_id = 1\n[peers.2]\nport = 6432\n", "pgvalve.toml:2: peers.2.host: host is required"},
 		{"peer with a bad port", "peer_id = 1\n[peers.2]\nhost = \"h\"\nport = 70000\n", "pgvalve.toml:4: peers.2.port: 70000 is not a port"},
 		{"peer with an unknown key", "peer_id = 1\n[peers.2]\nhost = \"h\"\npool_size = 3\n", `pgvalve.toml:4: unknown key "peers.2.pool_size"`},
-		{"peers without this instance's id", "\n[peers.2]\nhost = \"h\"\n",
-			"pgvalve.toml:2: peer_id: [peers] forwards cancel requests by the instance their key names: set this instance's peer_id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("pgvalve.toml", []byte(tc.doc))
