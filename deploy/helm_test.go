@@ -2,9 +2,11 @@ package deploy
 
 import (
 	"bytes"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"text/template"
@@ -18,7 +20,8 @@ import (
 // renderChart renders deploy/helm/pgvalve as `helm template test` does,
 // with overrides on top of values.yaml: Go templates with sprig's
 // functions and Helm's include and toYaml (no helm binary or registry is
-// reachable from the tests). It returns each manifest by kind.
+// reachable from the tests). It returns each manifest by kind (the first
+// of a kind, in file order) and by kind/name.
 func renderChart(t *testing.T, overrides map[string]any) map[string]map[string]any {
 	t.Helper()
 	dir := filepath.Join("helm", "pgvalve")
@@ -76,7 +79,11 @@ func renderChart(t *testing.T, overrides map[string]any) map[string]map[string]a
 		if err := yaml.Unmarshal(b.Bytes(), &doc); err != nil {
 			t.Fatalf("%s renders invalid YAML: %v\n%s", name, err, b.String())
 		}
-		out[doc["kind"].(string)] = doc
+		kind := doc["kind"].(string)
+		if out[kind] == nil {
+			out[kind] = doc
+		}
+		out[kind+"/"+get(t, doc, "metadata", "name").(string)] = doc
 	}
 	return out
 }
@@ -109,9 +116,9 @@ func get(t *testing.T, doc any, path ...string) any {
 	return doc
 }
 
-func TestTheChartRendersADeploymentReadyForRollingDrains(t *testing.T) {
+func TestTheChartRendersAStatefulSetReadyForRollingDrains(t *testing.T) {
 	m := renderChart(t, nil)
-	for _, kind := range []string{"Deployment", "Service", "ConfigMap", "Secret", "PodDisruptionBudget"} {
+	for _, kind := range []string{"StatefulSet", "Service/test-pgvalve", "Service/test-pgvalve-peers", "ConfigMap", "Secret", "PodDisruptionBudget"} {
 		if m[kind] == nil {
 			t.Errorf("no %s rendered", kind)
 		}
@@ -120,7 +127,7 @@ func TestTheChartRendersADeploymentReadyForRollingDrains(t *testing.T) {
 		t.Error("a ServiceMonitor rendered while serviceMonitor.enabled is false")
 	}
 	c := []string{"spec", "template", "spec", "containers"}
-	d := m["Deployment"]
+	d := m["StatefulSet"]
 	for _, check := range []struct {
 		path []string
 		want any
@@ -134,7 +141,7 @@ func TestTheChartRendersADeploymentReadyForRollingDrains(t *testing.T) {
 		{[]string{"spec", "template", "spec", "terminationGracePeriodSeconds"}, float64(45)},
 	} {
 		if got := get(t, d, check.path...); got != check.want {
-			t.Errorf("Deployment %s = %v; want %v", strings.Join(check.path, "."), got, check.want)
+			t.Errorf("StatefulSet %s = %v; want %v", strings.Join(check.path, "."), got, check.want)
 		}
 	}
 	if got := get(t, m["PodDisruptionBudget"], "spec", "maxUnavailable"); got != float64(1) {
@@ -171,7 +178,7 @@ func TestAnExistingSecretReplacesTheChartsOwn(t *testing.T) {
 	if m["Secret"] != nil {
 		t.Error("the chart rendered its own Secret beside the existing one")
 	}
-	vols := get(t, m["Deployment"], "spec", "template", "spec", "volumes").([]any)
+	vols := get(t, m["StatefulSet"], "spec", "template", "spec", "volumes").([]any)
 	found := false
 	for _, v := range vols {
 		if s, ok := v.(map[string]any)["secret"].(map[string]any); ok && s["secretName"] == "prod-userlist" {
@@ -180,5 +187,50 @@ func TestAnExistingSecretReplacesTheChartsOwn(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no volume of the existing Secret in %v", vols)
+	}
+}
+
+// Each pod is an instance of a fleet: its ordinal, from 1, is its peer_id
+// (given by flag from the pod's index label), and the configuration every
+// pod shares lists every pod at its DNS name in the headless Service, so a
+// cancel request reaching any pod is forwarded to the one that issued its
+// key.
+func TestTheChartsPodsArePeersByTheirOrdinals(t *testing.T) {
+	for _, replicas := range []int{1, 3} {
+		m := renderChart(t, map[string]any{"replicaCount": replicas})
+		sts := m["StatefulSet"]
+		if get(t, sts, "spec", "ordinals", "start") != float64(1) || get(t, sts, "spec", "serviceName") != "test-pgvalve-peers" {
+			t.Fatalf("ordinals %v, serviceName %v; want ordinals from 1 and the peers Service",
+				get(t, sts, "spec", "ordinals"), get(t, sts, "spec", "serviceName"))
+		}
+		c := []string{"spec", "template", "spec", "containers"}
+		args := get(t, sts, append(c, "args")...).([]any)
+		env := get(t, sts, append(c, "env")...).([]any)[0].(map[string]any)
+		if !slices.Contains(args, "--peer-id") || args[len(args)-1] != "$(PGVALVE_PEER_ID)" || env["name"] != "PGVALVE_PEER_ID" ||
+			get(t, env, "valueFrom", "fieldRef", "fieldPath") != "metadata.labels['apps.kubernetes.io/pod-index']" {
+			t.Fatalf("args %v, env %v; want --peer-id from the pod's index label", args, env)
+		}
+		peers := m["Service/test-pgvalve-peers"]
+		if get(t, peers, "spec", "clusterIP") != "None" || get(t, peers, "spec", "publishNotReadyAddresses") != true {
+			t.Fatalf("peers Service %v; want headless, naming draining pods too", get(t, peers, "spec"))
+		}
+
+		toml := get(t, m["ConfigMap"], "data", "pgvalve.toml").(string)
+		cfg, err := config.Parse("pgvalve.toml", []byte(toml))
+		if err != nil {
+			t.Fatalf("%d replicas: the rendered configuration does not load: %v\n%s", replicas, err, toml)
+		}
+		if len(cfg.Peers) != replicas {
+			t.Fatalf("%d replicas, %d peers: %v", replicas, len(cfg.Peers), cfg.Peers)
+		}
+		for id := 1; id <= replicas; id++ {
+			want := fmt.Sprintf("test-pgvalve-%d.test-pgvalve-peers:6432", id)
+			if got := cfg.Peers[id].String(); got != want {
+				t.Errorf("peer %d at %s; want pod %d's name in the peers Service, %s", id, got, id, want)
+			}
+		}
+		if cfg.PeerID != 0 {
+			t.Errorf("the shared file sets peer_id %d; each pod's comes from its ordinal", cfg.PeerID)
+		}
 	}
 }

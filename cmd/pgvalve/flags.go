@@ -83,6 +83,7 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 	adminUsers := fs.String("admin-users", "", "comma-separated users who may run every admin console command")
 	statsUsers := fs.String("stats-users", "", "comma-separated users who may run the admin console's SHOW commands")
 	metricsListen := fs.String("metrics-listen", def.MetricsListen, "serve /metrics, the live page and /api/ on this address (off when empty)")
+	peerID := fs.Int("peer-id", def.PeerID, "this instance's peer_id in a fleet (1..16383), named by every cancel key it issues; 0: no fleet")
 	var opts runOpts
 	fs.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) to this file until pgvalve stops")
 	fs.BoolVar(&opts.takeover, "takeover", false, "online restart: take over the listening sockets and idle clients of the pgvalve running with this configuration (at takeover_socket), which then drains and exits")
@@ -141,6 +142,7 @@ func loadConfigOpts(name string, args []string, stderr io.Writer) (config.Config
 		"admin-users":          func() { cfg.AdminUsers = config.SplitNames(*adminUsers) },
 		"stats-users":          func() { cfg.StatsUsers = config.SplitNames(*statsUsers) },
 		"metrics-listen":       func() { cfg.MetricsListen = *metricsListen },
+		"peer-id":              func() { cfg.PeerID = *peerID },
 	}
 	var badMode error
 	set["unix-socket-mode"] = func() { cfg.UnixSocketMode, badMode = config.ParseMode(*socketMode) }

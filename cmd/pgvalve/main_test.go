@@ -73,6 +73,19 @@ func TestFlagsOverrideTheConfigFile(t *testing.T) {
 	}
 }
 
+// A fleet's instances share one file; each is told its peer_id on its
+// command line (the Helm chart's StatefulSet gives each pod its ordinal).
+func TestPeerIDFlagNamesTheInstanceOfASharedPeersList(t *testing.T) {
+	file := writeFile(t, "upstream = \"postgres://u@127.0.0.1:5432/db\"\n[peers.1]\nhost = \"a\"\n[peers.2]\nhost = \"b\"\n")
+	cfg, err := loadConfig("run", []string{"--config", file, "--peer-id", "2"}, io.Discard)
+	if err != nil || cfg.PeerID != 2 || len(cfg.Peers) != 2 {
+		t.Fatalf("peer_id %d, %d peers, %v; want 2 of the file's 2", cfg.PeerID, len(cfg.Peers), err)
+	}
+	if cfg, err := loadConfig("run", []string{"--config", file}, io.Discard); err != nil || cfg.PeerID != 0 {
+		t.Fatalf("[peers] without --peer-id: peer_id %d, %v; want the file read, outside a fleet", cfg.PeerID, err)
+	}
+}
+
 func TestUpstreamGivenTwiceNamesTwoHostsOfOneServer(t *testing.T) {
 	var errOut strings.Builder
 	cfg, err := loadConfig("run", []string{"--upstream", "postgres://u@10.0.0.1/db", "--upstream", "postgres://u@10.0.0.2:5433/db"}, &errOut)

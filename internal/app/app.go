@@ -152,7 +152,7 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 	drainCtx, a.drain = context.WithCancel(context.Background())
 	a.env = &session.Env{
 		Log:     log,
-		Cancels: cancel.NewRegistry(),
+		Cancels: cancel.NewRegistry(cfg.PeerID),
 		Drain:   drainCtx,
 	}
 	a.env.SetLive(liveSettings(cfg))
@@ -173,10 +173,24 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 		Throttle: auth.NewThrottle(),
 	}
 	a.front.Console = a.serveConsole
+	a.env.Cancels.SetPeers(cancelPeers(cfg))
+	if len(cfg.Peers) > 0 && cfg.PeerID == 0 {
+		log.Warn("[peers] is set but peer_id is 0: this instance's cancel keys name no instance and no cancel request is forwarded; give it its peer_id (--peer-id)")
+	}
 	if err := a.loadFiles(cfg); err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+// cancelPeers is cfg's fleet as the cancel registry forwards to it.
+func cancelPeers(cfg config.Config) map[int]cancel.Peer {
+	out := make(map[int]cancel.Peer, len(cfg.Peers))
+	for id, p := range cfg.Peers {
+		network, addr := p.Addr()
+		out[id] = cancel.Peer{Network: network, Address: addr}
+	}
+	return out
 }
 
 // decoyKey is a fresh random key for the fake verifiers of unknown users.

@@ -18,6 +18,7 @@ import (
 //   - pool sizes, pool timeouts and the shared caps reach the running pools
 //     (pool.Reconfigure, Limit.SetMax);
 //   - session settings reach every session, connected or not (session.Live);
+//   - [peers] reach the next cancel request (peer_id needs a restart);
 //   - a pool whose route changed (upstream, server database or user,
 //     pool_mode) or went away is retired: its clients keep it, with the
 //     upstream and mode they connected with, until they leave; its idle
@@ -54,6 +55,7 @@ func (a *App) Reload(next config.Config) []config.Change {
 	a.maxClients.Store(int64(cfg.MaxClientConn))
 	a.maxLogins.Store(int64(cfg.MaxLoginConn))
 	a.gate.SetLimits(cfg.MaxLoginConn, cfg.MaxLoginConnPerAddr)
+	a.env.Cancels.SetPeers(cancelPeers(cfg))
 	if err := a.loadFiles(cfg); err != nil {
 		a.log.Error("reload: files not loaded; auth_file, auth_hba_file and TLS stay as they were", "err", err)
 	}

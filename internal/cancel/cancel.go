@@ -1,7 +1,9 @@
 // Package cancel maps the cancel keys pgvalve gives its clients to whatever
 // each client runs on a server right now. Clients never see server keys, so
 // a cancel can only ever reach the server its own client holds at that
-// moment.
+// moment. In a fleet (peer_id set) every key names the instance that
+// issued it, and a cancel request that reaches another instance is
+// forwarded to it (fleet.go).
 package cancel
 
 import (
@@ -11,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // Target cancels whatever its client is running now; it does nothing when
@@ -32,15 +35,23 @@ type Key struct {
 
 // Registry holds the live keys.
 type Registry struct {
-	mu struct {
+	// self is this instance's peer_id, named by every key it issues; 0
+	// outside a fleet, where keys are random but for a pid that is not 0.
+	self  uint32
+	peers atomic.Pointer[map[uint32]Peer] // the fleet, where a key naming another instance goes; a reload swaps it
+	mu    struct {
 		sync.Mutex
 		m map[key]Target
 	}
 }
 
-// NewRegistry returns an empty registry.
-func NewRegistry() *Registry {
-	r := &Registry{}
+// NewRegistry returns an empty registry for the instance whose peer_id is
+// self (0: not in a fleet; at most MaxPeerID).
+func NewRegistry(self int) *Registry {
+	if self < 0 || self > MaxPeerID {
+		panic("cancel: peer id out of range")
+	}
+	r := &Registry{self: uint32(self)}
 	r.mu.m = make(map[key]Target)
 	return r
 }
@@ -51,6 +62,9 @@ func (r *Registry) Register(t Target) (Key, func()) {
 	r.mu.Lock()
 	for {
 		_, _ = rand.Read(k[:])
+		if r.self != 0 {
+			binary.BigEndian.PutUint32(k[:4], fleetPID(binary.BigEndian.Uint32(k[:4]), r.self))
+		}
 		// A zero pid looks unset to some clients.
 		if _, taken := r.mu.m[k]; !taken && binary.BigEndian.Uint32(k[:4]) != 0 {
 			break
@@ -89,12 +103,50 @@ func (r *Registry) RegisterKey(k Key, t Target) (func(), error) {
 	}, nil
 }
 
-// Cancel forwards a CancelRequest to the target registered under the key.
-// It reports whether the key was known; unknown keys are ignored, as
-// PostgreSQL ignores them.
-func (r *Registry) Cancel(ctx context.Context, pid uint32, secret []byte) (bool, error) {
+// Outcome is what became of a cancel request.
+type Outcome int
+
+const (
+	// Unknown: no client here holds the key, and it names no peer;
+	// ignored, as PostgreSQL ignores unknown keys.
+	Unknown Outcome = iota
+	// Delivered: the key's client here was asked to cancel.
+	Delivered
+	// Forwarded: the key names another instance of the fleet, and the
+	// request was sent on to it.
+	Forwarded
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Delivered:
+		return "delivered"
+	case Forwarded:
+		return "forwarded"
+	}
+	return "unknown"
+}
+
+// Cancel handles a CancelRequest: a key this instance issued reaches its
+// client's target; in a fleet, a key naming a peer is forwarded to it once.
+func (r *Registry) Cancel(ctx context.Context, pid uint32, secret []byte) (Outcome, error) {
+	if r.self != 0 {
+		owner, forwarded := peerOf(pid)
+		pid &^= hopBit
+		if owner != r.self {
+			if forwarded {
+				return Unknown, nil // a peer thinks it is ours: never a second hop
+			}
+			return r.forward(ctx, owner, pid, secret)
+		}
+	}
+	return r.local(ctx, pid, secret)
+}
+
+// local delivers a cancel for a key this instance issued.
+func (r *Registry) local(ctx context.Context, pid uint32, secret []byte) (Outcome, error) {
 	if len(secret) != keyLen-4 {
-		return false, nil
+		return Unknown, nil
 	}
 	var k key
 	binary.BigEndian.PutUint32(k[:4], pid)
@@ -103,9 +155,9 @@ func (r *Registry) Cancel(ctx context.Context, pid uint32, secret []byte) (bool,
 	t, ok := r.mu.m[k]
 	r.mu.Unlock()
 	if !ok {
-		return false, nil
+		return Unknown, nil
 	}
-	return true, t.CancelCurrent(ctx)
+	return Delivered, t.CancelCurrent(ctx)
 }
 
 // Len is the number of registered keys.

@@ -15,7 +15,7 @@ type countTarget struct{ n atomic.Int32 }
 func (c *countTarget) CancelCurrent(context.Context) error { c.n.Add(1); return nil }
 
 func TestCancelReachesOnlyTheTargetRegisteredUnderTheKey(t *testing.T) {
-	r := NewRegistry()
+	r := NewRegistry(0)
 	a, b := &countTarget{}, &countTarget{}
 	ka, unregA := r.Register(a)
 	kb, unregB := r.Register(b)
@@ -36,7 +36,8 @@ func TestCancelReachesOnlyTheTargetRegisteredUnderTheKey(t *testing.T) {
 		{"short secret", ka.PID, ka.Secret[:2], false, 1},
 	}
 	for _, tc := range cases {
-		known, err := r.Cancel(context.Background(), tc.pid, tc.secret)
+		out, err := r.Cancel(context.Background(), tc.pid, tc.secret)
+		known := out == Delivered
 		if err != nil || known != tc.known {
 			t.Fatalf("%s: known=%v err=%v, want known=%v", tc.name, known, err, tc.known)
 		}
@@ -48,7 +49,7 @@ func TestCancelReachesOnlyTheTargetRegisteredUnderTheKey(t *testing.T) {
 		t.Fatal("target b was cancelled by requests for a")
 	}
 	unregA()
-	if known, _ := r.Cancel(context.Background(), ka.PID, ka.Secret); known {
+	if out, _ := r.Cancel(context.Background(), ka.PID, ka.Secret); out != Unknown {
 		t.Fatal("a key must stop working once its client is gone")
 	}
 	if r.Len() != 1 {

@@ -9,7 +9,7 @@ import (
 // here once registered; a taken or malformed one is refused, and the key
 // goes when its client does.
 func TestAKeyIssuedElsewhereIsRegisteredAsIs(t *testing.T) {
-	old, here := NewRegistry(), NewRegistry()
+	old, here := NewRegistry(0), NewRegistry(0)
 	k, _ := old.Register(&countTarget{})
 	c := &countTarget{}
 	unregister, err := here.RegisterKey(k, c)

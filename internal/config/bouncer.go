@@ -41,7 +41,7 @@ var bouncerKeys = map[string]carry{
 	"auth_query": {to: "auth_query", kind: 's'}, "auth_dbname": {to: "auth_dbname", kind: 's'},
 	"admin_users": {to: "admin_users", kind: 's'}, "stats_users": {to: "stats_users", kind: 's'},
 	"unix_socket_dir": {to: "unix_socket_dir", kind: 's'}, "unix_socket_mode": {to: "unix_socket_mode", kind: 'm'},
-	"max_packet_size":    {to: "max_message_size", kind: 'i'},
+	"max_packet_size": {to: "max_message_size", kind: 'i'}, "peer_id": {to: "peer_id", kind: 'i'},
 	"client_tls_sslmode": {to: "client_tls_sslmode", kind: 's'}, "client_tls_key_file": {to: "client_tls_key_file", kind: 's'},
 	"client_tls_cert_file": {to: "client_tls_cert_file", kind: 's'}, "client_tls_ca_file": {to: "client_tls_ca_file", kind: 's'},
 	"client_tls_protocols": {to: "client_tls_protocols", kind: 's'}, "client_tls_ciphers": {to: "client_tls_ciphers", kind: 's'},
@@ -85,7 +85,6 @@ var bouncerKeys = map[string]carry{
 	"application_name_add_host": {ok: []string{"0"}, why: "pgvalve passes application_name unchanged"},
 	"unix_socket_group":         {ok: []string{""}, why: "pgvalve does not change the socket's group"},
 	"so_reuseport":              {ok: []string{"0"}, why: "pgvalve uses every core in one process"},
-	"peer_id":                   {ok: []string{"0"}, why: "pgvalve has no [peers] yet"},
 }
 
 // tomlDoc is the TOML a PgBouncer file becomes, each line with the entry
@@ -105,10 +104,10 @@ func (d *tomlDoc) text() string { return strings.Join(d.lines, "\n") + "\n" }
 // bouncer turns a PgBouncer file's entries into TOML, with a notice for
 // every key ignored and a problem for every one that cannot be honoured.
 type bouncer struct {
-	top, dbs, users tomlDoc
-	notices         []string
-	probs           []problem
-	listen          struct {
+	top, dbs, users, peers tomlDoc
+	notices                []string
+	probs                  []problem
+	listen                 struct {
 		addr, port string
 		from       iniEntry
 	}
@@ -149,7 +148,7 @@ func (b *bouncer) convert(entries []iniEntry) tomlDoc {
 		case "users":
 			b.user(e)
 		case "peers":
-			b.fail(e, "[peers] is not supported yet")
+			b.peer(e)
 		default:
 			b.fail(e, "unknown section [%s]", e.section)
 		}
@@ -158,7 +157,7 @@ func (b *bouncer) convert(entries []iniEntry) tomlDoc {
 		b.listenKey()
 	}
 	out := b.top
-	for _, d := range []tomlDoc{b.dbs, b.users} {
+	for _, d := range []tomlDoc{b.dbs, b.users, b.peers} {
 		out.lines, out.origin = append(out.lines, d.lines...), append(out.origin, d.origin...)
 	}
 	return out
@@ -371,5 +370,38 @@ func (b *bouncer) user(e iniEntry) {
 	}
 	for _, l := range lines {
 		b.users.add(e, "%s", l)
+	}
+}
+
+// peer carries one [peers] line over: "ID = host=... port=...", PgBouncer's
+// connection string, becomes [peers.ID]. pool_size (PgBouncer's bound on
+// cancels in flight to the peer) is dropped with a notice: pgvalve
+// forwards each cancel on a connection of its own.
+func (b *bouncer) peer(e iniEntry) {
+	kv, order, err := connString(e.value)
+	if err != nil {
+		b.fail(e, "%v", err)
+		return
+	}
+	lines := []string{fmt.Sprintf("[peers.%s]", tomlString(e.key))}
+	for _, k := range order {
+		switch v := kv[k]; k {
+		case "host":
+			lines = append(lines, "host = "+tomlString(v))
+		case "port":
+			if _, err := strconv.Atoi(v); err != nil {
+				b.fail(e, "port %q is not an integer", v)
+				return
+			}
+			lines = append(lines, "port = "+v)
+		case "pool_size":
+			b.notice(e, "pool_size ignored: pgvalve forwards each cancel request on a connection of its own")
+		default:
+			b.fail(e, "%s per peer is not supported (host and port are)", k)
+			return
+		}
+	}
+	for _, l := range lines {
+		b.peers.add(e, "%s", l)
 	}
 }

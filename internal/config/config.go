@@ -182,6 +182,8 @@ type Config struct {
 	MetricsListen          string              // address of /metrics, the live page and /api/; "" (default) = off
 	Databases              map[string]Database // routes keyed by the database name clients use
 	Users                  map[string]User     // [users.NAME]: settings of the pools of server user NAME
+	PeerID                 int                 // peer_id: this instance's id in a fleet, 1..MaxPeerID, in every cancel key it issues; 0 = none
+	Peers                  map[int]Peer        // [peers.ID]: the fleet's instances, where cancel requests naming them are forwarded
 
 	// src remembers where Parse found each value so that Validate can
 	// point at file lines; nil for configs not built by Parse.
@@ -265,6 +267,7 @@ func Default() Config {
 		LogQueryText:          true,
 		Databases:             map[string]Database{},
 		Users:                 map[string]User{},
+		Peers:                 map[int]Peer{},
 	}
 }
 

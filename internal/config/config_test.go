@@ -50,6 +50,7 @@ func TestDefaultHasDocumentedValues(t *testing.T) {
 		LogQueryText:       true,
 		Databases:          map[string]Database{},
 		Users:              map[string]User{},
+		Peers:              map[int]Peer{},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Default() = %+v\nwant %+v", got, want)
@@ -83,6 +84,7 @@ func TestParseReadsEveryKey(t *testing.T) {
 listen = "0.0.0.0:7432"
 upstream = "postgres://app@db.internal/app"
 pool_mode = "transaction"
+peer_id = 1
 load_balance_hosts = "random"
 pool_size = 5
 query_wait_timeout = "1m"
@@ -153,6 +155,10 @@ upstream = "postgres://main/main"
 [users.reporter]
 pool_mode = "session"
 max_user_connections = 7
+
+[peers.2]
+host = "pgvalve-2.fleet"
+port = 7432
 `
 	cfg, err := Parse("pgvalve.toml", []byte(doc))
 	if err != nil {
@@ -210,12 +216,14 @@ max_user_connections = 7
 		QueryTimeout:           30 * time.Second,
 		ClientIdleTimeout:      10 * time.Minute,
 		Databases: map[string]Database{
-			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 61,
+			"reports": {Name: "reports", Upstream: "postgresql://ro@replica:5433/reports", PoolMode: PoolStatement, PoolSize: 2, Line: 62,
 				Hosts:              []Address{{Host: "replica1", Port: 5433}, {Host: "::1", Port: 5432, Weight: 3}},
 				TargetSessionAttrs: "prefer-standby", LoadBalanceHosts: "disable"},
-			"main": {Name: "main", Upstream: "postgres://main/main", Line: 69},
+			"main": {Name: "main", Upstream: "postgres://main/main", Line: 70},
 		},
-		Users: map[string]User{"reporter": {Name: "reporter", PoolMode: PoolSession, MaxUserConnections: 7, Line: 72}},
+		Users:  map[string]User{"reporter": {Name: "reporter", PoolMode: PoolSession, MaxUserConnections: 7, Line: 73}},
+		PeerID: 1,
+		Peers:  map[int]Peer{2: {ID: 2, Host: "pgvalve-2.fleet", Port: 7432, Line: 77}},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("got  %+v\nwant %+v", cfg, want)

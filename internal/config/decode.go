@@ -227,6 +227,10 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 			d.databases(path, val, cfg.Databases)
 		case "users":
 			d.users(path, val, cfg.Users)
+		case "peer_id":
+			d.int(path, val, &cfg.PeerID)
+		case "peers":
+			d.peers(path, val, cfg.Peers)
 		default:
 			d.unknown(path)
 		}
@@ -236,7 +240,7 @@ func decode(name string, data []byte) (cfg Config, probs []problem, ok bool) {
 	}
 
 	file := cfg
-	file.Databases, file.Users = maps.Clone(cfg.Databases), maps.Clone(cfg.Users)
+	file.Databases, file.Users, file.Peers = maps.Clone(cfg.Databases), maps.Clone(cfg.Users), maps.Clone(cfg.Peers)
 	cfg.src = &source{name: name, lines: d.lines, poolSizeKey: poolSizeKey, file: file}
 	return cfg, d.probs, true
 }

@@ -104,10 +104,13 @@ var settings = []setting{
 	{"admin_users", func(c Config) any { return strings.Join(c.AdminUsers, ",") }, false},
 	{"stats_users", func(c Config) any { return strings.Join(c.StatsUsers, ",") }, false},
 	{"metrics_listen", func(c Config) any { return c.MetricsListen }, true},
+	// Keys issued before a change would name the old id.
+	{"peer_id", func(c Config) any { return c.PeerID }, true},
 }
 
 // Diff lists every setting and route that differs from old to new, in a
-// fixed order: top-level settings, then routes by name.
+// fixed order: top-level settings, then routes by name, users by name and
+// peers by id.
 func Diff(old, new Config) []Change {
 	var out []Change
 	for _, s := range settings {
@@ -128,7 +131,8 @@ func Diff(old, new Config) []Change {
 	for _, name := range names {
 		out = append(out, diffRoute(name, old.Databases, new.Databases)...)
 	}
-	return append(out, diffUsers(old.Users, new.Users)...)
+	out = append(out, diffUsers(old.Users, new.Users)...)
+	return append(out, diffPeers(old.Peers, new.Peers)...)
 }
 
 func diffRoute(name string, old, new map[string]Database) []Change {
@@ -178,6 +182,7 @@ func Reloaded(running, next Config) (Config, []Change) {
 	next.LogFormat = running.LogFormat
 	next.MetricsListen = running.MetricsListen
 	next.ClientParkDelay = running.ClientParkDelay
+	next.PeerID = running.PeerID
 	return next, changes
 }
 

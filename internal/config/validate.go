@@ -228,6 +228,7 @@ func (c Config) problems() []problem {
 		}
 	}
 	c.checkUsers(k, f)
+	c.checkPeers(k, f)
 	return k.probs
 }
 

@@ -234,16 +234,18 @@ func (d *door) passed() {
 
 func (d *door) host() string { return HostOf(d.remote) }
 
-// forwardCancel handles a CancelRequest connection. PostgreSQL answers
-// nothing, whether or not the key was known, and so do we.
+// forwardCancel handles a CancelRequest connection: the key's client here,
+// or in a fleet the instance its key names (cancel.Registry). PostgreSQL
+// answers nothing, whether or not the key was known, and so do we; the
+// connection closes once the cancel is on its way.
 func (d *door) forwardCancel(ctx context.Context, req pgproto3.CancelRequest) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	known, err := d.cfg.Relay.Cancels.Cancel(ctx, req.ProcessID, req.SecretKey)
+	out, err := d.cfg.Relay.Cancels.Cancel(ctx, req.ProcessID, req.SecretKey)
 	if err != nil {
-		d.log.Warn("cancel request not delivered", "err", err)
+		d.log.Warn("cancel request not delivered", "outcome", out, "err", err)
 	}
-	d.log.Debug("cancel request", "known", known)
+	d.log.Debug("cancel request", "outcome", out)
 	return err
 }
 

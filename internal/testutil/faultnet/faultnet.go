@@ -3,7 +3,9 @@
 // target; a test puts it between pgvalve and PostgreSQL and then stalls the
 // network (Pause/Resume), cuts every open connection (Cut), refuses new ones
 // (Refuse), or, to prove that a checker notices, duplicates one statement on
-// its way to the server (DuplicateNext).
+// its way to the server (DuplicateNext). NewRoundRobin makes it a TCP load
+// balancer in front of several targets: each new connection goes to the
+// next one.
 //
 // Every goroutine a Relay starts is owned by it and has ended when Close
 // returns.
@@ -15,7 +17,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,10 +27,11 @@ import (
 //
 // Lock order: Relay.mu, then nothing (pipes never hold it while blocking).
 type Relay struct {
-	target string
-	ln     net.Listener
-	wg     sync.WaitGroup
-	done   chan struct{} // closed by Close
+	targets []string
+	next    atomic.Uint64 // connections accepted: the next one goes to targets[next % len]
+	ln      net.Listener
+	wg      sync.WaitGroup
+	done    chan struct{} // closed by Close
 
 	mu struct {
 		sync.Mutex
@@ -61,12 +66,20 @@ func (l *link) close() {
 }
 
 // New starts a relay to target ("host:port") on a free loopback port.
-func New(target string) (*Relay, error) {
+func New(target string) (*Relay, error) { return NewRoundRobin(target) }
+
+// NewRoundRobin starts a relay on a free loopback port that sends each new
+// connection to the next of targets in turn, as a TCP load balancer in
+// front of several instances does.
+func NewRoundRobin(targets ...string) (*Relay, error) {
+	if len(targets) == 0 {
+		return nil, errors.New("faultnet: no target")
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	r := &Relay{target: target, ln: ln, done: make(chan struct{})}
+	r := &Relay{targets: slices.Clone(targets), ln: ln, done: make(chan struct{})}
 	r.mu.conns = map[*link]struct{}{}
 	r.wg.Add(1)
 	go r.accept()
@@ -194,17 +207,18 @@ func (r *Relay) accept() {
 			_ = c.Close()
 			continue
 		}
+		target := r.targets[(r.next.Add(1)-1)%uint64(len(r.targets))]
 		r.wg.Add(1)
-		go r.serve(c)
+		go r.serve(c, target)
 	}
 }
 
-// serve dials the target for client c and pipes both ways until either
-// side ends or the relay cuts the link.
-func (r *Relay) serve(c net.Conn) {
+// serve dials target for client c and pipes both ways until either side
+// ends or the relay cuts the link.
+func (r *Relay) serve(c net.Conn, target string) {
 	defer r.wg.Done()
 	d := net.Dialer{Timeout: 5 * time.Second}
-	s, err := d.Dial("tcp", r.target)
+	s, err := d.Dial("tcp", target)
 	if err != nil {
 		_ = c.Close()
 		return

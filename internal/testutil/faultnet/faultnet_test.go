@@ -104,6 +104,31 @@ func TestARelayForwardsBothWays(t *testing.T) {
 	}
 }
 
+func TestARoundRobinRelaySendsEachNewConnectionToTheNextTarget(t *testing.T) {
+	var names []string
+	for _, name := range []string{"a", "b", "c"} {
+		names = append(names, target(t, func(c net.Conn) { _, _ = c.Write([]byte(name)); _, _ = io.Copy(io.Discard, c) }))
+	}
+	r, err := NewRoundRobin(names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	var got []byte
+	for range 6 {
+		c := dial(t, r)
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(c, b); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, b[0])
+	}
+	if string(got) != "abcabc" {
+		t.Fatalf("connections went to %q; want abcabc", got)
+	}
+}
+
 func TestAPausedRelayHoldsBytesUntilResumed(t *testing.T) {
 	r := relay(t, target(t, echo))
 	c := dial(t, r)

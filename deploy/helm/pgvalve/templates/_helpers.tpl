@@ -21,3 +21,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "pgvalve.maxDBConnections" -}}
 {{- div (int .Values.serverBudget) (max 1 (int .Values.replicaCount)) -}}
 {{- end -}}
+
+{{- /* The headless Service that gives each pod its DNS name, for [peers]. */ -}}
+{{- define "pgvalve.peersService" -}}
+{{- printf "%s-peers" (include "pgvalve.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
