@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/pgvalve/pgvalve/internal/wire"
@@ -322,12 +323,35 @@ func splitOptions(s string) []string {
 // PgBouncer does): the server is leased only when the client sends work.
 type ParamCache struct {
 	p atomic.Pointer[map[string]string]
+	// stored, made by the first Stored call, is closed by the first Store.
+	mu     sync.Mutex
+	stored chan struct{}
+	closed bool
 }
 
 // Store records a copy of a fresh server's parameters.
 func (c *ParamCache) Store(params map[string]string) {
 	cp := maps.Clone(params)
 	c.p.Store(&cp)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stored != nil && !c.closed {
+		close(c.stored)
+	}
+	c.closed = true
+}
+
+// Stored is closed once parameters are recorded.
+func (c *ParamCache) Stored() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stored == nil {
+		c.stored = make(chan struct{})
+		if c.closed {
+			close(c.stored)
+		}
+	}
+	return c.stored
 }
 
 // Load returns the recorded parameters, or nil if none yet. The map is

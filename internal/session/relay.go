@@ -432,14 +432,32 @@ func (e *protocolViolation) Error() string { return "protocol violation: " + e.e
 func (e *protocolViolation) Unwrap() error { return e.err }
 
 // greetingParams are the parameters a new client is told about: those of a
-// fresh server of its pool. Only the very first client of a pool waits for
-// a server to learn them.
+// fresh server of its pool. Only a pool's first clients wait to learn them:
+// for a server of their own, or for any server of the pool to log in,
+// whichever comes first. A server that logs in goes to the first client in
+// line, which may hold it for a long transaction; a login must not wait
+// for that transaction (nor its client for the login: pgbench -C connects
+// its clients one after the other on one thread).
 func (s *Session) greetingParams(ctx context.Context) (map[string]string, error) {
-	if p := s.route.Params.Load(); p != nil {
+	cache := s.route.Params
+	if p := cache.Load(); p != nil {
 		return p, nil
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stored := cache.Stored()
+	go func() { // ends with greetingParams at the latest
+		select {
+		case <-stored:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	lease, err := s.route.Pool.Acquire(ctx)
 	if err != nil {
+		if p := cache.Load(); p != nil {
+			return p, nil
+		}
 		return nil, err
 	}
 	defer s.releaseLease(lease)
