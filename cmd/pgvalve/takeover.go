@@ -109,6 +109,26 @@ func receiveListeners(c *takeover.Conn) (bound, error) {
 	return bound{clients: app.ListenOn(got["tcp"], got["unix"]), http: got["http"]}, nil
 }
 
+// passCancels delivers the cancel requests the new process passes on for
+// clients still here, until the connection closes.
+func passCancels(a *app.App, c *takeover.Conn) {
+	for {
+		var req takeover.Cancel
+		kind, files, err := c.Recv(&req)
+		for _, f := range files {
+			f.Close()
+		}
+		if err != nil {
+			return
+		}
+		if kind == takeover.KindCancel {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, _ = a.Cancels().Cancel(ctx, req.PID, req.Secret)
+			cancel()
+		}
+	}
+}
+
 // listenPort is the port of a listen address, 0 when it has none fixed.
 func listenPort(addr string) int {
 	_, p, err := net.SplitHostPort(addr)
@@ -129,6 +149,12 @@ func (s *server) taken(a *app.App, c *takeover.Conn) error {
 		return err
 	}
 	_ = c.SetDeadline(time.Time{}) // the old one drains under its shutdown_timeout
+	// A cancel request for a client still in the old process reaches this
+	// one now (it owns the listeners): pass it on.
+	a.Cancels().SetElsewhere(func(_ context.Context, pid uint32, secret []byte) error {
+		return c.Send(takeover.KindCancel, takeover.Cancel{PID: pid, Secret: secret})
+	})
+	defer a.Cancels().SetElsewhere(nil)
 	for {
 		var msg json.RawMessage
 		kind, files, err := c.Recv(&msg)
@@ -258,7 +284,9 @@ func handListeners(c *takeover.Conn, b bound) error {
 // HTTP listener first (so health checks reach the new one), then the
 // clients, each handed over or drained, under shutdown_timeout.
 func (s *server) handOver(a *app.App, b bound, c *takeover.Conn, stopHTTP func()) {
-	defer c.Close()
+	cancels := make(chan struct{})
+	go func() { defer close(cancels); passCancels(a, c) }()
+	defer func() { c.Close(); <-cancels }()
 	s.log.Info("a new pgvalve took over the listening sockets: draining", "shutdown_timeout", s.cfg.ShutdownTimeout)
 	stopHTTP()
 	b.clients.KeepFile()

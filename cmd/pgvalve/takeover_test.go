@@ -89,6 +89,8 @@ func TestATakeoverUnderLoadFailsNoTransactionAndKeepsIdleClients(t *testing.T) {
 	}
 	sess := connect(t, old.url("sess"), nil)
 	exec1(t, sess, "the session-pooling client before the takeover")
+	slept := make(chan error, 1)
+	go func() { _, err := sess.Exec(ctx, "select pg_sleep(30)"); slept <- err }()
 
 	steady := pgbench(t, old.port, "-c", "8", "-j", "2", "-T", "6")
 	reconnecting := pgbench(t, old.port, "-C", "-c", "2", "-T", "6")
@@ -96,6 +98,16 @@ func TestATakeoverUnderLoadFailsNoTransactionAndKeepsIdleClients(t *testing.T) {
 	fresh := startChild(t, "--config", path, "--takeover")
 	if fresh.port != old.port {
 		t.Fatalf("the new pgvalve listens on %s, the old one on %s", fresh.port, old.port)
+	}
+	old.waitLog(t, 0, "no longer accepting")
+	// The cancel reaches the new process, which passes it to the old one,
+	// where the session-pooling client's query runs.
+	if err := sess.PgConn().CancelRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var pgErr *pgconn.PgError
+	if err := <-slept; !errors.As(err, &pgErr) || pgErr.Code != "57014" {
+		t.Errorf("a cancel for a client still in the old pgvalve: %v; want 57014", err)
 	}
 	line := fresh.waitLog(t, 0, "takeover done")
 	select {
@@ -128,14 +140,13 @@ func TestATakeoverUnderLoadFailsNoTransactionAndKeepsIdleClients(t *testing.T) {
 	if err := idle.QueryRow(ctx, "select $1::int + 1", 41).Scan(&sum); err != nil || sum != 42 {
 		t.Errorf("the handed-over client's prepared statement: %d, %v", sum, err)
 	}
-	slept := make(chan error, 1)
+	slept = make(chan error, 1)
 	go func() { _, err := idle.Exec(ctx, "select pg_sleep(10)"); slept <- err }()
 	time.Sleep(300 * time.Millisecond) // the query runs
 	if err := idle.PgConn().CancelRequest(ctx); err != nil {
 		t.Fatal(err)
 	}
 	err := <-slept
-	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.Code != "57014" {
 		t.Errorf("a cancel with the key the old pgvalve issued: %v; want 57014 (the new one knows the key)", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pgvalve/pgvalve/internal/cancel"
 	"github.com/pgvalve/pgvalve/internal/cleanup"
 	"github.com/pgvalve/pgvalve/internal/frontend"
 	"github.com/pgvalve/pgvalve/internal/reason"
@@ -39,6 +40,7 @@ func (a *App) HandOver(ctx context.Context, send session.HandOffFunc) (went, end
 		return nil
 	})
 	a.stopAccepting()
+	a.log.Info("no longer accepting: each client goes to the new process at its next safe point")
 	seen := map[*session.Status]bool{}
 	tick := time.NewTicker(handOverTick)
 	defer tick.Stop()
@@ -58,6 +60,11 @@ func (a *App) HandOver(ctx context.Context, send session.HandOffFunc) (went, end
 	a.Shutdown(ctx)
 	return int(sent.Load()), len(seen) - int(sent.Load())
 }
+
+// Cancels is the registry of the cancel keys this process gave out: an
+// online restart passes to the old process the cancel requests for its
+// clients that have not come over yet.
+func (a *App) Cancels() *cancel.Registry { return a.env.Cancels }
 
 // adoptions tracks the clients Adopt carries on, which no accept loop
 // does: Serve waits for them before it closes the pools.

@@ -39,7 +39,11 @@ type Registry struct {
 	// outside a fleet, where keys are random but for a pid that is not 0.
 	self  uint32
 	peers atomic.Pointer[map[uint32]Peer] // the fleet, where a key naming another instance goes; a reload swaps it
-	mu    struct {
+	// elsewhere, while set, takes the requests for keys this instance
+	// does not hold: during an online restart, the old process's clients
+	// that have not come over yet.
+	elsewhere atomic.Pointer[Elsewhere]
+	mu        struct {
 		sync.Mutex
 		m map[key]Target
 	}
@@ -155,9 +159,26 @@ func (r *Registry) local(ctx context.Context, pid uint32, secret []byte) (Outcom
 	t, ok := r.mu.m[k]
 	r.mu.Unlock()
 	if !ok {
+		if send := r.elsewhere.Load(); send != nil {
+			return Forwarded, (*send)(ctx, pid, secret)
+		}
 		return Unknown, nil
 	}
 	return Delivered, t.CancelCurrent(ctx)
+}
+
+// Elsewhere passes on a cancel request for a key this instance does not
+// hold.
+type Elsewhere func(ctx context.Context, pid uint32, secret []byte) error
+
+// SetElsewhere sends the requests for unknown keys to f (nil: they are
+// ignored again).
+func (r *Registry) SetElsewhere(f Elsewhere) {
+	if f == nil {
+		r.elsewhere.Store(nil)
+		return
+	}
+	r.elsewhere.Store(&f)
 }
 
 // Len is the number of registered keys.

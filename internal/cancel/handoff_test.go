@@ -33,3 +33,24 @@ func TestAKeyIssuedElsewhereIsRegisteredAsIs(t *testing.T) {
 		t.Fatalf("%d keys left", here.Len())
 	}
 }
+
+// While a takeover runs, a key this instance does not hold goes to the
+// old process; a key it holds never does, and clearing it ends that.
+func TestAnUnknownKeyGoesElsewhereOnlyWhileThatIsSet(t *testing.T) {
+	r := NewRegistry(0)
+	mine := &countTarget{}
+	k, unregister := r.Register(mine)
+	defer unregister()
+	var passed []uint32
+	r.SetElsewhere(func(_ context.Context, pid uint32, _ []byte) error { passed = append(passed, pid); return nil })
+	if out, _ := r.Cancel(context.Background(), k.PID^1, k.Secret); out != Forwarded {
+		t.Fatalf("an unknown key: %v; want forwarded", out)
+	}
+	if out, _ := r.Cancel(context.Background(), k.PID, k.Secret); out != Delivered || mine.n.Load() != 1 {
+		t.Fatalf("a key held here: %v", out)
+	}
+	r.SetElsewhere(nil)
+	if out, _ := r.Cancel(context.Background(), k.PID^1, k.Secret); out != Unknown || len(passed) != 1 {
+		t.Fatalf("after clearing: %v, %d passed on", out, len(passed))
+	}
+}

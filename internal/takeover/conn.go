@@ -35,6 +35,9 @@ const (
 	KindClient
 	// KindDone: the old process handed over or ended every client (Done).
 	KindDone
+	// KindCancel: a cancel request the new process received for a client
+	// still in the old one (Cancel).
+	KindCancel
 )
 
 // Version is the takeover protocol's; a new process refuses an old one
@@ -141,7 +144,7 @@ func (c *Conn) Recv(body any) (Kind, []*os.File, error) {
 // checkHeader refuses a header that does not describe what came with it,
 // before anything is allocated for its body.
 func checkHeader(hdr [headerLen]byte, files int) error {
-	if k := Kind(hdr[0]); k < KindHello || k > KindDone {
+	if k := Kind(hdr[0]); k < KindHello || k > KindCancel {
 		return fmt.Errorf("takeover: unknown message %d", hdr[0])
 	}
 	if int(hdr[1]) != files {

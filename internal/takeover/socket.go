@@ -29,6 +29,12 @@ type Done struct {
 	Ended      int `json:"ended"`
 }
 
+// Cancel is a cancel request's key.
+type Cancel struct {
+	PID    uint32 `json:"pid"`
+	Secret []byte `json:"secret"`
+}
+
 // Listener is the old process's end: where a new process asks to take
 // over.
 type Listener struct {
