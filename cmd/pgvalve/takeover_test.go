@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -163,7 +162,6 @@ func TestATakeoverUnderLoadFailsNoTransactionAndKeepsIdleClients(t *testing.T) {
 		t.Errorf("/healthz after the takeover: %d %s", resp.StatusCode, body)
 	}
 	fresh.alive(t)
-	_ = syscall.Kill(fresh.cmd.Process.Pid, syscall.SIGTERM)
 }
 
 // A takeover with no pgvalve to take over from fails with a message, and
