@@ -67,6 +67,20 @@ func (b consoleBackend) Databases() []console.Database {
 	return out
 }
 
+func (b consoleBackend) Peers() []console.Peer {
+	cfg := b.a.config()
+	out := make([]console.Peer, 0, len(cfg.Peers))
+	for id, p := range cfg.Peers {
+		port := p.Port
+		if port == 0 {
+			port = config.DefaultPeerPort
+		}
+		out = append(out, console.Peer{ID: id, Host: p.Host, Port: port, Self: id == cfg.PeerID})
+	}
+	slices.SortFunc(out, func(x, y console.Peer) int { return x.ID - y.ID })
+	return out
+}
+
 func (b consoleBackend) Users() []console.User {
 	var out []console.User
 	seen := map[string]bool{}

@@ -77,6 +77,15 @@ func Authorize(user string, adminUsers, statsUsers []string) (Role, error) {
 	return 0, fmt.Errorf("user %q is %w (list it in admin_users or stats_users)", user, ErrNotAllowed)
 }
 
+// Peer is one instance of a fleet, as SHOW PEERS lists it (PgBouncer's
+// columns); Self marks this instance's own entry.
+type Peer struct {
+	ID   int
+	Host string
+	Port int
+	Self bool
+}
+
 // Backend is what the console asks of pgvalve: its state, as observe's
 // views and a few console rows, and the admin commands. The app implements
 // it. Commands that name a database take "" for every database; they
@@ -87,6 +96,7 @@ type Backend interface {
 	observe.Source
 
 	Databases() []Database // sorted by name
+	Peers() []Peer         // the fleet's instances ([peers]), sorted by id
 	Users() []User         // sorted by name
 	Config() []Setting     // sorted by key
 	State() State

@@ -116,6 +116,7 @@ var golden = map[string][]string{
 		"max_user_client_connections", "current_client_connections"},
 	"CONFIG":  {"key", "value", "default", "changeable"},
 	"LISTS":   {"list", "items"},
+	"PEERS":   {"peer_id", "host", "port", "pool_size", "self"},
 	"STATE":   {"key", "value"},
 	"VERSION": {"version"},
 	"HOLDERS": {"id", "addr", "user", "database", "application_name", "server", "held_since", "held_for", "state", "query", "server_share", "pinned"},
@@ -402,5 +403,21 @@ func TestFakeParametersAndHelp(t *testing.T) {
 	}
 	if len(notices) != 2 || notices[0] != "SET ignored" || !strings.Contains(notices[1], "SHOW HOLDERS") {
 		t.Errorf("notices %q", notices)
+	}
+}
+
+// SHOW PEERS lists the fleet as PgBouncer does, marking this instance, and
+// SHOW LISTS counts it.
+func TestShowPeersListsTheFleetAndListsCountsIt(t *testing.T) {
+	s := startConsole(t, saturated(time.Now()))
+	conn := connect(t, s, "stats")
+	r := run(t, conn, "SHOW PEERS")
+	if r.err != nil || len(r.rows) != 2 || strings.Join(r.rows[0], "|") != "1|10.0.0.8|6432|0|yes" || r.rows[1][4] != "no" {
+		t.Fatalf("SHOW PEERS: %v %v", r.rows, r.err)
+	}
+	for _, row := range run(t, conn, "SHOW LISTS").rows {
+		if row[0] == "peers" && row[1] != "2" {
+			t.Fatalf("SHOW LISTS counts %s peers; want 2", row[1])
+		}
 	}
 }

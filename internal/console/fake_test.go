@@ -42,6 +42,9 @@ func (f *fakeBackend) Databases() []console.Database {
 	return []console.Database{{Name: "app", Host: "10.0.0.5", Port: 5432, DBName: "app", PoolSize: 2, ServerLifetime: time.Hour,
 		PoolMode: "transaction", CurrentConnections: 2, CurrentClientConnections: 3}}
 }
+func (f *fakeBackend) Peers() []console.Peer {
+	return []console.Peer{{ID: 1, Host: "10.0.0.8", Port: 6432, Self: true}, {ID: 2, Host: "10.0.0.9", Port: 6432}}
+}
 func (f *fakeBackend) Hosts() []observe.Host {
 	return []observe.Host{
 		{Database: "app", User: "app", Host: "10.0.0.5:5432", State: "up", Role: "primary", Weight: 1, Outstanding: 2, Chosen: 9},

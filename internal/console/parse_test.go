@@ -65,6 +65,7 @@ func (stubBackend) Diagnosis() []string                     { return []string{"p
 func (stubBackend) Parking() observe.Parking                { return observe.Parking{} }
 func (stubBackend) Databases() []Database                   { return []Database{{Name: "d"}} }
 func (stubBackend) Hosts() []observe.Host                   { return nil }
+func (stubBackend) Peers() []Peer                           { return nil }
 func (stubBackend) Users() []User                           { return []User{{Name: "u", PoolSize: -1}} }
 func (stubBackend) Config() []Setting                       { return []Setting{{Key: "k"}} }
 func (stubBackend) State() State                            { return State{Paused: true} }

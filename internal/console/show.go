@@ -29,6 +29,7 @@ var shows = map[string]func(*session) table{
 	"users":          (*session).users,
 	"config":         (*session).config,
 	"lists":          (*session).lists,
+	"peers":          (*session).peers,
 	"state":          (*session).state,
 	"version":        (*session).version,
 	"holders":        (*session).holders,
@@ -63,7 +64,7 @@ func (s *session) show(c command, q string) {
 func (s *session) help() {
 	const usage = "\n" +
 		"\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n" +
-		"\tSHOW LISTS|STATE\n" +
+		"\tSHOW LISTS|PEERS|STATE\n" +
 		"\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n" +
 		"\tSHOW HOLDERS|LATENCY|DIAGNOSIS|HOSTS (pgvalve's own)\n" +
 		"\tRELOAD\n" +
@@ -382,8 +383,19 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-// lists is SHOW LISTS, counted from the views. pgvalve keeps no free lists,
-// peers nor DNS cache: those rows are 0.
+// peers is SHOW PEERS: PgBouncer's peer_id, host, port and pool_size (a
+// peer pool's size; pgvalve opens no pools to peers, it forwards cancel
+// requests on a connection each), and pgvalve's self.
+func (s *session) peers() table {
+	t := table{cols: []column{int4("peer_id"), text("host"), int4("port"), int4("pool_size"), text("self")}}
+	for _, p := range s.b.Peers() {
+		t.add(p.ID, p.Host, p.Port, 0, yesNo(p.Self))
+	}
+	return t
+}
+
+// lists is SHOW LISTS, counted from the views. pgvalve keeps no free lists
+// nor DNS cache: those rows are 0.
 func (s *session) lists() table {
 	clients := s.b.Clients()
 	login := 0
@@ -399,7 +411,7 @@ func (s *session) lists() table {
 	}{
 		{"databases", len(s.b.Databases())},
 		{"users", len(s.b.Users())},
-		{"peers", 0},
+		{"peers", len(s.b.Peers())},
 		{"pools", len(s.b.Pools())},
 		{"peer_pools", 0},
 		{"free_clients", 0},
