@@ -22,7 +22,10 @@ func SocketPath(dir string, port int) string {
 // removes the file.
 func Unix(dir string, port int, mode os.FileMode) (*net.UnixListener, error) {
 	path := SocketPath(dir, port)
-	if err := removeStale(path); err != nil {
+	if err := RemoveStale(path); err != nil {
+		if errors.Is(err, ErrInUse) {
+			err = fmt.Errorf("%w (another pgvalve or PgBouncer on the same port?)", err)
+		}
 		return nil, err
 	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
@@ -36,9 +39,13 @@ func Unix(dir string, port int, mode os.FileMode) (*net.UnixListener, error) {
 	return ln, nil
 }
 
-// removeStale removes path if it is a socket nothing listens on. A probe
-// connection tells (PgBouncer checks a lock file; this needs none).
-func removeStale(path string) error {
+// ErrInUse is RemoveStale's error for a socket something answers on.
+var ErrInUse = errors.New("another process is listening on it")
+
+// RemoveStale removes path if it is a socket nothing listens on, left by a
+// process that died. A probe connection tells (PgBouncer checks a lock
+// file; this needs none). A socket something answers on is ErrInUse.
+func RemoveStale(path string) error {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -51,7 +58,7 @@ func removeStale(path string) error {
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
-		return fmt.Errorf("%s: another process is listening on it (another pgvalve or PgBouncer on the same port?)", path)
+		return fmt.Errorf("%s: %w", path, ErrInUse)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("removing stale socket: %w", err)

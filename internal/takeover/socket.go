@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/pgvalve/pgvalve/internal/listener"
 )
 
 // Hello opens a takeover: the new process's protocol version and pid.
@@ -45,7 +47,10 @@ type Listener struct {
 // 0600). A socket file nothing answers on is removed first; one that
 // something answers on makes Listen fail.
 func Listen(path string) (*Listener, error) {
-	if err := removeStale(path); err != nil {
+	if err := listener.RemoveStale(path); err != nil {
+		if errors.Is(err, listener.ErrInUse) {
+			err = fmt.Errorf("%w: a pgvalve runs there; take over from it with --takeover", err)
+		}
 		return nil, err
 	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
@@ -91,26 +96,4 @@ func Dial(path string, timeout time.Duration) (*Conn, error) {
 		return nil, err
 	}
 	return &Conn{c: uc}, nil
-}
-
-// removeStale removes path if it is a socket nothing answers on.
-func removeStale(path string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if fi.Mode()&os.ModeSocket == 0 {
-		return fmt.Errorf("%s exists and is not a socket; not removing it", path)
-	}
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return fmt.Errorf("%s: another pgvalve is listening on it; take over from it with --takeover", path)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("removing stale socket: %w", err)
-	}
-	return nil
 }
