@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/cancel"
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/stmt"
 	"github.com/pgvalve/pgvalve/internal/wire"
 )
@@ -152,14 +153,18 @@ func Adopt(ctx context.Context, env *Env, c Client, h *Handoff) error {
 	}
 	s.status.set(Idle, 0, time.Now())
 	key := cancel.Key{PID: h.PID, Secret: h.Secret}
+	// A client this process cannot carry on hears what a shutdown would
+	// have told it in the old one.
 	unregister, err := env.Cancels.RegisterKey(key, s)
 	if err != nil {
+		env.Fatal(c.Conn, reason.ShuttingDown)
 		return err
 	}
 	s.own.Push(unregister)
 	s.key = key
 	if h.Tracked && env.Live().MaxPreparedStatements <= 0 && len(h.Statements) > 0 {
 		unregister()
+		env.Fatal(c.Conn, reason.ShuttingDown)
 		return errors.New("the client has prepared statements and max_prepared_statements is 0 here")
 	}
 	s.preparePark(ctx, c.Ends)
