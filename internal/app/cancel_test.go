@@ -81,13 +81,11 @@ func TestPsqlCtrlCCancelsItsOwnQueryOnly(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited, reaped := make(chan error, 1), make(chan struct{})
+	go func() { exited <- cmd.Wait(); close(reaped) }()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
+		_ = cmd.Process.Kill() // ErrProcessDone once it has exited
+		<-reaped
 	})
 
 	bystander := testutil.Connect(t, url)
