@@ -56,6 +56,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzThePrefilterNeverHidesAnEffect -fuzztime $(FUZZTIME) ./internal/session
 	$(GO) test -run '^$$' -fuzz FuzzTrackerMatchesADedicatedServer -fuzztime $(FUZZTIME) ./internal/stmt
 	$(GO) test -run '^$$' -fuzz FuzzConversation -fuzztime $(FUZZTIME) ./internal/difftest
+	$(GO) test -run '^$$' -fuzz FuzzRecv -fuzztime $(FUZZTIME) ./internal/takeover
 
 # The live page over a made-up saturated pool, as docs/img/live-page.png
 # (needs a Chromium; scripts/ensure-chromium.sh).
