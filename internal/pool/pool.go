@@ -270,14 +270,23 @@ func (p *Pool[S]) granted(g grant[S], start time.Time) (*Lease[S], error) {
 	return p.newLease(g.srv, now), nil
 }
 
+// ErrNotNeeded is the cause a caller ends its Acquire's context with when
+// it no longer needs the server (it got what it wanted elsewhere): such a
+// wait is not counted among those that gave up (Stats.Timeouts).
+var ErrNotNeeded = errors.New("pool: the server is no longer needed")
+
 // abandon leaves the queue. If a grant raced with the caller's context,
 // the server was already counted as active for us, so it goes back through
 // release; either way w's channel is empty after.
 func (p *Pool[S]) abandon(w *waiter[S], cause error) (*Lease[S], error) {
+	gaveUp := int64(1)
+	if errors.Is(cause, ErrNotNeeded) {
+		gaveUp = 0 // the caller got what it waited for elsewhere
+	}
 	p.mu.Lock()
 	if w.queued {
 		p.mu.waiters.remove(w)
-		p.mu.st.timeouts++
+		p.mu.st.timeouts += gaveUp
 		p.mu.Unlock()
 		return nil, cause
 	}
@@ -287,7 +296,7 @@ func (p *Pool[S]) abandon(w *waiter[S], cause error) (*Lease[S], error) {
 		return nil, g.err // timed out first, and counted then
 	}
 	p.mu.Lock()
-	p.mu.st.timeouts++
+	p.mu.st.timeouts += gaveUp
 	p.mu.Unlock()
 	if g.err == nil {
 		p.release(g.srv)

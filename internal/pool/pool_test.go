@@ -390,3 +390,33 @@ func TestReleaseIsIdempotent(t *testing.T) {
 		assertNoServerLost(t, p, d)
 	})
 }
+
+// A wait its caller ends because it no longer needs the server (ErrNotNeeded)
+// is not one that gave up; a wait ended any other way is.
+func TestAWaitNoLongerNeededIsNotCountedAsGivenUp(t *testing.T) {
+	p, _ := newTestPool(t, Config[*fakeServer]{Name: "app/app", Settings: Settings{Size: 1}}, nil)
+	held := mustAcquirePatiently(t, p)
+	defer held.Release()
+	for _, tc := range []struct {
+		cause error
+		want  int64
+	}{{ErrNotNeeded, 0}, {context.Canceled, 1}} {
+		base := p.Stats().Timeouts
+		ctx, cancel := context.WithCancelCause(context.Background())
+		done := make(chan error, 1)
+		go func() { _, err := p.Acquire(ctx); done <- err }()
+		for i := 0; p.Stats().ClientsWaiting != 1; i++ {
+			if i == 10000 {
+				t.Fatal("the Acquire never queued")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		cancel(tc.cause)
+		if err := <-done; !errors.Is(err, tc.cause) {
+			t.Fatalf("Acquire ended with %v; want %v", err, tc.cause)
+		}
+		if got := p.Stats().Timeouts - base; got != tc.want {
+			t.Errorf("a wait ended with %v counted %d times as given up; want %d", tc.cause, got, tc.want)
+		}
+	}
+}

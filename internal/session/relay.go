@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgvalve/pgvalve/internal/cancel"
 	"github.com/pgvalve/pgvalve/internal/config"
+	"github.com/pgvalve/pgvalve/internal/pool"
 	"github.com/pgvalve/pgvalve/internal/reason"
 	"github.com/pgvalve/pgvalve/internal/stmt"
 	"github.com/pgvalve/pgvalve/internal/wire"
@@ -443,13 +444,13 @@ func (s *Session) greetingParams(ctx context.Context) (map[string]string, error)
 	if p := cache.Load(); p != nil {
 		return p, nil
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	stored := cache.Stored()
 	go func() { // ends with greetingParams at the latest
 		select {
 		case <-stored:
-			cancel()
+			cancel(pool.ErrNotNeeded)
 		case <-ctx.Done():
 		}
 	}()
