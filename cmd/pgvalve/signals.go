@@ -95,7 +95,7 @@ func (s *server) serve() error {
 			bg.Go(func() { s.offer(offering, b, took) })
 		case c := <-took:
 			s.notify(sdnotify.Stopping())
-			s.handOver(a, b, c, stopHTTP)
+			s.handOver(a, b, c, stopHTTP, sigs)
 			return <-served
 		case done := <-reloads:
 			done <- s.reloadConfig(a)
@@ -140,9 +140,19 @@ func (s *server) stop(a *app.App, sig os.Signal, sigs <-chan os.Signal) {
 		return
 	}
 	s.log.Info("SIGTERM: draining", "shutdown_timeout", s.cfg.ShutdownTimeout)
+	ctx, done := s.draining(sigs)
+	defer done()
+	a.Shutdown(ctx)
+}
+
+// draining is the context a drain runs under: it ends at shutdown_timeout,
+// or at a SIGTERM or SIGINT, which stops waiting; other signals are
+// ignored meanwhile. done releases it once the drain is over.
+func (s *server) draining(sigs <-chan os.Signal) (ctx context.Context, done func()) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-	defer cancel()
+	watched := make(chan struct{})
 	go func() {
+		defer close(watched)
 		for {
 			select {
 			case sig := <-sigs:
@@ -156,7 +166,7 @@ func (s *server) stop(a *app.App, sig os.Signal, sigs <-chan os.Signal) {
 			}
 		}
 	}()
-	a.Shutdown(ctx)
+	return ctx, func() { cancel(); <-watched }
 }
 
 // reloadConfig answers SIGHUP. A file with any error changes nothing; each

@@ -282,16 +282,17 @@ func handListeners(c *takeover.Conn, b bound) error {
 
 // handOver ends this pgvalve once a new one serves on its listeners: the
 // HTTP listener first (so health checks reach the new one), then the
-// clients, each handed over or drained, under shutdown_timeout.
-func (s *server) handOver(a *app.App, b bound, c *takeover.Conn, stopHTTP func()) {
+// clients, each handed over or drained, under shutdown_timeout (a SIGTERM
+// or SIGINT meanwhile closes those left at once).
+func (s *server) handOver(a *app.App, b bound, c *takeover.Conn, stopHTTP func(), sigs <-chan os.Signal) {
 	cancels := make(chan struct{})
 	go func() { defer close(cancels); passCancels(a, c) }()
 	defer func() { c.Close(); <-cancels }()
 	s.log.Info("a new pgvalve took over the listening sockets: draining", "shutdown_timeout", s.cfg.ShutdownTimeout)
 	stopHTTP()
 	b.clients.KeepFile()
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-	defer cancel()
+	ctx, done := s.draining(sigs) // a SIGTERM or SIGINT stops waiting, as in a drain
+	defer done()
 	went, ended := a.HandOver(ctx, func(conn net.Conn, h *session.Handoff) error {
 		return takeover.RawFD(conn, func(fd int) error { return c.Send(takeover.KindClient, h, fd) })
 	})

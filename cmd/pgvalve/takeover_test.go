@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,12 +57,13 @@ func initPgbench(t *testing.T) {
 }
 
 // takeoverConfig is a transaction-pooling pgvalve with a takeover socket
-// of its own and a session-pooling route, sess.
-func takeoverConfig(t *testing.T) string {
+// of its own and a session-pooling route, sess; the old process drains
+// for up to shutdown.
+func takeoverConfig(t *testing.T, shutdown string) string {
 	dir := t.TempDir()
 	return writeFile(t, configText(4, `pool_mode = "transaction"`,
 		fmt.Sprintf("takeover_socket = %q", filepath.Join(dir, "takeover")),
-		`metrics_listen = "127.0.0.1:0"`, `shutdown_timeout = "5s"`,
+		`metrics_listen = "127.0.0.1:0"`, fmt.Sprintf("shutdown_timeout = %q", shutdown),
 		`[databases.sess]`, fmt.Sprintf("upstream = %q", cluster.URL(cluster.User, cluster.Password, pgtest.TestDatabase)), `pool_mode = "session"`))
 }
 
@@ -73,7 +75,7 @@ func takeoverConfig(t *testing.T) string {
 // over, is the one that loses its connection.
 func TestATakeoverUnderLoadFailsNoTransactionAndKeepsIdleClients(t *testing.T) {
 	initPgbench(t)
-	path := takeoverConfig(t)
+	path := takeoverConfig(t, "5s")
 	old := startChild(t, "--config", path)
 	httpAddr := regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(old.waitLog(t, 0, "metrics, live page"))[1]
 	ctx := testutil.Context(t)
@@ -167,9 +169,34 @@ func TestATakeoverUnderLoadFailsNoTransactionAndKeepsIdleClients(t *testing.T) {
 // A takeover with no pgvalve to take over from fails with a message, and
 // a running pgvalve refuses a second process binding its takeover socket.
 func TestTakeoverWithoutARunningPgvalveFailsClearly(t *testing.T) {
-	path := takeoverConfig(t)
+	path := takeoverConfig(t, "5s")
 	code, _, stderr := run("run", "--unix-socket-dir", "", "--config", path, "--takeover")
 	if code != 1 || !strings.Contains(stderr, "no pgvalve to take over from") {
 		t.Fatalf("--takeover with nothing running: %d %q", code, stderr)
+	}
+}
+
+// While the old pgvalve waits for a client it cannot hand over (session
+// pooling), a SIGTERM stops the wait, as a second SIGTERM does in a drain:
+// it closes that client and exits long before shutdown_timeout.
+func TestASIGTERMEndsTheOldPgvalvesWaitAfterATakeover(t *testing.T) {
+	path := takeoverConfig(t, "10m")
+	old := startChild(t, "--config", path)
+	sess := connect(t, old.url("sess"), nil)
+	exec1(t, sess, "the session-pooling client")
+	startChild(t, "--config", path, "--takeover")
+	mark := len(old.log.String())
+	old.waitLog(t, 0, "no longer accepting")
+	old.signal(t, syscall.SIGTERM)
+	select {
+	case <-old.done:
+		if old.err != nil {
+			t.Fatalf("the old pgvalve exited with %v; log:\n%s", old.err, old.log.String()[mark:])
+		}
+	case <-time.After(eventually):
+		t.Fatalf("the old pgvalve still waits for its session-pooling client after SIGTERM; log:\n%s", old.log)
+	}
+	if _, err := sess.Exec(testutil.Context(t), "select 1"); err == nil {
+		t.Error("the session-pooling client kept a connection to a pgvalve that exited")
 	}
 }
