@@ -80,7 +80,11 @@ func (s *server) serve() error {
 	defer stopOffer()
 	taking := make(chan error, 1)
 	if from != nil {
-		bg.Go(func() { taking <- s.taken(a, from) })
+		bg.Go(func() {
+			// Stopping before the old process is done ends the conversation.
+			defer context.AfterFunc(offering, func() { from.Close() })()
+			taking <- s.taken(a, from)
+		})
 	} else {
 		bg.Go(func() { s.offer(offering, b, took) })
 	}

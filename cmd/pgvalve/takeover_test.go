@@ -177,16 +177,23 @@ func TestTakeoverWithoutARunningPgvalveFailsClearly(t *testing.T) {
 }
 
 // While the old pgvalve waits for a client it cannot hand over (session
-// pooling), a SIGTERM stops the wait, as a second SIGTERM does in a drain:
-// it closes that client and exits long before shutdown_timeout.
-func TestASIGTERMEndsTheOldPgvalvesWaitAfterATakeover(t *testing.T) {
+// pooling), either process stops at once when told: the new one without
+// waiting for the old one to finish, the old one as a second SIGTERM stops
+// a drain, closing that client long before shutdown_timeout.
+func TestASIGTERMEndsEitherSideOfATakeoverThatWaits(t *testing.T) {
 	path := takeoverConfig(t, "10m")
 	old := startChild(t, "--config", path)
 	sess := connect(t, old.url("sess"), nil)
 	exec1(t, sess, "the session-pooling client")
-	startChild(t, "--config", path, "--takeover")
-	mark := len(old.log.String())
+	fresh := startChild(t, "--config", path, "--takeover")
 	old.waitLog(t, 0, "no longer accepting")
+	fresh.signal(t, syscall.SIGTERM)
+	select {
+	case <-fresh.done:
+	case <-time.After(eventually):
+		t.Fatalf("the new pgvalve waits for the old one to finish after SIGTERM; log:\n%s", fresh.log)
+	}
+	mark := len(old.log.String())
 	old.signal(t, syscall.SIGTERM)
 	select {
 	case <-old.done:
