@@ -347,30 +347,7 @@ func (b *bouncer) upstreamURL(e iniEntry, kv map[string]string, order []string) 
 // user carries one [users] line over: its pool_mode and
 // max_user_connections, for the pools of that server user.
 func (b *bouncer) user(e iniEntry) {
-	kv, order, err := connString(e.value)
-	if err != nil {
-		b.fail(e, "%v", err)
-		return
-	}
-	lines := []string{fmt.Sprintf("[users.%s]", tomlString(e.key))}
-	for _, k := range order {
-		switch v := kv[k]; k {
-		case "pool_mode":
-			lines = append(lines, "pool_mode = "+tomlString(v))
-		case "max_user_connections":
-			if _, err := strconv.Atoi(v); err != nil {
-				b.fail(e, "max_user_connections %q is not an integer", v)
-				return
-			}
-			lines = append(lines, "max_user_connections = "+v)
-		default:
-			b.fail(e, "%s per user is not supported (pool_mode and max_user_connections are)", k)
-			return
-		}
-	}
-	for _, l := range lines {
-		b.users.add(e, "%s", l)
-	}
+	b.table(e, &b.users, "users", "user", []tableKey{{"pool_mode", 's', ""}, {"max_user_connections", 'i', ""}})
 }
 
 // peer carries one [peers] line over: "ID = host=... port=...", PgBouncer's
@@ -378,30 +355,55 @@ func (b *bouncer) user(e iniEntry) {
 // cancels in flight to the peer) is dropped with a notice: pgvalve
 // forwards each cancel on a connection of its own.
 func (b *bouncer) peer(e iniEntry) {
+	b.table(e, &b.peers, "peers", "peer", []tableKey{{"host", 's', ""}, {"port", 'i', ""},
+		{"pool_size", 0, "pool_size ignored: pgvalve forwards each cancel request on a connection of its own"}})
+}
+
+// tableKey is a key of a section whose lines are connection strings: a
+// string ('s') or an integer ('i') carried over, or (kind 0) dropped with
+// the notice.
+type tableKey struct {
+	name   string
+	kind   byte
+	notice string
+}
+
+// table carries one line of such a section ([users], [peers]) over as the
+// TOML table [section.KEY] in doc; a key not in keys is an error naming
+// those that are, and nothing of the line is carried then.
+func (b *bouncer) table(e iniEntry, doc *tomlDoc, section, what string, keys []tableKey) {
 	kv, order, err := connString(e.value)
 	if err != nil {
 		b.fail(e, "%v", err)
 		return
 	}
-	lines := []string{fmt.Sprintf("[peers.%s]", tomlString(e.key))}
+	lines := []string{fmt.Sprintf("[%s.%s]", section, tomlString(e.key))}
 	for _, k := range order {
-		switch v := kv[k]; k {
-		case "host":
-			lines = append(lines, "host = "+tomlString(v))
-		case "port":
+		i := slices.IndexFunc(keys, func(tk tableKey) bool { return tk.name == k })
+		if i < 0 {
+			names := make([]string, 0, len(keys))
+			for _, tk := range keys {
+				if tk.kind != 0 {
+					names = append(names, tk.name)
+				}
+			}
+			b.fail(e, "%s per %s is not supported (%s are)", k, what, strings.Join(names, " and "))
+			return
+		}
+		switch v := kv[k]; keys[i].kind {
+		case 's':
+			lines = append(lines, k+" = "+tomlString(v))
+		case 'i':
 			if _, err := strconv.Atoi(v); err != nil {
-				b.fail(e, "port %q is not an integer", v)
+				b.fail(e, "%s %q is not an integer", k, v)
 				return
 			}
-			lines = append(lines, "port = "+v)
-		case "pool_size":
-			b.notice(e, "pool_size ignored: pgvalve forwards each cancel request on a connection of its own")
+			lines = append(lines, k+" = "+v)
 		default:
-			b.fail(e, "%s per peer is not supported (host and port are)", k)
-			return
+			b.notice(e, "%s", keys[i].notice)
 		}
 	}
 	for _, l := range lines {
-		b.peers.add(e, "%s", l)
+		doc.add(e, "%s", l)
 	}
 }
