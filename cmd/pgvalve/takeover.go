@@ -75,18 +75,12 @@ func receiveListeners(c *takeover.Conn) (bound, error) {
 		return bound{}, err
 	}
 	var msg takeover.Listeners
-	kind, files, err := c.Recv(&msg)
+	files, err := c.Expect(takeover.KindListeners, &msg)
 	if err != nil {
 		return bound{}, err
 	}
-	defer func() {
-		for _, f := range files {
-			f.Close() // net.FileListener made copies
-		}
-	}()
+	defer takeover.CloseAll(files) // net.FileListener makes copies
 	switch {
-	case kind != takeover.KindListeners:
-		return bound{}, fmt.Errorf("expected the listeners, got message %d", kind)
 	case msg.Version != takeover.Version:
 		return bound{}, fmt.Errorf("the running pgvalve speaks takeover version %d, this one %d", msg.Version, takeover.Version)
 	case len(files) != len(msg.Names):
@@ -114,18 +108,12 @@ func receiveListeners(c *takeover.Conn) (bound, error) {
 func passCancels(a *app.App, c *takeover.Conn) {
 	for {
 		var req takeover.Cancel
-		kind, files, err := c.Recv(&req)
-		for _, f := range files {
-			f.Close()
-		}
-		if err != nil {
+		if _, err := c.Expect(takeover.KindCancel, &req); err != nil {
 			return
 		}
-		if kind == takeover.KindCancel {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			_, _ = a.Cancels().Cancel(ctx, req.PID, req.Secret)
-			cancel()
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, _ = a.Cancels().Cancel(ctx, req.PID, req.Secret)
+		cancel()
 	}
 }
 
@@ -164,16 +152,10 @@ func (s *server) taken(a *app.App, c *takeover.Conn) error {
 		switch kind {
 		case takeover.KindClient:
 			adopt(a, msg, files)
-			continue
 		case takeover.KindDone:
 			var done takeover.Done
 			_ = json.Unmarshal(msg, &done)
 			s.log.Info("takeover done: the old pgvalve is exiting", "clients_handed_over", done.HandedOver, "clients_ended_there", done.Ended)
-		}
-		for _, f := range files {
-			f.Close()
-		}
-		if kind == takeover.KindDone {
 			return nil
 		}
 	}
@@ -182,11 +164,7 @@ func (s *server) taken(a *app.App, c *takeover.Conn) error {
 // adopt carries on a client the old process handed over: one descriptor
 // and its state.
 func adopt(a *app.App, msg json.RawMessage, files []*os.File) {
-	defer func() {
-		for _, f := range files {
-			f.Close() // net.FileConn made its own copy
-		}
-	}()
+	defer takeover.CloseAll(files) // net.FileConn makes its own copy
 	var h session.Handoff
 	if len(files) != 1 || json.Unmarshal(msg, &h) != nil {
 		return
@@ -235,16 +213,10 @@ func (s *server) offer(ctx context.Context, b bound, took chan<- *takeover.Conn)
 func handListeners(c *takeover.Conn, b bound) error {
 	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
 	var hello takeover.Hello
-	kind, files, err := c.Recv(&hello)
-	for _, f := range files {
-		f.Close()
-	}
-	switch {
-	case err != nil:
+	if _, err := c.Expect(takeover.KindHello, &hello); err != nil {
 		return err
-	case kind != takeover.KindHello:
-		return fmt.Errorf("expected a hello, got message %d", kind)
-	case hello.Version != takeover.Version:
+	}
+	if hello.Version != takeover.Version {
 		return fmt.Errorf("the new pgvalve speaks takeover version %d, this one %d", hello.Version, takeover.Version)
 	}
 	var names []string
@@ -266,15 +238,8 @@ func handListeners(c *takeover.Conn, b bound) error {
 	if err := c.Send(takeover.KindListeners, takeover.Listeners{Version: takeover.Version, PID: os.Getpid(), Names: names}, fds...); err != nil {
 		return err
 	}
-	kind, files, err = c.Recv(nil)
-	for _, f := range files {
-		f.Close()
-	}
-	if err != nil {
+	if _, err := c.Expect(takeover.KindServing, nil); err != nil {
 		return err
-	}
-	if kind != takeover.KindServing {
-		return fmt.Errorf("expected serving, got message %d", kind)
 	}
 	_ = c.SetDeadline(time.Time{})
 	return nil

@@ -40,6 +40,18 @@ const (
 	KindCancel
 )
 
+// carries says whether a message of kind may come with n descriptors:
+// the listeners with at least one, a client with one, others with none.
+func (k Kind) carries(n int) bool {
+	switch k {
+	case KindListeners:
+		return n >= 1
+	case KindClient:
+		return n == 1
+	}
+	return n == 0
+}
+
 // Version is the takeover protocol's; a new process refuses an old one
 // that speaks another.
 const Version = 1
@@ -72,8 +84,8 @@ func (c *Conn) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
 // Send writes a message: body as JSON, with fds, which stay open here (the
 // kernel gives the receiver its own copies).
 func (c *Conn) Send(kind Kind, body any, fds ...int) error {
-	if len(fds) > maxFiles {
-		return fmt.Errorf("takeover: %d descriptors in one message, at most %d", len(fds), maxFiles)
+	if len(fds) > maxFiles || !kind.carries(len(fds)) {
+		return fmt.Errorf("takeover: message %d with %d descriptors", kind, len(fds))
 	}
 	b, err := json.Marshal(body)
 	if err != nil {
@@ -124,17 +136,17 @@ func (c *Conn) Recv(body any) (Kind, []*os.File, error) {
 		ferr = checkHeader(hdr, len(files))
 	}
 	if ferr != nil {
-		closeAll(files)
+		CloseAll(files)
 		return 0, nil, ferr
 	}
 	b := make([]byte, binary.BigEndian.Uint32(hdr[2:]))
 	if _, err := io.ReadFull(c.c, b); err != nil {
-		closeAll(files)
+		CloseAll(files)
 		return 0, nil, err
 	}
 	if body != nil {
 		if err := json.Unmarshal(b, body); err != nil {
-			closeAll(files)
+			CloseAll(files)
 			return 0, nil, fmt.Errorf("takeover: message %d: %w", hdr[0], err)
 		}
 	}
@@ -150,10 +162,27 @@ func checkHeader(hdr [headerLen]byte, files int) error {
 	if int(hdr[1]) != files {
 		return fmt.Errorf("takeover: %d descriptors announced, %d came", hdr[1], files)
 	}
+	if !Kind(hdr[0]).carries(files) {
+		return fmt.Errorf("takeover: message %d with %d descriptors", hdr[0], files)
+	}
 	if l := binary.BigEndian.Uint32(hdr[2:]); l > maxBody {
 		return fmt.Errorf("takeover: a message of %d bytes, at most %d", l, maxBody)
 	}
 	return nil
+}
+
+// Expect receives a message that must be of kind; another is an error,
+// and its descriptors are closed.
+func (c *Conn) Expect(kind Kind, body any) ([]*os.File, error) {
+	k, files, err := c.Recv(body)
+	if err != nil {
+		return nil, err
+	}
+	if k != kind {
+		CloseAll(files)
+		return nil, fmt.Errorf("takeover: expected message %d, got %d", kind, k)
+	}
+	return files, nil
 }
 
 // rights turns the descriptors in a control message into files.
@@ -179,7 +208,8 @@ func rights(oob []byte) ([]*os.File, error) {
 	return files, nil
 }
 
-func closeAll(files []*os.File) {
+// CloseAll closes the files a message brought.
+func CloseAll(files []*os.File) {
 	for _, f := range files {
 		f.Close()
 	}

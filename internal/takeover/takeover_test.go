@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -119,6 +120,37 @@ func TestAHeaderThatLiesIsRefusedBeforeItsBodyIsRead(t *testing.T) {
 	}
 }
 
+// Only the listeners and a client come with descriptors: any other
+// message that brings one is refused (and the descriptor closed), and so
+// is a message of another kind than the one expected.
+func TestDescriptorsComeOnlyWithTheMessagesThatCarryThem(t *testing.T) {
+	oldEnd, newEnd := pair(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if err := newEnd.Send(KindHello, Hello{}, int(w.Fd())); err == nil {
+		t.Fatal("sent a hello with a descriptor")
+	}
+	hdr := []byte{byte(KindHello), 1, 0, 0, 0, 2}
+	if _, _, err := newEnd.c.WriteMsgUnix(hdr, syscall.UnixRights(int(w.Fd())), nil); err != nil {
+		t.Fatal(err)
+	}
+	raw(t, newEnd, []byte("{}"))
+	if _, files, err := oldEnd.Recv(nil); err == nil || files != nil {
+		t.Fatalf("a hello with a descriptor was taken: %v, %v", files, err)
+	}
+	oldEnd2, newEnd2 := pair(t)
+	if err := newEnd2.Send(KindServing, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oldEnd2.Expect(KindHello, nil); err == nil {
+		t.Fatal("Expect took a message of another kind")
+	}
+}
+
 func TestListenRefusesASocketAnotherProcessAnswersOn(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "takeover")
 	ln, err := Listen(path)
@@ -170,7 +202,7 @@ func FuzzRecv(f *testing.F) {
 		go func() { _, _ = fds[0].c.Write(b); fds[0].c.CloseWrite() }()
 		var v map[string]any
 		_, files, _ := fds[1].Recv(&v)
-		closeAll(files)
+		CloseAll(files)
 	})
 }
 
