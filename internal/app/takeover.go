@@ -147,7 +147,7 @@ func (a *App) carryOn(ctx context.Context, conn net.Conn, h *session.Handoff, st
 	if route.Leave != nil {
 		ends.Push(route.Leave)
 	}
-	st.SetLogin(session.Login{User: h.User, Database: h.Database, ApplicationName: appName(h.Params)})
+	st.SetLogin(session.LoginOf(h.User, h.Database, h.Params))
 	sock := wire.NewSocket(conn)
 	c := session.Client{Conn: conn, Sock: sock, Reader: wire.NewReader(sock, wire.DefaultBufferSize, a.env.Live().MaxMessageSize),
 		Remote: h.Remote, User: h.User, Database: h.Database, Route: route, Params: h.Params, Status: st, Ends: ends}
@@ -156,14 +156,4 @@ func (a *App) carryOn(ctx context.Context, conn net.Conn, h *session.Handoff, st
 	if err != nil && !parked {
 		a.log.Debug("adopted session ended", "client", h.Remote, "err", err)
 	}
-}
-
-// appName is the application_name among startup parameters, or "".
-func appName(params []wire.Param) string {
-	for _, p := range params {
-		if p.Name == "application_name" {
-			return p.Value
-		}
-	}
-	return ""
 }

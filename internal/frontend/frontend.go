@@ -229,7 +229,7 @@ func (d *door) run(ctx context.Context, status *session.Status) (err error) {
 	if d.tlsSrv != nil && d.tlsSrv.Settings().Required() && !d.tls && !d.local {
 		return d.refuse(reason.TLSRequired, d.host(), c.User, c.Database)
 	}
-	status.SetLogin(session.Login{User: c.User, Database: c.Database, ApplicationName: appName(c.Params)})
+	status.SetLogin(session.LoginOf(c.User, c.Database, c.Params))
 	c.Status = status
 	c.Sock = d.sock
 	c.Reader = wire.NewReader(c.Sock, wire.DefaultBufferSize, live.MaxMessageSize)
@@ -268,16 +268,6 @@ func (d *door) run(ctx context.Context, status *session.Status) (err error) {
 	c.Route = route
 	c.Ends = d.ends
 	return session.Run(ctx, d.cfg.Relay, c)
-}
-
-// appName is the application_name among startup parameters, or "".
-func appName(params []wire.Param) string {
-	for _, p := range params {
-		if p.Name == "application_name" {
-			return p.Value
-		}
-	}
-	return ""
 }
 
 // toConsole is the handoff decision, the one place that chooses between

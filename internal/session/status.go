@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pgvalve/pgvalve/internal/observe"
+	"github.com/pgvalve/pgvalve/internal/wire"
 )
 
 // State is where a client stands, as the list of live sessions shows it.
@@ -149,6 +150,19 @@ func (st *Status) Hold() Hold { return Hold(st.hold.Load()) }
 // Login is who a client logged in as.
 type Login struct {
 	User, Database, ApplicationName string
+}
+
+// LoginOf is the Login of a client of user and database with startup
+// parameters params (application_name among them, if given).
+func LoginOf(user, database string, params []wire.Param) Login {
+	l := Login{User: user, Database: database}
+	for _, p := range params {
+		if p.Name == "application_name" {
+			l.ApplicationName = p.Value
+			break
+		}
+	}
+	return l
 }
 
 // NewStatus returns the entry of a client accepted at now.
