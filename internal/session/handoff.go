@@ -2,13 +2,10 @@ package session
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"maps"
-	"math"
 	"net"
 	"syscall"
-	"time"
 
 	"github.com/pgvalve/pgvalve/internal/cancel"
 	"github.com/pgvalve/pgvalve/internal/config"
@@ -145,43 +142,26 @@ func (s *Session) canGo() bool {
 // c's connection, as Run carries on a new one after its greeting: the
 // client already has it, and its next message may be buffered already.
 func Adopt(ctx context.Context, env *Env, c Client, h *Handoff) error {
-	s := &Session{env: env, conn: c.Conn, rd: c.Reader, sock: c.Sock, remote: c.Remote,
-		user: c.User, db: c.Database, route: c.Route, params: c.Params, status: c.Status,
-		scratch: new(scratch)}
-	if s.status != nil {
-		s.status.meter.Store(s.route.Meter)
-	}
-	s.status.set(Idle, 0, time.Now())
-	key := cancel.Key{PID: h.PID, Secret: h.Secret}
 	// A client this process cannot carry on hears what a shutdown would
 	// have told it in the old one.
+	if h.Tracked && env.Live().MaxPreparedStatements <= 0 && len(h.Statements) > 0 {
+		env.Fatal(c.Conn, reason.ShuttingDown)
+		return errors.New("the client has prepared statements and max_prepared_statements is 0 here")
+	}
+	s := newSession(ctx, env, c)
+	key := cancel.Key{PID: h.PID, Secret: h.Secret}
 	unregister, err := env.Cancels.RegisterKey(key, s)
 	if err != nil {
 		env.Fatal(c.Conn, reason.ShuttingDown)
 		return err
 	}
-	s.own.Push(unregister)
-	s.key = key
-	if h.Tracked && env.Live().MaxPreparedStatements <= 0 && len(h.Statements) > 0 {
-		unregister()
-		env.Fatal(c.Conn, reason.ShuttingDown)
-		return errors.New("the client has prepared statements and max_prepared_statements is 0 here")
-	}
-	s.preparePark(ctx, c.Ends)
-	s.status.setOwner(s)
+	s.keyed(key, unregister)
 	s.restore(h)
-	s.own.Push(s.rd.Release)
-	s.own.Push(s.leaveRoute)
 	return s.proceed(ctx, s.adopted)
 }
 
 // restore puts h's state in a session Adopt made.
 func (s *Session) restore(h *Handoff) {
-	s.id = uint64(h.PID)<<32 | uint64(binary.BigEndian.Uint32(h.Secret)) // RegisterKey checked its length
-	s.maxStmts = int32(min(s.env.Live().MaxPreparedStatements, math.MaxInt32))
-	s.detect = s.route.Mode != config.PoolSession && s.route.State != config.StateOff
-	s.pinAll = s.detect && s.route.State == config.StatePinAll
-	s.rd.SetWhole(s.wholeTypes())
 	s.view = &clientView{reported: reportedParams{base: h.Reported}}
 	if h.Batched {
 		st := new(state)

@@ -344,6 +344,14 @@ type Client struct {
 // fails, or until it is parked while idle (ErrParked: see Client.Ends); it
 // leaves closing the connection to the caller.
 func Run(ctx context.Context, env *Env, c Client) error {
+	s := newSession(ctx, env, c)
+	s.keyed(env.Cancels.Register(s))
+	return s.proceed(ctx, s.serve)
+}
+
+// newSession makes the session of c and lets the app reach it through its
+// Status (a drain that began before sees it here).
+func newSession(ctx context.Context, env *Env, c Client) *Session {
 	s := &Session{env: env, conn: c.Conn, rd: c.Reader, sock: c.Sock, remote: c.Remote,
 		user: c.User, db: c.Database, route: c.Route, params: c.Params, status: c.Status,
 		scratch: new(scratch)}
@@ -366,11 +374,16 @@ func Run(ctx context.Context, env *Env, c Client) error {
 		stopDrain := context.AfterFunc(env.Drain, s.drain)
 		s.own.Push(func() { stopDrain() })
 	}
-	key, unregister := env.Cancels.Register(s)
+	return s
+}
+
+// keyed gives the session its cancel key (registered: unregister removes
+// it) and what follows from it and from the route.
+func (s *Session) keyed(key cancel.Key, unregister func()) {
 	s.own.Push(unregister)
 	s.key = key
 	s.id = uint64(key.PID)<<32 | uint64(binary.BigEndian.Uint32(key.Secret))
-	s.maxStmts = int32(min(env.Live().MaxPreparedStatements, math.MaxInt32))
+	s.maxStmts = int32(min(s.env.Live().MaxPreparedStatements, math.MaxInt32))
 	s.detect = s.route.Mode != config.PoolSession && s.route.State != config.StateOff
 	s.pinAll = s.detect && s.route.State == config.StatePinAll
 	s.rd.SetWhole(s.wholeTypes())
@@ -380,7 +393,6 @@ func Run(ctx context.Context, env *Env, c Client) error {
 	// reads it, and it has ended.
 	s.own.Push(s.rd.Release)
 	s.own.Push(s.leaveRoute) // one entry, not one each: every client keeps its entries
-	return s.proceed(ctx, s.serve)
 }
 
 // log is the logger for this client's lines: its attributes are formatted
