@@ -326,19 +326,16 @@ type ParamCache struct {
 	// stored, made by the first Stored call, is closed by the first Store.
 	mu     sync.Mutex
 	stored chan struct{}
-	closed bool
 }
 
 // Store records a copy of a fresh server's parameters.
 func (c *ParamCache) Store(params map[string]string) {
 	cp := maps.Clone(params)
-	c.p.Store(&cp)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.stored != nil && !c.closed {
+	if c.p.Swap(&cp) == nil && c.stored != nil {
 		close(c.stored)
 	}
-	c.closed = true
 }
 
 // Stored is closed once parameters are recorded.
@@ -347,7 +344,7 @@ func (c *ParamCache) Stored() <-chan struct{} {
 	defer c.mu.Unlock()
 	if c.stored == nil {
 		c.stored = make(chan struct{})
-		if c.closed {
+		if c.p.Load() != nil {
 			close(c.stored)
 		}
 	}
