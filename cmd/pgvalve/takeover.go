@@ -51,7 +51,8 @@ func (s *server) listen(a *app.App) (bound, *takeover.Conn, error) {
 		}
 		return b, nil, nil
 	}
-	path := s.cfg.TakeoverPath(listenPort(s.cfg.Listen))
+	port, _ := strconv.Atoi(portOf(s.cfg.Listen)) // 0: not a fixed port
+	path := s.cfg.TakeoverPath(port)
 	if path == "" {
 		return bound{}, nil, errors.New("--takeover: no takeover socket: set takeover_socket, or unix_socket_dir and a fixed listen port")
 	}
@@ -115,16 +116,6 @@ func passCancels(a *app.App, c *takeover.Conn) {
 		_, _ = a.Cancels().Cancel(ctx, req.PID, req.Secret)
 		cancel()
 	}
-}
-
-// listenPort is the port of a listen address, 0 when it has none fixed.
-func listenPort(addr string) int {
-	_, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(p)
-	return n
 }
 
 // taken finishes a takeover in the new process, which serves already:
